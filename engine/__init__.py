@@ -1,0 +1,10 @@
+"""gridflow engine: SpiffWorkflow + SQLAlchemy service layer (never imports Flask)."""
+from .clock import FrozenClock, SystemClock, get_clock, set_clock
+from .db import Database
+from .errors import Conflict, EngineError, InvalidInput, NotFound, PermissionDenied, ProcessError
+from .service import InboxFilters, WorkflowService
+
+__all__ = [
+    "Database", "WorkflowService", "InboxFilters", "FrozenClock", "SystemClock", "get_clock", "set_clock",
+    "EngineError", "NotFound", "PermissionDenied", "Conflict", "InvalidInput", "ProcessError",
+]

@@ -1,0 +1,181 @@
+"""Parsing BPMN/DMN with SpiffWorkflow's Spiff parser, and reading what the
+engine needs from a spec: user tasks' lanes, form keys, due dates, assignees.
+
+Designers may also use Camunda Modeler; its `camunda:formKey`,
+`camunda:assignee`, `camunda:candidateGroups` and `camunda:dueDate` attributes
+are read from the XML and honoured like the Spiff properties.
+"""
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+
+from lxml import etree
+from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask as UserTaskMixin
+from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
+
+CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
+BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+
+# Attributes that carry engine metadata, Spiff property name -> Camunda attribute.
+CAMUNDA_ATTRS = {
+    "formKey": "formKey",
+    "assignee": "assignee",
+    "candidateGroups": "candidateGroups",
+    "candidateUsers": "candidateUsers",
+    "dueDate": "dueDate",
+}
+
+
+def is_dmn(filename: str) -> bool:
+    return filename.lower().endswith(".dmn")
+
+
+class CamundaAwareParser(SpiffBpmnParser):
+    """The Spiff parser, remembering Camunda extension attributes per element id."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.camunda_attrs: dict[str, dict[str, str]] = {}
+
+    def add_bpmn_xml(self, bpmn, filename=None):
+        for node in bpmn.iter():
+            if not isinstance(node.tag, str):
+                continue
+            attrs = {key: node.attrib[f"{{{CAMUNDA_NS}}}{attr}"]
+                     for key, attr in CAMUNDA_ATTRS.items()
+                     if f"{{{CAMUNDA_NS}}}{attr}" in node.attrib}
+            if attrs and node.get("id"):
+                self.camunda_attrs[node.get("id")] = attrs
+        return super().add_bpmn_xml(bpmn, filename)
+
+
+def new_parser() -> CamundaAwareParser:
+    return CamundaAwareParser()
+
+
+def load_files(parser: CamundaAwareParser, files: dict[str, str]) -> None:
+    """Feed {filename: text} to the parser, DMN and BPMN alike."""
+    for filename, text in sorted(files.items()):
+        data = text.encode("utf-8") if isinstance(text, str) else text
+        if is_dmn(filename):
+            parser.add_dmn_io(io.BytesIO(data), filename=filename)
+        else:
+            parser.add_bpmn_io(io.BytesIO(data), filename=filename)
+
+
+@dataclass
+class ParsedProcess:
+    key: str
+    name: str
+    spec: object
+    subprocess_specs: dict
+    properties: dict = field(default_factory=dict)
+    camunda_attrs: dict = field(default_factory=dict)
+
+
+def parse_process(files: dict[str, str], process_key: str) -> ParsedProcess:
+    parser = new_parser()
+    load_files(parser, files)
+    spec = parser.get_spec(process_key)
+    subprocess_specs = parser.get_subprocess_specs(process_key)
+    return ParsedProcess(
+        key=process_key,
+        name=spec.description or process_key,
+        spec=spec,
+        subprocess_specs=subprocess_specs,
+        properties=process_properties(files, process_key),
+        camunda_attrs=dict(parser.camunda_attrs),
+    )
+
+
+def process_properties(files: dict[str, str], process_key: str) -> dict[str, str]:
+    """`spiffworkflow:properties` written directly on the <bpmn:process> element
+    (e.g. startRoles, startForm, businessKeyPrefix)."""
+    for filename, text in files.items():
+        if is_dmn(filename):
+            continue
+        root = etree.fromstring(text.encode("utf-8") if isinstance(text, str) else text)
+        for proc in root.iter(f"{{{BPMN_NS}}}process"):
+            if proc.get("id") != process_key:
+                continue
+            props = {}
+            for prop in proc.iterfind("{%s}extensionElements/*/*" % BPMN_NS):
+                if etree.QName(prop).localname == "property" and prop.get("name"):
+                    props[prop.get("name")] = prop.get("value", "")
+            return props
+    return {}
+
+
+LANE_RE = re.compile(r"^(?:(?P<level>[a-z_]+)\.)?(?P<role>[a-z_]+)$")
+LANE_IN_BRACKETS_RE = re.compile(r"[\[(（【]\s*((?:[a-z_]+\.)?[a-z_]+)\s*[\])）】]\s*$")
+
+
+@dataclass(frozen=True)
+class LaneRef:
+    role: str
+    level: str | None
+
+
+def parse_lane(lane: str | None) -> LaneRef | None:
+    """`town.center_dispatcher`, `grid_worker`, or a display name ending in the
+    code: `乡镇派单员 (town.center_dispatcher)`. None if nothing role-like is found."""
+    if not lane:
+        return None
+    text = lane.strip()
+    match = LANE_RE.match(text)
+    if not match:
+        bracket = LANE_IN_BRACKETS_RE.search(text)
+        if not bracket:
+            return None
+        match = LANE_RE.match(bracket.group(1))
+    return LaneRef(role=match.group("role"), level=match.group("level"))
+
+
+@dataclass
+class UserTaskInfo:
+    spec_name: str
+    bpmn_id: str
+    name: str
+    lane: str | None
+    form_key: str | None
+    due: str | None
+    assignee: str | None
+    candidate_users: str | None
+    candidate_groups: str | None
+
+
+def user_task_info(task_spec, camunda_attrs: dict | None = None) -> UserTaskInfo:
+    props = dict((getattr(task_spec, "extensions", None) or {}).get("properties", {}) or {})
+    for key, value in (camunda_attrs or {}).get(task_spec.bpmn_id, {}).items():
+        props.setdefault(key, value)
+    return UserTaskInfo(
+        spec_name=task_spec.name,
+        bpmn_id=task_spec.bpmn_id,
+        name=task_spec.bpmn_name or task_spec.bpmn_id,
+        lane=task_spec.lane,
+        form_key=props.get("formKey"),
+        due=props.get("dueDate"),
+        assignee=props.get("assignee"),
+        candidate_users=props.get("candidateUsers"),
+        candidate_groups=props.get("candidateGroups"),
+    )
+
+
+def is_user_task(task_spec) -> bool:
+    return isinstance(task_spec, UserTaskMixin)
+
+
+def all_specs(parsed: ParsedProcess):
+    """(process spec, task spec) for the top process and every subprocess."""
+    for spec in [parsed.spec, *parsed.subprocess_specs.values()]:
+        for task_spec in spec.task_specs.values():
+            yield spec, task_spec
+
+
+__all__ = [
+    "ValidationException", "ParsedProcess", "parse_process", "parse_lane", "LaneRef",
+    "user_task_info", "is_user_task", "all_specs", "new_parser", "load_files",
+]

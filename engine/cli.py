@@ -1,0 +1,121 @@
+"""`gridflow` command line: schema, organisation, deployment and validation."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from forms import FormDefinitionError, FormRegistry
+
+from . import schema
+from .db import Database
+from .deploy import DeployError, deploy_files, read_process_dir, validate_files
+from .org import OrgFileError, load_org_file
+
+
+def _db() -> Database:
+    return Database()
+
+
+@click.group()
+def main():
+    """gridflow: grid governance workflows (网格化治理) on SpiffWorkflow."""
+
+
+@main.command("init-db")
+def init_db():
+    """Create or upgrade the database schema (Alembic)."""
+    db = _db()
+    schema.upgrade(db)
+    click.echo(f"schema up to date: {db.url}")
+
+
+@main.command("load-org")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def load_org_cmd(path):
+    """Load a jurisdiction tree and its users from YAML (idempotent)."""
+    db = _db()
+    try:
+        with db.unit_of_work() as session:
+            report = load_org_file(session, path)
+    except OrgFileError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"{path}: {report}")
+
+
+def _form_keys() -> set[str]:
+    try:
+        return FormRegistry().keys()
+    except FormDefinitionError as exc:
+        click.echo(f"error in a form definition: {exc}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("directory", default="processes", type=click.Path(exists=True, file_okay=False))
+@click.option("--actor", default=None, help="who deploys (recorded on the version)")
+def deploy(directory, actor):
+    """Validate and deploy every BPMN/DMN file in DIRECTORY; unchanged processes create nothing."""
+    files = read_process_dir(directory)
+    if not files:
+        click.echo(f"error: no .bpmn or .dmn files in {directory}", err=True)
+        sys.exit(1)
+    db = _db()
+    try:
+        with db.unit_of_work() as session:
+            result = deploy_files(session, files, _form_keys(), actor=actor)
+    except DeployError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"nothing deployed: {len(exc.problems)} problem(s)", err=True)
+        sys.exit(1)
+    for version in result.created:
+        click.echo(f"deployed {version.process_key} v{version.version} ({version.content_hash[:12]}) "
+                   f"from {', '.join(sorted(version.files))}")
+    for key in result.unchanged:
+        click.echo(f"unchanged {key}")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def validate(paths):
+    """Check BPMN/DMN files without storing anything; one line per problem, exit 1 if any.
+
+    Called processes and decisions are looked up among the given files and the
+    other files of their folders."""
+    given = {Path(p).resolve() for p in paths}
+    files, context = {}, {}
+    for path in given:
+        files[path.name] = path.read_text(encoding="utf-8")
+        for sibling in list(path.parent.glob("*.bpmn")) + list(path.parent.glob("*.dmn")):
+            if sibling.resolve() not in given and sibling.name not in files:
+                context[sibling.name] = sibling.read_text(encoding="utf-8")
+    problems = validate_files({**context, **files}, _form_keys())
+    problems = [p for p in problems if p.file in files or p.file not in context]
+    for problem in problems:
+        click.echo(str(problem))
+    if problems:
+        click.echo(f"{len(problems)} problem(s) in {len(files)} file(s)", err=True)
+        sys.exit(1)
+    click.echo(f"ok: {len(files)} file(s) valid")
+
+
+@main.command("setup-demo")
+@click.option("--org", "org_path", default="demo/org.yaml", type=click.Path(exists=True, dir_okay=False))
+@click.option("--processes", "processes_dir", default="processes", type=click.Path(exists=True, file_okay=False))
+def setup_demo(org_path, processes_dir):
+    """Schema + demo organisation + deploy processes/: what `make run` needs."""
+    db = _db()
+    schema.upgrade(db)
+    with db.unit_of_work() as session:
+        report = load_org_file(session, org_path)
+    click.echo(f"organisation from {org_path}: {report}")
+    ctx = click.get_current_context()
+    ctx.invoke(deploy, directory=processes_dir, actor="setup-demo")
+    click.echo(f"database: {db.url}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""One clock for the whole engine.
+
+Everything that asks "what time is it" (the service, the timer worker, and
+SpiffWorkflow's timer events) reads `clock.now()`. Tests and scenarios replace
+it with a `FrozenClock` and move it forward; production uses `SystemClock`.
+
+SpiffWorkflow reads `datetime.now(timezone.utc)` inside
+`SpiffWorkflow/bpmn/specs/event_definitions/timer.py`; `install()` points the
+`datetime` name of that module at a subclass whose `now()` asks our clock, so a
+moved clock moves BPMN timers too.
+"""
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+from SpiffWorkflow.bpmn.specs.event_definitions import timer as _spiff_timer
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+class FrozenClock:
+    """A clock that only moves when told to (tests, scenarios, demo history)."""
+
+    def __init__(self, start: datetime | None = None):
+        start = start or datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=timezone.utc)
+        self._now = start
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def advance(self, delta: timedelta | None = None, **kwargs) -> datetime:
+        delta = delta if delta is not None else timedelta(**kwargs)
+        with self._lock:
+            self._now = self._now + delta
+            return self._now
+
+    def set(self, moment: datetime) -> None:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        with self._lock:
+            self._now = moment
+
+
+_current = SystemClock()
+
+
+def get_clock():
+    return _current
+
+
+def set_clock(clock) -> None:
+    global _current
+    _current = clock
+
+
+def now() -> datetime:
+    return _current.now()
+
+
+class _ClockDatetime(datetime):
+    """`datetime` as seen by SpiffWorkflow's timer module: `now()` is ours."""
+
+    @classmethod
+    def now(cls, tz=None):
+        moment = _current.now()
+        return moment.astimezone(tz) if tz is not None else moment.replace(tzinfo=None)
+
+
+def install() -> None:
+    """Route SpiffWorkflow's timer arithmetic through our clock (idempotent)."""
+    _spiff_timer.datetime = _ClockDatetime
+
+
+install()

@@ -1,0 +1,87 @@
+"""Database plumbing: one `Database` object owns the SQLAlchemy engine and sessions.
+
+`unit_of_work()` is the one place transactions begin and end: the service opens
+one per transition, commits on success and rolls back on any error, so a
+failed step leaves no trace but its error.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+DEFAULT_SQLITE_PATH = Path("instance") / "gridflow.sqlite"
+
+
+def database_url(url: str | None = None) -> str:
+    """The URL in use: explicit argument, then DATABASE_URL, then the SQLite file."""
+    if url:
+        return url
+    env = os.environ.get("DATABASE_URL")
+    if env:
+        return env
+    DEFAULT_SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{DEFAULT_SQLITE_PATH}"
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):
+            # Let Python's sqlite3 stop issuing its own BEGIN so ours (below) is the
+            # only one; BEGIN IMMEDIATE takes the write lock up front, so two
+            # writers queue instead of deadlocking on a read-then-write upgrade.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+class Database:
+    def __init__(self, url: str | None = None):
+        self.url = database_url(url)
+        self.engine = make_engine(self.url)
+        self.Session = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def unit_of_work(self):
+        session: Session = self.Session()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    @contextmanager
+    def read_session(self):
+        session: Session = self.Session()
+        try:
+            yield session
+        finally:
+            # close, not rollback: rollback would expire the objects we hand back
+            session.close()
+
+    def dispose(self):
+        self.engine.dispose()

@@ -1,0 +1,311 @@
+"""Deploying and validating the BPMN/DMN files of `processes/`.
+
+`validate_files` runs SpiffWorkflow's own parsing plus our checks and returns
+one `Problem` per finding (file, element id, what is wrong, how to fix it).
+`deploy_files` stores a new `ProcessVersion` per process whose files changed,
+keyed by a hash of the files the process needs: redeploying unchanged files
+creates nothing, and running cases stay on the version they started on.
+A set of files with any problem is refused whole; nothing is stored.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from lxml import etree
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from . import clock
+from .bpmn import (BPMN_NS, CamundaAwareParser, is_dmn, is_user_task, parse_lane,
+                   process_properties, user_task_info)
+from .models import LEVELS, ROLES, ProcessVersion
+
+SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
+CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
+DMN_NAMESPACES = (
+    "https://www.omg.org/spec/DMN/20191111/MODEL/",
+    "http://www.omg.org/spec/DMN/20180521/MODEL/",
+    "http://www.omg.org/spec/DMN/20151101/dmn.xsd",
+)
+FLOW_NODE_TAGS = {
+    "task", "userTask", "manualTask", "scriptTask", "serviceTask", "sendTask", "receiveTask",
+    "businessRuleTask", "callActivity", "subProcess", "transaction", "adHocSubProcess",
+    "startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent",
+    "exclusiveGateway", "parallelGateway", "inclusiveGateway", "eventBasedGateway", "complexGateway",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    element: str
+    message: str
+    fix: str = ""
+
+    def __str__(self):
+        where = f"{self.file}:{self.element}" if self.element else self.file
+        return f"{where}: {self.message}" + (f" — {self.fix}" if self.fix else "")
+
+
+class DeployError(Exception):
+    def __init__(self, problems: list[Problem]):
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def read_process_dir(directory) -> dict[str, str]:
+    directory = Path(directory)
+    files = {}
+    for path in sorted(list(directory.glob("*.bpmn")) + list(directory.glob("*.dmn"))):
+        files[path.name] = path.read_text(encoding="utf-8")
+    return files
+
+
+def _q(ns, tag):
+    return f"{{{ns}}}{tag}"
+
+
+def _local(node) -> str:
+    return etree.QName(node).localname if isinstance(node.tag, str) else ""
+
+
+@dataclass
+class _Analysis:
+    """What parsing a set of files yielded."""
+    parser: CamundaAwareParser
+    trees: dict            # filename -> lxml root (files that are well-formed)
+    process_files: dict    # process id -> filename
+    decision_files: dict   # decision id -> filename
+    executable: list       # executable top-level process ids
+    problems: list
+
+
+def _analyse(files: dict[str, str]) -> _Analysis:
+    problems: list[Problem] = []
+    trees = {}
+    for name, text in files.items():
+        try:
+            data = text.encode("utf-8") if isinstance(text, str) else text
+            trees[name] = etree.parse(io.BytesIO(data)).getroot()
+        except etree.XMLSyntaxError as exc:
+            problems.append(Problem(name, f"line {exc.lineno}", f"not well-formed XML: {exc.msg}",
+                                    "open it in a modeler and save it again, or fix the XML by hand"))
+    parser = CamundaAwareParser()
+    process_files, decision_files = {}, {}
+    for name, root in trees.items():
+        try:
+            if is_dmn(name) or etree.QName(root).namespace in DMN_NAMESPACES:
+                if etree.QName(root).namespace not in DMN_NAMESPACES:
+                    raise ValueError("a .dmn file must contain a DMN <definitions> element")
+                before = set(parser.dmn_parsers)
+                parser.add_dmn_xml(root, filename=name)
+                for did in set(parser.dmn_parsers) - before:
+                    decision_files[did] = name
+            else:
+                if etree.QName(root).namespace != BPMN_NS or _local(root) != "definitions":
+                    raise ValueError("not a BPMN 2.0 file: the root must be bpmn:definitions")
+                before = set(parser.process_parsers)
+                parser.add_bpmn_xml(root, filename=name)
+                for pid in set(parser.process_parsers) - before:
+                    process_files[pid] = name
+        except Exception as exc:  # any parser failure is a finding about this file, never a crash
+            problems.append(_problem_from_exception(name, exc))
+    executable = [pid for pid, pp in parser.process_parsers.items()
+                  if pp.process_executable and pid in process_files]
+    return _Analysis(parser, trees, process_files, decision_files, executable, problems)
+
+
+def _problem_from_exception(filename: str, exc: Exception) -> Problem:
+    element = getattr(exc, "id", "") or ""
+    file_name = getattr(exc, "file_name", "") or filename
+    line = getattr(exc, "line_number", "")
+    msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+    if not element and line:
+        element = f"line {line}"
+    fix = "correct the element in the modeler"
+    low = msg.lower()
+    if "no dmn" in low or "decision" in low:
+        fix = "deploy the DMN file that defines this decision, or correct the decision id"
+    elif "process" in low and ("not found" in low or "no such" in low or "unable" in low):
+        fix = "add the called process's BPMN file, or correct calledElement"
+    return Problem(Path(str(file_name)).name or filename, element, msg, fix)
+
+
+def validate_files(files: dict[str, str], form_keys: set[str] | None = None) -> list[Problem]:
+    analysis = _analyse(files)
+    problems = list(analysis.problems)
+    for pid in analysis.executable:
+        problems.extend(_check_process(analysis, pid, form_keys))
+    for name, root in analysis.trees.items():
+        if not is_dmn(name):
+            problems.extend(_check_reachability(name, root))
+    # the same finding from two processes sharing a file is one finding
+    seen, unique = set(), []
+    for p in problems:
+        if p not in seen:
+            seen.add(p)
+            unique.append(p)
+    return unique
+
+
+def _check_process(analysis: _Analysis, pid: str, form_keys) -> list[Problem]:
+    problems = []
+    filename = analysis.process_files.get(pid, "?")
+    try:
+        spec = analysis.parser.get_spec(pid)
+        subprocess_specs = analysis.parser.get_subprocess_specs(pid)
+    except Exception as exc:
+        return [_problem_from_exception(filename, exc)]
+    for proc_spec in [spec, *subprocess_specs.values()]:
+        file_of_spec = Path(getattr(proc_spec, "file", "") or filename).name
+        for task_spec in proc_spec.task_specs.values():
+            if not is_user_task(task_spec):
+                continue
+            info = user_task_info(task_spec, analysis.parser.camunda_attrs)
+            element = info.bpmn_id
+            lane = info.lane or info.candidate_groups
+            if not lane and not (info.assignee or info.candidate_users):
+                problems.append(Problem(file_of_spec, element, f"user task '{info.name}' is in no lane",
+                                        "put it in a lane named level.role, e.g. town.center_dispatcher"))
+            elif lane:
+                ref = parse_lane(lane)
+                if ref is None or ref.role not in ROLES:
+                    problems.append(Problem(
+                        file_of_spec, element,
+                        f"lane '{lane}' of user task '{info.name}' names no known role",
+                        f"name the lane level.role with a role from: {', '.join(ROLES)}"))
+                elif ref.level and ref.level not in LEVELS:
+                    problems.append(Problem(
+                        file_of_spec, element,
+                        f"lane '{lane}' of user task '{info.name}' names unknown level '{ref.level}'",
+                        f"use one of: {', '.join(LEVELS)}"))
+            if form_keys is not None:
+                if not info.form_key:
+                    problems.append(Problem(file_of_spec, element, f"user task '{info.name}' names no form",
+                                            "add a formKey property naming a file in forms/"))
+                elif info.form_key not in form_keys:
+                    problems.append(Problem(
+                        file_of_spec, element,
+                        f"user task '{info.name}' names form '{info.form_key}', which does not exist",
+                        f"create forms/{info.form_key}.yaml or correct the formKey"))
+    return problems
+
+
+def _check_reachability(filename: str, root) -> list[Problem]:
+    """Flow nodes no path from a start event reaches (per process / subprocess)."""
+    problems = []
+    containers = [n for n in root.iter() if _local(n) in ("process", "subProcess", "transaction", "adHocSubProcess")]
+    for container in containers:
+        if _local(container) == "adHocSubProcess":
+            continue
+        nodes = {c.get("id"): c for c in container if _local(c) in FLOW_NODE_TAGS and c.get("id")}
+        if not nodes:
+            continue
+        edges = defaultdict(list)
+        for flow in container:
+            if _local(flow) == "sequenceFlow":
+                edges[flow.get("sourceRef")].append(flow.get("targetRef"))
+        boundary = defaultdict(list)
+        for nid, node in nodes.items():
+            if _local(node) == "boundaryEvent":
+                boundary[node.get("attachedToRef")].append(nid)
+        has_incoming = {t for targets in edges.values() for t in targets}
+        roots = [nid for nid, n in nodes.items()
+                 if _local(n) == "startEvent"
+                 or (_local(n) == "subProcess" and n.get("triggeredByEvent") == "true")]
+        if not roots:
+            # no start event: BPMN starts every node without incoming flow
+            roots = [nid for nid, n in nodes.items() if nid not in has_incoming and _local(n) != "boundaryEvent"]
+        # link events connect throw -> catch by name
+        catches_by_link = defaultdict(list)
+        throws_link = {}
+        for nid, n in nodes.items():
+            for ed in n:
+                if _local(ed) == "linkEventDefinition":
+                    if _local(n) == "intermediateCatchEvent":
+                        catches_by_link[ed.get("name")].append(nid)
+                    elif _local(n) == "intermediateThrowEvent":
+                        throws_link[nid] = ed.get("name")
+        seen, stack = set(), list(roots)
+        while stack:
+            nid = stack.pop()
+            if nid in seen:
+                continue
+            seen.add(nid)
+            stack.extend(edges.get(nid, []))
+            stack.extend(boundary.get(nid, []))
+            if nid in throws_link:
+                stack.extend(catches_by_link.get(throws_link[nid], []))
+        for nid, node in nodes.items():
+            # compensation handlers are reached through associations, not sequence flows
+            if nid not in seen and node.get("isForCompensation") != "true":
+                label = node.get("name") or nid
+                problems.append(Problem(filename, nid, f"{_local(node)} '{label}' can never be reached",
+                                        "connect it with a sequence flow from the path, or delete it"))
+    return problems
+
+
+def _closure_files(analysis: _Analysis, pid: str, files: dict[str, str]) -> dict[str, str]:
+    """The files process `pid` needs: its own, its called processes', and the DMN it calls."""
+    needed = {analysis.process_files[pid]}
+    for sub_id in analysis.parser.get_subprocess_specs(pid):
+        if sub_id in analysis.process_files:
+            needed.add(analysis.process_files[sub_id])
+    decision_ids = set()
+    for name in list(needed):
+        root = analysis.trees[name]
+        for node in root.iter(_q(SPIFF_NS, "calledDecisionId")):
+            if node.text:
+                decision_ids.add(node.text.strip())
+        for node in root.iter():
+            ref = node.get(_q(CAMUNDA_NS, "decisionRef")) if isinstance(node.tag, str) else None
+            if ref:
+                decision_ids.add(ref)
+    for did in decision_ids:
+        if did in analysis.decision_files:
+            needed.add(analysis.decision_files[did])
+    return {name: files[name] for name in sorted(needed)}
+
+
+def content_hash(files: dict[str, str]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode("utf-8") + b"\0" + files[name].encode("utf-8") + b"\0")
+    return h.hexdigest()
+
+
+@dataclass
+class DeployResult:
+    created: list[ProcessVersion]
+    unchanged: list[str]
+
+
+def deploy_files(session: Session, files: dict[str, str], form_keys: set[str] | None = None,
+                 actor: str | None = None) -> DeployResult:
+    problems = validate_files(files, form_keys)
+    if problems:
+        raise DeployError(problems)
+    analysis = _analyse(files)
+    created, unchanged = [], []
+    for pid in sorted(analysis.executable):
+        needed = _closure_files(analysis, pid, files)
+        digest = content_hash(needed)
+        existing = session.scalar(select(ProcessVersion).where(
+            ProcessVersion.process_key == pid, ProcessVersion.content_hash == digest))
+        if existing is not None:
+            unchanged.append(pid)
+            continue
+        latest = session.scalar(select(func.max(ProcessVersion.version)).where(ProcessVersion.process_key == pid)) or 0
+        spec = analysis.parser.get_spec(pid)
+        version = ProcessVersion(
+            process_key=pid, version=latest + 1, name=spec.description or pid,
+            content_hash=digest, files=needed, properties=process_properties(needed, pid),
+            deployed_at=clock.now(), deployed_by=actor)
+        session.add(version)
+        created.append(version)
+    session.flush()
+    return DeployResult(created, unchanged)

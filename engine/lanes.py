@@ -1,0 +1,128 @@
+"""Lane resolution: who may work a user task of a given case.
+
+A lane named `level.role` (or just `role`) resolves, per case, to the holders
+of that role at the ancestor of the case's grid at that level (the grid itself
+for `grid.`; for a bare role, the nearest ancestor that has holders).
+`department_handler` lanes go one step further: the task data's `department`
+(a dept_type such as `chengguan`) picks the department node attached to that
+ancestor, or to the nearest ancestor above it that has one.
+
+Task data may override the lane: a task property `assignee` / `candidateUsers`
+names a data key holding a username (or a list of them), e.g. the case-owning
+leader chosen in an earlier form.
+
+A lane nobody holds still yields a task: it goes to the center dispatchers of
+the nearest ancestor above that has any, flagged `unresolved`, so it is never lost.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .bpmn import parse_lane
+from .models import DEPARTMENT, JurisdictionNode, RoleAssignment, User
+
+DEPARTMENT_ROLES = {"department_handler", "petition_officer"}
+FALLBACK_ROLE = "center_dispatcher"
+
+
+@dataclass
+class Candidates:
+    role: str | None = None
+    node_id: int | None = None
+    assignee_id: int | None = None
+    user_ids: list[int] = field(default_factory=list)
+    unresolved: bool = False
+    reason: str | None = None
+
+
+class LaneResolver:
+    """Per-transition cache of the tree lookups lane resolution needs."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self._nodes: dict[int, JurisdictionNode] = {}
+        self._holders: dict[tuple[str, int], bool] = {}
+
+    def node(self, node_id: int) -> JurisdictionNode:
+        if node_id not in self._nodes:
+            self._nodes[node_id] = self.session.get(JurisdictionNode, node_id)
+        return self._nodes[node_id]
+
+    def ancestors(self, grid: JurisdictionNode) -> list[JurisdictionNode]:
+        """From the grid up to the root."""
+        return [self.node(i) for i in reversed(grid.ancestor_ids())]
+
+    def has_holders(self, role: str, node_id: int) -> bool:
+        key = (role, node_id)
+        if key not in self._holders:
+            self._holders[key] = self.session.scalar(
+                select(RoleAssignment.id).where(RoleAssignment.role == role,
+                                                RoleAssignment.node_id == node_id).limit(1)) is not None
+        return self._holders[key]
+
+    def department_under(self, node: JurisdictionNode, dept_type: str) -> JurisdictionNode | None:
+        return self.session.scalar(select(JurisdictionNode).where(
+            JurisdictionNode.parent_id == node.id, JurisdictionNode.level == DEPARTMENT,
+            JurisdictionNode.dept_type == dept_type).limit(1))
+
+    def users_by_name(self, names) -> list[int]:
+        names = [names] if isinstance(names, str) else list(names or [])
+        names = [n.strip() for n in names if isinstance(n, str) and n.strip()]
+        if not names:
+            return []
+        return list(self.session.scalars(select(User.id).where(User.username.in_(names), User.active.is_(True))))
+
+    def resolve(self, lane: str | None, grid: JurisdictionNode, data: dict,
+                assignee_key: str | None = None, candidates_key: str | None = None) -> Candidates:
+        if assignee_key:
+            ids = self.users_by_name(data.get(_data_key(assignee_key)))
+            if ids:
+                return Candidates(assignee_id=ids[0], user_ids=ids[:1])
+        if candidates_key:
+            ids = self.users_by_name(data.get(_data_key(candidates_key)))
+            if ids:
+                return Candidates(user_ids=ids)
+
+        ref = parse_lane(lane)
+        chain = self.ancestors(grid)
+        if ref is None:
+            return self._fallback(chain, 0, f"lane '{lane}' names no role")
+        if ref.level:
+            start = next((i for i, n in enumerate(chain) if n.level == ref.level), None)
+            if start is None:
+                return self._fallback(chain, 0, f"the case's grid has no {ref.level} above it")
+            candidates_at = [start]
+        else:
+            start, candidates_at = 0, list(range(len(chain)))
+
+        if ref.role in DEPARTMENT_ROLES and data.get("department"):
+            dept_type = data["department"]
+            for i in range(start, len(chain)):
+                dept = self.department_under(chain[i], dept_type)
+                if dept is not None and self.has_holders(ref.role, dept.id):
+                    return Candidates(role=ref.role, node_id=dept.id)
+            return self._fallback(chain, start + 1,
+                                  f"no {ref.role} for department '{dept_type}' at or above {chain[start].name}")
+        for i in candidates_at:
+            if self.has_holders(ref.role, chain[i].id):
+                return Candidates(role=ref.role, node_id=chain[i].id)
+        where = chain[start].name if ref.level else "any level"
+        return self._fallback(chain, start + 1, f"nobody holds {ref.role} at {where}")
+
+    def _fallback(self, chain, from_index: int, reason: str) -> Candidates:
+        for node in chain[from_index:]:
+            if node.level != DEPARTMENT and self.has_holders(FALLBACK_ROLE, node.id):
+                return Candidates(role=FALLBACK_ROLE, node_id=node.id, unresolved=True, reason=reason)
+        # Nobody anywhere: keep the task, visible to the top node's dispatchers once someone is appointed.
+        return Candidates(role=FALLBACK_ROLE, node_id=chain[-1].id if chain else None, unresolved=True, reason=reason)
+
+
+def _data_key(expr: str) -> str:
+    """`owning_leader`, `${owning_leader}` (Camunda style) -> `owning_leader`."""
+    expr = expr.strip()
+    if expr.startswith("${") and expr.endswith("}"):
+        expr = expr[2:-1].strip()
+    return expr

@@ -1,0 +1,231 @@
+"""SQL schema. Workflow state is SpiffWorkflow's serializer output (table
+`case_state`); everything that is listed, filtered or counted lives in plain
+columns so that no query ever has to deserialize a workflow.
+
+Levels of the jurisdiction tree, top down: city > county > town > community > grid.
+A functional department (城管, 司法所, 信访局 …) is a node of level `department`
+whose parent is the town, county or city it belongs to.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+LEVELS = ("city", "county", "town", "community", "grid")
+DEPARTMENT = "department"
+ROLES = (
+    "grid_worker", "grid_leader", "center_dispatcher", "department_handler",
+    "petition_officer", "leader", "mediator", "auditor", "designer", "admin",
+)
+
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+# Portable autoincrementing big integer (SQLite only autoincrements INTEGER PRIMARY KEY).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on both SQLite (which drops tzinfo) and PostgreSQL."""
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value
+
+    def process_result_value(self, value, dialect):
+        from datetime import timezone
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class JurisdictionNode(Base):
+    __tablename__ = "jurisdiction_node"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[str] = mapped_column(String(16))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("jurisdiction_node.id"))
+    # Materialized path "/1/4/9/": a subtree is one indexed prefix match.
+    path: Mapped[str] = mapped_column(String(400), index=True)
+    key_prefix: Mapped[str | None] = mapped_column(String(8))
+    dept_type: Mapped[str | None] = mapped_column(String(32))
+
+    parent: Mapped[JurisdictionNode | None] = relationship(remote_side=[id])
+
+    __table_args__ = (Index("ix_node_parent_dept", "parent_id", "dept_type"),)
+
+    def ancestor_ids(self) -> list[int]:
+        """Ids from the root down to this node, inclusive."""
+        return [int(p) for p in self.path.strip("/").split("/") if p]
+
+
+class User(Base):
+    __tablename__ = "app_user"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100))
+    password_hash: Mapped[str] = mapped_column(String(255), default="")
+    phone: Mapped[str | None] = mapped_column(String(32))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    roles: Mapped[list[RoleAssignment]] = relationship(back_populates="user", lazy="selectin")
+
+
+class RoleAssignment(Base):
+    """A role held at a node: the unit of both assignment and jurisdiction."""
+    __tablename__ = "role_assignment"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(32))
+    node_id: Mapped[int] = mapped_column(ForeignKey("jurisdiction_node.id"))
+
+    user: Mapped[User] = relationship(back_populates="roles")
+    node: Mapped[JurisdictionNode] = relationship(lazy="joined")
+
+    __table_args__ = (
+        UniqueConstraint("user_id", "role", "node_id", name="uq_role_assignment"),
+        Index("ix_role_node", "role", "node_id"),
+    )
+
+
+class ProcessVersion(Base):
+    """One deployed version of a process; `content_hash` covers every file it was parsed from."""
+    __tablename__ = "process_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    process_key: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    # {filename: text} of every BPMN/DMN file the process needs (its own + called + decisions).
+    files: Mapped[dict] = mapped_column(JsonType)
+    properties: Mapped[dict] = mapped_column(JsonType, default=dict)
+    deployed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    deployed_by: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        UniqueConstraint("process_key", "content_hash", name="uq_process_hash"),
+        UniqueConstraint("process_key", "version", name="uq_process_version"),
+    )
+
+
+class Case(Base):
+    __tablename__ = "gf_case"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    business_key: Mapped[str] = mapped_column(String(40), unique=True)
+    process_key: Mapped[str] = mapped_column(String(100), index=True)
+    process_version_id: Mapped[int] = mapped_column(ForeignKey("process_version.id"))
+    grid_id: Mapped[int] = mapped_column(ForeignKey("jurisdiction_node.id"))
+    grid_path: Mapped[str] = mapped_column(String(400))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    title: Mapped[str] = mapped_column(String(200), default="")
+    # The two governance dimensions every report cuts by (from the report form).
+    category: Mapped[str | None] = mapped_column(String(40))
+    colour: Mapped[str | None] = mapped_column(String(16))
+    # Case fields reports filter on (category, colour, resolved_level …), copied from workflow data.
+    summary: Mapped[dict] = mapped_column(JsonType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    next_timer_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    row_version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": row_version}
+    __table_args__ = (
+        Index("ix_case_grid_path", "grid_path"),
+        Index("ix_case_status_created", "status", "created_at"),
+    )
+
+
+class CaseState(Base):
+    """The live part of a case's SpiffWorkflow state (completed history is pruned
+    into `audit_event`), kept apart from `gf_case` so listing cases never loads it."""
+    __tablename__ = "case_state"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("gf_case.id", ondelete="CASCADE"), primary_key=True)
+    serializer_version: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(Text)
+
+
+class WorkItem(Base):
+    """A READY user task, mirrored for inboxes. Its id is the SpiffWorkflow task id."""
+    __tablename__ = "work_item"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("gf_case.id", ondelete="CASCADE"), index=True)
+    process_key: Mapped[str] = mapped_column(String(100))
+    spec_id: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    lane: Mapped[str | None] = mapped_column(String(100))
+    role: Mapped[str | None] = mapped_column(String(32))
+    # Candidates: holders of `role` at `candidate_node_id`, plus `work_item_candidate` rows.
+    candidate_node_id: Mapped[int | None] = mapped_column(ForeignKey("jurisdiction_node.id"))
+    grid_path: Mapped[str] = mapped_column(String(400))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    unresolved: Mapped[bool] = mapped_column(Boolean, default=False)
+    form_key: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+
+    __table_args__ = (
+        Index("ix_work_item_group", "status", "role", "candidate_node_id", "due_at"),
+        Index("ix_work_item_assignee", "status", "assignee_id", "due_at"),
+    )
+
+
+class WorkItemCandidate(Base):
+    """Explicit candidate users of a work item (chosen in an earlier form)."""
+    __tablename__ = "work_item_candidate"
+
+    work_item_id: Mapped[str] = mapped_column(ForeignKey("work_item.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), primary_key=True)
+
+    __table_args__ = (Index("ix_candidate_user", "user_id"),)
+
+
+class AuditEvent(Base):
+    """Append-only trail. Also the path history: one `step` event per BPMN
+    element a case passed through, with the element it came from."""
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("gf_case.id"), index=True)
+    work_item_id: Mapped[str | None] = mapped_column(String(36))
+    event_type: Mapped[str] = mapped_column(String(32))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    bpmn_id: Mapped[str | None] = mapped_column(String(100))
+    bpmn_name: Mapped[str | None] = mapped_column(String(200))
+    flow_from: Mapped[str | None] = mapped_column(String(100))
+    data: Mapped[dict] = mapped_column(JsonType, default=dict)
+
+
+class CaseSequence(Base):
+    """Per-prefix, per-year counter behind business keys like LX-2026-000123."""
+    __tablename__ = "case_sequence"
+
+    prefix: Mapped[str] = mapped_column(String(8), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last: Mapped[int] = mapped_column(Integer, default=0)

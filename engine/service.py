@@ -1,0 +1,587 @@
+"""The engine service: the one API the web, the CLI, workers and tests call.
+
+Every transition (start, claim, unclaim, complete) is one database transaction
+opened by `Database.unit_of_work`: load the case (row lock on PostgreSQL, a
+version check everywhere), run SpiffWorkflow, record the steps it took, prune
+finished history, save the live state, mirror READY user tasks as work items,
+append audit events, commit. Any error rolls the whole transition back.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.util.task import TaskState
+
+from forms import FormRegistry, FormValidationError, to_task_data
+
+from . import clock
+from .bpmn import ParsedProcess, is_user_task, parse_process, user_task_info
+from .db import Database
+from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, ProcessError
+from .lanes import LaneResolver
+from .models import (AuditEvent, Case, CaseSequence, CaseState, JurisdictionNode, ProcessVersion,
+                     RoleAssignment, User, WorkItem, WorkItemCandidate)
+from .state import StateSerializer, collect_finished_steps, prune_history, run_engine
+
+SUMMARY_VALUE_MAX = 200
+SUMMARY_KEYS_MAX = 60
+
+
+class SpecCache:
+    """Parsed specs per deployed version. A version's files never change, so a
+    parse is good for the life of the process."""
+
+    def __init__(self):
+        self._parsed: dict[int, ParsedProcess] = {}
+
+    def get(self, version: ProcessVersion) -> ParsedProcess:
+        parsed = self._parsed.get(version.id)
+        if parsed is None:
+            parsed = parse_process(version.files, version.process_key)
+            self._parsed[version.id] = parsed
+        return parsed
+
+
+@dataclass
+class InboxFilters:
+    process_key: str | None = None
+    spec_id: str | None = None
+    colour: str | None = None
+    overdue: bool = False
+    business_key: str | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass
+class InboxRow:
+    item: WorkItem
+    business_key: str
+    case_title: str
+    colour: str | None
+    grid_name: str
+    claimed_by: str | None
+
+
+@dataclass
+class CaseView:
+    case: Case
+    open_items: list[WorkItem] = field(default_factory=list)
+
+    @property
+    def id(self):
+        return self.case.id
+
+    @property
+    def business_key(self):
+        return self.case.business_key
+
+    @property
+    def status(self):
+        return self.case.status
+
+
+class WorkflowService:
+    def __init__(self, db: Database, forms: FormRegistry | None = None):
+        self.db = db
+        self.forms = forms if forms is not None else FormRegistry()
+        self.specs = SpecCache()
+        self.serializer = StateSerializer()
+
+    # ---------------------------------------------------------------- lookups
+
+    @staticmethod
+    def _user(session: Session, actor) -> User:
+        if isinstance(actor, User):
+            user = session.get(User, actor.id)
+        elif isinstance(actor, int):
+            user = session.get(User, actor)
+        else:
+            user = session.scalar(select(User).where(User.username == str(actor)))
+        if user is None or not user.active:
+            raise PermissionDenied(f"unknown or inactive user '{actor}'")
+        return user
+
+    @staticmethod
+    def _node(session: Session, ref) -> JurisdictionNode:
+        if isinstance(ref, JurisdictionNode):
+            node = session.get(JurisdictionNode, ref.id)
+        elif isinstance(ref, int):
+            node = session.get(JurisdictionNode, ref)
+        else:
+            node = session.scalar(select(JurisdictionNode).where(JurisdictionNode.code == str(ref)))
+        if node is None:
+            raise NotFound(f"no jurisdiction node '{ref}'")
+        return node
+
+    @staticmethod
+    def latest_version(session: Session, process_key: str) -> ProcessVersion:
+        version = session.scalar(select(ProcessVersion).where(ProcessVersion.process_key == process_key)
+                                 .order_by(ProcessVersion.version.desc()).limit(1))
+        if version is None:
+            raise NotFound(f"process '{process_key}' is not deployed; run `gridflow deploy` first")
+        return version
+
+    def _validate_form(self, form_key: str | None, data: dict) -> dict:
+        if not form_key:
+            return dict(data or {})
+        form = self.forms.get(form_key)
+        if form is None:
+            raise ProcessError(f"form '{form_key}' is missing from forms/; ask a designer to add it")
+        try:
+            return to_task_data(form, form.validate(data))
+        except FormValidationError as exc:
+            raise InvalidInput("some fields are not filled in correctly", fields=exc.fields) from None
+
+    # ----------------------------------------------------------- start a case
+
+    def start_case(self, process_key: str, grid, data: dict, actor) -> CaseView:
+        with self.db.unit_of_work() as session:
+            user = self._user(session, actor)
+            grid_node = self._node(session, grid)
+            if grid_node.level != "grid":
+                raise InvalidInput(f"'{grid_node.name}' is a {grid_node.level}, not a grid; choose a grid",
+                                   fields={"grid": ["must be a grid"]})
+            version = self.latest_version(session, process_key)
+            self._check_may_start(session, user, grid_node, version)
+            parsed = self.specs.get(version)
+            clean = self._validate_form(version.properties.get("startForm"), data)
+
+            now = clock.now()
+            case = Case(
+                business_key=self._next_business_key(session, grid_node, version, now),
+                process_key=process_key, process_version_id=version.id, grid_id=grid_node.id,
+                grid_path=grid_node.path, status="open", created_at=now, updated_at=now,
+                created_by_id=user.id, summary={})
+            session.add(case)
+            session.flush()
+            workflow = BpmnWorkflow(parsed.spec, parsed.subprocess_specs)
+            workflow.task_tree.data.update(clean)
+            self._audit(session, case, "case_started", user, now, data=clean)
+            self._run(workflow, case)
+            session.add(CaseState(case_id=case.id, serializer_version=self.serializer.version, state=""))
+            self._after_transition(session, case, workflow, parsed, user, now)
+            return CaseView(case, self._open_items(session, case.id))
+
+    def _check_may_start(self, session, user: User, grid: JurisdictionNode, version: ProcessVersion):
+        allowed = [r.strip() for r in (version.properties.get("startRoles") or "").split(",") if r.strip()]
+        ancestors = set(grid.ancestor_ids())
+        for ra in user.roles:
+            if ra.node_id in ancestors and (not allowed or ra.role in allowed):
+                return
+        who = " or ".join(allowed) if allowed else "a role"
+        raise PermissionDenied(f"starting '{version.name}' in {grid.name} needs {who} held at that grid or above")
+
+    def _next_business_key(self, session, grid: JurisdictionNode, version: ProcessVersion, now) -> str:
+        prefix = version.properties.get("businessKeyPrefix")
+        if not prefix:
+            nodes = session.scalars(select(JurisdictionNode).where(
+                JurisdictionNode.id.in_(grid.ancestor_ids()))).all()
+            by_id = {n.id: n for n in nodes}
+            for nid in reversed(grid.ancestor_ids()):
+                if by_id[nid].key_prefix:
+                    prefix = by_id[nid].key_prefix
+                    break
+        prefix = prefix or "GF"
+        year = now.year
+        for _attempt in range(3):
+            seq = session.get(CaseSequence, (prefix, year), with_for_update=True)
+            if seq is None:
+                try:
+                    with session.begin_nested():
+                        session.add(CaseSequence(prefix=prefix, year=year, last=0))
+                except IntegrityError:
+                    pass  # created concurrently; read it again under lock
+                continue
+            seq.last += 1
+            session.flush()
+            return f"{prefix}-{year}-{seq.last:06d}"
+        raise Conflict("could not allocate a case number; try again")
+
+    # ---------------------------------------------------------------- inbox
+
+    def inbox(self, actor, filters: InboxFilters | None = None) -> list[InboxRow]:
+        filters = filters or InboxFilters()
+        with self.db.read_session() as session:
+            user = self._user(session, actor)
+            query = self._inbox_query(session, user, filters)
+            rows = session.execute(query).all()
+            return [InboxRow(item=r[0], business_key=r[1], case_title=r[2], colour=r[3],
+                             grid_name=r[4], claimed_by=r[5]) for r in rows]
+
+    def inbox_count(self, actor, filters: InboxFilters | None = None) -> int:
+        filters = filters or InboxFilters()
+        with self.db.read_session() as session:
+            user = self._user(session, actor)
+            where = self._inbox_where(session, user, filters)
+            return session.scalar(select(func.count()).select_from(WorkItem).join(Case, Case.id == WorkItem.case_id)
+                                  .where(*where))
+
+    def _inbox_where(self, session, user: User, filters: InboxFilters):
+        pairs = [(ra.role, ra.node_id) for ra in user.roles]
+        group = [and_(WorkItem.role == role, WorkItem.candidate_node_id == node) for role, node in pairs]
+        explicit = WorkItem.id.in_(select(WorkItemCandidate.work_item_id).where(WorkItemCandidate.user_id == user.id))
+        mine = or_(WorkItem.assignee_id == user.id,
+                   and_(WorkItem.assignee_id.is_(None), or_(explicit, *group)))
+        where = [WorkItem.status == "open", mine]
+        if filters.process_key:
+            where.append(WorkItem.process_key == filters.process_key)
+        if filters.spec_id:
+            where.append(WorkItem.spec_id == filters.spec_id)
+        if filters.colour:
+            where.append(Case.colour == filters.colour)
+        if filters.overdue:
+            where.append(WorkItem.due_at < clock.now())
+        if filters.business_key:
+            where.append(Case.business_key.like(filters.business_key.strip().upper() + "%"))
+        return where
+
+    def _inbox_query(self, session, user: User, filters: InboxFilters):
+        claimer = User.__table__.alias("claimer")
+        return (select(WorkItem, Case.business_key, Case.title, Case.colour, JurisdictionNode.name,
+                       claimer.c.display_name)
+                .join(Case, Case.id == WorkItem.case_id)
+                .join(JurisdictionNode, JurisdictionNode.id == Case.grid_id)
+                .outerjoin(claimer, claimer.c.id == WorkItem.assignee_id)
+                .where(*self._inbox_where(session, user, filters))
+                .order_by(WorkItem.due_at.is_(None), WorkItem.due_at, WorkItem.created_at)
+                .limit(filters.limit).offset(filters.offset))
+
+    @staticmethod
+    def _is_candidate(session, user: User, item: WorkItem) -> bool:
+        if item.role and item.candidate_node_id and any(
+                ra.role == item.role and ra.node_id == item.candidate_node_id for ra in user.roles):
+            return True
+        return session.get(WorkItemCandidate, (item.id, user.id)) is not None
+
+    def may_work(self, actor, task_id: str) -> bool:
+        with self.db.read_session() as session:
+            user = self._user(session, actor)
+            item = session.get(WorkItem, task_id)
+            if item is None or item.status != "open":
+                return False
+            return item.assignee_id == user.id or (item.assignee_id is None and self._is_candidate(session, user, item))
+
+    # ------------------------------------------------------- claim / unclaim
+
+    def _locked_item(self, session, task_id: str) -> tuple[WorkItem, Case]:
+        item = session.get(WorkItem, task_id)
+        if item is None:
+            raise NotFound(f"no task '{task_id}'")
+        case = session.scalar(select(Case).where(Case.id == item.case_id).with_for_update())
+        session.refresh(item)  # re-read after the lock: someone may have just finished it
+        return item, case
+
+    def _refuse_unless_open(self, session, item: WorkItem):
+        if item.status != "open":
+            who = session.get(User, item.completed_by_id) if item.completed_by_id else None
+            detail = f" by {who.display_name}" if who else ""
+            raise Conflict(f"task '{item.name}' is already {item.status}{detail}; refresh your inbox")
+
+    def claim(self, task_id: str, actor) -> WorkItem:
+        return self._commit_guarded(self._claim, task_id, actor)
+
+    def _claim(self, session, task_id, actor):
+        user = self._user(session, actor)
+        item, case = self._locked_item(session, task_id)
+        self._refuse_unless_open(session, item)
+        if item.assignee_id == user.id:
+            return item
+        if item.assignee_id is not None:
+            holder = session.get(User, item.assignee_id)
+            if self._is_candidate(session, user, item):
+                raise Conflict(f"task '{item.name}' was claimed by {holder.display_name}")
+            raise PermissionDenied(f"task '{item.name}' is not yours to work")
+        if not self._is_candidate(session, user, item):
+            raise PermissionDenied(f"task '{item.name}' is not in your inbox: it belongs to "
+                                   f"{item.role or 'named people'} of another unit")
+        now = clock.now()
+        item.assignee_id, item.claimed_at = user.id, now
+        case.updated_at = now
+        self._audit(session, case, "task_claimed", user, now, item=item)
+        return item
+
+    def unclaim(self, task_id: str, actor) -> WorkItem:
+        return self._commit_guarded(self._unclaim, task_id, actor)
+
+    def _unclaim(self, session, task_id, actor):
+        user = self._user(session, actor)
+        item, case = self._locked_item(session, task_id)
+        self._refuse_unless_open(session, item)
+        if item.assignee_id != user.id:
+            raise PermissionDenied(f"only the official who claimed '{item.name}' can release it")
+        if not item.role:
+            raise PermissionDenied(f"task '{item.name}' was assigned to you by name; it cannot be released "
+                                   "to a group — ask the dispatcher to reassign it")
+        now = clock.now()
+        item.assignee_id, item.claimed_at = None, None
+        case.updated_at = now
+        self._audit(session, case, "task_unclaimed", user, now, item=item)
+        return item
+
+    # ------------------------------------------------------------- complete
+
+    def complete_task(self, task_id: str, data: dict, actor) -> CaseView:
+        return self._commit_guarded(self._complete, task_id, data, actor)
+
+    def _complete(self, session, task_id, data, actor):
+        user = self._user(session, actor)
+        item, case = self._locked_item(session, task_id)
+        self._refuse_unless_open(session, item)
+        if item.assignee_id not in (None, user.id):
+            holder = session.get(User, item.assignee_id)
+            if self._is_candidate(session, user, item):
+                raise Conflict(f"task '{item.name}' was claimed by {holder.display_name}")
+            raise PermissionDenied(f"task '{item.name}' is not yours to work")
+        if item.assignee_id is None and not self._is_candidate(session, user, item):
+            raise PermissionDenied(f"task '{item.name}' is not in your inbox")
+        clean = self._validate_form(item.form_key, data)
+
+        version = session.get(ProcessVersion, case.process_version_id)
+        parsed = self.specs.get(version)
+        workflow = self._load(session, case, parsed)
+        task = workflow.get_task_from_id(uuid.UUID(item.id)) if self._has_task(workflow, item.id) else None
+        if task is None or not task.has_state(TaskState.READY):
+            raise Conflict(f"task '{item.name}' is no longer waiting; refresh the case")
+        now = clock.now()
+        task.data.update(clean)
+        try:
+            task.run()
+        except SpiffWorkflowException as exc:
+            raise ProcessError(f"the process failed after '{item.name}': {exc}") from None
+        self._run(workflow, case)
+        item.status, item.completed_at, item.completed_by_id = "completed", now, user.id
+        if item.assignee_id is None:
+            item.assignee_id = user.id
+        self._after_transition(session, case, workflow, parsed, user, now, completed={item.id: clean})
+        return CaseView(case, self._open_items(session, case.id))
+
+    @staticmethod
+    def _has_task(workflow: BpmnWorkflow, task_id: str) -> bool:
+        tid = uuid.UUID(task_id)
+        return tid in workflow.tasks or any(tid in sp.tasks for sp in workflow.subprocesses.values())
+
+    def _commit_guarded(self, fn, *args):
+        """One transaction; a lost race on the case's version is a Conflict, never a lost update."""
+        try:
+            with self.db.unit_of_work() as session:
+                return fn(session, *args)
+        except StaleDataError:
+            raise Conflict("someone else changed this case at the same moment; refresh and try again") from None
+
+    # ------------------------------------------------------ state handling
+
+    def _load(self, session, case: Case, parsed: ParsedProcess) -> BpmnWorkflow:
+        row = session.get(CaseState, case.id)
+        if row is None:
+            raise NotFound(f"case {case.business_key} has no state")
+        return self.serializer.loads(row.state, parsed.spec, parsed.subprocess_specs, row.serializer_version)
+
+    @staticmethod
+    def _run(workflow: BpmnWorkflow, case: Case):
+        try:
+            run_engine(workflow)
+        except SpiffWorkflowException as exc:
+            raise ProcessError(f"case {case.business_key}: the process failed: {exc}") from None
+
+    def _after_transition(self, session, case: Case, workflow: BpmnWorkflow, parsed: ParsedProcess,
+                          user: User | None, now: datetime, completed: dict | None = None):
+        completed = completed or {}
+        events = []
+        for step in collect_finished_steps(workflow):
+            if step.is_user_task and step.state == "COMPLETED":
+                events.append(AuditEvent(
+                    case_id=case.id, work_item_id=step.task_id, event_type="task_completed",
+                    actor_id=user.id if user and step.task_id in completed else None, at=now,
+                    bpmn_id=step.bpmn_id, bpmn_name=step.bpmn_name, flow_from=step.flow_from,
+                    data=completed.get(step.task_id, {})))
+            elif step.state == "COMPLETED":
+                events.append(AuditEvent(
+                    case_id=case.id, event_type="step", at=now, bpmn_id=step.bpmn_id,
+                    bpmn_name=step.bpmn_name, flow_from=step.flow_from, data={"type": step.spec_type}))
+        prune_history(workflow)
+        self._sync_work_items(session, case, workflow, parsed, now, events)
+        session.add_all(events)
+
+        data = self._case_data(workflow)
+        case.summary = _summary(data)
+        case.colour = data.get("colour") if isinstance(data.get("colour"), str) else case.colour
+        case.category = data.get("category") if isinstance(data.get("category"), str) else case.category
+        if not case.title:
+            case.title = _title(data)
+        case.updated_at = now
+        case.next_timer_at = _next_timer(workflow)
+        if workflow.is_completed() and case.status == "open":
+            case.status, case.closed_at = "completed", now
+            session.add(AuditEvent(case_id=case.id, event_type="case_closed", at=now, data={}))
+        state = session.get(CaseState, case.id)
+        state.state = self.serializer.dumps(workflow)
+        state.serializer_version = self.serializer.version
+        session.flush()
+
+    @staticmethod
+    def _case_data(workflow: BpmnWorkflow) -> dict:
+        if workflow.is_completed():
+            return dict(workflow.data)
+        ready = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING)
+        if ready:
+            return dict(max(ready, key=lambda t: t.last_state_change).data)
+        if workflow.last_task is not None:
+            return dict(workflow.last_task.data)
+        return dict(workflow.task_tree.data)
+
+    def _sync_work_items(self, session, case: Case, workflow: BpmnWorkflow, parsed: ParsedProcess, now, events):
+        ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)
+                 if is_user_task(t.task_spec)}
+        open_items = {i.id: i for i in session.scalars(
+            select(WorkItem).where(WorkItem.case_id == case.id, WorkItem.status == "open"))}
+        for item_id, item in open_items.items():
+            if item_id not in ready:
+                item.status, item.completed_at = "cancelled", now
+                events.append(AuditEvent(case_id=case.id, work_item_id=item_id, event_type="task_cancelled",
+                                         at=now, bpmn_id=item.spec_id, bpmn_name=item.name, data={}))
+        new = [tid for tid in ready if tid not in open_items and session.get(WorkItem, tid) is None]
+        if not new:
+            return
+        resolver = LaneResolver(session)
+        grid = resolver.node(case.grid_id)
+        for tid in new:
+            task = ready[tid]
+            info = user_task_info(task.task_spec, parsed.camunda_attrs)
+            lane = info.lane or info.candidate_groups
+            cands = resolver.resolve(lane, grid, task.data, info.assignee, info.candidate_users)
+            item = WorkItem(
+                id=tid, case_id=case.id, process_key=case.process_key, spec_id=info.bpmn_id, name=info.name,
+                lane=lane, role=cands.role, candidate_node_id=cands.node_id, grid_path=case.grid_path,
+                assignee_id=cands.assignee_id, unresolved=cands.unresolved, form_key=info.form_key,
+                status="open", created_at=now, due_at=_due_at(info.due, task.data, now),
+                claimed_at=now if cands.assignee_id else None)
+            session.add(item)
+            session.flush()
+            for uid in cands.user_ids:
+                session.add(WorkItemCandidate(work_item_id=tid, user_id=uid))
+            events.append(AuditEvent(
+                case_id=case.id, work_item_id=tid, event_type="task_created", at=now, bpmn_id=info.bpmn_id,
+                bpmn_name=info.name, data={"role": cands.role, "node_id": cands.node_id,
+                                           "assignee_id": cands.assignee_id, "candidates": cands.user_ids}))
+            if cands.unresolved:
+                events.append(AuditEvent(
+                    case_id=case.id, work_item_id=tid, event_type="lane_unresolved", at=now, bpmn_id=info.bpmn_id,
+                    bpmn_name=info.name, data={"lane": lane, "reason": cands.reason,
+                                               "fallback_role": cands.role, "fallback_node_id": cands.node_id}))
+
+    @staticmethod
+    def _audit(session, case: Case, event_type: str, user: User | None, now, item: WorkItem | None = None,
+               data: dict | None = None):
+        session.add(AuditEvent(case_id=case.id, work_item_id=item.id if item else None, event_type=event_type,
+                               actor_id=user.id if user else None, at=now,
+                               bpmn_id=item.spec_id if item else None, bpmn_name=item.name if item else None,
+                               data=data or {}))
+
+    @staticmethod
+    def _open_items(session, case_id: int) -> list[WorkItem]:
+        return list(session.scalars(select(WorkItem).where(WorkItem.case_id == case_id, WorkItem.status == "open")
+                                    .order_by(WorkItem.created_at)))
+
+    # ----------------------------------------------------------- read side
+
+    def get_case(self, case_ref) -> CaseView:
+        with self.db.read_session() as session:
+            case = self._case(session, case_ref)
+            return CaseView(case, self._open_items(session, case.id))
+
+    @staticmethod
+    def _case(session, case_ref) -> Case:
+        if isinstance(case_ref, int):
+            case = session.get(Case, case_ref)
+        else:
+            case = session.scalar(select(Case).where(Case.business_key == str(case_ref)))
+        if case is None:
+            raise NotFound(f"no case '{case_ref}'")
+        return case
+
+    def history(self, case_ref) -> list[AuditEvent]:
+        with self.db.read_session() as session:
+            case = self._case(session, case_ref)
+            return list(session.scalars(select(AuditEvent).where(AuditEvent.case_id == case.id)
+                                        .order_by(AuditEvent.id)))
+
+    def path(self, case_ref) -> list[tuple[str | None, str]]:
+        """(came from, element) for every element the case passed through, in order:
+        what the diagram highlights. Read from SQL, never from the live state."""
+        return [(e.flow_from, e.bpmn_id) for e in self.history(case_ref)
+                if e.event_type in ("step", "task_completed") and e.bpmn_id]
+
+    def case_data(self, case_ref) -> dict:
+        with self.db.read_session() as session:
+            case = self._case(session, case_ref)
+            parsed = self.specs.get(session.get(ProcessVersion, case.process_version_id))
+            return self._case_data(self._load(session, case, parsed))
+
+
+def _summary(data: dict) -> dict:
+    out = {}
+    for key, value in data.items():
+        if len(out) >= SUMMARY_KEYS_MAX or key.startswith("_"):
+            continue
+        if isinstance(value, (bool, int, float)) or value is None:
+            out[key] = value
+        elif isinstance(value, str):
+            out[key] = value[:SUMMARY_VALUE_MAX]
+    return out
+
+
+def _title(data: dict) -> str:
+    for key in ("title", "subject", "description"):
+        value = data.get(key)
+        if isinstance(value, str) and value.strip():
+            text = " ".join(value.split())
+            return text[:60] + ("…" if len(text) > 60 else "")
+    return ""
+
+
+def _due_at(expression: str | None, data: dict, now: datetime) -> datetime | None:
+    """A task's due time from its `dueDate` property: an ISO duration (`P3D`), or
+    the name of a data field holding a number of days or an ISO date/time."""
+    if not expression:
+        return None
+    expression = expression.strip()
+    if expression.startswith("${") and expression.endswith("}"):
+        expression = expression[2:-1].strip()
+    if expression.upper().startswith("P"):
+        try:
+            parsed = TimerEventDefinition.parse_iso_duration(expression)
+            return now + TimerEventDefinition.get_timedelta_from_start(parsed, now)
+        except Exception:
+            return None
+    value = data.get(expression)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return now + timedelta(days=value)
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+            return moment if moment.tzinfo else moment.replace(tzinfo=now.tzinfo)
+        except ValueError:
+            return None
+    return None
+
+
+def _next_timer(workflow: BpmnWorkflow) -> datetime | None:
+    due = []
+    for event in workflow.waiting_events():
+        if "Timer" not in event.event_type or not isinstance(event.value, str):
+            continue
+        try:
+            due.append(datetime.fromisoformat(event.value))
+        except ValueError:
+            continue
+    return min(due) if due else None

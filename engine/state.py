@@ -1,0 +1,241 @@
+"""Workflow state: serialize only the live part of a case.
+
+SpiffWorkflow keeps every task a case ever ran in one tree, and every loop
+iteration hangs its tasks *below* the previous ones. Its task iterator stops at
+depth 1,000, so a looping case silently stalls after ~333 rounds, and the cost
+of a serialize/deserialize round trip grows with the whole history.
+
+After every transition the engine therefore:
+1. records each newly finished BPMN element as a `step` (the SQL history the
+   case page and the auditor's trace are drawn from), then
+2. prunes finished tasks that can no longer influence what happens next,
+   splicing the kept tasks onto their nearest kept ancestor, and
+3. serializes without the process spec (specs are cached per deployed version).
+
+What must be kept (see `_tasks_to_keep`): the root (event subprocesses are
+triggered from it), every unfinished task, the parent of each (a task inherits
+its data from its parent; joins ask which input a parent came from), the
+children of each (multi-instance and loop tasks count their children), each
+workflow's `last_task` (a completed subprocess hands its data back from it),
+the split task a structured join waits on (boundary events) and its children,
+and, while a join has an unfinished instance, the join's other instances and
+their parents (a join merges the data of the branches that reached it).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from SpiffWorkflow.bpmn.serializer.config import DEFAULT_CONFIG  # noqa: F401  (keeps import order stable)
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
+from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SERIALIZER_VERSION
+from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+from SpiffWorkflow.specs.Join import Join
+from SpiffWorkflow.util.task import TaskState
+
+LOGGED = "gf_logged"      # internal_data flag: this finished task is in the SQL history
+CAME_FROM = "gf_from"     # internal_data: bpmn id of the element the token came from
+
+
+class LiveWorkflowConverter(BpmnWorkflowConverter):
+    """Serializes a BpmnWorkflow without its specs; they are passed back in on restore."""
+
+    def to_dict(self, workflow):
+        dct = WorkflowConverter.to_dict(self, workflow)
+        dct["spec"] = workflow.spec.name
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return dct
+
+    def from_dict(self, dct, spec=None, subprocess_specs=None):
+        from uuid import UUID
+        workflow = self.target_class(spec, subprocess_specs, deserializing=True)
+        workflow.tasks = self.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
+        workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
+        self.set_default_attributes(workflow, dct)
+        self.subprocesses_from_dict(dct["subprocesses"], workflow)
+        workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
+        return workflow
+
+
+def _make_registry():
+    config = dict(SPIFF_CONFIG)
+    config[BpmnWorkflow] = LiveWorkflowConverter
+    return BpmnWorkflowSerializer.configure(config)
+
+
+class StateSerializer:
+    """JSON text <-> BpmnWorkflow, with the SpiffWorkflow serializer version stored beside it."""
+
+    version = SERIALIZER_VERSION
+
+    def __init__(self):
+        self._serializer = BpmnWorkflowSerializer(registry=_make_registry())
+
+    def dumps(self, workflow: BpmnWorkflow) -> str:
+        registry = self._serializer.registry
+        registry._encoder_mode = True
+        try:
+            dct = self._serializer.to_dict(workflow)
+            return json.dumps(dct, cls=self._serializer._encoder_cls, separators=(",", ":"), ensure_ascii=False)
+        finally:
+            registry._encoder_mode = False
+
+    def loads(self, text: str, spec, subprocess_specs, version: str | None = None) -> BpmnWorkflow:
+        dct = json.loads(text)
+        if version and version != self.version:
+            dct[self._serializer.VERSION_KEY] = version
+            self._serializer.migrate(dct)
+        return self._serializer.from_dict(dct, spec=spec, subprocess_specs=subprocess_specs)
+
+
+def run_engine(workflow: BpmnWorkflow, max_rounds: int = 10_000) -> None:
+    """Run engine tasks (gateways, scripts, rules, fired timers) until only
+    user tasks and waiting events are left."""
+    for _ in range(max_rounds):
+        workflow.do_engine_steps()
+        workflow.refresh_timers()
+        if not any(not t.task_spec.manual for t in workflow.get_tasks(state=TaskState.READY)):
+            return
+    raise RuntimeError("engine did not settle: a loop of engine tasks without a user task or timer?")
+
+
+def all_workflows(workflow: BpmnWorkflow):
+    yield workflow
+    yield from workflow.subprocesses.values()
+
+
+@dataclass
+class Step:
+    """A finished BPMN element, for the SQL history."""
+    task_id: str
+    bpmn_id: str
+    bpmn_name: str | None
+    spec_type: str
+    flow_from: str | None
+    state: str
+    is_user_task: bool
+
+
+def collect_finished_steps(workflow: BpmnWorkflow) -> list[Step]:
+    """Every task that finished since the last call, in the order they finished.
+
+    Also hands each finished task's element down to its children as the element
+    the token came from, so the sequence flow taken is known even after the
+    parent is pruned."""
+    finished = []
+    for wf in all_workflows(workflow):
+        for task in wf.tasks.values():
+            if task.has_state(TaskState.FINISHED_MASK) and not task.internal_data.get(LOGGED):
+                finished.append(task)
+    finished.sort(key=lambda t: t.last_state_change)
+    steps = []
+    for task in finished:
+        task.internal_data[LOGGED] = True
+        spec = task.task_spec
+        bpmn_id = getattr(spec, "bpmn_id", None)
+        came_from = task.internal_data.get(CAME_FROM)
+        if task.has_state(TaskState.COMPLETED):
+            passes_on = bpmn_id or came_from
+            for child in task.children:
+                if passes_on and CAME_FROM not in child.internal_data:
+                    child.internal_data[CAME_FROM] = passes_on
+        if bpmn_id is None:
+            continue
+        if task.has_state(TaskState.CANCELLED) and not spec.manual:
+            continue  # predicted branches that were never taken are not history
+        steps.append(Step(
+            task_id=str(task.id),
+            bpmn_id=bpmn_id,
+            bpmn_name=getattr(spec, "bpmn_name", None),
+            spec_type=spec.__class__.__name__,
+            flow_from=came_from,
+            state=TaskState.get_name(task.state),
+            is_user_task=bool(spec.manual),
+        ))
+    return steps
+
+
+def _tasks_to_keep(wf) -> set:
+    keep = {wf.task_tree.id}
+    if wf.last_task is not None and wf.last_task.id in wf.tasks:
+        keep.add(wf.last_task.id)
+    tasks = wf.tasks
+    unfinished = [t for t in tasks.values() if not t.has_state(TaskState.FINISHED_MASK)]
+    active_joins = set()
+    for task in unfinished:
+        keep.add(task.id)
+        if task._parent is not None:
+            keep.add(task._parent)
+        keep.update(task._children)
+        spec = task.task_spec
+        if isinstance(spec, Join):
+            if getattr(spec, "split_task", None):
+                split = task.find_ancestor(spec.split_task)
+                if split is not None:
+                    keep.add(split.id)
+                    keep.update(split._children)
+            else:
+                active_joins.add((spec, task))
+    for spec, live in active_joins:
+        for other in tasks.values():
+            if other.task_spec is spec and other is not live and not live.is_descendant_of(other):
+                keep.add(other.id)
+                if other._parent is not None:
+                    keep.add(other._parent)
+    return keep
+
+
+def _prune_workflow(wf, top: BpmnWorkflow) -> int:
+    keep = _tasks_to_keep(wf)
+    if len(keep) == len(wf.tasks):
+        return 0
+    # Re-link kept tasks to their nearest kept ancestor, children in tree order.
+    new_children: dict = {tid: [] for tid in keep}
+    order = []
+    stack = [(wf.task_tree, None)]
+    while stack:
+        task, kept_ancestor = stack.pop()
+        if task.id in keep:
+            order.append(task)
+            task._parent = kept_ancestor
+            if kept_ancestor is not None:
+                new_children[kept_ancestor].append(task.id)
+            kept_ancestor = task.id
+        # push in reverse so children are visited in their original order
+        for child_id in reversed(task._children):
+            child = wf.tasks.get(child_id)
+            if child is not None:
+                stack.append((child, kept_ancestor))
+    removed = [tid for tid in wf.tasks if tid not in keep]
+    for task in order:
+        task._children = new_children[task.id]
+    for tid in removed:
+        if tid in top.subprocesses:
+            _drop_subprocess(top, tid)
+        top.event_manager.tasks.pop(tid, None)
+    # Rebuild the mapping in tree order: the serializer restores a child's data as a
+    # delta over its parent, so parents must come first.
+    wf.tasks = {task.id: task for task in order}
+    return len(removed)
+
+
+def _drop_subprocess(top: BpmnWorkflow, task_id) -> None:
+    sub = top.subprocesses.pop(task_id, None)
+    if sub is None:
+        return
+    for tid in list(sub.tasks):
+        top.event_manager.tasks.pop(tid, None)
+        if tid in top.subprocesses:
+            _drop_subprocess(top, tid)
+
+
+def prune_history(workflow: BpmnWorkflow) -> int:
+    """Drop finished tasks that cannot influence the future; returns how many."""
+    removed = 0
+    for wf in list(all_workflows(workflow)):
+        if wf is workflow or any(wf is s for s in workflow.subprocesses.values()):
+            removed += _prune_workflow(wf, workflow)
+    return removed

@@ -1,0 +1,244 @@
+"""Forms as data: one YAML definition per form key in this folder.
+
+A definition lists fields (type, zh/en labels, required, limits, choices, help,
+read-only fields shown from case data). This package turns it into a
+marshmallow schema that validates a submission; the web layer renders the same
+definition as HTML and as JSON Schema.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from marshmallow import Schema, ValidationError, fields as mf, validate
+
+FORMS_DIR = Path(__file__).resolve().parent
+
+FIELD_TYPES = (
+    "text", "long_text", "integer", "decimal", "date", "datetime", "choice",
+    "multi_choice", "boolean", "person", "node", "file",
+)
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class FormDefinitionError(ValueError):
+    """A form definition file is malformed; the message names the file and field."""
+
+
+@dataclass
+class FieldDef:
+    name: str
+    type: str
+    label: dict
+    required: bool = False
+    readonly: bool = False
+    choices: list = field(default_factory=list)
+    help: dict | None = None
+    default_from: str | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    min: float | None = None
+    max: float | None = None
+    pattern: str | None = None
+
+    @property
+    def choice_values(self) -> list:
+        return [c["value"] for c in self.choices]
+
+
+@dataclass
+class FormDef:
+    key: str
+    title: dict
+    fields: list[FieldDef]
+    description: dict | None = None
+    source: str | None = None
+
+    @property
+    def input_fields(self) -> list[FieldDef]:
+        return [f for f in self.fields if not f.readonly]
+
+    def validate(self, data: dict) -> dict:
+        """Clean a submission or raise `FormValidationError` with messages per field."""
+        schema = build_schema(self)
+        try:
+            return schema.load(data or {})
+        except ValidationError as exc:
+            raise FormValidationError(self.key, _flatten(exc.messages)) from None
+
+
+class FormValidationError(ValueError):
+    def __init__(self, form_key: str, fields: dict):
+        super().__init__(f"form {form_key}: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in fields.items()))
+        self.form_key = form_key
+        self.fields = fields
+
+
+def _flatten(messages) -> dict[str, list[str]]:
+    out = {}
+    for key, value in (messages or {}).items():
+        if isinstance(value, dict):
+            value = [m for msgs in value.values() for m in (msgs if isinstance(msgs, list) else [msgs])]
+        out[key] = [str(m) for m in (value if isinstance(value, list) else [value])]
+    return out
+
+
+def _label(value, where: str) -> dict:
+    if isinstance(value, str):
+        return {"zh": value, "en": value}
+    if not isinstance(value, dict) or "zh" not in value:
+        raise FormDefinitionError(f"{where}: label must be text or {{zh: ..., en: ...}}")
+    return {"zh": value["zh"], "en": value.get("en", value["zh"])}
+
+
+def parse_definition(raw: dict, source: str = "<form>") -> FormDef:
+    if not isinstance(raw, dict):
+        raise FormDefinitionError(f"{source}: a form definition must be a mapping")
+    key = raw.get("key")
+    if not key or not NAME_RE.match(str(key)):
+        raise FormDefinitionError(f"{source}: 'key' must be an identifier (letters, digits, _)")
+    fields_raw = raw.get("fields")
+    if not isinstance(fields_raw, list):
+        raise FormDefinitionError(f"{source}: 'fields' must be a list")
+    seen, fields = set(), []
+    for i, f in enumerate(fields_raw):
+        where = f"{source}: field #{i + 1}"
+        if not isinstance(f, dict):
+            raise FormDefinitionError(f"{where} must be a mapping")
+        name = f.get("name")
+        if not name or not NAME_RE.match(str(name)):
+            raise FormDefinitionError(f"{where}: 'name' must be an identifier")
+        where = f"{source}: field '{name}'"
+        if name in seen:
+            raise FormDefinitionError(f"{where} is defined twice")
+        seen.add(name)
+        ftype = f.get("type")
+        if ftype not in FIELD_TYPES:
+            raise FormDefinitionError(f"{where}: type '{ftype}' is not one of {', '.join(FIELD_TYPES)}")
+        choices = []
+        for c in f.get("choices") or []:
+            if not isinstance(c, dict) or "value" not in c:
+                raise FormDefinitionError(f"{where}: each choice needs a 'value'")
+            choices.append({"value": c["value"], "zh": str(c.get("zh", c["value"])),
+                            "en": str(c.get("en", c.get("zh", c["value"])))})
+        if ftype in ("choice", "multi_choice") and not choices:
+            raise FormDefinitionError(f"{where}: a {ftype} field needs 'choices'")
+        pattern = f.get("pattern")
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise FormDefinitionError(f"{where}: pattern is not a valid regular expression ({exc})") from None
+        known = {"name", "type", "label", "required", "readonly", "choices", "help", "default_from",
+                 "min_length", "max_length", "min", "max", "pattern"}
+        unknown = set(f) - known
+        if unknown:
+            raise FormDefinitionError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+        fields.append(FieldDef(
+            name=name, type=ftype, label=_label(f.get("label", name), where),
+            required=bool(f.get("required", False)), readonly=bool(f.get("readonly", False)),
+            choices=choices, help=_label(f["help"], where) if f.get("help") else None,
+            default_from=f.get("default_from"), min_length=f.get("min_length"),
+            max_length=f.get("max_length"), min=f.get("min"), max=f.get("max"), pattern=pattern,
+        ))
+    return FormDef(key=key, title=_label(raw.get("title", key), source), fields=fields,
+                   description=_label(raw["description"], source) if raw.get("description") else None,
+                   source=source)
+
+
+def _marshmallow_field(f: FieldDef):
+    validators = []
+    kwargs = {"required": f.required}
+    if not f.required:
+        kwargs["allow_none"] = True
+    if f.type in ("text", "long_text"):
+        if f.min_length is not None or f.max_length is not None:
+            validators.append(validate.Length(min=f.min_length, max=f.max_length))
+        if f.pattern:
+            validators.append(validate.Regexp(f.pattern, error="does not match the required format"))
+        if f.required:
+            validators.append(validate.Length(min=1, error="must not be empty"))
+        return mf.String(validate=validators, **kwargs)
+    if f.type in ("integer", "decimal"):
+        if f.min is not None or f.max is not None:
+            validators.append(validate.Range(min=f.min, max=f.max))
+        if f.type == "integer":
+            return mf.Integer(validate=validators, strict=True, **kwargs)
+        return mf.Float(validate=validators, allow_nan=False, **kwargs)
+    if f.type == "date":
+        return mf.Date(**kwargs)
+    if f.type == "datetime":
+        return mf.DateTime(**kwargs)
+    if f.type == "boolean":
+        return mf.Boolean(**kwargs)
+    if f.type == "choice":
+        return mf.Raw(validate=validate.OneOf(f.choice_values, error="must be one of: {choices}"), **kwargs)
+    if f.type == "multi_choice":
+        validators = [validate.ContainsOnly(f.choice_values)]
+        if f.required:
+            validators.append(validate.Length(min=1, error="choose at least one"))
+        return mf.List(mf.Raw(), validate=validators, **kwargs)
+    if f.type in ("person", "node"):
+        return mf.String(validate=[validate.Length(min=1, max=64)], **kwargs)
+    if f.type == "file":
+        return mf.List(mf.String(), **kwargs)
+    raise FormDefinitionError(f"unsupported type {f.type}")
+
+
+class _SubmissionSchema(Schema):
+    class Meta:
+        # Read-only and unknown keys are refused: a submission carries only what the form asks.
+        unknown = "raise"
+
+
+def build_schema(form: FormDef) -> Schema:
+    attrs = {f.name: _marshmallow_field(f) for f in form.input_fields}
+    schema_cls = type(f"{form.key}_Schema", (_SubmissionSchema,), attrs)
+    return schema_cls()
+
+
+def _dump_value(value):
+    import datetime as _dt
+    if isinstance(value, (_dt.datetime, _dt.date)):
+        return value.isoformat()
+    return value
+
+
+def to_task_data(form: FormDef, cleaned: dict) -> dict:
+    """JSON-safe task data from a cleaned submission (dates as ISO text)."""
+    return {k: _dump_value(v) for k, v in cleaned.items()}
+
+
+class FormRegistry:
+    """All form definitions of a folder, loaded once and looked up by key."""
+
+    def __init__(self, directory: Path | str | None = None):
+        self.directory = Path(directory) if directory else FORMS_DIR
+        self._forms: dict[str, FormDef] | None = None
+
+    def _load(self) -> dict[str, FormDef]:
+        forms = {}
+        for path in sorted(self.directory.glob("*.yaml")):
+            try:
+                raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except yaml.YAMLError as exc:
+                raise FormDefinitionError(f"{path.name}: not valid YAML ({exc})") from None
+            form = parse_definition(raw, source=path.name)
+            if form.key != path.stem:
+                raise FormDefinitionError(f"{path.name}: key '{form.key}' must match the file name")
+            forms[form.key] = form
+        return forms
+
+    @property
+    def forms(self) -> dict[str, FormDef]:
+        if self._forms is None:
+            self._forms = self._load()
+        return self._forms
+
+    def keys(self) -> set[str]:
+        return set(self.forms)
+
+    def get(self, key: str) -> FormDef | None:
+        return self.forms.get(key)

@@ -1,0 +1,74 @@
+"""Test harness: one database per run (SQLite temp file, or DATABASE_URL for
+PostgreSQL), emptied and migrated at the start; the demo organisation and the
+shipped processes loaded once; case tables emptied before every test; a
+frozen clock per test."""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete
+
+from engine import clock as clock_module
+from engine import schema
+from engine.db import Database
+from engine.deploy import deploy_files, read_process_dir
+from engine.models import AuditEvent, Case, CaseSequence, CaseState, WorkItem, WorkItemCandidate
+from engine.org import load_org_file
+from engine.service import WorkflowService
+from forms import FormRegistry
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CASE_TABLES = [WorkItemCandidate, WorkItem, AuditEvent, CaseState, Case, CaseSequence]
+
+
+@pytest.fixture(scope="session")
+def db(tmp_path_factory):
+    url = os.environ.get("DATABASE_URL") or f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite'}"
+    database = Database(url)
+    schema.drop_all(database)
+    schema.upgrade(database)
+    with database.unit_of_work() as session:
+        load_org_file(session, ROOT / "demo" / "org.yaml")
+        deploy_files(session, read_process_dir(ROOT / "processes"), FormRegistry().keys(), actor="tests")
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def clock():
+    frozen = clock_module.FrozenClock(datetime(2026, 3, 2, 8, 30, tzinfo=timezone.utc))
+    clock_module.set_clock(frozen)
+    yield frozen
+    clock_module.set_clock(clock_module.SystemClock())
+
+
+@pytest.fixture
+def clean_db(db):
+    with db.unit_of_work() as session:
+        for table in CASE_TABLES:
+            session.execute(delete(table))
+    return db
+
+
+@pytest.fixture
+def service(clean_db, clock):
+    return WorkflowService(clean_db)
+
+
+@pytest.fixture
+def fixture_forms(tmp_path):
+    """The shipped forms plus the forms the test fixtures name."""
+    import shutil
+    for path in list((ROOT / "forms").glob("*.yaml")) + list((FIXTURES / "forms").glob("*.yaml")):
+        shutil.copy(path, tmp_path / path.name)
+    return FormRegistry(tmp_path)
+
+
+def deploy_fixture(db, *names, forms=None):
+    files = {n: (FIXTURES / n).read_text(encoding="utf-8") for n in names}
+    with db.unit_of_work() as session:
+        return deploy_files(session, files, forms.keys() if forms else None, actor="tests")
