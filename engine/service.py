@@ -365,6 +365,24 @@ class WorkflowService:
         self._after_transition(session, case, workflow, parsed, user, now, completed={item.id: clean})
         return CaseView(case, self._open_items(session, case.id))
 
+    # --------------------------------------------------------------- timers
+
+    def fire_timers(self, case_ref) -> CaseView:
+        """Fire whatever timers of the case are due by the clock, run the engine, save.
+        The timer worker calls this for each case whose `next_timer_at` has passed."""
+        return self._commit_guarded(self._fire_timers, case_ref)
+
+    def _fire_timers(self, session, case_ref):
+        case = self._case(session, case_ref)
+        case = session.scalar(select(Case).where(Case.id == case.id).with_for_update())
+        if case.status != "open":
+            return CaseView(case, [])
+        parsed = self.specs.get(session.get(ProcessVersion, case.process_version_id))
+        workflow = self._load(session, case, parsed)
+        self._run(workflow, case)
+        self._after_transition(session, case, workflow, parsed, None, clock.now())
+        return CaseView(case, self._open_items(session, case.id))
+
     @staticmethod
     def _has_task(workflow: BpmnWorkflow, task_id: str) -> bool:
         tid = uuid.UUID(task_id)

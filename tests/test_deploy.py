@@ -1,0 +1,129 @@
+"""Deployment versions and validation messages (API and `gridflow` CLI)."""
+import uuid
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from engine.cli import main as cli
+from engine.deploy import DeployError, deploy_files, validate_files
+from engine.models import ProcessVersion
+from engine.service import WorkflowService
+from forms import FormRegistry
+from tests.conftest import FIXTURES, ROOT
+
+LOOP = (FIXTURES / "loop.bpmn").read_text(encoding="utf-8")
+
+
+def renamed_loop(key: str, task_name: str = "Progress report") -> str:
+    return LOOP.replace('id="loop"', f'id="{key}"').replace('name="Progress report"', f'name="{task_name}"')
+
+
+def versions(db, key):
+    with db.read_session() as s:
+        return list(s.scalars(select(ProcessVersion).where(ProcessVersion.process_key == key)
+                              .order_by(ProcessVersion.version)))
+
+
+def test_unchanged_files_create_nothing_changed_file_a_new_version(clean_db, clock, fixture_forms):
+    key = f"vtest_{uuid.uuid4().hex[:8]}"
+    with clean_db.unit_of_work() as s:
+        first = deploy_files(s, {"v.bpmn": renamed_loop(key)}, fixture_forms.keys())
+    assert [v.version for v in first.created] == [1]
+    with clean_db.unit_of_work() as s:
+        again = deploy_files(s, {"v.bpmn": renamed_loop(key)}, fixture_forms.keys())
+    assert again.created == [] and again.unchanged == [key]
+
+    service = WorkflowService(clean_db, forms=fixture_forms)
+    old_case = service.start_case(key, "linxi-xinguang-g1", {}, "lx_wgy1")
+
+    with clean_db.unit_of_work() as s:
+        changed = deploy_files(s, {"v.bpmn": renamed_loop(key, "每周进展报告")}, fixture_forms.keys())
+    assert [v.version for v in changed.created] == [2]
+    new_case = service.start_case(key, "linxi-xinguang-g1", {}, "lx_wgy1")
+
+    v1, v2 = versions(clean_db, key)
+    assert old_case.case.process_version_id == v1.id and new_case.case.process_version_id == v2.id
+    assert old_case.open_items[0].name == "Progress report"
+    assert new_case.open_items[0].name == "每周进展报告"
+    # the running case stays on v1 and finishes there
+    view = service.complete_task(old_case.open_items[0].id, {"again": False}, "lx_wgy1")
+    assert view.status == "completed" and view.case.process_version_id == v1.id
+
+
+def test_shipped_processes_deploy_with_their_decisions(clean_db):
+    shipped = versions(clean_db, "grid_matter")
+    assert shipped and sorted(shipped[-1].files) == ["dispatch_rules.dmn", "grid_matter.bpmn"]
+    assert shipped[-1].properties["startRoles"] == "grid_worker"
+    assert shipped[-1].properties["startForm"] == "grid_matter_report"
+
+
+BAD_LANE = LOOP.replace('name="grid.grid_worker"', 'name="town.dispatcher_of_things"')
+BAD_FORM = LOOP.replace('value="progress_report"', 'value="no_such_form"')
+UNREACHABLE = LOOP.replace("</bpmn:process>", '<bpmn:task id="orphan" name="孤立任务"/></bpmn:process>')
+
+
+def test_validate_reports_lane_with_unknown_role():
+    problems = validate_files({"loop.bpmn": BAD_LANE}, {"progress_report"})
+    assert [(p.file, p.element) for p in problems] == [("loop.bpmn", "report")]
+    assert "town.dispatcher_of_things" in problems[0].message and "no known role" in problems[0].message
+    assert "center_dispatcher" in problems[0].fix
+
+
+def test_validate_reports_missing_form():
+    problems = validate_files({"loop.bpmn": BAD_FORM}, {"progress_report"})
+    assert [(p.file, p.element) for p in problems] == [("loop.bpmn", "report")]
+    assert "no_such_form" in problems[0].message and "forms/no_such_form.yaml" in problems[0].fix
+
+
+def test_validate_reports_unreachable_node_and_missing_decision():
+    assert [(p.element, "never be reached" in p.message)
+            for p in validate_files({"loop.bpmn": UNREACHABLE}, {"progress_report"})] == [("orphan", True)]
+    gm = (ROOT / "processes" / "grid_matter.bpmn").read_text(encoding="utf-8")
+    problems = validate_files({"grid_matter.bpmn": gm}, FormRegistry().keys())
+    assert problems and any("dispatch_rules" in p.message for p in problems)
+    assert all("Traceback" not in str(p) for p in problems)
+
+
+def test_validate_reports_broken_xml_with_line():
+    problems = validate_files({"broken.bpmn": LOOP[:400]}, set())
+    assert len(problems) == 1 and problems[0].element.startswith("line ")
+    assert "not well-formed" in problems[0].message
+
+
+def test_a_bad_file_deploys_nothing(clean_db, fixture_forms):
+    key = f"vbad_{uuid.uuid4().hex[:8]}"
+    with clean_db.read_session() as s:
+        before = s.scalar(select(func.count()).select_from(ProcessVersion))
+    with pytest.raises(DeployError) as err:
+        with clean_db.unit_of_work() as s:
+            deploy_files(s, {"good.bpmn": renamed_loop(key), "bad.bpmn": BAD_LANE.replace('id="loop"', 'id="x1"')},
+                         fixture_forms.keys())
+    assert err.value.problems[0].file == "bad.bpmn"
+    with clean_db.read_session() as s:
+        assert s.scalar(select(func.count()).select_from(ProcessVersion)) == before
+
+
+def test_cli_validate_exit_codes_and_lines(tmp_path):
+    bad = tmp_path / "loop.bpmn"
+    bad.write_text(BAD_LANE, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["validate", str(bad)])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[0].startswith("loop.bpmn:report: lane 'town.dispatcher_of_things'")
+    good = CliRunner().invoke(cli, ["validate", str(ROOT / "processes" / "grid_matter.bpmn")])
+    assert good.exit_code == 0, good.output
+
+
+MIWG = ROOT.parent / "shared" / "miwg"
+
+
+def test_reference_files_are_present():
+    assert len(list(MIWG.glob("*.bpmn"))) >= 20, f"expected the OMG MIWG reference files in {MIWG}"
+
+
+@pytest.mark.parametrize("path", sorted(MIWG.glob("*.bpmn")), ids=lambda p: p.name)
+def test_reference_files_never_crash_validation(path):
+    problems = validate_files({path.name: path.read_text(encoding="utf-8")}, FormRegistry().keys())
+    for p in problems:
+        assert p.file and p.message and "Traceback" not in p.message

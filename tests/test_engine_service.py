@@ -1,0 +1,265 @@
+"""The engine service's rules: jurisdiction, candidates, claims, conflicts,
+invalid input, unresolved lanes, resuming, audit."""
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from engine.db import Database
+from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from engine.models import AuditEvent, Case, CaseState, WorkItem
+from engine.service import InboxFilters, WorkflowService
+from tests.helpers import REPORT, open_spec_ids, work
+
+GRID_A, GRID_B = "linxi-xinguang-g1", "linxi-dongsheng-g1"
+
+
+def start(service, grid=GRID_A, actor="lx_wgy1", **overrides):
+    return service.start_case("grid_matter", grid, {**REPORT, **overrides}, actor)
+
+
+def counts(db):
+    with db.read_session() as s:
+        return (s.scalar(select(func.count()).select_from(Case)),
+                s.scalar(select(func.count()).select_from(WorkItem)),
+                s.scalar(select(func.count()).select_from(AuditEvent)))
+
+
+# ------------------------------------------------------------ jurisdiction
+
+def test_grid_worker_never_sees_another_grids_task(service):
+    a = start(service, colour="red", category="public_order")            # town_dispatch, grid A
+    b = start(service, grid=GRID_B, actor="lx_wgy3")                      # micro_mediation, grid B
+    a2 = start(service)                                                    # micro_mediation, grid A
+    leader_a = [r.item.case_id for r in service.inbox("lx_wgz1")]
+    leader_b = [r.item.case_id for r in service.inbox("lx_wgz2")]
+    assert leader_a == [a2.id] and leader_b == [b.id]
+    # the dispatcher of the town sees grid A's town task; grid leaders never do
+    assert [r.item.case_id for r in service.inbox("lxz_pd")] == [a.id]
+    # a grid worker of grid B cannot work grid A's task even knowing its id
+    task_b = b.open_items[0].id
+    with pytest.raises(PermissionDenied):
+        service.complete_task(task_b, {"resolved": True, "mediation_note": "x"}, "lx_wgz1")
+    with pytest.raises(PermissionDenied):
+        service.claim(task_b, "lx_wgy1")
+
+
+def test_cannot_start_in_a_grid_outside_your_jurisdiction(service):
+    with pytest.raises(PermissionDenied, match="grid_worker"):
+        start(service, grid=GRID_B, actor="lx_wgy1")
+    with pytest.raises(PermissionDenied):
+        start(service, actor="lxz_cg")  # a department handler is no grid worker
+    assert counts(service.db)[0] == 0
+
+
+def test_start_requires_a_grid_node(service):
+    with pytest.raises(InvalidInput, match="not a grid"):
+        service.start_case("grid_matter", "linxizhen", REPORT, "lx_wgy1")
+    with pytest.raises(NotFound):
+        service.start_case("grid_matter", "no-such-grid", REPORT, "lx_wgy1")
+    with pytest.raises(NotFound, match="not deployed"):
+        service.start_case("no_such_process", GRID_A, REPORT, "lx_wgy1")
+
+
+def test_business_keys_count_per_county_and_year(service):
+    keys = [start(service).business_key for _ in range(3)]
+    assert keys == ["LX-2026-000001", "LX-2026-000002", "LX-2026-000003"]
+    wy = service.start_case("grid_matter", "wuyuan-maojiaqiao-g1", REPORT, "wy_wgy1")
+    assert wy.business_key == "WY-2026-000001"
+
+
+# ----------------------------------------------------------- candidates
+
+def test_non_candidate_is_refused_and_nothing_changes(service):
+    case = start(service)
+    task_id = case.open_items[0].id
+    before = counts(service.db)
+    for outsider in ("lxz_pd", "lxz_cg", "lx_wgy2", "lxx_dc"):
+        with pytest.raises(PermissionDenied):
+            service.complete_task(task_id, {"resolved": True, "mediation_note": "x"}, outsider)
+        with pytest.raises(PermissionDenied):
+            service.claim(task_id, outsider)
+    assert counts(service.db) == before
+    with pytest.raises(PermissionDenied):
+        service.complete_task(task_id, {}, "nobody-at-all")
+
+
+def test_claim_makes_a_group_task_personal_and_unclaim_releases_it(service):
+    # 林西镇 has one dispatcher; give the case a second candidate by role: 新光社区's
+    # two grids share the grid leader lx_wgz1, so use the town task for claim rules
+    case = start(service, colour="red", category="public_order")
+    task_id = case.open_items[0].id
+    item = service.claim(task_id, "lxz_pd")
+    assert item.assignee_id is not None
+    row = service.inbox("lxz_pd")[0]
+    assert row.claimed_by == "杨晓东"
+    service.claim(task_id, "lxz_pd")  # claiming your own task again is harmless
+    with pytest.raises(PermissionDenied):
+        service.unclaim(task_id, "lx_wgy1")
+    service.unclaim(task_id, "lxz_pd")
+    assert service.inbox("lxz_pd")[0].claimed_by is None
+    kinds = [e.event_type for e in service.history(case.business_key)]
+    assert kinds.count("task_claimed") == 1 and kinds.count("task_unclaimed") == 1
+
+
+def test_claimed_task_is_refused_to_other_candidates(service, clean_db):
+    # two dispatchers at the same town: add a second holder for this test
+    from engine.models import JurisdictionNode, RoleAssignment, User
+    with clean_db.unit_of_work() as s:
+        town = s.scalar(select(JurisdictionNode).where(JurisdictionNode.code == "linxizhen"))
+        other = s.scalar(select(User).where(User.username == "lxx_pd"))
+        existing = s.scalar(select(RoleAssignment).where(RoleAssignment.user_id == other.id,
+                                                         RoleAssignment.node_id == town.id))
+        if existing is None:
+            s.add(RoleAssignment(user_id=other.id, role="center_dispatcher", node_id=town.id))
+    try:
+        case = start(service, colour="red", category="public_order")
+        task_id = case.open_items[0].id
+        assert service.inbox("lxx_pd", InboxFilters(spec_id="town_dispatch"))
+        service.claim(task_id, "lxz_pd")
+        assert not service.inbox("lxx_pd", InboxFilters(spec_id="town_dispatch"))
+        with pytest.raises(Conflict, match="claimed by"):
+            service.claim(task_id, "lxx_pd")
+        with pytest.raises(Conflict, match="claimed by"):
+            service.complete_task(task_id, {"department": "paichusuo"}, "lxx_pd")
+        service.complete_task(task_id, {"department": "paichusuo"}, "lxz_pd")
+    finally:
+        with clean_db.unit_of_work() as s:
+            for ra in s.scalars(select(RoleAssignment).join(User).where(
+                    User.username == "lxx_pd", RoleAssignment.node_id == town.id)):
+                s.delete(ra)
+
+
+# ------------------------------------------------------------- conflicts
+
+def test_double_completion_is_a_conflict_and_nothing_doubles(service):
+    case = start(service)
+    task_id = case.open_items[0].id
+    service.complete_task(task_id, {"resolved": True, "mediation_note": "done"}, "lx_wgz1")
+    before = counts(service.db)
+    with pytest.raises(Conflict, match="already completed"):
+        service.complete_task(task_id, {"resolved": False, "mediation_note": "again"}, "lx_wgz1")
+    assert counts(service.db) == before
+    assert open_spec_ids(service.get_case(case.business_key)) == ["record_result"]
+
+
+def test_concurrent_completion_one_wins_the_other_conflicts(service):
+    case = start(service)
+    task_id = case.open_items[0].id
+    barrier = threading.Barrier(2)
+    results = []
+
+    def attempt(note):
+        barrier.wait()
+        try:
+            service.complete_task(task_id, {"resolved": True, "mediation_note": note}, "lx_wgz1")
+            results.append("ok")
+        except Conflict:
+            results.append("conflict")
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in ("first", "second")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(results) == ["conflict", "ok"]
+    history = service.history(case.business_key)
+    assert [e.event_type for e in history].count("task_completed") == 1
+    assert open_spec_ids(service.get_case(case.business_key)) == ["record_result"]
+
+
+# ------------------------------------------------------------ bad input
+
+def test_invalid_form_is_refused_with_field_messages_and_nothing_stored(service):
+    case = start(service)
+    task_id = case.open_items[0].id
+    before = counts(service.db)
+    with pytest.raises(InvalidInput) as err:
+        service.complete_task(task_id, {"resolved": "perhaps", "unexpected": 1}, "lx_wgz1")
+    assert set(err.value.fields) >= {"resolved", "mediation_note", "unexpected"}
+    assert counts(service.db) == before
+    with service.db.read_session() as s:
+        assert s.get(WorkItem, task_id).status == "open"
+
+
+def test_invalid_start_form_creates_no_case(service):
+    with pytest.raises(InvalidInput) as err:
+        service.start_case("grid_matter", GRID_A, {**REPORT, "colour": "purple", "description": ""}, "lx_wgy1")
+    assert {"colour", "description"} <= set(err.value.fields)
+    assert counts(service.db) == (0, 0, 0)
+
+
+# --------------------------------------------------------- unresolved lanes
+
+def test_lane_nobody_holds_goes_to_next_level_dispatchers_flagged(service):
+    # 五原: the DMN sends a safety hazard to 住建; nobody handles 住建 in 天吉泰镇 or 五原县
+    case = service.start_case("grid_matter", "wuyuan-maojiaqiao-g1",
+                              {**REPORT, "category": "safety_hazard", "colour": "yellow"}, "wy_wgy1")
+    work(service, "tjt_pd", "town_dispatch", {"department": "zhujian"})
+    item = service.get_case(case.business_key).open_items[0]
+    assert item.spec_id == "department_handle" and item.unresolved
+    assert [r.item.id for r in service.inbox("wyx_pd")] == [item.id]      # 五原县 dispatcher
+    assert not service.inbox("tjt_cg") and not service.inbox("tjt_pd")
+    events = [e for e in service.history(case.business_key) if e.event_type == "lane_unresolved"]
+    assert len(events) == 1 and "zhujian" in events[0].data["reason"]
+    # the county dispatcher can work it: nothing is lost
+    work(service, "wyx_pd", "department_handle", {"handling_result": "县里协调住建局处理",
+                                                   "handled_at": "2026-03-02T15:00:00+08:00"})
+    assert open_spec_ids(service.get_case(case.business_key)) == ["verify_on_site"]
+
+
+# ------------------------------------------------------------ persistence
+
+def test_case_resumes_with_a_fresh_engine_over_the_same_database(service, clean_db):
+    case = start(service)
+    work(service, "lx_wgz1", "micro_mediation", {"resolved": False, "mediation_note": "未化解"})
+    fresh = WorkflowService(Database(clean_db.url))
+    try:
+        work(fresh, "lxz_pd", "town_dispatch", {"department": "chengguan"})
+        work(fresh, "lxz_cg", "department_handle", {"handling_result": "处理完毕",
+                                                     "handled_at": "2026-03-03T09:00:00+08:00"})
+        work(fresh, "lx_wgy1", "verify_on_site", {"verified": True, "verification_note": "ok"})
+        view = work(fresh, "lx_wgy1", "satisfaction", {"satisfaction": "satisfied"})
+        assert view.status == "completed"
+    finally:
+        fresh.db.dispose()
+
+
+def test_state_is_small_and_serializer_version_is_stored(service):
+    case = start(service)
+    with service.db.read_session() as s:
+        state = s.get(CaseState, case.id)
+        assert state.serializer_version == service.serializer.version
+        assert '"spec":"grid_matter"' in state.state      # the spec itself is not in the blob
+        assert len(state.state) < 20_000
+
+
+def test_every_transition_is_audited_with_actor_and_data(service):
+    case = start(service)
+    task_id = case.open_items[0].id
+    service.claim(task_id, "lx_wgz1")
+    service.complete_task(task_id, {"resolved": True, "mediation_note": "化解"}, "lx_wgz1")
+    events = service.history(case.business_key)
+    kinds = [e.event_type for e in events]
+    assert kinds[0] == "case_started" and events[0].data["category"] == "dispute"
+    assert {"step", "task_created", "task_claimed", "task_completed"} <= set(kinds)
+    done = next(e for e in events if e.event_type == "task_completed")
+    assert done.data == {"resolved": True, "mediation_note": "化解"} and done.actor_id is not None
+    assert all(e.at is not None for e in events)
+    steps = [e.bpmn_id for e in events if e.event_type == "step"]
+    assert steps[:3] == ["start", "decide_dispatch", "gw_level"]
+
+
+def test_inbox_filters_and_due_dates(service, clock):
+    red = start(service, colour="red", category="public_order")
+    blue = start(service, colour="blue", category="safety_hazard")
+    rows = service.inbox("lxz_pd")
+    assert [r.item.case_id for r in rows] == [red.id, blue.id]      # both due in 1 day, older first
+    assert rows[0].item.due_at == clock.now() + timedelta(days=1)      # town_dispatch dueDate P1D
+    assert [r.item.case_id for r in service.inbox("lxz_pd", InboxFilters(colour="red"))] == [red.id]
+    assert service.inbox("lxz_pd", InboxFilters(business_key=red.business_key.lower()))[0].item.case_id == red.id
+    assert service.inbox("lxz_pd", InboxFilters(overdue=True)) == []
+    clock.advance(days=2)
+    assert len(service.inbox("lxz_pd", InboxFilters(overdue=True))) == 2
+    assert service.inbox_count("lxz_pd") == 2
