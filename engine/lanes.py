@@ -69,7 +69,7 @@ class LaneResolver:
             JurisdictionNode.dept_type == dept_type).limit(1))
 
     def users_by_name(self, names) -> list[int]:
-        names = [names] if isinstance(names, str) else list(names or [])
+        names = names.split(",") if isinstance(names, str) else list(names or [])
         names = [n.strip() for n in names if isinstance(n, str) and n.strip()]
         if not names:
             return []

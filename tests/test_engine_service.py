@@ -263,3 +263,27 @@ def test_inbox_filters_and_due_dates(service, clock):
     clock.advance(days=2)
     assert len(service.inbox("lxz_pd", InboxFilters(overdue=True))) == 2
     assert service.inbox_count("lxz_pd") == 2
+
+
+# ------------------------------------------------- assignment from task data
+
+def test_assignee_and_candidates_chosen_in_an_earlier_form(clean_db, clock, fixture_forms):
+    from tests.conftest import deploy_fixture
+    deploy_fixture(clean_db, "assign.bpmn", forms=fixture_forms)
+    service = WorkflowService(clean_db, forms=fixture_forms)
+    case = service.start_case("assign", GRID_A, {}, "lx_wgy1")   # lane name carries the code in brackets
+    work(service, "lx_wgy1", "pick", {"owning_leader": "lxx_ld2", "reviewers": "lx_wgz1, lxx_dc"})
+    item = service.get_case(case.business_key).open_items[0]
+    assert item.spec_id == "lead" and item.assignee_id is not None and item.role is None
+    assert not [r for r in service.inbox("lxx_ld1") if r.item.case_id == case.id]   # the other leader
+    with pytest.raises(PermissionDenied):
+        service.complete_task(item.id, {"again": False}, "lxx_ld1")
+    with pytest.raises(PermissionDenied, match="assigned to you by name"):
+        service.unclaim(item.id, "lxx_ld2")
+    work(service, "lxx_ld2", "lead", {"again": False})
+    # both named reviewers see the sign-off; the grid leader lane is overridden, not added
+    assert [r.item.spec_id for r in service.inbox("lxx_dc")] == ["review"]
+    assert [r.item.spec_id for r in service.inbox("lx_wgz1")] == ["review"]
+    assert not service.inbox("lx_wgz2")
+    view = work(service, "lxx_dc", "review", {"again": False})
+    assert view.status == "completed"
