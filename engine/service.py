@@ -24,12 +24,16 @@ from SpiffWorkflow.util.task import TaskState
 from forms import FormRegistry, FormValidationError, to_task_data
 
 from . import clock
+from .access import can_view_case, is_read_only
+from .attachments import AttachmentStore
 from .bpmn import ParsedProcess, is_user_task, parse_process, user_task_info
 from .db import Database
+from .diagram import highlights, process_file
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, ProcessError
 from .lanes import LaneResolver
-from .models import (AuditEvent, Case, CaseSequence, CaseState, JurisdictionNode, ProcessVersion,
-                     RoleAssignment, User, WorkItem, WorkItemCandidate)
+from .models import (Attachment, AuditEvent, Case, CaseSequence, CaseState, JurisdictionNode, ProcessVersion,
+                     User, WorkItem, WorkItemCandidate)
+from .passwords import check_password
 from .state import StateSerializer, collect_finished_steps, prune_history, run_engine
 
 SUMMARY_VALUE_MAX = 200
@@ -91,11 +95,12 @@ class CaseView:
 
 
 class WorkflowService:
-    def __init__(self, db: Database, forms: FormRegistry | None = None):
+    def __init__(self, db: Database, forms: FormRegistry | None = None, upload_dir=None):
         self.db = db
         self.forms = forms if forms is not None else FormRegistry()
         self.specs = SpecCache()
         self.serializer = StateSerializer()
+        self.attachments = AttachmentStore(upload_dir or "instance/uploads")
 
     # ---------------------------------------------------------------- lookups
 
@@ -164,6 +169,7 @@ class WorkflowService:
                 created_by_id=user.id, summary={})
             session.add(case)
             session.flush()
+            self._claim_attachments(session, user, case, version.properties.get("startForm"), clean, None)
             workflow = BpmnWorkflow(parsed.spec, parsed.subprocess_specs)
             workflow.task_tree.data.update(clean)
             self._audit(session, case, "case_started", user, now, data=clean)
@@ -173,6 +179,8 @@ class WorkflowService:
             return CaseView(case, self._open_items(session, case.id))
 
     def _check_may_start(self, session, user: User, grid: JurisdictionNode, version: ProcessVersion):
+        if is_read_only(user):
+            raise PermissionDenied("auditors read cases; they cannot start them")
         allowed = [r.strip() for r in (version.properties.get("startRoles") or "").split(",") if r.strip()]
         ancestors = set(grid.ancestor_ids())
         for ra in user.roles:
@@ -353,6 +361,7 @@ class WorkflowService:
         if task is None or not task.has_state(TaskState.READY):
             raise Conflict(f"task '{item.name}' is no longer waiting; refresh the case")
         now = clock.now()
+        self._claim_attachments(session, user, case, item.form_key, clean, item)
         task.data.update(clean)
         try:
             task.run()
@@ -544,6 +553,198 @@ class WorkflowService:
             case = self._case(session, case_ref)
             parsed = self.specs.get(session.get(ProcessVersion, case.process_version_id))
             return self._case_data(self._load(session, case, parsed))
+
+    # ---------------------------------------------------------- attachments
+
+    def _claim_attachments(self, session, user: User, case: Case, form_key, clean: dict, item):
+        """Link the uploads a submission names (file fields) to the case."""
+        form = self.forms.get(form_key) if form_key else None
+        if form is None:
+            return
+        for f in form.input_fields:
+            if f.type != "file" or not clean.get(f.name):
+                continue
+            for attachment_id in clean[f.name]:
+                att = session.get(Attachment, str(attachment_id))
+                ok = att is not None and (att.case_id == case.id or
+                                          (att.case_id is None and att.uploaded_by_id == user.id))
+                if not ok:
+                    raise InvalidInput("an attached file was not found; upload it again",
+                                       fields={f.name: [f"unknown attachment {attachment_id}"]})
+                att.case_id = case.id
+                att.work_item_id = item.id if item else None
+
+    def upload_attachment(self, actor, filename: str, data: bytes, case_ref=None) -> Attachment:
+        """Store an upload. With a case: the actor must be able to work it (an open task
+        of theirs, or their own open case). Without: a pending upload for a form."""
+        from .attachments import clean_filename
+        content_type = self.attachments.check(filename, data)
+        with self.db.unit_of_work() as session:
+            user = self._user(session, actor)
+            if is_read_only(user):
+                raise PermissionDenied("auditors cannot add files to cases")
+            case = None
+            if case_ref is not None:
+                case = self._case(session, case_ref)
+                if not can_view_case(session, user, case):
+                    raise PermissionDenied(f"case {case.business_key} is outside your jurisdiction")
+                if not self._may_contribute(session, user, case):
+                    raise PermissionDenied(f"you have no open task in case {case.business_key}")
+            attachment_id, storage_path, digest = self.attachments.write(data)
+            att = Attachment(id=attachment_id, case_id=case.id if case else None, filename=clean_filename(filename),
+                             content_type=content_type, size=len(data), sha256=digest, storage_path=storage_path,
+                             uploaded_by_id=user.id, uploaded_at=clock.now())
+            session.add(att)
+            if case is not None:
+                self._audit(session, case, "attachment_added", user, att.uploaded_at,
+                            data={"attachment": attachment_id, "filename": att.filename, "size": att.size})
+            return att
+
+    def _may_contribute(self, session, user: User, case: Case) -> bool:
+        if case.status == "open" and case.created_by_id == user.id:
+            return True
+        for item in session.scalars(select(WorkItem).where(WorkItem.case_id == case.id, WorkItem.status == "open")):
+            if item.assignee_id == user.id or (item.assignee_id is None and self._is_candidate(session, user, item)):
+                return True
+        return False
+
+    def open_attachment(self, actor, attachment_id: str):
+        """(metadata, path on disk) if the actor may see the attachment's case."""
+        with self.db.read_session() as session:
+            user = self._user(session, actor)
+            att = session.get(Attachment, attachment_id)
+            if att is None:
+                raise NotFound("no such file")
+            if att.case_id is None:
+                if att.uploaded_by_id != user.id:
+                    raise NotFound("no such file")
+            elif not can_view_case(session, user, session.get(Case, att.case_id)):
+                raise PermissionDenied("this file belongs to a case outside your jurisdiction")
+            return att, self.attachments.path(att.storage_path)
+
+    # ------------------------------------------------------ users and reads
+
+    def authenticate(self, username: str, password: str) -> User | None:
+        with self.db.read_session() as session:
+            user = session.scalar(select(User).where(User.username == (username or "").strip()))
+            if user is None or not user.active or not check_password(user.password_hash, password or ""):
+                return None
+            return user
+
+    def get_user(self, ref) -> User | None:
+        with self.db.read_session() as session:
+            try:
+                user = self._user(session, ref)
+            except PermissionDenied:
+                return None
+            for ra in user.roles:
+                _ = ra.node.name
+            return user
+
+    def startable(self, actor) -> list[StartOption]:
+        """Processes the actor may start, each with the grids they may start it in."""
+        with self.db.read_session() as session:
+            user = self._user(session, actor)
+            if is_read_only(user):
+                return []
+            latest = {}
+            for version in session.scalars(select(ProcessVersion).order_by(ProcessVersion.version)):
+                latest[version.process_key] = version
+            options = []
+            for key, version in sorted(latest.items()):
+                allowed = {r.strip() for r in (version.properties.get("startRoles") or "").split(",") if r.strip()}
+                if not allowed:
+                    continue
+                paths = [ra.node.path for ra in user.roles if ra.role in allowed]
+                if not paths:
+                    continue
+                grids = session.scalars(select(JurisdictionNode).where(
+                    JurisdictionNode.level == "grid",
+                    or_(*[JurisdictionNode.path.like(p + "%") for p in paths])).order_by(JurisdictionNode.path)).all()
+                if grids:
+                    options.append(StartOption(process_key=key, name=version.name,
+                                               start_form=version.properties.get("startForm"),
+                                               grids=[(g.code, g.name) for g in grids]))
+            return options
+
+    def view_case(self, actor, case_ref) -> CaseDetail:
+        """Everything the case page shows, if the actor may see the case."""
+        with self.db.read_session() as session:
+            user = self._user(session, actor)
+            case = self._case(session, case_ref)
+            if not can_view_case(session, user, case):
+                raise PermissionDenied(f"case {case.business_key} is outside your jurisdiction")
+            version = session.get(ProcessVersion, case.process_version_id)
+            parsed = self.specs.get(version)
+            data = self._case_data(self._load(session, case, parsed))
+            items = self._open_items(session, case.id)
+            events = list(session.scalars(select(AuditEvent).where(AuditEvent.case_id == case.id)
+                                          .order_by(AuditEvent.id)))
+            user_ids = {e.actor_id for e in events} | {i.assignee_id for i in items} | {case.created_by_id}
+            names = {u.id: u.display_name for u in session.scalars(
+                select(User).where(User.id.in_([u for u in user_ids if u])))}
+            node_ids = {i.candidate_node_id for i in items} | {case.grid_id}
+            nodes = {n.id: n.name for n in session.scalars(
+                select(JurisdictionNode).where(JurisdictionNode.id.in_([n for n in node_ids if n])))}
+            path = [(e.flow_from, e.bpmn_id) for e in events
+                    if e.event_type in ("step", "task_completed") and e.bpmn_id]
+            attachments = list(session.scalars(select(Attachment).where(Attachment.case_id == case.id)
+                                               .order_by(Attachment.uploaded_at)))
+            main_file = process_file(version.files, case.process_key)
+            return CaseDetail(
+                case=case, version=version, data=data, open_items=items, events=events, user_names=names,
+                node_names=nodes, attachments=attachments,
+                diagram_xml=version.files.get(main_file) if main_file else None,
+                highlights=highlights(version.files, path, [i.spec_id for i in items]),
+                may_contribute=self._may_contribute(session, user, case) and not is_read_only(user))
+
+    def task_detail(self, actor, task_id: str) -> TaskDetail:
+        with self.db.read_session() as session:
+            user = self._user(session, actor)
+            item = session.get(WorkItem, task_id)
+            if item is None:
+                raise NotFound(f"no task '{task_id}'")
+            case = session.get(Case, item.case_id)
+            may_work = item.status == "open" and (
+                item.assignee_id == user.id or (item.assignee_id is None and self._is_candidate(session, user, item)))
+            if not may_work and not can_view_case(session, user, case):
+                raise PermissionDenied(f"task '{item.name}' is outside your jurisdiction")
+            parsed = self.specs.get(session.get(ProcessVersion, case.process_version_id))
+            data = self._case_data(self._load(session, case, parsed))
+            return TaskDetail(item=item, case=case, form=self.forms.get(item.form_key) if item.form_key else None,
+                              case_data=data, may_work=may_work)
+
+
+@dataclass
+class StartOption:
+    process_key: str
+    name: str
+    start_form: str | None
+    grids: list
+
+
+@dataclass
+class CaseDetail:
+    case: Case
+    version: ProcessVersion
+    data: dict
+    open_items: list
+    events: list
+    user_names: dict
+    node_names: dict
+    attachments: list
+    diagram_xml: str | None
+    highlights: dict
+    may_contribute: bool
+
+
+@dataclass
+class TaskDetail:
+    item: WorkItem
+    case: Case
+    form: object
+    case_data: dict
+    may_work: bool
 
 
 def _summary(data: dict) -> dict:

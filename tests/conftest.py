@@ -15,14 +15,15 @@ from engine import clock as clock_module
 from engine import schema
 from engine.db import Database
 from engine.deploy import deploy_files, read_process_dir
-from engine.models import AuditEvent, Case, CaseSequence, CaseState, WorkItem, WorkItemCandidate
+from engine.models import (Attachment, AuditEvent, Case, CaseSequence, CaseState, WorkItem,
+                           WorkItemCandidate)
 from engine.org import load_org_file
 from engine.service import WorkflowService
 from forms import FormRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-CASE_TABLES = [WorkItemCandidate, WorkItem, AuditEvent, CaseState, Case, CaseSequence]
+CASE_TABLES = [WorkItemCandidate, WorkItem, AuditEvent, Attachment, CaseState, Case, CaseSequence]
 
 
 @pytest.fixture(scope="session")
@@ -72,3 +73,19 @@ def deploy_fixture(db, *names, forms=None):
     files = {n: (FIXTURES / n).read_text(encoding="utf-8") for n in names}
     with db.unit_of_work() as session:
         return deploy_files(session, files, forms.keys() if forms else None, actor="tests")
+
+
+# ------------------------------------------------------------------ web
+
+@pytest.fixture
+def app(service, tmp_path):
+    from web import create_app
+    service.attachments.root = tmp_path / "uploads"
+    application = create_app({"TESTING": True, "SECRET_KEY": "test-secret", "SERVICE": service,
+                              "UPLOAD_FOLDER": str(tmp_path / "uploads")})
+    return application
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

@@ -24,3 +24,19 @@ def open_spec_ids(view):
 
 def path_ids(service, case):
     return [b for _, b in service.path(case.business_key)]
+
+
+def csrf_token(client, path="/login"):
+    """The CSRF token the app put in a page's <meta name="csrf-token">."""
+    import re
+    html = client.get(path).get_data(as_text=True)
+    match = re.search(r'name="csrf-token" content="([^"]+)"', html)
+    assert match, f"no csrf token on {path}"
+    return match.group(1)
+
+
+def login(client, username, password="demo123"):
+    token = csrf_token(client)
+    response = client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+    assert response.status_code == 302, f"login of {username} failed: {response.status_code}"
+    return response

@@ -1,4 +1,76 @@
-"""Flask web app (task inboxes, forms, case pages, JSON API): see issue 4.
+"""Flask app: inboxes, forms, case pages and the JSON API for the grid app.
 
-Depends on `engine` and `forms`; `engine` never imports this package.
+`create_app(config)` builds it; the views stay thin and call the engine
+service (`app.extensions["gridflow"]`), which owns every transaction.
 """
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask
+from jinja2 import ChoiceLoader, FileSystemLoader
+
+from engine.db import Database
+from engine.service import WorkflowService
+from forms import FormRegistry
+from forms.render import template_folder as forms_template_folder
+
+from . import i18n
+from .extensions import csrf, login_manager
+
+
+def _secret_key(instance_path: str) -> str:
+    """SECRET_KEY from the environment, else a random key kept in instance/ (never in the repo)."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    path = Path(instance_path) / "secret_key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_path=str(Path("instance").resolve()))
+    config = dict(config or {})
+    app.config.from_mapping(
+        DATABASE_URL=os.environ.get("DATABASE_URL"),
+        UPLOAD_FOLDER=str(Path(app.instance_path) / "uploads"),
+        FORMS_DIR=None,
+        MAX_CONTENT_LENGTH=60 * 1024 * 1024,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        # http://127.0.0.1 in the demo; set GRIDFLOW_SECURE_COOKIES=1 behind HTTPS
+        SESSION_COOKIE_SECURE=os.environ.get("GRIDFLOW_SECURE_COOKIES") == "1",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        WTF_CSRF_TIME_LIMIT=None,
+        API_TOKEN_MAX_AGE=7 * 24 * 3600,
+        NODE_MODULES=str(Path(__file__).resolve().parent.parent / "node_modules"),
+    )
+    app.config.update(config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _secret_key(app.instance_path)
+
+    service = config.get("SERVICE") or WorkflowService(
+        Database(app.config["DATABASE_URL"]),
+        forms=FormRegistry(app.config["FORMS_DIR"]) if app.config["FORMS_DIR"] else None,
+        upload_dir=app.config["UPLOAD_FOLDER"])
+    app.extensions["gridflow"] = service
+
+    app.jinja_loader = ChoiceLoader([app.jinja_loader, FileSystemLoader(forms_template_folder())])
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    i18n.init_app(app)
+
+    from . import api, auth, cases, errors, inbox, tasks
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(inbox.bp)
+    app.register_blueprint(tasks.bp)
+    app.register_blueprint(cases.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)  # bearer tokens, no cookies: CSRF does not apply
+    errors.register(app)
+    return app

@@ -1,0 +1,439 @@
+"""Benchmark: what one step of a long-looping case costs, raw SpiffWorkflow vs. gridflow.
+
+A case loops through the user task `report` of `tests/fixtures/loop.bpmn` many
+times. We measure, per completed step:
+
+* raw      -- plain SpiffWorkflow 3.2 in memory, but with a full stock-serializer
+              round trip (spec included) per step, as a naive product would do;
+* product  -- `engine.service.WorkflowService.complete_task` with persistence,
+              on SQLite (temp file) and on PostgreSQL (database `gridflow_bench`).
+
+Each "ms/step at N" is the median of a 5-step window ending at N+2 (steps 1..5
+for N=1), taken after 3 warm-up steps of a separate case. State size is the
+stored JSON after step N exactly.
+
+This prints figures; it is not a test and always exits 0.
+
+    cd /work/main && .venv/bin/python bench/step_cost.py [--iterations N] [--db sqlite|postgres|both]
+                                                        [--quick] [--window K] [--profile]
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import platform
+import pstats
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+FIXTURE = ROOT / "tests" / "fixtures" / "loop.bpmn"
+FORMS_DIR = ROOT / "tests" / "fixtures" / "forms"
+ORG_FILE = ROOT / "demo" / "org.yaml"
+PROCESS_ID = "loop"
+GRID = "linxi-xinguang-g1"
+ACTOR = "lx_wgy1"
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+PG_BENCH_DB = "gridflow_bench"
+PG_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_BENCH_DB}"
+
+WARMUP = 3
+PROFILE_STEPS = 20
+WINDOW = 5
+CHECKPOINTS = (1, 50, 200, 1000)
+STATE_CHECKPOINTS = (1, 200, 1000)
+
+TARGET_VS_RAW = 1.5
+TARGET_GROWTH = 1.2
+TARGET_STATE = 2.0
+
+
+# ---------------------------------------------------------------- helpers
+
+def window(n: int, total: int) -> range | None:
+    """The iterations whose median stands for iteration n (None if n was not reached)."""
+    if n > total:
+        return None
+    end = min(max(n + 2, WINDOW), total)
+    start = max(1, end - WINDOW + 1)
+    return range(start, end + 1)
+
+
+def median_at(times: dict[int, float], n: int, total: int) -> float | None:
+    w = window(n, total)
+    if w is None:
+        return None
+    vals = [times[i] for i in w if i in times]
+    if not vals:
+        return None
+    return statistics.median(vals)
+
+
+def fmt_ms(v: float | None) -> str:
+    return "-" if v is None else f"{v * 1000:.2f}"
+
+
+def fmt_bytes(v: int | None) -> str:
+    return "-" if v is None else f"{v:,}"
+
+
+class Result:
+    def __init__(self, name: str):
+        self.name = name
+        self.times: dict[int, float] = {}     # iteration -> seconds (wall, perf_counter)
+        self.cpu: dict[int, float] = {}       # iteration -> seconds of this process's CPU (process_time)
+        self.sizes: dict[int, int] = {}       # iteration -> state bytes
+        self.reached = 0                      # last iteration completed
+        self.note: str | None = None          # stalled / skipped / error
+        self.skipped = False
+
+    def ms(self, n):
+        return median_at(self.times, n, self.reached)
+
+    def cpu_ms(self, n):
+        return median_at(self.cpu, n, self.reached)
+
+
+# ---------------------------------------------------------------- raw SpiffWorkflow
+
+def run_raw(iterations: int) -> Result:
+    from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
+    from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+    from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
+    from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+    from SpiffWorkflow.util.task import TaskState
+
+    res = Result("raw SpiffWorkflow")
+    parser = SpiffBpmnParser()
+    parser.add_bpmn_str(FIXTURE.read_bytes(), filename=FIXTURE.name)
+    spec = parser.get_spec(PROCESS_ID)
+    subprocesses = parser.get_subprocess_specs(PROCESS_ID)
+    serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(SPIFF_CONFIG))
+
+    def new_case() -> str:
+        wf = BpmnWorkflow(spec, subprocesses)
+        wf.do_engine_steps()
+        return serializer.serialize_json(wf)
+
+    def step(text: str):
+        """One round trip; returns (new text) or None when no READY user task is found."""
+        wf = serializer.deserialize_json(text)
+        ready = wf.get_tasks(state=TaskState.READY, manual=True)
+        if not ready:
+            return None
+        task = ready[0]
+        task.data["again"] = True
+        task.run()
+        wf.do_engine_steps()
+        return serializer.serialize_json(wf)
+
+    # warm-up on a separate case
+    text = new_case()
+    for _ in range(WARMUP):
+        text = step(text)
+
+    text = new_case()
+    for i in range(1, iterations + 1):
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        try:
+            new = step(text)
+        except RecursionError:
+            res.note = f"stalled at iteration {i} (RecursionError)"
+            break
+        except Exception as exc:  # noqa: BLE001 -- a benchmark reports, it does not crash
+            res.note = f"stalled at iteration {i} ({type(exc).__name__}: {exc})"
+            break
+        dt = time.perf_counter() - t0
+        dc = time.process_time() - c0
+        if new is None:
+            res.note = f"stalled at iteration {i}: no READY user task (task iterator depth limit)"
+            break
+        text = new
+        res.times[i] = dt
+        res.cpu[i] = dc
+        res.sizes[i] = len(text.encode("utf-8"))
+        res.reached = i
+        if i % 100 == 0:
+            print(f"  raw: iteration {i}, {dt * 1000:.1f} ms/step, state {len(text):,} chars", flush=True)
+    return res
+
+
+# ---------------------------------------------------------------- product
+
+def pg_prepare() -> tuple[bool, str]:
+    """Make sure database gridflow_bench exists; return (ok, message)."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        return False, f"psycopg not importable: {exc}"
+    try:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (PG_BENCH_DB,)).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{PG_BENCH_DB}"')
+            version = conn.execute("SHOW server_version").fetchone()[0]
+        return True, version
+    except Exception as exc:  # noqa: BLE001
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return False, f"{type(exc).__name__}: {first}"
+
+
+def setup_product(url: str):
+    from engine import schema
+    from engine.db import Database
+    from engine.deploy import deploy_files
+    from engine.org import load_org_file
+    from engine.service import WorkflowService
+    from forms import FormRegistry
+
+    db = Database(url)
+    schema.drop_all(db)
+    schema.upgrade(db)
+    with db.unit_of_work() as session:
+        load_org_file(session, ORG_FILE)
+        deploy_files(session, {FIXTURE.name: FIXTURE.read_text(encoding="utf-8")}, form_keys=None)
+    svc = WorkflowService(db, forms=FormRegistry(FORMS_DIR))
+    return db, svc
+
+
+def state_bytes(db, case_id: int) -> int:
+    from engine.models import CaseState
+    with db.read_session() as session:
+        row = session.get(CaseState, case_id)
+        return len(row.state.encode("utf-8"))
+
+
+def run_product(name: str, url: str, iterations: int, profile: bool = False) -> tuple[Result, str | None]:
+    res = Result(name)
+    db, svc = setup_product(url)
+    profile_text = None
+    try:
+        # warm-up on a separate case
+        view = svc.start_case(PROCESS_ID, GRID, {}, ACTOR)
+        for _ in range(WARMUP):
+            view = svc.complete_task(view.open_items[0].id, {"again": True}, ACTOR)
+
+        view = svc.start_case(PROCESS_ID, GRID, {}, ACTOR)
+        case_id = view.id
+        res.sizes[0] = state_bytes(db, case_id)
+        for i in range(1, iterations + 1):
+            if not view.open_items:
+                res.note = f"stalled at iteration {i}: no open work item (case status {view.status})"
+                break
+            item_id = view.open_items[0].id
+            c0 = time.process_time()
+            t0 = time.perf_counter()
+            try:
+                view = svc.complete_task(item_id, {"again": True}, ACTOR)
+            except Exception as exc:  # noqa: BLE001
+                res.note = f"failed at iteration {i} ({type(exc).__name__}: {exc})"
+                break
+            dt = time.perf_counter() - t0
+            res.cpu[i] = time.process_time() - c0
+            res.times[i] = dt
+            res.reached = i
+            if i in STATE_CHECKPOINTS or i == iterations:
+                res.sizes[i] = state_bytes(db, case_id)
+            if i % 250 == 0:
+                print(f"  {name}: iteration {i}, {dt * 1000:.1f} ms/step", flush=True)
+
+        if profile:
+            # a fresh case, after the measured run so the figures above are untouched
+            view = svc.start_case(PROCESS_ID, GRID, {}, ACTOR)
+            for _ in range(WARMUP):
+                view = svc.complete_task(view.open_items[0].id, {"again": True}, ACTOR)
+            prof = cProfile.Profile()
+            t0 = time.perf_counter()
+            for _ in range(PROFILE_STEPS):
+                item_id = view.open_items[0].id
+                prof.enable()
+                view = svc.complete_task(item_id, {"again": True}, ACTOR)
+                prof.disable()
+            wall = (time.perf_counter() - t0) / PROFILE_STEPS
+            buf = io.StringIO()
+            pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(15)
+            profile_text = (f"cProfile of {name}: complete_task x {PROFILE_STEPS} on a fresh case "
+                            f"(steps {WARMUP + 1}..{WARMUP + PROFILE_STEPS}, {wall * 1000:.1f} ms/step "
+                            f"under the profiler), top 15 cumulative\n" + buf.getvalue())
+    finally:
+        db.dispose()
+    return res, profile_text
+
+
+# ---------------------------------------------------------------- report
+
+def print_machine(pg_version: str | None):
+    print("Machine")
+    print(f"  cores:          {os.cpu_count()}  ({platform.processor() or platform.machine()})")
+    print(f"  platform:       {platform.platform()}")
+    print(f"  python:         {platform.python_version()} ({platform.python_implementation()})")
+    for pkg in ("SpiffWorkflow", "SQLAlchemy", "psycopg", "alembic"):
+        try:
+            print(f"  {pkg + ':':15} {metadata.version(pkg)}")
+        except metadata.PackageNotFoundError:
+            print(f"  {pkg + ':':15} not installed")
+    print(f"  SQLite:         {sqlite3.sqlite_version}")
+    print(f"  PostgreSQL:     {pg_version or 'n/a'}")
+    print(f"  load average:   {load_average()}  (at start; other work on the machine makes wall times noisy)")
+    print()
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def print_table(results: list[Result], iterations: int):
+    cps = [n for n in CHECKPOINTS]
+    head = f"{'':22}" + "".join(f"{'ms@' + str(n):>10}" for n in cps) \
+        + "".join(f"{'bytes@' + str(n):>13}" for n in STATE_CHECKPOINTS)
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        if r.skipped:
+            print(f"{r.name:22}  skipped: {r.note}")
+            continue
+        row = f"{r.name:22}" + "".join(f"{fmt_ms(r.ms(n)):>10}" for n in cps) \
+            + "".join(f"{fmt_bytes(r.sizes.get(n)):>13}" for n in STATE_CHECKPOINTS)
+        print(row)
+        print(f"{'  (client CPU ms)':22}" + "".join(f"{fmt_ms(r.cpu_ms(n)):>10}" for n in cps))
+        if r.note:
+            print(f"{'':22}  note: {r.note}")
+    print(f"(ms = wall time, median of a {WINDOW}-step window at each iteration; '-' = not reached; "
+          f"run of {iterations} iterations.\n 'client CPU ms' = this process's CPU time for the same steps, "
+          f"less disturbed by other load; excludes the PostgreSQL server's work. Targets use wall time.)")
+    print()
+
+
+def verdict(label: str, value: float | None, target: float, why_missing: str = "") -> str:
+    if value is None:
+        return f"  n/a   {label:58} target <= {target:<4}  {why_missing}"
+    status = "PASS" if value <= target else "MISS"
+    line = f"  {status}  {label:58} = {value:7.2f}   target <= {target}"
+    if status == "MISS":
+        line = ">>" + line[2:] + "   <<< MISS"
+    return line
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def print_ratios(raw: Result, products: list[Result]) -> int:
+    misses = 0
+    print("Ratios")
+    for p in products:
+        if p.skipped:
+            continue
+        lines = [
+            verdict(f"{p.name} step@1 / raw step@1", ratio(p.ms(1), raw.ms(1)), TARGET_VS_RAW),
+            verdict(f"{p.name} step@200 / raw step@200", ratio(p.ms(200), raw.ms(200)), TARGET_VS_RAW,
+                    "(raw did not reach 200)" if raw.reached < 200 else ""),
+            verdict(f"{p.name} step@200 / step@1", ratio(p.ms(200), p.ms(1)), TARGET_GROWTH),
+            verdict(f"{p.name} step@1000 / step@1", ratio(p.ms(1000), p.ms(1)), TARGET_GROWTH,
+                    "(run shorter than 1000)"),
+            verdict(f"{p.name} state@1000 / state@1", ratio(p.sizes.get(1000), p.sizes.get(1)), TARGET_STATE,
+                    "(run shorter than 1000)"),
+        ]
+        for line in lines:
+            if "MISS" in line:
+                misses += 1
+            print(line)
+    if raw.reached:
+        print(f"  info  raw step@{raw.reached} / raw step@1"
+              f" = {ratio(raw.times[raw.reached], raw.ms(1)):.1f}x;"
+              f" raw state@{raw.reached} / state@1 = {ratio(raw.sizes[raw.reached], raw.sizes[1]):.1f}x")
+    print()
+    return misses
+
+
+def main(argv=None) -> int:
+    global WINDOW
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--iterations", type=int, default=1000)
+    ap.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    ap.add_argument("--quick", action="store_true", help="200 iterations")
+    ap.add_argument("--profile", action="store_true",
+                    help=f"after the measured run, cProfile {PROFILE_STEPS} product steps of a fresh case; "
+                         "print top 15 cumulative")
+    ap.add_argument("--window", type=int, default=WINDOW,
+                    help=f"steps per median window (default {WINDOW})")
+    args = ap.parse_args(argv)
+    WINDOW = max(1, args.window)
+    iterations = 200 if args.quick else max(1, args.iterations)
+    os.chdir(ROOT)
+
+    started = time.perf_counter()
+    pg_ok, pg_msg = (False, "not requested")
+    if args.db in ("postgres", "both"):
+        pg_ok, pg_msg = pg_prepare()
+    print(f"gridflow step-cost benchmark: process '{PROCESS_ID}' ({FIXTURE.relative_to(ROOT)}), "
+          f"{iterations} iterations\n")
+    print_machine(pg_msg if pg_ok else None)
+
+    print("Running raw SpiffWorkflow (stock serializer, spec included, round trip per step) ...", flush=True)
+    raw = run_raw(iterations)
+
+    products: list[Result] = []
+    profiles: list[str] = []
+    if args.db in ("sqlite", "both"):
+        with tempfile.TemporaryDirectory(prefix="gridflow-bench-") as tmp:
+            print("Running product on SQLite ...", flush=True)
+            r, prof = run_product("product SQLite", f"sqlite:///{Path(tmp) / 'bench.sqlite'}", iterations,
+                                  args.profile)
+            products.append(r)
+            if prof:
+                profiles.append(prof)
+    if args.db in ("postgres", "both"):
+        if pg_ok:
+            print(f"Running product on PostgreSQL (database {PG_BENCH_DB}) ...", flush=True)
+            try:
+                r, prof = run_product("product PostgreSQL", PG_URL, iterations, args.profile)
+                products.append(r)
+                if prof:
+                    profiles.append(prof)
+            except Exception as exc:  # noqa: BLE001
+                r = Result("product PostgreSQL")
+                r.skipped, r.note = True, f"{type(exc).__name__}: {exc}"
+                products.append(r)
+        else:
+            r = Result("product PostgreSQL")
+            r.skipped, r.note = True, f"PostgreSQL unreachable ({pg_msg})"
+            print(f"Skipping PostgreSQL: {pg_msg}")
+            products.append(r)
+    print()
+
+    print_table([raw] + products, iterations)
+    misses = print_ratios(raw, products)
+    for text in profiles:
+        print(text)
+    print(f"{misses} target(s) missed" if misses else "no target missed (n/a lines were not measured)")
+    if misses and not args.profile:
+        print("(re-run with --profile to see where a product step's time goes)")
+    print(f"load average at end: {load_average()}")
+    print(f"total runtime {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        pass
+    sys.exit(0)

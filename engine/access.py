@@ -1,0 +1,34 @@
+"""Who may see what. The jurisdiction rule: a person holding a role at node N
+sees the cases whose grid lies under N. A department is not above any grid, so a
+department's people see the cases dispatched to their department. Anyone who
+started a case, or was asked to work a task of it, sees that case."""
+from __future__ import annotations
+
+from sqlalchemy import exists, or_, select
+from sqlalchemy.orm import Session
+
+from .models import DEPARTMENT, Case, User, WorkItem, WorkItemCandidate
+
+READ_ONLY_ROLES = {"auditor"}
+
+
+def can_view_case(session: Session, user: User, case: Case) -> bool:
+    dept_nodes = []
+    for ra in user.roles:
+        if ra.node.level == DEPARTMENT:
+            dept_nodes.append(ra.node_id)
+        elif case.grid_path.startswith(ra.node.path):
+            return True
+    if case.created_by_id == user.id:
+        return True
+    involved = [WorkItem.assignee_id == user.id, WorkItem.completed_by_id == user.id,
+                exists().where(WorkItemCandidate.work_item_id == WorkItem.id,
+                               WorkItemCandidate.user_id == user.id)]
+    if dept_nodes:
+        involved.append(WorkItem.candidate_node_id.in_(dept_nodes))
+    return session.scalar(select(exists().where(WorkItem.case_id == case.id, or_(*involved))))
+
+
+def is_read_only(user: User) -> bool:
+    """Auditors read everything in their jurisdiction and change nothing."""
+    return bool(user.roles) and all(ra.role in READ_ONLY_ROLES for ra in user.roles)

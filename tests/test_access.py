@@ -1,0 +1,108 @@
+"""Who may see a case, start a process, and upload or read its files."""
+import pytest
+
+from engine.errors import InvalidInput, NotFound, PermissionDenied
+from tests.helpers import REPORT, work
+
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
+
+
+def start(service, **overrides):
+    return service.start_case("grid_matter", "linxi-xinguang-g1", {**REPORT, **overrides}, "lx_wgy1")
+
+
+@pytest.mark.parametrize("username,sees", [
+    ("lx_wgy1", True),    # reporter, grid worker of the grid
+    ("lx_wgz1", True),    # grid leader of the grid
+    ("lxz_pd", True),     # town dispatcher: the grid lies under the town
+    ("lxx_dc", True),     # county auditor
+    ("cf_pd", True),      # city dispatcher
+    ("lx_wgy3", False),   # grid worker of another grid
+    ("lxz_cg", False),    # a department not (yet) involved
+    ("wy_wgy1", False),   # another city
+    ("wyx_pd", False),    # another county's dispatcher
+])
+def test_case_visibility_follows_the_jurisdiction_tree(service, username, sees):
+    case = start(service)
+    if sees:
+        assert service.view_case(username, case.business_key).case.id == case.id
+    else:
+        with pytest.raises(PermissionDenied):
+            service.view_case(username, case.business_key)
+
+
+def test_a_department_sees_the_cases_dispatched_to_it(service):
+    case = start(service, colour="red", category="public_order")
+    with pytest.raises(PermissionDenied):
+        service.view_case("lxz_pcs", case.business_key)
+    work(service, "lxz_pd", "town_dispatch", {"department": "paichusuo"})
+    assert service.view_case("lxz_pcs", case.business_key).case.id == case.id
+    with pytest.raises(PermissionDenied):
+        service.view_case("lxz_cg", case.business_key)
+
+
+def test_case_detail_has_path_highlights_and_names(service):
+    case = start(service)
+    work(service, "lx_wgz1", "micro_mediation", {"resolved": True, "mediation_note": "ok"})
+    detail = service.view_case("lxz_pd", case.business_key)
+    assert detail.highlights["completed"][:4] == ["start", "decide_dispatch", "gw_level", "micro_mediation"]
+    assert "flow_to_grid" in detail.highlights["flows"] and detail.highlights["active"] == ["record_result"]
+    assert detail.diagram_xml.startswith("<?xml") and "bpmndi:BPMNDiagram" in detail.diagram_xml
+    assert "孙丽娟" in detail.user_names.values()   # the grid leader who completed a step
+
+
+def test_startable_processes_and_grids(service):
+    options = {o.process_key: o for o in service.startable("lx_wgy1")}
+    assert options["grid_matter"].grids == [("linxi-xinguang-g1", "新光社区第一网格")]
+    assert options["grid_matter"].start_form == "grid_matter_report"
+    assert service.startable("lxz_pd") == []       # dispatchers don't report grid matters
+    assert service.startable("lxx_dc") == []       # auditors start nothing
+
+
+def test_auditor_cannot_start_claim_complete_or_upload(service):
+    case = start(service)
+    task_id = case.open_items[0].id
+    with pytest.raises(PermissionDenied):
+        service.start_case("grid_matter", "linxi-xinguang-g1", REPORT, "lxx_dc")
+    with pytest.raises(PermissionDenied):
+        service.claim(task_id, "lxx_dc")
+    with pytest.raises(PermissionDenied):
+        service.complete_task(task_id, {"resolved": True, "mediation_note": "x"}, "lxx_dc")
+    with pytest.raises(PermissionDenied):
+        service.upload_attachment("lxx_dc", "p.png", PNG, case.business_key)
+
+
+def test_photos_uploaded_before_the_start_are_linked_to_the_case(service):
+    att = service.upload_attachment("lx_wgy1", "现场照片.png", PNG)
+    case = start(service, photos=[att.id])
+    meta, path = service.open_attachment("lxz_pd", att.id)
+    assert meta.case_id == case.id and meta.content_type == "image/png" and path.read_bytes() == PNG
+    with pytest.raises(PermissionDenied):
+        service.open_attachment("lx_wgy3", att.id)
+    # someone else's pending upload cannot be claimed
+    other = service.upload_attachment("lx_wgy3", "b.png", PNG)
+    with pytest.raises(InvalidInput, match="upload it again"):
+        start(service, photos=[other.id])
+    with pytest.raises(NotFound):
+        service.open_attachment("lx_wgy1", other.id)
+
+
+@pytest.mark.parametrize("name,data,message", [
+    ("notes.png", b"just text, not an image", "not an accepted file type"),
+    ("big.png", PNG + b"\0" * (10 * 1024 * 1024), "limit"),
+    ("empty.pdf", b"", "not an accepted file type"),
+])
+def test_bad_uploads_are_refused_with_a_reason(service, name, data, message):
+    with pytest.raises(InvalidInput, match=message):
+        service.upload_attachment("lx_wgy1", name, data)
+
+
+def test_upload_to_a_case_needs_an_open_task_there(service):
+    case = start(service)
+    att = service.upload_attachment("lx_wgz1", "../../etc/passwd.png", PNG, case.business_key)
+    assert att.filename == "passwd.png" and ".." not in att.storage_path
+    with pytest.raises(PermissionDenied):
+        service.upload_attachment("lxz_pd", "p.png", PNG, case.business_key)   # sees it, has no task in it
+    with pytest.raises(PermissionDenied):
+        service.upload_attachment("lx_wgy3", "p.png", PNG, case.business_key)  # outside the jurisdiction

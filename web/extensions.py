@@ -1,0 +1,39 @@
+from flask import current_app
+from flask_login import LoginManager, UserMixin
+from flask_wtf import CSRFProtect
+
+login_manager = LoginManager()
+login_manager.login_view = "auth.login"
+login_manager.login_message = None
+csrf = CSRFProtect()
+
+
+def service():
+    """The engine service of the running app."""
+    return current_app.extensions["gridflow"]
+
+
+class LoginUser(UserMixin):
+    """The logged-in official, as Flask-Login sees them."""
+
+    def __init__(self, user):
+        self.id = user.id
+        self.username = user.username
+        self.display_name = user.display_name
+        self.roles = [(ra.role, ra.node.name, ra.node.level) for ra in user.roles]
+
+    def get_id(self):
+        return str(self.id)
+
+    def has_role(self, *roles) -> bool:
+        return any(r[0] in roles for r in self.roles)
+
+    @property
+    def read_only(self) -> bool:
+        return bool(self.roles) and all(r[0] == "auditor" for r in self.roles)
+
+
+@login_manager.user_loader
+def _load_user(user_id):
+    user = service().get_user(int(user_id)) if str(user_id).isdigit() else None
+    return LoginUser(user) if user else None
