@@ -52,8 +52,13 @@ class LaneResolver:
         return self._nodes[node_id]
 
     def ancestors(self, grid: JurisdictionNode) -> list[JurisdictionNode]:
-        """From the grid up to the root."""
-        return [self.node(i) for i in reversed(grid.ancestor_ids())]
+        """From the grid up to the root (one query for the whole chain)."""
+        ids = grid.ancestor_ids()
+        missing = [i for i in ids if i not in self._nodes]
+        if missing:
+            for node in self.session.scalars(select(JurisdictionNode).where(JurisdictionNode.id.in_(missing))):
+                self._nodes[node.id] = node
+        return [self._nodes[i] for i in reversed(ids)]
 
     def has_holders(self, role: str, node_id: int) -> bool:
         key = (role, node_id)

@@ -170,7 +170,7 @@ class WorkItem(Base):
     __tablename__ = "work_item"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("gf_case.id", ondelete="CASCADE"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("gf_case.id", ondelete="CASCADE"))
     process_key: Mapped[str] = mapped_column(String(100))
     spec_id: Mapped[str] = mapped_column(String(100))
     name: Mapped[str] = mapped_column(String(200))
@@ -192,6 +192,8 @@ class WorkItem(Base):
     __table_args__ = (
         Index("ix_work_item_group", "status", "role", "candidate_node_id", "due_at"),
         Index("ix_work_item_assignee", "status", "assignee_id", "due_at"),
+        # a case's open items without scanning its (possibly thousands of) completed ones
+        Index("ix_work_item_case_status", "case_id", "status"),
     )
 
 

@@ -12,9 +12,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.exc import StaleDataError
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
@@ -32,7 +32,7 @@ from .diagram import highlights, process_file
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, ProcessError
 from .lanes import LaneResolver
 from .models import (Attachment, AuditEvent, Case, CaseSequence, CaseState, JurisdictionNode, ProcessVersion,
-                     User, WorkItem, WorkItemCandidate)
+                     RoleAssignment, User, WorkItem, WorkItemCandidate)
 from .passwords import check_password
 from .state import StateSerializer, collect_finished_steps, prune_history, run_engine
 
@@ -52,6 +52,13 @@ class SpecCache:
         if parsed is None:
             parsed = parse_process(version.files, version.process_key)
             self._parsed[version.id] = parsed
+        return parsed
+
+    def for_case(self, session: Session, case: Case) -> ParsedProcess:
+        """The case's parsed version, reading the version row only on a cache miss."""
+        parsed = self._parsed.get(case.process_version_id)
+        if parsed is None:
+            parsed = self.get(session.get(ProcessVersion, case.process_version_id))
         return parsed
 
 
@@ -106,12 +113,14 @@ class WorkflowService:
 
     @staticmethod
     def _user(session: Session, actor) -> User:
+        query = select(User).options(joinedload(User.roles).joinedload(RoleAssignment.node))
         if isinstance(actor, User):
-            user = session.get(User, actor.id)
+            query = query.where(User.id == actor.id)
         elif isinstance(actor, int):
-            user = session.get(User, actor)
+            query = query.where(User.id == actor)
         else:
-            user = session.scalar(select(User).where(User.username == str(actor)))
+            query = query.where(User.username == str(actor))
+        user = session.scalars(query).unique().one_or_none()
         if user is None or not user.active:
             raise PermissionDenied(f"unknown or inactive user '{actor}'")
         return user
@@ -174,9 +183,11 @@ class WorkflowService:
             workflow.task_tree.data.update(clean)
             self._audit(session, case, "case_started", user, now, data=clean)
             self._run(workflow, case)
-            session.add(CaseState(case_id=case.id, serializer_version=self.serializer.version, state=""))
-            self._after_transition(session, case, workflow, parsed, user, now)
-            return CaseView(case, self._open_items(session, case.id))
+            state_row = CaseState(case_id=case.id, serializer_version=self.serializer.version, state="")
+            session.add(state_row)
+            workflow._gf_state_row = state_row
+            open_items = self._after_transition(session, case, workflow, parsed, user, now)
+            return CaseView(case, open_items)
 
     def _check_may_start(self, session, user: User, grid: JurisdictionNode, version: ProcessVersion):
         if is_read_only(user):
@@ -282,12 +293,14 @@ class WorkflowService:
     # ------------------------------------------------------- claim / unclaim
 
     def _locked_item(self, session, task_id: str) -> tuple[WorkItem, Case]:
-        item = session.get(WorkItem, task_id)
-        if item is None:
+        """The work item and its case, the case row locked (PostgreSQL) so that a second
+        official waits here and then sees the item as the first one left it."""
+        row = session.execute(
+            select(WorkItem, Case).join(Case, Case.id == WorkItem.case_id).where(WorkItem.id == str(task_id))
+            .with_for_update(of=Case).execution_options(populate_existing=True)).first()
+        if row is None:
             raise NotFound(f"no task '{task_id}'")
-        case = session.scalar(select(Case).where(Case.id == item.case_id).with_for_update())
-        session.refresh(item)  # re-read after the lock: someone may have just finished it
-        return item, case
+        return row[0], row[1]
 
     def _refuse_unless_open(self, session, item: WorkItem):
         if item.status != "open":
@@ -354,8 +367,7 @@ class WorkflowService:
             raise PermissionDenied(f"task '{item.name}' is not in your inbox")
         clean = self._validate_form(item.form_key, data)
 
-        version = session.get(ProcessVersion, case.process_version_id)
-        parsed = self.specs.get(version)
+        parsed = self.specs.for_case(session, case)
         workflow = self._load(session, case, parsed)
         task = workflow.get_task_from_id(uuid.UUID(item.id)) if self._has_task(workflow, item.id) else None
         if task is None or not task.has_state(TaskState.READY):
@@ -371,8 +383,8 @@ class WorkflowService:
         item.status, item.completed_at, item.completed_by_id = "completed", now, user.id
         if item.assignee_id is None:
             item.assignee_id = user.id
-        self._after_transition(session, case, workflow, parsed, user, now, completed={item.id: clean})
-        return CaseView(case, self._open_items(session, case.id))
+        open_items = self._after_transition(session, case, workflow, parsed, user, now, completed={item.id: clean})
+        return CaseView(case, open_items)
 
     # --------------------------------------------------------------- timers
 
@@ -386,11 +398,11 @@ class WorkflowService:
         case = session.scalar(select(Case).where(Case.id == case.id).with_for_update())
         if case.status != "open":
             return CaseView(case, [])
-        parsed = self.specs.get(session.get(ProcessVersion, case.process_version_id))
+        parsed = self.specs.for_case(session, case)
         workflow = self._load(session, case, parsed)
         self._run(workflow, case)
-        self._after_transition(session, case, workflow, parsed, None, clock.now())
-        return CaseView(case, self._open_items(session, case.id))
+        open_items = self._after_transition(session, case, workflow, parsed, None, clock.now())
+        return CaseView(case, open_items)
 
     @staticmethod
     def _has_task(workflow: BpmnWorkflow, task_id: str) -> bool:
@@ -411,7 +423,10 @@ class WorkflowService:
         row = session.get(CaseState, case.id)
         if row is None:
             raise NotFound(f"case {case.business_key} has no state")
-        return self.serializer.loads(row.state, parsed.spec, parsed.subprocess_specs, row.serializer_version)
+        workflow = self.serializer.loads(row.state, parsed.spec, parsed.subprocess_specs, row.serializer_version)
+        # keep the row alive in the session's (weak) identity map: the save reuses it
+        workflow._gf_state_row = row
+        return workflow
 
     @staticmethod
     def _run(workflow: BpmnWorkflow, case: Case):
@@ -436,8 +451,7 @@ class WorkflowService:
                     case_id=case.id, event_type="step", at=now, bpmn_id=step.bpmn_id,
                     bpmn_name=step.bpmn_name, flow_from=step.flow_from, data={"type": step.spec_type}))
         prune_history(workflow)
-        self._sync_work_items(session, case, workflow, parsed, now, events)
-        session.add_all(events)
+        open_items = self._sync_work_items(session, case, workflow, parsed, now, events)
 
         data = self._case_data(workflow)
         case.summary = _summary(data)
@@ -449,11 +463,23 @@ class WorkflowService:
         case.next_timer_at = _next_timer(workflow)
         if workflow.is_completed() and case.status == "open":
             case.status, case.closed_at = "completed", now
-            session.add(AuditEvent(case_id=case.id, event_type="case_closed", at=now, data={}))
-        state = session.get(CaseState, case.id)
+            events.append(AuditEvent(case_id=case.id, event_type="case_closed", at=now, data={}))
+        self._append_events(session, events)
+        state = getattr(workflow, "_gf_state_row", None) or session.get(CaseState, case.id)
         state.state = self.serializer.dumps(workflow)
         state.serializer_version = self.serializer.version
         session.flush()
+        return open_items
+
+    @staticmethod
+    def _append_events(session, events: list[AuditEvent]) -> None:
+        """One multi-row INSERT: audit rows are never read back in the same transaction."""
+        if not events:
+            return
+        columns = ("case_id", "work_item_id", "event_type", "actor_id", "at", "bpmn_id", "bpmn_name",
+                   "flow_from", "data")
+        session.execute(insert(AuditEvent).execution_options(render_nulls=True), [
+            {c: (getattr(e, c) if c != "data" else (e.data or {})) for c in columns} for e in events])
 
     @staticmethod
     def _case_data(workflow: BpmnWorkflow) -> dict:
@@ -476,11 +502,12 @@ class WorkflowService:
                 item.status, item.completed_at = "cancelled", now
                 events.append(AuditEvent(case_id=case.id, work_item_id=item_id, event_type="task_cancelled",
                                          at=now, bpmn_id=item.spec_id, bpmn_name=item.name, data={}))
-        new = [tid for tid in ready if tid not in open_items and session.get(WorkItem, tid) is None]
+        still_open = [item for item_id, item in open_items.items() if item_id in ready]
+        new = [tid for tid in ready if tid not in open_items]
         if not new:
-            return
+            return still_open
         resolver = LaneResolver(session)
-        grid = resolver.node(case.grid_id)
+        grid = JurisdictionNode(id=case.grid_id, path=case.grid_path)  # the path is all resolution needs
         for tid in new:
             task = ready[tid]
             info = user_task_info(task.task_spec, parsed.camunda_attrs)
@@ -493,9 +520,11 @@ class WorkflowService:
                 status="open", created_at=now, due_at=_due_at(info.due, task.data, now),
                 claimed_at=now if cands.assignee_id else None)
             session.add(item)
-            session.flush()
-            for uid in cands.user_ids:
-                session.add(WorkItemCandidate(work_item_id=tid, user_id=uid))
+            still_open.append(item)
+            if cands.user_ids:
+                session.flush()
+                for uid in cands.user_ids:
+                    session.add(WorkItemCandidate(work_item_id=tid, user_id=uid))
             events.append(AuditEvent(
                 case_id=case.id, work_item_id=tid, event_type="task_created", at=now, bpmn_id=info.bpmn_id,
                 bpmn_name=info.name, data={"role": cands.role, "node_id": cands.node_id,
@@ -505,6 +534,7 @@ class WorkflowService:
                     case_id=case.id, work_item_id=tid, event_type="lane_unresolved", at=now, bpmn_id=info.bpmn_id,
                     bpmn_name=info.name, data={"lane": lane, "reason": cands.reason,
                                                "fallback_role": cands.role, "fallback_node_id": cands.node_id}))
+        return still_open
 
     @staticmethod
     def _audit(session, case: Case, event_type: str, user: User | None, now, item: WorkItem | None = None,
