@@ -242,3 +242,4 @@ class FormRegistry:
 
     def get(self, key: str) -> FormDef | None:
         return self.forms.get(key)
+from .render import coerce_form_post, form_context, json_schema, template_folder  # noqa: E402,F401
