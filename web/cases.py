@@ -1,0 +1,166 @@
+"""Starting a case, the case page (data, open tasks, history, files, diagram),
+attachment downloads, and the bpmn-js files served from node_modules."""
+from __future__ import annotations
+
+import os
+
+from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request,
+                   send_file, send_from_directory, url_for)
+from flask_login import current_user, login_required
+
+from engine.errors import InvalidInput
+
+from .extensions import service
+from .i18n import current_lang, gettext as _
+from .tasks import (case_fields, check_files, collect_files, event_details, file_fields, localise_errors,
+                    stray_errors, upload_files, validate_submission)
+
+bp = Blueprint("cases", __name__)
+
+INLINE_TYPES = ("image/", "application/pdf")
+
+
+# ------------------------------------------------------------------- start
+
+@bp.route("/start")
+@login_required
+def start_list():
+    if current_user.read_only:
+        abort(403)
+    return render_template("start_list.html", options=service().startable(current_user.id))
+
+
+def _option(process_key: str):
+    """The StartOption of `process_key` for the current user: 403 if deployed but not theirs, else 404."""
+    if current_user.read_only:
+        abort(403)
+    for option in service().startable(current_user.id):
+        if option.process_key == process_key:
+            return option
+    from .inbox import process_choices
+    abort(403 if any(p.key == process_key for p in process_choices()) else 404)
+
+
+def _start_form(option):
+    if not option.start_form:
+        return None
+    form = service().forms.get(option.start_form)
+    if form is None:
+        abort(500)
+    return form
+
+
+def _render_start(option, form, submitted=None, grid=None, errors=None, status=200):
+    from forms.render import form_context
+    lang = current_lang()
+    errors = errors or {}
+    if grid is None and len(option.grids) == 1:
+        grid = option.grids[0][0]
+    fields = form_context(form, {}, submitted, errors, lang) if form else []
+    return render_template(
+        "start_form.html", option=option, form=form, fields=fields, grid=grid,
+        grid_errors=errors.get("grid", []), stray=stray_errors(form, {k: v for k, v in errors.items() if k != "grid"}),
+        errors=errors, has_files=bool(file_fields(form)), lang=lang), status
+
+
+@bp.route("/start/<process_key>", methods=["GET"])
+@login_required
+def start_form(process_key):
+    option = _option(process_key)
+    return _render_start(option, _start_form(option))
+
+
+@bp.route("/start/<process_key>", methods=["POST"])
+@login_required
+def start_submit(process_key):
+    from forms.render import coerce_form_post
+    option = _option(process_key)
+    form = _start_form(option)
+    data = coerce_form_post(form, request.form) if form else {}
+    grid = (request.form.get("grid") or "").strip()
+    errors = {}
+    if grid not in {code for code, _name in option.grids}:
+        errors["grid"] = [_("请选择事项所在的网格。")]
+    files = collect_files(form)
+    errors.update(validate_submission(form, data, files))
+    errors.update(check_files(files))
+    if errors:
+        return _render_start(option, form, data, grid, errors, 400)
+    data.update(upload_files(files))
+    try:
+        view = service().start_case(process_key, grid, data, current_user.id)
+    except InvalidInput as exc:
+        return _render_start(option, form, data, grid, localise_errors(exc.fields) or {"_schema": [exc.message]}, 400)
+    flash(_("已上报，案件编号 {key}", key=view.business_key))
+    return redirect(url_for("cases.show", business_key=view.business_key))
+
+
+# -------------------------------------------------------------- case page
+
+def _render_case(business_key: str, upload_errors=None, status=200):
+    view = service().view_case(current_user.id, business_key)
+    lang = current_lang()
+    return render_template(
+        "case.html", view=view, case=view.case, fields=case_fields(view, lang), details=event_details(view, lang),
+        may_contribute=view.may_contribute and not current_user.read_only, upload_errors=upload_errors or [],
+        workable={i.id for i in view.open_items if service().may_work(current_user.id, i.id)},
+        lang=lang), status
+
+
+@bp.route("/cases/<business_key>")
+@login_required
+def show(business_key):
+    return _render_case(business_key)
+
+
+@bp.route("/cases/<business_key>/diagram.json")
+@login_required
+def diagram(business_key):
+    view = service().view_case(current_user.id, business_key)
+    response = jsonify(xml=view.diagram_xml, highlights=view.highlights)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/cases/<business_key>/attachments", methods=["POST"])
+@login_required
+def add_attachment(business_key):
+    view = service().view_case(current_user.id, business_key)
+    if current_user.read_only or not view.may_contribute:
+        abort(403)
+    uploads = [(fs.filename, fs.read()) for fs in request.files.getlist("file") if fs and fs.filename]
+    if not uploads:
+        return _render_case(business_key, [_("请选择要上传的文件。")], 400)
+    errors = check_files({"file": uploads})
+    if errors:
+        return _render_case(business_key, errors["file"], 400)
+    upload_files({"file": uploads}, case_ref=view.case.business_key)
+    flash(_("已上传 {n} 个文件。", n=len(uploads)))
+    return redirect(url_for("cases.show", business_key=view.case.business_key) + "#attachments")
+
+
+# ------------------------------------------------------------- attachments
+
+@bp.route("/attachments/<attachment_id>")
+@login_required
+def attachment(attachment_id):
+    att, path = service().open_attachment(current_user.id, attachment_id)
+    if not path.is_file():
+        abort(404)
+    inline = att.content_type.startswith(INLINE_TYPES)
+    response = send_file(path, mimetype=att.content_type, as_attachment=not inline, download_name=att.filename,
+                         conditional=True, etag=True, max_age=0)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
+# ------------------------------------------------------------------ vendor
+
+@bp.route("/vendor/bpmn-js/<path:filename>")
+def vendor_bpmn(filename):
+    """bpmn-js from the npm package (node_modules/bpmn-js/dist): never copied into the repo."""
+    root = os.path.join(current_app.config["NODE_MODULES"], "bpmn-js", "dist")
+    response = send_from_directory(root, filename, max_age=24 * 3600)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

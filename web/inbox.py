@@ -1,0 +1,98 @@
+"""The inbox: my tasks and the unclaimed tasks of my roles, sorted by due date.
+
+The service runs the query (jurisdiction included); this view only turns the
+GET parameters into `InboxFilters`, pages through the rows and offers the
+filter choices (deployed processes and their user tasks).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from flask import Blueprint, render_template, request
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from engine.bpmn import all_specs, is_user_task, user_task_info
+from engine.models import ProcessVersion
+from engine.service import InboxFilters
+
+from .extensions import service
+from .tasks import COLOURS
+
+bp = Blueprint("inbox", __name__)
+
+PAGE_SIZE = 50
+
+
+@dataclass
+class ProcessChoice:
+    key: str
+    name: str
+    tasks: list  # [(bpmn id, name)]
+
+
+_TASKS_BY_VERSION: dict[int, list] = {}
+
+
+def _user_tasks(version_id: int) -> list:
+    """(bpmn id, name) of every user task of a deployed version (parsed once, cached)."""
+    if version_id not in _TASKS_BY_VERSION:
+        with service().db.read_session() as session:
+            version = session.get(ProcessVersion, version_id)
+            parsed = service().specs.get(version)
+        seen, tasks = set(), []
+        for _spec, task_spec in all_specs(parsed):
+            if is_user_task(task_spec):
+                info = user_task_info(task_spec, parsed.camunda_attrs)
+                if info.bpmn_id not in seen:
+                    seen.add(info.bpmn_id)
+                    tasks.append((info.bpmn_id, info.name))
+        _TASKS_BY_VERSION[version_id] = sorted(tasks, key=lambda t: t[0])
+    return _TASKS_BY_VERSION[version_id]
+
+
+def process_choices() -> list[ProcessChoice]:
+    """The latest version of each deployed process, for the filter selects."""
+    with service().db.read_session() as session:
+        rows = session.execute(select(ProcessVersion.id, ProcessVersion.process_key, ProcessVersion.name)
+                               .order_by(ProcessVersion.process_key, ProcessVersion.version)).all()
+    latest = {}
+    for version_id, key, name in rows:
+        latest[key] = (version_id, name)
+    return [ProcessChoice(key=key, name=name, tasks=_user_tasks(version_id))
+            for key, (version_id, name) in latest.items()]
+
+
+def _page() -> int:
+    try:
+        return max(1, int(request.args.get("page", "1")))
+    except ValueError:
+        return 1
+
+
+@bp.route("/inbox")
+@login_required
+def index():
+    args = {
+        "process": (request.args.get("process") or "").strip(),
+        "task": (request.args.get("task") or "").strip(),
+        "colour": (request.args.get("colour") or "").strip(),
+        "overdue": "1" if request.args.get("overdue") in ("1", "on", "true") else "",
+        "q": (request.args.get("q") or "").strip()[:40],
+    }
+    if args["colour"] not in COLOURS:
+        args["colour"] = ""
+    page = _page()
+    filters = InboxFilters(process_key=args["process"] or None, spec_id=args["task"] or None,
+                           colour=args["colour"] or None, overdue=bool(args["overdue"]),
+                           business_key=args["q"] or None, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    total = service().inbox_count(current_user.id, filters)
+    pages = max(1, math.ceil(total / PAGE_SIZE))
+    rows = service().inbox(current_user.id, filters) if total else []
+    processes = process_choices()
+    names = {p.key: p.name for p in processes}
+    kept = {k: v for k, v in args.items() if v}  # the filters prev/next links keep
+    return render_template("inbox.html", rows=rows, total=total, page=page, pages=pages,
+                           page_size=PAGE_SIZE, args=args, kept=kept, processes=processes,
+                           process_names=names, filtered=bool(kept))

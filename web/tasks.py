@@ -1,0 +1,355 @@
+"""The task page: the case summary, the task's form, the case's files and history.
+
+Also the helpers the inbox and the case pages share: labels for colours, roles,
+statuses and audit events; field messages in the official's language; and the
+handling of file fields (uploads are checked first, stored before the
+transition that links them to the case).
+"""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from engine import clock
+from engine.errors import InvalidInput, PermissionDenied
+from forms import FormValidationError
+from forms.render import coerce_form_post, form_context
+
+from .auth import _safe_next
+from .extensions import service
+from .i18n import current_lang, gettext as _
+
+bp = Blueprint("tasks", __name__)
+
+COLOURS = ("blue", "yellow", "orange", "red")
+
+
+# ------------------------------------------------------------------ labels
+
+@bp.app_template_global()
+def colour_label(colour: str | None) -> str:
+    labels = {"blue": _("蓝"), "yellow": _("黄"), "orange": _("橙"), "red": _("红")}
+    return labels.get(colour or "", colour or "")
+
+
+@bp.app_template_global()
+def role_label(role: str | None) -> str:
+    labels = {
+        "grid_worker": _("网格员"), "grid_leader": _("网格长"), "center_dispatcher": _("派单员"),
+        "department_handler": _("部门承办人"), "petition_officer": _("信访干部"), "leader": _("包案领导"),
+        "mediator": _("调解员"), "auditor": _("督查"), "designer": _("流程设计员"), "admin": _("管理员"),
+    }
+    return labels.get(role or "", role or "")
+
+
+@bp.app_template_global()
+def event_label(event_type: str) -> str:
+    labels = {
+        "case_started": _("上报/发起"), "task_created": _("生成任务"), "task_claimed": _("认领"),
+        "task_unclaimed": _("退回"), "task_completed": _("办理"), "step": _("流转"),
+        "lane_unresolved": _("无人承办·转上级"), "task_cancelled": _("取消"),
+        "attachment_added": _("上传附件"), "case_closed": _("办结"),
+    }
+    return labels.get(event_type, event_type)
+
+
+@bp.app_template_global()
+def case_status_label(status: str | None) -> str:
+    labels = {"open": _("办理中"), "completed": _("已办结"), "cancelled": _("已撤销")}
+    return labels.get(status or "", status or "")
+
+
+@bp.app_template_global()
+def task_status_label(status: str | None) -> str:
+    labels = {"open": _("待办"), "completed": _("已办理"), "cancelled": _("已取消")}
+    return labels.get(status or "", status or "")
+
+
+@bp.app_template_global()
+def due_class(due_at) -> str:
+    """`overdue` when past, `due-soon` within 24 hours, else nothing."""
+    if due_at is None:
+        return ""
+    now = clock.now()
+    if due_at < now:
+        return "overdue"
+    if due_at - now <= timedelta(hours=24):
+        return "due-soon"
+    return ""
+
+
+@bp.app_template_global()
+def holder_text(item, user_names: dict, node_names: dict) -> str:
+    """Who holds an open task: the assignee, or 「<role> @ <node>」 while unclaimed."""
+    if item.assignee_id:
+        return user_names.get(item.assignee_id) or _("（未知用户）")
+    if item.role:
+        node = node_names.get(item.candidate_node_id, "")
+        return f"{role_label(item.role)} @ {node}" if node else role_label(item.role)
+    return _("指定人员")
+
+
+@bp.app_template_global()
+def file_size(size: int | None) -> str:
+    size = size or 0
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size / 1024 / 1024:.1f} MB"
+
+
+# ------------------------------------------------------------ field messages
+
+_MESSAGES = [
+    (re.compile(r"^Missing data for required field\.$"), lambda m: _("此项为必填。")),
+    (re.compile(r"^Field may not be null\.$"), lambda m: _("此项为必填。")),
+    (re.compile(r"^must not be empty$"), lambda m: _("此项不能为空。")),
+    (re.compile(r"^Shorter than minimum length (\d+)\.$"), lambda m: _("至少填写 {n} 个字。", n=m[1])),
+    (re.compile(r"^Longer than maximum length (\d+)\.$"), lambda m: _("最多填写 {n} 个字。", n=m[1])),
+    (re.compile(r"^Length must be between (\d+) and (\d+)\.$"),
+     lambda m: _("长度须在 {a} 到 {b} 个字之间。", a=m[1], b=m[2])),
+    (re.compile(r"^Not a valid integer\.$"), lambda m: _("请填写整数。")),
+    (re.compile(r"^Not a valid number\.$"), lambda m: _("请填写数字。")),
+    (re.compile(r"^Not a valid (?:\w+ )?datetime\.$|^\".*\" cannot be formatted as a datetime\.$"),
+     lambda m: _("请填写有效的日期和时间。")),
+    (re.compile(r"^Not a valid date\.$"), lambda m: _("请填写有效的日期。")),
+    (re.compile(r"^Not a valid boolean\.$"), lambda m: _("请选择“是”或“否”。")),
+    (re.compile(r"^must be one of: |^One or more of the choices you made was not in: "),
+     lambda m: _("请从给出的选项中选择。")),
+    (re.compile(r"^choose at least one$"), lambda m: _("请至少选择一项。")),
+    (re.compile(r"^does not match the required format$"), lambda m: _("格式不正确。")),
+    (re.compile(r"^Must be greater than or equal to (\S+) and less than or equal to (\S+)\.$"),
+     lambda m: _("须在 {a} 到 {b} 之间。", a=m[1], b=m[2])),
+    (re.compile(r"^Must be greater than or equal to (\S+)\.$"), lambda m: _("不能小于 {a}。", a=m[1])),
+    (re.compile(r"^Must be less than or equal to (\S+)\.$"), lambda m: _("不能大于 {b}。", b=m[1])),
+    (re.compile(r"^Unknown field\.$"), lambda m: _("此项不属于本表单。")),
+    (re.compile(r"^Not a valid (?:string|list)\.$"), lambda m: _("填写的内容无效。")),
+]
+
+
+def localise_message(message: str) -> str:
+    """A validator's (English) message in the official's language; unknown ones unchanged."""
+    for pattern, make in _MESSAGES:
+        match = pattern.search(str(message))
+        if match:
+            return make(match)
+    return str(message)
+
+
+def localise_errors(fields: dict | None) -> dict[str, list[str]]:
+    out = {}
+    for name, messages in (fields or {}).items():
+        if isinstance(messages, dict):
+            messages = [m for v in messages.values() for m in (v if isinstance(v, list) else [v])]
+        if not isinstance(messages, (list, tuple)):
+            messages = [messages]
+        out[name] = [localise_message(m) for m in messages]
+    return out
+
+
+def stray_errors(form, errors: dict) -> list[str]:
+    """Messages under names that are not fields of the form (shown above it)."""
+    names = {f.name for f in form.fields} if form else set()
+    return [f"{name}: {m}" if name not in ("_schema", "file") else m
+            for name, messages in errors.items() if name not in names for m in messages]
+
+
+# ------------------------------------------------------------------- files
+
+def file_fields(form) -> list:
+    return [f for f in form.input_fields if f.type == "file"] if form else []
+
+
+def collect_files(form) -> dict[str, list[tuple[str, bytes]]]:
+    """{file field: [(filename, bytes)]} from the request; empty file inputs are skipped."""
+    out = {}
+    for f in file_fields(form):
+        uploads = [(fs.filename, fs.read()) for fs in request.files.getlist(f.name) if fs and fs.filename]
+        if uploads:
+            out[f.name] = uploads
+    return out
+
+
+def check_files(files: dict) -> dict[str, list[str]]:
+    """The type and size of every upload, checked before anything is stored."""
+    from engine.attachments import KINDS, sniff
+    errors: dict[str, list[str]] = {}
+    for name, uploads in files.items():
+        for filename, data in uploads:
+            try:
+                service().attachments.check(filename, data)
+            except InvalidInput:
+                kind = sniff(data)
+                if not data:
+                    message = _("文件「{name}」是空的。", name=filename)
+                elif kind is None:
+                    message = _("文件「{name}」不是可接受的类型：请上传 JPEG、PNG、GIF、WebP 图片（不超过 10 MB）或 PDF 文件（不超过 20 MB）。",
+                                name=filename)
+                else:
+                    limit = next(lim for ct, lim, _check in KINDS if ct == kind[0]) // (1024 * 1024)
+                    message = _("文件「{name}」太大：此类文件不能超过 {limit} MB。", name=filename, limit=limit)
+                errors.setdefault(name, []).append(message)
+    return errors
+
+
+def upload_files(files: dict, case_ref=None) -> dict[str, list[str]]:
+    """Store the (checked) uploads; {file field: [attachment ids]} for the submission."""
+    return {name: [service().upload_attachment(current_user.id, filename, data, case_ref=case_ref).id
+                   for filename, data in uploads]
+            for name, uploads in files.items()}
+
+
+def validate_submission(form, data: dict, files: dict) -> dict[str, list[str]]:
+    """The form's own validation, run before any upload is stored (uploads count as given)."""
+    if form is None:
+        return {}
+    trial = dict(data)
+    for name, uploads in files.items():
+        trial[name] = [f"upload-{i}" for i in range(len(uploads))]
+    try:
+        form.validate(trial)
+    except FormValidationError as exc:
+        return localise_errors(exc.fields)
+    return {}
+
+
+# ------------------------------------------------------------------- views
+
+def _case_view(task_detail):
+    """The case as its page shows it, or None if the worker may not see the whole case."""
+    try:
+        return service().view_case(current_user.id, task_detail.case.id)
+    except PermissionDenied:
+        return None
+
+
+def _render(task_id: str, detail=None, submitted=None, errors=None, status=200):
+    detail = detail or service().task_detail(current_user.id, task_id)
+    lang = current_lang()
+    errors = errors or {}
+    fields = form_context(detail.form, detail.case_data, submitted, errors, lang) if detail.form else []
+    view = _case_view(detail)
+    return render_template(
+        "task.html", detail=detail, item=detail.item, case=detail.case, form=detail.form, view=view,
+        details=event_details(view, lang), fields=fields, input_fields=[f for f in fields if not f.get("readonly")],
+        has_files=bool(file_fields(detail.form)), errors=errors, stray=stray_errors(detail.form, errors),
+        lang=lang, next_url=request.path), status
+
+
+@bp.route("/tasks/<task_id>", methods=["GET"])
+@login_required
+def show(task_id):
+    return _render(task_id)
+
+
+@bp.route("/tasks/<task_id>", methods=["POST"])
+@login_required
+def complete(task_id):
+    detail = service().task_detail(current_user.id, task_id)
+    form = detail.form
+    data = coerce_form_post(form, request.form) if form else {}
+    if not detail.may_work:
+        # Not (or no longer) theirs: the engine says why (403 not yours, 409 already done).
+        service().complete_task(task_id, data, current_user.id)
+        flash(_("已提交：{name}", name=detail.item.name))  # it became theirs meanwhile (rare)
+        return redirect(url_for("inbox.index"))
+    files = collect_files(form)
+    errors = validate_submission(form, data, files)
+    errors.update(check_files(files))
+    if errors:
+        return _render(task_id, detail, data, errors, 400)
+    data.update(upload_files(files))
+    try:
+        service().complete_task(task_id, data, current_user.id)
+    except InvalidInput as exc:
+        return _render(task_id, detail, data, localise_errors(exc.fields) or {"_schema": [exc.message]}, 400)
+    flash(_("已提交：{name}", name=detail.item.name))
+    return redirect(url_for("inbox.index"))
+
+
+@bp.route("/tasks/<task_id>/claim", methods=["POST"])
+@login_required
+def claim(task_id):
+    item = service().claim(task_id, current_user.id)
+    flash(_("已认领：{name}", name=item.name))
+    return redirect(_safe_next(request.form.get("next")))
+
+
+@bp.route("/tasks/<task_id>/unclaim", methods=["POST"])
+@login_required
+def unclaim(task_id):
+    item = service().unclaim(task_id, current_user.id)
+    flash(_("已退回：{name}（其他同事可认领）", name=item.name))
+    return redirect(_safe_next(request.form.get("next")))
+
+
+# --------------------------------------------------------- case read-outs
+
+_FORM_KEYS: dict[int, dict] = {}
+
+
+def form_keys(version) -> dict[str, str]:
+    """{user task bpmn id: form key} of a deployed version (parsed once, cached)."""
+    if version.id not in _FORM_KEYS:
+        from engine.bpmn import all_specs, is_user_task, user_task_info
+        parsed = service().specs.get(version)
+        keys = {}
+        for _spec, task_spec in all_specs(parsed):
+            if is_user_task(task_spec):
+                info = user_task_info(task_spec, parsed.camunda_attrs)
+                if info.form_key:
+                    keys.setdefault(info.bpmn_id, info.form_key)
+        _FORM_KEYS[version.id] = keys
+    return _FORM_KEYS[version.id]
+
+
+def _shown(form, data: dict, lang: str) -> list[dict]:
+    """Label and display value of each field of `form` that `data` holds (files are listed apart)."""
+    from forms import FormDef
+    present = [f for f in form.fields if f.type != "file" and data.get(f.name) not in (None, "", [])]
+    if not present:
+        return []
+    trial = FormDef(key=form.key, title=form.title, fields=present)
+    return [{"name": f["name"], "label": f["label"], "value": f["display_value"], "type": f["type"]}
+            for f in form_context(trial, data, submitted=data, lang=lang)]
+
+
+def case_fields(view, lang: str) -> list[dict]:
+    """The case data as labelled values: the start form's fields first, then the
+    fields of the process's task forms, each once."""
+    keys = [view.version.properties.get("startForm")] + list(form_keys(view.version).values())
+    seen, out = set(), []
+    for key in dict.fromkeys(k for k in keys if k):
+        form = service().forms.get(key)
+        if form is None:
+            continue
+        for entry in _shown(form, view.data, lang):
+            if entry["name"] not in seen:
+                seen.add(entry["name"])
+                out.append(entry)
+    return out
+
+
+def event_details(view, lang: str) -> dict[int, list[dict]]:
+    """{audit event id: what was submitted}, for reports and completed tasks."""
+    if view is None:
+        return {}
+    keys = form_keys(view.version)
+    out = {}
+    for event in view.events:
+        if event.event_type == "case_started":
+            key = view.version.properties.get("startForm")
+        elif event.event_type == "task_completed":
+            key = keys.get(event.bpmn_id)
+        else:
+            continue
+        form = service().forms.get(key) if key else None
+        if form is not None and event.data:
+            shown = _shown(form, event.data, lang)
+            if shown:
+                out[event.id] = shown
+    return out
