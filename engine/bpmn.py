@@ -74,6 +74,7 @@ class ParsedProcess:
     subprocess_specs: dict
     properties: dict = field(default_factory=dict)
     camunda_attrs: dict = field(default_factory=dict)
+    user_tasks: list | None = None  # [(bpmn id, name)], filled on first use
 
 
 def parse_process(files: dict[str, str], process_key: str) -> ParsedProcess:

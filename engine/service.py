@@ -26,7 +26,7 @@ from forms import FormRegistry, FormValidationError, to_task_data
 from . import clock
 from .access import can_view_case, is_read_only
 from .attachments import AttachmentStore
-from .bpmn import ParsedProcess, is_user_task, parse_process, user_task_info
+from .bpmn import ParsedProcess, all_specs, is_user_task, parse_process, user_task_info
 from .db import Database
 from .diagram import highlights, process_file
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, ProcessError
@@ -671,6 +671,27 @@ class WorkflowService:
                 _ = ra.node.name
             return user
 
+    def processes(self) -> list[ProcessSummary]:
+        """The latest version of every deployed process with its user tasks (for filters, pickers)."""
+        with self.db.read_session() as session:
+            latest = {}
+            for version in session.scalars(select(ProcessVersion).order_by(ProcessVersion.version)):
+                latest[version.process_key] = version
+            return [ProcessSummary(key=key, name=v.name, version=v.version, version_id=v.id,
+                                   user_tasks=self._user_tasks(v))
+                    for key, v in sorted(latest.items())]
+
+    def _user_tasks(self, version: ProcessVersion) -> list[tuple[str, str]]:
+        parsed = self.specs.get(version)
+        if parsed.user_tasks is None:
+            tasks = {}
+            for _spec, task_spec in all_specs(parsed):
+                if is_user_task(task_spec):
+                    info = user_task_info(task_spec, parsed.camunda_attrs)
+                    tasks.setdefault(info.bpmn_id, info.name)
+            parsed.user_tasks = sorted(tasks.items())
+        return parsed.user_tasks
+
     def startable(self, actor) -> list[StartOption]:
         """Processes the actor may start, each with the grids they may start it in."""
         with self.db.read_session() as session:
@@ -743,6 +764,15 @@ class WorkflowService:
             data = self._case_data(self._load(session, case, parsed))
             return TaskDetail(item=item, case=case, form=self.forms.get(item.form_key) if item.form_key else None,
                               case_data=data, may_work=may_work)
+
+
+@dataclass
+class ProcessSummary:
+    key: str
+    name: str
+    version: int
+    version_id: int
+    user_tasks: list  # [(bpmn id, name)]
 
 
 @dataclass

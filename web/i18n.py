@@ -4,7 +4,7 @@ The templates are written in Chinese (the officials' language) and wrapped in
 `_()`; `MESSAGES_EN` maps each to English. A tiny catalogue instead of
 Flask-Babel: the product has two languages, its form labels already carry both
 (forms/*.yaml), and this needs no compile step for .mo files.
-`tests/test_i18n.py` fails if a `_()` string has no English entry.
+`tests/test_web_pages.py` fails if a `_()` string has no English entry.
 """
 from __future__ import annotations
 

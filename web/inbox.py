@@ -7,14 +7,9 @@ filter choices (deployed processes and their user tasks).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from flask import Blueprint, render_template, request
 from flask_login import current_user, login_required
-from sqlalchemy import select
-
-from engine.bpmn import all_specs, is_user_task, user_task_info
-from engine.models import ProcessVersion
 from engine.service import InboxFilters
 
 from .extensions import service
@@ -25,43 +20,9 @@ bp = Blueprint("inbox", __name__)
 PAGE_SIZE = 50
 
 
-@dataclass
-class ProcessChoice:
-    key: str
-    name: str
-    tasks: list  # [(bpmn id, name)]
-
-
-_TASKS_BY_VERSION: dict[int, list] = {}
-
-
-def _user_tasks(version_id: int) -> list:
-    """(bpmn id, name) of every user task of a deployed version (parsed once, cached)."""
-    if version_id not in _TASKS_BY_VERSION:
-        with service().db.read_session() as session:
-            version = session.get(ProcessVersion, version_id)
-            parsed = service().specs.get(version)
-        seen, tasks = set(), []
-        for _spec, task_spec in all_specs(parsed):
-            if is_user_task(task_spec):
-                info = user_task_info(task_spec, parsed.camunda_attrs)
-                if info.bpmn_id not in seen:
-                    seen.add(info.bpmn_id)
-                    tasks.append((info.bpmn_id, info.name))
-        _TASKS_BY_VERSION[version_id] = sorted(tasks, key=lambda t: t[0])
-    return _TASKS_BY_VERSION[version_id]
-
-
-def process_choices() -> list[ProcessChoice]:
-    """The latest version of each deployed process, for the filter selects."""
-    with service().db.read_session() as session:
-        rows = session.execute(select(ProcessVersion.id, ProcessVersion.process_key, ProcessVersion.name)
-                               .order_by(ProcessVersion.process_key, ProcessVersion.version)).all()
-    latest = {}
-    for version_id, key, name in rows:
-        latest[key] = (version_id, name)
-    return [ProcessChoice(key=key, name=name, tasks=_user_tasks(version_id))
-            for key, (version_id, name) in latest.items()]
+def process_choices():
+    """The latest version of each deployed process and its user tasks, for the filter selects."""
+    return service().processes()
 
 
 def _page() -> int:

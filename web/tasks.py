@@ -18,7 +18,7 @@ from engine.errors import InvalidInput, PermissionDenied
 from forms import FormValidationError
 from forms.render import coerce_form_post, form_context
 
-from .auth import _safe_next
+from .auth import safe_next
 from .extensions import service
 from .i18n import current_lang, gettext as _
 
@@ -276,7 +276,7 @@ def complete(task_id):
 def claim(task_id):
     item = service().claim(task_id, current_user.id)
     flash(_("已认领：{name}", name=item.name))
-    return redirect(_safe_next(request.form.get("next")))
+    return redirect(safe_next(request.form.get("next")))
 
 
 @bp.route("/tasks/<task_id>/unclaim", methods=["POST"])
@@ -284,7 +284,7 @@ def claim(task_id):
 def unclaim(task_id):
     item = service().unclaim(task_id, current_user.id)
     flash(_("已退回：{name}（其他同事可认领）", name=item.name))
-    return redirect(_safe_next(request.form.get("next")))
+    return redirect(safe_next(request.form.get("next")))
 
 
 # --------------------------------------------------------- case read-outs
