@@ -1,0 +1,112 @@
+"""A real browser (Debian's Chromium driven by Playwright) against a live server:
+a grid worker reports a matter with a photo, the grid leader and the worker
+close it from their inboxes, and the case page draws the diagram with the path
+highlighted. Screenshots are kept in test-artifacts/ for people to look at."""
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from tests.conftest import ROOT
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
+
+
+@pytest.fixture
+def live_server(app):
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def browser():
+    assert shutil.which(CHROMIUM) or Path(CHROMIUM).exists(), \
+        "Chromium is missing: apt-get install chromium (bash .ci/run installs it)"
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield instance
+        instance.close()
+
+
+def shot(page, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def log_in(browser, base, username, mobile=False):
+    context = browser.new_context(viewport={"width": 390, "height": 844} if mobile else {"width": 1280, "height": 900},
+                                  locale="zh-CN")
+    page = context.new_page()
+    page.goto(f"{base}/login")
+    page.fill("#username", username)
+    page.fill("#password", "demo123")
+    page.click("main button[type=submit]")
+    page.wait_for_url(f"{base}/inbox")
+    return page
+
+
+def complete_from_inbox(page, base, task_name, fill):
+    page.goto(f"{base}/inbox")
+    page.click(f"table a:has-text(\"{task_name}\")")
+    page.wait_for_selector("form.task-form")
+    fill(page)
+    page.click("form.task-form button[type=submit]")
+    page.wait_for_url(f"{base}/inbox")
+
+
+def test_report_with_photo_then_close_it_from_the_inboxes(live_server, browser, tmp_path):
+    base = live_server
+    photo = tmp_path / "现场照片.png"
+    photo.write_bytes(PNG)
+
+    worker = log_in(browser, base, "lx_wgy1", mobile=True)        # grid workers use phones
+    worker.goto(f"{base}/start/grid_matter")
+    worker.select_option("#category", "dispute")
+    worker.fill("#description", "两户村民因宅基地边界发生争执，需要调解")
+    worker.fill("#location", "新光社区3号楼东侧")
+    worker.select_option("#colour", "blue")
+    worker.set_input_files("#photos", str(photo))
+    shot(worker, "01-report-form-phone")
+    worker.click("form.start-form button[type=submit]")
+    worker.wait_for_url(f"{base}/cases/*")
+    business_key = worker.url.rsplit("/", 1)[-1]
+    assert business_key.startswith("LX-")
+    assert worker.locator("img[src*='/attachments/']").count() == 1      # the photo is on the case page
+    shot(worker, "02-case-after-report-phone")
+
+    leader = log_in(browser, base, "lx_wgz1")
+    assert leader.locator(f"text={business_key}").count() == 1
+    shot(leader, "03-grid-leader-inbox")
+
+    def mediate(page):
+        page.check("#resolved-true")
+        page.fill("#mediation_note", "网格员与网格长共同调解，双方达成一致")
+    complete_from_inbox(leader, base, "网格微调处", mediate)
+    assert leader.locator(".flash").count() >= 1
+
+    complete_from_inbox(worker, base, "记录处置结果",
+                        lambda page: page.fill("#result_note", "已化解，双方签字确认"))
+
+    leader.goto(f"{base}/cases/{business_key}")
+    diagram = leader.locator("#diagram[data-imported=true]")
+    diagram.wait_for(timeout=20_000)
+    assert diagram.get_attribute("data-warnings") == "0"
+    done = leader.locator("#diagram .highlight-done")
+    flows = leader.locator("#diagram .highlight-flow")
+    assert done.count() >= 7 and flows.count() >= 6
+    assert leader.locator("#diagram [data-element-id=end_grid].highlight-done").count() == 1
+    assert leader.locator("#diagram [data-element-id=town_dispatch].highlight-done").count() == 0
+    shot(leader, "04-case-page-diagram")
