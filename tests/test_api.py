@@ -1,0 +1,827 @@
+"""The JSON API under /api/v1: tokens, processes, cases, inbox, tasks, uploads,
+errors (always JSON, never a 500 for bad input) and the OpenAPI document."""
+from __future__ import annotations
+
+import io
+import json
+import re
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import itsdangerous
+import pytest
+from itsdangerous import URLSafeTimedSerializer
+from sqlalchemy import func, select
+
+from engine.models import AuditEvent, Case, JurisdictionNode, RoleAssignment, User, WorkItem
+from tests.helpers import REPORT
+
+V1 = "/api/v1"
+GRID = "linxi-xinguang-g1"
+WORKER, OTHER_WORKER, LEADER, DISPATCHER, AUDITOR = "lx_wgy1", "lx_wgy3", "lx_wgz1", "lxz_pd", "lxx_dc"
+
+
+def tiny_png() -> bytes:
+    """A valid 1x1 PNG."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 6, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00\x00\x00\x00\x00")) + chunk(b"IEND", b""))
+
+
+class Api:
+    """The Flask test client with a bearer token per demo user."""
+
+    def __init__(self, client):
+        self.client = client
+        self.tokens: dict[str, str] = {}
+
+    def token(self, username: str) -> str:
+        if username not in self.tokens:
+            r = self.client.post(f"{V1}/auth/token", json={"username": username, "password": "demo123"})
+            assert r.status_code == 200, r.get_data(as_text=True)
+            self.tokens[username] = r.get_json()["token"]
+        return self.tokens[username]
+
+    def headers(self, username: str | None, **extra) -> dict:
+        headers = dict(extra)
+        if username:
+            headers["Authorization"] = f"Bearer {self.token(username)}"
+        return headers
+
+    def get(self, path, user=None, **kw):
+        return self.client.get(path, headers=self.headers(user, **kw.pop("headers", {})), **kw)
+
+    def post(self, path, user=None, **kw):
+        return self.client.post(path, headers=self.headers(user, **kw.pop("headers", {})), **kw)
+
+    def start(self, user=WORKER, grid=GRID, **overrides):
+        r = self.post(f"{V1}/cases", user, json={"process": "grid_matter", "grid": grid,
+                                                 "data": {**REPORT, **overrides}})
+        assert r.status_code == 201, r.get_data(as_text=True)
+        return r.get_json()
+
+    def inbox(self, user, **params):
+        r = self.get(f"{V1}/tasks", user, query_string=params)
+        assert r.status_code == 200, r.get_data(as_text=True)
+        return r.get_json()
+
+
+@pytest.fixture
+def api(client):
+    return Api(client)
+
+
+def assert_error(response, status, code=None, fields=None):
+    assert response.status_code == status, (response.status_code, response.get_data(as_text=True))
+    assert response.mimetype == "application/json", response.get_data(as_text=True)[:200]
+    body = response.get_json()
+    assert set(body) <= {"error", "message", "fields"} and body["message"], body
+    if code:
+        assert body["error"] == code, body
+    for name in fields or ():
+        assert name in body.get("fields", {}), body
+    return body
+
+
+def counts(db):
+    with db.read_session() as s:
+        return (s.scalar(select(func.count()).select_from(Case)),
+                s.scalar(select(func.count()).select_from(WorkItem)),
+                s.scalar(select(func.count()).select_from(AuditEvent)))
+
+
+# ------------------------------------------------------------------ tokens
+
+def test_token_for_valid_credentials(api):
+    r = api.client.post(f"{V1}/auth/token", json={"username": WORKER, "password": "demo123"})
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["token"] and body["token_type"] == "Bearer" and body["expires_in"] == 7 * 24 * 3600
+    assert body["user"]["username"] == WORKER and body["user"]["display_name"]
+    assert body["user"]["roles"] == [{"role": "grid_worker", "node": GRID, "node_name": "新光社区第一网格",
+                                      "level": "grid"}]
+    assert body["user"]["read_only"] is False
+    assert "password" not in json.dumps(body)
+    assert r.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("payload,status,fields", [
+    ({"username": WORKER, "password": "wrong"}, 401, None),
+    ({"username": "nobody", "password": "demo123"}, 401, None),
+    ({"username": WORKER}, 400, ["password"]),
+    ({"username": 42, "password": "demo123"}, 400, ["username"]),
+    ({"username": WORKER, "password": "demo123", "admin": True}, 400, ["admin"]),
+    ({"username": "x" * 100_000, "password": "demo123"}, 400, ["username"]),
+    ({"username": "lx\u0000", "password": "demo123"}, 400, None),
+    ([WORKER, "demo123"], 400, ["_schema"]),
+])
+def test_token_refuses_bad_credentials_and_bad_input(api, payload, status, fields):
+    r = api.client.post(f"{V1}/auth/token", json=payload)
+    assert_error(r, status, fields=fields)
+    if status == 401:
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("data,content_type,status", [
+    ('{"username": "lx_wgy1", "password": ', "application/json", 400),
+    ("", "application/json", 400),
+    ('{"username": NaN, "password": "x"}', "application/json", 400),
+    ("[" * 100_000 + "]" * 100_000, "application/json", 400),
+    (b"\xff\xfe{}", "application/json", 400),
+    ("username=lx_wgy1&password=demo123", "application/x-www-form-urlencoded", 415),
+    ('{"username": "lx_wgy1", "password": "demo123"}', "text/plain", 415),
+])
+def test_token_endpoint_malformed_bodies(api, data, content_type, status):
+    r = api.client.post(f"{V1}/auth/token", data=data, content_type=content_type)
+    assert_error(r, status, "invalid" if status == 400 else "unsupported_media_type")
+
+
+def test_oversized_json_body_is_413(api):
+    r = api.client.post(f"{V1}/auth/token", data=json.dumps({"username": "x" * 2_000_000, "password": "p"}),
+                        content_type="application/json")
+    assert_error(r, 413, "too_large")
+
+
+def test_language_of_api_messages(api):
+    zh = assert_error(api.client.get(f"{V1}/tasks"), 401)
+    en = assert_error(api.client.get(f"{V1}/tasks", headers={"Accept-Language": "en-US,en;q=0.9"}), 401)
+    assert re.search(r"[\u4e00-\u9fff]", zh["message"])
+    assert en["message"].startswith("No token")
+
+
+# ------------------------------------------------------------------ authentication failures
+
+def _token_for(app, uid, secret=None, salt="gridflow-api-token"):
+    return URLSafeTimedSerializer(secret or app.config["SECRET_KEY"], salt=salt).dumps({"uid": uid})
+
+
+def _uid(service, username):
+    return service.get_user(username).id
+
+
+@pytest.mark.parametrize("header", [
+    None, "", "Bearer", "Bearer ", "Basic bHhfd2d5MTpkZW1vMTIz", "Bearer not-a-token", "Bearer " + "a" * 5000,
+    "Token abc",
+])
+def test_protected_routes_need_a_valid_token(api, header):
+    headers = {"Authorization": header} if header is not None else {}
+    for method, path in [("get", "/processes"), ("get", "/tasks"), ("post", "/cases"),
+                         ("get", "/cases/1"), ("get", "/tasks/00000000-0000-0000-0000-000000000000"),
+                         ("post", "/tasks/00000000-0000-0000-0000-000000000000/complete")]:
+        r = getattr(api.client, method)(V1 + path, headers=headers)
+        assert_error(r, 401, "unauthorized")
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_forged_and_wrong_tokens_are_refused(api, app, service):
+    uid = _uid(service, WORKER)
+    for token in [_token_for(app, uid, secret="another-secret"), _token_for(app, uid, salt="other-salt"),
+                  _token_for(app, str(uid)), _token_for(app, 999_999), _token_for(app, True),
+                  URLSafeTimedSerializer(app.config["SECRET_KEY"], salt="gridflow-api-token").dumps([uid])]:
+        r = api.client.get(f"{V1}/tasks", headers={"Authorization": f"Bearer {token}"})
+        assert_error(r, 401, "unauthorized")
+    good = _token_for(app, uid)
+    assert api.client.get(f"{V1}/tasks", headers={"Authorization": f"Bearer {good}"}).status_code == 200
+    assert api.client.get(f"{V1}/tasks", headers={"Authorization": f"bearer  {good} "}).status_code == 200
+
+
+def test_expired_token_is_refused(api, app, service, monkeypatch):
+    uid = _uid(service, WORKER)
+    real = itsdangerous.timed.TimestampSigner.get_timestamp
+    monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp",
+                        lambda self: int(time.time()) - 8 * 24 * 3600)
+    old = _token_for(app, uid)
+    monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", real)
+    assert_error(api.client.get(f"{V1}/tasks", headers={"Authorization": f"Bearer {old}"}), 401, "token_expired")
+
+    # and with a tiny max age
+    fresh = _token_for(app, uid)
+    app.config["API_TOKEN_MAX_AGE"] = -1
+    assert_error(api.client.get(f"{V1}/tasks", headers={"Authorization": f"Bearer {fresh}"}), 401, "token_expired")
+
+
+def test_deactivated_users_token_stops_working(api, clean_db):
+    token = api.token(WORKER)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert api.client.get(f"{V1}/tasks", headers=headers).status_code == 200
+    with clean_db.unit_of_work() as s:
+        s.scalar(select(User).where(User.username == WORKER)).active = False
+    try:
+        assert_error(api.client.get(f"{V1}/tasks", headers=headers), 401, "unauthorized")
+        assert_error(api.client.post(f"{V1}/auth/token", json={"username": WORKER, "password": "demo123"}), 401)
+    finally:
+        with clean_db.unit_of_work() as s:
+            s.scalar(select(User).where(User.username == WORKER)).active = True
+    assert api.client.get(f"{V1}/tasks", headers=headers).status_code == 200
+
+
+# ------------------------------------------------------------------ processes
+
+def test_processes_with_start_form_schema_and_grids(api):
+    r = api.get(f"{V1}/processes", WORKER)
+    assert r.status_code == 200
+    (proc,) = [p for p in r.get_json()["items"] if p["key"] == "grid_matter"]
+    assert proc["grids"] == [{"id": None, "code": GRID, "name": "新光社区第一网格"}]
+    form = proc["start_form"]
+    assert form["key"] == "grid_matter_report" and form["title"] == "上报网格事项"
+    schema = form["schema"]
+    assert schema["type"] == "object" and schema["additionalProperties"] is False
+    assert set(schema["required"]) == {"category", "description", "location", "colour"}
+    assert schema["properties"]["description"]["minLength"] == 5
+    assert schema["properties"]["category"]["enum"][0] == "dispute"
+
+    en = api.get(f"{V1}/processes", WORKER, headers={"Accept-Language": "en"}).get_json()
+    form = [p for p in en["items"] if p["key"] == "grid_matter"][0]["start_form"]
+    assert form["title"] == "Report a grid matter"
+    assert form["schema"]["properties"]["location"]["title"] == "Location"
+
+
+def test_auditor_and_town_staff_may_start_nothing_here(api):
+    assert api.get(f"{V1}/processes", AUDITOR).get_json() == {"items": []}
+    assert [p["key"] for p in api.get(f"{V1}/processes", "lxz_cg").get_json()["items"]] == []
+
+
+# ------------------------------------------------------------------ starting a case
+
+def test_start_case(api):
+    r = api.post(f"{V1}/cases", WORKER, json={"process": "grid_matter", "grid": GRID, "data": REPORT})
+    assert r.status_code == 201
+    case = r.get_json()
+    assert case["business_key"].startswith("LX-2026-") and case["status"] == "open"
+    assert case["process"] == "grid_matter" and case["grid"]["code"] == GRID
+    assert case["created_at"].startswith("2026-03-02T08:30")
+    assert case["created_by"]["display_name"]
+    assert [t["spec_id"] for t in case["open_tasks"]] == ["micro_mediation"]
+    assert case["open_tasks"][0]["role"] == "grid_leader" and case["open_tasks"][0]["due_at"]
+    assert case["history"][0]["type"] == "case_started"
+    assert case["data"]["category"] == "dispute" and case["summary"]["colour"] == "blue"
+    assert r.headers["Location"].endswith(f"/api/v1/cases/{case['business_key']}")
+    assert api.get(r.headers["Location"], WORKER).get_json()["id"] == case["id"]
+
+
+@pytest.mark.parametrize("payload,fields", [
+    ({"process": "grid_matter", "grid": GRID, "data": {**REPORT, "description": "短"}}, ["description"]),
+    ({"process": "grid_matter", "grid": GRID, "data": {**REPORT, "colour": "purple"}}, ["colour"]),
+    ({"process": "grid_matter", "grid": GRID, "data": {"category": "dispute"}},
+     ["description", "location", "colour"]),
+    ({"process": "grid_matter", "grid": GRID, "data": {**REPORT, "description": "长" * 100_000}}, ["description"]),
+    ({"process": "grid_matter", "grid": GRID, "data": {**REPORT, "hacker": 1}}, ["hacker"]),
+    ({"process": "grid_matter", "grid": GRID, "data": {**REPORT, "description": "null\u0000byte here"}},
+     ["data.description"]),
+    ({"process": "grid_matter", "grid": GRID, "data": {**REPORT, "photos": ["no-such-upload"]}}, ["photos"]),
+    ({"process": "grid_matter", "grid": GRID, "data": {**REPORT, "photos": "not-a-list"}}, ["photos"]),
+    ({"process": "grid_matter", "grid": GRID, "data": "not an object"}, ["data"]),
+    ({"process": "grid_matter", "grid": GRID, "data": [REPORT]}, ["data"]),
+    ({"process": "grid_matter", "grid": 42, "data": REPORT}, ["grid"]),
+    ({"process": "grid_matter", "grid": None, "data": REPORT}, ["grid"]),
+    ({"process": "grid_matter", "data": REPORT}, ["grid"]),
+    ({"process": "grid_matter", "grid": GRID, "data": REPORT, "status": "completed"}, ["status"]),
+    ({"process": "grid_matter", "grid": "../../etc", "data": REPORT}, ["grid"]),
+    ({"process": "grid_matter", "grid": "no-such-grid", "data": REPORT}, ["grid"]),
+    ({"process": "no_such_process", "grid": GRID, "data": REPORT}, ["process"]),
+    ({"process": "grid_matter", "grid": "linxi-xinguang", "data": REPORT}, ["grid"]),  # a community
+    ({"process": ["grid_matter"], "grid": GRID, "data": REPORT}, ["process"]),
+])
+def test_invalid_start_is_400_with_fields_and_creates_nothing(api, clean_db, payload, fields):
+    before = counts(clean_db)
+    assert_error(api.post(f"{V1}/cases", WORKER, json=payload), 400, "invalid", fields)
+    assert counts(clean_db) == before
+
+
+REPORT_JSON = json.dumps(REPORT)[1:-1]
+
+
+@pytest.mark.parametrize("raw,field", [
+    # what the database cannot store: NUL (PostgreSQL), lone surrogates (UTF-8), infinity, absurd nesting
+    ('{"process": "grid_matter", "grid": "%s", "data": {%s, "parties": "\\u0000"}}' % (GRID, REPORT_JSON),
+     "data.parties"),
+    ('{"process": "grid_matter", "grid": "%s", "data": {%s, "parties": "\\ud800"}}' % (GRID, REPORT_JSON),
+     "data.parties"),
+    ('{"process": "grid_matter", "grid": "%s", "data": {%s, "\\ud800": 1}}' % (GRID, REPORT_JSON), "data"),
+    ('{"process": "grid_matter", "grid": "%s", "data": {%s, "parties": 1e999}}' % (GRID, REPORT_JSON),
+     "data.parties"),
+    ('{"process": "grid_matter", "grid": "%s", "data": {%s, "parties": %s1%s}}'
+     % (GRID, REPORT_JSON, "[" * 100, "]" * 100), None),
+    ('{"process": "grid_matter", "grid": "%s", "data": %s1%s}' % (GRID, '{"a": ' * 900, "}" * 900), None),
+    ('{"process": "grid\\u0000", "grid": "%s", "data": {}}' % GRID, "process"),
+    ('{"process": "grid_matter", "grid": "%s", "data": {%s}, "data": "duplicate key wins"}' % (GRID, REPORT_JSON),
+     "data"),
+])
+def test_start_refuses_what_the_database_cannot_store(api, clean_db, raw, field):
+    before = counts(clean_db)
+    body = assert_error(api.post(f"{V1}/cases", WORKER, data=raw, content_type="application/json"), 400, "invalid")
+    if field:
+        assert field in body["fields"], body
+    assert counts(clean_db) == before
+
+
+def test_start_outside_jurisdiction_and_by_auditor_is_403(api, clean_db):
+    assert_error(api.post(f"{V1}/cases", OTHER_WORKER, json={"process": "grid_matter", "grid": GRID,
+                                                             "data": REPORT}), 403, "forbidden")
+    assert_error(api.post(f"{V1}/cases", AUDITOR, json={"process": "grid_matter", "grid": GRID,
+                                                        "data": REPORT}), 403, "forbidden")
+    assert counts(clean_db)[0] == 0
+
+
+def test_start_with_wrong_content_type_is_415(api):
+    r = api.post(f"{V1}/cases", WORKER, data=json.dumps({"process": "grid_matter", "grid": GRID, "data": REPORT}),
+                 content_type="text/plain")
+    assert_error(r, 415, "unsupported_media_type")
+    r = api.post(f"{V1}/cases", WORKER, data={"process": "grid_matter", "grid": GRID})
+    assert_error(r, 415)
+
+
+# ------------------------------------------------------------------ inbox and tasks
+
+def test_inbox_lists_my_tasks_only(api):
+    case = api.start()
+    inbox = api.inbox(LEADER)
+    assert inbox["total"] == 1 and inbox["limit"] == 50 and inbox["offset"] == 0
+    (item,) = inbox["items"]
+    assert item["spec_id"] == "micro_mediation" and item["name"] == "网格微调处"
+    assert item["case"]["business_key"] == case["business_key"]
+    assert item["case"]["grid"] == {"id": case["grid"]["id"], "code": GRID, "name": "新光社区第一网格"}
+    assert item["assignee"] is None and item["overdue"] is False and item["candidate_unit"] == "新光社区第一网格"
+    # the grid worker of another grid sees nothing, and may not touch it
+    assert api.inbox(OTHER_WORKER) == {"items": [], "total": 0, "limit": 50, "offset": 0}
+    assert api.inbox(WORKER)["total"] == 0
+
+
+def test_inbox_filters(api, clock):
+    first = api.start()
+    api.start(category="public_order", colour="red")
+    assert api.inbox(LEADER, process="grid_matter")["total"] == 1
+    assert api.inbox(LEADER, process="other")["total"] == 0
+    assert api.inbox(LEADER, task="micro_mediation")["total"] == 1
+    assert api.inbox(DISPATCHER, colour="red")["total"] == 1
+    assert api.inbox(DISPATCHER, colour="blue")["total"] == 0
+    assert api.inbox(LEADER, q=first["business_key"].lower())["total"] == 1
+    assert api.inbox(LEADER, q="SS-")["total"] == 0
+    assert api.inbox(LEADER, overdue="true")["total"] == 0
+    page = api.inbox(LEADER, limit=1, offset=1)
+    assert page["items"] == [] and page["total"] == 1
+
+
+def test_inbox_overdue_filter(api, clock):
+    api.start()
+    clock.advance(days=4)
+    inbox = api.inbox(LEADER, overdue="1")
+    assert inbox["total"] == 1 and inbox["items"][0]["overdue"] is True
+
+
+@pytest.mark.parametrize("params,field", [
+    ({"limit": 0}, "limit"), ({"limit": 201}, "limit"), ({"limit": "ten"}, "limit"),
+    ({"offset": -1}, "offset"), ({"offset": 10 ** 30}, "offset"), ({"overdue": "maybe"}, "overdue"),
+    ({"process": "x" * 500}, "process"), ({"process": "a\u0000b"}, "process"), ({"q": "x" * 100}, "q"),
+    ({"colour": "red;drop table"}, "colour"), ({"task": "../etc"}, "task"),
+])
+def test_inbox_refuses_bad_filters(api, params, field):
+    assert_error(api.get(f"{V1}/tasks", LEADER, query_string=params), 400, "invalid", [field])
+
+
+def test_inbox_limit_200_is_allowed(api):
+    assert api.inbox(LEADER, limit=200, offset=1_000_000)["items"] == []
+
+
+def test_task_detail_with_form_schema_and_readonly_values(api):
+    case = api.start()
+    task_id = case["open_tasks"][0]["id"]
+    r = api.get(f"{V1}/tasks/{task_id}", LEADER)
+    assert r.status_code == 200
+    task = r.get_json()
+    assert task["id"] == task_id and task["spec_id"] == "micro_mediation" and task["status"] == "open"
+    assert task["may_work"] is True and task["process"] == "grid_matter"
+    assert task["case"]["business_key"] == case["business_key"] and task["case"]["grid"]["code"] == GRID
+    form = task["form"]
+    assert form["key"] == "micro_mediation"
+    assert set(form["schema"]["required"]) == {"resolved", "mediation_note"}
+    assert "description" not in form["schema"]["properties"]
+    assert form["readonly"]["description"] == REPORT["description"]
+    assert form["readonly"]["colour"] == "blue"
+    en = api.get(f"{V1}/tasks/{task_id}", LEADER, headers={"Accept-Language": "en"}).get_json()
+    assert en["form"]["title"] == "Micro-mediation in the grid"
+    assert en["form"]["schema"]["properties"]["resolved"]["title"] == "Resolved"
+    # the grid worker who reported it may read it but not work it
+    mine = api.get(f"{V1}/tasks/{task_id}", WORKER).get_json()
+    assert mine["may_work"] is False
+
+
+def test_town_dispatch_form_has_defaults(api):
+    case = api.start(category="public_order", colour="red")
+    task = api.get(f"{V1}/tasks/{case['open_tasks'][0]['id']}", DISPATCHER).get_json()
+    assert task["spec_id"] == "town_dispatch"
+    assert task["form"]["defaults"] == {"department": "paichusuo"}
+
+
+@pytest.mark.parametrize("task_id", [
+    "00000000-0000-0000-0000-000000000000", "not-a-uuid", "1", "..%2F..%2Fetc", "x" * 5000, "%00",
+    "00000000-0000-0000-0000-00000000000g",
+])
+def test_unknown_or_malformed_task_ids_are_404(api, task_id):
+    assert_error(api.get(f"{V1}/tasks/{task_id}", LEADER), 404, "not_found")
+    assert_error(api.post(f"{V1}/tasks/{task_id}/claim", LEADER), 404, "not_found")
+    assert_error(api.post(f"{V1}/tasks/{task_id}/complete", LEADER, json={"data": {}}), 404, "not_found")
+
+
+def test_another_jurisdictions_task_is_403_and_not_listed(api, clean_db):
+    case = api.start()
+    task_id = case["open_tasks"][0]["id"]
+    before = counts(clean_db)
+    for user in (OTHER_WORKER, "ss_wgy1", "lxz_cg"):
+        assert not [i for i in api.inbox(user)["items"] if i["id"] == task_id]
+        assert_error(api.get(f"{V1}/tasks/{task_id}", user), 403, "forbidden")
+        assert_error(api.post(f"{V1}/tasks/{task_id}/claim", user), 403, "forbidden")
+        assert_error(api.post(f"{V1}/tasks/{task_id}/complete", user,
+                              json={"data": {"resolved": True, "mediation_note": "x"}}), 403, "forbidden")
+        assert_error(api.get(f"{V1}/cases/{case['business_key']}", user), 403, "forbidden")
+    assert counts(clean_db) == before
+
+
+def test_auditor_reads_but_every_write_is_403(api, clean_db):
+    case = api.start()
+    task_id = case["open_tasks"][0]["id"]
+    assert api.get(f"{V1}/cases/{case['id']}", AUDITOR).status_code == 200
+    assert api.get(f"{V1}/tasks/{task_id}", AUDITOR).get_json()["may_work"] is False
+    before = counts(clean_db)
+    assert_error(api.post(f"{V1}/tasks/{task_id}/claim", AUDITOR), 403, "forbidden")
+    assert_error(api.post(f"{V1}/tasks/{task_id}/unclaim", AUDITOR), 403, "forbidden")
+    assert_error(api.post(f"{V1}/tasks/{task_id}/complete", AUDITOR,
+                          json={"data": {"resolved": True, "mediation_note": "x"}}), 403, "forbidden")
+    assert_error(api.post(f"{V1}/cases/{case['id']}/attachments", AUDITOR,
+                          data={"file": (io.BytesIO(tiny_png()), "a.png")}), 403, "forbidden")
+    assert_error(api.post(f"{V1}/attachments", AUDITOR, data={"file": (io.BytesIO(tiny_png()), "a.png")}), 403)
+    assert counts(clean_db) == before
+
+
+@pytest.mark.parametrize("data,fields", [
+    ({}, ["resolved", "mediation_note"]),
+    ({"resolved": True}, ["mediation_note"]),
+    ({"resolved": "perhaps", "mediation_note": "x"}, ["resolved"]),
+    ({"resolved": True, "mediation_note": 12}, ["mediation_note"]),
+    ({"resolved": True, "mediation_note": "x" * 2001}, ["mediation_note"]),
+    ({"resolved": True, "mediation_note": "x", "description": "overwrite a read-only field"}, ["description"]),
+    ({"resolved": True, "mediation_note": "x", "grid_leader_present": [True]}, ["grid_leader_present"]),
+    ({"resolved": True, "mediation_note": ["x"] * 10_000}, ["mediation_note"]),
+])
+def test_invalid_completion_is_400_with_fields_and_changes_nothing(api, clean_db, data, fields):
+    case = api.start()
+    task_id = case["open_tasks"][0]["id"]
+    before = counts(clean_db)
+    assert_error(api.post(f"{V1}/tasks/{task_id}/complete", LEADER, json={"data": data}), 400, "invalid", fields)
+    assert counts(clean_db) == before
+    assert api.get(f"{V1}/tasks/{task_id}", LEADER).get_json()["status"] == "open"
+
+
+@pytest.mark.parametrize("body,fields", [
+    ({"data": "resolved"}, ["data"]), ({"data": None}, ["data"]), ({"data": [1, 2]}, ["data"]),
+    ({"data": {}, "task": "other"}, ["task"]), ([], ["_schema"]), ("just a string", ["_schema"]),
+    ({"data": {"k" * 200: 1}}, ["data"]),
+])
+def test_complete_body_must_be_an_object_with_data(api, body, fields):
+    task_id = api.start()["open_tasks"][0]["id"]
+    assert_error(api.post(f"{V1}/tasks/{task_id}/complete", LEADER, json=body), 400, "invalid", fields)
+
+
+def test_complete_malformed_json_and_wrong_content_type(api):
+    task_id = api.start()["open_tasks"][0]["id"]
+    url = f"{V1}/tasks/{task_id}/complete"
+    assert_error(api.post(url, LEADER, data='{"data": {', content_type="application/json"), 400, "invalid")
+    assert_error(api.post(url, LEADER, data="data=1", content_type="application/x-www-form-urlencoded"), 415)
+    assert_error(api.post(url, LEADER, data=b"\x00\x01", content_type="application/octet-stream"), 415)
+
+
+def test_complete_then_double_completion_is_409(api, clean_db):
+    case = api.start()
+    task_id = case["open_tasks"][0]["id"]
+    r = api.post(f"{V1}/tasks/{task_id}/complete", LEADER,
+                 json={"data": {"resolved": True, "mediation_note": "双方达成谅解"}})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    after = r.get_json()
+    assert after["business_key"] == case["business_key"] and after["status"] == "open"
+    assert [t["spec_id"] for t in after["open_tasks"]] == ["record_result"]
+    done = [e for e in after["history"] if e["type"] == "task_completed"]
+    assert done[-1]["bpmn_id"] == "micro_mediation" and done[-1]["actor"]["display_name"]
+    assert done[-1]["data"] == {"resolved": True, "mediation_note": "双方达成谅解"}
+
+    before = counts(clean_db)
+    body = assert_error(api.post(f"{V1}/tasks/{task_id}/complete", LEADER,
+                                 json={"data": {"resolved": True, "mediation_note": "again"}}), 409, "conflict")
+    assert "already completed" in body["message"]
+    assert_error(api.post(f"{V1}/tasks/{task_id}/claim", LEADER), 409, "conflict")
+    assert counts(clean_db) == before
+    assert api.get(f"{V1}/tasks/{task_id}", LEADER).get_json()["status"] == "completed"
+
+    record = after["open_tasks"][0]["id"]
+    r = api.post(f"{V1}/tasks/{record}/complete", WORKER, json={"data": {"result_note": "已化解"}})
+    assert r.status_code == 200 and r.get_json()["status"] == "completed"
+    assert r.get_json()["closed_at"] and r.get_json()["open_tasks"] == []
+
+
+@pytest.fixture
+def second_dispatcher(clean_db):
+    """lxx_pd also a dispatcher of 林西镇, so a town task has two candidates."""
+    with clean_db.unit_of_work() as s:
+        town = s.scalar(select(JurisdictionNode).where(JurisdictionNode.code == "linxizhen"))
+        other = s.scalar(select(User).where(User.username == "lxx_pd"))
+        if s.scalar(select(RoleAssignment).where(RoleAssignment.user_id == other.id,
+                                                 RoleAssignment.node_id == town.id)) is None:
+            s.add(RoleAssignment(user_id=other.id, role="center_dispatcher", node_id=town.id))
+        town_id = town.id
+    yield "lxx_pd"
+    with clean_db.unit_of_work() as s:
+        for ra in s.scalars(select(RoleAssignment).join(User).where(
+                User.username == "lxx_pd", RoleAssignment.node_id == town_id)):
+            s.delete(ra)
+
+
+def test_claim_unclaim_and_claim_by_another_candidate_is_409(api, second_dispatcher):
+    case = api.start(category="public_order", colour="red")
+    task_id = case["open_tasks"][0]["id"]
+    assert [i["id"] for i in api.inbox(second_dispatcher)["items"]] == [task_id]
+
+    r = api.post(f"{V1}/tasks/{task_id}/claim", DISPATCHER)
+    assert r.status_code == 200
+    task = r.get_json()
+    assert task["assignee"]["display_name"] and task["claimed_at"] and task["may_work"] is True
+    assert api.post(f"{V1}/tasks/{task_id}/claim", DISPATCHER).status_code == 200  # again: harmless
+    assert api.inbox(second_dispatcher)["total"] == 0
+
+    assert_error(api.post(f"{V1}/tasks/{task_id}/claim", second_dispatcher), 409, "conflict")
+    assert_error(api.post(f"{V1}/tasks/{task_id}/complete", second_dispatcher,
+                          json={"data": {"department": "paichusuo"}}), 409, "conflict")
+    assert_error(api.post(f"{V1}/tasks/{task_id}/unclaim", second_dispatcher), 403, "forbidden")
+    assert_error(api.post(f"{V1}/tasks/{task_id}/claim", WORKER), 403, "forbidden")
+
+    r = api.post(f"{V1}/tasks/{task_id}/unclaim", DISPATCHER)
+    assert r.status_code == 200 and r.get_json()["assignee"] is None
+    assert api.inbox(second_dispatcher)["total"] == 1
+    r = api.post(f"{V1}/tasks/{task_id}/complete", second_dispatcher, json={"data": {"department": "paichusuo"}})
+    assert r.status_code == 200
+    assert [t["spec_id"] for t in r.get_json()["open_tasks"]] == ["department_handle"]
+
+
+def test_claim_ignores_a_body(api):
+    task_id = api.start()["open_tasks"][0]["id"]
+    r = api.post(f"{V1}/tasks/{task_id}/claim", LEADER, data="whatever", content_type="text/plain")
+    assert r.status_code == 200
+
+
+# ------------------------------------------------------------------ cases
+
+def test_case_by_id_or_business_key_with_history(api):
+    case = api.start()
+    by_id = api.get(f"{V1}/cases/{case['id']}", WORKER).get_json()
+    by_key = api.get(f"{V1}/cases/{case['business_key']}", WORKER).get_json()
+    assert by_id == by_key
+    assert by_id["process_name"] and by_id["process_version"] >= 1
+    types = [e["type"] for e in by_id["history"]]
+    assert types[0] == "case_started" and "task_created" in types and "step" in types
+    step = [e for e in by_id["history"] if e["type"] == "step"][0]
+    assert set(step) == {"id", "type", "at", "actor", "bpmn_id", "name", "flow_from", "task_id", "data"}
+    assert [e["bpmn_id"] for e in by_id["history"] if e["type"] == "step"][:2] == ["start", "decide_dispatch"]
+    # the town dispatcher sees cases under the town
+    assert api.get(f"{V1}/cases/{case['id']}", DISPATCHER).status_code == 200
+
+
+@pytest.mark.parametrize("ref", ["999999", "LX-2026-999999", "99999999999999999999", "9223372036854775808",
+                                 "0", "-1", "1.5", "..%2F..%2Fetc%2Fpasswd", "a" * 200, "%00", "LX 2026"])
+def test_unknown_or_malformed_case_refs_are_404(api, ref):
+    assert_error(api.get(f"{V1}/cases/{ref}", WORKER), 404, "not_found")
+    assert_error(api.post(f"{V1}/cases/{ref}/attachments", WORKER,
+                          data={"file": (io.BytesIO(tiny_png()), "a.png")}), 404, "not_found")
+
+
+# ------------------------------------------------------------------ uploads
+
+def test_upload_png_to_own_case(api, service, app):
+    case = api.start()
+    png = tiny_png()
+    r = api.post(f"{V1}/cases/{case['business_key']}/attachments", WORKER,
+                 data={"file": [(io.BytesIO(png), "现场.png"), (io.BytesIO(png), "../../../etc/passwd.png")]})
+    assert r.status_code == 201, r.get_data(as_text=True)
+    files = r.get_json()
+    assert [f["filename"] for f in files] == ["现场.png", "passwd.png"]
+    assert all(f["content_type"] == "image/png" and f["size"] == len(png) for f in files)
+    # stored under the upload folder with a generated name, never the client's
+    root = Path(app.config["UPLOAD_FOLDER"]).resolve()
+    stored = [p for p in root.rglob("*") if p.is_file()]
+    assert len(stored) == 2 and all(root in p.resolve().parents for p in stored)
+    assert not any("passwd" in str(p) for p in stored)
+
+    detail = api.get(f"{V1}/cases/{case['id']}", WORKER).get_json()
+    assert {a["id"] for a in detail["attachments"]} == {f["id"] for f in files}
+    assert "attachment_added" in [e["type"] for e in detail["history"]]
+
+    r = api.get(f"{V1}/attachments/{files[0]['id']}", WORKER)
+    assert r.status_code == 200 and r.data == png and r.mimetype == "image/png"
+    assert "attachment" in r.headers["Content-Disposition"]
+    assert_error(api.get(f"{V1}/attachments/{files[0]['id']}", "ss_wgy1"), 403)
+    assert_error(api.get(f"{V1}/attachments/not-an-id", WORKER), 404)
+    assert_error(api.get(f"{V1}/attachments/00000000-0000-0000-0000-000000000000", WORKER), 404)
+
+
+@pytest.mark.parametrize("data,fields", [
+    ({"file": (io.BytesIO(b"just some text, not an image"), "photo.png")}, ["file"]),
+    ({"file": (io.BytesIO(b""), "empty.png")}, ["file"]),
+    ({"file": (io.BytesIO(b"<script>alert(1)</script>"), "x.html")}, ["file"]),
+    ({"photo": (io.BytesIO(tiny_png()), "a.png")}, ["photo"]),
+    ({"file": (io.BytesIO(tiny_png()), "a.png"), "case": "1"}, ["case"]),
+])
+def test_bad_uploads_are_400(api, clean_db, data, fields):
+    case = api.start()
+    before = counts(clean_db)
+    assert_error(api.post(f"{V1}/cases/{case['id']}/attachments", WORKER, data=data), 400, "invalid", fields)
+    assert counts(clean_db) == before
+
+
+def test_one_bad_file_refuses_the_whole_upload(api, app):
+    case = api.start()
+    r = api.post(f"{V1}/cases/{case['id']}/attachments", WORKER,
+                 data={"file": [(io.BytesIO(tiny_png()), "ok.png"), (io.BytesIO(b"text"), "bad.png")]})
+    assert_error(r, 400, "invalid", ["file"])
+    assert api.get(f"{V1}/cases/{case['id']}", WORKER).get_json()["attachments"] == []
+
+
+def test_upload_without_a_file_is_400(api):
+    case = api.start()
+    url = f"{V1}/cases/{case['id']}/attachments"
+    assert_error(api.post(url, WORKER, data={}, content_type="multipart/form-data"), 400, "invalid", ["file"])
+    assert_error(api.post(url, WORKER, data={"note": "no file"}, content_type="multipart/form-data"),
+                 400, "invalid", ["note"])
+
+
+def test_too_many_files_is_400(api):
+    case = api.start()
+    files = [(io.BytesIO(tiny_png()), f"{i}.png") for i in range(11)]
+    assert_error(api.post(f"{V1}/cases/{case['id']}/attachments", WORKER, data={"file": files}), 400, "invalid")
+
+
+def test_oversize_uploads(api, app):
+    case = api.start()
+    url = f"{V1}/cases/{case['id']}/attachments"
+    big_png = tiny_png() + b"\x00" * (10 * 1024 * 1024)
+    assert_error(api.post(url, WORKER, data={"file": (io.BytesIO(big_png), "big.png")}), 400, "invalid", ["file"])
+    app.config["MAX_CONTENT_LENGTH"] = 4096
+    assert_error(api.post(url, WORKER, data={"file": (io.BytesIO(tiny_png() + b"\x00" * 8192), "a.png")}),
+                 413, "too_large")
+
+
+def test_upload_needs_multipart_and_a_part_in_the_case(api):
+    case = api.start()
+    url = f"{V1}/cases/{case['id']}/attachments"
+    assert_error(api.post(url, WORKER, json={"file": "aGVsbG8="}), 415, "unsupported_media_type")
+    assert_error(api.post(url, WORKER, data=tiny_png(), content_type="image/png"), 415)
+    # the town handler has no open task in this case
+    assert_error(api.post(url, "lxz_cg", data={"file": (io.BytesIO(tiny_png()), "a.png")}), 403, "forbidden")
+    # the grid leader has (micro_mediation)
+    assert api.post(url, LEADER, data={"file": (io.BytesIO(tiny_png()), "a.png")}).status_code == 201
+
+
+def test_pending_upload_joins_the_case_through_the_start_form(api):
+    r = api.post(f"{V1}/attachments", WORKER, data={"file": (io.BytesIO(tiny_png()), "scene.png")})
+    assert r.status_code == 201
+    (att,) = r.get_json()
+    case = api.start(photos=[att["id"]])
+    assert [a["id"] for a in case["attachments"]] == [att["id"]]
+    # another worker cannot use someone else's pending upload
+    r = api.post(f"{V1}/attachments", OTHER_WORKER, data={"file": (io.BytesIO(tiny_png()), "x.png")})
+    theirs = r.get_json()[0]["id"]
+    assert_error(api.post(f"{V1}/cases", WORKER, json={"process": "grid_matter", "grid": GRID,
+                                                       "data": {**REPORT, "photos": [theirs]}}),
+                 400, "invalid", ["photos"])
+
+
+# ------------------------------------------------------------------ errors are JSON
+
+@pytest.mark.parametrize("method,path,status", [
+    ("get", "/api/v1/nope", 404), ("get", "/api/v2/tasks", 404), ("get", "/api/", 404), ("get", "/api", 404),
+    ("post", "/api/v1/nope", 404), ("delete", "/api/v1/tasks", 405), ("get", "/api/v1/auth/token", 405),
+    ("put", "/api/v1/cases/1", 405), ("get", "/api/v1/tasks/00000000-0000-0000-0000-000000000000/complete", 405),
+])
+def test_unknown_api_routes_and_methods_are_json(api, method, path, status):
+    r = getattr(api.client, method)(path, headers=api.headers(WORKER))
+    assert_error(r, status)
+    if status == 405:
+        assert r.headers["Allow"]
+
+
+def test_unexpected_errors_are_json_500_and_logged(api, service, monkeypatch, caplog):
+    def boom(*args, **kwargs):
+        raise RuntimeError("database on fire")
+    monkeypatch.setattr(service, "inbox", boom)
+    r = api.get(f"{V1}/tasks", WORKER)
+    body = assert_error(r, 500, "internal_error")
+    assert "fire" not in body["message"]
+    assert any("unhandled API error" in rec.message for rec in caplog.records)
+
+
+def test_engine_process_error_is_json(api, service, monkeypatch):
+    from engine.errors import ProcessError
+
+    def fail(*args, **kwargs):
+        raise ProcessError("the script of 'decide_dispatch' failed")
+    monkeypatch.setattr(service, "start_case", fail)
+    r = api.post(f"{V1}/cases", WORKER, json={"process": "grid_matter", "grid": GRID, "data": REPORT})
+    assert_error(r, 422, "process_error")
+
+
+# ------------------------------------------------------------------ OpenAPI and docs
+
+def _resolve(spec, ref):
+    node = spec
+    for part in ref.lstrip("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def _walk_refs(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from _walk_refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk_refs(value)
+
+
+def test_openapi_document_covers_every_route(api, app):
+    r = api.client.get(f"{V1}/openapi.json")
+    assert r.status_code == 200
+    spec = r.get_json()
+    assert spec["openapi"].startswith("3.")
+    assert spec["info"]["title"] and spec["info"]["version"]
+    assert spec["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http", "scheme": "bearer", "bearerFormat": "itsdangerous",
+        "description": "token from POST /api/v1/auth/token"}
+
+    routes = [rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/v1/")]
+    assert len(routes) >= 12
+    for rule in routes:
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        assert path in spec["paths"], path
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            op = spec["paths"][path][method.lower()]
+            assert op["summary"] and op["operationId"] and op["responses"]
+            declared = {p["name"] for p in op.get("parameters", []) if p.get("in") == "path"}
+            assert declared == set(rule.arguments), (path, declared)
+            codes = set(op["responses"])
+            assert "500" in codes
+            assert any(c.startswith("2") for c in codes)
+            if op["security"]:
+                assert "401" in codes
+            if "requestBody" in op:
+                assert {"400", "413", "415"} <= codes
+    ops = [op for methods in spec["paths"].values() for op in methods.values()]
+    assert len({op["operationId"] for op in ops}) == len(ops)
+    for path, expected in [("/api/v1/tasks/{task_id}/complete", {"400", "401", "403", "404", "409"}),
+                           ("/api/v1/cases", {"201", "400", "401", "403"}),
+                           ("/api/v1/cases/{ref}/attachments", {"201", "400", "403", "404", "413", "415"})]:
+        assert expected <= set(spec["paths"][path]["post"]["responses"]), path
+    assert spec["paths"]["/api/v1/auth/token"]["post"]["security"] == []
+    assert spec["components"]["parameters"]["AcceptLanguage"]["in"] == "header"
+    inbox_params = {p.get("name") for p in spec["paths"]["/api/v1/tasks"]["get"]["parameters"]}
+    assert {"process", "task", "colour", "overdue", "q", "limit", "offset"} <= inbox_params
+
+    for ref in _walk_refs(spec):
+        assert _resolve(spec, ref) is not None, ref
+    error = spec["components"]["schemas"]["Error"]
+    assert {"error", "message", "fields"} <= set(error["properties"])
+    for schema in spec["components"]["schemas"].values():
+        import jsonschema
+        jsonschema.Draft4Validator.check_schema(schema)
+
+
+def test_openapi_validates_with_openapi_spec_validator_when_available(api):
+    validator = pytest.importorskip("openapi_spec_validator")
+    validator.validate(api.client.get(f"{V1}/openapi.json").get_json())
+
+
+def test_docs_page_uses_local_assets_only(api):
+    r = api.client.get("/api/docs")
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    html = r.get_data(as_text=True)
+    assert "/api/docs/assets/swagger-ui.css" in html and "/api/docs/assets/swagger-ui-bundle.js" in html
+    assert "/api/v1/openapi.json" in html
+    sources = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert sources and all(s.startswith("/") and not s.startswith("//") for s in sources), sources
+    init = api.client.get("/api/docs/init.js")
+    assert init.status_code == 200 and "validatorUrl: null" in init.get_data(as_text=True)
+    assert "/api/v1/openapi.json" in init.get_data(as_text=True)
+
+
+def test_docs_assets_served_from_swagger_ui_dist_only(api, app):
+    if not (Path(app.config["NODE_MODULES"]) / "swagger-ui-dist" / "swagger-ui.css").is_file():
+        pytest.skip("node_modules not installed (run npm ci)")
+    r = api.client.get("/api/docs/assets/swagger-ui.css")
+    assert r.status_code == 200 and r.mimetype == "text/css" and b".swagger-ui" in r.data
+    assert api.client.get("/api/docs/assets/swagger-ui-bundle.js").status_code == 200
+    for path in ["../package.json", "..%2Fpackage.json", "../../package.json", "%2e%2e/package.json",
+                 "../swagger-ui-dist/../bpmn-js/package.json", "/etc/passwd", "nope.css"]:
+        r = api.client.get(f"/api/docs/assets/{path}", follow_redirects=True)
+        assert r.status_code == 404, path
+        assert b"dependencies" not in r.data and b"root:" not in r.data

@@ -1,0 +1,240 @@
+"""Marshmallow schemas of every JSON body the API reads or writes.
+
+Request schemas refuse unknown keys (`Meta.unknown = RAISE`) and bound every
+string, so malformed input is a 400 with per-field messages, never a 500.
+Response schemas are what `web/api.py` dumps and what `web/openapi.py`
+publishes: one source for the code and the documentation.
+
+Marshmallow field names that would shadow Schema attributes (`fields`,
+`schema`) use `data_key` for their JSON name.
+"""
+from __future__ import annotations
+
+import re
+
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+
+#: identifiers: process keys, BPMN ids, colours, node codes (what the engine stores in String(≤100))
+IDENT_RE = r"^[A-Za-z0-9_.\-]+$"
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def no_control_chars(value: str) -> None:
+    if _CONTROL.search(value or ""):
+        raise ValidationError("must not contain control characters")
+
+
+def ident(max_length: int, **kwargs):
+    return fields.String(validate=[validate.Length(min=1, max=max_length),
+                                   validate.Regexp(IDENT_RE, error="letters, digits, '_', '-' or '.' only")],
+                         **kwargs)
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+# ----------------------------------------------------------------- errors
+
+class ErrorSchema(Schema):
+    error = fields.String(required=True, metadata={
+        "description": "machine-readable code: invalid, unauthorized, token_expired, forbidden, not_found, "
+                       "conflict, too_large, method_not_allowed, unsupported_media_type, process_error, "
+                       "internal_error"})
+    message = fields.String(required=True, metadata={"description": "what went wrong, for a person"})
+    field_errors = fields.Dict(
+        keys=fields.String(), values=fields.List(fields.String()), data_key="fields",
+        metadata={"description": "per-field messages (400 only). Form data errors are keyed by the form "
+                                 "field name; errors of the request body itself by its key (`process`, "
+                                 "`grid`, `data` …); `_schema` when the body is not an object"})
+
+
+# ----------------------------------------------------------------- auth
+
+class TokenRequestSchema(StrictSchema):
+    username = fields.String(required=True, validate=[validate.Length(min=1, max=64), no_control_chars])
+    password = fields.String(required=True, validate=[validate.Length(min=1, max=256), no_control_chars],
+                             load_only=True)
+
+
+class RoleSchema(Schema):
+    role = fields.String(metadata={"example": "grid_worker"})
+    node = fields.String(metadata={"description": "jurisdiction node code", "example": "linxi-xinguang-g1"})
+    node_name = fields.String(metadata={"example": "新光社区第一网格"})
+    level = fields.String(metadata={"description": "city, county, town, community, grid or department"})
+
+
+class UserSchema(Schema):
+    id = fields.Integer()
+    username = fields.String()
+    display_name = fields.String()
+    roles = fields.List(fields.Nested(RoleSchema))
+    read_only = fields.Boolean(metadata={"description": "true for auditors: they may read, never write"})
+
+
+class TokenSchema(Schema):
+    token = fields.String(required=True, metadata={"description": "send as `Authorization: Bearer <token>`"})
+    token_type = fields.String(metadata={"example": "Bearer"})
+    expires_in = fields.Integer(metadata={"description": "seconds the token stays valid"})
+    user = fields.Nested(UserSchema)
+
+
+# ----------------------------------------------------------------- shared pieces
+
+class PersonSchema(Schema):
+    id = fields.Integer()
+    display_name = fields.String(allow_none=True)
+
+
+class GridSchema(Schema):
+    id = fields.Integer(allow_none=True)
+    code = fields.String(allow_none=True, metadata={"example": "linxi-xinguang-g1"})
+    name = fields.String(allow_none=True, metadata={"example": "新光社区第一网格"})
+
+
+class FormSchema(Schema):
+    key = fields.String(metadata={"example": "grid_matter_report"})
+    title = fields.String(allow_none=True)
+    description = fields.String(allow_none=True)
+    json_schema = fields.Dict(data_key="schema", metadata={
+        "description": "JSON Schema (draft 2020-12) of the `data` to submit; titles in the request language. "
+                       "`x-field-type` tells text from long_text, person, node and file (a list of attachment "
+                       "ids from POST /api/v1/attachments)"})
+    readonly = fields.Dict(metadata={"description": "read-only fields of the form with their current values "
+                                                    "from the case, by field name"})
+    defaults = fields.Dict(metadata={"description": "suggested values for input fields (`x-default-from`), "
+                                                    "by field name"})
+
+
+# ----------------------------------------------------------------- processes
+
+class ProcessSchema(Schema):
+    key = fields.String(metadata={"example": "grid_matter"})
+    name = fields.String()
+    start_form = fields.Nested(FormSchema, allow_none=True, metadata={
+        "description": "the form whose data starts a case; null: start with an empty object"})
+    grids = fields.List(fields.Nested(GridSchema), metadata={"description": "grids you may start it in"})
+
+
+class ProcessListSchema(Schema):
+    items = fields.List(fields.Nested(ProcessSchema))
+
+
+# ----------------------------------------------------------------- cases and tasks
+
+class StartCaseSchema(StrictSchema):
+    process = ident(100, required=True, metadata={"example": "grid_matter"})
+    grid = ident(64, required=True, metadata={"example": "linxi-xinguang-g1"})
+    data = fields.Dict(keys=fields.String(validate=validate.Length(max=100)), load_default=dict,
+                       metadata={"description": "the start form's data, as its JSON Schema describes"})
+
+
+class CompleteTaskSchema(StrictSchema):
+    data = fields.Dict(keys=fields.String(validate=validate.Length(max=100)), load_default=dict,
+                       metadata={"description": "the task form's data, as its JSON Schema describes"})
+
+
+class CaseRefSchema(Schema):
+    id = fields.Integer()
+    business_key = fields.String(metadata={"example": "LX-2026-000001"})
+    title = fields.String(allow_none=True)
+    status = fields.String(metadata={"description": "open or completed"})
+    process = fields.String()
+    category = fields.String(allow_none=True)
+    colour = fields.String(allow_none=True)
+    grid = fields.Nested(GridSchema)
+    summary = fields.Dict(metadata={"description": "short case fields reports filter on"})
+
+
+class TaskBriefSchema(Schema):
+    id = fields.String(metadata={"description": "task id (a UUID)"})
+    name = fields.String()
+    spec_id = fields.String(metadata={"description": "BPMN id of the user task"})
+    process = fields.String()
+    status = fields.String(metadata={"description": "open, completed or cancelled"})
+    created_at = fields.DateTime()
+    due_at = fields.DateTime(allow_none=True)
+    overdue = fields.Boolean()
+    claimed_at = fields.DateTime(allow_none=True)
+    assignee = fields.Nested(PersonSchema, allow_none=True, metadata={
+        "description": "who holds the task; null: any candidate may claim it"})
+    role = fields.String(allow_none=True, metadata={"description": "candidate role"})
+    candidate_unit = fields.String(allow_none=True, metadata={"description": "unit whose role holders are "
+                                                                               "candidates"})
+
+
+class InboxItemSchema(TaskBriefSchema):
+    case = fields.Nested(CaseRefSchema)
+
+
+class InboxQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    process = ident(100, metadata={"description": "process key"})
+    task = ident(100, metadata={"description": "BPMN id of the task (spec_id)"})
+    colour = ident(16, metadata={"description": "severity colour of the case"})
+    overdue = fields.Boolean(load_default=False, metadata={"description": "only tasks past their due time"})
+    q = fields.String(validate=[validate.Length(max=40), no_control_chars],
+                      metadata={"description": "business key prefix, e.g. LX-2026"})
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=1_000_000))
+
+
+class InboxSchema(Schema):
+    items = fields.List(fields.Nested(InboxItemSchema))
+    total = fields.Integer(metadata={"description": "all matching tasks, ignoring limit and offset"})
+    limit = fields.Integer()
+    offset = fields.Integer()
+
+
+class TaskSchema(TaskBriefSchema):
+    may_work = fields.Boolean(metadata={"description": "you may claim and complete it"})
+    case = fields.Nested(CaseRefSchema)
+    form = fields.Nested(FormSchema, allow_none=True, metadata={
+        "description": "null when the task has no form: complete it with an empty object"})
+
+
+class AttachmentSchema(Schema):
+    id = fields.String()
+    filename = fields.String()
+    content_type = fields.String()
+    size = fields.Integer()
+    uploaded_at = fields.DateTime(allow_none=True)
+
+
+class EventSchema(Schema):
+    id = fields.Integer()
+    type = fields.String(metadata={"description": "case_started, step, task_created, task_claimed, "
+                                                  "task_unclaimed, task_completed, task_cancelled, "
+                                                  "attachment_added, lane_unresolved, case_closed …"})
+    at = fields.DateTime()
+    actor = fields.Nested(PersonSchema, allow_none=True)
+    bpmn_id = fields.String(allow_none=True)
+    name = fields.String(allow_none=True)
+    flow_from = fields.String(allow_none=True, metadata={"description": "BPMN element it came from"})
+    task_id = fields.String(allow_none=True)
+    data = fields.Dict()
+
+
+class CaseSchema(CaseRefSchema):
+    process_name = fields.String(allow_none=True)
+    process_version = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime(allow_none=True)
+    closed_at = fields.DateTime(allow_none=True)
+    created_by = fields.Nested(PersonSchema, allow_none=True)
+    data = fields.Dict(allow_none=True, metadata={"description": "the case's current data (null when only "
+                                                                 "the summary is available)"})
+    open_tasks = fields.List(fields.Nested(TaskBriefSchema))
+    history = fields.List(fields.Nested(EventSchema), metadata={"description": "the audit trail, oldest first"})
+    attachments = fields.List(fields.Nested(AttachmentSchema))
+    may_contribute = fields.Boolean(metadata={"description": "you may add files to the case"})
+
+
+class UploadFormSchema(Schema):
+    """multipart/form-data: one or more `file` parts."""
+    file = fields.List(fields.Raw(metadata={"type": "string", "format": "binary"}), required=True,
+                       metadata={"description": "one or more files: JPEG, PNG, GIF, WebP (≤ 10 MB) or PDF "
+                                                "(≤ 20 MB); the type is read from the content, not the name"})
