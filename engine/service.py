@@ -22,6 +22,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
 
 from forms import FormRegistry, FormValidationError, to_task_data
+from forms.safety import PROBLEM_MESSAGES, find_unstorable, storable_ref
 
 from . import clock
 from .access import can_view_case, is_read_only
@@ -113,6 +114,9 @@ class WorkflowService:
 
     @staticmethod
     def _user(session: Session, actor) -> User:
+        ref = actor.id if isinstance(actor, User) else actor
+        if not storable_ref(ref):
+            raise PermissionDenied(f"unknown or inactive user '{str(actor)[:40]!r}'")
         query = select(User).options(joinedload(User.roles).joinedload(RoleAssignment.node))
         if isinstance(actor, User):
             query = query.where(User.id == actor.id)
@@ -127,6 +131,8 @@ class WorkflowService:
 
     @staticmethod
     def _node(session: Session, ref) -> JurisdictionNode:
+        if not isinstance(ref, JurisdictionNode) and not storable_ref(ref):
+            raise NotFound(f"no jurisdiction node {str(ref)[:40]!r}", field="grid")
         if isinstance(ref, JurisdictionNode):
             node = session.get(JurisdictionNode, ref.id)
         elif isinstance(ref, int):
@@ -134,19 +140,26 @@ class WorkflowService:
         else:
             node = session.scalar(select(JurisdictionNode).where(JurisdictionNode.code == str(ref)))
         if node is None:
-            raise NotFound(f"no jurisdiction node '{ref}'")
+            raise NotFound(f"no jurisdiction node '{ref}'", field="grid")
         return node
 
     @staticmethod
     def latest_version(session: Session, process_key: str) -> ProcessVersion:
+        if not storable_ref(process_key):
+            raise NotFound("no such process", field="process")
         version = session.scalar(select(ProcessVersion).where(ProcessVersion.process_key == process_key)
                                  .order_by(ProcessVersion.version.desc()).limit(1))
         if version is None:
-            raise NotFound(f"process '{process_key}' is not deployed; run `gridflow deploy` first")
+            raise NotFound(f"process '{process_key}' is not deployed; run `gridflow deploy` first", field="process")
         return version
 
     def _validate_form(self, form_key: str | None, data: dict) -> dict:
+        if not isinstance(data or {}, dict):
+            raise InvalidInput("the submitted data must be a set of named fields", fields={"data": ["not an object"]})
         if not form_key:
+            found = find_unstorable(data or {})
+            if found:
+                raise InvalidInput("some fields cannot be stored", fields={found[0] or "data": [PROBLEM_MESSAGES[found[1]]]})
             return dict(data or {})
         form = self.forms.get(form_key)
         if form is None:
@@ -245,7 +258,22 @@ class WorkflowService:
             return session.scalar(select(func.count()).select_from(WorkItem).join(Case, Case.id == WorkItem.case_id)
                                   .where(*where))
 
+    @staticmethod
+    def _check_filters(filters: InboxFilters) -> None:
+        problems = {}
+        for name in ("process_key", "spec_id", "colour", "business_key"):
+            value = getattr(filters, name)
+            if value is not None and not (isinstance(value, str) and storable_ref(value)):
+                problems[name] = ["not a usable value"]
+        if not (isinstance(filters.limit, int) and 1 <= filters.limit <= 1000):
+            problems["limit"] = ["between 1 and 1000"]
+        if not (isinstance(filters.offset, int) and 0 <= filters.offset <= 10_000_000):
+            problems["offset"] = ["between 0 and 10,000,000"]
+        if problems:
+            raise InvalidInput("the inbox filters are not valid", fields=problems)
+
     def _inbox_where(self, session, user: User, filters: InboxFilters):
+        self._check_filters(filters)
         pairs = [(ra.role, ra.node_id) for ra in user.roles]
         group = [and_(WorkItem.role == role, WorkItem.candidate_node_id == node) for role, node in pairs]
         explicit = WorkItem.id.in_(select(WorkItemCandidate.work_item_id).where(WorkItemCandidate.user_id == user.id))
@@ -285,7 +313,7 @@ class WorkflowService:
     def may_work(self, actor, task_id: str) -> bool:
         with self.db.read_session() as session:
             user = self._user(session, actor)
-            item = session.get(WorkItem, task_id)
+            item = session.get(WorkItem, task_id) if storable_ref(task_id) else None
             if item is None or item.status != "open":
                 return False
             return item.assignee_id == user.id or (item.assignee_id is None and self._is_candidate(session, user, item))
@@ -295,6 +323,8 @@ class WorkflowService:
     def _locked_item(self, session, task_id: str) -> tuple[WorkItem, Case]:
         """The work item and its case, the case row locked (PostgreSQL) so that a second
         official waits here and then sees the item as the first one left it."""
+        if not storable_ref(task_id):
+            raise NotFound("no such task")
         row = session.execute(
             select(WorkItem, Case).join(Case, Case.id == WorkItem.case_id).where(WorkItem.id == str(task_id))
             .with_for_update(of=Case).execution_options(populate_existing=True)).first()
@@ -558,6 +588,8 @@ class WorkflowService:
 
     @staticmethod
     def _case(session, case_ref) -> Case:
+        if not storable_ref(case_ref):
+            raise NotFound("no such case")
         if isinstance(case_ref, int):
             case = session.get(Case, case_ref)
         else:
@@ -642,7 +674,7 @@ class WorkflowService:
         """(metadata, path on disk) if the actor may see the attachment's case."""
         with self.db.read_session() as session:
             user = self._user(session, actor)
-            att = session.get(Attachment, attachment_id)
+            att = session.get(Attachment, attachment_id) if storable_ref(attachment_id) else None
             if att is None:
                 raise NotFound("no such file")
             if att.case_id is None:
@@ -655,6 +687,9 @@ class WorkflowService:
     # ------------------------------------------------------ users and reads
 
     def authenticate(self, username: str, password: str) -> User | None:
+        if not (isinstance(username, str) and storable_ref(username.strip())
+                and isinstance(password, str) and storable_ref(password or "x")):
+            return None
         with self.db.read_session() as session:
             user = session.scalar(select(User).where(User.username == (username or "").strip()))
             if user is None or not user.active or not check_password(user.password_hash, password or ""):
@@ -752,9 +787,9 @@ class WorkflowService:
     def task_detail(self, actor, task_id: str) -> TaskDetail:
         with self.db.read_session() as session:
             user = self._user(session, actor)
-            item = session.get(WorkItem, task_id)
+            item = session.get(WorkItem, task_id) if storable_ref(task_id) else None
             if item is None:
-                raise NotFound(f"no task '{task_id}'")
+                raise NotFound(f"no task '{str(task_id)[:40]}'")
             case = session.get(Case, item.case_id)
             may_work = item.status == "open" and (
                 item.assignee_id == user.id or (item.assignee_id is None and self._is_candidate(session, user, item)))

@@ -14,6 +14,8 @@ from pathlib import Path
 import yaml
 from marshmallow import Schema, ValidationError, fields as mf, validate
 
+from .safety import PROBLEM_MESSAGES, text_problem
+
 FORMS_DIR = Path(__file__).resolve().parent
 
 FIELD_TYPES = (
@@ -160,7 +162,7 @@ def _marshmallow_field(f: FieldDef):
             validators.append(validate.Regexp(f.pattern, error="does not match the required format"))
         if f.required:
             validators.append(validate.Length(min=1, error="must not be empty"))
-        return mf.String(validate=validators, **kwargs)
+        return StorableString(validate=validators, **kwargs)
     if f.type in ("integer", "decimal"):
         if f.min is not None or f.max is not None:
             validators.append(validate.Range(min=f.min, max=f.max))
@@ -181,10 +183,21 @@ def _marshmallow_field(f: FieldDef):
             validators.append(validate.Length(min=1, error="choose at least one"))
         return mf.List(mf.Raw(), validate=validators, **kwargs)
     if f.type in ("person", "node"):
-        return mf.String(validate=[validate.Length(min=1, max=64)], **kwargs)
+        return StorableString(validate=[validate.Length(min=1, max=64)], **kwargs)
     if f.type == "file":
-        return mf.List(mf.String(), **kwargs)
+        return mf.List(StorableString(validate=validate.Length(max=64)), validate=validate.Length(max=20), **kwargs)
     raise FormDefinitionError(f"unsupported type {f.type}")
+
+
+class StorableString(mf.String):
+    """A string the database can store: no NUL, no lone surrogates."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        problem = text_problem(text)
+        if problem:
+            raise ValidationError(PROBLEM_MESSAGES[problem])
+        return text
 
 
 class _SubmissionSchema(Schema):

@@ -15,10 +15,7 @@ from werkzeug.datastructures import MultiDict
 from forms import FormRegistry, FormValidationError, parse_definition
 from forms.render import coerce_form_post, form_context, json_schema, template_folder
 
-try:  # optional: only an extra check, the product does not depend on it
-    import jsonschema
-except ImportError:  # pragma: no cover - depends on the environment
-    jsonschema = None
+import jsonschema  # a test dependency (setup.cfg [test]); the product does not need it
 
 CATEGORY_CHOICES = [
     {"value": "dispute", "zh": "矛盾纠纷", "en": "Dispute"},
@@ -216,12 +213,11 @@ def test_schema_keeps_non_text_choice_values_and_drops_duplicates():
 
 def test_valid_submission_passes_schema_and_server(form):
     assert form.validate(VALID)["i"] == 3
-    if jsonschema is not None:
-        schema = json_schema(form)
-        jsonschema.Draft202012Validator.check_schema(schema)
-        validator, _ = schema_validator(schema)
-        assert list(validator.iter_errors(VALID)) == []
-        assert list(validator.iter_errors({k: VALID[k] for k in ("t", "i", "at", "dept", "mc", "ok")})) == []
+    schema = json_schema(form)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator, _ = schema_validator(schema)
+    assert list(validator.iter_errors(VALID)) == []
+    assert list(validator.iter_errors({k: VALID[k] for k in ("t", "i", "at", "dept", "mc", "ok")})) == []
 
 
 @pytest.mark.parametrize("name,value", INVALID)
@@ -230,12 +226,9 @@ def test_invalid_submission_fails_schema_and_server(form, name, value):
     with pytest.raises(FormValidationError) as err:
         form.validate(data)
     assert name in err.value.fields
-    if jsonschema is None:
-        return
     validator, checker = schema_validator(json_schema(form))
     accepted = not list(validator.iter_errors(data))
-    if accepted and name == "day" and "date" not in checker.checkers:  # pragma: no cover
-        pytest.skip("this jsonschema cannot check the date format")
+    assert "date" in checker.checkers, "jsonschema must check the date format"
     assert not accepted, f"schema accepted {name}={value!r}"
 
 
@@ -248,11 +241,7 @@ def test_datetime_shape_is_checked_without_format_assertion(form, value, ok):
     """Validators treat `format` as an annotation by default; the pattern still holds the shape,
     and whatever it accepts the server accepts."""
     data = {**VALID, "at": value}
-    if jsonschema is not None:
-        assert jsonschema.Draft202012Validator(json_schema(form)).is_valid(data) is ok
-    else:
-        import re
-        assert bool(re.search(json_schema(form)["properties"]["at"]["pattern"], value)) is ok
+    assert jsonschema.Draft202012Validator(json_schema(form)).is_valid(data) is ok
     if ok:
         assert form.validate(data)["at"].tzinfo is not None
 
@@ -261,9 +250,8 @@ def test_missing_required_field_fails_schema(form):
     data = {k: v for k, v in VALID.items() if k != "ok"}
     with pytest.raises(FormValidationError):
         form.validate(data)
-    if jsonschema is not None:
-        validator, _ = schema_validator(json_schema(form))
-        assert any("'ok' is a required property" in e.message for e in validator.iter_errors(data))
+    validator, _ = schema_validator(json_schema(form))
+    assert any("'ok' is a required property" in e.message for e in validator.iter_errors(data))
 
 
 def test_schema_pattern_agrees_with_the_server_on_a_tail():
@@ -273,9 +261,8 @@ def test_schema_pattern_agrees_with_the_server_on_a_tail():
     assert json_schema(f)["properties"]["a"]["pattern"] == "^(?:[a-z]+)"
     anchored = parse_definition({"key": "k", "fields": [{"name": "a", "type": "text", "pattern": "^1\\d{10}$"}]})
     assert json_schema(anchored)["properties"]["a"]["pattern"] == "^1\\d{10}$"
-    if jsonschema is not None:
-        validator, _ = schema_validator(json_schema(f))
-        assert validator.is_valid({"a": "abc1"}) and not validator.is_valid({"a": "1abc"})
+    validator, _ = schema_validator(json_schema(f))
+    assert validator.is_valid({"a": "abc1"}) and not validator.is_valid({"a": "1abc"})
 
 
 # --------------------------------------------------------------------------- form_context
@@ -609,9 +596,8 @@ def test_every_shipped_form_renders_and_has_a_schema(key, lang):
     assert set(schema["required"]) == {f.name for f in form.input_fields if f.required}
     assert [r["name"] for r in schema["x-readonly"]] == [f.name for f in form.fields if f.readonly]
     assert all(p["title"] for p in schema["properties"].values())
-    if jsonschema is not None:
-        jsonschema.Draft202012Validator.check_schema(schema)
-        assert not jsonschema.Draft202012Validator(schema).is_valid({}) or not schema["required"]
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert not jsonschema.Draft202012Validator(schema).is_valid({}) or not schema["required"]
 
     case = {f.name: (f.choice_values[0] if f.choices else "现场<核实>") for f in form.fields if f.readonly}
     html = render(form_context(form, case, None, None, lang), lang)

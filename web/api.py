@@ -31,6 +31,7 @@ from werkzeug.routing import RequestRedirect
 from engine import clock
 from engine.access import is_read_only
 from engine.errors import Conflict, EngineError, InvalidInput, NotFound, PermissionDenied, ProcessError
+from forms.safety import find_unstorable
 from engine.models import JurisdictionNode
 from engine.service import InboxFilters
 from forms.render import json_schema
@@ -46,7 +47,6 @@ V1 = "/api/v1"
 TOKEN_SALT = "gridflow-api-token"
 JSON_MAX_BYTES = 1024 * 1024          # default for API_JSON_MAX_BYTES
 MAX_FILES = 10                        # files per upload request
-MAX_DEPTH = 20                        # nesting of a JSON body
 TASK_ID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 CASE_ID_RE = re.compile(r"^[0-9]{1,18}$")
 BUSINESS_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,39}$")
@@ -80,7 +80,7 @@ MESSAGES = {
     "unknown_field": ("未知字段。", "Unknown field."),
     "nul": ("不能包含控制字符（NUL）。", "Must not contain NUL characters."),
     "not_finite": ("数值超出范围。", "The number is out of range."),
-    "too_deep": ("嵌套层级过深。", "Nested too deeply."),
+    "too_deep": ("嵌套层级过深或数值过大。", "Nested too deeply or a number too large."),
     "bad_text": ("包含无效字符（NUL 或不成对的代理字符）。", "Contains invalid characters (NUL or a lone surrogate)."),
 }
 
@@ -290,37 +290,13 @@ def route(rule: str, method: str, *, auth: str | None = "read", **doc):
 
 # ------------------------------------------------------------------ input
 
-def _encodable(text: str) -> bool:
-    """False for lone surrogates (JSON allows "\\ud800"; UTF-8 and the database do not)."""
-    try:
-        text.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
-def _reject_unstorable(value, path: str, depth: int = 0):
-    """Refuse, per field, what the database cannot store: NUL characters (PostgreSQL
-    text and JSONB refuse them), non-finite numbers (`1e999` parses as infinity)
-    and absurd nesting."""
-    problem = None
-    if depth > MAX_DEPTH:
-        problem = "too_deep"
-    elif isinstance(value, str):
-        problem = "nul" if "\x00" in value else None if _encodable(value) else "bad_text"
-    elif isinstance(value, float):
-        problem = None if math.isfinite(value) else "not_finite"
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in str(key) or not _encodable(str(key)):
-                problem = "bad_text"
-                break
-            _reject_unstorable(item, f"{path}.{key}" if path else str(key), depth + 1)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _reject_unstorable(item, f"{path}[{index}]", depth + 1)
-    if problem:
-        raise ApiError(400, "invalid", msg("invalid"), fields={(path or "_schema")[:200]: [msg(problem)]})
+def _reject_unstorable(value, path: str):
+    """Refuse, per field, what the database cannot store (forms.safety decides)."""
+    found = find_unstorable(value, path)
+    if found:
+        where, problem = found
+        raise ApiError(400, "invalid", msg("invalid"),
+                       fields={(where or "_schema")[:200]: [msg("too_deep" if problem == "too_large" else problem)]})
 
 
 def _reject_constant(name):
@@ -597,7 +573,7 @@ def create_case(user):
         view = service().start_case(body["process"], body["grid"], body["data"], user.id)
     except NotFound as exc:
         # the resource is /cases; an unknown grid or process is a bad field, not a missing route
-        name = "grid" if exc.message.startswith("no jurisdiction node") else "process"
+        name = exc.details.get("field") or "process"
         raise ApiError(400, "invalid", exc.message, fields={name: [exc.message]}) from None
     case = _case_after(view, user)
     return json_response(s.CaseSchema().dump(case), 201,
