@@ -75,6 +75,7 @@ class ParsedProcess:
     properties: dict = field(default_factory=dict)
     camunda_attrs: dict = field(default_factory=dict)
     user_tasks: list | None = None  # [(bpmn id, name)], filled on first use
+    mutable: bool = False  # SpiffWorkflow changes these specs at run time: copy per case
 
 
 def parse_process(files: dict[str, str], process_key: str) -> ParsedProcess:

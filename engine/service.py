@@ -35,7 +35,8 @@ from .lanes import LaneResolver
 from .models import (Attachment, AuditEvent, Case, CaseSequence, CaseState, JurisdictionNode, ProcessVersion,
                      RoleAssignment, User, WorkItem, WorkItemCandidate)
 from .passwords import check_password
-from .state import StateSerializer, collect_finished_steps, prune_history, run_engine
+from .state import (StateSerializer, collect_finished_steps, private_specs, prune_history,
+                    restore_trigger_connections, run_engine, specs_mutate_at_runtime)
 
 SUMMARY_VALUE_MAX = 200
 SUMMARY_KEYS_MAX = 60
@@ -52,6 +53,7 @@ class SpecCache:
         parsed = self._parsed.get(version.id)
         if parsed is None:
             parsed = parse_process(version.files, version.process_key)
+            parsed.mutable = specs_mutate_at_runtime(parsed.spec, parsed.subprocess_specs)
             self._parsed[version.id] = parsed
         return parsed
 
@@ -192,7 +194,7 @@ class WorkflowService:
             session.add(case)
             session.flush()
             self._claim_attachments(session, user, case, version.properties.get("startForm"), clean, None)
-            workflow = BpmnWorkflow(parsed.spec, parsed.subprocess_specs)
+            workflow = BpmnWorkflow(*self._specs_for_one_case(parsed))
             workflow.task_tree.data.update(clean)
             self._audit(session, case, "case_started", user, now, data=clean)
             self._run(workflow, case)
@@ -453,10 +455,21 @@ class WorkflowService:
         row = session.get(CaseState, case.id)
         if row is None:
             raise NotFound(f"case {case.business_key} has no state")
-        workflow = self.serializer.loads(row.state, parsed.spec, parsed.subprocess_specs, row.serializer_version)
+        spec, subprocess_specs = self._specs_for_one_case(parsed)
+        workflow = self.serializer.loads(row.state, spec, subprocess_specs, row.serializer_version)
+        if parsed.mutable:
+            restore_trigger_connections(workflow)
         # keep the row alive in the session's (weak) identity map: the save reuses it
         workflow._gf_state_row = row
         return workflow
+
+    @staticmethod
+    def _specs_for_one_case(parsed: ParsedProcess):
+        """The cached specs, or a private copy when SpiffWorkflow would change them
+        while the case runs (signal/message event subprocesses)."""
+        if parsed.mutable:
+            return private_specs(parsed.spec, parsed.subprocess_specs)
+        return parsed.spec, parsed.subprocess_specs
 
     @staticmethod
     def _run(workflow: BpmnWorkflow, case: Case):

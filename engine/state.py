@@ -12,18 +12,26 @@ After every transition the engine therefore:
    splicing the kept tasks onto their nearest kept ancestor, and
 3. serializes without the process spec (specs are cached per deployed version).
 
+Under a non-interrupting cycle timer SpiffWorkflow also accumulates *unfinished*
+duplicates (a waiting boundary-join instance per firing) and finished join
+instances whose data a join will merge; `_fold_repeated_join_instances` folds
+them so that a timer firing daily for years keeps a constant-size state.
+
 What must be kept (see `_tasks_to_keep`): the root (event subprocesses are
 triggered from it), every unfinished task, the parent of each (a task inherits
 its data from its parent; joins ask which input a parent came from), the
-children of each (multi-instance and loop tasks count their children), each
+children of STARTED tasks (multi-instance and subprocess tasks count their
+children), each
 workflow's `last_task` (a completed subprocess hands its data back from it),
 the split task a structured join waits on (boundary events) and its children,
-and, while a join has an unfinished instance, the join's other instances and
-their parents (a join merges the data of the branches that reached it).
+and, while a join has an unfinished instance, the join's other instances of the
+current round and their parents (a join merges the data of the branches that
+reached it; a loop's earlier rounds were merged when those rounds fired).
 """
 from __future__ import annotations
 
 import json
+from copy import deepcopy
 from dataclasses import dataclass
 
 from SpiffWorkflow.bpmn.serializer.config import DEFAULT_CONFIG  # noqa: F401  (keeps import order stable)
@@ -33,6 +41,7 @@ from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.specs.Join import Join
+from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskState
 
 LOGGED = "gf_logged"      # internal_data flag: this finished task is in the SQL history
@@ -169,7 +178,8 @@ def _tasks_to_keep(wf) -> set:
         keep.add(task.id)
         if task._parent is not None:
             keep.add(task._parent)
-        keep.update(task._children)
+        if task.has_state(TaskState.STARTED):
+            keep.update(task._children)  # multi-instance / subprocess tasks count their children
         spec = task.task_spec
         if isinstance(spec, Join):
             if getattr(spec, "split_task", None):
@@ -180,15 +190,83 @@ def _tasks_to_keep(wf) -> set:
             else:
                 active_joins.add((spec, task))
     for spec, live in active_joins:
+        boundary = _last_firing(live)
         for other in tasks.values():
-            if other.task_spec is spec and other is not live and not live.is_descendant_of(other):
-                keep.add(other.id)
-                if other._parent is not None:
-                    keep.add(other._parent)
+            if other.task_spec is not spec or other is live or live.is_descendant_of(other):
+                continue
+            if boundary is not None and not other.is_descendant_of(boundary):
+                continue  # an earlier round's instance: already merged when that round fired
+            keep.add(other.id)
+            if other._parent is not None:
+                keep.add(other._parent)
     return keep
 
 
+def _last_firing(live):
+    """The nearest ancestor of a live join instance that is a completed instance of the
+    same join: the previous time the join fired. Instances not below it belong to
+    earlier rounds of a loop."""
+    task = live.parent
+    while task is not None:
+        if task.task_spec is live.task_spec and task.has_state(TaskState.COMPLETED):
+            return task
+        task = task.parent
+    return None
+
+
+def _fold_repeated_join_instances(wf) -> None:
+    """Collapse what repeats without end under a non-interrupting cycle timer.
+
+    - Each firing leaves a WAITING instance of the boundary join under the event
+      task; they are interchangeable (the main branch's instance fires and cancels
+      them), so only the newest per parent is kept.
+    - Each firing's branch that reaches an unstructured join (e.g. the process end
+      join) leaves a finished instance whose parent's data the join will merge, oldest
+      first. Folding the older parents' data into the newest one, in that order, gives
+      the join the same merged data with one instance instead of hundreds.
+    """
+    by_parent: dict = {}
+    for task in list(wf.tasks.values()):
+        spec = task.task_spec
+        if isinstance(spec, Join) and getattr(spec, "split_task", None) and task.state == TaskState.WAITING \
+                and not task._children:
+            by_parent.setdefault((spec.name, task._parent), []).append(task)
+    for group in by_parent.values():
+        group.sort(key=lambda t: t.last_state_change)
+        for stale in group[:-1]:
+            _remove_leaf(wf, stale)
+
+    for live in [t for t in wf.tasks.values() if not t.has_state(TaskState.FINISHED_MASK)]:
+        spec = live.task_spec
+        if not isinstance(spec, Join) or getattr(spec, "split_task", None):
+            continue
+        boundary = _last_firing(live)
+        finished = sorted(
+            (t for t in wf.tasks.values()
+             if t.task_spec is spec and t is not live and t.has_state(TaskState.FINISHED_MASK)
+             and not t._children and t.parent is not None and not live.is_descendant_of(t)
+             and (boundary is None or t.is_descendant_of(boundary))),
+            key=lambda t: t.last_state_change)
+        if len(finished) < 2:
+            continue
+        newest = finished[-1]
+        merged: dict = {}
+        for older in finished:
+            DeepMerge.merge(merged, deepcopy(older.parent.data))
+        newest.parent.data = merged
+        for older in finished[:-1]:
+            _remove_leaf(wf, older)
+
+
+def _remove_leaf(wf, task) -> None:
+    parent = task.parent
+    if parent is not None and task.id in parent._children:
+        parent._children.remove(task.id)
+    wf.tasks.pop(task.id, None)
+
+
 def _prune_workflow(wf, top: BpmnWorkflow) -> int:
+    _fold_repeated_join_instances(wf)
     keep = _tasks_to_keep(wf)
     if len(keep) == len(wf.tasks):
         return 0
@@ -239,3 +317,26 @@ def prune_history(workflow: BpmnWorkflow) -> int:
         if wf is workflow or any(wf is s for s in workflow.subprocesses.values()):
             removed += _prune_workflow(wf, workflow)
     return removed
+
+
+def specs_mutate_at_runtime(spec, subprocess_specs) -> bool:
+    """True when SpiffWorkflow will change the spec while a case runs: a signal or
+    message that starts an event subprocess makes `BpmnStartTask.trigger_wf`
+    connect that subprocess into the spec. Such a spec must not be shared."""
+    return any(getattr(s.start, "trigger_specs", None) for s in [spec, *subprocess_specs.values()])
+
+
+def private_specs(spec, subprocess_specs):
+    """A copy of the specs for one case (one deepcopy, so shared references stay shared)."""
+    return deepcopy((spec, subprocess_specs))
+
+
+def restore_trigger_connections(workflow: BpmnWorkflow) -> None:
+    """Re-apply, on a case's private spec, the connections its triggered event
+    subprocesses made before the state was saved (the spec is not in the state)."""
+    for wf in all_workflows(workflow):
+        start = wf.spec.start
+        for child in wf.task_tree.children:
+            if child.triggered and start not in child.task_spec.inputs:
+                start.connect(child.task_spec)
+                child.task_spec.connect(wf.spec.end)
