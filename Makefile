@@ -24,9 +24,19 @@ venv: $(STAMP) $(NODE_STAMP)
 setup: venv
 	$(VENV)/bin/gridflow setup-demo
 
+HOST ?= 127.0.0.1
+PORT ?= 5000
+WORKERS ?= 2
+
 run: setup
-	@echo "Demo logins (password demo123): lx_wgy1 网格员, lx_wgz1 网格长, lxz_pd 林西镇派单员, lxz_cg 城管, lxz_pcs 派出所"
-	@echo "The web server arrives with issue 4; try: $(VENV)/bin/gridflow --help"
+	@echo ""
+	@echo "gridflow on http://$(HOST):$(PORT)/   API docs: http://$(HOST):$(PORT)/api/docs"
+	@echo "Demo logins (password demo123):"
+	@echo "  lx_wgy1  网格员 (新光社区第一网格)     lx_wgz1 网格长 (新光社区)"
+	@echo "  lxz_pd   林西镇派单员                  lxz_cg 城管 / lxz_pcs 派出所 / lxz_sfs 司法所"
+	@echo "  lxx_pd   林西县派单员                  lxx_dc 林西县督查 (auditor, read-only)"
+	@echo ""
+	$(VENV)/bin/gunicorn --workers $(WORKERS) --bind $(HOST):$(PORT) --access-logfile - "web:create_app()"
 
 # Runs the suite on SQLite, or on PostgreSQL when DATABASE_URL is set.
 test: venv
