@@ -23,6 +23,7 @@ KINDS = [
     ("application/pdf", 20 * MB, lambda b: b[:5] == b"%PDF-"),
 ]
 ALLOWED = "JPEG, PNG, GIF, WebP images (≤ 10 MB) or PDF (≤ 20 MB)"
+ALLOWED_ZH = "JPEG、PNG、GIF、WebP 图片（不超过 10 MB）或 PDF（不超过 20 MB）"
 
 
 def sniff(data: bytes) -> tuple[str, int] | None:
@@ -49,14 +50,17 @@ class AttachmentStore:
         kind = sniff(data)
         if kind is None:
             raise InvalidInput(f"'{clean_filename(filename)}' is not an accepted file type; upload {ALLOWED}",
+                               zh=f"“{clean_filename(filename)}”不是可接受的文件类型；请上传 {ALLOWED_ZH}",
                                fields={"file": [f"accepted: {ALLOWED}"]})
         content_type, limit = kind
         if len(data) > limit:
             raise InvalidInput(f"'{clean_filename(filename)}' is {len(data) / MB:.1f} MB; the limit for "
                                f"{content_type} is {limit // MB} MB",
+                               zh=f"“{clean_filename(filename)}”大小为 {len(data) / MB:.1f} MB，"
+                                  f"超过上限 {limit // MB} MB",
                                fields={"file": [f"at most {limit // MB} MB"]})
         if not data:
-            raise InvalidInput("the file is empty", fields={"file": ["empty file"]})
+            raise InvalidInput("the file is empty", fields={"file": ["empty file"]}, zh="文件是空的，请重新选择")
         return content_type
 
     def write(self, data: bytes) -> tuple[str, str, str]:
@@ -76,7 +80,7 @@ class AttachmentStore:
     def path(self, storage_path: str) -> Path:
         resolved = (self.root / storage_path).resolve()
         if self.root.resolve() not in resolved.parents:
-            raise InvalidInput("bad storage path")
+            raise InvalidInput("bad storage path", zh="存储路径无效")
         return resolved
 
     def remove(self, storage_path: str) -> None:

@@ -8,10 +8,14 @@ Conflict 409, InvalidInput 400); the CLI prints the message.
 class EngineError(Exception):
     code = "error"
 
-    def __init__(self, message: str, **details):
+    def __init__(self, message: str, zh: str | None = None, **details):
         super().__init__(message)
-        self.message = message
+        self.message = message          # English: logs, CLI, API with Accept-Language: en
+        self.zh = zh or message         # what officials read (zh-CN is the default UI)
         self.details = details
+
+    def text(self, lang: str = "zh") -> str:
+        return self.message if lang == "en" else self.zh
 
 
 class NotFound(EngineError):
@@ -31,8 +35,8 @@ class InvalidInput(EngineError):
     """Submitted data failed the form's validation; `fields` maps field -> messages."""
     code = "invalid"
 
-    def __init__(self, message: str, fields: dict | None = None):
-        super().__init__(message, fields=fields or {})
+    def __init__(self, message: str, fields: dict | None = None, zh: str | None = None):
+        super().__init__(message, zh=zh, fields=fields or {})
         self.fields = fields or {}
 
 

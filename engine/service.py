@@ -118,7 +118,7 @@ class WorkflowService:
     def _user(session: Session, actor) -> User:
         ref = actor.id if isinstance(actor, User) else actor
         if not storable_ref(ref):
-            raise PermissionDenied(f"unknown or inactive user '{str(actor)[:40]!r}'")
+            raise PermissionDenied(f"unknown or inactive user '{str(actor)[:40]!r}'", zh="用户不存在或已停用")
         query = select(User).options(joinedload(User.roles).joinedload(RoleAssignment.node))
         if isinstance(actor, User):
             query = query.where(User.id == actor.id)
@@ -128,13 +128,13 @@ class WorkflowService:
             query = query.where(User.username == str(actor))
         user = session.scalars(query).unique().one_or_none()
         if user is None or not user.active:
-            raise PermissionDenied(f"unknown or inactive user '{actor}'")
+            raise PermissionDenied(f"unknown or inactive user '{actor}'", zh="用户不存在或已停用")
         return user
 
     @staticmethod
     def _node(session: Session, ref) -> JurisdictionNode:
         if not isinstance(ref, JurisdictionNode) and not storable_ref(ref):
-            raise NotFound(f"no jurisdiction node {str(ref)[:40]!r}", field="grid")
+            raise NotFound(f"no jurisdiction node {str(ref)[:40]!r}", zh="找不到该辖区", field="grid")
         if isinstance(ref, JurisdictionNode):
             node = session.get(JurisdictionNode, ref.id)
         elif isinstance(ref, int):
@@ -142,34 +142,39 @@ class WorkflowService:
         else:
             node = session.scalar(select(JurisdictionNode).where(JurisdictionNode.code == str(ref)))
         if node is None:
-            raise NotFound(f"no jurisdiction node '{ref}'", field="grid")
+            raise NotFound(f"no jurisdiction node '{ref}'", zh=f"找不到辖区“{ref}”", field="grid")
         return node
 
     @staticmethod
     def latest_version(session: Session, process_key: str) -> ProcessVersion:
         if not storable_ref(process_key):
-            raise NotFound("no such process", field="process")
+            raise NotFound("no such process", zh="找不到该流程", field="process")
         version = session.scalar(select(ProcessVersion).where(ProcessVersion.process_key == process_key)
                                  .order_by(ProcessVersion.version.desc()).limit(1))
         if version is None:
-            raise NotFound(f"process '{process_key}' is not deployed; run `gridflow deploy` first", field="process")
+            raise NotFound(f"process '{process_key}' is not deployed; run `gridflow deploy` first",
+                           zh=f"流程“{process_key}”尚未部署；请管理员先运行 gridflow deploy", field="process")
         return version
 
     def _validate_form(self, form_key: str | None, data: dict) -> dict:
         if not isinstance(data or {}, dict):
-            raise InvalidInput("the submitted data must be a set of named fields", fields={"data": ["not an object"]})
+            raise InvalidInput("the submitted data must be a set of named fields", fields={"data": ["not an object"]},
+                               zh="提交的数据必须是按字段填写的内容")
         if not form_key:
             found = find_unstorable(data or {})
             if found:
-                raise InvalidInput("some fields cannot be stored", fields={found[0] or "data": [PROBLEM_MESSAGES[found[1]]]})
+                raise InvalidInput("some fields cannot be stored", fields={found[0] or "data": [PROBLEM_MESSAGES[found[1]]]},
+                                   zh="部分字段包含无法保存的内容，请修改")
             return dict(data or {})
         form = self.forms.get(form_key)
         if form is None:
-            raise ProcessError(f"form '{form_key}' is missing from forms/; ask a designer to add it")
+            raise ProcessError(f"form '{form_key}' is missing from forms/; ask a designer to add it",
+                               zh=f"缺少表单“{form_key}”，请联系流程设计员补充")
         try:
             return to_task_data(form, form.validate(data))
         except FormValidationError as exc:
-            raise InvalidInput("some fields are not filled in correctly", fields=exc.fields) from None
+            raise InvalidInput("some fields are not filled in correctly", fields=exc.fields,
+                               zh="部分内容填写有误，请按提示修改后重新提交") from None
 
     # ----------------------------------------------------------- start a case
 
@@ -179,6 +184,7 @@ class WorkflowService:
             grid_node = self._node(session, grid)
             if grid_node.level != "grid":
                 raise InvalidInput(f"'{grid_node.name}' is a {grid_node.level}, not a grid; choose a grid",
+                                   zh=f"“{grid_node.name}”不是网格，请选择一个网格",
                                    fields={"grid": ["must be a grid"]})
             version = self.latest_version(session, process_key)
             self._check_may_start(session, user, grid_node, version)
@@ -206,14 +212,15 @@ class WorkflowService:
 
     def _check_may_start(self, session, user: User, grid: JurisdictionNode, version: ProcessVersion):
         if is_read_only(user):
-            raise PermissionDenied("auditors read cases; they cannot start them")
+            raise PermissionDenied("auditors read cases; they cannot start them", zh="督查人员只能查看案件，不能发起")
         allowed = [r.strip() for r in (version.properties.get("startRoles") or "").split(",") if r.strip()]
         ancestors = set(grid.ancestor_ids())
         for ra in user.roles:
             if ra.node_id in ancestors and (not allowed or ra.role in allowed):
                 return
         who = " or ".join(allowed) if allowed else "a role"
-        raise PermissionDenied(f"starting '{version.name}' in {grid.name} needs {who} held at that grid or above")
+        raise PermissionDenied(f"starting '{version.name}' in {grid.name} needs {who} held at that grid or above",
+                               zh=f"在{grid.name}发起“{version.name}”需要在该网格或其上级担任 {who}")
 
     def _next_business_key(self, session, grid: JurisdictionNode, version: ProcessVersion, now) -> str:
         prefix = version.properties.get("businessKeyPrefix")
@@ -239,7 +246,7 @@ class WorkflowService:
             seq.last += 1
             session.flush()
             return f"{prefix}-{year}-{seq.last:06d}"
-        raise Conflict("could not allocate a case number; try again")
+        raise Conflict("could not allocate a case number; try again", zh="案件编号分配失败，请重试")
 
     # ---------------------------------------------------------------- inbox
 
@@ -272,7 +279,7 @@ class WorkflowService:
         if not (isinstance(filters.offset, int) and 0 <= filters.offset <= 10_000_000):
             problems["offset"] = ["between 0 and 10,000,000"]
         if problems:
-            raise InvalidInput("the inbox filters are not valid", fields=problems)
+            raise InvalidInput("the inbox filters are not valid", fields=problems, zh="筛选条件无效")
 
     def _inbox_where(self, session, user: User, filters: InboxFilters):
         self._check_filters(filters)
@@ -326,19 +333,22 @@ class WorkflowService:
         """The work item and its case, the case row locked (PostgreSQL) so that a second
         official waits here and then sees the item as the first one left it."""
         if not storable_ref(task_id):
-            raise NotFound("no such task")
+            raise NotFound("no such task", zh="找不到该任务")
         row = session.execute(
             select(WorkItem, Case).join(Case, Case.id == WorkItem.case_id).where(WorkItem.id == str(task_id))
             .with_for_update(of=Case).execution_options(populate_existing=True)).first()
         if row is None:
-            raise NotFound(f"no task '{task_id}'")
+            raise NotFound(f"no task '{task_id}'", zh="找不到该任务")
         return row[0], row[1]
 
     def _refuse_unless_open(self, session, item: WorkItem):
         if item.status != "open":
             who = session.get(User, item.completed_by_id) if item.completed_by_id else None
             detail = f" by {who.display_name}" if who else ""
-            raise Conflict(f"task '{item.name}' is already {item.status}{detail}; refresh your inbox")
+            status_zh = {"completed": "办理完毕", "cancelled": "取消"}.get(item.status, item.status)
+            raise Conflict(f"task '{item.name}' is already {item.status}{detail}; refresh your inbox",
+                           zh=f"任务“{item.name}”已{status_zh}" + (f"（{who.display_name}）" if who else "")
+                              + "；请刷新收件箱")
 
     def claim(self, task_id: str, actor) -> WorkItem:
         return self._commit_guarded(self._claim, task_id, actor)
@@ -352,10 +362,12 @@ class WorkflowService:
         if item.assignee_id is not None:
             holder = session.get(User, item.assignee_id)
             if self._is_candidate(session, user, item):
-                raise Conflict(f"task '{item.name}' was claimed by {holder.display_name}")
-            raise PermissionDenied(f"task '{item.name}' is not yours to work")
+                raise Conflict(f"task '{item.name}' was claimed by {holder.display_name}",
+                               zh=f"任务“{item.name}”已被{holder.display_name}认领")
+            raise PermissionDenied(f"task '{item.name}' is not yours to work", zh=f"任务“{item.name}”不由您办理")
         if not self._is_candidate(session, user, item):
-            raise PermissionDenied(f"task '{item.name}' is not in your inbox: it belongs to "
+            raise PermissionDenied(zh=f"任务“{item.name}”不在您的收件箱中：它属于其他单位的人员",
+                                   message=f"task '{item.name}' is not in your inbox: it belongs to "
                                    f"{item.role or 'named people'} of another unit")
         now = clock.now()
         item.assignee_id, item.claimed_at = user.id, now
@@ -371,9 +383,11 @@ class WorkflowService:
         item, case = self._locked_item(session, task_id)
         self._refuse_unless_open(session, item)
         if item.assignee_id != user.id:
-            raise PermissionDenied(f"only the official who claimed '{item.name}' can release it")
+            raise PermissionDenied(f"only the official who claimed '{item.name}' can release it",
+                                   zh=f"只有认领“{item.name}”的人员才能退回")
         if not item.role:
-            raise PermissionDenied(f"task '{item.name}' was assigned to you by name; it cannot be released "
+            raise PermissionDenied(zh=f"任务“{item.name}”是指定由您办理的，不能退回；请联系派单员改派",
+                                   message=f"task '{item.name}' was assigned to you by name; it cannot be released "
                                    "to a group — ask the dispatcher to reassign it")
         now = clock.now()
         item.assignee_id, item.claimed_at = None, None
@@ -393,24 +407,27 @@ class WorkflowService:
         if item.assignee_id not in (None, user.id):
             holder = session.get(User, item.assignee_id)
             if self._is_candidate(session, user, item):
-                raise Conflict(f"task '{item.name}' was claimed by {holder.display_name}")
-            raise PermissionDenied(f"task '{item.name}' is not yours to work")
+                raise Conflict(f"task '{item.name}' was claimed by {holder.display_name}",
+                               zh=f"任务“{item.name}”已被{holder.display_name}认领")
+            raise PermissionDenied(f"task '{item.name}' is not yours to work", zh=f"任务“{item.name}”不由您办理")
         if item.assignee_id is None and not self._is_candidate(session, user, item):
-            raise PermissionDenied(f"task '{item.name}' is not in your inbox")
+            raise PermissionDenied(f"task '{item.name}' is not in your inbox", zh=f"任务“{item.name}”不在您的收件箱中")
         clean = self._validate_form(item.form_key, data)
 
         parsed = self.specs.for_case(session, case)
         workflow = self._load(session, case, parsed)
         task = workflow.get_task_from_id(uuid.UUID(item.id)) if self._has_task(workflow, item.id) else None
         if task is None or not task.has_state(TaskState.READY):
-            raise Conflict(f"task '{item.name}' is no longer waiting; refresh the case")
+            raise Conflict(f"task '{item.name}' is no longer waiting; refresh the case",
+                           zh=f"任务“{item.name}”已不在待办状态；请刷新案件")
         now = clock.now()
         self._claim_attachments(session, user, case, item.form_key, clean, item)
         task.data.update(clean)
         try:
             task.run()
         except SpiffWorkflowException as exc:
-            raise ProcessError(f"the process failed after '{item.name}': {exc}") from None
+            raise ProcessError(f"the process failed after '{item.name}': {exc}",
+                               zh=f"提交“{item.name}”后流程运行出错，未做任何更改；请联系流程设计员（{exc}）") from None
         self._run(workflow, case)
         item.status, item.completed_at, item.completed_by_id = "completed", now, user.id
         if item.assignee_id is None:
@@ -447,14 +464,15 @@ class WorkflowService:
             with self.db.unit_of_work() as session:
                 return fn(session, *args)
         except StaleDataError:
-            raise Conflict("someone else changed this case at the same moment; refresh and try again") from None
+            raise Conflict("someone else changed this case at the same moment; refresh and try again",
+                           zh="其他人刚刚同时修改了此案件；请刷新后重试") from None
 
     # ------------------------------------------------------ state handling
 
     def _load(self, session, case: Case, parsed: ParsedProcess) -> BpmnWorkflow:
         row = session.get(CaseState, case.id)
         if row is None:
-            raise NotFound(f"case {case.business_key} has no state")
+            raise NotFound(f"case {case.business_key} has no state", zh=f"案件 {case.business_key} 缺少流程状态")
         spec, subprocess_specs = self._specs_for_one_case(parsed)
         workflow = self.serializer.loads(row.state, spec, subprocess_specs, row.serializer_version)
         if parsed.mutable:
@@ -476,7 +494,8 @@ class WorkflowService:
         try:
             run_engine(workflow)
         except SpiffWorkflowException as exc:
-            raise ProcessError(f"case {case.business_key}: the process failed: {exc}") from None
+            raise ProcessError(f"case {case.business_key}: the process failed: {exc}",
+                               zh=f"案件 {case.business_key} 流程运行出错，未做任何更改；请联系流程设计员（{exc}）") from None
 
     def _after_transition(self, session, case: Case, workflow: BpmnWorkflow, parsed: ParsedProcess,
                           user: User | None, now: datetime, completed: dict | None = None):
@@ -602,13 +621,13 @@ class WorkflowService:
     @staticmethod
     def _case(session, case_ref) -> Case:
         if not storable_ref(case_ref):
-            raise NotFound("no such case")
+            raise NotFound("no such case", zh="找不到该案件")
         if isinstance(case_ref, int):
             case = session.get(Case, case_ref)
         else:
             case = session.scalar(select(Case).where(Case.business_key == str(case_ref)))
         if case is None:
-            raise NotFound(f"no case '{case_ref}'")
+            raise NotFound(f"no case '{case_ref}'", zh="找不到该案件")
         return case
 
     def history(self, case_ref) -> list[AuditEvent]:
@@ -644,7 +663,7 @@ class WorkflowService:
                 ok = att is not None and (att.case_id == case.id or
                                           (att.case_id is None and att.uploaded_by_id == user.id))
                 if not ok:
-                    raise InvalidInput("an attached file was not found; upload it again",
+                    raise InvalidInput("an attached file was not found; upload it again", zh="找不到所附文件，请重新上传",
                                        fields={f.name: [f"unknown attachment {attachment_id}"]})
                 att.case_id = case.id
                 att.work_item_id = item.id if item else None
@@ -657,14 +676,16 @@ class WorkflowService:
         with self.db.unit_of_work() as session:
             user = self._user(session, actor)
             if is_read_only(user):
-                raise PermissionDenied("auditors cannot add files to cases")
+                raise PermissionDenied("auditors cannot add files to cases", zh="督查人员不能向案件添加文件")
             case = None
             if case_ref is not None:
                 case = self._case(session, case_ref)
                 if not can_view_case(session, user, case):
-                    raise PermissionDenied(f"case {case.business_key} is outside your jurisdiction")
+                    raise PermissionDenied(f"case {case.business_key} is outside your jurisdiction",
+                                           zh=f"案件 {case.business_key} 不在您的辖区内")
                 if not self._may_contribute(session, user, case):
-                    raise PermissionDenied(f"you have no open task in case {case.business_key}")
+                    raise PermissionDenied(f"you have no open task in case {case.business_key}",
+                                           zh=f"您在案件 {case.business_key} 中没有待办任务，不能上传文件")
             attachment_id, storage_path, digest = self.attachments.write(data)
             att = Attachment(id=attachment_id, case_id=case.id if case else None, filename=clean_filename(filename),
                              content_type=content_type, size=len(data), sha256=digest, storage_path=storage_path,
@@ -689,12 +710,13 @@ class WorkflowService:
             user = self._user(session, actor)
             att = session.get(Attachment, attachment_id) if storable_ref(attachment_id) else None
             if att is None:
-                raise NotFound("no such file")
+                raise NotFound("no such file", zh="找不到该文件")
             if att.case_id is None:
                 if att.uploaded_by_id != user.id:
-                    raise NotFound("no such file")
+                    raise NotFound("no such file", zh="找不到该文件")
             elif not can_view_case(session, user, session.get(Case, att.case_id)):
-                raise PermissionDenied("this file belongs to a case outside your jurisdiction")
+                raise PermissionDenied("this file belongs to a case outside your jurisdiction",
+                                       zh="该文件属于您辖区以外的案件")
             return att, self.attachments.path(att.storage_path)
 
     # ------------------------------------------------------ users and reads
@@ -772,7 +794,8 @@ class WorkflowService:
             user = self._user(session, actor)
             case = self._case(session, case_ref)
             if not can_view_case(session, user, case):
-                raise PermissionDenied(f"case {case.business_key} is outside your jurisdiction")
+                raise PermissionDenied(f"case {case.business_key} is outside your jurisdiction",
+                                       zh=f"案件 {case.business_key} 不在您的辖区内")
             version = session.get(ProcessVersion, case.process_version_id)
             parsed = self.specs.get(version)
             data = self._case_data(self._load(session, case, parsed))
@@ -802,12 +825,13 @@ class WorkflowService:
             user = self._user(session, actor)
             item = session.get(WorkItem, task_id) if storable_ref(task_id) else None
             if item is None:
-                raise NotFound(f"no task '{str(task_id)[:40]}'")
+                raise NotFound(f"no task '{str(task_id)[:40]}'", zh="找不到该任务")
             case = session.get(Case, item.case_id)
             may_work = item.status == "open" and (
                 item.assignee_id == user.id or (item.assignee_id is None and self._is_candidate(session, user, item)))
             if not may_work and not can_view_case(session, user, case):
-                raise PermissionDenied(f"task '{item.name}' is outside your jurisdiction")
+                raise PermissionDenied(f"task '{item.name}' is outside your jurisdiction",
+                                       zh=f"任务“{item.name}”不在您的辖区内")
             parsed = self.specs.get(session.get(ProcessVersion, case.process_version_id))
             data = self._case_data(self._load(session, case, parsed))
             return TaskDetail(item=item, case=case, form=self.forms.get(item.form_key) if item.form_key else None,

@@ -509,6 +509,9 @@ def test_complete_then_double_completion_is_409(api, clean_db):
     before = counts(clean_db)
     body = assert_error(api.post(f"{V1}/tasks/{task_id}/complete", LEADER,
                                  json={"data": {"resolved": True, "mediation_note": "again"}}), 409, "conflict")
+    assert "已办理完毕" in body["message"] and "请刷新" in body["message"]       # zh by default
+    body = assert_error(api.post(f"{V1}/tasks/{task_id}/complete", LEADER, headers={"Accept-Language": "en"},
+                                 json={"data": {"resolved": True, "mediation_note": "again"}}), 409, "conflict")
     assert "already completed" in body["message"]
     assert_error(api.post(f"{V1}/tasks/{task_id}/claim", LEADER), 409, "conflict")
     assert counts(clean_db) == before

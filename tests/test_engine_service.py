@@ -287,3 +287,11 @@ def test_assignee_and_candidates_chosen_in_an_earlier_form(clean_db, clock, fixt
     assert not service.inbox("lx_wgz2")
     view = work(service, "lxx_dc", "review", {"again": False})
     assert view.status == "completed"
+
+
+def test_engine_errors_speak_chinese_by_default_and_english_on_request(service):
+    case = start(service)
+    with pytest.raises(PermissionDenied) as err:
+        service.complete_task(case.open_items[0].id, {}, "lxz_cg")
+    assert err.value.text() == "任务“网格微调处”不在您的收件箱中"
+    assert err.value.text("en") == "task '网格微调处' is not in your inbox"

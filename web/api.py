@@ -198,7 +198,7 @@ def _engine_error(exc: EngineError):
     if status == 422:
         log.warning("process error on %s %s: %s", request.method, request.path, exc.message)
     fields = exc.fields if isinstance(exc, InvalidInput) else None
-    return error_response(status, code, exc.message, fields)
+    return error_response(status, code, exc.text(lang()), fields)
 
 
 @bp.errorhandler(HTTPException)
@@ -574,7 +574,7 @@ def create_case(user):
     except NotFound as exc:
         # the resource is /cases; an unknown grid or process is a bad field, not a missing route
         name = exc.details.get("field") or "process"
-        raise ApiError(400, "invalid", exc.message, fields={name: [exc.message]}) from None
+        raise ApiError(400, "invalid", exc.text(lang()), fields={name: [exc.text(lang())]}) from None
     case = _case_after(view, user)
     return json_response(s.CaseSchema().dump(case), 201,
                          {"Location": url_for("api.get_case", ref=view.case.business_key)})

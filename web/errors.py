@@ -7,7 +7,7 @@ from werkzeug.exceptions import HTTPException
 
 from engine.errors import Conflict, EngineError, InvalidInput, NotFound, PermissionDenied
 
-from .i18n import gettext as _
+from .i18n import current_lang, gettext as _
 
 log = logging.getLogger("gridflow.web")
 
@@ -24,7 +24,7 @@ def engine_status(exc: EngineError) -> int:
 def register(app):
     @app.errorhandler(EngineError)
     def engine_error(exc):
-        return render_template("error.html", message=exc.message), engine_status(exc)
+        return render_template("error.html", message=exc.text(current_lang())), engine_status(exc)
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc):

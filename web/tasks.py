@@ -266,7 +266,7 @@ def complete(task_id):
     try:
         service().complete_task(task_id, data, current_user.id)
     except InvalidInput as exc:
-        return _render(task_id, detail, data, localise_errors(exc.fields) or {"_schema": [exc.message]}, 400)
+        return _render(task_id, detail, data, localise_errors(exc.fields) or {"_schema": [exc.text(current_lang())]}, 400)
     flash(_("已提交：{name}", name=detail.item.name))
     return redirect(url_for("inbox.index"))
 
