@@ -64,7 +64,9 @@ class FormDef:
 
     def validate(self, data: dict) -> dict:
         """Clean a submission or raise `FormValidationError` with messages per field."""
-        schema = build_schema(self)
+        schema = self.__dict__.get("_schema")
+        if schema is None:  # built once per definition (a definition never changes)
+            schema = self.__dict__["_schema"] = build_schema(self)
         try:
             return schema.load(data or {})
         except ValidationError as exc:
