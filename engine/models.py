@@ -8,7 +8,7 @@ whose parent is the town, county or city it belongs to.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlalchemy import (
     JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text,
@@ -165,6 +165,9 @@ class CaseState(Base):
     state: Mapped[str] = mapped_column(Text)
 
 
+NO_DUE_DATE = datetime(9999, 12, 31, tzinfo=timezone.utc)
+
+
 class WorkItem(Base):
     """A READY user task, mirrored for inboxes. Its id is the SpiffWorkflow task id."""
     __tablename__ = "work_item"
@@ -185,13 +188,16 @@ class WorkItem(Base):
     status: Mapped[str] = mapped_column(String(16), default="open")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # due_at, or NO_DUE_DATE: one non-null key the inbox indexes can be read in order by
+    # on both databases ("no due date" sorts last), where NULLs would sort differently.
+    sort_due: Mapped[datetime] = mapped_column(UtcDateTime)
     claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
 
     __table_args__ = (
-        Index("ix_work_item_group", "status", "role", "candidate_node_id", "due_at"),
-        Index("ix_work_item_assignee", "status", "assignee_id", "due_at"),
+        Index("ix_work_item_group", "status", "role", "candidate_node_id", "sort_due"),
+        Index("ix_work_item_assignee", "status", "assignee_id", "sort_due"),
         # a case's open items without scanning its (possibly thousands of) completed ones
         Index("ix_work_item_case_status", "case_id", "status"),
     )

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import and_, func, insert, or_, select, union
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.exc import StaleDataError
@@ -32,13 +32,16 @@ from .db import Database
 from .diagram import highlights, process_file
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, ProcessError
 from .lanes import LaneResolver
-from .models import (Attachment, AuditEvent, Case, CaseSequence, CaseState, JurisdictionNode, ProcessVersion,
-                     RoleAssignment, User, WorkItem, WorkItemCandidate)
+from .models import (NO_DUE_DATE, Attachment, AuditEvent, Case, CaseSequence, CaseState, JurisdictionNode,
+                     ProcessVersion, RoleAssignment, User, WorkItem, WorkItemCandidate)
 from .passwords import check_password
 from .state import (StateSerializer, collect_finished_steps, private_specs, prune_history,
                     restore_trigger_connections, run_engine, specs_mutate_at_runtime)
 
 SUMMARY_VALUE_MAX = 200
+# Due first (no due date last), then older tasks, older cases; the same order inside
+# every inbox branch and outside, so per-branch LIMITs never drop a row of the page.
+INBOX_ORDER = (WorkItem.sort_due, WorkItem.created_at, WorkItem.case_id, WorkItem.id)
 SUMMARY_KEYS_MAX = 60
 
 
@@ -254,8 +257,7 @@ class WorkflowService:
         filters = filters or InboxFilters()
         with self.db.read_session() as session:
             user = self._user(session, actor)
-            query = self._inbox_query(session, user, filters)
-            rows = session.execute(query).all()
+            rows = session.execute(self._inbox_query(session, user, filters)).all()
             return [InboxRow(item=r[0], business_key=r[1], case_title=r[2], colour=r[3],
                              grid_name=r[4], claimed_by=r[5]) for r in rows]
 
@@ -263,9 +265,8 @@ class WorkflowService:
         filters = filters or InboxFilters()
         with self.db.read_session() as session:
             user = self._user(session, actor)
-            where = self._inbox_where(session, user, filters)
-            return session.scalar(select(func.count()).select_from(WorkItem).join(Case, Case.id == WorkItem.case_id)
-                                  .where(*where))
+            mine = union(*self._inbox_branches(user, filters, limit=None)).subquery()
+            return session.scalar(select(func.count()).select_from(mine))
 
     @staticmethod
     def _check_filters(filters: InboxFilters) -> None:
@@ -281,35 +282,50 @@ class WorkflowService:
         if problems:
             raise InvalidInput("the inbox filters are not valid", fields=problems, zh="筛选条件无效")
 
-    def _inbox_where(self, session, user: User, filters: InboxFilters):
+    def _inbox_branches(self, user: User, filters: InboxFilters, limit: int | None):
+        """One SELECT per way a task can be mine: assigned to me; unclaimed for one of my
+        (role, node) pairs; unclaimed with me named. Each reads its own index in due
+        order, so a page costs offset + limit rows per branch however full the table is."""
         self._check_filters(filters)
-        pairs = [(ra.role, ra.node_id) for ra in user.roles]
-        group = [and_(WorkItem.role == role, WorkItem.candidate_node_id == node) for role, node in pairs]
-        explicit = WorkItem.id.in_(select(WorkItemCandidate.work_item_id).where(WorkItemCandidate.user_id == user.id))
-        mine = or_(WorkItem.assignee_id == user.id,
-                   and_(WorkItem.assignee_id.is_(None), or_(explicit, *group)))
-        where = [WorkItem.status == "open", mine]
+        narrow = []
         if filters.process_key:
-            where.append(WorkItem.process_key == filters.process_key)
+            narrow.append(WorkItem.process_key == filters.process_key)
         if filters.spec_id:
-            where.append(WorkItem.spec_id == filters.spec_id)
-        if filters.colour:
-            where.append(Case.colour == filters.colour)
+            narrow.append(WorkItem.spec_id == filters.spec_id)
         if filters.overdue:
-            where.append(WorkItem.due_at < clock.now())
+            narrow.append(WorkItem.due_at < clock.now())
+        needs_case = bool(filters.colour or filters.business_key)
+        if filters.colour:
+            narrow.append(Case.colour == filters.colour)
         if filters.business_key:
-            where.append(Case.business_key.like(filters.business_key.strip().upper() + "%"))
-        return where
+            narrow.append(Case.business_key.like(filters.business_key.strip().upper() + "%"))
+        ways = [and_(WorkItem.assignee_id == user.id)]
+        ways += [and_(WorkItem.role == ra.role, WorkItem.candidate_node_id == ra.node_id,
+                      WorkItem.assignee_id.is_(None)) for ra in user.roles]
+        ways.append(and_(WorkItem.assignee_id.is_(None), WorkItem.id.in_(
+            select(WorkItemCandidate.work_item_id).where(WorkItemCandidate.user_id == user.id))))
+        branches = []
+        for way in ways:
+            query = select(WorkItem.id).where(WorkItem.status == "open", way, *narrow)
+            if needs_case:
+                query = query.join(Case, Case.id == WorkItem.case_id)
+            if limit is not None:
+                inner = query.add_columns(WorkItem.sort_due, WorkItem.created_at, WorkItem.case_id) \
+                    .order_by(*INBOX_ORDER).limit(limit).subquery()
+                query = select(inner.c.id)  # SQLite: ORDER BY/LIMIT only inside a subquery of a UNION
+            branches.append(query)
+        return branches
 
     def _inbox_query(self, session, user: User, filters: InboxFilters):
+        mine = union(*self._inbox_branches(user, filters, limit=filters.offset + filters.limit)).subquery()
         claimer = User.__table__.alias("claimer")
         return (select(WorkItem, Case.business_key, Case.title, Case.colour, JurisdictionNode.name,
                        claimer.c.display_name)
+                .join(mine, mine.c.id == WorkItem.id)
                 .join(Case, Case.id == WorkItem.case_id)
                 .join(JurisdictionNode, JurisdictionNode.id == Case.grid_id)
                 .outerjoin(claimer, claimer.c.id == WorkItem.assignee_id)
-                .where(*self._inbox_where(session, user, filters))
-                .order_by(WorkItem.due_at.is_(None), WorkItem.due_at, WorkItem.created_at)
+                .order_by(*INBOX_ORDER)
                 .limit(filters.limit).offset(filters.offset))
 
     @staticmethod
@@ -575,11 +591,12 @@ class WorkflowService:
             info = user_task_info(task.task_spec, parsed.camunda_attrs)
             lane = info.lane or info.candidate_groups
             cands = resolver.resolve(lane, grid, task.data, info.assignee, info.candidate_users)
+            due = _due_at(info.due, task.data, now)
             item = WorkItem(
                 id=tid, case_id=case.id, process_key=case.process_key, spec_id=info.bpmn_id, name=info.name,
                 lane=lane, role=cands.role, candidate_node_id=cands.node_id, grid_path=case.grid_path,
                 assignee_id=cands.assignee_id, unresolved=cands.unresolved, form_key=info.form_key,
-                status="open", created_at=now, due_at=_due_at(info.due, task.data, now),
+                status="open", created_at=now, due_at=due, sort_due=due or NO_DUE_DATE,
                 claimed_at=now if cands.assignee_id else None)
             session.add(item)
             still_open.append(item)

@@ -295,3 +295,17 @@ def test_engine_errors_speak_chinese_by_default_and_english_on_request(service):
         service.complete_task(case.open_items[0].id, {}, "lxz_cg")
     assert err.value.text() == "任务“网格微调处”不在您的收件箱中"
     assert err.value.text("en") == "task '网格微调处' is not in your inbox"
+
+
+def test_inbox_merges_claimed_and_group_tasks_in_due_order_across_pages(service, clock):
+    ids = []
+    for _ in range(5):                        # five town tasks, each created a day later
+        ids.append(start(service, colour="red", category="public_order").open_items[0].id)
+        clock.advance(days=1)
+    service.claim(ids[2], "lxz_pd")           # one of them is now "assigned to me", another branch
+    first = [r.item.id for r in service.inbox("lxz_pd", InboxFilters(limit=2))]
+    second = [r.item.id for r in service.inbox("lxz_pd", InboxFilters(limit=2, offset=2))]
+    third = [r.item.id for r in service.inbox("lxz_pd", InboxFilters(limit=2, offset=4))]
+    assert first + second + third == ids
+    assert service.inbox_count("lxz_pd") == 5
+    assert service.inbox_count("lxz_pd", InboxFilters(overdue=True)) == 4   # due 1 day after creation
