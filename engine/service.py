@@ -366,6 +366,22 @@ class WorkflowService:
                            zh=f"任务“{item.name}”已{status_zh}" + (f"（{who.display_name}）" if who else "")
                               + "；请刷新收件箱")
 
+    def _refuse_unless_may_work(self, session, user: User, item: WorkItem) -> None:
+        """The assignee may work a task; so may any candidate while nobody has claimed it.
+        A candidate who lost the race to claim gets a Conflict, anyone else PermissionDenied."""
+        if item.assignee_id == user.id:
+            return
+        candidate = self._is_candidate(session, user, item)
+        if item.assignee_id is not None:
+            holder = session.get(User, item.assignee_id)
+            if candidate:
+                raise Conflict(f"task '{item.name}' was claimed by {holder.display_name}",
+                               zh=f"任务“{item.name}”已被{holder.display_name}认领")
+            raise PermissionDenied(f"task '{item.name}' is not yours to work", zh=f"任务“{item.name}”不由您办理")
+        if not candidate:
+            raise PermissionDenied(f"task '{item.name}' is not in your inbox",
+                                   zh=f"任务“{item.name}”不在您的收件箱中")
+
     def claim(self, task_id: str, actor) -> WorkItem:
         return self._commit_guarded(self._claim, task_id, actor)
 
@@ -375,16 +391,7 @@ class WorkflowService:
         self._refuse_unless_open(session, item)
         if item.assignee_id == user.id:
             return item
-        if item.assignee_id is not None:
-            holder = session.get(User, item.assignee_id)
-            if self._is_candidate(session, user, item):
-                raise Conflict(f"task '{item.name}' was claimed by {holder.display_name}",
-                               zh=f"任务“{item.name}”已被{holder.display_name}认领")
-            raise PermissionDenied(f"task '{item.name}' is not yours to work", zh=f"任务“{item.name}”不由您办理")
-        if not self._is_candidate(session, user, item):
-            raise PermissionDenied(zh=f"任务“{item.name}”不在您的收件箱中：它属于其他单位的人员",
-                                   message=f"task '{item.name}' is not in your inbox: it belongs to "
-                                   f"{item.role or 'named people'} of another unit")
+        self._refuse_unless_may_work(session, user, item)
         now = clock.now()
         item.assignee_id, item.claimed_at = user.id, now
         case.updated_at = now
@@ -420,14 +427,7 @@ class WorkflowService:
         user = self._user(session, actor)
         item, case = self._locked_item(session, task_id)
         self._refuse_unless_open(session, item)
-        if item.assignee_id not in (None, user.id):
-            holder = session.get(User, item.assignee_id)
-            if self._is_candidate(session, user, item):
-                raise Conflict(f"task '{item.name}' was claimed by {holder.display_name}",
-                               zh=f"任务“{item.name}”已被{holder.display_name}认领")
-            raise PermissionDenied(f"task '{item.name}' is not yours to work", zh=f"任务“{item.name}”不由您办理")
-        if item.assignee_id is None and not self._is_candidate(session, user, item):
-            raise PermissionDenied(f"task '{item.name}' is not in your inbox", zh=f"任务“{item.name}”不在您的收件箱中")
+        self._refuse_unless_may_work(session, user, item)
         clean = self._validate_form(item.form_key, data)
 
         parsed = self.specs.for_case(session, case)
