@@ -102,6 +102,45 @@ def validate(paths):
     click.echo(f"ok: {len(files)} file(s) valid")
 
 
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.option("--processes", "processes_dir", default="processes", type=click.Path(exists=True, file_okay=False))
+@click.option("--org", "org_path", default="demo/org.yaml", type=click.Path(exists=True, dir_okay=False))
+def scenarios(paths, processes_dir, org_path):
+    """Run process scenarios (default: every processes/scenarios/*/*.yaml) against a
+    scratch database with the demo organisation and a frozen clock; exit 1 if any fails."""
+    import tempfile
+    from datetime import datetime, timezone
+
+    from . import clock as clock_module
+    from .scenarios import Scenario, ScenarioFailure, find_scenarios, run_scenario
+    from .service import WorkflowService
+
+    files = [Path(p) for p in paths] or find_scenarios(Path(processes_dir) / "scenarios")
+    files = [f for p in files for f in (find_scenarios(p) if p.is_dir() else [p])]
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Database(f"sqlite:///{tmp}/scenarios.sqlite")
+        schema.upgrade(db)
+        with db.unit_of_work() as session:
+            load_org_file(session, org_path)
+            deploy_files(session, read_process_dir(processes_dir), _form_keys(), actor="scenarios")
+        failures = 0
+        for path in files:
+            frozen = clock_module.FrozenClock(datetime(2026, 3, 2, 8, 30, tzinfo=timezone.utc))
+            clock_module.set_clock(frozen)
+            try:
+                result = run_scenario(WorkflowService(db), frozen, Scenario.load(path))
+                click.echo(f"PASS {path.parent.name}/{path.stem}  ({result.business_key}, {result.steps_done} steps)")
+            except ScenarioFailure as exc:
+                failures += 1
+                click.echo(f"FAIL {path.parent.name}/{path.stem}  at {exc.step}: {exc.message}")
+            finally:
+                clock_module.set_clock(clock_module.SystemClock())
+        db.dispose()
+    click.echo(f"{len(files) - failures} passed, {failures} failed")
+    sys.exit(1 if failures else 0)
+
+
 @main.command("setup-demo")
 @click.option("--org", "org_path", default="demo/org.yaml", type=click.Path(exists=True, dir_okay=False))
 @click.option("--processes", "processes_dir", default="processes", type=click.Path(exists=True, file_okay=False))

@@ -135,6 +135,11 @@ def _problem_from_exception(filename: str, exc: Exception) -> Problem:
     return Problem(Path(str(file_name)).name or filename, element, msg, fix)
 
 
+def executable_processes(files: dict[str, str]) -> list[str]:
+    """Ids of the executable processes the files define (parse problems ignored)."""
+    return sorted(_analyse(files).executable)
+
+
 def validate_files(files: dict[str, str], form_keys: set[str] | None = None) -> list[Problem]:
     analysis = _analyse(files)
     problems = list(analysis.problems)

@@ -1,0 +1,166 @@
+"""Process scenarios: YAML a designer can read, run against the engine service.
+
+One file per scenario under `processes/scenarios/<process>/`:
+
+    process: grid_matter
+    title: 小事不出格：网格内化解
+    start:
+      as: lx_wgy1                     # who starts it
+      grid: linxi-xinguang-g1
+      data: {category: dispute, colour: blue, ...}
+    steps:
+      - task: micro_mediation         # the task must be in this official's inbox
+        as: lx_wgz1
+        data: {resolved: true, mediation_note: 双方达成谅解}
+      - advance: P16D                 # move the clock (ISO duration) and fire due timers
+      - expect_tasks: [record_result] # the open tasks at this point (spec ids)
+      - refused: {task: record_result, as: lxz_cg, error: forbidden}
+    expect:
+      status: completed               # or open
+      path: [start, decide_dispatch, ...]   # every element passed, in order (optional)
+      path_includes: [set_resolved_grid]    # or just some of them
+      data: {resolved_level: grid}          # case data values
+      open_tasks: []
+
+`run_scenario(service, clock, scenario)` raises `ScenarioFailure` naming the step
+that broke and why; `gridflow scenarios` and the test suite run every file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+
+from .errors import EngineError
+from .service import InboxFilters, WorkflowService
+
+ERROR_CODES = {"forbidden", "not_found", "conflict", "invalid", "process_error"}
+
+
+class ScenarioFailure(AssertionError):
+    def __init__(self, scenario: str, step: str, message: str):
+        super().__init__(f"{scenario}: {step}: {message}")
+        self.scenario, self.step, self.message = scenario, step, message
+
+
+@dataclass
+class Scenario:
+    name: str
+    process: str
+    title: str
+    start: dict
+    steps: list
+    expect: dict
+    source: str = ""
+
+    @classmethod
+    def load(cls, path: Path | str) -> Scenario:
+        path = Path(path)
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(raw, dict) or "process" not in raw or "start" not in raw:
+            raise ValueError(f"{path.name}: a scenario needs 'process' and 'start'")
+        return cls(name=path.stem, process=raw["process"], title=raw.get("title", path.stem),
+                   start=raw["start"], steps=raw.get("steps") or [], expect=raw.get("expect") or {},
+                   source=str(path))
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    business_key: str | None = None
+    steps_done: int = 0
+    log: list = field(default_factory=list)
+
+
+def find_scenarios(root: Path | str) -> list[Path]:
+    return sorted(Path(root).glob("*/*.yaml"))
+
+
+def _duration(text: str):
+    parsed = TimerEventDefinition.parse_iso_duration(text)
+    return TimerEventDefinition.get_timedelta_from_start(parsed)
+
+
+def run_scenario(service: WorkflowService, clock, scenario: Scenario) -> ScenarioResult:
+    result = ScenarioResult(scenario)
+    name = scenario.name
+
+    def fail(step, message):
+        raise ScenarioFailure(name, step, message)
+
+    start = scenario.start
+    if start.get("at"):
+        clock.set(datetime.fromisoformat(str(start["at"])))
+    try:
+        view = service.start_case(scenario.process, start["grid"], start.get("data") or {}, start["as"])
+    except EngineError as exc:
+        fail("start", f"{exc.code}: {exc.message}")
+    key = result.business_key = view.business_key
+    result.log.append(f"start {key} as {start['as']}")
+
+    for index, step in enumerate(scenario.steps, 1):
+        label = f"step {index}"
+        if "task" in step and "as" in step:
+            label += f" ({step['task']} as {step['as']})"
+            rows = [r for r in service.inbox(step["as"], InboxFilters(limit=1000))
+                    if r.item.spec_id == step["task"] and r.business_key == key]
+            if not rows:
+                open_now = [i.spec_id for i in service.get_case(key).open_items]
+                fail(label, f"not in {step['as']}'s inbox; open tasks: {open_now}")
+            try:
+                service.complete_task(rows[0].item.id, step.get("data") or {}, step["as"])
+            except EngineError as exc:
+                detail = f" {exc.fields}" if getattr(exc, "fields", None) else ""
+                fail(label, f"refused: {exc.code}: {exc.message}{detail}")
+        elif "advance" in step:
+            label += f" (advance {step['advance']})"
+            clock.advance(_duration(str(step["advance"])))
+            service.fire_timers(key)
+        elif "expect_tasks" in step:
+            label += " (expect_tasks)"
+            open_now = sorted(i.spec_id for i in service.get_case(key).open_items)
+            if open_now != sorted(step["expect_tasks"]):
+                fail(label, f"open tasks are {open_now}, expected {sorted(step['expect_tasks'])}")
+        elif "refused" in step:
+            spec = step["refused"]
+            label += f" (refused {spec.get('task')} as {spec.get('as')})"
+            if spec.get("error") not in ERROR_CODES:
+                fail(label, f"'error' must be one of {sorted(ERROR_CODES)}")
+            items = [i for i in service.get_case(key).open_items if i.spec_id == spec["task"]]
+            if not items:
+                fail(label, f"no open '{spec['task']}' to try")
+            try:
+                service.complete_task(items[0].id, spec.get("data") or {}, spec["as"])
+            except EngineError as exc:
+                if exc.code != spec["error"]:
+                    fail(label, f"refused with {exc.code}, expected {spec['error']}: {exc.message}")
+            else:
+                fail(label, "was accepted, expected a refusal")
+        else:
+            fail(label, f"unknown step {sorted(step)}; use task+as, advance, expect_tasks or refused")
+        result.steps_done = index
+        result.log.append(label)
+
+    expect = scenario.expect
+    case = service.get_case(key)
+    if "status" in expect and case.status != expect["status"]:
+        fail("expect", f"status is {case.status}, expected {expect['status']}")
+    path = [b for _, b in service.path(key)]
+    if "path" in expect and path != list(expect["path"]):
+        fail("expect", f"path was {path}, expected {list(expect['path'])}")
+    missing = [b for b in expect.get("path_includes") or [] if b not in path]
+    if missing:
+        fail("expect", f"path {path} lacks {missing}")
+    if expect.get("data"):
+        data = service.case_data(key)
+        wrong = {k: data.get(k) for k, v in expect["data"].items() if data.get(k) != v}
+        if wrong:
+            fail("expect", f"data differs: got {wrong}, expected {({k: expect['data'][k] for k in wrong})}")
+    if "open_tasks" in expect:
+        open_now = sorted(i.spec_id for i in case.open_items)
+        if open_now != sorted(expect["open_tasks"]):
+            fail("expect", f"open tasks are {open_now}, expected {sorted(expect['open_tasks'])}")
+    return result
