@@ -111,19 +111,21 @@ def process_properties(files: dict[str, str], process_key: str) -> dict[str, str
     return {}
 
 
-LANE_RE = re.compile(r"^(?:(?P<level>[a-z_]+)\.)?(?P<role>[a-z_]+)$")
-LANE_IN_BRACKETS_RE = re.compile(r"[\[(（【]\s*((?:[a-z_]+\.)?[a-z_]+)\s*[\])）】]\s*$")
+LANE_RE = re.compile(r"^(?:(?P<level>[a-z_]+)\.)?(?P<role>[a-z_]+)(?::(?P<dept>[a-z_]+))?$")
+LANE_IN_BRACKETS_RE = re.compile(r"[\[(（【]\s*((?:[a-z_]+\.)?[a-z_]+(?::[a-z_]+)?)\s*[\])）】]\s*$")
 
 
 @dataclass(frozen=True)
 class LaneRef:
     role: str
     level: str | None
+    dept_type: str | None = None
 
 
 def parse_lane(lane: str | None) -> LaneRef | None:
-    """`town.center_dispatcher`, `grid_worker`, or a display name ending in the
-    code: `乡镇派单员 (town.center_dispatcher)`. None if nothing role-like is found."""
+    """`town.center_dispatcher`, `grid_worker`, `county.petition_officer:xinfangju`
+    (a role in a department of that type), or a display name ending in the code:
+    `乡镇派单员 (town.center_dispatcher)`. None if nothing role-like is found."""
     if not lane:
         return None
     text = lane.strip()
@@ -133,7 +135,7 @@ def parse_lane(lane: str | None) -> LaneRef | None:
         if not bracket:
             return None
         match = LANE_RE.match(bracket.group(1))
-    return LaneRef(role=match.group("role"), level=match.group("level"))
+    return LaneRef(role=match.group("role"), level=match.group("level"), dept_type=match.group("dept"))
 
 
 @dataclass

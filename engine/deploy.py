@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from . import clock
 from .bpmn import (BPMN_NS, CamundaAwareParser, is_dmn, is_user_task, parse_lane,
                    process_properties, user_task_info)
-from .models import LEVELS, ROLES, ProcessVersion
+from .models import DEPT_TYPES, LEVELS, ROLES, ProcessVersion
 
 SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
@@ -183,6 +183,11 @@ def _check_process(analysis: _Analysis, pid: str, form_keys) -> list[Problem]:
                         file_of_spec, element,
                         f"lane '{lane}' of user task '{info.name}' names no known role",
                         f"name the lane level.role with a role from: {', '.join(ROLES)}"))
+                elif ref.dept_type and ref.dept_type not in DEPT_TYPES:
+                    problems.append(Problem(
+                        file_of_spec, element,
+                        f"lane '{lane}' of user task '{info.name}' names unknown department type '{ref.dept_type}'",
+                        f"use one of: {', '.join(DEPT_TYPES)}"))
                 elif ref.level and ref.level not in LEVELS:
                     problems.append(Problem(
                         file_of_spec, element,

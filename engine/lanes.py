@@ -3,9 +3,11 @@
 A lane named `level.role` (or just `role`) resolves, per case, to the holders
 of that role at the ancestor of the case's grid at that level (the grid itself
 for `grid.`; for a bare role, the nearest ancestor that has holders).
-`department_handler` lanes go one step further: the task data's `department`
-(a dept_type such as `chengguan`) picks the department node attached to that
-ancestor, or to the nearest ancestor above it that has one.
+`level.role:dept_type` (e.g. `county.petition_officer:xinfangju`) names a role
+in a department: the department of that type attached to that ancestor, or to
+the nearest ancestor above it that has one. `department_handler` and
+`petition_officer` lanes without a type take it from the task data's
+`department` (chosen by the DMN or the dispatcher).
 
 Task data may override the lane: a task property `assignee` / `candidateUsers`
 names a data key holding a username (or a list of them), e.g. the case-owning
@@ -103,8 +105,8 @@ class LaneResolver:
         else:
             start, candidates_at = 0, list(range(len(chain)))
 
-        if ref.role in DEPARTMENT_ROLES and data.get("department"):
-            dept_type = data["department"]
+        dept_type = ref.dept_type or (data.get("department") if ref.role in DEPARTMENT_ROLES else None)
+        if dept_type:
             for i in range(start, len(chain)):
                 dept = self.department_under(chain[i], dept_type)
                 if dept is not None and self.has_holders(ref.role, dept.id):

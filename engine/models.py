@@ -20,6 +20,8 @@ from sqlalchemy.types import TypeDecorator
 
 LEVELS = ("city", "county", "town", "community", "grid")
 DEPARTMENT = "department"
+# Functional departments (职能部门) by type; a lane may name one: `county.petition_officer:xinfangju`.
+DEPT_TYPES = ("chengguan", "zhujian", "paichusuo", "sifasuo", "xinfangju", "fayuan", "minzheng", "lianxi")
 ROLES = (
     "grid_worker", "grid_leader", "center_dispatcher", "department_handler",
     "petition_officer", "leader", "mediator", "auditor", "designer", "admin",

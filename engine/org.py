@@ -13,7 +13,7 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .models import DEPARTMENT, LEVELS, ROLES, JurisdictionNode, RoleAssignment, User
+from .models import DEPARTMENT, DEPT_TYPES, LEVELS, ROLES, JurisdictionNode, RoleAssignment, User
 from .passwords import check_password, hash_password
 
 CHILD_LEVEL = {LEVELS[i]: LEVELS[i + 1] for i in range(len(LEVELS) - 1)}
@@ -85,8 +85,9 @@ def load_org(session: Session, raw: dict, source: str = "<org>") -> LoadReport:
         for dept in item.get("departments") or []:
             if level not in ("city", "county", "town"):
                 raise OrgFileError(f"{source}: departments attach to a city, county or town, not to {level} '{code}'")
-            if not dept.get("dept_type"):
-                raise OrgFileError(f"{source}: department '{dept.get('code')}' needs a dept_type")
+            if dept.get("dept_type") not in DEPT_TYPES:
+                raise OrgFileError(f"{source}: department '{dept.get('code')}' needs a dept_type, one of "
+                                   f"{', '.join(DEPT_TYPES)}")
             upsert({**dept, "level": DEPARTMENT}, node, None)
         for child in item.get("children") or []:
             if level == "grid":

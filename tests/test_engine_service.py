@@ -309,3 +309,14 @@ def test_inbox_merges_claimed_and_group_tasks_in_due_order_across_pages(service,
     assert first + second + third == ids
     assert service.inbox_count("lxz_pd") == 5
     assert service.inbox_count("lxz_pd", InboxFilters(overdue=True)) == 4   # due 1 day after creation
+
+
+def test_lane_can_name_a_department_type():
+    from engine.bpmn import parse_lane
+    ref = parse_lane("信访局 (county.petition_officer:xinfangju)")
+    assert (ref.level, ref.role, ref.dept_type) == ("county", "petition_officer", "xinfangju")
+    from engine.deploy import validate_files
+    from tests.test_deploy import LOOP
+    bad = LOOP.replace('name="grid.grid_worker"', 'name="county.petition_officer:tax_office"')
+    problems = validate_files({"loop.bpmn": bad}, {"progress_report"})
+    assert len(problems) == 1 and "unknown department type 'tax_office'" in problems[0].message
