@@ -36,6 +36,9 @@ run: setup
 	@echo "  lxz_pd   林西镇派单员                  lxz_cg 城管 / lxz_pcs 派出所 / lxz_sfs 司法所"
 	@echo "  lxx_pd   林西县派单员                  lxx_dc 林西县督查 (auditor, read-only)"
 	@echo ""
+	@# the timer worker fires BPMN deadlines and reminders; it stops with the server
+	$(VENV)/bin/gridflow worker --interval 5 & WORKER_PID=$$!; \
+	trap 'kill $$WORKER_PID 2>/dev/null' EXIT INT TERM; \
 	$(VENV)/bin/gunicorn --workers $(WORKERS) --bind $(HOST):$(PORT) --access-logfile - "web:create_app()"
 
 # Runs the suite on SQLite, or on PostgreSQL when DATABASE_URL is set.

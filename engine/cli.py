@@ -141,6 +141,31 @@ def scenarios(paths, processes_dir, org_path):
     sys.exit(1 if failures else 0)
 
 
+@main.command()
+@click.option("--interval", default=5.0, show_default=True, help="seconds between looks for due timers")
+@click.option("--batch", default=200, show_default=True, help="cases taken per query")
+@click.option("--once", is_flag=True, help="fire what is due now and exit")
+def worker(interval, batch, once):
+    """Fire due BPMN timers until stopped (SIGTERM/SIGINT finish the current case, then exit)."""
+    import logging
+    import signal
+    import threading
+
+    from .service import WorkflowService
+    from .timers import TimerWorker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    timer_worker = TimerWorker(WorkflowService(_db()), batch=batch)
+    if once:
+        stats = timer_worker.run_once()
+        click.echo(f"fired {stats.fired}, failed {stats.failed}, skipped {stats.skipped}")
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    timer_worker.run_forever(stop, interval)
+
+
 @main.command("setup-demo")
 @click.option("--org", "org_path", default="demo/org.yaml", type=click.Path(exists=True, dir_okay=False))
 @click.option("--processes", "processes_dir", default="processes", type=click.Path(exists=True, file_okay=False))

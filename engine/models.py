@@ -148,6 +148,8 @@ class Case(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     next_timer_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    # consecutive failed attempts to fire this case's timers (reset on success)
+    timer_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     row_version: Mapped[int] = mapped_column(Integer, default=1)
 
     __mapper_args__ = {"version_id_col": row_version}
@@ -257,3 +259,17 @@ class Attachment(Base):
     storage_path: Mapped[str] = mapped_column(String(400))
     uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
     uploaded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Incident(Base):
+    """Something the engine could not do by itself (a timer that keeps failing):
+    shown to admins with the error, never silently dropped."""
+    __tablename__ = "incident"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("gf_case.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    error: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -463,6 +463,10 @@ class WorkflowService:
         case = session.scalar(select(Case).where(Case.id == case.id).with_for_update())
         if case.status != "open":
             return CaseView(case, [])
+        return self.fire_loaded_case(session, case)
+
+    def fire_loaded_case(self, session, case: Case) -> CaseView:
+        """Within the caller's transaction, with the case row locked: fire its due timers."""
         parsed = self.specs.for_case(session, case)
         workflow = self._load(session, case, parsed)
         self._run(workflow, case)

@@ -1,0 +1,126 @@
+"""The timer worker: fires due BPMN timers (legal time limits, escalations,
+reminders), exactly once in effect, with several workers, after downtime too.
+
+Every transition stores the case's next timer due time in `gf_case.next_timer_at`
+(indexed). A worker repeatedly takes the due cases in due order and, for each,
+in one transaction: locks the row (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so
+two workers never take the same case; SQLite has one writer), re-checks that it
+is still due, fires, saves. A worker that was down fires the backlog, oldest
+first, when it comes back.
+
+A case whose timers fail to fire (a script error after a timer, say) is retried
+with exponential backoff; after `max_failures` attempts it becomes an incident
+(with the error) for the admins, and its timers stop until it is resolved.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from . import clock
+from .models import AuditEvent, Case, Incident
+from .service import WorkflowService
+
+log = logging.getLogger("gridflow.timers")
+
+
+@dataclass
+class RunStats:
+    fired: int = 0
+    skipped: int = 0
+    failed: int = 0
+    incidents: int = 0
+
+
+class TimerWorker:
+    def __init__(self, service: WorkflowService, batch: int = 200, max_failures: int = 5,
+                 backoff: timedelta = timedelta(minutes=1)):
+        self.service = service
+        self.db = service.db
+        self.batch = batch
+        self.max_failures = max_failures
+        self.backoff = backoff
+
+    def due_case_ids(self, now: datetime, limit: int | None = None) -> list[int]:
+        with self.db.read_session() as session:
+            return list(session.scalars(
+                select(Case.id).where(Case.status == "open", Case.next_timer_at <= now)
+                .order_by(Case.next_timer_at, Case.id).limit(limit or self.batch)))
+
+    def fire_case(self, case_id: int, now: datetime) -> bool:
+        """Fire one case's due timers; False if it was not due (any more) or is being
+        fired by another worker right now."""
+        try:
+            with self.db.unit_of_work() as session:
+                query = select(Case).where(Case.id == case_id, Case.status == "open", Case.next_timer_at <= now)
+                query = query.with_for_update(skip_locked=True) if self.db.is_postgres else query
+                case = session.scalar(query)
+                if case is None:
+                    return False
+                due = case.next_timer_at
+                self.service.fire_loaded_case(session, case)
+                session.add(AuditEvent(case_id=case.id, event_type="timers_fired", at=clock.now(),
+                                       data={"due": due.isoformat(), "next": case.next_timer_at.isoformat()
+                                             if case.next_timer_at else None}))
+                case.timer_failures = 0
+                return True
+        except Exception as exc:  # a failing case must not stop the others
+            self._record_failure(case_id, now, exc)
+            raise
+
+    def _record_failure(self, case_id: int, now: datetime, exc: Exception) -> None:
+        error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        with self.db.unit_of_work() as session:
+            case = session.get(Case, case_id)
+            if case is None:
+                return
+            case.timer_failures = (case.timer_failures or 0) + 1
+            if case.timer_failures >= self.max_failures:
+                session.add(Incident(case_id=case.id, kind="timer", error=error[:4000],
+                                     attempts=case.timer_failures, created_at=now))
+                session.add(AuditEvent(case_id=case.id, event_type="incident", at=now,
+                                       data={"kind": "timer", "error": error[:1000],
+                                             "attempts": case.timer_failures}))
+                case.next_timer_at = None  # stop retrying: an admin has to look at it
+                log.error("case %s: timers failed %d times, incident raised: %s",
+                          case.business_key, case.timer_failures, error)
+            else:
+                case.next_timer_at = now + self.backoff * (2 ** (case.timer_failures - 1))
+                log.warning("case %s: firing timers failed (attempt %d), retry at %s: %s",
+                            case.business_key, case.timer_failures, case.next_timer_at, error)
+
+    def run_once(self, now: datetime | None = None) -> RunStats:
+        """Fire everything due by `now` (the engine clock by default), in due order."""
+        now = now or clock.now()
+        stats = RunStats()
+        while True:
+            ids = self.due_case_ids(now)
+            if not ids:
+                return stats
+            progressed = False
+            for case_id in ids:
+                try:
+                    if self.fire_case(case_id, now):
+                        stats.fired += 1
+                        progressed = True
+                    else:
+                        stats.skipped += 1
+                except Exception:
+                    stats.failed += 1
+                    progressed = True
+            if not progressed:
+                return stats  # all remaining are locked by other workers
+
+    def run_forever(self, stop: threading.Event, interval: float = 5.0) -> None:
+        log.info("timer worker started (batch %d, every %.1fs)", self.batch, interval)
+        while not stop.is_set():
+            stats = self.run_once()
+            if stats.fired or stats.failed:
+                log.info("fired %d, failed %d, skipped %d", stats.fired, stats.failed, stats.skipped)
+            stop.wait(interval)
+        log.info("timer worker stopped")
