@@ -117,7 +117,8 @@ def scenarios(paths, processes_dir, org_path):
     from .service import WorkflowService
 
     files = [Path(p) for p in paths] or find_scenarios(Path(processes_dir) / "scenarios")
-    files = [f for p in files for f in (find_scenarios(p) if p.is_dir() else [p])]
+    # a folder of one process's scenarios, or the scenarios/ folder above them
+    files = [f for p in files for f in ((sorted(p.glob("*.yaml")) or find_scenarios(p)) if p.is_dir() else [p])]
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(f"sqlite:///{tmp}/scenarios.sqlite")
         schema.upgrade(db)
