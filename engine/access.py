@@ -32,3 +32,17 @@ def can_view_case(session: Session, user: User, case: Case) -> bool:
 def is_read_only(user: User) -> bool:
     """Auditors read everything in their jurisdiction and change nothing."""
     return bool(user.roles) and all(ra.role in READ_ONLY_ROLES for ra in user.roles)
+
+
+def start_node_id(assignment) -> int:
+    """Where a role lets its holder start cases: its node, or for a role held in a
+    department (信访局, 司法所 …) the town/county/city the department belongs to."""
+    node = assignment.node
+    return node.parent_id if node.level == DEPARTMENT and node.parent_id else node.id
+
+
+def start_node_path(assignment) -> str:
+    node = assignment.node
+    if node.level == DEPARTMENT and node.parent_id:
+        return node.path.rsplit("/", 2)[0] + "/"
+    return node.path

@@ -25,7 +25,7 @@ from forms import FormRegistry, FormValidationError, to_task_data
 from forms.safety import PROBLEM_MESSAGES, find_unstorable, storable_ref
 
 from . import clock
-from .access import can_view_case, is_read_only
+from .access import can_view_case, is_read_only, start_node_id, start_node_path
 from .attachments import AttachmentStore
 from .bpmn import ParsedProcess, all_specs, is_user_task, parse_process, user_task_info
 from .db import Database
@@ -219,7 +219,7 @@ class WorkflowService:
         allowed = [r.strip() for r in (version.properties.get("startRoles") or "").split(",") if r.strip()]
         ancestors = set(grid.ancestor_ids())
         for ra in user.roles:
-            if ra.node_id in ancestors and (not allowed or ra.role in allowed):
+            if start_node_id(ra) in ancestors and (not allowed or ra.role in allowed):
                 return
         who = " or ".join(allowed) if allowed else "a role"
         raise PermissionDenied(f"starting '{version.name}' in {grid.name} needs {who} held at that grid or above",
@@ -797,7 +797,7 @@ class WorkflowService:
                 allowed = {r.strip() for r in (version.properties.get("startRoles") or "").split(",") if r.strip()}
                 if not allowed:
                     continue
-                paths = [ra.node.path for ra in user.roles if ra.role in allowed]
+                paths = [start_node_path(ra) for ra in user.roles if ra.role in allowed]
                 if not paths:
                     continue
                 grids = session.scalars(select(JurisdictionNode).where(
@@ -929,7 +929,7 @@ def _due_at(expression: str | None, data: dict, now: datetime) -> datetime | Non
     expression = expression.strip()
     if expression.startswith("${") and expression.endswith("}"):
         expression = expression[2:-1].strip()
-    if expression.upper().startswith("P"):
+    if expression not in data and expression.upper().startswith("P"):
         try:
             parsed = TimerEventDefinition.parse_iso_duration(expression)
             return now + TimerEventDefinition.get_timedelta_from_start(parsed, now)

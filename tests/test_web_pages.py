@@ -284,8 +284,9 @@ def test_start_pages(service, as_user):
     assert 'enctype="multipart/form-data"' in page and 'type="file"' in page and 'name="photos"' in page
     assert '<option value="linxi-xinguang-g1" selected>' in page  # the only grid: preselected
     assert 'name="category"' in page and 'name="description"' in page
-    # a dispatcher starts nothing here; unknown processes do not exist
-    assert "没有可发起的流程" in html(as_user(DISPATCHER).get("/start"))
+    # a department handler starts nothing; a dispatcher may start a mediation but reports no grid matter
+    assert "没有可发起的流程" in html(as_user("lxz_cg").get("/start"))
+    assert "/start/grid_matter" not in html(as_user(DISPATCHER).get("/start"))
     assert as_user(DISPATCHER).get("/start/grid_matter").status_code == 403
     assert as_user(WORKER).get("/start/no_such_process").status_code == 404
 
