@@ -198,12 +198,16 @@ class WorkItem(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    # times a supervisor pressed 督办 on this task (kept for the evaluation)
+    urge_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (
         Index("ix_work_item_group", "status", "role", "candidate_node_id", "sort_due"),
         Index("ix_work_item_assignee", "status", "assignee_id", "sort_due"),
         # a case's open items without scanning its (possibly thousands of) completed ones
         Index("ix_work_item_case_status", "case_id", "status"),
+        # the supervision board: open tasks overdue or due soon, in due order
+        Index("ix_work_item_status_due", "status", "sort_due"),
     )
 
 
@@ -273,3 +277,28 @@ class Incident(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Notification(Base):
+    """An in-app notification for one official: a new task, a reminder or
+    escalation from the process, a 督办, an incident. Written in the transaction
+    that caused it; channels (SMS, messaging apps) are called after the commit."""
+    __tablename__ = "notification"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"))
+    # new_task | reminder | escalation | urge | incident
+    kind: Mapped[str] = mapped_column(String(16))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("gf_case.id", ondelete="CASCADE"))
+    work_item_id: Mapped[str | None] = mapped_column(String(36))
+    subject: Mapped[str] = mapped_column(String(200), default="")   # task or element name
+    note: Mapped[str | None] = mapped_column(String(500))             # the 督办 note, the incident's error
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    read_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        Index("ix_notification_user", "user_id", "id"),             # my list, newest first
+        Index("ix_notification_unread", "user_id", "read_at"),      # the unread count in the top bar
+        Index("ix_notification_case", "case_id"),                   # cascade from gf_case
+    )

@@ -34,9 +34,11 @@ from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, ProcessE
 from .lanes import LaneResolver
 from .models import (NO_DUE_DATE, Attachment, AuditEvent, Case, CaseSequence, CaseState, JurisdictionNode,
                      ProcessVersion, RoleAssignment, User, WorkItem, WorkItemCandidate)
+from .notifications import LoggingChannel, Notifier
 from .passwords import check_password
 from .state import (StateSerializer, collect_finished_steps, private_specs, prune_history,
                     restore_trigger_connections, run_engine, specs_mutate_at_runtime)
+from .supervision import Supervision
 
 SUMMARY_VALUE_MAX = 200
 # Due first (no due date last), then older tasks, older cases; the same order inside
@@ -108,12 +110,16 @@ class CaseView:
 
 
 class WorkflowService:
-    def __init__(self, db: Database, forms: FormRegistry | None = None, upload_dir=None):
+    def __init__(self, db: Database, forms: FormRegistry | None = None, upload_dir=None, channels=None):
         self.db = db
         self.forms = forms if forms is not None else FormRegistry()
         self.specs = SpecCache()
         self.serializer = StateSerializer()
         self.attachments = AttachmentStore(upload_dir or "instance/uploads")
+        # notification channels, called after each commit (engine/notifications.py)
+        self.channels = list(channels) if channels is not None else [LoggingChannel()]
+        self.notifier = Notifier(self)
+        self.supervision = Supervision(self)
 
     # ---------------------------------------------------------------- lookups
 
@@ -521,7 +527,8 @@ class WorkflowService:
                           user: User | None, now: datetime, completed: dict | None = None):
         completed = completed or {}
         events = []
-        for step in collect_finished_steps(workflow):
+        steps = collect_finished_steps(workflow)
+        for step in steps:
             if step.is_user_task and step.state == "COMPLETED":
                 events.append(AuditEvent(
                     case_id=case.id, work_item_id=step.task_id, event_type="task_completed",
@@ -534,6 +541,7 @@ class WorkflowService:
                     bpmn_name=step.bpmn_name, flow_from=step.flow_from, data={"type": step.spec_type}))
         prune_history(workflow)
         open_items = self._sync_work_items(session, case, workflow, parsed, now, events)
+        self.notifier.after_transition(session, case, parsed, steps, events, open_items, now)
 
         data = self._case_data(workflow)
         case.summary = _summary(data)

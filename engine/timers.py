@@ -10,7 +10,8 @@ first, when it comes back.
 
 A case whose timers fail to fire (a script error after a timer, say) is retried
 with exponential backoff; after `max_failures` attempts it becomes an incident
-(with the error) for the admins, and its timers stop until it is resolved.
+(with the error) for the admins, who are notified, and its timers stop until it
+is resolved (`/admin/incidents`).
 """
 from __future__ import annotations
 
@@ -87,6 +88,7 @@ class TimerWorker:
                                        data={"kind": "timer", "error": error[:1000],
                                              "attempts": case.timer_failures}))
                 case.next_timer_at = None  # stop retrying: an admin has to look at it
+                self.service.notifier.incident(session, case, error[:500], now)
                 log.error("case %s: timers failed %d times, incident raised: %s",
                           case.business_key, case.timer_failures, error)
             else:

@@ -1,0 +1,243 @@
+"""督办 (supervision): the board of overdue and due-soon tasks, the 督办 action,
+and the admins' list of incidents.
+
+Who supervises: centre dispatchers, petition officers and leaders, over the cases
+whose grid lies under a node where they hold one of those roles. A role held at
+a department (a petition officer at 信访局) counts at the department's parent
+(the county the bureau belongs to). Auditors read; they do not urge.
+
+A 督办 on a task: its holders (the assignee; while unclaimed, the holders of its
+role at its candidate node and its explicit candidates) get an `urge`
+notification, the task's `urge_count` goes up (it shows in their inbox and is
+kept for the evaluation), and the case's audit trail gets an `urged` event with
+the supervisor and the note. Nobody urges a task they hold themselves.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import aliased
+
+from forms.safety import storable_ref, text_problem
+
+from . import clock
+from .errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from .models import DEPARTMENT, Case, Incident, JurisdictionNode, User, WorkItem, WorkItemCandidate
+
+SUPERVISING_ROLES = ("center_dispatcher", "petition_officer", "leader")
+DUE_SOON = timedelta(hours=24)
+BOARD_LIMIT = 500
+NOTE_MAX = 500
+
+
+def supervised_paths(user: User) -> list[str]:
+    """Tree paths under which `user` supervises (none under another one)."""
+    paths = set()
+    for ra in user.roles:
+        if ra.role not in SUPERVISING_ROLES:
+            continue
+        path = ra.node.path
+        if ra.node.level == DEPARTMENT:
+            path = _parent_path(path)
+        paths.add(path)
+    return sorted(p for p in paths if not any(p != q and p.startswith(q) for q in paths))
+
+
+def supervises(user: User, case: Case) -> bool:
+    return any(case.grid_path.startswith(p) for p in supervised_paths(user))
+
+
+def _parent_path(path: str) -> str:
+    parts = path.strip("/").split("/")
+    return "/" + "/".join(parts[:-1]) + "/" if len(parts) > 1 else path
+
+
+@dataclass
+class BoardRow:
+    item: WorkItem
+    business_key: str
+    case_title: str
+    colour: str | None
+    grid_name: str
+    overdue: bool
+    mine: bool            # the viewer holds this task: no 督办 on one's own work
+
+
+@dataclass
+class BoardGroup:
+    """One unit: a node (unclaimed tasks of a role there), an official (claimed
+    tasks), or named people (explicit candidates); `name` None for the last."""
+    name: str | None
+    claimed: bool
+    rows: list[BoardRow] = field(default_factory=list)
+
+    @property
+    def overdue(self) -> int:
+        return sum(1 for r in self.rows if r.overdue)
+
+    @property
+    def due_soon(self) -> int:
+        return len(self.rows) - self.overdue
+
+
+@dataclass
+class Board:
+    groups: list[BoardGroup]
+    now: datetime
+    truncated: bool       # more than `limit` tasks: the most urgent are shown
+
+    @property
+    def total(self) -> int:
+        return sum(len(g.rows) for g in self.groups)
+
+    @property
+    def overdue(self) -> int:
+        return sum(g.overdue for g in self.groups)
+
+
+@dataclass
+class IncidentRow:
+    incident: Incident
+    business_key: str
+    case_title: str
+
+
+class Supervision:
+    def __init__(self, service):
+        self.service = service
+
+    # ------------------------------------------------------------- board
+
+    def board(self, actor, limit: int = BOARD_LIMIT) -> Board:
+        """Open tasks overdue or due within 24 hours in the actor's jurisdiction,
+        most urgent first, grouped by the unit holding them."""
+        svc = self.service
+        with svc.db.read_session() as session:
+            user = svc._user(session, actor)
+            paths = supervised_paths(user)
+            if not paths:
+                raise PermissionDenied("the supervision board is for centre dispatchers, petition officers and leaders",
+                                       zh="督办台仅供派单员、信访干部和包案领导使用")
+            now = clock.now()
+            grid, unit, claimer = aliased(JurisdictionNode), aliased(JurisdictionNode), aliased(User)
+            rows = session.execute(
+                select(WorkItem, Case.business_key, Case.title, Case.colour, grid.name, unit.name,
+                       claimer.display_name)
+                .join(Case, Case.id == WorkItem.case_id)
+                .join(grid, grid.id == Case.grid_id)
+                .outerjoin(unit, unit.id == WorkItem.candidate_node_id)
+                .outerjoin(claimer, claimer.id == WorkItem.assignee_id)
+                .where(WorkItem.status == "open", WorkItem.sort_due <= now + DUE_SOON,
+                       or_(*[WorkItem.grid_path.like(p + "%") for p in paths]))
+                .order_by(WorkItem.sort_due, WorkItem.created_at, WorkItem.id)
+                .limit(limit + 1)).all()
+            truncated = len(rows) > limit
+            rows = rows[:limit]
+            unclaimed = [r[0].id for r in rows if r[0].assignee_id is None]
+            named = set(session.scalars(select(WorkItemCandidate.work_item_id).where(
+                WorkItemCandidate.user_id == user.id, WorkItemCandidate.work_item_id.in_(unclaimed)))) \
+                if unclaimed else set()
+            pairs = {(ra.role, ra.node_id) for ra in user.roles}
+            groups: dict[tuple, BoardGroup] = {}
+            for item, key, title, colour, grid_name, unit_name, claimer_name in rows:
+                if item.assignee_id:
+                    gkey, group = ("user", item.assignee_id), BoardGroup(claimer_name, True)
+                    mine = item.assignee_id == user.id
+                else:
+                    gkey = ("node", item.candidate_node_id) if item.role else ("named", None)
+                    group = BoardGroup(unit_name if item.role else None, False)
+                    mine = (item.role, item.candidate_node_id) in pairs or item.id in named
+                groups.setdefault(gkey, group).rows.append(BoardRow(
+                    item=item, business_key=key, case_title=title, colour=colour, grid_name=grid_name,
+                    overdue=item.due_at is not None and item.due_at < now, mine=mine))
+            return Board(groups=list(groups.values()), now=now, truncated=truncated)
+
+    # ---------------------------------------------------------------- 督办
+
+    def urge(self, task_id: str, actor, note: str | None = None) -> WorkItem:
+        """督办 a task: notify its holders, count it, record it. Refused to anyone
+        without a supervising role over the case, and to the task's own holders."""
+        note = _clean_note(note)
+        return self.service._commit_guarded(self._urge, task_id, actor, note)
+
+    def _urge(self, session, task_id, actor, note):
+        svc = self.service
+        user = svc._user(session, actor)
+        item, case = svc._locked_item(session, task_id)
+        if not supervises(user, case):
+            raise PermissionDenied(
+                f"only centre dispatchers, petition officers and leaders over case {case.business_key} "
+                "may urge its tasks",
+                zh=f"只有对案件 {case.business_key} 有管辖权的派单员、信访干部或包案领导才能督办")
+        svc._refuse_unless_open(session, item)
+        if item.assignee_id == user.id or (item.assignee_id is None and svc._is_candidate(session, user, item)):
+            raise PermissionDenied(f"task '{item.name}' is yours to work; you cannot urge yourself",
+                                   zh=f"任务“{item.name}”由您承办，不能督办自己")
+        holders = svc.notifier.holders(session, [item]).get(item.id, [])
+        now = clock.now()
+        item.urge_count = (item.urge_count or 0) + 1
+        svc._audit(session, case, "urged", user, now, item=item,
+                   data={"note": note, "count": item.urge_count, "holders": holders})
+        svc.notifier.urged(session, case, item, holders, user.id, note, now)
+        session.flush()
+        return item
+
+    # ----------------------------------------------------------- incidents
+
+    @staticmethod
+    def _require_admin(user: User) -> None:
+        if not any(ra.role == "admin" for ra in user.roles):
+            raise PermissionDenied("only administrators handle incidents", zh="仅管理员可查看和处理系统异常")
+
+    def open_incidents(self, actor) -> list[IncidentRow]:
+        svc = self.service
+        with svc.db.read_session() as session:
+            self._require_admin(svc._user(session, actor))
+            rows = session.execute(
+                select(Incident, Case.business_key, Case.title).join(Case, Case.id == Incident.case_id)
+                .where(Incident.resolved_at.is_(None))
+                .order_by(Incident.created_at.desc(), Incident.id.desc())).all()
+            return [IncidentRow(incident, key, title) for incident, key, title in rows]
+
+    def resolve_incident(self, incident_id: int, actor) -> Incident:
+        """Mark it resolved and re-arm the case's timers: the worker tries again now."""
+        return self.service._commit_guarded(self._resolve_incident, incident_id, actor)
+
+    def _resolve_incident(self, session, incident_id, actor):
+        svc = self.service
+        user = svc._user(session, actor)
+        self._require_admin(user)
+        valid = isinstance(incident_id, int) and storable_ref(incident_id)
+        incident = session.get(Incident, incident_id) if valid else None
+        if incident is None:
+            raise NotFound("no such incident", zh="找不到该异常")
+        case = session.scalar(select(Case).where(Case.id == incident.case_id).with_for_update()
+                              .execution_options(populate_existing=True))
+        session.refresh(incident)
+        if incident.resolved_at is not None:
+            raise Conflict("this incident was already resolved", zh="该异常已处理")
+        now = clock.now()
+        incident.resolved_at = now
+        case.next_timer_at, case.timer_failures = now, 0
+        svc._audit(session, case, "incident_resolved", user, now,
+                   data={"incident": incident.id, "kind": incident.kind})
+        session.flush()
+        return incident
+
+
+def _clean_note(note) -> str:
+    if note is None:
+        return ""
+    if not isinstance(note, str):
+        raise InvalidInput("the note must be text", fields={"note": ["not text"]}, zh="督办意见必须是文字")
+    note = " ".join(note.split())
+    if text_problem(note):
+        raise InvalidInput("the note contains characters that cannot be stored", fields={"note": ["bad text"]},
+                           zh="督办意见包含无法保存的字符")
+    if len(note) > NOTE_MAX:
+        raise InvalidInput(f"the note is longer than {NOTE_MAX} characters",
+                           fields={"note": [f"at most {NOTE_MAX} characters"]},
+                           zh=f"督办意见最多 {NOTE_MAX} 字")
+    return note

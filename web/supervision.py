@@ -1,0 +1,125 @@
+"""督办台 (the supervision board), notifications, and the admins' incident list.
+
+The engine decides who may see and do what (`engine/supervision.py`,
+`engine/notifications.py`); these views turn requests into calls and flash
+what happened. The unread count in the top bar comes from a context processor.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from .auth import safe_next
+from .extensions import service
+from .i18n import gettext as _
+
+log = logging.getLogger("gridflow.web")
+
+bp = Blueprint("supervision", __name__)
+
+PAGE_SIZE = 50
+
+
+@bp.app_context_processor
+def _unread_notifications():
+    """`unread_notifications` for the top bar: one indexed COUNT per page."""
+    if not current_user.is_authenticated:
+        return {"unread_notifications": 0}
+    try:
+        return {"unread_notifications": service().notifier.unread_count(current_user.id)}
+    except Exception:  # never let the badge break a page (error pages use the layout too)
+        log.exception("unread notification count failed")
+        return {"unread_notifications": 0}
+
+
+@bp.app_template_global()
+def notification_label(kind: str) -> str:
+    labels = {"new_task": _("新任务"), "reminder": _("催办提醒"), "escalation": _("升级提醒"),
+              "urge": _("督办"), "incident": _("系统异常")}
+    return labels.get(kind, kind)
+
+
+def _page() -> int:
+    try:
+        return max(1, int(request.args.get("page", "1")))
+    except ValueError:
+        return 1
+
+
+# ------------------------------------------------------------------ board
+
+@bp.route("/supervision")
+@login_required
+def board():
+    return render_template("supervision.html", board=service().supervision.board(current_user.id))
+
+
+@bp.route("/supervision/tasks/<task_id>/urge", methods=["POST"])
+@login_required
+def urge(task_id):
+    item = service().supervision.urge(task_id, current_user.id, request.form.get("note", ""))
+    flash(_("已督办：{name}（第 {n} 次）", name=item.name, n=item.urge_count))
+    return redirect(safe_next(request.form.get("next") or url_for("supervision.board")))
+
+
+# ---------------------------------------------------------- notifications
+
+@bp.route("/notifications")
+@login_required
+def notifications():
+    notifier = service().notifier
+    total = notifier.count(current_user.id)
+    pages = max(1, math.ceil(total / PAGE_SIZE))
+    page = min(_page(), pages)
+    rows = notifier.page(current_user.id, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE) if total else []
+    return render_template("notifications.html", rows=rows, total=total, page=page, pages=pages)
+
+
+def _target(row) -> str:
+    n = row.notification
+    if n.work_item_id:
+        return url_for("tasks.show", task_id=n.work_item_id)
+    if row.business_key:
+        return url_for("cases.show", business_key=row.business_key)
+    return url_for("supervision.notifications")
+
+
+@bp.route("/notifications/<int:notification_id>/open")
+@login_required
+def open_notification(notification_id):
+    """Follow a notification to its task or case, marking it read."""
+    return redirect(_target(service().notifier.mark_read(current_user.id, notification_id)))
+
+
+@bp.route("/notifications/<int:notification_id>/read", methods=["POST"])
+@login_required
+def mark_read(notification_id):
+    service().notifier.mark_read(current_user.id, notification_id)
+    return redirect(safe_next(request.form.get("next") or url_for("supervision.notifications")))
+
+
+@bp.route("/notifications/read-all", methods=["POST"])
+@login_required
+def mark_all_read():
+    count = service().notifier.mark_all_read(current_user.id)
+    flash(_("已将 {n} 条通知标为已读", n=count))
+    return redirect(url_for("supervision.notifications"))
+
+
+# -------------------------------------------------------------- incidents
+
+@bp.route("/admin/incidents")
+@login_required
+def incidents():
+    return render_template("incidents.html", rows=service().supervision.open_incidents(current_user.id))
+
+
+@bp.route("/admin/incidents/<int:incident_id>/resolve", methods=["POST"])
+@login_required
+def resolve_incident(incident_id):
+    service().supervision.resolve_incident(incident_id, current_user.id)
+    flash(_("已处理，案件的定时器已重新启用"))
+    return redirect(url_for("supervision.incidents"))
