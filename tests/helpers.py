@@ -22,6 +22,13 @@ def open_spec_ids(view):
     return sorted(i.spec_id for i in view.open_items)
 
 
+def open_item(view, spec_id):
+    """The one open work item `spec_id` of a case view (an urgent matter has several open at once)."""
+    items = [i for i in view.open_items if i.spec_id == spec_id]
+    assert len(items) == 1, f"{len(items)} open '{spec_id}' items; open: {open_spec_ids(view)}"
+    return items[0]
+
+
 def path_ids(service, case):
     return [b for _, b in service.path(case.business_key)]
 

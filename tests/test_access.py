@@ -56,7 +56,9 @@ def test_startable_processes_and_grids(service):
     options = {o.process_key: o for o in service.startable("lx_wgy1")}
     assert options["grid_matter"].grids == [("linxi-xinguang-g1", "新光社区第一网格")]
     assert options["grid_matter"].start_form == "grid_matter_report"
-    assert "grid_matter" not in {o.process_key for o in service.startable("lxz_pd")}  # dispatchers do not report grid matters
+    # dispatchers don't report grid matters (they may start other processes, e.g. a mediation)
+    assert "grid_matter" not in {o.process_key for o in service.startable("lxz_pd")}
+    assert service.startable("lxz_cg") == []       # a department handler starts nothing
     assert service.startable("lxx_dc") == []       # auditors start nothing
 
 

@@ -280,18 +280,25 @@ GRID_PATH = ["start", "decide_dispatch", "gw_level", "micro_mediation", "gw_medi
     # first choice everywhere: a blue dispute, mediated in the grid
     ({}, False, "zh",
      [("lx_wgz1", "micro_mediation"), ("lx_wgy1", "record_result")], GRID_PATH, "grid"),
-    # an urgent red public-order matter goes straight to the town, the rules pick the police station
-    ({"category": "public_order", "colour": "red"}, True, "en",
+    # an urgent red public-order matter goes straight to the town, the rules pick the police station;
+    # the county is informed at once (its supervision task closes when the matter is resolved) and the
+    # grid worker's daily follow-up ends with it. (`departments: []`: no whistle, one department.)
+    ({"category": "public_order", "colour": "red", "departments": []}, True, "en",
      [("lxz_pd", "town_dispatch"), ("lxz_pcs", "department_handle"), ("lx_wgy1", "verify_on_site"),
       ("lx_wgy1", "satisfaction")],
-     ["start", "decide_dispatch", "gw_level", "town_dispatch", "department_handle", "verify_on_site",
-      "gw_verified", "satisfaction", "set_resolved_town", "end_town"], "town"),
+     ["start", "decide_dispatch", "gw_level", "fork_urgent", "town_start", "town_accept", "follow_up_start",
+      "town_dispatch", "gw_whistle", "department_handle", "gw_handle_outcome", "verify_on_site", "gw_verified",
+      "town_end", "town_stage", "gw_town_result", "set_resolved_town", "throw_resolved", "wait_resolved",
+      "follow_up_end", "urgent_follow_up", "county_supervise_closed", "end_county_supervise_closed",
+      "satisfaction", "gw_satisfaction", "gw_close_level", "end_town"], "town"),
     # mediation fails in the grid: escalated to the town, 城管 handles it
-    ({"resolved": False}, False, "zh",
+    ({"resolved": False, "departments": []}, False, "zh",
      [("lx_wgz1", "micro_mediation"), ("lxz_pd", "town_dispatch"), ("lxz_cg", "department_handle"),
       ("lx_wgy1", "verify_on_site"), ("lx_wgy1", "satisfaction")],
-     ["start", "decide_dispatch", "gw_level", "micro_mediation", "gw_mediated", "town_dispatch",
-      "department_handle", "verify_on_site", "gw_verified", "satisfaction", "set_resolved_town", "end_town"],
+     ["start", "decide_dispatch", "gw_level", "micro_mediation", "gw_mediated", "town_start", "town_accept",
+      "town_dispatch", "gw_whistle", "department_handle", "gw_handle_outcome", "verify_on_site", "gw_verified",
+      "town_end", "town_stage", "gw_town_result", "set_resolved_town", "throw_resolved", "satisfaction",
+      "gw_satisfaction", "gw_close_level", "end_town"],
      "town"),
 ])
 def test_generic_client_drives_a_grid_matter_to_the_end(client, overrides, use_defaults, lang, tasks, path, level):

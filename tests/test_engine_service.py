@@ -10,7 +10,7 @@ from engine.db import Database
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from engine.models import AuditEvent, Case, CaseState, WorkItem
 from engine.service import InboxFilters, WorkflowService
-from tests.helpers import REPORT, open_spec_ids, work
+from tests.helpers import REPORT, open_item, open_spec_ids, work
 
 GRID_A, GRID_B = "linxi-xinguang-g1", "linxi-dongsheng-g1"
 
@@ -89,7 +89,7 @@ def test_claim_makes_a_group_task_personal_and_unclaim_releases_it(service):
     # 林西镇 has one dispatcher; give the case a second candidate by role: 新光社区's
     # two grids share the grid leader lx_wgz1, so use the town task for claim rules
     case = start(service, colour="red", category="public_order")
-    task_id = case.open_items[0].id
+    task_id = open_item(case, "town_dispatch").id
     item = service.claim(task_id, "lxz_pd")
     assert item.assignee_id is not None
     row = service.inbox("lxz_pd")[0]
@@ -115,7 +115,7 @@ def test_claimed_task_is_refused_to_other_candidates(service, clean_db):
             s.add(RoleAssignment(user_id=other.id, role="center_dispatcher", node_id=town.id))
     try:
         case = start(service, colour="red", category="public_order")
-        task_id = case.open_items[0].id
+        task_id = open_item(case, "town_dispatch").id
         assert service.inbox("lxx_pd", InboxFilters(spec_id="town_dispatch"))
         service.claim(task_id, "lxz_pd")
         assert not service.inbox("lxx_pd", InboxFilters(spec_id="town_dispatch"))
@@ -300,7 +300,7 @@ def test_engine_errors_speak_chinese_by_default_and_english_on_request(service):
 def test_inbox_merges_claimed_and_group_tasks_in_due_order_across_pages(service, clock):
     ids = []
     for _ in range(5):                        # five town tasks, each created a day later
-        ids.append(start(service, colour="red", category="public_order").open_items[0].id)
+        ids.append(open_item(start(service, colour="red", category="public_order"), "town_dispatch").id)
         clock.advance(days=1)
     service.claim(ids[2], "lxz_pd")           # one of them is now "assigned to me", another branch
     first = [r.item.id for r in service.inbox("lxz_pd", InboxFilters(limit=2))]

@@ -1,7 +1,12 @@
 """Every path of processes/grid_matter.bpmn, driven through the engine service
-as the demo officials, each finding their task in their own inbox."""
+as the demo officials, each finding their task in their own inbox. (The
+escalation chain's timed paths are also walked by the scenarios in
+processes/scenarios/grid_matter/, run by tests/test_scenarios.py.)"""
+from datetime import timedelta
+
 import pytest
 
+from engine.models import JurisdictionNode
 from tests.helpers import REPORT, open_spec_ids, path_ids, work
 
 GRID = "linxi-xinguang-g1"
@@ -42,12 +47,15 @@ def test_grid_fails_then_town_department_verify_and_satisfaction(service):
     assert view.status == "completed"
     assert view.case.summary["resolved_level"] == "town"
     assert view.case.summary["satisfaction"] == "satisfied"
-    assert path_ids(service, case)[-3:] == ["satisfaction", "set_resolved_town", "end_town"]
+    assert path_ids(service, case)[-6:] == ["set_resolved_town", "throw_resolved", "satisfaction", "gw_satisfaction",
+                                            "gw_close_level", "end_town"]
 
 
 def test_urgent_red_matter_goes_straight_to_the_town(service):
     case = start(service, category="public_order", colour="red")
-    assert open_spec_ids(case) == ["town_dispatch"]
+    # no micro-mediation: the town dispatches, and the county is informed at the same time
+    assert open_spec_ids(case) == ["county_supervise", "town_dispatch"]
+    assert [r.item.spec_id for r in service.inbox("lxx_pd")] == ["county_supervise"]
     data = service.case_data(case.business_key)
     assert (data["handling_level"], data["department"], data["deadline_days"]) == ("town", "paichusuo", 1)
     assert case.case.colour == "red"
@@ -56,9 +64,13 @@ def test_urgent_red_matter_goes_straight_to_the_town(service):
     assert not [r for r in service.inbox("lxz_cg") if r.item.spec_id == "department_handle"]
     work(service, "lxz_pcs", "department_handle",
          {"handling_result": "民警到场处置", "handled_at": "2026-03-02T12:00:00+08:00"})
-    work(service, WORKER, "verify_on_site", {"verified": True, "verification_note": "秩序恢复"})
+    view = work(service, WORKER, "verify_on_site", {"verified": True, "verification_note": "秩序恢复"})
+    # resolved: the county's supervision task is closed without anyone completing it
+    assert open_spec_ids(view) == ["satisfaction"]
+    assert not service.inbox("lxx_pd")
     view = work(service, WORKER, "satisfaction", {"satisfaction": "basically_satisfied"})
     assert view.status == "completed"
+    assert view.case.summary["resolved_level"] == "town"
 
 
 def test_failed_verification_sends_it_back_to_the_department(service):
@@ -75,7 +87,16 @@ def test_failed_verification_sends_it_back_to_the_department(service):
          {"handling_result": "彻底清理", "handled_at": "2026-03-04T12:00:00+08:00"})
     work(service, WORKER, "verify_on_site", {"verified": True, "verification_note": "已清理干净"})
     view = work(service, WORKER, "satisfaction", {"satisfaction": "unsatisfied", "feedback": "太慢"})
+    # the first "unsatisfied" reopens it at the town, once; the second closes it as unsatisfied
+    assert open_spec_ids(view) == ["town_dispatch"]
+    work(service, DISPATCHER, "town_dispatch", {"department": "chengguan", "instructions": "群众不满意，请加快"})
+    work(service, "lxz_cg", "department_handle",
+         {"handling_result": "每日清运", "handled_at": "2026-03-05T12:00:00+08:00"})
+    work(service, WORKER, "verify_on_site", {"verified": True, "verification_note": "已每日清运"})
+    view = work(service, WORKER, "satisfaction", {"satisfaction": "unsatisfied", "feedback": "仍然太慢"})
     assert view.status == "completed"
+    assert view.case.summary["satisfaction"] == "unsatisfied" and view.case.summary["reopen_count"] == 1
+    assert view.case.summary["resolved_level"] == "town"
     assert view.case.summary["rework_count"] == 2
     # the path shows both rework loops, flow by flow
     path = service.path(case.business_key)
@@ -83,16 +104,58 @@ def test_failed_verification_sends_it_back_to_the_department(service):
     assert path.count(("count_rework", "department_handle")) == 2
 
 
-@pytest.mark.parametrize("category,colour,level,department,days", [
-    ("dispute", "yellow", "grid", "sifasuo", 7),
-    ("environment", "blue", "grid", "chengguan", 3),
-    ("livelihood", "blue", "grid", "minzheng", 5),
-    ("safety_hazard", "blue", "town", "zhujian", 5),
-    ("infrastructure", "orange", "town", "zhujian", 2),
-    ("other", "red", "town", "chengguan", 1),
+@pytest.mark.parametrize("category,colour,level,department,days,chain", [
+    # chain: grid_days, town_days, county_days, city_days, report_in_hours
+    ("dispute", "yellow", "grid", "sifasuo", 7, (7, 5, 10, 15, 24)),
+    ("environment", "blue", "grid", "chengguan", 3, (3, 5, 10, 15, 24)),
+    ("livelihood", "blue", "grid", "minzheng", 5, (5, 5, 10, 15, 24)),
+    ("safety_hazard", "blue", "town", "zhujian", 5, (3, 5, 10, 15, 24)),
+    ("infrastructure", "orange", "town", "zhujian", 2, (1, 2, 3, 5, 4)),
+    ("other", "red", "town", "chengguan", 1, (1, 1, 2, 3, 2)),
 ])
-def test_dispatch_rules_decide_level_department_deadline(service, category, colour, level, department, days):
+def test_dispatch_rules_decide_level_department_deadline(service, category, colour, level, department, days, chain):
     case = start(service, category=category, colour=colour)
     data = service.case_data(case.business_key)
     assert (data["handling_level"], data["department"], data["deadline_days"]) == (level, department, days)
-    assert open_spec_ids(case) == (["micro_mediation"] if level == "grid" else ["town_dispatch"])
+    assert tuple(data[k] for k in ("grid_days", "town_days", "county_days", "city_days", "report_in_hours")) == chain
+    # the deadline of the first handling level is the level's own time limit
+    assert data[f"{level}_days"] == days
+    if level == "grid":
+        expected = ["micro_mediation"]
+    elif colour in ("orange", "red"):
+        expected = ["county_supervise", "town_dispatch"]      # urgent: the county is informed at once
+    else:
+        expected = ["town_dispatch"]
+    assert open_spec_ids(case) == expected
+
+
+def test_micro_mediation_is_due_at_the_grid_deadline(service, clock):
+    case = start(service)                                    # blue dispute: grid_days 7
+    assert case.open_items[0].due_at == clock.now() + timedelta(days=7)
+
+
+def test_whistle_gives_each_summoned_department_its_own_instance_and_lane(service):
+    """吹哨报到: a multi-instance subprocess over `departments`; each instance's
+    `department` comes from its input item, so its tasks land with that department."""
+    case = start(service, category="environment", colour="yellow")
+    view = work(service, DISPATCHER, "town_dispatch",
+                {"department": "chengguan", "departments": ["chengguan", "paichusuo", "sifasuo"]})
+    assert open_spec_ids(view) == ["report_in"] * 3
+    for handler in ("lxz_cg", "lxz_pcs", "lxz_sfs"):           # each sees exactly its own department's report-in
+        assert [r.item.spec_id for r in service.inbox(handler)] == ["report_in"]
+    with service.db.read_session() as s:
+        units = sorted(s.get(JurisdictionNode, i.candidate_node_id).code for i in view.open_items)
+    assert units == ["linxizhen-cg", "linxizhen-pcs", "linxizhen-sfs"]
+    for handler, result in (("lxz_cg", "清理"), ("lxz_pcs", "巡逻"), ("lxz_sfs", "调解")):
+        work(service, handler, "report_in", {"on_site_person": handler})
+        view = work(service, handler, "handle_part", {"part_result": result})
+    assert open_spec_ids(view) == ["verify_on_site"]
+    data = service.case_data(case.business_key)
+    assert data["department"] == "chengguan"                   # the lead department is kept
+    assert data["part_reports"] == [{"department": "chengguan", "result": "清理"},
+                                    {"department": "paichusuo", "result": "巡逻"},
+                                    {"department": "sifasuo", "result": "调解"}]
+    # a failed verification goes back to the lead department
+    view = work(service, WORKER, "verify_on_site", {"verified": False, "verification_note": "仍有摊点"})
+    assert open_spec_ids(view) == ["department_handle"]
+    assert [r.item.spec_id for r in service.inbox("lxz_cg")] == ["department_handle"]
