@@ -151,9 +151,7 @@ def _property_schema(f: FieldDef, lang: str) -> dict:
         prop["description"] = help_text
     if f.type in ("text", "long_text"):
         prop["type"] = "string"
-        min_length = f.min_length
-        if f.required:
-            min_length = max(min_length or 0, 1)
+        min_length = _min_length(f)
         if min_length:
             prop["minLength"] = min_length
         if f.max_length is not None:
@@ -191,6 +189,11 @@ def _property_schema(f: FieldDef, lang: str) -> dict:
         prop["x-default-from"] = f.default_from
     return prop
 
+
+
+def _min_length(f: FieldDef) -> int | None:
+    """A text field's effective minimum length: a required one may not be empty."""
+    return max(f.min_length or 0, 1) if f.required else f.min_length
 
 def json_schema(form: FormDef, lang: str = "zh") -> dict:
     """JSON Schema (draft 2020-12) of a submission to `form`, titles in `lang`.
@@ -295,9 +298,7 @@ def _html_attrs(f: FieldDef, value) -> dict:
         if not (f.type == "file" and value):
             attrs["required"] = True
     if f.type in ("text", "long_text"):
-        min_length = f.min_length
-        if f.required:
-            min_length = max(min_length or 0, 1)
+        min_length = _min_length(f)
         if min_length:
             attrs["minlength"] = min_length
         if f.max_length is not None:

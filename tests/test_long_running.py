@@ -70,6 +70,20 @@ def _only_item(view, spec_id):
     return items[0]
 
 
+def _drive_rounds(service, sizes, spec_id, label):
+    """ROUNDS rounds of `spec_id`: the first through the inbox (proving the worker sees
+    the task), then straight on; `again` until the last; the stored state checked as it goes."""
+    view = work(service, WORKER, spec_id, {"again": True, "note": f"{label} 1"})
+    for round_no in range(2, ROUNDS + 1):
+        sizes.check(round_no - 1)
+        item = _only_item(view, spec_id)
+        view = service.complete_task(item.id, {"again": round_no < ROUNDS, "note": f"{label} {round_no}"}, WORKER)
+        if round_no < ROUNDS:
+            assert view.status == "open", f"the case closed early, after round {round_no}"
+    sizes.check(ROUNDS - 1, force=True)
+    return view
+
+
 # ------------------------------------------------------- 1. loop.bpmn x 1,000
 
 @pytest.mark.slow
@@ -77,15 +91,7 @@ def test_loop_runs_1000_rounds_through_the_service(clean_db, clock, fixture_form
     service = _service(clean_db, fixture_forms, "loop.bpmn")
     view = service.start_case("loop", GRID, {}, WORKER)
     sizes = SizeWatch(clean_db, view.case.id, "loop.bpmn")
-    # the first round through the inbox, proving the worker sees the task
-    view = work(service, WORKER, "report", {"again": True, "note": "round 1"})
-    for round_no in range(2, ROUNDS + 1):
-        sizes.check(round_no - 1)
-        item = _only_item(view, "report")
-        view = service.complete_task(item.id, {"again": round_no < ROUNDS, "note": f"round {round_no}"}, WORKER)
-        if round_no < ROUNDS:
-            assert view.status == "open", f"the case closed early, after round {round_no}"
-    sizes.check(ROUNDS - 1, force=True)
+    view = _drive_rounds(service, sizes, "report", "round")
 
     assert view.status == "completed"
     assert view.open_items == []
@@ -107,14 +113,7 @@ def test_call_activity_loop_runs_1000_rounds(clean_db, clock, fixture_forms):
     service = _service(clean_db, fixture_forms, "lr_call_loop.bpmn")
     view = service.start_case("lr_call_loop", GRID, {}, WORKER)
     sizes = SizeWatch(clean_db, view.case.id, "lr_call_loop.bpmn")
-    view = work(service, WORKER, "c_report", {"again": True, "note": "call 1"})
-    for round_no in range(2, ROUNDS + 1):
-        sizes.check(round_no - 1)
-        item = _only_item(view, "c_report")
-        view = service.complete_task(item.id, {"again": round_no < ROUNDS, "note": f"call {round_no}"}, WORKER)
-        if round_no < ROUNDS:
-            assert view.status == "open", f"the case closed early, after round {round_no}"
-    sizes.check(ROUNDS - 1, force=True)
+    view = _drive_rounds(service, sizes, "c_report", "call")
 
     assert view.status == "completed"
     data = service.case_data(view.business_key)
