@@ -542,7 +542,7 @@ def test_every_ui_string_has_an_english_entry():
             if text not in MESSAGES_EN:
                 missing.append(f"{Path(path).name}: {text}")
     assert found > 100
-    assert not missing, "add to MESSAGES_EN in web/i18n.py:\n" + "\n".join(missing)
+    assert not missing, "add to MESSAGES_EN in web/i18n.py or web/messages/<area>.py:\n" + "\n".join(missing)
 
 
 def test_english_placeholders_match():

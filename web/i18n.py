@@ -209,6 +209,24 @@ MESSAGES_EN: dict[str, str] = {
 }
 
 
+def _merge_area_catalogues() -> None:
+    """Each newer area keeps its English in `web/messages/<area>.py` (a dict `MESSAGES`),
+    so areas built side by side never edit the same catalogue."""
+    import importlib
+    import pkgutil
+
+    from web import messages
+
+    for mod in pkgutil.iter_modules(messages.__path__):
+        area = importlib.import_module(f"web.messages.{mod.name}")
+        for zh, en in area.MESSAGES.items():
+            if MESSAGES_EN.setdefault(zh, en) != en:
+                raise ValueError(f"web/messages/{mod.name}.py: '{zh}' is already translated differently")
+
+
+_merge_area_catalogues()
+
+
 def current_lang() -> str:
     lang = session.get("lang") if session else None
     if lang in LANGS:
