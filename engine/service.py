@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, insert, or_, select, union
+from sqlalchemy import and_, func, or_, select, union
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.exc import StaleDataError
@@ -24,7 +24,7 @@ from SpiffWorkflow.util.task import TaskState
 from forms import FormRegistry, FormValidationError, to_task_data
 from forms.safety import PROBLEM_MESSAGES, find_unstorable, storable_ref
 
-from . import clock
+from . import audit, clock
 from .access import can_view_case, is_read_only, start_node_id, start_node_path
 from .attachments import AttachmentStore
 from .bpmn import ParsedProcess, all_specs, is_user_task, parse_process, user_task_info
@@ -554,22 +554,12 @@ class WorkflowService:
         if workflow.is_completed() and case.status == "open":
             case.status, case.closed_at = "completed", now
             events.append(AuditEvent(case_id=case.id, event_type="case_closed", at=now, data={}))
-        self._append_events(session, events)
+        audit.append(session, case, events)
         state = getattr(workflow, "_gf_state_row", None) or session.get(CaseState, case.id)
         state.state = self.serializer.dumps(workflow)
         state.serializer_version = self.serializer.version
         session.flush()
         return open_items
-
-    @staticmethod
-    def _append_events(session, events: list[AuditEvent]) -> None:
-        """One multi-row INSERT: audit rows are never read back in the same transaction."""
-        if not events:
-            return
-        columns = ("case_id", "work_item_id", "event_type", "actor_id", "at", "bpmn_id", "bpmn_name",
-                   "flow_from", "data")
-        session.execute(insert(AuditEvent).execution_options(render_nulls=True), [
-            {c: (getattr(e, c) if c != "data" else (e.data or {})) for c in columns} for e in events])
 
     @staticmethod
     def _case_data(workflow: BpmnWorkflow) -> dict:
@@ -630,10 +620,9 @@ class WorkflowService:
     @staticmethod
     def _audit(session, case: Case, event_type: str, user: User | None, now, item: WorkItem | None = None,
                data: dict | None = None):
-        session.add(AuditEvent(case_id=case.id, work_item_id=item.id if item else None, event_type=event_type,
-                               actor_id=user.id if user else None, at=now,
-                               bpmn_id=item.spec_id if item else None, bpmn_name=item.name if item else None,
-                               data=data or {}))
+        audit.record(session, case, event_type, now, actor_id=user.id if user else None,
+                     work_item_id=item.id if item else None, bpmn_id=item.spec_id if item else None,
+                     bpmn_name=item.name if item else None, data=data)
 
     @staticmethod
     def _open_items(session, case_id: int) -> list[WorkItem]:

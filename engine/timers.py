@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from . import clock
-from .models import AuditEvent, Case, Incident
+from . import audit, clock
+from .models import Case, Incident
 from .service import WorkflowService
 
 log = logging.getLogger("gridflow.timers")
@@ -65,9 +65,9 @@ class TimerWorker:
                     return False
                 due = case.next_timer_at
                 self.service.fire_loaded_case(session, case)
-                session.add(AuditEvent(case_id=case.id, event_type="timers_fired", at=clock.now(),
-                                       data={"due": due.isoformat(), "next": case.next_timer_at.isoformat()
-                                             if case.next_timer_at else None}))
+                audit.record(session, case, "timers_fired", clock.now(),
+                             data={"due": due.isoformat(), "next": case.next_timer_at.isoformat()
+                                   if case.next_timer_at else None})
                 case.timer_failures = 0
                 return True
         except Exception as exc:  # a failing case must not stop the others
@@ -84,9 +84,8 @@ class TimerWorker:
             if case.timer_failures >= self.max_failures:
                 session.add(Incident(case_id=case.id, kind="timer", error=error[:4000],
                                      attempts=case.timer_failures, created_at=now))
-                session.add(AuditEvent(case_id=case.id, event_type="incident", at=now,
-                                       data={"kind": "timer", "error": error[:1000],
-                                             "attempts": case.timer_failures}))
+                audit.record(session, case, "incident", now,
+                             data={"kind": "timer", "error": error[:1000], "attempts": case.timer_failures})
                 case.next_timer_at = None  # stop retrying: an admin has to look at it
                 self.service.notifier.incident(session, case, error[:500], now)
                 log.error("case %s: timers failed %d times, incident raised: %s",
