@@ -150,6 +150,8 @@ class Case(Base):
     next_timer_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
     # consecutive failed attempts to fire this case's timers (reset on success)
     timer_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # hash of the newest audit row of this case (engine/audit.py): the head of its chain
+    audit_head: Mapped[str | None] = mapped_column(String(64))
     row_version: Mapped[int] = mapped_column(Integer, default=1)
 
     __mapper_args__ = {"version_id_col": row_version}
@@ -236,6 +238,24 @@ class AuditEvent(Base):
     bpmn_name: Mapped[str | None] = mapped_column(String(200))
     flow_from: Mapped[str | None] = mapped_column(String(100))
     data: Mapped[dict] = mapped_column(JsonType, default=dict)
+    # tamper evidence (engine/audit.py): the case's previous row's hash, and this row's
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """A seal over every audit row written since the previous checkpoint, chained:
+    catches a case's whole trail being removed together with its head."""
+    __tablename__ = "audit_checkpoint"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    first_event_id: Mapped[int] = mapped_column(BigInteger)
+    last_event_id: Mapped[int] = mapped_column(BigInteger)
+    event_count: Mapped[int] = mapped_column(Integer)
+    # unique: two workers sealing at once cannot fork the chain (the second insert fails)
+    prev_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    digest: Mapped[str] = mapped_column(String(64))
 
 
 class CaseSequence(Base):
