@@ -14,6 +14,8 @@ One file per scenario under `processes/scenarios/<process>/`:
         data: {resolved: true, mediation_note: 双方达成谅解}
       - advance: P16D                 # move the clock (ISO duration) and fire due timers
       - expect_tasks: [record_result] # the open tasks at this point (spec ids)
+      - expect_due: {task: record_result, in: P30D}   # its due date is the scenario clock + 30 days
+                                      # (every open task of that id; `in: none` = no due date)
       - refused: {task: record_result, as: lxz_cg, error: forbidden}
     expect:
       status: completed               # or open
@@ -84,6 +86,52 @@ def _duration(text: str):
     return TimerEventDefinition.get_timedelta_from_start(parsed)
 
 
+def _signed_duration(text: str):
+    """`P30D`, or `-P1D` for a due date already passed."""
+    text = text.strip()
+    if text.startswith("-"):
+        return -_duration(text[1:])
+    return _duration(text)
+
+
+def _check_due(service, clock, key: str, spec: dict) -> str | None:
+    """None when every open `spec['task']` is due at clock + `spec['in']`, else what is wrong."""
+    if not isinstance(spec, dict) or "task" not in spec or "in" not in spec:
+        return "expect_due needs 'task' (a BPMN id) and 'in' (an ISO duration such as P30D, or none)"
+    items = [i for i in service.get_case(key).open_items if i.spec_id == spec["task"]]
+    if not items:
+        open_now = sorted(i.spec_id for i in service.get_case(key).open_items)
+        return f"no open '{spec['task']}'; open tasks: {open_now}"
+    expected_text = spec["in"]
+    if expected_text is None or str(expected_text).strip().lower() == "none":
+        dated = [i.due_at.isoformat() for i in items if i.due_at is not None]
+        return f"'{spec['task']}' is due {dated}, expected no due date" if dated else None
+    try:
+        expected = clock.now() + _signed_duration(str(expected_text))
+    except Exception:
+        return f"'in: {expected_text}' is not an ISO duration (write e.g. P15D, PT4H or -P1D)"
+    for item in items:
+        if item.due_at is None:
+            return f"'{spec['task']}' has no due date, expected in {expected_text} ({expected.isoformat()})"
+        due = item.due_at if item.due_at.tzinfo else item.due_at.replace(tzinfo=expected.tzinfo)
+        if due != expected:
+            actual = due - clock.now()
+            return (f"'{spec['task']}' is due {due.isoformat()} (in {_describe(actual)}), "
+                    f"expected in {expected_text} ({expected.isoformat()})")
+    return None
+
+
+def _describe(delta) -> str:
+    sign = "-" if delta.total_seconds() < 0 else ""
+    delta = abs(delta)
+    hours, rest = divmod(delta.seconds, 3600)
+    minutes = rest // 60
+    text = f"{delta.days}D"
+    if hours or minutes:
+        text += f"T{hours}H{minutes}M" if minutes else f"T{hours}H"
+    return f"{sign}P{text}"
+
+
 def run_scenario(service: WorkflowService, clock, scenario: Scenario) -> ScenarioResult:
     result = ScenarioResult(scenario)
     name = scenario.name
@@ -124,6 +172,12 @@ def run_scenario(service: WorkflowService, clock, scenario: Scenario) -> Scenari
             open_now = sorted(i.spec_id for i in service.get_case(key).open_items)
             if open_now != sorted(step["expect_tasks"]):
                 fail(label, f"open tasks are {open_now}, expected {sorted(step['expect_tasks'])}")
+        elif "expect_due" in step:
+            spec = step["expect_due"]
+            label += f" (expect_due {spec.get('task') if isinstance(spec, dict) else spec})"
+            problem = _check_due(service, clock, key, spec)
+            if problem:
+                fail(label, problem)
         elif "refused" in step:
             spec = step["refused"]
             label += f" (refused {spec.get('task')} as {spec.get('as')})"
@@ -140,7 +194,7 @@ def run_scenario(service: WorkflowService, clock, scenario: Scenario) -> Scenari
             else:
                 fail(label, "was accepted, expected a refusal")
         else:
-            fail(label, f"unknown step {sorted(step)}; use task+as, advance, expect_tasks or refused")
+            fail(label, f"unknown step {sorted(step)}; use task+as, advance, expect_tasks, expect_due or refused")
         result.steps_done = index
         result.log.append(label)
 

@@ -41,3 +41,43 @@ def test_cli_runs_scenarios_and_fails_on_a_broken_one(tmp_path, monkeypatch):
                       encoding="utf-8")
     bad = CliRunner().invoke(main, ["scenarios", str(broken)])
     assert bad.exit_code == 1 and "FAIL grid_matter/broken  at expect: status is completed" in bad.output
+
+
+PETITION_START = {"as": "lxx_xf", "grid": "linxi-xinguang-g1", "data": {
+    "channel": "walk_in", "petitioner_name": "张某", "subject": "housing", "title": "屋顶漏水",
+    "description": "顶层住户反映屋顶漏水多年未修。", "repeat_of_rechecked": False}}
+
+
+def _petition(steps):
+    return Scenario(name="due_check", process="petition", title="due", start=PETITION_START, steps=steps, expect={})
+
+
+def test_expect_due_passes_on_the_legal_limit(service, clock):
+    run_scenario(service, clock, _petition([{"expect_due": {"task": "decide", "in": "P15D"}},
+                                            {"advance": "P5D"},
+                                            {"expect_due": {"task": "decide", "in": "P10D"}},
+                                            {"advance": "P11D"},
+                                            {"expect_due": {"task": "decide", "in": "-P1D"}}]))
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({"task": "decide", "in": "P16D"},
+     "'decide' is due 2026-03-17T08:30:00+00:00 (in P15D), expected in P16D (2026-03-18T08:30:00+00:00)"),
+    ({"task": "decide", "in": "PT359H"}, "(in P15D), expected in PT359H"),
+    ({"task": "decide", "in": "none"}, "'decide' is due ['2026-03-17T08:30:00+00:00'], expected no due date"),
+    ({"task": "handle", "in": "P60D"}, "no open 'handle'; open tasks: ['decide']"),
+    ({"task": "decide", "in": "fifteen days"}, "'in: fifteen days' is not an ISO duration"),
+    ({"task": "decide"}, "expect_due needs 'task' (a BPMN id) and 'in'"),
+])
+def test_a_wrong_expect_due_fails_naming_the_step(service, clock, spec, message):
+    with pytest.raises(ScenarioFailure) as err:
+        run_scenario(service, clock, _petition([{"expect_tasks": ["decide"]}, {"expect_due": spec}]))
+    assert err.value.step == f"step 2 (expect_due {spec['task']})"
+    assert message in err.value.message
+    assert str(err.value).startswith("due_check: step 2 (expect_due ")
+
+
+def test_expect_due_none_passes_for_a_task_without_due_date(service, clock):
+    # supervise_acceptance has no dueDate of its own
+    run_scenario(service, clock, _petition([{"advance": "P15DT1M"},
+                                            {"expect_due": {"task": "supervise_acceptance", "in": "none"}}]))
