@@ -21,7 +21,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
+
+from .db import insert_rows
 
 from .models import AuditCheckpoint, AuditEvent, Case
 
@@ -46,8 +48,8 @@ def chain_hash(prev_hash: str, row: dict) -> str:
 
 def append(session, case: Case, events: list[AuditEvent]) -> None:
     """Append events of one case, in order, in the caller's transaction (one multi-row
-    INSERT: audit rows are never read back in the same transaction). Moves the case's
-    chain head, which the case row's version check guards."""
+    INSERT, or part of a batch's: audit rows are never read back in the same transaction).
+    Moves the case's chain head, which the case row's version check guards."""
     if not events:
         return
     head = case.audit_head or ""
@@ -60,7 +62,7 @@ def append(session, case: Case, events: list[AuditEvent]) -> None:
         row["prev_hash"] = head
         head = row["hash"] = chain_hash(head, row)
         rows.append(row)
-    session.execute(insert(AuditEvent).execution_options(render_nulls=True), rows)
+    insert_rows(session, AuditEvent, rows)
     case.audit_head = head
 
 

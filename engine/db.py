@@ -10,7 +10,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -85,3 +85,41 @@ class Database:
 
     def dispose(self):
         self.engine.dispose()
+
+
+# ------------------------------------------------------- batched inserts
+
+_DEFERRED = "gf_deferred_inserts"
+
+
+def insert_rows(session: Session, model, rows: list[dict]) -> None:
+    """INSERT append-only rows (audit events, notifications) now, or, inside
+    `deferred_inserts`, together with every other transition's rows of the batch."""
+    if not rows:
+        return
+    pending = session.info.get(_DEFERRED)
+    if pending is None:
+        session.execute(insert(model).execution_options(render_nulls=True), rows)
+    else:
+        pending.setdefault(model, []).extend(rows)
+
+
+def in_batch(session: Session) -> bool:
+    """Inside `deferred_inserts`: writes are flushed once, at the end of the batch."""
+    return _DEFERRED in session.info
+
+
+@contextmanager
+def deferred_inserts(session: Session):
+    """Within the block, `insert_rows` collects; at its end one multi-row INSERT per table
+    (after the ORM's own pending writes, which the rows may refer to). Nothing is
+    written if the block fails: the caller's transaction rolls back anyway."""
+    pending: dict = {}
+    session.info[_DEFERRED] = pending
+    try:
+        yield
+    finally:
+        session.info.pop(_DEFERRED, None)
+    session.flush()
+    for model, rows in pending.items():
+        session.execute(insert(model).execution_options(render_nulls=True), rows)

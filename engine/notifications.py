@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import and_, event, func, insert, or_, select, update
+from sqlalchemy import and_, event, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import clock
+from .db import insert_rows
 from .errors import InvalidInput, NotFound
 from .models import Case, Notification, RoleAssignment, User, WorkItem, WorkItemCandidate
 
@@ -148,7 +149,7 @@ class Notifier:
         """One multi-row INSERT; the channels get the notices after the commit."""
         if not notices:
             return
-        session.execute(insert(Notification).execution_options(render_nulls=True), [n.row() for n in notices])
+        insert_rows(session, Notification, [n.row() for n in notices])
         session.info.setdefault(_OUTBOX, []).append((self.service.channels, notices))
 
     @staticmethod
@@ -173,8 +174,13 @@ class Notifier:
                     select(WorkItemCandidate.work_item_id, WorkItemCandidate.user_id)
                     .where(WorkItemCandidate.work_item_id.in_(unknown))):
                 out.setdefault(item_id, []).append(user_id)
-        by_pair: dict[tuple, list[int]] = {}
+        # holders of a (role, node) do not change within a transaction: a batch of
+        # transitions asks once per pair
+        by_pair: dict[tuple, list[int]] = session.info.setdefault("gf_pair_holders", {})
+        pairs -= by_pair.keys()
         if pairs:
+            for pair in pairs:
+                by_pair[pair] = []
             rows = session.execute(
                 select(RoleAssignment.role, RoleAssignment.node_id, RoleAssignment.user_id)
                 .join(User, User.id == RoleAssignment.user_id)

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from . import audit, clock
+from .db import deferred_inserts
 from .models import Case, Incident
 from .service import WorkflowService
 
@@ -41,10 +42,12 @@ class RunStats:
 
 class TimerWorker:
     def __init__(self, service: WorkflowService, batch: int = 200, max_failures: int = 5,
-                 backoff: timedelta = timedelta(minutes=1)):
+                 backoff: timedelta = timedelta(minutes=1), per_transaction: int | None = None):
         self.service = service
         self.db = service.db
         self.batch = batch
+        # SQLite has one writer: short transactions keep the web responsive while a backlog fires
+        self.per_transaction = per_transaction or (50 if service.db.is_postgres else 10)
         self.max_failures = max_failures
         self.backoff = backoff
 
@@ -66,10 +69,7 @@ class TimerWorker:
                     return False
                 due = case.next_timer_at
                 self.service.fire_loaded_case(session, case)
-                audit.record(session, case, "timers_fired", clock.now(),
-                             data={"due": due.isoformat(), "next": case.next_timer_at.isoformat()
-                                   if case.next_timer_at else None})
-                case.timer_failures = 0
+                self._record_fired(session, case, due)
                 return True
         except Exception as exc:  # a failing case must not stop the others
             self._record_failure(case_id, now, exc)
@@ -96,8 +96,38 @@ class TimerWorker:
                 log.warning("case %s: firing timers failed (attempt %d), retry at %s: %s",
                             case.business_key, case.timer_failures, case.next_timer_at, error)
 
+    def fire_batch(self, case_ids: list[int], now: datetime) -> int:
+        """Fire many due cases in ONE transaction: their rows locked in one query (skipping
+        rows another worker holds), states and open tasks read in two more, the audit and
+        notification rows written in one INSERT each. Any error rolls the whole batch back
+        and raises; the caller then fires those cases one by one, so the failing case is
+        retried and reported on its own and the others still fire. Returns how many fired."""
+        with self.db.unit_of_work() as session:
+            query = (select(Case).where(Case.id.in_(case_ids), Case.status == "open", Case.next_timer_at <= now)
+                     .order_by(Case.next_timer_at, Case.id))
+            query = query.with_for_update(skip_locked=True) if self.db.is_postgres else query
+            cases = list(session.scalars(query))
+            if not cases:
+                return 0
+            states = self.service.prefetch_for_firing(session, cases)  # noqa: F841 -- keeps the rows alive
+            with deferred_inserts(session), session.no_autoflush:
+                for case in cases:
+                    due = case.next_timer_at
+                    self.service.fire_loaded_case(session, case)
+                    self._record_fired(session, case, due)
+            return len(cases)
+
+    @staticmethod
+    def _record_fired(session, case: Case, due: datetime) -> None:
+        audit.record(session, case, "timers_fired", clock.now(),
+                     data={"due": due.isoformat(), "next": case.next_timer_at.isoformat()
+                           if case.next_timer_at else None})
+        case.timer_failures = 0
+
     def run_once(self, now: datetime | None = None) -> RunStats:
-        """Fire everything due by `now` (the engine clock by default), in due order."""
+        """Fire everything due by `now` (the engine clock by default), in due order:
+        `per_transaction` cases at a time, falling back to one case per transaction
+        for a batch that failed."""
         now = now or clock.now()
         stats = RunStats()
         while True:
@@ -105,16 +135,28 @@ class TimerWorker:
             if not ids:
                 return stats
             progressed = False
-            for case_id in ids:
+            for start in range(0, len(ids), self.per_transaction):
+                chunk = ids[start:start + self.per_transaction]
                 try:
-                    if self.fire_case(case_id, now):
-                        stats.fired += 1
+                    fired = self.fire_batch(chunk, now) if len(chunk) > 1 else None
+                except Exception as exc:  # noqa: BLE001 -- retried case by case just below
+                    log.info("a batch of %d cases failed (%s); firing them one by one", len(chunk), exc)
+                    fired = None
+                if fired is not None:
+                    stats.fired += fired
+                    stats.skipped += len(chunk) - fired
+                    progressed = progressed or fired > 0
+                    continue
+                for case_id in chunk:
+                    try:
+                        if self.fire_case(case_id, now):
+                            stats.fired += 1
+                            progressed = True
+                        else:
+                            stats.skipped += 1
+                    except Exception:
+                        stats.failed += 1
                         progressed = True
-                    else:
-                        stats.skipped += 1
-                except Exception:
-                    stats.failed += 1
-                    progressed = True
             if not progressed:
                 return stats  # all remaining are locked by other workers
 

@@ -109,3 +109,43 @@ def test_a_failing_timer_is_retried_then_becomes_an_incident(timed, clock):
     # the case itself is untouched: its task still waits, nothing half-applied
     assert [i.spec_id for i in timed.get_case(case.business_key).open_items] == ["handle"]
     assert worker.run_once().failed == 0                      # no more retries until resolved
+
+
+def test_a_batch_fires_many_cases_in_one_transaction_with_their_tasks_notices_and_chains(timed, clock):
+    from engine import audit
+    from engine.models import Notification, WorkItem
+    ids = [timed.start_case("timed", GRID, {}, "lx_wgy1").id for _ in range(12)]
+    clock.advance(days=2, minutes=1)
+    commits = []
+    from sqlalchemy import event as sa_event
+    listener = lambda conn: commits.append(1)  # noqa: E731
+    sa_event.listen(timed.db.engine, "commit", listener)
+    try:
+        stats = TimerWorker(timed, per_transaction=12).run_once()
+    finally:
+        sa_event.remove(timed.db.engine, "commit", listener)
+    assert (stats.fired, stats.failed) == (12, 0)
+    assert len(commits) == 1                                 # one transaction for the whole batch
+    assert sorted(fired_events(timed.db)) == sorted(ids)
+    with timed.db.read_session() as s:
+        escalated = s.scalars(select(WorkItem.case_id).where(WorkItem.spec_id == "escalated",
+                                                             WorkItem.status == "open")).all()
+        assert sorted(escalated) == sorted(ids)              # each case moved on exactly once
+        assert s.scalar(select(func.count()).select_from(Notification).where(
+            Notification.kind == "new_task", Notification.case_id.in_(ids))) >= 12
+        assert audit.verify(s)[1] == []                      # every case's chain is intact
+
+
+def test_a_failing_case_in_a_batch_does_not_hold_up_the_others(timed, clock):
+    good = [timed.start_case("timed", GRID, {}, "lx_wgy1").id for _ in range(3)]
+    bad = timed.start_case("timer_fail", GRID, {}, "lx_wgy1")
+    good.append(timed.start_case("timed", GRID, {}, "lx_wgy1").id)
+    trail_before = [(e.event_type, e.bpmn_id) for e in timed.history(bad.business_key)]
+    clock.advance(days=2, minutes=1)
+    stats = TimerWorker(timed, per_transaction=10).run_once()
+    assert (stats.fired, stats.failed) == (4, 1)
+    assert sorted(fired_events(timed.db)) == sorted(good)
+    with timed.db.read_session() as s:
+        assert s.get(Case, bad.id).timer_failures == 1
+    # nothing of the failed firing was kept: the batch rolled back, the retry failed alone
+    assert [(e.event_type, e.bpmn_id) for e in timed.history(bad.business_key)] == trail_before
