@@ -160,12 +160,56 @@ def user_task_info(task_spec, camunda_attrs: dict | None = None) -> UserTaskInfo
         bpmn_id=task_spec.bpmn_id,
         name=task_spec.bpmn_name or task_spec.bpmn_id,
         lane=task_spec.lane,
-        form_key=props.get("formKey"),
+        form_key=form_key_of(props.get("formKey")),
         due=props.get("dueDate"),
         assignee=props.get("assignee"),
         candidate_users=props.get("candidateUsers"),
-        candidate_groups=props.get("candidateGroups"),
+        candidate_groups=map_candidate_groups(props.get("candidateGroups")),
     )
+
+
+# Camunda Modeler users name groups as people say them; each maps to our role codes
+# (models.ROLES), optionally led by a level: "乡镇派单员" -> town.center_dispatcher.
+ROLE_ALIASES = {
+    "网格员": "grid_worker", "网格长": "grid_leader", "派单员": "center_dispatcher",
+    "社会治理中心": "center_dispatcher", "部门承办人": "department_handler", "承办人": "department_handler",
+    "信访干部": "petition_officer", "包案领导": "leader", "领导": "leader", "调解员": "mediator",
+    "督查": "auditor", "流程设计员": "designer", "管理员": "admin",
+    "gridworkers": "grid_worker", "gridleaders": "grid_leader", "dispatchers": "center_dispatcher",
+    "handlers": "department_handler", "petitionofficers": "petition_officer", "leaders": "leader",
+    "mediators": "mediator",
+}
+LEVEL_ALIASES = {"网格": "grid", "社区": "community", "村": "community", "乡镇": "town", "镇": "town",
+                 "街道": "town", "县": "county", "区": "county", "市": "city"}
+_KNOWN_ROLES = ("grid_worker", "grid_leader", "center_dispatcher", "department_handler", "petition_officer",
+                "leader", "mediator", "auditor", "designer", "admin")
+
+
+def map_candidate_groups(groups: str | None) -> str | None:
+    """`camunda:candidateGroups` as a lane our resolver reads: the first group naming a
+    role, as a lane code (`town.center_dispatcher`) or a known alias (`乡镇派单员`,
+    `dispatchers`). Unmappable groups come back unchanged, for validation to report."""
+    if not groups or not groups.strip():
+        return groups
+    for group in (g.strip() for g in groups.split(",")):
+        ref = parse_lane(group)
+        if ref is not None and ref.role in _KNOWN_ROLES:
+            return group
+        text = group.replace(" ", "").replace("-", "").replace("_", "")
+        for prefix, level in [("", None), *sorted(LEVEL_ALIASES.items(), key=lambda kv: -len(kv[0]))]:
+            if text.startswith(prefix) and text[len(prefix):].lower() in ROLE_ALIASES:
+                role = ROLE_ALIASES[text[len(prefix):].lower()]
+                return f"{level}.{role}" if level else role
+    return groups.strip()
+
+
+def form_key_of(value: str | None) -> str | None:
+    """Our form key from a Camunda form reference: `embedded:app:forms/satisfaction.html`,
+    `camunda-forms:deployment:satisfaction.form` -> `satisfaction`; plain keys unchanged."""
+    if not value or ":" not in value and "/" not in value and "." not in value:
+        return value
+    last = value.strip().rsplit(":", 1)[-1].rsplit("/", 1)[-1]
+    return last.rsplit(".", 1)[0] if "." in last else last
 
 
 def is_user_task(task_spec) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,16 +120,31 @@ def _analyse(files: dict[str, str]) -> _Analysis:
     return _Analysis(parser, trees, process_files, decision_files, executable, problems)
 
 
+_FIX_HINTS = (
+    ("data store", "gridflow runs no data stores: remove the data store and keep the data in the case's form fields"),
+    ("service task must have an operator",
+     "gridflow calls no external services: make it a script task or a user task, or remove it"),
+    ("cannot resolve data", "connect the data association to a data object of the same process, or remove it"),
+    ("multiinstance", "set the loop cardinality or the input collection of the multi-instance task"),
+    ("exactly one start event", "give the subprocess exactly one start event"),
+)
+
+
 def _problem_from_exception(filename: str, exc: Exception) -> Problem:
     element = getattr(exc, "id", "") or ""
     file_name = getattr(exc, "file_name", "") or filename
     line = getattr(exc, "line_number", "")
     msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+    # lxml elements print with a memory address: name the tag instead
+    msg = re.sub(r"<Element \{[^}]*\}(\w+) at 0x[0-9a-f]+>", r"<\1>", msg).strip()
     if not element and line:
         element = f"line {line}"
     fix = "correct the element in the modeler"
     low = msg.lower()
-    if "no dmn" in low or "decision" in low:
+    hint = next((h for needle, h in _FIX_HINTS if needle in low), None)
+    if hint:
+        fix = hint
+    elif "no dmn" in low or "decision" in low:
         fix = "deploy the DMN file that defines this decision, or correct the decision id"
     elif "process" in low and ("not found" in low or "no such" in low or "unable" in low):
         fix = "add the called process's BPMN file, or correct calledElement"

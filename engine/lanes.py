@@ -85,7 +85,7 @@ class LaneResolver:
     def resolve(self, lane: str | None, grid: JurisdictionNode, data: dict,
                 assignee_key: str | None = None, candidates_key: str | None = None) -> Candidates:
         if assignee_key:
-            ids = self.users_by_name(data.get(_data_key(assignee_key)))
+            ids = self.users_by_name(_data_value(data, assignee_key))
             if ids:
                 return Candidates(assignee_id=ids[0], user_ids=ids[:1])
         if candidates_key:
@@ -125,6 +125,15 @@ class LaneResolver:
                 return Candidates(role=FALLBACK_ROLE, node_id=node.id, unresolved=True, reason=reason)
         # Nobody anywhere: keep the task, visible to the top node's dispatchers once someone is appointed.
         return Candidates(role=FALLBACK_ROLE, node_id=chain[-1].id if chain else None, unresolved=True, reason=reason)
+
+
+def _data_value(data: dict, expr: str):
+    """The username an `assignee` names: a data key (`owning_leader`, `${owning_leader}`),
+    or, as Camunda Modeler files write it, a literal username that is no data key."""
+    key = _data_key(expr)
+    if key in data or expr.strip().startswith("${"):
+        return data.get(key)
+    return key
 
 
 def _data_key(expr: str) -> str:

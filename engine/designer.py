@@ -1,0 +1,441 @@
+"""The designer's service: the process library, checking and deploying edited or
+uploaded BPMN/DMN, and the diff between two versions of a process.
+
+Only `designer` and `admin` may change anything (deploy, migrate); `auditor`s may
+read the library. Everything goes through `engine.deploy`: the same validation as
+`gridflow validate`, the same content-hash versions as `gridflow deploy`, so a
+deployed edit is a new version and running cases stay on theirs. A file set with
+any problem is refused whole; nothing is stored.
+
+Files are checked in the context of what is deployed: the newest version's files
+of every process (so an edited BPMN still finds the DMN and called processes it
+names), overridden by the files being checked. Problems are reported only for the
+files the designer sent; context files were valid when they were deployed.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from lxml import etree
+from sqlalchemy import func, select
+
+from .deploy import DeployError, Problem, _analyse, deploy_files, validate_files
+from .diagram import process_file
+from .errors import InvalidInput, NotFound, PermissionDenied
+from .models import Case, ProcessVersion, User
+
+EDIT_ROLES = {"designer", "admin"}
+READ_ROLES = EDIT_ROLES | {"auditor"}
+MAX_FILE_CHARS = 2_000_000
+MAX_FILES = 20
+DI_NAMESPACES = {
+    "http://www.omg.org/spec/BPMN/20100524/DI", "http://www.omg.org/spec/DD/20100524/DC",
+    "http://www.omg.org/spec/DD/20100524/DI", "https://www.omg.org/spec/DMN/20191111/DMNDI/",
+    "http://www.omg.org/spec/DMN/20180521/DMNDI/", "http://www.omg.org/spec/DMN/20180521/DI/",
+    "http://www.omg.org/spec/DMN/20180521/DC/", "https://www.omg.org/spec/DMN/20191111/DI/",
+    "https://www.omg.org/spec/DMN/20191111/DC/",
+}
+
+
+@dataclass
+class VersionInfo:
+    id: int
+    process_key: str
+    version: int
+    name: str
+    content_hash: str
+    deployed_at: datetime
+    deployed_by: str | None
+    files: list[str]
+    open_cases: int = 0
+    all_cases: int = 0
+
+
+@dataclass
+class ProcessEntry:
+    key: str
+    name: str
+    versions: list[VersionInfo]          # newest first
+
+    @property
+    def latest(self) -> VersionInfo:
+        return self.versions[0]
+
+    @property
+    def open_cases(self) -> int:
+        return sum(v.open_cases for v in self.versions)
+
+
+@dataclass
+class VersionDetail:
+    info: VersionInfo
+    files: dict[str, str]
+    main_file: str | None
+
+
+@dataclass
+class CheckResult:
+    """What checking a set of files found: problems only in the files sent."""
+    files: list[str]
+    problems: list[Problem]
+    processes: list[str]                 # executable processes the files define
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class DeployOutcome:
+    check: CheckResult
+    created: list[VersionInfo] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ElementChange:
+    element: str
+    kind: str                            # BPMN/DMN element type, e.g. userTask
+    name: str
+    file: str
+    details: list[str] = field(default_factory=list)   # what changed, for changed elements
+
+
+@dataclass
+class VersionDiff:
+    process_key: str
+    old: VersionInfo
+    new: VersionInfo
+    added: list[ElementChange]
+    removed: list[ElementChange]
+    changed: list[ElementChange]
+    layout_only: list[str]               # elements only moved on the diagram
+
+    @property
+    def same(self) -> bool:
+        return not (self.added or self.removed or self.changed)
+
+
+def _info(version: ProcessVersion, counts: dict | None = None) -> VersionInfo:
+    counts = counts or {}
+    return VersionInfo(id=version.id, process_key=version.process_key, version=version.version, name=version.name,
+                       content_hash=version.content_hash, deployed_at=version.deployed_at,
+                       deployed_by=version.deployed_by, files=sorted(version.files),
+                       open_cases=counts.get((version.id, "open"), 0),
+                       all_cases=sum(n for (vid, _s), n in counts.items() if vid == version.id))
+
+
+class Designer:
+    """The designer's operations over a `WorkflowService` (its database, forms and spec cache)."""
+
+    def __init__(self, service):
+        self.service = service
+        self.db = service.db
+
+    # ---------------------------------------------------------- permissions
+
+    def _actor(self, session, actor, roles=EDIT_ROLES) -> User:
+        user = self.service._user(session, actor)
+        if not any(ra.role in roles for ra in user.roles):
+            if roles is EDIT_ROLES:
+                raise PermissionDenied("only process designers and administrators may change processes",
+                                       zh="只有流程设计员和管理员可以修改、部署或迁移流程")
+            raise PermissionDenied("only process designers, administrators and auditors may read the process library",
+                                   zh="只有流程设计员、管理员和督查人员可以查看流程库")
+        return user
+
+    def may_edit(self, actor) -> bool:
+        with self.db.read_session() as session:
+            try:
+                self._actor(session, actor)
+            except PermissionDenied:
+                return False
+            return True
+
+    # -------------------------------------------------------------- library
+
+    def library(self, actor) -> list[ProcessEntry]:
+        """Every deployed process with all its versions, newest first, and their cases."""
+        with self.db.read_session() as session:
+            self._actor(session, actor, READ_ROLES)
+            counts = self._case_counts(session)
+            by_key = defaultdict(list)
+            for version in session.scalars(select(ProcessVersion).order_by(
+                    ProcessVersion.process_key, ProcessVersion.version.desc())):
+                by_key[version.process_key].append(_info(version, counts))
+            return [ProcessEntry(key=key, name=versions[0].name, versions=versions)
+                    for key, versions in sorted(by_key.items())]
+
+    def process(self, actor, process_key: str) -> ProcessEntry:
+        for entry in self.library(actor):
+            if entry.key == process_key:
+                return entry
+        raise NotFound(f"process '{str(process_key)[:60]}' is not deployed", zh="找不到该流程")
+
+    @staticmethod
+    def _case_counts(session, process_key: str | None = None) -> dict:
+        query = select(Case.process_version_id, Case.status, func.count()).group_by(
+            Case.process_version_id, Case.status)
+        if process_key:
+            query = query.where(Case.process_key == process_key)
+        return {(vid, status): n for vid, status, n in session.execute(query)}
+
+    def _version_row(self, session, process_key: str, number) -> ProcessVersion:
+        try:
+            number = int(number)
+        except (TypeError, ValueError):
+            raise NotFound("no such version", zh="找不到该版本") from None
+        version = session.scalar(select(ProcessVersion).where(
+            ProcessVersion.process_key == str(process_key)[:100], ProcessVersion.version == number))
+        if version is None:
+            raise NotFound(f"process '{str(process_key)[:60]}' has no version {number}",
+                           zh=f"流程“{str(process_key)[:60]}”没有第 {number} 版")
+        return version
+
+    def version(self, actor, process_key: str, number=None) -> VersionDetail:
+        """One version with its files (the newest when `number` is None)."""
+        with self.db.read_session() as session:
+            self._actor(session, actor, READ_ROLES)
+            if number is None:
+                version = self.service.latest_version(session, process_key)
+            else:
+                version = self._version_row(session, process_key, number)
+            counts = self._case_counts(session, version.process_key)
+            return VersionDetail(info=_info(version, counts), files=dict(version.files),
+                                 main_file=process_file(version.files, version.process_key))
+
+    # ------------------------------------------------------ check and deploy
+
+    def _context(self, session) -> dict[str, str]:
+        """The newest deployed text of every file name (newest deployment wins)."""
+        context = {}
+        for version in session.scalars(select(ProcessVersion).order_by(ProcessVersion.deployed_at,
+                                                                       ProcessVersion.id)):
+            context.update(version.files)
+        return context
+
+    def form_keys(self) -> set[str]:
+        return set(self.service.forms.keys())
+
+    @staticmethod
+    def _clean_upload(files) -> dict[str, str]:
+        """{name: text} from what a browser sent; bad names, sizes or encodings are refused."""
+        if not isinstance(files, dict) or not files:
+            raise InvalidInput("send at least one .bpmn or .dmn file", fields={"files": ["no file"]},
+                               zh="请至少提交一个 .bpmn 或 .dmn 文件")
+        if len(files) > MAX_FILES:
+            raise InvalidInput(f"at most {MAX_FILES} files at once", fields={"files": ["too many files"]},
+                               zh=f"一次最多提交 {MAX_FILES} 个文件")
+        clean, errors = {}, {}
+        for name, content in files.items():
+            base = str(name or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+            if not base.lower().endswith((".bpmn", ".dmn")) or len(base) > 120 or base.startswith("."):
+                errors[base or "?"] = ["only .bpmn and .dmn files can be deployed"]
+                continue
+            if isinstance(content, bytes):
+                try:
+                    content = content.decode("utf-8-sig")
+                except UnicodeDecodeError:
+                    errors[base] = ["the file is not UTF-8 text; save it again from the modeler"]
+                    continue
+            if not isinstance(content, str) or not content.strip():
+                errors[base] = ["the file is empty"]
+                continue
+            if len(content) > MAX_FILE_CHARS:
+                errors[base] = [f"the file is larger than {MAX_FILE_CHARS // 1_000_000} MB"]
+                continue
+            if "\x00" in content:
+                errors[base] = ["the file contains NUL characters; it is not a BPMN/DMN text file"]
+                continue
+            clean[base] = content
+        if errors:
+            raise InvalidInput("some files cannot be checked: " + "; ".join(
+                f"{k}: {', '.join(v)}" for k, v in errors.items()), fields=errors,
+                zh="部分文件无法检查：" + "；".join(f"{k}：{_ZH_UPLOAD.get(v[0], v[0])}" for k, v in errors.items()))
+        return clean
+
+    def _check(self, session, files: dict[str, str]) -> tuple[CheckResult, dict[str, str]]:
+        merged = {**self._context(session), **files}
+        try:
+            problems = validate_files(merged, self.form_keys())
+            processes = sorted(pid for pid in _analyse(files).executable)
+        except Exception as exc:  # a parser crash is a finding about the files, never a traceback
+            problems = [Problem(sorted(files)[0], "", f"the files could not be read: {exc.__class__.__name__}: {exc}",
+                                "open the file in a BPMN modeler and save it again")]
+            processes = []
+        mine = [p for p in problems if p.file in files or p.file not in merged]
+        if not mine and not processes and any(not n.lower().endswith(".dmn") for n in files):
+            mine = [Problem(name, "", "the file defines no executable process, so there is nothing to run",
+                            "mark the process executable (isExecutable=\"true\") in the modeler")
+                    for name in sorted(files) if not name.lower().endswith(".dmn")]
+        return CheckResult(files=sorted(files), problems=mine, processes=processes), merged
+
+    def check(self, actor, files) -> CheckResult:
+        """The same validation as `gridflow validate`, stores nothing."""
+        files = self._clean_upload(files)
+        with self.db.read_session() as session:
+            self._actor(session, actor)
+            result, _merged = self._check(session, files)
+            return result
+
+    def deploy(self, actor, files) -> DeployOutcome:
+        """Check, then deploy every process the files define or change: a new version per
+        changed process, recorded with who and when; nothing at all if any problem."""
+        files = self._clean_upload(files)
+        with self.db.unit_of_work() as session:
+            user = self._actor(session, actor)
+            result, merged = self._check(session, files)
+            outcome = DeployOutcome(check=result)
+            if not result.ok:
+                return outcome
+            # only the processes the sent files define or feed (a DMN feeds every process calling it)
+            try:
+                deployed = deploy_files(session, self._affected(merged, files), self.form_keys(),
+                                        actor=user.username)
+            except DeployError as exc:
+                result.problems = list(exc.problems)
+                session.rollback()
+                return outcome
+            counts = {}
+            outcome.created = [_info(v, counts) for v in deployed.created]
+            outcome.unchanged = list(deployed.unchanged)
+            return outcome
+
+    @staticmethod
+    def _affected(merged: dict[str, str], files: dict[str, str]) -> dict[str, str]:
+        """The files of every process whose closure includes a sent file."""
+        from .deploy import _closure_files
+        analysis = _analyse(merged)
+        needed = {}
+        for pid in analysis.executable:
+            try:
+                closure = _closure_files(analysis, pid, merged)
+            except Exception:
+                continue
+            if set(closure) & set(files):
+                needed.update(closure)
+        return needed or files
+
+    # ------------------------------------------------------------------ diff
+
+    def diff(self, actor, process_key: str, old_number, new_number) -> VersionDiff:
+        with self.db.read_session() as session:
+            self._actor(session, actor, READ_ROLES)
+            old = self._version_row(session, process_key, old_number)
+            new = self._version_row(session, process_key, new_number)
+            added, removed, changed, layout = diff_files(old.files, new.files)
+            counts = self._case_counts(session, process_key)
+            return VersionDiff(process_key=old.process_key, old=_info(old, counts), new=_info(new, counts),
+                               added=added, removed=removed, changed=changed, layout_only=layout)
+
+
+_ZH_UPLOAD = {
+    "only .bpmn and .dmn files can be deployed": "只能部署 .bpmn 和 .dmn 文件",
+    "the file is not UTF-8 text; save it again from the modeler": "文件不是 UTF-8 文本，请在建模器中重新保存",
+    "the file is empty": "文件为空",
+    "the file contains NUL characters; it is not a BPMN/DMN text file": "文件含有空字符，不是 BPMN/DMN 文本文件",
+}
+
+
+# ---------------------------------------------------------------------- diff
+
+def _local(node) -> str:
+    return etree.QName(node).localname if isinstance(node.tag, str) else ""
+
+
+def _is_di(node) -> bool:
+    return isinstance(node.tag, str) and etree.QName(node).namespace in DI_NAMESPACES
+
+
+def _elements(files: dict[str, str]) -> dict[str, tuple]:
+    """id -> (file, kind, name, signature) for every model element with an id (diagram layout excluded).
+    The signature is the element's own attributes and content, with nested elements
+    that have their own id reduced to a reference, so a change is reported once, where it is."""
+    out = {}
+    for filename, text in sorted(files.items()):
+        try:
+            root = etree.fromstring(text.encode("utf-8"))
+        except etree.XMLSyntaxError:
+            continue
+        for node in root.iter():
+            if not isinstance(node.tag, str) or _is_di(node) or not node.get("id") or node is root:
+                continue
+            if any(_is_di(a) for a in node.iterancestors()):
+                continue
+            out[node.get("id")] = (filename, _local(node), node.get("name") or "", _signature(node))
+    return out
+
+
+def _signature(node) -> tuple:
+    attrs = tuple(sorted((etree.QName(k).localname if k.startswith("{") else k, v)
+                         for k, v in node.attrib.items() if k != "id"))
+    parts = []
+    for child in node:
+        if not isinstance(child.tag, str) or _is_di(child):
+            continue
+        if child.get("id"):
+            parts.append(("ref", _local(child), child.get("id")))
+        else:
+            parts.append(("child", _local(child), _flat(child)))
+    text = (node.text or "").strip()
+    return attrs, tuple(parts), text
+
+
+def _flat(node) -> str:
+    """An id-less child (incoming, extensionElements, conditionExpression …) as canonical text."""
+    if any(isinstance(d.tag, str) and d.get("id") for d in node.iterdescendants()):
+        return " ".join(sorted(f"{_local(d)}#{d.get('id')}" for d in node.iterdescendants()
+                               if isinstance(d.tag, str) and d.get("id"))) + " " + (node.text or "").strip()
+    return etree.tostring(node, method="c14n").decode("utf-8")
+
+
+def _describe(old_sig: tuple, new_sig: tuple) -> list[str]:
+    details = []
+    old_attrs, new_attrs = dict(old_sig[0]), dict(new_sig[0])
+    for key in sorted(set(old_attrs) | set(new_attrs)):
+        if old_attrs.get(key) != new_attrs.get(key):
+            details.append(f"{key}: {old_attrs.get(key, '—')!s} → {new_attrs.get(key, '—')!s}")
+    old_parts, new_parts = set(old_sig[1]), set(new_sig[1])
+    for kind in sorted({p[1] for p in old_parts ^ new_parts}):
+        gone = [p[2] for p in old_parts - new_parts if p[1] == kind]
+        came = [p[2] for p in new_parts - old_parts if p[1] == kind]
+        if all(p[0] == "ref" for p in (old_parts ^ new_parts) if p[1] == kind):
+            details.append(f"{kind}: " + ", ".join([f"-{g}" for g in sorted(gone)] + [f"+{c}" for c in sorted(came)]))
+        else:
+            details.append(f"{kind} changed")
+    if old_sig[2] != new_sig[2]:
+        details.append(f"text: {old_sig[2][:60]!r} → {new_sig[2][:60]!r}")
+    return details
+
+
+def diff_files(old_files: dict[str, str], new_files: dict[str, str]):
+    """(added, removed, changed, layout_only) model elements between two file sets."""
+    old, new = _elements(old_files), _elements(new_files)
+    added = [ElementChange(eid, new[eid][1], new[eid][2], new[eid][0]) for eid in new if eid not in old]
+    removed = [ElementChange(eid, old[eid][1], old[eid][2], old[eid][0]) for eid in old if eid not in new]
+    changed = []
+    for eid in old:
+        if eid in new and old[eid][3] != new[eid][3]:
+            changed.append(ElementChange(eid, new[eid][1], new[eid][2] or old[eid][2], new[eid][0],
+                                         _describe(old[eid][3], new[eid][3])))
+    layout = sorted(_layout_changes(old_files, new_files) - {c.element for c in added + removed + changed})
+    return added, removed, changed, layout
+
+
+def _layout_changes(old_files, new_files) -> set[str]:
+    def shapes(files):
+        out = {}
+        for text in files.values():
+            try:
+                root = etree.fromstring(text.encode("utf-8"))
+            except etree.XMLSyntaxError:
+                continue
+            for node in root.iter():
+                if _is_di(node) and _local(node) in ("BPMNShape", "BPMNEdge", "DMNShape", "DMNEdge"):
+                    out[node.get("bpmnElement") or node.get("dmnElementRef") or node.get("id")] = etree.tostring(node, method="c14n")
+        return out
+    old, new = shapes(old_files), shapes(new_files)
+    return {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
+

@@ -1,0 +1,68 @@
+"""A real browser on the designer's modeler: open a process in bpmn-js's Modeler,
+rename a task on the canvas, save (the server's check runs and problems show on
+their elements), deploy, and see the new version in the library."""
+import uuid
+
+from engine.designer import Designer
+from tests.conftest import FIXTURES
+from tests.test_browser import browser, live_server, log_in, shot  # noqa: F401 (fixtures)
+
+CAMUNDA = (FIXTURES / "camunda_report.bpmn").read_text(encoding="utf-8")
+
+
+def test_modeler_rename_task_save_deploy_and_see_the_new_version(service, live_server, browser):  # noqa: F811
+    key = f"br_{uuid.uuid4().hex[:8]}"
+    text = CAMUNDA.replace('id="camunda_report"', f'id="{key}"').replace('bpmnElement="camunda_report"',
+                                                                       f'bpmnElement="{key}"')
+    assert Designer(service).deploy("cf_sj", {f"{key}.bpmn": text}).created
+    base = live_server
+
+    page = log_in(browser, base, "cf_sj")
+    page.goto(f"{base}/designer/processes/{key}/edit")
+    page.locator("#modeler[data-imported=true]").wait_for(timeout=20_000)
+    assert page.locator("#modeler [data-element-id=Task_Verify]").count() >= 1
+
+    # rename the task on the canvas: double-click opens bpmn-js's direct editing
+    page.dblclick("#modeler g.djs-element[data-element-id=Task_Verify]")
+    editor = page.locator(".djs-direct-editing-parent")
+    editor.wait_for(timeout=5_000)
+    page.keyboard.press("Control+A")
+    page.keyboard.type("现场核实（新）")
+    page.mouse.click(page.locator("#modeler").bounding_box()["x"] + 20, page.locator("#modeler").bounding_box()["y"] + 400)
+    assert page.locator("#modeler [data-element-id=Task_Verify] text").text_content() == "现场核实（新）"
+
+    page.click("#btn-save")
+    page.locator("#modeler[data-checked=ok]").wait_for(timeout=20_000)
+    assert page.locator("#problems li").count() == 0
+    shot(page, "designer-01-modeler-saved")
+
+    page.click("#btn-deploy")
+    page.locator("#modeler[data-deployed=created]").wait_for(timeout=20_000)
+    link = page.locator("#deployed a")
+    assert link.inner_text().startswith(f"{key} v2")
+    link.click()
+    page.wait_for_url(f"{base}/designer/processes/{key}?v=2")
+    assert page.locator("h1").inner_text().endswith("v2")
+    page.locator("#diagram[data-imported=true]").wait_for(timeout=20_000)
+    assert page.locator("#diagram [data-element-id=Task_Verify] text").text_content() == "现场核实（新）"
+    shot(page, "designer-02-new-version")
+
+    page.goto(f"{base}/designer/")
+    row = page.locator(f"[data-process={key}] tr[data-version='2']")
+    assert row.count() == 1 and "cf_sj" in row.inner_text()
+
+    # a problem shows next to its element and selects it when clicked
+    page.goto(f"{base}/designer/processes/{key}/edit")
+    page.locator("#modeler[data-imported=true]").wait_for(timeout=20_000)
+    page.evaluate("""() => {
+        const m = window.gridflowModeler;
+        const el = m.get('elementRegistry').get('Task_Town');
+        m.get('modeling').updateProperties(el, {'camunda:candidateGroups': 'accounting'});
+    }""")
+    page.click("#btn-save")
+    page.locator("#modeler[data-checked=problems]").wait_for(timeout=20_000)
+    assert page.locator(".problem-badge").count() == 1
+    assert page.locator("#modeler [data-element-id=Task_Town].has-problem").count() == 1
+    page.click("#problems button.problem[data-element=Task_Town]")
+    assert page.locator("#modeler [data-element-id=Task_Town].selected").count() == 1
+    shot(page, "designer-03-problem-on-element")

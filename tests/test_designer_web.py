@@ -1,0 +1,214 @@
+"""The designer's pages through Flask's test client, CSRF on: library, process page,
+modeler page, check/deploy JSON, diff, upload; every refusal."""
+from __future__ import annotations
+
+import glob
+import io
+import json
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from engine.models import ProcessVersion
+from tests.conftest import FIXTURES, ROOT
+from tests.helpers import csrf_token, login
+
+DESIGNER, ADMIN, WORKER, AUDITOR = "cf_sj", "admin", "lx_wgy1", "lxx_dc"
+CAMUNDA = (FIXTURES / "camunda_report.bpmn").read_text(encoding="utf-8")
+MIWG = sorted(Path("/work/shared/miwg").glob("*.bpmn"))
+
+
+def unique_camunda():
+    key = f"cw_{uuid.uuid4().hex[:8]}"
+    return key, CAMUNDA.replace('id="camunda_report"', f'id="{key}"').replace(
+        'bpmnElement="camunda_report"', f'bpmnElement="{key}"')
+
+
+@pytest.fixture
+def as_user(app):
+    clients = {}
+
+    def make(username):
+        if username not in clients:
+            client = app.test_client()
+            login(client, username)
+            clients[username] = client
+        return clients[username]
+    return make
+
+
+def post_json(client, url, payload):
+    token = csrf_token(client, "/designer/" if "/designer" in url else "/inbox")
+    return client.post(url, data=json.dumps(payload), content_type="application/json",
+                       headers={"X-CSRFToken": token})
+
+
+def versions(db) -> int:
+    with db.read_session() as s:
+        return s.scalar(select(func.count()).select_from(ProcessVersion))
+
+
+def test_library_page_lists_processes_versions_and_running_cases(as_user):
+    html = as_user(DESIGNER).get("/designer/").get_data(as_text=True)
+    for key in ("grid_matter", "petition", "leader_case", "mediation", "consultation"):
+        assert f'data-process="{key}"' in html
+    assert "tests" in html  # deployed by
+    assert 'href="/designer/processes/grid_matter/edit"' in html
+    assert "流程库" in as_user(DESIGNER).get("/inbox").get_data(as_text=True)
+
+
+def test_process_page_shows_the_diagram_source_and_versions(as_user):
+    client = as_user(DESIGNER)
+    html = client.get("/designer/processes/grid_matter").get_data(as_text=True)
+    assert 'id="diagram"' in html and "bpmn-navigated-viewer" in html
+    src = re.search(r'data-src="([^"]+)"', html).group(1)
+    xml = client.get(src)
+    assert xml.status_code == 200 and xml.mimetype == "application/xml" and b"grid_matter" in xml.data
+    assert client.get("/designer/processes/grid_matter/v1/files/nope.bpmn").status_code == 404
+    assert client.get("/designer/processes/nope").status_code == 404
+
+
+def test_modeler_page_loads_the_modeler_locally(as_user, app):
+    client = as_user(DESIGNER)
+    html = client.get("/designer/processes/grid_matter/edit").get_data(as_text=True)
+    assert "bpmn-modeler.production.min.js" in html and 'id="modeler"' in html and "http" not in re.sub(
+        r'https?://(www\.w3\.org|127\.0\.0\.1)[^"]*', "", " ".join(re.findall(r'(?:src|href)="([^"]+)"', html)))
+    assert client.get("/vendor/bpmn-js/bpmn-modeler.production.min.js").status_code == 200
+    dmn = client.get("/designer/processes/grid_matter/edit?file=dispatch_rules.dmn").get_data(as_text=True)
+    assert "dmn-modeler.production.min.js" in dmn and 'data-kind="dmn"' in dmn
+    assert client.get("/designer/vendor/dmn-js/dmn-modeler.production.min.js").status_code == 200
+    assert client.get("/designer/processes/grid_matter/edit?file=other.bpmn").status_code == 404
+
+
+def test_check_and_deploy_json_then_diff_page(as_user, clean_db):
+    client = as_user(DESIGNER)
+    key, text = unique_camunda()
+    name = f"{key}.bpmn"
+    bad = post_json(client, "/designer/check", {"files": {name: text.replace('camunda:candidateGroups="网格员"', "")}})
+    body = bad.get_json()
+    assert bad.status_code == 200 and body["ok"] is False
+    assert [(p["element"], p["file"]) for p in body["problems"]] == [("Task_Verify", name)]
+
+    before = versions(clean_db)
+    refused = post_json(client, "/designer/deploy", {"files": {name: "<bpmn:definitions"}})
+    assert refused.status_code == 400 and refused.get_json()["ok"] is False and versions(clean_db) == before
+
+    first = post_json(client, "/designer/deploy", {"files": {name: text}})
+    assert first.status_code == 200 and first.get_json()["created"][0]["version"] == 1
+    second = post_json(client, "/designer/deploy", {"files": {name: text.replace('name="现场核查"', 'name="现场核实"')}})
+    created = second.get_json()["created"]
+    assert [(c["process"], c["version"]) for c in created] == [(key, 2)]
+    assert created[0]["url"] == f"/designer/processes/{key}?v=2"
+    page = client.get(created[0]["url"]).get_data(as_text=True)
+    assert "v2" in page and DESIGNER in page
+
+    diff = client.get(f"/designer/processes/{key}/diff?old=1&new=2").get_data(as_text=True)
+    assert 'data-element="Task_Verify"' in diff and "现场核查 → 现场核实" in diff
+
+
+def test_upload_reports_problems_and_deploys_good_files(as_user, clean_db):
+    client = as_user(DESIGNER)
+    key, text = unique_camunda()
+    token = csrf_token(client, "/designer/upload")
+    before = versions(clean_db)
+    bad = client.post("/designer/upload", data={"csrf_token": token, "action": "deploy",
+                                                "file": (io.BytesIO(b"<not xml"), "broken.bpmn")},
+                      content_type="multipart/form-data")
+    assert bad.status_code == 400 and "not well-formed" in bad.get_data(as_text=True) and versions(clean_db) == before
+    wrong = client.post("/designer/upload", data={"csrf_token": token, "action": "check",
+                                                  "file": (io.BytesIO(b"x"), "notes.txt")},
+                        content_type="multipart/form-data")
+    assert wrong.status_code == 400 and 'id="upload-error"' in wrong.get_data(as_text=True)
+    good = client.post("/designer/upload", data={"csrf_token": token, "action": "deploy",
+                                                 "file": (io.BytesIO(text.encode()), f"{key}.bpmn")},
+                       content_type="multipart/form-data")
+    html = good.get_data(as_text=True)
+    assert good.status_code == 200 and 'id="deployed"' in html and f"{key} v1" in html
+    assert versions(clean_db) == before + 1
+
+
+@pytest.mark.skipif(not MIWG, reason="the MIWG reference files are not on this machine")
+def test_uploading_every_miwg_file_gives_a_report_page(as_user, clean_db):
+    client = as_user(DESIGNER)
+    token = csrf_token(client, "/designer/upload")
+    before = versions(clean_db)
+    for path in MIWG:
+        response = client.post("/designer/upload", data={"csrf_token": token, "action": "deploy",
+                                                         "file": (io.BytesIO(path.read_bytes()), path.name)},
+                               content_type="multipart/form-data")
+        html = response.get_data(as_text=True)
+        assert response.status_code == 400, path.name
+        assert 'class="responsive problems"' in html and "Traceback" not in html, path.name
+    assert versions(clean_db) == before
+
+
+@pytest.mark.parametrize("who", [WORKER, "lxz_pd"])
+def test_officials_are_refused_every_designer_page(as_user, who):
+    client = as_user(who)
+    for url in ("/designer/", "/designer/processes/grid_matter", "/designer/processes/grid_matter/edit",
+                "/designer/processes/grid_matter/diff?old=1&new=1", "/designer/upload",
+                "/designer/processes/grid_matter/v1/files/grid_matter.bpmn"):
+        assert client.get(url).status_code == 403, url
+    assert "流程库" not in client.get("/inbox").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("who", [WORKER, AUDITOR])
+def test_only_designers_and_admins_may_change(as_user, clean_db, who):
+    client = as_user(who)
+    key, text = unique_camunda()
+    before = versions(clean_db)
+    for url in ("/designer/check", "/designer/deploy"):
+        response = post_json(client, url, {"files": {f"{key}.bpmn": text}})
+        assert response.status_code == 403 and response.get_json()["ok"] is False, url
+    token = csrf_token(client, "/inbox")
+    upload = client.post("/designer/upload", data={"csrf_token": token, "action": "deploy",
+                                                   "file": (io.BytesIO(text.encode()), f"{key}.bpmn")},
+                         content_type="multipart/form-data")
+    assert upload.status_code == 403
+    assert client.get("/designer/processes/grid_matter/edit").status_code == 403
+    assert versions(clean_db) == before
+
+
+def test_auditor_reads_the_library_without_edit_links(as_user):
+    html = as_user(AUDITOR).get("/designer/").get_data(as_text=True)
+    assert 'data-process="grid_matter"' in html and "/edit" not in html
+
+
+def test_admin_may_deploy(as_user):
+    key, text = unique_camunda()
+    response = post_json(as_user(ADMIN), "/designer/deploy", {"files": {f"{key}.bpmn": text}})
+    assert response.status_code == 200 and response.get_json()["created"][0]["version"] == 1
+
+
+def test_post_without_csrf_is_refused(as_user):
+    response = as_user(DESIGNER).post("/designer/deploy", data=json.dumps({"files": {}}),
+                                      content_type="application/json")
+    assert response.status_code == 400
+
+
+def test_malformed_json_is_a_400(as_user):
+    client = as_user(DESIGNER)
+    token = csrf_token(client, "/designer/")
+    for body in ("not json", json.dumps({"files": "x"}), json.dumps([1])):
+        response = client.post("/designer/check", data=body, content_type="application/json",
+                               headers={"X-CSRFToken": token})
+        assert response.status_code == 400
+
+
+MESSAGE_RE = re.compile(r"""(?<![\w.])_\(\s*(?:"((?:[^"\\\n]|\\.)*)"|'((?:[^'\\\n]|\\.)*)')""")
+
+
+def test_every_designer_ui_string_has_english():
+    from web.i18n import MESSAGES_EN
+    paths = glob.glob(str(ROOT / "web" / "templates" / "designer" / "*.html")) + [str(ROOT / "web" / "designer.py")]
+    found, missing = 0, []
+    for path in paths:
+        for match in MESSAGE_RE.finditer(Path(path).read_text(encoding="utf-8")):
+            text = match.group(1) if match.group(1) is not None else match.group(2)
+            found += 1
+            if text not in MESSAGES_EN:
+                missing.append(f"{Path(path).name}: {text}")
+    assert found > 40 and not missing, missing

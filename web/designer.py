@@ -1,0 +1,157 @@
+"""The designer's pages: process library, diagram, modeler (bpmn-js / dmn-js from
+node_modules), check and deploy, version diff, upload of files from other modelers.
+Thin: every rule and every transaction is in engine/designer.py."""
+from __future__ import annotations
+
+import os
+
+from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_from_directory
+from flask_login import current_user, login_required
+
+from engine.designer import Designer
+from engine.errors import EngineError
+
+from .extensions import service
+from .i18n import current_lang, gettext as _
+
+bp = Blueprint("designer", __name__, url_prefix="/designer")
+
+
+def designer() -> Designer:
+    svc = service()
+    found = svc.__dict__.get("_gf_designer")
+    if found is None:
+        found = svc.__dict__["_gf_designer"] = Designer(svc)
+    return found
+
+
+def _problems_json(problems):
+    return [{"file": p.file, "element": p.element, "message": p.message, "fix": p.fix} for p in problems]
+
+
+def _error_json(exc: EngineError, status: int):
+    body = {"ok": False, "error": exc.text(current_lang())}
+    if getattr(exc, "fields", None):
+        body["fields"] = exc.fields
+    return jsonify(body), status
+
+
+def _json_files():
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict) or not isinstance(payload.get("files"), dict):
+        abort(400)
+    return payload["files"]
+
+
+# ------------------------------------------------------------------ pages
+
+@bp.route("/")
+@login_required
+def library():
+    return render_template("designer/library.html", processes=designer().library(current_user.id),
+                           may_edit=designer().may_edit(current_user.id))
+
+
+@bp.route("/processes/<process_key>")
+@login_required
+def process(process_key):
+    entry = designer().process(current_user.id, process_key)
+    number = request.args.get("v", type=int) or entry.latest.version
+    detail = designer().version(current_user.id, process_key, number)
+    return render_template("designer/process.html", entry=entry, detail=detail,
+                           may_edit=designer().may_edit(current_user.id))
+
+
+@bp.route("/processes/<process_key>/v<int:number>/files/<path:filename>")
+@login_required
+def version_file(process_key, number, filename):
+    detail = designer().version(current_user.id, process_key, number)
+    if filename not in detail.files:
+        abort(404)
+    response = current_app.response_class(detail.files[filename], mimetype="application/xml")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@bp.route("/processes/<process_key>/edit")
+@login_required
+def edit(process_key):
+    if not designer().may_edit(current_user.id):
+        abort(403)
+    detail = designer().version(current_user.id, process_key, request.args.get("v", type=int))
+    filename = request.args.get("file") or detail.main_file
+    if filename not in detail.files:
+        abort(404)
+    return render_template("designer/edit.html", detail=detail, filename=filename,
+                           is_dmn=filename.lower().endswith(".dmn"))
+
+
+@bp.route("/processes/<process_key>/diff")
+@login_required
+def diff(process_key):
+    entry = designer().process(current_user.id, process_key)
+    numbers = [v.version for v in entry.versions]
+    new = request.args.get("new", type=int) or numbers[0]
+    old = request.args.get("old", type=int) or (new - 1 if new - 1 in numbers else new)
+    result = designer().diff(current_user.id, process_key, old, new)
+    return render_template("designer/diff.html", entry=entry, diff=result)
+
+
+@bp.route("/upload", methods=["GET", "POST"])
+@login_required
+def upload():
+    if not designer().may_edit(current_user.id):
+        abort(403)
+    if request.method == "GET":
+        return render_template("designer/upload.html", outcome=None, error=None)
+    files = {fs.filename: fs.read() for fs in request.files.getlist("file") if fs and fs.filename}
+    try:
+        if request.form.get("action") == "deploy":
+            outcome = designer().deploy(current_user.id, files)
+        else:
+            outcome = designer().check(current_user.id, files)
+    except EngineError as exc:
+        if exc.code == "forbidden":
+            raise
+        return render_template("designer/upload.html", outcome=None, error=exc.text(current_lang())), 400
+    check = getattr(outcome, "check", outcome)
+    return render_template("designer/upload.html", outcome=outcome, check=check, error=None,
+                           deployed=request.form.get("action") == "deploy"), (200 if check.ok else 400)
+
+
+# ------------------------------------------------------- JSON for the modeler
+
+@bp.route("/check", methods=["POST"])
+@login_required
+def check():
+    try:
+        result = designer().check(current_user.id, _json_files())
+    except EngineError as exc:
+        return _error_json(exc, 403 if exc.code == "forbidden" else 400)
+    return jsonify(ok=result.ok, problems=_problems_json(result.problems), processes=result.processes)
+
+
+@bp.route("/deploy", methods=["POST"])
+@login_required
+def deploy():
+    try:
+        outcome = designer().deploy(current_user.id, _json_files())
+    except EngineError as exc:
+        return _error_json(exc, 403 if exc.code == "forbidden" else 400)
+    created = [{"process": v.process_key, "version": v.version, "hash": v.content_hash[:12],
+                "url": f"/designer/processes/{v.process_key}?v={v.version}"} for v in outcome.created]
+    return jsonify(ok=outcome.check.ok, problems=_problems_json(outcome.check.problems),
+                   created=created, unchanged=outcome.unchanged), (200 if outcome.check.ok else 400)
+
+
+# ------------------------------------------------------------------ vendor
+
+@bp.route("/vendor/dmn-js/<path:filename>")
+def vendor_dmn(filename):
+    """dmn-js from the npm package (node_modules/dmn-js/dist): never copied into the repo."""
+    root = os.path.join(current_app.config["NODE_MODULES"], "dmn-js", "dist")
+    response = send_from_directory(root, filename, max_age=24 * 3600)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+

@@ -1,0 +1,235 @@
+/* The designer's modeler: bpmn-js Modeler (BPMN) or dmn-js Modeler (DMN), both served
+ * from node_modules. "Save" keeps a draft in this browser (localStorage) and runs the
+ * server's check (the same as `gridflow validate`); each problem is listed, badged
+ * next to its element on the diagram, and clicking it selects the element. "Deploy"
+ * sends the XML to be checked and stored as a new version (nothing if any problem).
+ * State for tests: #modeler[data-imported], [data-checked], [data-problems]. */
+(function () {
+  "use strict";
+
+  var container = document.getElementById("modeler");
+  if (!container) {
+    return;
+  }
+  var kind = container.getAttribute("data-kind");
+  var filename = container.getAttribute("data-filename");
+  var draftKey = "gridflow-draft:" + container.getAttribute("data-process") + ":" + filename;
+  var statusEl = document.getElementById("editor-status");
+  var list = document.getElementById("problems");
+  var deployResult = document.getElementById("deploy-result");
+  var csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  var overlayIds = [];
+  var marked = [];
+  var original = null;
+
+  function msg(name) {
+    return container.getAttribute("data-msg-" + name) || name;
+  }
+
+  function status(text) {
+    statusEl.textContent = text;
+  }
+
+  var Modeler = kind === "dmn" ? window.DmnJS : window.BpmnJS;
+  if (typeof Modeler !== "function") {
+    container.setAttribute("data-imported", "false");
+    status(msg("error"));
+    return;
+  }
+  var modeler = new Modeler({ container: container, keyboard: { bindTo: document } });
+  window.gridflowModeler = modeler;  // for people debugging in the console
+
+  function activeViewer() {
+    return kind === "dmn" ? modeler.getActiveViewer() : modeler;
+  }
+
+  function service(name) {
+    var viewer = activeViewer();
+    try {
+      return viewer ? viewer.get(name) : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function clearMarks() {
+    var overlays = service("overlays");
+    var canvas = service("canvas");
+    if (overlays) {
+      overlayIds.forEach(function (id) { overlays.remove(id); });
+    }
+    if (canvas) {
+      marked.forEach(function (id) { canvas.removeMarker(id, "has-problem"); });
+    }
+    overlayIds = [];
+    marked = [];
+  }
+
+  function selectElement(id) {
+    var registry = service("elementRegistry");
+    var element = registry && registry.get(id);
+    if (!element) {
+      return false;
+    }
+    service("selection").select(element);
+    var canvas = service("canvas");
+    if (canvas.scrollToElement) {
+      canvas.scrollToElement(element);
+    }
+    return true;
+  }
+
+  function showProblems(problems) {
+    clearMarks();
+    list.innerHTML = "";
+    var registry = service("elementRegistry");
+    var overlays = service("overlays");
+    var canvas = service("canvas");
+    problems.forEach(function (p) {
+      var li = document.createElement("li");
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "problem";
+      button.setAttribute("data-element", p.element || "");
+      button.textContent = (p.element ? p.element + ": " : "") + p.message;
+      button.addEventListener("click", function () { selectElement(p.element); });
+      li.appendChild(button);
+      if (p.fix) {
+        var fix = document.createElement("div");
+        fix.className = "fix";
+        fix.textContent = p.fix;
+        li.appendChild(fix);
+      }
+      if (p.file && p.file !== filename) {
+        var where = document.createElement("div");
+        where.className = "fix";
+        where.textContent = p.file;
+        li.appendChild(where);
+      }
+      list.appendChild(li);
+      if (registry && p.element && registry.get(p.element)) {
+        if (marked.indexOf(p.element) < 0) {
+          canvas.addMarker(p.element, "has-problem");
+          marked.push(p.element);
+        }
+        var badge = document.createElement("div");
+        badge.className = "problem-badge";
+        badge.title = p.message + (p.fix ? " — " + p.fix : "");
+        badge.textContent = "⚠ " + p.message;
+        overlayIds.push(overlays.add(p.element, "problem", { position: { bottom: -4, left: 0 }, html: badge }));
+      }
+    });
+    container.setAttribute("data-problems", String(problems.length));
+  }
+
+  function post(url, xml) {
+    var files = {};
+    files[filename] = xml;
+    return fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRFToken": csrf },
+      body: JSON.stringify({ files: files })
+    }).then(function (response) {
+      return response.json().then(function (body) { return { status: response.status, body: body }; });
+    });
+  }
+
+  function currentXml() {
+    return modeler.saveXML({ format: true }).then(function (result) { return result.xml; });
+  }
+
+  function save() {
+    status(msg("checking"));
+    deployResult.innerHTML = "";
+    return currentXml().then(function (xml) {
+      try {
+        window.localStorage.setItem(draftKey, xml);
+      } catch (e) { /* private mode: the draft simply is not kept */ }
+      return post(container.getAttribute("data-check-url"), xml);
+    }).then(function (res) {
+      if (res.body.error) {
+        status(res.body.error);
+        return;
+      }
+      showProblems(res.body.problems || []);
+      container.setAttribute("data-checked", res.body.ok ? "ok" : "problems");
+      status(res.body.ok ? msg("ok") : msg("problems"));
+    }).catch(function (error) {
+      status(String(error));
+    });
+  }
+
+  function deploy() {
+    status(msg("deploying"));
+    deployResult.innerHTML = "";
+    return currentXml().then(function (xml) {
+      return post(container.getAttribute("data-deploy-url"), xml);
+    }).then(function (res) {
+      if (res.body.error) {
+        status(res.body.error);
+        return;
+      }
+      showProblems(res.body.problems || []);
+      if (!res.body.ok) {
+        status(msg("refused"));
+        container.setAttribute("data-deployed", "refused");
+        return;
+      }
+      try {
+        window.localStorage.removeItem(draftKey);
+      } catch (e) { /* nothing kept */ }
+      var created = res.body.created || [];
+      if (!created.length) {
+        status(msg("unchanged"));
+        container.setAttribute("data-deployed", "unchanged");
+        return;
+      }
+      status(msg("deployed"));
+      var ul = document.createElement("ul");
+      ul.id = "deployed";
+      created.forEach(function (v) {
+        var li = document.createElement("li");
+        var a = document.createElement("a");
+        a.href = v.url;
+        a.textContent = v.process + " v" + v.version + " (" + v.hash + ")";
+        li.appendChild(a);
+        ul.appendChild(li);
+      });
+      deployResult.appendChild(ul);
+      container.setAttribute("data-deployed", "created");
+    }).catch(function (error) {
+      status(String(error));
+    });
+  }
+
+  status(msg("loading"));
+  fetch(container.getAttribute("data-src"), { credentials: "same-origin" })
+    .then(function (response) {
+      if (!response.ok) {
+        throw new Error("HTTP " + response.status);
+      }
+      return response.text();
+    })
+    .then(function (xml) {
+      original = xml;
+      var draft = null;
+      try {
+        draft = window.localStorage.getItem(draftKey);
+      } catch (e) { /* no storage */ }
+      return modeler.importXML(draft && draft !== original ? draft : xml).then(function () {
+        if (kind !== "dmn") {
+          modeler.get("canvas").zoom("fit-viewport", "auto");
+        }
+        container.setAttribute("data-imported", "true");
+        status(draft && draft !== original ? msg("draft") : "");
+      });
+    })
+    .catch(function (error) {
+      container.setAttribute("data-imported", "false");
+      status(msg("error") + " " + String((error && error.message) || error));
+    });
+
+  document.getElementById("btn-save").addEventListener("click", save);
+  document.getElementById("btn-deploy").addEventListener("click", deploy);
+})();
