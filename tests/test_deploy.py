@@ -115,7 +115,9 @@ def test_cli_validate_exit_codes_and_lines(tmp_path):
     assert good.exit_code == 0, good.output
 
 
-MIWG = ROOT.parent / "shared" / "miwg"
+# beside the checkout (/work/main) or beside the worktrees folder (/work/wt/<name>)
+MIWG = next((p for p in (ROOT.parent / "shared" / "miwg", ROOT.parent.parent / "shared" / "miwg") if p.is_dir()),
+            ROOT.parent / "shared" / "miwg")
 
 
 def test_reference_files_are_present():

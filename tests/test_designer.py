@@ -15,11 +15,12 @@ from engine.errors import InvalidInput, PermissionDenied
 from engine.models import ProcessVersion, WorkItem
 from engine.service import WorkflowService
 from tests.conftest import FIXTURES
+from tests.test_deploy import MIWG as MIWG_DIR
 from tests.helpers import REPORT, work
 
 DESIGNER, ADMIN, WORKER, AUDITOR, LEADER = "cf_sj", "admin", "lx_wgy1", "lxx_dc", "lx_wgz1"
 GRID = "linxi-xinguang-g1"
-MIWG = sorted(Path("/work/shared/miwg").glob("*.bpmn"))
+MIWG = sorted(MIWG_DIR.glob("*.bpmn"))
 LOOP = (FIXTURES / "loop.bpmn").read_text(encoding="utf-8")
 CAMUNDA = (FIXTURES / "camunda_report.bpmn").read_text(encoding="utf-8")
 
@@ -253,7 +254,6 @@ def test_camunda_group_that_maps_to_no_role_is_a_clear_problem(designer):
     assert [(p.element, "names no known role" in p.message) for p in result.problems] == [("Task_Verify", True)]
 
 
-@pytest.mark.skipif(not MIWG, reason="the MIWG reference files are not on this machine")
 @pytest.mark.parametrize("path", MIWG, ids=[p.name for p in MIWG])
 def test_every_miwg_reference_file_gives_a_report(designer, clean_db, path):
     before = version_count(clean_db)
