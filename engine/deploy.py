@@ -24,6 +24,7 @@ from . import clock
 from .bpmn import (BPMN_NS, CamundaAwareParser, is_dmn, is_user_task, parse_lane,
                    process_properties, user_task_info)
 from .models import DEPT_TYPES, LEVELS, ROLES, ProcessVersion
+from .sandbox import check_source
 
 SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
@@ -184,6 +185,7 @@ def _check_process(analysis: _Analysis, pid: str, form_keys) -> list[Problem]:
     for proc_spec in [spec, *subprocess_specs.values()]:
         file_of_spec = Path(getattr(proc_spec, "file", "") or filename).name
         for task_spec in proc_spec.task_specs.values():
+            problems.extend(_check_scripts(file_of_spec, task_spec))
             if not is_user_task(task_spec):
                 continue
             info = user_task_info(task_spec, analysis.parser.camunda_attrs)
@@ -219,6 +221,34 @@ def _check_process(analysis: _Analysis, pid: str, form_keys) -> list[Problem]:
                         f"user task '{info.name}' names form '{info.form_key}', which does not exist",
                         f"create forms/{info.form_key}.yaml or correct the formKey"))
     return problems
+
+
+def _scripts_of(task_spec):
+    """(what, source, mode) of every script and expression the engine will run for an element."""
+    script = getattr(task_spec, "script", None)
+    if isinstance(script, str) and script.strip():
+        yield "script", script, "exec"
+    for condition, _target in getattr(task_spec, "cond_task_specs", None) or []:
+        args = getattr(condition, "args", None)
+        if args and isinstance(args[0], str):
+            yield "condition", args[0], "eval"
+    expression = getattr(getattr(task_spec, "event_definition", None), "expression", None)
+    if isinstance(expression, str) and expression.strip():
+        yield "timer expression", expression, "eval"
+
+
+def _check_scripts(filename: str, task_spec) -> list[Problem]:
+    """Scripts and expressions run in the sandbox (engine/sandbox.py): refuse at deploy
+    what it would refuse at run time."""
+    found = []
+    for what, source, mode in _scripts_of(task_spec):
+        why = check_source(source.strip(), mode)
+        if why:
+            found.append(Problem(filename, task_spec.bpmn_id or task_spec.name,
+                                 f"{what} '{source.strip()[:60]}' is not allowed: {why}",
+                                 "process scripts may use task data, literals and simple built-ins only "
+                                 "(no import, open, eval, or names starting with _)"))
+    return found
 
 
 def _check_reachability(filename: str, root) -> list[Problem]:

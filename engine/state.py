@@ -44,6 +44,8 @@ from SpiffWorkflow.specs.Join import Join
 from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskState
 
+from .sandbox import SCRIPT_ENGINE
+
 LOGGED = "gf_logged"      # internal_data flag: this finished task is in the SQL history
 CAME_FROM = "gf_from"     # internal_data: bpmn id of the element the token came from
 
@@ -60,7 +62,7 @@ class LiveWorkflowConverter(BpmnWorkflowConverter):
 
     def from_dict(self, dct, spec=None, subprocess_specs=None):
         from uuid import UUID
-        workflow = self.target_class(spec, subprocess_specs, deserializing=True)
+        workflow = self.target_class(spec, subprocess_specs, script_engine=SCRIPT_ENGINE, deserializing=True)
         workflow.tasks = self.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
         workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
         self.set_default_attributes(workflow, dct)
