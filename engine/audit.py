@@ -62,8 +62,8 @@ def append(session, case: Case, events: list[AuditEvent]) -> None:
         row["prev_hash"] = head
         head = row["hash"] = chain_hash(head, row)
         rows.append(row)
+    case.audit_head = head  # before the INSERT, whose autoflush then writes the case row once
     insert_rows(session, AuditEvent, rows)
-    case.audit_head = head
 
 
 def record(session, case: Case, event_type: str, at: datetime, *, actor_id: int | None = None,

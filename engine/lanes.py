@@ -40,13 +40,28 @@ class Candidates:
     reason: str | None = None
 
 
+PAIR_HOLDERS = "gf_pair_holders"  # Session.info: {(role, node id): active holders' user ids}
+
+
+def holders_of(session: Session, role: str, node_id: int) -> list[int]:
+    """The active officials holding `role` at the node, asked once per transaction: lane
+    resolution and the new-task notifications of the same transition share the answer."""
+    cache = session.info.setdefault(PAIR_HOLDERS, {})
+    key = (role, node_id)
+    if key not in cache:
+        cache[key] = list(session.scalars(
+            select(RoleAssignment.user_id).join(User, User.id == RoleAssignment.user_id)
+            .where(RoleAssignment.role == role, RoleAssignment.node_id == node_id, User.active.is_(True))
+            .order_by(RoleAssignment.user_id)))
+    return cache[key]
+
+
 class LaneResolver:
     """Per-transition cache of the tree lookups lane resolution needs."""
 
     def __init__(self, session: Session):
         self.session = session
         self._nodes: dict[int, JurisdictionNode] = {}
-        self._holders: dict[tuple[str, int], bool] = {}
 
     def node(self, node_id: int) -> JurisdictionNode:
         if node_id not in self._nodes:
@@ -63,12 +78,7 @@ class LaneResolver:
         return [self._nodes[i] for i in reversed(ids)]
 
     def has_holders(self, role: str, node_id: int) -> bool:
-        key = (role, node_id)
-        if key not in self._holders:
-            self._holders[key] = self.session.scalar(
-                select(RoleAssignment.id).where(RoleAssignment.role == role,
-                                                RoleAssignment.node_id == node_id).limit(1)) is not None
-        return self._holders[key]
+        return bool(holders_of(self.session, role, node_id))
 
     def department_under(self, node: JurisdictionNode, dept_type: str) -> JurisdictionNode | None:
         return self.session.scalar(select(JurisdictionNode).where(

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from . import clock
 from .db import insert_rows
+from .lanes import PAIR_HOLDERS
 from .errors import InvalidInput, NotFound
 from .models import Case, Notification, RoleAssignment, User, WorkItem, WorkItemCandidate
 
@@ -176,7 +177,7 @@ class Notifier:
                 out.setdefault(item_id, []).append(user_id)
         # holders of a (role, node) do not change within a transaction: a batch of
         # transitions asks once per pair
-        by_pair: dict[tuple, list[int]] = session.info.setdefault("gf_pair_holders", {})
+        by_pair: dict[tuple, list[int]] = session.info.setdefault(PAIR_HOLDERS, {})
         pairs -= by_pair.keys()
         if pairs:
             for pair in pairs:

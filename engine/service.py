@@ -38,6 +38,7 @@ from .notifications import LoggingChannel, Notifier
 from .passwords import check_password
 from .state import (StateSerializer, collect_finished_steps, private_specs, prune_history,
                     restore_trigger_connections, run_engine, specs_mutate_at_runtime)
+from .sandbox import SCRIPT_ENGINE
 from .supervision import Supervision
 
 SUMMARY_VALUE_MAX = 200
@@ -45,6 +46,7 @@ SUMMARY_VALUE_MAX = 200
 # every inbox branch and outside, so per-branch LIMITs never drop a row of the page.
 INBOX_ORDER = (WorkItem.sort_due, WorkItem.created_at, WorkItem.case_id, WorkItem.id)
 SUMMARY_KEYS_MAX = 60
+STATE_ROWS = "gf_state_rows"              # Session.info: {case id: CaseState read ahead of `_load`}
 PREFETCHED_OPEN_ITEMS = "gf_open_items"   # Session.info: {case id: {item id: open WorkItem}}
 
 
@@ -210,7 +212,7 @@ class WorkflowService:
             session.add(case)
             session.flush()
             self._claim_attachments(session, user, case, version.properties.get("startForm"), clean, None)
-            workflow = BpmnWorkflow(*self._specs_for_one_case(parsed))
+            workflow = BpmnWorkflow(*self._specs_for_one_case(parsed), script_engine=SCRIPT_ENGINE)
             workflow.task_tree.data.update(clean)
             self._audit(session, case, "case_started", user, now, data=clean)
             self._run(workflow, case)
@@ -352,16 +354,21 @@ class WorkflowService:
 
     # ------------------------------------------------------- claim / unclaim
 
-    def _locked_item(self, session, task_id: str) -> tuple[WorkItem, Case]:
+    def _locked_item(self, session, task_id: str, with_state: bool = False) -> tuple[WorkItem, Case]:
         """The work item and its case, the case row locked (PostgreSQL) so that a second
-        official waits here and then sees the item as the first one left it."""
+        official waits here and then sees the item as the first one left it. With
+        `with_state`, the case's state row comes in the same query (for `_load`)."""
         if not storable_ref(task_id):
             raise NotFound("no such task", zh="找不到该任务")
-        row = session.execute(
-            select(WorkItem, Case).join(Case, Case.id == WorkItem.case_id).where(WorkItem.id == str(task_id))
-            .with_for_update(of=Case).execution_options(populate_existing=True)).first()
+        query = select(WorkItem, Case).join(Case, Case.id == WorkItem.case_id)
+        if with_state:
+            query = query.add_columns(CaseState).outerjoin(CaseState, CaseState.case_id == Case.id)
+        row = session.execute(query.where(WorkItem.id == str(task_id)).with_for_update(of=Case)
+                              .execution_options(populate_existing=True)).first()
         if row is None:
             raise NotFound(f"no task '{task_id}'", zh="找不到该任务")
+        if with_state and row[2] is not None:
+            session.info.setdefault(STATE_ROWS, {})[row[1].id] = row[2]
         return row[0], row[1]
 
     def _refuse_unless_open(self, session, item: WorkItem):
@@ -432,7 +439,7 @@ class WorkflowService:
 
     def _complete(self, session, task_id, data, actor):
         user = self._user(session, actor)
-        item, case = self._locked_item(session, task_id)
+        item, case = self._locked_item(session, task_id, with_state=True)
         self._refuse_unless_open(session, item)
         self._refuse_unless_may_work(session, user, item)
         clean = self._validate_form(item.form_key, data)
@@ -472,17 +479,17 @@ class WorkflowService:
             return CaseView(case, [])
         return self.fire_loaded_case(session, case)
 
-    def prefetch_for_firing(self, session, cases: list[Case]) -> list:
+    def prefetch_for_firing(self, session, cases: list[Case]) -> None:
         """Load the states and open work items of many locked cases in two queries, for a
-        batch of `fire_loaded_case` calls in one transaction. Returns the state rows: keep
-        them referenced while the batch runs (the session's identity map is weak)."""
+        batch of `fire_loaded_case` calls in one transaction (held in Session.info: the
+        session's identity map alone is weak)."""
         ids = [c.id for c in cases]
         states = list(session.scalars(select(CaseState).where(CaseState.case_id.in_(ids))))
+        session.info.setdefault(STATE_ROWS, {}).update((row.case_id, row) for row in states)
         open_items: dict[int, dict[str, WorkItem]] = {i: {} for i in ids}
         for item in session.scalars(select(WorkItem).where(WorkItem.case_id.in_(ids), WorkItem.status == "open")):
             open_items[item.case_id][item.id] = item
         session.info[PREFETCHED_OPEN_ITEMS] = open_items
-        return states
 
     def fire_loaded_case(self, session, case: Case) -> CaseView:
         """Within the caller's transaction, with the case row locked: fire its due timers."""
@@ -509,7 +516,7 @@ class WorkflowService:
     # ------------------------------------------------------ state handling
 
     def _load(self, session, case: Case, parsed: ParsedProcess) -> BpmnWorkflow:
-        row = session.get(CaseState, case.id)
+        row = session.info.get(STATE_ROWS, {}).pop(case.id, None) or session.get(CaseState, case.id)
         if row is None:
             raise NotFound(f"case {case.business_key} has no state", zh=f"案件 {case.business_key} 缺少流程状态")
         spec, subprocess_specs = self._specs_for_one_case(parsed)

@@ -109,7 +109,7 @@ class TimerWorker:
             cases = list(session.scalars(query))
             if not cases:
                 return 0
-            states = self.service.prefetch_for_firing(session, cases)  # noqa: F841 -- keeps the rows alive
+            self.service.prefetch_for_firing(session, cases)
             with deferred_inserts(session), session.no_autoflush:
                 for case in cases:
                     due = case.next_timer_at
