@@ -165,6 +165,7 @@ def validate_files(files: dict[str, str], form_keys: set[str] | None = None) -> 
     for name, root in analysis.trees.items():
         if not is_dmn(name):
             problems.extend(_check_reachability(name, root))
+            problems.extend(_check_event_subprocess_starts(name, root))
     # the same finding from two processes sharing a file is one finding
     seen, unique = set(), []
     for p in problems:
@@ -249,6 +250,33 @@ def _check_scripts(filename: str, task_spec) -> list[Problem]:
                                  "process scripts may use task data, literals and simple built-ins only "
                                  "(no import, open, eval, or names starting with _)"))
     return found
+
+
+# Start events of event subprocesses that SpiffWorkflow 3.2 parses as plain (none) starts:
+# such a subprocess would run at once when the case starts instead of on the event.
+_UNSUPPORTED_EVENT_SUBPROCESS_STARTS = {"errorEventDefinition": "an error",
+                                        "escalationEventDefinition": "an escalation",
+                                        "compensateEventDefinition": "a compensation"}
+
+
+def _check_event_subprocess_starts(filename: str, root) -> list[Problem]:
+    problems = []
+    for sub in root.iter():
+        if _local(sub) != "subProcess" or sub.get("triggeredByEvent") != "true":
+            continue
+        for start in sub:
+            if _local(start) != "startEvent":
+                continue
+            for definition in start:
+                kind = _UNSUPPORTED_EVENT_SUBPROCESS_STARTS.get(_local(definition))
+                if kind:
+                    problems.append(Problem(
+                        filename, start.get("id") or sub.get("id") or "?",
+                        f"event subprocess '{sub.get('name') or sub.get('id')}' starts on {kind} event, which "
+                        "the engine cannot wait for: the subprocess would run as soon as the case starts",
+                        f"catch {kind.split()[1]}s with a boundary event on the activity that raises them, or start the "
+                        "event subprocess with a message, signal or timer"))
+    return problems
 
 
 def _check_reachability(filename: str, root) -> list[Problem]:

@@ -129,3 +129,55 @@ def test_reference_files_never_crash_validation(path):
     problems = validate_files({path.name: path.read_text(encoding="utf-8")}, FormRegistry().keys())
     for p in problems:
         assert p.file and p.message and "Traceback" not in p.message
+
+
+EVENT_SUBPROCESS = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="t">
+  <bpmn:error id="err1" name="E" errorCode="E1"/>
+  <bpmn:process id="esp" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:scriptTask id="work"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+      <bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="work"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="work" targetRef="end"/>
+    <bpmn:subProcess id="esub" name="On trouble" triggeredByEvent="true">
+      <bpmn:startEvent id="estart" isInterrupting="false"><bpmn:outgoing>g1</bpmn:outgoing>{definition}</bpmn:startEvent>
+      <bpmn:scriptTask id="handler"><bpmn:incoming>g1</bpmn:incoming><bpmn:outgoing>g2</bpmn:outgoing>
+        <bpmn:script>handled = True</bpmn:script></bpmn:scriptTask>
+      <bpmn:endEvent id="eend"><bpmn:incoming>g2</bpmn:incoming></bpmn:endEvent>
+      <bpmn:sequenceFlow id="g1" sourceRef="estart" targetRef="handler"/>
+      <bpmn:sequenceFlow id="g2" sourceRef="handler" targetRef="eend"/>
+    </bpmn:subProcess>
+  </bpmn:process>
+</bpmn:definitions>"""
+
+
+@pytest.mark.parametrize("definition, kind", [
+    ('<bpmn:errorEventDefinition errorRef="err1"/>', "an error"),
+    ("<bpmn:escalationEventDefinition/>", "an escalation"),
+    ("<bpmn:compensateEventDefinition/>", "a compensation"),
+])
+def test_event_subprocess_starts_the_engine_would_run_at_once_are_refused(definition, kind):
+    """SpiffWorkflow 3.2 parses these as plain start events: the handler would run when the
+    case starts. Refused at deploy, pointing at the start event."""
+    from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+    from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
+    from lxml import etree
+    text = EVENT_SUBPROCESS.format(definition=definition)
+    parser = SpiffBpmnParser()
+    parser.add_bpmn_xml(etree.fromstring(text.encode()), filename="esp.bpmn")
+    wf = BpmnWorkflow(parser.get_spec("esp"), parser.get_subprocess_specs("esp"))
+    wf.do_engine_steps()
+    assert wf.data.get("handled") or any(t.task_spec.bpmn_id == "handler" and t.has_state(64)
+                                         for t in wf.get_tasks())  # the behaviour we guard against
+
+    problems = validate_files({"esp.bpmn": text})
+    assert [(p.file, p.element) for p in problems] == [("esp.bpmn", "estart")]
+    assert f"starts on {kind} event" in problems[0].message and "boundary event" in problems[0].fix
+
+
+def test_event_subprocess_with_a_timer_start_is_accepted():
+    timer = ('<bpmn:timerEventDefinition><bpmn:timeDuration>"P1D"</bpmn:timeDuration>'
+             '</bpmn:timerEventDefinition>')
+    assert validate_files({"esp.bpmn": EVENT_SUBPROCESS.format(definition=timer)}) == []
