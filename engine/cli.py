@@ -79,13 +79,16 @@ def deploy(directory, actor):
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 def validate(paths):
     """Check BPMN/DMN files without storing anything; one line per problem, exit 1 if any.
 
     Called processes and decisions are looked up among the given files and the
-    other files of their folders."""
-    given = {Path(p).resolve() for p in paths}
+    other files of their folders. A folder stands for its *.bpmn and *.dmn files,
+    so `gridflow validate processes/*` passes over processes/scenarios/."""
+    given = set()
+    for p in map(Path, paths):
+        given.update(f.resolve() for f in (sorted(p.glob("*.bpmn")) + sorted(p.glob("*.dmn")) if p.is_dir() else [p]))
     files, context = {}, {}
     for path in given:
         files[path.name] = path.read_text(encoding="utf-8")

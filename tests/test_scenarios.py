@@ -81,3 +81,16 @@ def test_expect_due_none_passes_for_a_task_without_due_date(service, clock):
     # supervise_acceptance has no dueDate of its own
     run_scenario(service, clock, _petition([{"advance": "P15DT1M"},
                                             {"expect_due": {"task": "supervise_acceptance", "in": "none"}}]))
+
+
+def test_cli_validate_processes_star_is_ok(monkeypatch):
+    """`gridflow validate processes/*` as a shell expands it: every BPMN/DMN file plus the
+    scenarios folder (a folder stands for its BPMN/DMN files, here none)."""
+    from click.testing import CliRunner
+    from engine.cli import main
+    monkeypatch.chdir(ROOT)
+    paths = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "processes").iterdir())
+    assert "processes/scenarios" in paths
+    result = CliRunner().invoke(main, ["validate", *paths])
+    shipped = len(list((ROOT / "processes").glob("*.bpmn"))) + len(list((ROOT / "processes").glob("*.dmn")))
+    assert result.exit_code == 0 and result.output.strip() == f"ok: {shipped} file(s) valid", result.output
