@@ -110,3 +110,46 @@ def test_report_with_photo_then_close_it_from_the_inboxes(live_server, browser, 
     assert leader.locator("#diagram [data-element-id=end_grid].highlight-done").count() == 1
     assert leader.locator("#diagram [data-element-id=town_dispatch].highlight-done").count() == 0
     shot(leader, "04-case-page-diagram")
+
+
+def _process_id(path):
+    from lxml import etree
+    root = etree.parse(str(path)).getroot()
+    executable = [p for p in root.iter("{http://www.omg.org/spec/BPMN/20100524/MODEL}process")
+                  if p.get("isExecutable") == "true"]
+    assert executable, f"{path.name} has no executable process"
+    return executable[0].get("id")
+
+
+def _drawn_ids(path):
+    """Every BPMN element the file's diagram interchange draws (shapes and edges)."""
+    from lxml import etree
+    root = etree.parse(str(path)).getroot()
+    di = "{http://www.omg.org/spec/BPMN/20100524/DI}"
+    return {node.get("bpmnElement") for tag in ("BPMNShape", "BPMNEdge") for node in root.iter(di + tag)}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "processes").glob("*.bpmn")), ids=lambda p: p.stem)
+def test_every_shipped_process_imports_into_bpmn_js_without_warnings(live_server, browser, service, path):
+    """The case page of a case of each process: bpmn-js imports its diagram with no
+    warning and draws every shape and edge of the file's diagram interchange."""
+    from engine.scenarios import Scenario
+    process_id = _process_id(path)
+    scenarios = sorted((ROOT / "processes" / "scenarios" / process_id).glob("*.yaml"))
+    assert scenarios, f"no scenario to start a {process_id} case from"
+    start = Scenario.load(scenarios[0]).start                  # a designer's own start data
+    case = service.start_case(process_id, start["grid"], start.get("data") or {}, start["as"])
+
+    page = log_in(browser, live_server, start["as"])
+    warnings = []
+    page.on("console", lambda msg: warnings.append(msg.text) if msg.type in ("warning", "error") else None)
+    page.goto(f"{live_server}/cases/{case.business_key}")
+    diagram = page.locator("#diagram[data-imported=true]")
+    diagram.wait_for(timeout=30_000)
+    assert diagram.get_attribute("data-warnings") == "0", warnings
+    drawn = set(page.eval_on_selector_all("#diagram [data-element-id]",
+                                          "nodes => nodes.map(n => n.getAttribute('data-element-id'))"))
+    expected = _drawn_ids(path)
+    assert len(expected) > 10 and expected <= drawn, f"not drawn: {sorted(expected - drawn)}"
+    assert page.locator("#diagram .highlight-active").count() >= 1    # the open task is marked
+    shot(page, f"process-{process_id}")
