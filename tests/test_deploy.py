@@ -54,7 +54,9 @@ def test_unchanged_files_create_nothing_changed_file_a_new_version(clean_db, clo
 
 def test_shipped_processes_deploy_with_their_decisions(clean_db):
     shipped = versions(clean_db, "grid_matter")
-    assert shipped and sorted(shipped[-1].files) == ["dispatch_rules.dmn", "grid_matter.bpmn"]
+    # its own file, its DMN, and the called mediation process with that process's DMN
+    assert shipped and sorted(shipped[-1].files) == ["dispatch_rules.dmn", "grid_matter.bpmn", "mediation.bpmn",
+                                                     "mediation_channel.dmn"]
     assert shipped[-1].properties["startRoles"] == "grid_worker"
     assert shipped[-1].properties["startForm"] == "grid_matter_report"
 

@@ -130,3 +130,19 @@ def test_a_caller_missing_an_input_is_refused_and_nothing_is_created(service):
     assert err.value.code == "process_error" and "missing a required Data Input" in str(err.value.message)
     with service.db.read_session() as session:
         assert session.query(Case).count() == before
+
+
+def test_a_petition_with_an_invalid_mediation_field_is_refused_and_changes_nothing(service):
+    case = service.start_case("petition", "linxi-xinguang-g1", {
+        "channel": "walk_in", "petitioner_name": "李某", "subject": "civil_dispute", "title": "邻里纠纷",
+        "description": "邻里因漏水赔偿发生纠纷。", "repeat_of_rechecked": False}, "lxx_xf")
+    assert service.case_data(case.business_key)["suggest_mediation"] is True       # petition_routing.dmn
+    with pytest.raises(EngineError) as err:
+        work(service, "lxx_xf", "decide", {"acceptance": "accept", "department": "xinfangju", "hard_case": False,
+                                           "refer_to_mediation": "maybe", "dispute_type": "feud",
+                                           "amount_in_dispute": -1, "decision_reason": "受理",
+                                           "notice_method": "in_person"})
+    assert err.value.code == "invalid"
+    assert {"refer_to_mediation", "dispute_type", "amount_in_dispute"} <= set(err.value.fields)
+    assert open_spec_ids(service.get_case(case.business_key)) == ["decide"]
+    assert "refer_to_mediation" not in service.case_data(case.business_key)
