@@ -57,7 +57,8 @@ def test_library_lists_every_process_with_versions_and_running_cases(svc, design
     assert latest.id == view.case.process_version_id
     assert latest.open_cases == 1 and latest.all_cases == 1 and grid.open_cases == 1
     assert len(latest.content_hash) == 64 and latest.deployed_by == "tests" and latest.deployed_at is not None
-    assert latest.files == ["dispatch_rules.dmn", "grid_matter.bpmn"]
+    # its DMN and the called mediation process with its DMN belong to the version
+    assert latest.files == ["dispatch_rules.dmn", "grid_matter.bpmn", "mediation.bpmn", "mediation_channel.dmn"]
     # the auditor may read the library too
     assert {e.key for e in designer.library(AUDITOR)} == set(library)
 
