@@ -158,6 +158,10 @@ class Case(Base):
     __table_args__ = (
         Index("ix_case_grid_path", "grid_path"),
         Index("ix_case_status_created", "status", "created_at"),
+        # case search (engine/search.py): newest first, in a subtree, of a process
+        Index("ix_case_created", "created_at"),
+        Index("ix_case_grid_created", "grid_path", "created_at"),
+        Index("ix_case_process_status_created", "process_key", "status", "created_at"),
     )
 
 
@@ -210,6 +214,8 @@ class WorkItem(Base):
         Index("ix_work_item_case_status", "case_id", "status"),
         # the supervision board: open tasks overdue or due soon, in due order
         Index("ix_work_item_status_due", "status", "sort_due"),
+        # case search by task: the cases that had a given user task
+        Index("ix_work_item_spec_case", "spec_id", "case_id"),
     )
 
 
@@ -256,6 +262,9 @@ class AuditCheckpoint(Base):
     # unique: two workers sealing at once cannot fork the chain (the second insert fails)
     prev_digest: Mapped[str] = mapped_column(String(64), unique=True)
     digest: Mapped[str] = mapped_column(String(64))
+
+    # case search by participant: the cases a person acted on
+    __table_args__ = (Index("ix_audit_actor_case", "actor_id", "case_id"),)
 
 
 class CaseSequence(Base):

@@ -44,6 +44,9 @@ class FieldDef:
     min: float | None = None
     max: float | None = None
     pattern: str | None = None
+    # kinds of personal data the field holds (`personal: id_number|phone`): masked for
+    # everyone but the case's handlers, every unmasked view audited (engine/personal_data.py)
+    personal: tuple = ()
 
     @property
     def choice_values(self) -> list:
@@ -136,7 +139,7 @@ def parse_definition(raw: dict, source: str = "<form>") -> FormDef:
             except re.error as exc:
                 raise FormDefinitionError(f"{where}: pattern is not a valid regular expression ({exc})") from None
         known = {"name", "type", "label", "required", "readonly", "choices", "help", "default_from",
-                 "min_length", "max_length", "min", "max", "pattern"}
+                 "min_length", "max_length", "min", "max", "pattern", "personal"}
         unknown = set(f) - known
         if unknown:
             raise FormDefinitionError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
@@ -146,10 +149,25 @@ def parse_definition(raw: dict, source: str = "<form>") -> FormDef:
             choices=choices, help=_label(f["help"], where) if f.get("help") else None,
             default_from=f.get("default_from"), min_length=f.get("min_length"),
             max_length=f.get("max_length"), min=f.get("min"), max=f.get("max"), pattern=pattern,
+            personal=_personal(f.get("personal"), where),
         ))
     return FormDef(key=key, title=_label(raw.get("title", key), source), fields=fields,
                    description=_label(raw["description"], source) if raw.get("description") else None,
                    source=source)
+
+
+PERSONAL_KINDS = ("id_number", "phone")
+
+
+def _personal(value, where: str) -> tuple:
+    if value is None:
+        return ()
+    kinds = tuple(k.strip() for k in str(value).split("|") if k.strip())
+    bad = [k for k in kinds if k not in PERSONAL_KINDS]
+    if bad or not kinds:
+        raise FormDefinitionError(f"{where}: personal must be {' | '.join(PERSONAL_KINDS)} "
+                                  f"(several joined by |), not '{value}'")
+    return kinds
 
 
 def _marshmallow_field(f: FieldDef):

@@ -33,6 +33,7 @@ from engine.access import is_read_only
 from engine.errors import Conflict, EngineError, InvalidInput, NotFound, PermissionDenied, ProcessError
 from forms.safety import find_unstorable
 from engine.models import JurisdictionNode
+from engine.personal_data import PersonalData, mask_data, personal_fields
 from engine.service import InboxFilters
 from forms.render import json_schema
 
@@ -450,7 +451,7 @@ def _case_ref(case) -> dict:
     return {
         "id": case.id, "business_key": case.business_key, "title": case.title or None, "status": case.status,
         "process": case.process_key, "category": case.category, "colour": case.colour,
-        "grid": _grid(case.grid_id), "summary": _public(case.summary),
+        "grid": _grid(case.grid_id), "summary": _public(mask_data(case.summary, personal_fields(service().forms))),
     }
 
 
@@ -495,7 +496,8 @@ def _case_detail(detail) -> dict:
 def _case_after(view, user) -> dict:
     """The case as the actor now sees it, after a change they made."""
     try:
-        return _case_detail(service().view_case(user.id, view.case.id))
+        detail = service().view_case(user.id, view.case.id)
+        return _case_detail(PersonalData(service()).guard_case_detail(user.id, detail, "api_case"))
     except EngineError:
         out = _case_ref(view.case)
         out.update(created_at=view.case.created_at, updated_at=view.case.updated_at,
@@ -506,6 +508,7 @@ def _case_after(view, user) -> dict:
 
 
 def _task_detail(detail) -> dict:
+    detail = PersonalData(service()).guard_task_detail(g.api_user.id, detail, "api_task")
     out = _task_brief(detail.item)
     out.update(may_work=bool(detail.may_work), case=_case_ref(detail.case),
                form=_form(detail.form, detail.case_data))
@@ -584,6 +587,7 @@ def create_case(user):
        path_params={"ref": CASE_REF}, responses={200: _json("the case", s.CaseSchema)}, errors=[403, 404])
 def get_case(user, ref):
     detail = service().view_case(user.id, case_ref_param(ref))
+    detail = PersonalData(service()).guard_case_detail(user.id, detail, "api_case")
     return json_response(s.CaseSchema().dump(_case_detail(detail)))
 
 

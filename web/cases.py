@@ -98,7 +98,9 @@ def start_submit(process_key):
 # -------------------------------------------------------------- case page
 
 def _render_case(business_key: str, upload_errors=None, status=200):
+    from engine.personal_data import PersonalData
     view = service().view_case(current_user.id, business_key)
+    view = PersonalData(service()).guard_case_detail(current_user.id, view, "case_page")
     lang = current_lang()
     return render_template(
         "case.html", view=view, case=view.case, fields=case_fields(view, lang), details=event_details(view, lang),

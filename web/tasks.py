@@ -222,14 +222,18 @@ def validate_submission(form, data: dict, files: dict) -> dict[str, list[str]]:
 
 def _case_view(task_detail):
     """The case as its page shows it, or None if the worker may not see the whole case."""
+    from engine.personal_data import PersonalData
     try:
-        return service().view_case(current_user.id, task_detail.case.id)
+        view = service().view_case(current_user.id, task_detail.case.id)
+        return PersonalData(service()).guard_case_detail(current_user.id, view, "task_page")
     except PermissionDenied:
         return None
 
 
 def _render(task_id: str, detail=None, submitted=None, errors=None, status=200):
+    from engine.personal_data import PersonalData
     detail = detail or service().task_detail(current_user.id, task_id)
+    detail = PersonalData(service()).guard_task_detail(current_user.id, detail, "task_page")
     lang = current_lang()
     errors = errors or {}
     fields = form_context(detail.form, detail.case_data, submitted, errors, lang) if detail.form else []

@@ -1,0 +1,215 @@
+"""Case search for auditors (and any official, within their jurisdiction).
+
+One SQL statement over `gf_case`, every filter an indexed predicate:
+
+* business key: a prefix, as a range on the unique key (`LX-2026` finds them all);
+* process, status: `ix_case_process_status_created`;
+* jurisdiction subtree: a range on the materialised `grid_path`
+  (`ix_case_grid_created`), the same key the user's own jurisdiction is read by;
+* date range (created): `ix_case_created`;
+* participant (anyone who acted on the case: started, claimed, completed, urged …):
+  `audit_event (actor_id, case_id)`;
+* task (a user task's BPMN id or its name): `work_item (spec_id, case_id)`, names
+  resolved to BPMN ids through the deployed process definitions.
+
+Newest first, `limit` + `offset`; one row more than the page is read to know
+whether there is a next page, so no COUNT over a million rows is ever needed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import aliased
+
+from forms.safety import storable_ref
+
+from .errors import InvalidInput
+from .models import DEPARTMENT, AuditEvent, Case, JurisdictionNode, ProcessVersion, User, WorkItem
+from .personal_data import mask_data, personal_fields
+
+STATUSES = ("open", "completed", "cancelled")
+# Dates in a search are calendar days where the officials are (China Standard Time).
+CHINA = timezone(timedelta(hours=8))
+MAX_LIMIT = 1000
+MAX_OFFSET = 100_000
+
+
+@dataclass
+class SearchFilters:
+    business_key: str | None = None
+    process_key: str | None = None
+    status: str | None = None
+    node: str | None = None            # jurisdiction node code: cases in its subtree
+    created_from: date | None = None   # inclusive, China calendar day
+    created_to: date | None = None     # inclusive
+    participant: str | None = None     # username of anyone who acted on the case
+    task: str | None = None            # a user task's BPMN id or name
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass
+class SearchRow:
+    case: Case
+    process_name: str
+    grid_name: str
+    summary: dict = field(default_factory=dict)
+
+
+@dataclass
+class SearchPage:
+    rows: list[SearchRow]
+    limit: int
+    offset: int
+    has_more: bool
+
+
+def path_range(path: str) -> tuple[str, str]:
+    """[path, upper) such that a string starts with `path` iff it lies in the range
+    ('/' + 1 == '0' in byte order; paths are digits and slashes)."""
+    return path, path[:-1] + chr(ord(path[-1]) + 1)
+
+
+def _prefix_range(prefix: str) -> tuple[str, str]:
+    return prefix, prefix + "\uffff"
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=CHINA).astimezone(timezone.utc)
+
+
+class CaseSearch:
+    def __init__(self, service):
+        self.service = service
+
+    # ------------------------------------------------------------- scope
+
+    @staticmethod
+    def scope_paths(user: User) -> list[str]:
+        """The subtrees the user may search: the nodes of their roles (a department's
+        people search the town/county/city their department belongs to)."""
+        paths = []
+        for ra in user.roles:
+            node = ra.node
+            path = node.path
+            if node.level == DEPARTMENT and node.parent_id:
+                path = path.rsplit("/", 2)[0] + "/"
+            paths.append(path)
+        # drop paths inside another one: fewer, wider ranges
+        paths = sorted(set(paths))
+        out = []
+        for p in paths:
+            if not any(p.startswith(q) for q in out):
+                out.append(p)
+        return out
+
+    def scope_nodes(self, actor, limit: int = 500) -> list[JurisdictionNode]:
+        """The jurisdictions (down to communities) a user may narrow a search to."""
+        svc = self.service
+        with svc.db.read_session() as session:
+            scope = self.scope_paths(svc._user(session, actor))
+            if not scope:
+                return []
+            ranges = [and_(JurisdictionNode.path >= lo, JurisdictionNode.path < hi) for lo, hi in map(path_range, scope)]
+            return list(session.scalars(select(JurisdictionNode).where(
+                or_(*ranges), JurisdictionNode.level.in_(("city", "county", "town", "community")))
+                .order_by(JurisdictionNode.path).limit(limit)))
+
+    # ------------------------------------------------------------- check
+
+    def _check(self, session, f: SearchFilters) -> dict:
+        problems, resolved = {}, {}
+        for name in ("business_key", "process_key", "status", "node", "participant", "task"):
+            value = getattr(f, name)
+            if value is not None and not (isinstance(value, str) and storable_ref(value) and len(value) <= 200):
+                problems[name] = ["not a usable value"]
+        if f.status and f.status not in STATUSES and "status" not in problems:
+            problems["status"] = [f"one of {', '.join(STATUSES)}"]
+        for name in ("created_from", "created_to"):
+            value = getattr(f, name)
+            if value is not None and not isinstance(value, date):
+                problems[name] = ["not a date"]
+        if isinstance(f.created_from, date) and isinstance(f.created_to, date) and f.created_from > f.created_to:
+            problems["created_to"] = ["before the start date"]
+        if not (isinstance(f.limit, int) and not isinstance(f.limit, bool) and 1 <= f.limit <= MAX_LIMIT):
+            problems["limit"] = [f"between 1 and {MAX_LIMIT}"]
+        if not (isinstance(f.offset, int) and not isinstance(f.offset, bool) and 0 <= f.offset <= MAX_OFFSET):
+            problems["offset"] = [f"between 0 and {MAX_OFFSET:,}"]
+        if f.node and "node" not in problems:
+            node = session.scalar(select(JurisdictionNode).where(JurisdictionNode.code == f.node.strip()))
+            if node is None:
+                problems["node"] = ["no such jurisdiction"]
+            else:
+                resolved["node"] = node
+        if f.participant and "participant" not in problems:
+            uid = session.scalar(select(User.id).where(User.username == f.participant.strip()))
+            if uid is None:
+                problems["participant"] = ["no such user"]
+            else:
+                resolved["participant"] = uid
+        if problems:
+            zh = {"status": "状态", "node": "辖区", "participant": "参与人", "created_to": "结束日期",
+                  "created_from": "开始日期", "limit": "每页条数", "offset": "起始位置"}
+            names = "、".join(zh.get(k, k) for k in problems)
+            raise InvalidInput("some search conditions are not valid", fields=problems,
+                               zh=f"查询条件有误（{names}），请修改后重试")
+        return resolved
+
+    def _task_ids(self, text: str) -> list[str]:
+        """A task's BPMN id, plus the ids of user tasks named `text` in any deployed process."""
+        ids = {text}
+        for process in self.service.processes():
+            ids.update(bpmn_id for bpmn_id, name in process.user_tasks if name == text)
+        return sorted(ids)
+
+    # ------------------------------------------------------------- query
+
+    def query(self, user: User, f: SearchFilters, resolved: dict, scope: list[str]):
+        where = [or_(*[and_(Case.grid_path >= lo, Case.grid_path < hi)
+                       for lo, hi in map(path_range, scope)])]
+        if "node" in resolved:
+            lo, hi = path_range(resolved["node"].path)
+            where += [Case.grid_path >= lo, Case.grid_path < hi]
+        if f.business_key and f.business_key.strip():
+            lo, hi = _prefix_range(f.business_key.strip().upper())
+            where += [Case.business_key >= lo, Case.business_key < hi]
+        if f.process_key:
+            where.append(Case.process_key == f.process_key.strip())
+        if f.status:
+            where.append(Case.status == f.status)
+        if f.created_from:
+            where.append(Case.created_at >= _day_start(f.created_from))
+        if f.created_to:
+            where.append(Case.created_at < _day_start(f.created_to + timedelta(days=1)))
+        if "participant" in resolved:
+            where.append(Case.id.in_(select(AuditEvent.case_id).where(AuditEvent.actor_id == resolved["participant"])))
+        if resolved.get("task_ids"):
+            where.append(Case.id.in_(select(WorkItem.case_id).where(WorkItem.spec_id.in_(resolved["task_ids"]))))
+        grid = aliased(JurisdictionNode)
+        return (select(Case, ProcessVersion.name, grid.name)
+                .join(ProcessVersion, ProcessVersion.id == Case.process_version_id)
+                .join(grid, grid.id == Case.grid_id)
+                .where(*where)
+                .order_by(Case.created_at.desc(), Case.id.desc())
+                .limit(f.limit + 1).offset(f.offset))
+
+    def search(self, actor, f: SearchFilters) -> SearchPage:
+        """A page of the cases in the actor's jurisdiction matching `f`. Personal data
+        in the case summaries is always masked in a list."""
+        svc = self.service
+        personal = personal_fields(svc.forms)
+        # names resolved before the session opens: SQLite allows one open transaction at a time
+        task_ids = self._task_ids(f.task.strip()) if isinstance(f.task, str) and f.task.strip() else None
+        with svc.db.read_session() as session:
+            user = svc._user(session, actor)
+            resolved = self._check(session, f)
+            resolved["task_ids"] = task_ids
+            scope = self.scope_paths(user)
+            if not scope:
+                return SearchPage([], f.limit, f.offset, False)
+            rows = session.execute(self.query(user, f, resolved, scope)).all()
+        page = [SearchRow(case=c, process_name=pname, grid_name=gname, summary=mask_data(c.summary, personal))
+                for c, pname, gname in rows[:f.limit]]
+        return SearchPage(page, f.limit, f.offset, len(rows) > f.limit)

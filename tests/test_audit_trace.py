@@ -1,0 +1,164 @@
+"""The trace of a case and its exports (CSV, XLSX, JSON); the closed petition test of issue 7."""
+import csv
+import io
+import json
+import re
+import glob
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+
+from engine.errors import PermissionDenied
+from engine.export import export_trace
+from engine.models import AuditEvent
+from engine.scenarios import Scenario, run_scenario
+from engine.trace import CaseTrace
+from tests.helpers import REPORT, login, open_item
+
+ROOT = Path(__file__).resolve().parent.parent
+PETITION = ROOT / "processes" / "scenarios" / "petition" / "accepted_replied_closed_after_30_days.yaml"
+
+
+@pytest.fixture
+def closed_petition(service, clock):
+    result = run_scenario(service, clock, Scenario.load(PETITION))
+    assert service.get_case(result.business_key).status == "completed"
+    return result.business_key
+
+
+def _events(service, key):
+    return [e for e in service.history(key) if e.event_type != "personal_data_viewed"]
+
+
+def test_trace_has_every_event_in_order_with_who_role_and_unit(service, closed_petition):
+    trace = CaseTrace(service).trace("lxx_dc", closed_petition)
+    events = _events(service, closed_petition)
+    assert [s.event_id for s in trace.steps] == [e.id for e in events]
+    assert [s.seq for s in trace.steps] == list(range(1, len(events) + 1))
+    started = trace.steps[0]
+    assert started.event_type == "case_started" and started.actor_username == "lxx_xf"
+    assert started.role == "petition_officer" and started.node_name == "林西县信访局"
+    handle = next(s for s in trace.steps if s.event_type == "task_completed" and s.bpmn_id == "handle")
+    assert handle.actor_username == "lxx_zj" and handle.role == "department_handler"
+    assert handle.node_name == "林西县住房和城乡建设局"
+    assert handle.submitted["handling_result"].startswith("已责成物业公司")
+    assert trace.steps[-1].event_type in ("case_closed", "timers_fired")
+    assert any(s.event_type == "case_closed" for s in trace.steps)
+    assert "start" in trace.detail.highlights["completed"] and "written_reply" in trace.detail.highlights["completed"]
+
+
+def test_changed_values():
+    from engine.trace import changes
+    known = {"hard_case": False, "department": "zhujian", "note": "a"}
+    assert changes(known, {"hard_case": True, "department": "zhujian", "new": 1}) == {"hard_case": [False, True]}
+    assert changes({}, {"x": 1}) == {}
+
+
+def test_trace_records_resubmitted_field_as_changed_only_when_different(service, closed_petition):
+    trace = CaseTrace(service).trace("lxx_dc", closed_petition)
+    handle = next(s for s in trace.steps if s.bpmn_id == "handle" and s.event_type == "task_completed")
+    # decide and handle both submit hard_case=false: resubmitted, not changed
+    assert handle.submitted["hard_case"] is False and "hard_case" not in handle.changed
+
+
+def test_urge_escalation_and_reminder_are_marked(service, clock):
+    from datetime import timedelta
+    view = service.start_case("grid_matter", "linxi-xinguang-g1", REPORT, "lx_wgy1")
+    item = open_item(view, "micro_mediation")
+    service.supervision.urge(item.id, "lxz_pd", "请加快调处")
+    clock.advance(timedelta(days=30))
+    service.fire_timers(view.business_key)
+    trace = CaseTrace(service).trace("lxx_dc", view.business_key)
+    kinds = [s.kind for s in trace.steps]
+    urge = next(s for s in trace.steps if s.kind == "urge")
+    assert urge.actor_username == "lxz_pd" and urge.note == "请加快调处"
+    assert urge.role == "center_dispatcher" and urge.node_name
+    assert "escalation" in kinds or "reminder" in kinds
+
+
+def test_trace_outside_jurisdiction_refused(service, closed_petition):
+    with pytest.raises(PermissionDenied):
+        CaseTrace(service).trace("by_dc", closed_petition)
+
+
+def _rows_of(fmt, body):
+    if fmt == "csv":
+        text = body.decode("utf-8")
+        assert text.startswith("\ufeff")
+        return list(csv.reader(io.StringIO(text[1:])))
+    sheet = load_workbook(io.BytesIO(body)).active
+    return [[("" if c is None else str(c)) for c in row] for row in sheet.iter_rows(values_only=True)]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx", "json"])
+def test_auditor_export_of_closed_petition_has_every_step_in_order(client, service, closed_petition, fmt):
+    expected = _events(service, closed_petition)
+    login(client, "lxx_dc")
+    response = client.get(f"/audit/cases/{closed_petition}/trace.{fmt}")
+    assert response.status_code == 200
+    assert closed_petition in response.headers["Content-Disposition"]
+    if fmt == "json":
+        doc = json.loads(response.data)
+        steps = doc["steps"]
+        assert doc["case"]["status"] == "completed" and doc["personal_data_masked"] is True
+        got = [(s["seq"], s["event_type"], s["bpmn_id"], s["username"]) for s in steps]
+        assert doc["path"] == [b for _, b in service.path(closed_petition)][:len(doc["path"])]
+    else:
+        rows = _rows_of(fmt, response.data)
+        assert rows[0][:3] == ["序号", "时间", "事件"]
+        got = [(int(r[0]), r[2], r[5] or None, r[8] or None) for r in rows[1:]]
+    users = {e.actor_id for e in expected}
+    want = [(i, e.event_type, e.bpmn_id) for i, e in enumerate(expected, 1)]
+    assert [g[:3] for g in got] == want
+    assert len(users) > 1
+    # every completed user task of the petition is there, in the order they were done
+    done = [g[2] for g in got if g[1] == "task_completed"]
+    assert done == ["decide", "handle", "written_reply"]
+    # the petitioner's phone is masked for the auditor
+    blob = response.data.decode("utf-8") if fmt != "xlsx" else json.dumps(_rows_of(fmt, response.data), ensure_ascii=False)
+    assert "13800001234" not in blob and "138****1234" in blob
+
+
+def test_export_english_headers_and_formula_cells_are_inert(service, clock):
+    view = service.start_case("grid_matter", "linxi-xinguang-g1",
+                              dict(REPORT, description="=HYPERLINK(\"http://x\")恶意公式"), "lx_wgy1")
+    trace = CaseTrace(service).trace("lxx_dc", view.business_key)
+    rows = _rows_of("csv", export_trace(trace, "csv", "en").body)
+    assert rows[0][:3] == ["No.", "When", "Event"]
+    sheet = load_workbook(io.BytesIO(export_trace(trace, "xlsx").body)).active
+    cells = [c for row in sheet.iter_rows(values_only=True) for c in row if isinstance(c, str)]
+    assert not any(c.startswith("=") for c in cells)
+
+
+def test_search_export_formats(client, service, clock):
+    keys = [service.start_case("grid_matter", "linxi-xinguang-g1", REPORT, "lx_wgy1").business_key for _ in range(3)]
+    login(client, "lxx_dc")
+    for fmt in ("csv", "xlsx"):
+        rows = _rows_of(fmt, client.get(f"/audit/cases/export.{fmt}?bk=LX").data)
+        assert [r[0] for r in rows[1:]] == list(reversed(keys))
+    doc = json.loads(client.get("/audit/cases/export.json").data)
+    assert [c["business_key"] for c in doc["cases"]] == list(reversed(keys))
+    assert client.get("/audit/cases/export.pdf").status_code == 404
+    assert client.get("/audit/cases/export.csv?from=bad").status_code == 400
+
+
+def test_trace_page_and_api(client, service, closed_petition):
+    login(client, "lxx_dc")
+    html = client.get(f"/audit/cases/{closed_petition}/trace").get_data(as_text=True)
+    assert "全程追溯" in html and "林西县住房和城乡建设局" in html and "138****1234" in html
+    assert "13800001234" not in html
+    from tests.test_audit_search import _token
+    body = client.get(f"/api/v1/cases/{closed_petition}/trace", headers=_token(client, "lxx_dc")).get_json()
+    assert [s["seq"] for s in body["steps"]] == list(range(1, len(body["steps"]) + 1))
+    assert client.get(f"/api/v1/cases/{closed_petition}/trace", headers=_token(client, "by_dc")).status_code == 403
+
+
+def test_auditor_ui_strings_have_english():
+    from web.i18n import MESSAGES_EN
+    pattern = re.compile(r"""(?<![\w.])_\(\s*(?:"((?:[^"\\\n]|\\.)*)"|'((?:[^'\\\n]|\\.)*)')""")
+    paths = glob.glob(str(ROOT / "web" / "templates" / "audit" / "*.html")) + \
+        [str(ROOT / "web" / "audit.py"), str(ROOT / "web" / "audit_api.py")]
+    found = [m.group(1) or m.group(2) for p in paths for m in pattern.finditer(Path(p).read_text(encoding="utf-8"))]
+    assert len(found) > 30
+    assert [t for t in found if t not in MESSAGES_EN] == []

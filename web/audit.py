@@ -1,0 +1,165 @@
+"""Auditor pages: case search (with exports), and a case's trace (with exports).
+
+Read-only by construction: every route here is a GET. The engine decides who
+sees what (jurisdiction, personal-data masking); the views parse the query
+string and hand the files of engine/export.py out.
+"""
+from __future__ import annotations
+
+from datetime import date
+
+from flask import Blueprint, Response, abort, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from engine.errors import InvalidInput
+from engine.export import FORMATS, MAX_SEARCH_ROWS, export_search, export_trace
+from engine.search import MAX_LIMIT, STATUSES, CaseSearch, SearchFilters
+from engine.trace import CaseTrace
+
+from . import audit_api  # noqa: F401  (its /api/v1 routes)
+from .extensions import service
+from .i18n import current_lang, gettext as _
+from .tasks import event_details
+
+bp = Blueprint("audit", __name__)
+
+PAGE_SIZE = 50
+ARGS = ("bk", "process", "status", "node", "from", "to", "participant", "task")
+
+
+def searcher() -> CaseSearch:
+    return CaseSearch(service())
+
+
+def _field_messages() -> dict:
+    return {
+        "status": _("请选择有效的案件状态。"), "node": _("找不到该辖区，请从列表中选择。"),
+        "participant": _("找不到该用户，请填写办理人的用户名（如 lx_wgy1）。"),
+        "created_from": _("请填写有效的日期（年-月-日）。"), "created_to": _("结束日期须为有效日期，且不早于开始日期。"),
+        "limit": _("每页条数无效。"), "offset": _("页码无效。"), "business_key": _("案件编号无效。"),
+        "process_key": _("请选择有效的流程。"), "task": _("任务无效。"),
+    }
+
+
+def _date(value: str, name: str, errors: dict) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        errors[name] = [_field_messages()[name]]
+        return None
+
+
+def parse_filters(args, limit: int = PAGE_SIZE, offset: int = 0) -> tuple[SearchFilters, dict, dict]:
+    """(filters, the raw values to refill the form with, field errors)."""
+    raw = {k: (args.get(k) or "").strip()[:200] for k in ARGS}
+    errors: dict = {}
+    filters = SearchFilters(
+        business_key=raw["bk"] or None, process_key=raw["process"] or None, status=raw["status"] or None,
+        node=raw["node"] or None, created_from=_date(raw["from"], "created_from", errors),
+        created_to=_date(raw["to"], "created_to", errors), participant=raw["participant"] or None,
+        task=raw["task"] or None, limit=limit, offset=offset)
+    return filters, raw, errors
+
+
+def _page() -> int:
+    try:
+        return min(max(1, int(request.args.get("page", "1"))), 100_000 // PAGE_SIZE)
+    except ValueError:
+        return 1
+
+
+def _localised(exc: InvalidInput) -> dict:
+    messages = _field_messages()
+    return {name: [messages.get(name, _("填写的内容无效。"))] for name in (exc.fields or {})}
+
+
+@bp.route("/audit/cases")
+@login_required
+def search():
+    page = _page()
+    filters, raw, errors = parse_filters(request.args, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    result, status = None, 200
+    searched = any(raw.values()) or "go" in request.args
+    if searched and not errors:
+        try:
+            result = searcher().search(current_user.id, filters)
+        except InvalidInput as exc:
+            errors = _localised(exc)
+    if errors:
+        status = 400
+    kept = {k: v for k, v in raw.items() if v}
+    return render_template(
+        "audit/search.html", raw=raw, errors=errors, result=result, page=page, kept=kept, searched=searched,
+        statuses=STATUSES, processes=service().processes(), nodes=searcher().scope_nodes(current_user.id),
+        formats=list(FORMATS)), status
+
+
+@bp.route("/audit/cases/export.<fmt>")
+@login_required
+def export_cases(fmt):
+    if fmt not in FORMATS:
+        abort(404)
+    filters, _raw, errors = parse_filters(request.args, MAX_LIMIT, 0)
+    if errors:
+        abort(400)
+    rows = []
+    try:
+        while len(rows) < MAX_SEARCH_ROWS:
+            filters.offset = len(rows)
+            result = searcher().search(current_user.id, filters)
+            rows.extend(result.rows)
+            if not result.has_more:
+                break
+    except InvalidInput:
+        abort(400)
+    return _file(export_search(rows[:MAX_SEARCH_ROWS], fmt, current_lang()))
+
+
+@bp.route("/audit/cases/<business_key>/trace")
+@login_required
+def trace(business_key):
+    result = CaseTrace(service()).trace(current_user.id, business_key, via="trace_page")
+    lang = current_lang()
+    return render_template("audit/trace.html", trace=result, view=result.detail, case=result.case,
+                           details=event_details(result.detail, lang), formats=list(FORMATS), lang=lang)
+
+
+@bp.route("/audit/cases/<business_key>/trace.<fmt>")
+@login_required
+def trace_export(business_key, fmt):
+    if fmt not in FORMATS:
+        abort(404)
+    result = CaseTrace(service()).trace(current_user.id, business_key, via=f"trace_export_{fmt}")
+    return _file(export_trace(result, fmt, current_lang()))
+
+
+def _file(export) -> Response:
+    response = Response(export.body, mimetype=export.content_type.split(";")[0])
+    response.headers["Content-Type"] = export.content_type
+    response.headers["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@bp.app_template_global()
+def audit_export_url(fmt: str, kept: dict) -> str:
+    return url_for("audit.export_cases", fmt=fmt, **kept)
+
+
+@bp.app_template_global()
+def trace_kind_label(kind: str) -> str:
+    """A badge for the events an auditor looks for first; "" for ordinary steps."""
+    labels = {"reminder": _("提醒"), "escalation": _("超时升级"), "urge": _("督办"), "migration": _("版本迁移"),
+              "incident": _("系统异常"), "incident_resolved": _("异常已处理"), "unresolved": _("无人承办·转上级"),
+              "personal_data_viewed": _("查看个人信息")}
+    return labels.get(kind, "")
+
+
+@bp.app_template_global()
+def trace_event_label(event_type: str) -> str:
+    from .tasks import event_label
+    labels = {"timers_fired": _("时限到期处理"), "personal_data_viewed": _("查看个人信息")}
+    return labels.get(event_type) or event_label(event_type)
