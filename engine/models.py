@@ -248,6 +248,9 @@ class AuditEvent(Base):
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str | None] = mapped_column(String(64))
 
+    # case search by participant: the cases a person acted on
+    __table_args__ = (Index("ix_audit_actor_case", "actor_id", "case_id"),)
+
 
 class AuditCheckpoint(Base):
     """A seal over every audit row written since the previous checkpoint, chained:
@@ -262,9 +265,6 @@ class AuditCheckpoint(Base):
     # unique: two workers sealing at once cannot fork the chain (the second insert fails)
     prev_digest: Mapped[str] = mapped_column(String(64), unique=True)
     digest: Mapped[str] = mapped_column(String(64))
-
-    # case search by participant: the cases a person acted on
-    __table_args__ = (Index("ix_audit_actor_case", "actor_id", "case_id"),)
 
 
 class CaseSequence(Base):

@@ -25,6 +25,7 @@ from dataclasses import replace
 from sqlalchemy import and_, exists, or_, select
 
 from . import audit, clock
+from .errors import Conflict
 from .models import AuditEvent, Case, User, WorkItem, WorkItemCandidate
 
 VIEW_EVENT = "personal_data_viewed"
@@ -121,13 +122,24 @@ class PersonalData:
             return is_handler(session, user, svc._case(session, case_ref))
 
     def record_view(self, actor, case_ref, via: str, fields) -> None:
-        """One `personal_data_viewed` event: who saw which fields of the case, where."""
+        """One `personal_data_viewed` event: who saw which fields of the case, where.
+        The event extends the case's audit chain, whose head the case row's version
+        check guards: a view racing a transition retries rather than failing the page."""
+        data = {"via": str(via)[:100], "fields": sorted(set(fields))}
+        for attempt in range(3):
+            try:
+                return self.service._commit_guarded(self._record_view, actor, case_ref, data)
+            except Conflict:
+                if attempt == 2:
+                    raise
+
+    def _record_view(self, session, actor, case_ref, data):
         svc = self.service
-        with svc.db.unit_of_work() as session:
-            user = svc._user(session, actor)
-            case = svc._case(session, case_ref)
-            audit.record(session, case, VIEW_EVENT, clock.now(), actor_id=user.id,
-                         data={"via": str(via)[:100], "fields": sorted(set(fields))})
+        user = svc._user(session, actor)
+        case = svc._case(session, case_ref)
+        case = session.scalar(select(Case).where(Case.id == case.id).with_for_update()
+                              .execution_options(populate_existing=True))
+        audit.record(session, case, VIEW_EVENT, clock.now(), actor_id=user.id, data=data)
 
     def mask_events(self, events) -> list:
         personal = self.fields
