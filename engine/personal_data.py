@@ -150,9 +150,13 @@ class PersonalData:
             out.append(e)
         return out
 
-    def guard_case_detail(self, actor, detail, via: str):
+    def guard_case_detail(self, actor, detail, via: str, include_views: bool = False):
         """The case page / API answer as `actor` may see it: in full for a handler
-        (and the view audited when it shows personal data), masked otherwise."""
+        (and the view audited when it shows personal data), masked otherwise.
+        The views themselves stay out of the officials' history (reading a case must
+        not change what the next reader sees); the auditor's trace includes them."""
+        if not include_views:
+            detail = replace(detail, events=[e for e in detail.events if e.event_type != VIEW_EVENT])
         personal = self.fields
         shown = set(personal_keys_in(detail.data, personal))
         for e in detail.events:
@@ -164,15 +168,17 @@ class PersonalData:
             return detail
         return replace(detail, data=mask_data(detail.data, personal), events=self.mask_events(detail.events))
 
-    def guard_task_detail(self, actor, detail, via: str):
+    def guard_task_detail(self, actor, detail, via: str, record: bool = True):
         """A task page: its worker (a handler) sees the case data in full; another
-        official looking at it sees it masked."""
+        official looking at it sees it masked. `record=False` when the same page
+        already recorded the view of the case."""
         personal = self.fields
         shown = personal_keys_in(detail.case_data, personal)
         if not shown:
             return detail
         if detail.may_work or self.may_see(actor, detail.case.id):
-            self.record_view(actor, detail.case.id, via, shown)
+            if record:
+                self.record_view(actor, detail.case.id, via, shown)
             return detail
         return replace(detail, case_data=mask_data(detail.case_data, personal))
 

@@ -88,8 +88,8 @@ class CaseTrace:
     def trace(self, actor, case_ref, via: str = "trace") -> Trace:
         svc = self.service
         raw = svc.view_case(actor, case_ref)                 # refuses outside the jurisdiction
-        detail = self.personal.guard_case_detail(actor, raw, via)
-        masked = detail is not raw
+        detail = self.personal.guard_case_detail(actor, raw, via, include_views=True)
+        masked = detail.data is not raw.data
         events = detail.events
         with svc.db.read_session() as session:
             actor_ids = {e.actor_id for e in events if e.actor_id}

@@ -233,11 +233,11 @@ def _case_view(task_detail):
 def _render(task_id: str, detail=None, submitted=None, errors=None, status=200):
     from engine.personal_data import PersonalData
     detail = detail or service().task_detail(current_user.id, task_id)
-    detail = PersonalData(service()).guard_task_detail(current_user.id, detail, "task_page")
+    view = _case_view(detail)
+    detail = PersonalData(service()).guard_task_detail(current_user.id, detail, "task_page", record=view is None)
     lang = current_lang()
     errors = errors or {}
     fields = form_context(detail.form, detail.case_data, submitted, errors, lang) if detail.form else []
-    view = _case_view(detail)
     return render_template(
         "task.html", detail=detail, item=detail.item, case=detail.case, form=detail.form, view=view,
         details=event_details(view, lang), fields=fields, input_fields=[f for f in fields if not f.get("readonly")],
