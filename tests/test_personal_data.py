@@ -1,0 +1,153 @@
+"""Personal data: marked in the form definitions, shown in full only to the case's
+handlers (every such view audited), masked for everyone else: case page, task
+page, API, trace, exports, search."""
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from engine.models import AuditEvent
+from engine.personal_data import VIEW_EVENT, mask_text, mask_value, personal_fields
+from forms import FormDefinitionError, FormRegistry, parse_definition
+from tests.helpers import login, open_item
+from tests.test_audit_search import _token
+
+PHONE, PHONE_MASKED = "13812345678", "138****5678"
+ID, ID_MASKED = "150102199003071234", "150***********1234"
+PETITION = {"channel": "walk_in", "petitioner_name": "张某", "petitioner_phone": PHONE, "petitioner_id_number": ID,
+            "subject": "housing", "title": "屋顶漏水多年未修", "description": "顶层住户反映屋顶漏水，请求维修。",
+            "repeat_of_rechecked": False}
+
+
+@pytest.mark.parametrize("text, masked", [
+    (PHONE, PHONE_MASKED),
+    (ID, ID_MASKED),
+    ("15010219900307123X", "150***********123X"),
+    ("138 1234 5678", PHONE_MASKED),
+    ("李某 13800000101；王某 13900000202", "李某 138****0101；王某 139****0202"),
+    ("0476-5123456", "047****3456"),       # 11 digits with the area code: first 3, last 4
+    ("5123456", "***3456"),                # a local number keeps its last 4
+    ("3号楼2单元", "3号楼2单元"),            # short numbers are not personal data
+    ("李某, 王某", "李某, 王某"),
+])
+def test_masking(text, masked):
+    assert mask_text(text) == masked
+    assert ID not in mask_value({"a": [ID]})["a"][0]
+
+
+def test_fields_are_marked_in_the_form_definitions():
+    personal = personal_fields(FormRegistry())
+    assert personal["petitioner_phone"] == ("phone",)
+    assert personal["petitioner_id_number"] == ("id_number",)
+    assert set(personal["parties"]) == {"phone", "id_number"}
+
+
+def test_a_bad_personal_marker_is_a_definition_error():
+    raw = {"key": "x", "fields": [{"name": "a", "type": "text", "personal": "passport"}]}
+    with pytest.raises(FormDefinitionError, match="personal"):
+        parse_definition(raw)
+    raw["fields"][0]["personal"] = "phone|id_number"
+    assert parse_definition(raw).fields[0].personal == ("phone", "id_number")
+
+
+def _views(db, case_id=None):
+    with db.read_session() as s:
+        query = select(AuditEvent).where(AuditEvent.event_type == VIEW_EVENT)
+        if case_id:
+            query = query.where(AuditEvent.case_id == case_id)
+        return list(s.scalars(query.order_by(AuditEvent.id)))
+
+
+@pytest.fixture
+def petition(service, clock):
+    return service.start_case("petition", "linxi-xinguang-g1", PETITION, "lxx_xf")
+
+
+def test_case_page_in_full_for_the_handler_and_the_view_is_audited(client, db, petition):
+    login(client, "lxx_xf")
+    page = client.get(f"/cases/{petition.business_key}").get_data(as_text=True)
+    assert PHONE in page and ID in page
+    views = _views(db, petition.case.id)
+    assert len(views) == 1
+    assert views[0].data == {"via": "case_page", "fields": ["petitioner_id_number", "petitioner_phone"]}
+    assert views[0].actor_id == petition.case.created_by_id
+    client.get(f"/cases/{petition.business_key}")
+    assert len(_views(db, petition.case.id)) == 2           # every view
+
+
+@pytest.mark.parametrize("user", ["lxx_dc", "lxx_pd", "cf_dc"])
+def test_case_page_masked_for_others_and_nothing_audited(client, db, petition, user):
+    login(client, user)
+    page = client.get(f"/cases/{petition.business_key}").get_data(as_text=True)
+    assert PHONE not in page and ID not in page
+    assert PHONE_MASKED in page and ID_MASKED in page
+    assert _views(db) == []
+
+
+def test_task_page_of_another_official_is_masked(client, db, petition):
+    task = open_item(petition, "decide").id
+    login(client, "lxx_pd")                                  # county dispatcher: sees the case, not his task
+    page = client.get(f"/tasks/{task}").get_data(as_text=True)
+    assert PHONE not in page and PHONE_MASKED in page
+    assert _views(db) == []
+    login(client, "lxx_xf")                                  # the petition officer who decides
+    page = client.get(f"/tasks/{task}").get_data(as_text=True)
+    assert PHONE in page
+    assert len(_views(db, petition.case.id)) == 1            # one event per page view
+
+
+def test_api_masks_for_others_and_audits_the_handler(client, db, petition):
+    ref = petition.business_key
+    body = client.get(f"/api/v1/cases/{ref}", headers=_token(client, "lxx_dc")).get_json()
+    text = json.dumps(body, ensure_ascii=False)
+    assert PHONE not in text and ID not in text and body["data"]["petitioner_phone"] == PHONE_MASKED
+    assert body["history"][0]["data"]["petitioner_id_number"] == ID_MASKED
+    task = open_item(petition, "decide").id
+    body = client.get(f"/api/v1/tasks/{task}", headers=_token(client, "lxx_pd")).get_json()
+    assert body["form"]["readonly"]["petitioner_phone"] == PHONE_MASKED
+    assert _views(db) == []
+    body = client.get(f"/api/v1/cases/{ref}", headers=_token(client, "lxx_xf")).get_json()
+    assert body["data"]["petitioner_phone"] == PHONE
+    assert body["summary"]["petitioner_phone"] == PHONE_MASKED       # lists and summaries: always masked
+    assert [v.data["via"] for v in _views(db)] == ["api_case"]
+    body = client.get(f"/api/v1/tasks/{task}", headers=_token(client, "lxx_xf")).get_json()
+    assert body["form"]["readonly"]["petitioner_phone"] == PHONE
+    assert [v.data["via"] for v in _views(db)] == ["api_case", "api_task"]
+
+
+def test_exports_masked_for_auditor_full_for_handler_with_audit(client, db, petition):
+    login(client, "lxx_dc")
+    for fmt in ("csv", "json"):
+        body = client.get(f"/audit/cases/{petition.business_key}/trace.{fmt}").get_data(as_text=True)
+        assert PHONE not in body and ID not in body and ID_MASKED in body
+        body = client.get(f"/audit/cases/export.{fmt}").get_data(as_text=True)
+        assert PHONE not in body and PHONE_MASKED in body
+    assert _views(db) == []
+    login(client, "lxx_xf")
+    body = client.get(f"/audit/cases/{petition.business_key}/trace.json").get_data(as_text=True)
+    assert ID in body and json.loads(body)["personal_data_masked"] is False
+    assert [v.data["via"] for v in _views(db)] == ["trace_export_json"]
+    body = client.get("/audit/cases/export.csv").get_data(as_text=True)   # a list: masked even for the handler
+    assert PHONE not in body
+
+
+def test_trace_lists_views_of_personal_data(client, service, db, petition):
+    login(client, "lxx_xf")
+    client.get(f"/cases/{petition.business_key}")
+    from engine.trace import CaseTrace
+    trace = CaseTrace(service).trace("lxx_dc", petition.business_key)
+    viewed = [s for s in trace.steps if s.kind == VIEW_EVENT]
+    assert len(viewed) == 1 and viewed[0].actor_username == "lxx_xf"
+    # ... but the officials' history does not grow by being read
+    detail_events = [e.event_type for e in service.view_case("lxx_xf", petition.business_key).events]
+    page = client.get(f"/api/v1/cases/{petition.business_key}", headers=_token(client, "lxx_xf")).get_json()
+    assert VIEW_EVENT not in [e["type"] for e in page["history"]] and VIEW_EVENT in detail_events
+
+
+def test_mediation_parties_masked_inside_free_text(client, service, clock):
+    data = {"dispute_type": "neighbour", "parties": "李某 13800000101\n王某 13900000202",
+            "description": "两户因排水沟发生争执", "amount_in_dispute": 0, "complex_case": False}
+    view = service.start_case("mediation", "linxi-xinguang-g1", data, "lx_wgy1")
+    login(client, "lxx_dc")
+    page = client.get(f"/cases/{view.business_key}").get_data(as_text=True)
+    assert "李某 138****0101" in page and "13800000101" not in page
