@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import String, and_, exists, func, literal_column, or_, select, type_coerce
 from sqlalchemy.orm import aliased
 
 from forms.safety import storable_ref
@@ -34,6 +34,8 @@ STATUSES = ("open", "completed", "cancelled")
 CHINA = timezone(timedelta(hours=8))
 MAX_LIMIT = 1000
 MAX_OFFSET = 100_000
+# index entries a probe reads at most to tell a wide filter from a narrow one
+PROBE = 2000
 
 
 @dataclass
@@ -166,17 +168,59 @@ class CaseSearch:
 
     # ------------------------------------------------------------- query
 
-    def query(self, user: User, f: SearchFilters, resolved: dict, scope: list[str]):
-        where = [or_(*[and_(Case.grid_path >= lo, Case.grid_path < hi)
-                       for lo, hi in map(path_range, scope)])]
-        if "node" in resolved:
-            lo, hi = path_range(resolved["node"].path)
-            where += [Case.grid_path >= lo, Case.grid_path < hi]
+    # ------------------------------------------------------------- plan
+
+    def plan(self, session, f: SearchFilters, resolved: dict, scope: list[str]) -> set[str]:
+        """The filters that match many cases ("wide"), found by bounded probes (at most
+        PROBE index entries each). The newest page of a wide filter is found fastest by
+        walking the created-at index and skipping the rows that do not match; a narrow
+        filter is best read from its own index and its few rows sorted. PostgreSQL's
+        planner knows this from its statistics; SQLite's has no range statistics, so
+        on SQLite wide terms are written so that it does not drive from their index."""
+        if self.service.db.engine.dialect.name != "sqlite":
+            return set()
+        wide = set()
+
+        def many(stmt) -> bool:
+            return (session.scalar(select(func.count()).select_from(stmt.limit(PROBE).subquery())) or 0) >= PROBE
+
+        ranges = [path_range(resolved["node"].path)] if "node" in resolved else list(map(path_range, scope))
+        grids = JurisdictionNode.level == "grid"
+        total = session.scalar(select(func.count()).where(grids)) or 0
+        inside = session.scalar(select(func.count()).where(grids, or_(*[
+            and_(JurisdictionNode.path >= lo, JurisdictionNode.path < hi) for lo, hi in ranges]))) or 0
+        if total and inside * 20 >= total:           # 5 % of the grids or more
+            wide.add("path")
         if f.business_key and f.business_key.strip():
             lo, hi = _prefix_range(f.business_key.strip().upper())
-            where += [Case.business_key >= lo, Case.business_key < hi]
+            if many(select(Case.id).where(Case.business_key >= lo, Case.business_key < hi)):
+                wide.add("business_key")
+        if f.process_key and many(select(Case.id).where(Case.process_key == f.process_key.strip())):
+            wide.add("process_key")
+        if "participant" in resolved and many(select(AuditEvent.case_id).where(
+                AuditEvent.actor_id == resolved["participant"])):
+            wide.add("participant")
+        if resolved.get("task_ids") and many(select(WorkItem.case_id).where(
+                WorkItem.spec_id.in_(resolved["task_ids"]))):
+            wide.add("task")
+        return wide
+
+    def query(self, user: User, f: SearchFilters, resolved: dict, scope: list[str], wide: set = frozenset()):
+        def col(name: str, column):
+            # SQLite does not use an index for `+column`: a wide term is checked row by row
+            return type_coerce(literal_column(f"+gf_case.{name}"), String) if name in wide else column
+
+        path = type_coerce(literal_column("+gf_case.grid_path"), String) if "path" in wide else Case.grid_path
+        where = [or_(*[and_(path >= lo, path < hi) for lo, hi in map(path_range, scope)])]
+        if "node" in resolved:
+            lo, hi = path_range(resolved["node"].path)
+            where += [path >= lo, path < hi]
+        if f.business_key and f.business_key.strip():
+            lo, hi = _prefix_range(f.business_key.strip().upper())
+            key = col("business_key", Case.business_key)
+            where += [key >= lo, key < hi]
         if f.process_key:
-            where.append(Case.process_key == f.process_key.strip())
+            where.append(col("process_key", Case.process_key) == f.process_key.strip())
         if f.status:
             where.append(Case.status == f.status)
         if f.created_from:
@@ -184,9 +228,17 @@ class CaseSearch:
         if f.created_to:
             where.append(Case.created_at < _day_start(f.created_to + timedelta(days=1)))
         if "participant" in resolved:
-            where.append(Case.id.in_(select(AuditEvent.case_id).where(AuditEvent.actor_id == resolved["participant"])))
+            if "participant" in wide:      # probe each candidate row: (actor_id, case_id) index
+                where.append(exists().where(AuditEvent.actor_id == resolved["participant"],
+                                            AuditEvent.case_id == Case.id))
+            else:                          # drive from the person's few cases
+                where.append(Case.id.in_(select(AuditEvent.case_id).where(
+                    AuditEvent.actor_id == resolved["participant"])))
         if resolved.get("task_ids"):
-            where.append(Case.id.in_(select(WorkItem.case_id).where(WorkItem.spec_id.in_(resolved["task_ids"]))))
+            if "task" in wide:
+                where.append(exists().where(WorkItem.spec_id.in_(resolved["task_ids"]), WorkItem.case_id == Case.id))
+            else:
+                where.append(Case.id.in_(select(WorkItem.case_id).where(WorkItem.spec_id.in_(resolved["task_ids"]))))
         grid = aliased(JurisdictionNode)
         return (select(Case, ProcessVersion.name, grid.name)
                 .join(ProcessVersion, ProcessVersion.id == Case.process_version_id)
@@ -209,7 +261,8 @@ class CaseSearch:
             scope = self.scope_paths(user)
             if not scope:
                 return SearchPage([], f.limit, f.offset, False)
-            rows = session.execute(self.query(user, f, resolved, scope)).all()
+            wide = self.plan(session, f, resolved, scope)
+            rows = session.execute(self.query(user, f, resolved, scope, wide)).all()
         page = [SearchRow(case=c, process_name=pname, grid_name=gname, summary=mask_data(c.summary, personal))
                 for c, pname, gname in rows[:f.limit]]
         return SearchPage(page, f.limit, f.offset, len(rows) > f.limit)

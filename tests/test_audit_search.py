@@ -4,6 +4,9 @@ from datetime import date, timedelta
 import pytest
 
 from engine.errors import InvalidInput
+from sqlalchemy import select
+
+from engine.models import JurisdictionNode
 from engine.search import CaseSearch, SearchFilters, path_range
 from tests.helpers import REPORT, login, open_item
 
@@ -16,8 +19,17 @@ def keys(page):
     return [r.case.business_key for r in page.rows]
 
 
+@pytest.fixture(params=["narrow", "wide"])
+def plan(request, monkeypatch):
+    """Both ways the search can be planned on SQLite: driven by each filter's own index
+    (few matches), or walking the created-at index (a probe of 1 row calls every filter wide)."""
+    if request.param == "wide":
+        monkeypatch.setattr("engine.search.PROBE", 1)
+    return request.param
+
+
 @pytest.fixture
-def cases(service, clock):
+def cases(service, clock, plan):
     """Four cases over three grids and two days; one closed in the grid by lx_wgz1."""
     made = {}
     made["g1_a"] = service.start_case("grid_matter", G1, REPORT, "lx_wgy1").business_key
@@ -161,3 +173,26 @@ def test_search_api_in_openapi(client):
     spec = client.get("/api/v1/openapi.json").get_json()
     assert "get" in spec["paths"]["/api/v1/cases"] and "post" in spec["paths"]["/api/v1/cases"]
     assert "get" in spec["paths"]["/api/v1/cases/{ref}/trace"]
+
+
+def test_plan_calls_filters_wide_only_when_they_match_many(service, cases, monkeypatch):
+    search_ = CaseSearch(service)
+    f = SearchFilters(business_key="LX", process_key="grid_matter", participant="lx_wgy1", task="micro_mediation")
+    with service.db.read_session() as s:
+        user = service._user(s, "lxx_dc")
+        resolved = search_._check(s, f)
+        resolved["task_ids"] = ["micro_mediation"]
+        scope = search_.scope_paths(user)
+        monkeypatch.setattr("engine.search.PROBE", 10 ** 6)
+        few = search_.plan(s, f, resolved, scope)
+        monkeypatch.setattr("engine.search.PROBE", 1)
+        many = search_.plan(s, f, resolved, scope)
+        one_grid = dict(resolved, node=s.scalar(select(JurisdictionNode).where(JurisdictionNode.code == G1)))
+        monkeypatch.setattr("engine.search.PROBE", 10 ** 6)
+        grid_only = search_.plan(s, SearchFilters(node=G1), one_grid, scope)
+    if service.db.engine.dialect.name != "sqlite":
+        assert few == many == set()        # PostgreSQL plans from its own statistics
+        return
+    assert few == {"path"}                 # a county is more than 5 % of the demo's grids
+    assert many == {"path", "business_key", "process_key", "participant", "task"}
+    assert grid_only == {"path"}           # one grid of the demo's handful is still over 5 %
