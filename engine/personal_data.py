@@ -85,8 +85,10 @@ def personal_fields(forms) -> dict[str, tuple]:
 
 
 def personal_keys_in(data: dict | None, personal: dict) -> list[str]:
-    """The personal fields `data` holds a non-empty value for."""
-    return [k for k in (data or {}) if k in personal and data[k] not in (None, "", [])]
+    """The personal fields of `data` whose value masking would change: a "parties"
+    text with names only reveals no number, and showing it is no view to record."""
+    return [k for k in (data or {}) if k in personal and data[k] not in (None, "", [])
+            and mask_value(data[k]) != data[k]]
 
 
 def mask_data(data: dict | None, personal: dict) -> dict:

@@ -151,3 +151,15 @@ def test_mediation_parties_masked_inside_free_text(client, service, clock):
     login(client, "lxx_dc")
     page = client.get(f"/cases/{view.business_key}").get_data(as_text=True)
     assert "李某 138****0101" in page and "13800000101" not in page
+
+
+def test_a_personal_field_without_numbers_reveals_nothing_and_records_nothing(client, db, service, clock):
+    from tests.helpers import REPORT
+    view = service.start_case("grid_matter", "linxi-xinguang-g1", dict(REPORT, parties="李某, 王某"), "lx_wgy1")
+    login(client, "lx_wgy1")
+    assert "李某, 王某" in client.get(f"/cases/{view.business_key}").get_data(as_text=True)
+    assert _views(db) == []
+    with_phone = service.start_case("grid_matter", "linxi-xinguang-g1", dict(REPORT, parties="李某 13800000101"),
+                                    "lx_wgy1")
+    client.get(f"/cases/{with_phone.business_key}")
+    assert [v.case_id for v in _views(db)] == [with_phone.case.id]
