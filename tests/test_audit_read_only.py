@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -19,6 +20,7 @@ from engine.models import (Attachment, AuditCheckpoint, AuditEvent, Case, CaseSe
 from tests.helpers import REPORT, csrf_token, login, open_item
 from tests.test_web_pages import PNG
 
+ROOT = Path(__file__).resolve().parent.parent
 AUDITOR, OUTSIDER = "lxx_dc", "by_dc"
 GRID = "linxi-xinguang-g1"
 
@@ -87,6 +89,11 @@ WEB_DATA = {
     "supervision.urge": lambda w: {"note": "审计员试图督办"},
     "auth.login": lambda w: {"username": AUDITOR, "password": "demo123"},
 }
+# web routes that take JSON (the designer's modeler): a real process file to check or deploy
+WEB_JSON = {
+    "designer.check": lambda w: {"files": {"grid_matter.bpmn": (ROOT / "processes" / "grid_matter.bpmn").read_text()}},
+    "designer.deploy": lambda w: {"files": {"grid_matter.bpmn": (ROOT / "processes" / "grid_matter.bpmn").read_text()}},
+}
 API_JSON = {
     "api.create_case": lambda w: {"process": "grid_matter", "grid": GRID, "data": REPORT},
     "api.complete_task": lambda w: {"data": {"resolved": True, "mediation_note": "审计员试图办理"}},
@@ -115,6 +122,9 @@ def test_every_write_route_refuses_the_auditor_and_changes_nothing(app, db, worl
             else:
                 body = API_JSON.get(rule.endpoint, lambda w: {})(world)
                 response = api.open(url, method=method, headers=bearer, json=body)
+        elif rule.endpoint in WEB_JSON:
+            response = web.open(url, method=method, json=WEB_JSON[rule.endpoint](world),
+                                headers={"X-CSRFToken": csrf_token(web, "/inbox")})
         else:
             data = {"csrf_token": csrf_token(web, "/inbox"), "next": "/inbox"}
             data.update(WEB_DATA.get(rule.endpoint, lambda w: {})(world))
@@ -137,7 +147,7 @@ def test_every_write_route_refuses_the_auditor_and_changes_nothing(app, db, worl
     for endpoint in ("api.create_case", "api.claim_task", "api.unclaim_task", "api.complete_task",
                      "api.upload_case_files", "api.upload_pending_files", "cases.start_submit", "tasks.complete",
                      "tasks.claim", "tasks.unclaim", "cases.add_attachment", "supervision.urge",
-                     "supervision.resolve_incident"):
+                     "supervision.resolve_incident", "designer.check", "designer.deploy", "designer.upload"):
         assert endpoint in tried
 
 
