@@ -354,22 +354,25 @@ class WorkflowService:
 
     # ------------------------------------------------------- claim / unclaim
 
-    def _locked_item(self, session, task_id: str, with_state: bool = False) -> tuple[WorkItem, Case]:
+    def _locked_item(self, session, task_id: str) -> tuple[WorkItem, Case]:
         """The work item and its case, the case row locked (PostgreSQL) so that a second
-        official waits here and then sees the item as the first one left it. With
-        `with_state`, the case's state row comes in the same query (for `_load`)."""
+        official waits here and then sees the item and the state as the first one left
+        them: after the wait only the locked row is re-read, so the item is read again and
+        the state comes from a later statement."""
         if not storable_ref(task_id):
             raise NotFound("no such task", zh="找不到该任务")
-        query = select(WorkItem, Case).join(Case, Case.id == WorkItem.case_id)
-        if with_state:
-            query = query.add_columns(CaseState).outerjoin(CaseState, CaseState.case_id == Case.id)
-        row = session.execute(query.where(WorkItem.id == str(task_id)).with_for_update(of=Case)
-                              .execution_options(populate_existing=True)).first()
+        row = session.execute(
+            select(WorkItem, Case).join(Case, Case.id == WorkItem.case_id).where(WorkItem.id == str(task_id))
+            .with_for_update(of=Case).execution_options(populate_existing=True)).first()
         if row is None:
             raise NotFound(f"no task '{task_id}'", zh="找不到该任务")
-        if with_state and row[2] is not None:
-            session.info.setdefault(STATE_ROWS, {})[row[1].id] = row[2]
-        return row[0], row[1]
+        item, case = row
+        if self.db.is_postgres:
+            # READ COMMITTED re-reads only the locked row after a wait; the item may have been
+            # claimed or completed by the official we waited for. (SQLite's BEGIN IMMEDIATE
+            # already serialised us before the first read.)
+            session.refresh(item)
+        return item, case
 
     def _refuse_unless_open(self, session, item: WorkItem):
         if item.status != "open":
@@ -439,7 +442,7 @@ class WorkflowService:
 
     def _complete(self, session, task_id, data, actor):
         user = self._user(session, actor)
-        item, case = self._locked_item(session, task_id, with_state=True)
+        item, case = self._locked_item(session, task_id)
         self._refuse_unless_open(session, item)
         self._refuse_unless_may_work(session, user, item)
         clean = self._validate_form(item.form_key, data)

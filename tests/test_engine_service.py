@@ -169,6 +169,48 @@ def test_concurrent_completion_one_wins_the_other_conflicts(service):
     assert open_spec_ids(service.get_case(case.business_key)) == ["record_result"]
 
 
+def test_concurrent_claims_one_wins_the_other_conflicts(service, clean_db):
+    """Two dispatchers of the same town press 认领 at the same moment: one holds the task,
+    the other is told who did; never both, never an overwrite."""
+    from engine.models import JurisdictionNode, RoleAssignment, User
+    with clean_db.unit_of_work() as s:
+        town = s.scalar(select(JurisdictionNode).where(JurisdictionNode.code == "linxizhen"))
+        other = s.scalar(select(User).where(User.username == "lxx_pd"))
+        s.add(RoleAssignment(user_id=other.id, role="center_dispatcher", node_id=town.id))
+    try:
+        case = start(service, colour="red", category="public_order")
+        task_id = open_item(case, "town_dispatch").id
+        for _ in range(5):
+            barrier, results = threading.Barrier(2), {}
+
+            def attempt(user):
+                barrier.wait()
+                try:
+                    service.claim(task_id, user)
+                    results[user] = "ok"
+                except Conflict:
+                    results[user] = "conflict"
+
+            threads = [threading.Thread(target=attempt, args=(u,)) for u in ("lxz_pd", "lxx_pd")]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+            assert sorted(results.values()) == ["conflict", "ok"]
+            winner = next(u for u, r in results.items() if r == "ok")
+            with clean_db.read_session() as s:
+                assert s.get(WorkItem, task_id).assignee_id == s.scalar(
+                    select(User.id).where(User.username == winner))
+            service.unclaim(task_id, winner)
+        claims = [e.event_type for e in service.history(case.business_key)].count("task_claimed")
+        assert claims == 5
+    finally:
+        with clean_db.unit_of_work() as s:
+            for ra in s.scalars(select(RoleAssignment).join(User).where(
+                    User.username == "lxx_pd", RoleAssignment.node_id == town.id)):
+                s.delete(ra)
+
+
 # ------------------------------------------------------------ bad input
 
 def test_invalid_form_is_refused_with_field_messages_and_nothing_stored(service):
