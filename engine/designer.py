@@ -208,13 +208,33 @@ class Designer:
 
     # ------------------------------------------------------ check and deploy
 
-    def _context(self, session) -> dict[str, str]:
-        """The newest deployed text of every file name (newest deployment wins)."""
-        context = {}
+    @staticmethod
+    def _latest_versions(session) -> list[ProcessVersion]:
+        latest = {}
         for version in session.scalars(select(ProcessVersion).order_by(ProcessVersion.deployed_at,
                                                                        ProcessVersion.id)):
-            context.update(version.files)
-        return context
+            if version.process_key not in latest or version.version > latest[version.process_key].version:
+                latest[version.process_key] = version
+        return sorted(latest.values(), key=lambda v: (v.deployed_at, v.id))
+
+    def _groups(self, session, files: dict[str, str]) -> list[dict[str, str]]:
+        """The file sets to check the sent files in: each deployed process whose newest
+        version has a file of that name, with its own files (two processes may ship
+        different files of the same name); files no process has yet, with everything
+        deployed around them (newest wins) for the decisions and processes they call."""
+        latest = self._latest_versions(session)
+        groups, touched = [], set()
+        for version in latest:
+            shared = set(version.files) & set(files)
+            if shared:
+                groups.append({**version.files, **files})
+                touched |= shared
+        if set(files) - touched or not groups:
+            context = {}
+            for version in latest:
+                context.update(version.files)
+            groups.append({**context, **files})
+        return groups
 
     def form_keys(self) -> set[str]:
         return set(self.service.forms.keys())
@@ -256,28 +276,30 @@ class Designer:
                 zh="部分文件无法检查：" + "；".join(f"{k}：{_ZH_UPLOAD.get(v[0], v[0])}" for k, v in errors.items()))
         return clean
 
-    def _check(self, session, files: dict[str, str]) -> tuple[CheckResult, dict[str, str]]:
-        merged = {**self._context(session), **files}
+    def _check(self, session, files: dict[str, str]) -> tuple[CheckResult, list[dict[str, str]]]:
+        groups = self._groups(session, files)
+        problems = []
         try:
-            problems = validate_files(merged, self.form_keys())
             processes = sorted(pid for pid in _analyse(files).executable)
+            for merged in groups:
+                problems += [p for p in validate_files(merged, self.form_keys())
+                             if (p.file in files or p.file not in merged) and p not in problems]
         except Exception as exc:  # a parser crash is a finding about the files, never a traceback
             problems = [Problem(sorted(files)[0], "", f"the files could not be read: {exc.__class__.__name__}: {exc}",
                                 "open the file in a BPMN modeler and save it again")]
             processes = []
-        mine = [p for p in problems if p.file in files or p.file not in merged]
-        if not mine and not processes and any(not n.lower().endswith(".dmn") for n in files):
-            mine = [Problem(name, "", "the file defines no executable process, so there is nothing to run",
-                            "mark the process executable (isExecutable=\"true\") in the modeler")
-                    for name in sorted(files) if not name.lower().endswith(".dmn")]
-        return CheckResult(files=sorted(files), problems=mine, processes=processes), merged
+        if not problems and not processes and any(not n.lower().endswith(".dmn") for n in files):
+            problems = [Problem(name, "", "the file defines no executable process, so there is nothing to run",
+                                "mark the process executable (isExecutable=\"true\") in the modeler")
+                        for name in sorted(files) if not name.lower().endswith(".dmn")]
+        return CheckResult(files=sorted(files), problems=problems, processes=processes), groups
 
     def check(self, actor, files) -> CheckResult:
         """The same validation as `gridflow validate`, stores nothing."""
         files = self._clean_upload(files)
         with self.db.read_session() as session:
             self._actor(session, actor)
-            result, _merged = self._check(session, files)
+            result, _groups = self._check(session, files)
             return result
 
     def deploy(self, actor, files) -> DeployOutcome:
@@ -286,21 +308,25 @@ class Designer:
         files = self._clean_upload(files)
         with self.db.unit_of_work() as session:
             user = self._actor(session, actor)
-            result, merged = self._check(session, files)
+            result, groups = self._check(session, files)
             outcome = DeployOutcome(check=result)
             if not result.ok:
                 return outcome
-            # only the processes the sent files define or feed (a DMN feeds every process calling it)
+            created, unchanged = [], []
             try:
-                deployed = deploy_files(session, self._affected(merged, files), self.form_keys(),
-                                        actor=user.username)
+                # per group, only the processes the sent files define or feed (a DMN feeds every caller)
+                for merged in groups:
+                    deployed = deploy_files(session, self._affected(merged, files), self.form_keys(),
+                                            actor=user.username)
+                    created += deployed.created
+                    unchanged += [k for k in deployed.unchanged if k not in unchanged]
             except DeployError as exc:
                 result.problems = list(exc.problems)
                 session.rollback()
                 return outcome
-            counts = {}
-            outcome.created = [_info(v, counts) for v in deployed.created]
-            outcome.unchanged = list(deployed.unchanged)
+            outcome.created = [_info(v) for v in created]
+            created_keys = {v.process_key for v in created}
+            outcome.unchanged = [k for k in unchanged if k not in created_keys]
             return outcome
 
     @staticmethod

@@ -155,3 +155,33 @@ def vendor_dmn(filename):
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
+
+
+# -------------------------------------------------------------- migration
+
+@bp.route("/processes/<process_key>/migrate", methods=["GET"])
+@login_required
+def migrate_plan(process_key):
+    from engine.migration import Migrator
+    if not designer().may_edit(current_user.id):
+        abort(403)
+    entry = designer().process(current_user.id, process_key)
+    numbers = [v.version for v in entry.versions]
+    old = request.args.get("from", type=int) or (numbers[1] if len(numbers) > 1 else numbers[0])
+    new = request.args.get("to", type=int) or numbers[0]
+    plan = Migrator(service()).plan(current_user.id, process_key, old, new)
+    return render_template("designer/migrate.html", entry=entry, plan=plan, result=None)
+
+
+@bp.route("/processes/<process_key>/migrate", methods=["POST"])
+@login_required
+def migrate_apply(process_key):
+    from engine.migration import Migrator
+    if not designer().may_edit(current_user.id):
+        abort(403)
+    entry = designer().process(current_user.id, process_key)
+    old, new = request.form.get("from", type=int), request.form.get("to", type=int)
+    chosen = request.form.getlist("case")
+    result = Migrator(service()).apply(current_user.id, process_key, old, new, business_keys=chosen)
+    plan = Migrator(service()).plan(current_user.id, process_key, old, new)
+    return render_template("designer/migrate.html", entry=entry, plan=plan, result=result)

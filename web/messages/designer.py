@@ -64,4 +64,25 @@ MESSAGES = {
     "检查结果": "Check results",
     "点击“保存并检查”运行与 gridflow validate 相同的检查。点击问题可在图中选中对应元素。":
         "“Save and check” runs the same checks as gridflow validate. Click a problem to select its element.",
+    "迁移运行中的案件": "Migrate running cases",
+    "从版本": "From version",
+    "到版本": "To version",
+    "试运行": "Dry run",
+    "试运行不做任何更改：逐件检查能否安全迁移。只有 SpiffWorkflow 的差异比较认为安全的案件才会迁移；等待中的期限保持不变。每次迁移都记入审计。":
+        "A dry run changes nothing: it checks case by case whether the move is safe. Only cases SpiffWorkflow's "
+        "diff finds safe are moved; waiting deadlines stay as they are. Every migration is recorded in the audit trail.",
+    "迁移结果": "Migration result",
+    "已迁移 {n} 件。": "{n} case(s) migrated.",
+    "未迁移 {n} 件：": "{n} case(s) not migrated:",
+    "试运行结果": "Dry run result",
+    "v{n} 没有运行中的案件。": "v{n} has no running cases.",
+    "可以迁移 {a} 件，不能迁移 {b} 件。": "{a} case(s) can move, {b} cannot.",
+    "迁移": "Migrate",
+    "定义有变化的环节": "Open elements whose definition changed",
+    "不能迁移的原因": "Why it cannot move",
+    "迁移选中的案件": "Migrate the selected cases",
+    "把旧版本上运行中的案件迁移到新版本：先试运行，查看哪些案件可以迁移、哪些不能及原因。":
+        "Move running cases of an old version to a new one: a dry run first shows which cases can move, "
+        "which cannot, and why.",
+    "试运行迁移": "Dry-run a migration",
 }
