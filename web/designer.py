@@ -185,3 +185,34 @@ def migrate_apply(process_key):
     result = Migrator(service()).apply(current_user.id, process_key, old, new, business_keys=chosen)
     plan = Migrator(service()).plan(current_user.id, process_key, old, new)
     return render_template("designer/migrate.html", entry=entry, plan=plan, result=result)
+
+
+# -------------------------------------------------------------- scenarios
+
+def _runner():
+    from engine.designer import ScenarioRunner
+    return ScenarioRunner(designer(), scenario_dir=current_app.config.get("SCENARIO_DIR"))
+
+
+@bp.route("/processes/<process_key>/scenarios", methods=["GET", "POST"])
+@login_required
+def scenarios(process_key):
+    if not designer().may_edit(current_user.id):
+        abort(403)
+    entry = designer().process(current_user.id, process_key)
+    available = _runner().scenarios(current_user.id, process_key)
+    outcome, text, name = None, None, request.values.get("name")
+    if request.method == "POST":
+        text = request.form.get("text") if request.form.get("action") == "edited" else None
+        try:
+            outcome = _runner().run(current_user.id, process_key, name=name, text=text,
+                                    number=request.form.get("v", type=int))
+        except EngineError as exc:
+            if exc.code == "forbidden":
+                raise
+            return render_template("designer/scenarios.html", entry=entry, scenarios=available, outcome=None,
+                                   error=exc.text(current_lang()), text=text, name=name), 400
+    if text is None and name:
+        text = next((s.text for s in available if s.name == name), None)
+    return render_template("designer/scenarios.html", entry=entry, scenarios=available, outcome=outcome,
+                           error=None, text=text, name=name)

@@ -85,4 +85,23 @@ MESSAGES = {
         "Move running cases of an old version to a new one: a dry run first shows which cases can move, "
         "which cannot, and why.",
     "试运行迁移": "Dry-run a migration",
+    "测试场景": "Scenarios",
+    "场景在独立的临时数据库中运行（演示组织机构、该流程的最新版本），不会影响任何真实案件。":
+        "Scenarios run on a separate scratch database (the demo organisation, this process's newest version); "
+        "no real case is touched.",
+    "通过": "Passed",
+    "未通过": "Failed",
+    "出错的步骤": "Step that broke",
+    "案件 {key}，共 {n} 步。": "Case {key}, {n} steps.",
+    "已有场景": "Scenarios",
+    "场景": "Scenario",
+    "说明": "Description",
+    "运行": "Run",
+    "修改后运行": "Edit and run",
+    "该流程还没有测试场景。": "This process has no scenarios yet.",
+    "编辑并运行场景": "Edit and run a scenario",
+    "场景 YAML": "Scenario YAML",
+    "修改只用于本次运行，不会保存；要保存请把文件放到 processes/scenarios/ 下。":
+        "Changes are used for this run only and not saved; to keep them, put the file under processes/scenarios/.",
+    "运行测试场景": "Run scenarios",
 }

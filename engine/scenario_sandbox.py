@@ -1,0 +1,129 @@
+"""Running one process scenario for the designer's page, isolated from real cases.
+
+The scenario runs in a child process on a scratch SQLite database (schema, the demo
+organisation the scenarios are written against, the process version's files and
+the forms), exactly as `gridflow scenarios` does. Why not a rolled-back transaction
+on the real database: the service commits once per step (its own unit of work), and
+a scenario moves the clock by days — the engine's clock is process-wide, so moving
+it inside the web server would move it for every official's request and for the
+timer worker. A child process has its own clock and its own database; real cases,
+work items, audit rows and notifications cannot be touched.
+
+The parent sends JSON on stdin and reads JSON from stdout:
+    in:  {"files": {name: text}, "scenario": yaml text, "name": str, "forms_dir": str, "org": path}
+    out: {"passed": bool, "step": str|null, "message": str|null, "log": [...], "business_key": str|null,
+          "steps_done": int}
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT_SECONDS = 180
+SCENARIO_START = datetime(2026, 3, 2, 8, 30, tzinfo=timezone.utc)
+
+
+@dataclass
+class ScenarioOutcome:
+    name: str
+    passed: bool
+    step: str | None = None
+    message: str | None = None
+    log: list = field(default_factory=list)
+    business_key: str | None = None
+    steps_done: int = 0
+
+
+def run_isolated(files: dict[str, str], scenario_text: str, name: str, forms_dir, org_path) -> ScenarioOutcome:
+    """Run one scenario in a child process; never raises for a failing or broken scenario."""
+    payload = json.dumps({"files": files, "scenario": scenario_text, "name": name,
+                          "forms_dir": str(forms_dir), "org": str(org_path)})
+    env = dict(os.environ)
+    env.pop("DATABASE_URL", None)  # the child never opens the real database
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "engine.scenario_sandbox"], input=payload, text=True,
+                              capture_output=True, cwd=str(ROOT), env=env, timeout=TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        return ScenarioOutcome(name, False, "run", f"the scenario did not finish within {TIMEOUT_SECONDS} s")
+    try:
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        tail = (proc.stderr or "").strip().splitlines()[-1:] or ["no output"]
+        return ScenarioOutcome(name, False, "run", f"the scenario runner failed: {tail[0][:300]}")
+    return ScenarioOutcome(name=name, passed=bool(out.get("passed")), step=out.get("step"),
+                           message=out.get("message"), log=list(out.get("log") or []),
+                           business_key=out.get("business_key"), steps_done=int(out.get("steps_done") or 0))
+
+
+def _child(payload: dict) -> dict:
+    import yaml
+
+    from forms import FormRegistry
+
+    from . import clock as clock_module, schema
+    from .db import Database
+    from .deploy import DeployError, deploy_files
+    from .errors import EngineError
+    from .org import load_org_file
+    from .scenarios import Scenario, ScenarioFailure, run_scenario
+    from .service import WorkflowService
+
+    result = {"passed": False, "step": None, "message": None, "log": [], "business_key": None, "steps_done": 0}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{payload['name']}.yaml"
+        path.write_text(payload["scenario"], encoding="utf-8")
+        try:
+            scenario = Scenario.load(path)
+        except (ValueError, yaml.YAMLError, OSError) as exc:
+            result.update(step="load", message=f"the scenario file cannot be read: {exc}")
+            return result
+        if not isinstance(scenario.start, dict) or not isinstance(scenario.steps, list) \
+                or not all(isinstance(s, dict) for s in scenario.steps):
+            result.update(step="load", message="'start' must be a mapping and 'steps' a list of mappings")
+            return result
+        db = Database(f"sqlite:///{tmp}/scenario.sqlite")
+        forms = FormRegistry(payload["forms_dir"])
+        try:
+            schema.upgrade(db)
+            with db.unit_of_work() as session:
+                load_org_file(session, payload["org"])
+                deploy_files(session, payload["files"], forms.keys(), actor="scenario")
+        except DeployError as exc:
+            db.dispose()
+            result.update(step="deploy", message="; ".join(str(p) for p in exc.problems))
+            return result
+        frozen = clock_module.FrozenClock(SCENARIO_START)
+        clock_module.set_clock(frozen)
+        try:
+            run = run_scenario(WorkflowService(db, forms=forms, upload_dir=Path(tmp) / "uploads"), frozen, scenario)
+            result.update(passed=True, log=run.log, business_key=run.business_key, steps_done=run.steps_done)
+        except ScenarioFailure as exc:
+            result.update(step=exc.step, message=exc.message)
+        except (EngineError, KeyError, TypeError, ValueError) as exc:
+            result.update(step="run", message=f"{exc.__class__.__name__}: {exc}")
+        finally:
+            clock_module.set_clock(clock_module.SystemClock())
+            db.dispose()
+    return result
+
+
+def main() -> None:
+    payload = json.loads(sys.stdin.read())
+    try:
+        result = _child(payload)
+    except Exception as exc:  # reported to the designer as the step that broke, never a traceback page
+        result = {"passed": False, "step": "run", "message": f"{exc.__class__.__name__}: {exc}", "log": [],
+                  "business_key": None, "steps_done": 0}
+    sys.stdout.write("\n" + json.dumps(result, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()
