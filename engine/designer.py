@@ -276,13 +276,13 @@ class Designer:
                 zh="部分文件无法检查：" + "；".join(f"{k}：{_ZH_UPLOAD.get(v[0], v[0])}" for k, v in errors.items()))
         return clean
 
-    def _check(self, session, files: dict[str, str]) -> tuple[CheckResult, list[dict[str, str]]]:
+    def _check(self, session, files: dict[str, str], form_keys: set[str]) -> tuple[CheckResult, list[dict[str, str]]]:
         groups = self._groups(session, files)
         problems = []
         try:
             processes = sorted(pid for pid in _analyse(files).executable)
             for merged in groups:
-                problems += [p for p in validate_files(merged, self.form_keys())
+                problems += [p for p in validate_files(merged, form_keys)
                              if (p.file in files or p.file not in merged) and p not in problems]
         except Exception as exc:  # a parser crash is a finding about the files, never a traceback
             problems = [Problem(sorted(files)[0], "", f"the files could not be read: {exc.__class__.__name__}: {exc}",
@@ -297,18 +297,20 @@ class Designer:
     def check(self, actor, files) -> CheckResult:
         """The same validation as `gridflow validate`, stores nothing."""
         files = self._clean_upload(files)
+        form_keys = self.form_keys()  # read before the check's session: saved forms live in the database too
         with self.db.read_session() as session:
             self._actor(session, actor)
-            result, _groups = self._check(session, files)
+            result, _groups = self._check(session, files, form_keys)
             return result
 
     def deploy(self, actor, files) -> DeployOutcome:
         """Check, then deploy every process the files define or change: a new version per
         changed process, recorded with who and when; nothing at all if any problem."""
         files = self._clean_upload(files)
+        form_keys = self.form_keys()  # outside the transaction: one connection at a time on SQLite
         with self.db.unit_of_work() as session:
             user = self._actor(session, actor)
-            result, groups = self._check(session, files)
+            result, groups = self._check(session, files, form_keys)
             outcome = DeployOutcome(check=result)
             if not result.ok:
                 return outcome
@@ -316,7 +318,7 @@ class Designer:
             try:
                 # per group, only the processes the sent files define or feed (a DMN feeds every caller)
                 for merged in groups:
-                    deployed = deploy_files(session, self._affected(merged, files), self.form_keys(),
+                    deployed = deploy_files(session, self._affected(merged, files), form_keys,
                                             actor=user.username)
                     created += deployed.created
                     unchanged += [k for k in deployed.unchanged if k not in unchanged]
@@ -528,4 +530,6 @@ class ScenarioRunner:
                                    zh="测试场景为空或过长")
             name = name if name and SCENARIO_NAME_RE.match(name) else "edited"
         detail = self.designer.version(actor, process_key, number)
-        return run_isolated(detail.files, text, name, self.designer.service.forms.directory, self.org_path)
+        revisions = getattr(self.designer.service.forms, "revision_texts", dict)()
+        return run_isolated(detail.files, text, name, self.designer.service.forms.directory, self.org_path,
+                            revisions)

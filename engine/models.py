@@ -331,3 +331,24 @@ class Notification(Base):
         Index("ix_notification_unread", "user_id", "read_at"),      # the unread count in the top bar
         Index("ix_notification_case", "case_id"),                   # cascade from gf_case
     )
+
+
+class FormRevision(Base):
+    """A form definition saved from the designer's form editor. Revisions are never
+    changed: a process pins one by naming `key@revision` as a task's formKey, so a task
+    keeps rendering the form its process version was deployed with. A bare `key` is the
+    shipped default in forms/<key>.yaml."""
+    __tablename__ = "form_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    form_key: Mapped[str] = mapped_column(String(100))
+    revision: Mapped[int] = mapped_column(Integer)
+    definition: Mapped[str] = mapped_column(Text)          # the YAML text as the designer wrote it
+    content_hash: Mapped[str] = mapped_column(String(64))
+    saved_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    saved_by: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        UniqueConstraint("form_key", "revision", name="uq_form_revision"),
+        UniqueConstraint("form_key", "content_hash", name="uq_form_revision_hash"),
+    )

@@ -10,7 +10,8 @@ timer worker. A child process has its own clock and its own database; real cases
 work items, audit rows and notifications cannot be touched.
 
 The parent sends JSON on stdin and reads JSON from stdout:
-    in:  {"files": {name: text}, "scenario": yaml text, "name": str, "forms_dir": str, "org": path}
+    in:  {"files": {name: text}, "scenario": yaml text, "name": str, "forms_dir": str, "org": path,
+          "form_revisions": {key@N: yaml text}}
     out: {"passed": bool, "step": str|null, "message": str|null, "log": [...], "business_key": str|null,
           "steps_done": int}
 """
@@ -41,10 +42,13 @@ class ScenarioOutcome:
     steps_done: int = 0
 
 
-def run_isolated(files: dict[str, str], scenario_text: str, name: str, forms_dir, org_path) -> ScenarioOutcome:
-    """Run one scenario in a child process; never raises for a failing or broken scenario."""
+def run_isolated(files: dict[str, str], scenario_text: str, name: str, forms_dir, org_path,
+                 form_revisions: dict[str, str] | None = None) -> ScenarioOutcome:
+    """Run one scenario in a child process; never raises for a failing or broken scenario.
+    `form_revisions` are the designer's saved forms ({key@N: YAML}) the version may name."""
     payload = json.dumps({"files": files, "scenario": scenario_text, "name": name,
-                          "forms_dir": str(forms_dir), "org": str(org_path)})
+                          "forms_dir": str(forms_dir), "org": str(org_path),
+                          "form_revisions": form_revisions or {}})
     env = dict(os.environ)
     env.pop("DATABASE_URL", None)  # the child never opens the real database
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -66,12 +70,11 @@ def run_isolated(files: dict[str, str], scenario_text: str, name: str, forms_dir
 def _child(payload: dict) -> dict:
     import yaml
 
-    from forms import FormRegistry
-
     from . import clock as clock_module, schema
     from .db import Database
     from .deploy import DeployError, deploy_files
     from .errors import EngineError
+    from .form_store import VersionedForms, load_revision
     from .org import load_org_file
     from .scenarios import Scenario, ScenarioFailure, run_scenario
     from .service import WorkflowService
@@ -90,7 +93,9 @@ def _child(payload: dict) -> dict:
             result.update(step="load", message="'start' must be a mapping and 'steps' a list of mappings")
             return result
         db = Database(f"sqlite:///{tmp}/scenario.sqlite")
-        forms = FormRegistry(payload["forms_dir"])
+        forms = VersionedForms(payload["forms_dir"])
+        for key, text in (payload.get("form_revisions") or {}).items():
+            forms.add_revision(key, load_revision(text, key))
         try:
             schema.upgrade(db)
             with db.unit_of_work() as session:

@@ -14,7 +14,6 @@ from jinja2 import ChoiceLoader, FileSystemLoader
 
 from engine.db import Database
 from engine.service import WorkflowService
-from forms import FormRegistry
 from forms.render import template_folder as forms_template_folder
 
 from . import i18n
@@ -54,10 +53,12 @@ def create_app(config: dict | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key(app.instance_path)
 
-    service = config.get("SERVICE") or WorkflowService(
-        Database(app.config["DATABASE_URL"]),
-        forms=FormRegistry(app.config["FORMS_DIR"]) if app.config["FORMS_DIR"] else None,
-        upload_dir=app.config["UPLOAD_FOLDER"])
+    service = config.get("SERVICE")
+    if service is None:
+        from engine.form_store import VersionedForms  # shipped forms + the designer's saved revisions
+        database = Database(app.config["DATABASE_URL"])
+        service = WorkflowService(database, forms=VersionedForms(app.config["FORMS_DIR"], database),
+                                  upload_dir=app.config["UPLOAD_FOLDER"])
     app.extensions["gridflow"] = service
 
     app.jinja_loader = ChoiceLoader([app.jinja_loader, FileSystemLoader(forms_template_folder())])

@@ -216,3 +216,78 @@ def scenarios(process_key):
         text = next((s.text for s in available if s.name == name), None)
     return render_template("designer/scenarios.html", entry=entry, scenarios=available, outcome=outcome,
                            error=None, text=text, name=name)
+
+
+# ------------------------------------------------------------------- forms
+
+def _form_editor():
+    from engine.form_store import FormEditor
+    return FormEditor(service())
+
+
+def _preview_html(form):
+    from forms.render import form_context
+    lang = current_lang()
+    fields = form_context(form, {}, None, {}, lang)
+    return render_template("designer/_form_preview.html", form=form, lang=lang, fields=fields,
+                           input_fields=[f for f in fields if not f.get("readonly")])
+
+
+def _errors_json(check):
+    return [{"field": e.field, "line": e.line, "message": e.message} for e in check.errors]
+
+
+@bp.route("/forms/")
+@login_required
+def forms_list():
+    return render_template("designer/forms.html", forms=_form_editor().forms(current_user.id))
+
+
+@bp.route("/forms/<key>", methods=["GET", "POST"])
+@login_required
+def form_edit(key):
+    from flask import flash, redirect, url_for
+    editor = _form_editor()
+    if request.method == "POST":
+        text = request.form.get("definition", "")
+        if request.form.get("action") == "adopt":
+            outcomes = editor.adopt(current_user.id, request.form.get("reference", ""),
+                                    request.form.getlist("process"))
+            for process_key, outcome in outcomes:
+                if outcome.check.ok:
+                    flash(_("{process} 已部署新版本：{versions}", process=process_key,
+                            versions=", ".join(f"v{v.version}" for v in outcome.created) or "—"))
+                else:
+                    flash(_("{process} 未部署：{problems}", process=process_key,
+                            problems="; ".join(str(p) for p in outcome.check.problems)), "error")
+            return redirect(url_for("designer.form_edit", key=key))
+        try:
+            reference, created = editor.save(current_user.id, key, text)
+        except EngineError as exc:
+            if exc.code == "forbidden":
+                raise
+            check = editor.check(current_user.id, key, text)
+            return render_template("designer/form_edit.html", key=key, reference=None, text=text, check=check,
+                                   preview=_preview_html(check.form) if check.form else None,
+                                   entry=None), 400
+        flash(_("已保存为 {ref}。", ref=reference) if created else _("内容与 {ref} 相同，未创建新版本。", ref=reference))
+        return redirect(url_for("designer.form_edit", key=reference))
+    reference, text = editor.text(current_user.id, key)
+    check = editor.check(current_user.id, reference, text)
+    entry = next((f for f in editor.forms(current_user.id) if f.key == reference.split("@")[0]), None)
+    return render_template("designer/form_edit.html", key=key, reference=reference, text=text, check=check,
+                           preview=_preview_html(check.form) if check.form else None, entry=entry)
+
+
+@bp.route("/forms/<key>/preview", methods=["POST"])
+@login_required
+def form_preview(key):
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict) or not isinstance(payload.get("definition"), str):
+        abort(400)
+    try:
+        check = _form_editor().check(current_user.id, key, payload["definition"])
+    except EngineError as exc:
+        return _error_json(exc, 403 if exc.code == "forbidden" else 400)
+    return jsonify(ok=check.ok, errors=_errors_json(check),
+                   html=_preview_html(check.form) if check.form else None)

@@ -104,4 +104,29 @@ MESSAGES = {
     "修改只用于本次运行，不会保存；要保存请把文件放到 processes/scenarios/ 下。":
         "Changes are used for this run only and not saved; to keep them, put the file under processes/scenarios/.",
     "运行测试场景": "Run scenarios",
+    "表单": "Forms",
+    "forms/ 下的文件是随系统提供的默认表单（引用名为 key）。在这里保存的修改成为新的表单版本 key@N，永不更改；流程引用 key@N 并部署后，其任务才使用新版本，运行中的任务仍用原版本。":
+        "The files in forms/ are the shipped default forms (referenced as key). Changes saved here become a new "
+        "form revision key@N that never changes; a process's tasks use it once the process references key@N and "
+        "is deployed, and running tasks keep their form.",
+    "已保存版本": "Saved revisions",
+    "使用它的流程": "Used by",
+    "编辑表单": "Edit form",
+    "当前显示：{ref}": "Showing: {ref}",
+    "返回表单列表": "Back to the forms",
+    "表单定义（YAML）": "Form definition (YAML)",
+    "第 {n} 行": "line {n}",
+    "保存为新版本": "Save as a new revision",
+    "预览": "Preview",
+    "在流程中使用 {ref}": "Use {ref} in processes",
+    "把所选流程最新版本中对此表单的引用改为 {ref} 并部署为新版本；运行中的任务仍使用原来的表单。":
+        "Point the newest version of the chosen processes at {ref} and deploy them as new versions; "
+        "running tasks keep their form.",
+    "现用": "now uses",
+    "部署": "Deploy",
+    "{process} 已部署新版本：{versions}": "{process}: new version deployed: {versions}",
+    "{process} 未部署：{problems}": "{process} was not deployed: {problems}",
+    "已保存为 {ref}。": "Saved as {ref}.",
+    "内容与 {ref} 相同，未创建新版本。": "Same as {ref}; no new revision was created.",
+    "表单库": "Forms",
 }

@@ -1,0 +1,191 @@
+"""The form editor: definition errors point at the field and line, saved revisions
+are immutable `key@N`, processes adopt one by a new version, and every task keeps
+rendering the form its process version was deployed with."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from engine.designer import Designer
+from engine.errors import InvalidInput, PermissionDenied
+from engine.form_store import FormEditor, VersionedForms, check_definition
+from engine.models import FormRevision, WorkItem
+from engine.service import WorkflowService
+from tests.conftest import FIXTURES
+from tests.helpers import csrf_token, login
+
+DESIGNER, WORKER, AUDITOR = "cf_sj", "lx_wgy1", "lxx_dc"
+GRID = "linxi-xinguang-g1"
+REPORT_FORM = (FIXTURES / "forms" / "progress_report.yaml").read_text(encoding="utf-8")
+WITH_HOURS = REPORT_FORM + """  - name: hours
+    type: integer
+    label: {zh: 工时, en: Hours}
+    min: 0
+    max: 100
+"""
+
+
+@pytest.fixture
+def svc(clean_db, clock, fixture_forms):
+    return WorkflowService(clean_db, forms=VersionedForms(fixture_forms.directory, clean_db))
+
+
+def revisions(db, key="progress_report") -> int:
+    with db.read_session() as s:
+        return s.scalar(select(func.count()).select_from(FormRevision).where(FormRevision.form_key == key))
+
+
+@pytest.mark.parametrize("text, field, line, words", [
+    ("key: progress_report\nfields: [\n", None, 3, "not valid YAML"),
+    (REPORT_FORM.replace("type: boolean", "type: yes_no"), "again", 4, "not one of"),
+    (REPORT_FORM.replace("name: note", "name: again"), "again", 4, "defined twice"),
+    (REPORT_FORM.replace("max_length: 500", "max_length: 5\n    min_length: 50"), "note", 8, "larger than"),
+    (REPORT_FORM.replace("type: text", "type: text\n    pattern: '([a-z'"), "note", 8, "regular expression"),
+    (REPORT_FORM.replace("type: text", "type: choice"), "note", 8, "needs 'choices'"),
+    (REPORT_FORM.replace("    required: true", "    required: true\n    colour: red"), "again", 4, "unknown keys"),
+    (REPORT_FORM.replace("key: progress_report", "key: other_form"), None, 1, "must stay 'progress_report'"),
+    (REPORT_FORM.replace("  - name: note", "  - name: 2note"), "2note", 8, "identifier"),
+    ("key: progress_report\nfields: []\n", None, None, "no field to fill in"),
+    ("", None, None, "empty"),
+])
+def test_definition_errors_point_at_the_field_and_line(text, field, line, words):
+    result = check_definition(text, "progress_report")
+    assert not result.ok
+    error = result.errors[0]
+    assert (error.field, error.line) == (field, line) and words in error.message, result.errors
+
+
+def test_every_shipped_form_is_a_valid_definition(fixture_forms):
+    for key in fixture_forms.keys():
+        text = (fixture_forms.directory / f"{key}.yaml").read_text(encoding="utf-8")
+        assert check_definition(text, key).ok, key
+
+
+def test_save_makes_immutable_revisions_with_who_and_when(svc, clean_db, clock):
+    editor = FormEditor(svc)
+    start = revisions(clean_db)
+    ref, created = editor.save(DESIGNER, "progress_report", WITH_HOURS)
+    assert created and ref == f"progress_report@{start + 1}"
+    assert editor.save(DESIGNER, "progress_report", WITH_HOURS) == (ref, False)      # same text: nothing new
+    with clean_db.read_session() as s:
+        row = s.scalar(select(FormRevision).where(FormRevision.form_key == "progress_report")
+                       .order_by(FormRevision.revision.desc()).limit(1))
+        assert (row.saved_by, row.saved_at, row.definition) == (DESIGNER, clock.now(), WITH_HOURS)
+    assert editor.text(DESIGNER, ref) == (ref, WITH_HOURS)
+    assert editor.text(DESIGNER, "progress_report")[0] == ref     # the newest revision is what the editor opens
+    with pytest.raises(InvalidInput) as exc:
+        editor.save(DESIGNER, "progress_report", WITH_HOURS.replace("max: 100", "max: -1"))
+    assert "hours" in exc.value.fields
+    assert revisions(clean_db) == start + 1
+    assert svc.forms.get(ref).input_fields[-1].name == "hours" and svc.forms.get("progress_report@999") is None
+
+
+@pytest.mark.parametrize("who", [WORKER, AUDITOR])
+def test_only_designers_and_admins_edit_forms(svc, clean_db, who):
+    editor = FormEditor(svc)
+    before = revisions(clean_db)
+    for call in (lambda: editor.forms(who), lambda: editor.check(who, "progress_report", WITH_HOURS),
+                 lambda: editor.save(who, "progress_report", WITH_HOURS),
+                 lambda: editor.text(who, "progress_report")):
+        with pytest.raises(PermissionDenied):
+            call()
+    assert revisions(clean_db) == before
+
+
+def test_tasks_keep_the_form_their_version_was_deployed_with(svc, clean_db):
+    key = f"fp_{uuid.uuid4().hex[:8]}"
+    loop = (FIXTURES / "loop.bpmn").read_text(encoding="utf-8").replace('id="loop"', f'id="{key}"')
+    assert Designer(svc).deploy(DESIGNER, {f"{key}.bpmn": loop}).created
+    old_case = svc.start_case(key, GRID, {}, WORKER)
+    assert old_case.open_items[0].form_key == "progress_report"
+
+    editor = FormEditor(svc)
+    ref, _ = editor.save(DESIGNER, "progress_report", WITH_HOURS)
+    entry = next(f for f in editor.forms(DESIGNER) if f.key == "progress_report")
+    assert entry.used_by[key] == "progress_report" and entry.latest_ref == ref
+    [(process, outcome)] = editor.adopt(DESIGNER, ref, [key])
+    assert process == key and [v.version for v in outcome.created] == [2]
+    new_case = svc.start_case(key, GRID, {}, WORKER)
+    assert new_case.open_items[0].form_key == ref
+
+    # the old task renders and validates the shipped form; the new one the revision
+    detail_old = svc.task_detail(WORKER, old_case.open_items[0].id)
+    detail_new = svc.task_detail(WORKER, new_case.open_items[0].id)
+    assert [f.name for f in detail_old.form.input_fields] == ["again", "note"]
+    assert [f.name for f in detail_new.form.input_fields] == ["again", "note", "hours"]
+    with pytest.raises(InvalidInput):
+        svc.complete_task(old_case.open_items[0].id, {"again": False, "hours": 3}, WORKER)
+    with pytest.raises(InvalidInput):
+        svc.complete_task(new_case.open_items[0].id, {"again": False, "hours": 300}, WORKER)
+    assert svc.complete_task(new_case.open_items[0].id, {"again": False, "hours": 3}, WORKER).status == "completed"
+
+    # a later revision changes nothing for tasks deployed with this one
+    newer, _ = editor.save(DESIGNER, "progress_report", WITH_HOURS.replace("工时", "用时"))
+    third = svc.start_case(key, GRID, {}, WORKER)
+    assert newer != ref and third.open_items[0].form_key == ref
+    assert svc.forms.get(ref).input_fields[-1].label["zh"] == "工时"
+
+
+def test_adopting_an_unknown_revision_is_refused(svc):
+    with pytest.raises(Exception) as exc:
+        FormEditor(svc).adopt(DESIGNER, "progress_report@999", ["grid_matter"])
+    assert exc.value.code == "not_found"
+
+
+# ------------------------------------------------------------------ pages
+
+@pytest.fixture
+def client_for(app, svc):
+    app.extensions["gridflow"] = svc
+
+    def make(username):
+        client = app.test_client()
+        login(client, username)
+        return client
+    return make
+
+
+def test_form_pages_preview_and_save(client_for, clean_db):
+    client = client_for(DESIGNER)
+    listing = client.get("/designer/forms/").get_data(as_text=True)
+    assert 'data-form="progress_report"' in listing
+    page = client.get("/designer/forms/progress_report")
+    assert page.status_code == 200 and 'id="definition"' in page.get_data(as_text=True)
+    token = csrf_token(client, "/designer/forms/progress_report")
+
+    def preview(text):
+        return client.post("/designer/forms/progress_report/preview", data=json.dumps({"definition": text}),
+                           content_type="application/json", headers={"X-CSRFToken": token})
+    good = preview(WITH_HOURS).get_json()
+    assert good["ok"] and 'name="hours"' in good["html"] and "工时" in good["html"]
+    bad = preview(WITH_HOURS.replace("type: integer", "type: integr")).get_json()
+    assert not bad["ok"] and bad["errors"][0]["field"] == "hours" and bad["errors"][0]["line"] == 12
+    assert client.post("/designer/forms/progress_report/preview", data="x", content_type="application/json",
+                       headers={"X-CSRFToken": token}).status_code == 400
+
+    before = revisions(clean_db)
+    refused = client.post("/designer/forms/progress_report", data={"csrf_token": token, "action": "save",
+                                                                   "definition": "key: progress_report\nfields: ["})
+    assert refused.status_code == 400 and "not valid YAML" in refused.get_data(as_text=True)
+    assert revisions(clean_db) == before
+    saved = client.post("/designer/forms/progress_report", data={"csrf_token": token, "action": "save",
+                                                                 "definition": WITH_HOURS.replace("工时", "工时数")})
+    assert saved.status_code == 302 and saved.headers["Location"].endswith(f"/designer/forms/progress_report@{before + 1}")
+    assert revisions(clean_db) == before + 1
+
+
+@pytest.mark.parametrize("who", [WORKER, AUDITOR])
+def test_form_pages_refuse_others(client_for, clean_db, who):
+    client = client_for(who)
+    assert client.get("/designer/forms/").status_code == 403
+    assert client.get("/designer/forms/progress_report").status_code == 403
+    token = csrf_token(client, "/inbox")
+    before = revisions(clean_db)
+    assert client.post("/designer/forms/progress_report", data={"csrf_token": token, "action": "save",
+                                                                "definition": WITH_HOURS}).status_code == 403
+    preview = client.post("/designer/forms/progress_report/preview", data=json.dumps({"definition": WITH_HOURS}),
+                          content_type="application/json", headers={"X-CSRFToken": token})
+    assert preview.status_code == 403 and revisions(clean_db) == before
