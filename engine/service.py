@@ -36,6 +36,7 @@ from .models import (NO_DUE_DATE, Attachment, AuditEvent, Case, CaseSequence, Ca
                      ProcessVersion, RoleAssignment, User, WorkItem, WorkItemCandidate)
 from .notifications import LoggingChannel, Notifier
 from .passwords import check_password
+from .personal_data import mask_value, personal_fields
 from .state import (StateSerializer, collect_finished_steps, private_specs, prune_history,
                     restore_trigger_connections, run_engine, specs_mutate_at_runtime)
 from .sandbox import SCRIPT_ENGINE
@@ -567,7 +568,10 @@ class WorkflowService:
         self.notifier.after_transition(session, case, parsed, steps, events, open_items, now)
 
         data = self._case_data(workflow)
-        case.summary = _summary(data)
+        # reports never hold a personal value: ID and phone numbers are masked before they are
+        # copied into the summary (docs/audit.md, "stored once")
+        personal = personal_fields(self.forms)
+        case.summary = _summary({k: (mask_value(v) if k in personal else v) for k, v in data.items()})
         case.colour = data.get("colour") if isinstance(data.get("colour"), str) else case.colour
         case.category = data.get("category") if isinstance(data.get("category"), str) else case.category
         if not case.title:
