@@ -197,7 +197,13 @@ def _check_process(analysis: _Analysis, pid: str, form_keys) -> list[Problem]:
                                         "put it in a lane named level.role, e.g. town.center_dispatcher"))
             elif lane:
                 ref = parse_lane(lane)
-                if ref is None or ref.role not in ROLES:
+                if (ref is None or ref.role not in ROLES) and not info.lane:
+                    problems.append(Problem(
+                        file_of_spec, element,
+                        f"candidate group '{lane}' of user task '{info.name}' names no known role",
+                        "write the group as level.role (e.g. town.center_dispatcher) or as a role name "
+                        f"(网格员, 乡镇派单员 …); roles: {', '.join(ROLES)}"))
+                elif ref is None or ref.role not in ROLES:
                     problems.append(Problem(
                         file_of_spec, element,
                         f"lane '{lane}' of user task '{info.name}' names no known role",

@@ -252,7 +252,8 @@ def test_camunda_modeler_file_deploys_and_runs(clean_db, clock):
 def test_camunda_group_that_maps_to_no_role_is_a_clear_problem(designer):
     text = CAMUNDA.replace('camunda:candidateGroups="网格员"', 'camunda:candidateGroups="accounting"')
     result = designer.check(DESIGNER, {"c.bpmn": text})
-    assert [(p.element, "names no known role" in p.message) for p in result.problems] == [("Task_Verify", True)]
+    assert [(p.element, p.message.startswith("candidate group 'accounting'"), "网格员" in p.fix)
+            for p in result.problems] == [("Task_Verify", True, True)]
 
 
 @pytest.mark.parametrize("path", MIWG, ids=[p.name for p in MIWG])

@@ -66,3 +66,28 @@ def test_modeler_rename_task_save_deploy_and_see_the_new_version(service, live_s
     page.click("#problems button.problem[data-element=Task_Town]")
     assert page.locator("#modeler [data-element-id=Task_Town].selected").count() == 1
     shot(page, "designer-03-problem-on-element")
+
+
+def test_dmn_modeler_and_form_live_preview(live_server, browser):  # noqa: F811
+    base = live_server
+    page = log_in(browser, base, "cf_sj")
+    # the decision table opens in dmn-js's modeler, served from node_modules
+    page.goto(f"{base}/designer/processes/grid_matter/edit?file=dispatch_rules.dmn")
+    page.locator("#modeler[data-imported=true]").wait_for(timeout=20_000)
+    assert page.locator("#modeler .tjs-table").count() == 1      # the decision table itself, rules and all
+    assert page.locator("#modeler .tjs-table tbody tr").count() >= 5
+    shot(page, "designer-04-dmn-modeler")
+
+    # the form editor previews as you type and points at the field that is wrong
+    page.goto(f"{base}/designer/forms/satisfaction")
+    preview = page.locator("#form-preview")
+    assert preview.locator("select#satisfaction, input[name=satisfaction]").count() >= 1
+    text = page.input_value("#definition")
+    page.fill("#definition", text.replace("label: {zh: 群众意见, en: Feedback}", "label: {zh: 群众意见和建议, en: Feedback}"))
+    page.locator("#form-preview[data-state=ok]").wait_for(timeout=10_000)
+    assert "群众意见和建议" in preview.inner_text()
+    page.fill("#definition", text.replace("type: long_text", "type: longtext"))
+    page.locator("#form-preview[data-state=errors]").wait_for(timeout=10_000)
+    error = page.locator("#definition-errors li").first
+    assert error.get_attribute("data-field") == "feedback" and "longtext" in error.inner_text()
+    shot(page, "designer-05-form-preview-error")

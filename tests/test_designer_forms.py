@@ -153,7 +153,9 @@ def test_form_pages_preview_and_save(client_for, clean_db):
     listing = client.get("/designer/forms/").get_data(as_text=True)
     assert 'data-form="progress_report"' in listing
     page = client.get("/designer/forms/progress_report")
-    assert page.status_code == 200 and 'id="definition"' in page.get_data(as_text=True)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'id="definition"' in html
+    assert 'name="again"' in html.split('id="form-preview"')[1]     # the preview is markup, not escaped text
     token = csrf_token(client, "/designer/forms/progress_report")
 
     def preview(text):
@@ -161,6 +163,8 @@ def test_form_pages_preview_and_save(client_for, clean_db):
                            content_type="application/json", headers={"X-CSRFToken": token})
     good = preview(WITH_HOURS).get_json()
     assert good["ok"] and 'name="hours"' in good["html"] and "工时" in good["html"]
+    hostile = preview(WITH_HOURS.replace("工时", "<script>alert(1)</script>")).get_json()
+    assert hostile["ok"] and "<script>" not in hostile["html"] and "&lt;script&gt;" in hostile["html"]
     bad = preview(WITH_HOURS.replace("type: integer", "type: integr")).get_json()
     assert not bad["ok"] and bad["errors"][0]["field"] == "hours" and bad["errors"][0]["line"] == 12
     assert client.post("/designer/forms/progress_report/preview", data="x", content_type="application/json",

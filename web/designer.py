@@ -7,6 +7,7 @@ import os
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_from_directory
 from flask_login import current_user, login_required
+from markupsafe import Markup
 
 from engine.designer import Designer
 from engine.errors import EngineError
@@ -229,8 +230,9 @@ def _preview_html(form):
     from forms.render import form_context
     lang = current_lang()
     fields = form_context(form, {}, None, {}, lang)
-    return render_template("designer/_form_preview.html", form=form, lang=lang, fields=fields,
-                           input_fields=[f for f in fields if not f.get("readonly")])
+    # our own template's output, every value in it autoescaped: safe to embed as HTML
+    return Markup(render_template("designer/_form_preview.html", form=form, lang=lang, fields=fields,
+                                  input_fields=[f for f in fields if not f.get("readonly")]))
 
 
 def _errors_json(check):

@@ -220,7 +220,14 @@
       return modeler.importXML(draft && draft !== original ? draft : xml).then(function () {
         if (kind !== "dmn") {
           modeler.get("canvas").zoom("fit-viewport", "auto");
+        } else {
+          // one decision table (the usual case): open the table itself, not the requirements diagram
+          var tables = modeler.getViews().filter(function (v) { return v.type === "decisionTable"; });
+          if (tables.length === 1) {
+            return modeler.open(tables[0]);
+          }
         }
+      }).then(function () {
         container.setAttribute("data-imported", "true");
         status(draft && draft !== original ? msg("draft") : "");
       });
