@@ -256,3 +256,58 @@ def test_migration_pages_refuse_others(web, service, clean_db, who):
     refused = client.post(f"/designer/processes/{key}/migrate",
                           data={"csrf_token": token, "from": "1", "to": "2", "case": [view.business_key]})
     assert refused.status_code == 403 and snapshot(clean_db, view.id) == before
+
+
+CALL_LOOP = (FIXTURES / "lr_call_loop.bpmn").read_text(encoding="utf-8")
+
+
+def call_loop(key, *replacements):
+    text = CALL_LOOP.replace('"lr_called"', f'"{key}_c"').replace('"lr_call_loop"', f'"{key}"')
+    for old, new in replacements:
+        assert old in text, old
+        text = text.replace(old, new)
+    return {f"{key}.bpmn": text}
+
+
+def test_a_case_inside_a_called_process_moves_with_it(svc, clean_db):
+    key = f"mc_{uuid.uuid4().hex[:8]}"
+    designer = Designer(svc)
+    assert designer.deploy(DESIGNER, call_loop(key)).check.ok
+    view = svc.start_case(key, GRID, {}, WORKER)
+    assert [i.spec_id for i in view.open_items] == ["c_report"]
+    assert designer.deploy(DESIGNER, call_loop(key, ('name="Progress report (called)"', 'name="被调用流程的进展报告"'))).created
+    plan = Migrator(svc).plan(DESIGNER, key, 1, 2)
+    assert [c.movable for c in plan.cases] == [True], plan.cases[0].reasons
+    assert Migrator(svc).apply(DESIGNER, key, 1, 2).moved == [view.business_key]
+    moved = svc.get_case(view.business_key)
+    assert [(i.spec_id, i.name) for i in moved.open_items] == [("c_report", "被调用流程的进展报告")]
+    assert work(svc, WORKER, "c_report", {"again": False}).status == "completed"
+
+
+def test_a_case_inside_a_called_process_whose_task_was_removed_stays(svc, clean_db):
+    key = f"mc_{uuid.uuid4().hex[:8]}"
+    designer = Designer(svc)
+    assert designer.deploy(DESIGNER, call_loop(key)).check.ok
+    view = svc.start_case(key, GRID, {}, WORKER)
+    # the report is dropped from the called process: start goes straight to the count
+    assert _deploy_without_report(designer, key)
+    before = snapshot(clean_db, view.id)
+    [blocked] = Migrator(svc).plan(DESIGNER, key, 1, 2).blocked
+    assert any("(c_report)" in r and "removed" in r for r in blocked.reasons), blocked.reasons
+    assert Migrator(svc).apply(DESIGNER, key, 1, 2).moved == [] and snapshot(clean_db, view.id) == before
+
+
+def _deploy_without_report(designer, key):
+    files = call_loop(key, ('<bpmn:flowNodeRef>c_report</bpmn:flowNodeRef>', ''),
+                      ('<bpmn:sequenceFlow id="c2" sourceRef="c_report" targetRef="c_count"/>', ''),
+                      ('<bpmn:sequenceFlow id="c1" sourceRef="c_start" targetRef="c_report"/>',
+                       '<bpmn:sequenceFlow id="c1" sourceRef="c_start" targetRef="c_count"/>'),
+                      ('<bpmn:incoming>c2</bpmn:incoming><bpmn:outgoing>c3</bpmn:outgoing>',
+                       '<bpmn:incoming>c1</bpmn:incoming><bpmn:outgoing>c3</bpmn:outgoing>'))
+    text = next(iter(files.values()))
+    start = text.index('    <bpmn:userTask id="c_report"')
+    end = text.index("</bpmn:userTask>", start) + len("</bpmn:userTask>\n")
+    files = {name: text[:start] + text[end:] for name in files}
+    outcome = designer.deploy(DESIGNER, files)
+    assert outcome.check.ok, outcome.check.problems
+    return outcome.created
