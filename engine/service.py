@@ -51,6 +51,17 @@ STATE_ROWS = "gf_state_rows"              # Session.info: {case id: CaseState re
 PREFETCHED_OPEN_ITEMS = "gf_open_items"   # Session.info: {case id: {item id: open WorkItem}}
 
 
+def describe_process_error(exc: Exception) -> str:
+    """SpiffWorkflow's message, plus the data input/output it names (its text alone says
+    only "a required Data Input", not which one)."""
+    text = str(exc).strip()
+    for attr, label in (("data_input", "data input"), ("data_output", "data output")):
+        spec = getattr(exc, attr, None)
+        if spec is not None:
+            text += f" ({label} '{getattr(spec, 'bpmn_id', None) or getattr(spec, 'name', spec)}')"
+    return text
+
+
 class SpecCache:
     """Parsed specs per deployed version. A version's files never change, so a
     parse is good for the life of the process."""
@@ -460,8 +471,9 @@ class WorkflowService:
         try:
             task.run()
         except SpiffWorkflowException as exc:
-            raise ProcessError(f"the process failed after '{item.name}': {exc}",
-                               zh=f"提交“{item.name}”后流程运行出错，未做任何更改；请联系流程设计员（{exc}）") from None
+            detail = describe_process_error(exc)
+            raise ProcessError(f"the process failed after '{item.name}': {detail}",
+                               zh=f"提交“{item.name}”后流程运行出错，未做任何更改；请联系流程设计员（{detail}）") from None
         self._run(workflow, case)
         item.status, item.completed_at, item.completed_by_id = "completed", now, user.id
         if item.assignee_id is None:
@@ -544,8 +556,9 @@ class WorkflowService:
         try:
             run_engine(workflow)
         except SpiffWorkflowException as exc:
-            raise ProcessError(f"case {case.business_key}: the process failed: {exc}",
-                               zh=f"案件 {case.business_key} 流程运行出错，未做任何更改；请联系流程设计员（{exc}）") from None
+            detail = describe_process_error(exc)
+            raise ProcessError(f"case {case.business_key}: the process failed: {detail}",
+                               zh=f"案件 {case.business_key} 流程运行出错，未做任何更改；请联系流程设计员（{detail}）") from None
 
     def _after_transition(self, session, case: Case, workflow: BpmnWorkflow, parsed: ParsedProcess,
                           user: User | None, now: datetime, completed: dict | None = None):

@@ -126,8 +126,8 @@ def test_a_caller_missing_an_input_is_refused_and_nothing_is_created(service):
         before = session.query(Case).count()
     with pytest.raises(EngineError) as err:
         service.start_case("bad_caller", "linxi-xinguang-g1", {"description": "只有描述"}, "lx_wgy1")
-    # (the engine's message does not name the missing variable; SpiffWorkflow's exception carries it)
     assert err.value.code == "process_error" and "missing a required Data Input" in str(err.value.message)
+    assert "(data input 'dispute_type')" in str(err.value.message)     # the designer learns which one
     with service.db.read_session() as session:
         assert session.query(Case).count() == before
 
