@@ -92,6 +92,21 @@ class _Transformer(RestrictingNodeTransformer):
         return ast.copy_location(call, node)
 
 
+def now_iso() -> str:
+    """The engine clock's now (UTC, ISO 8601): what `add_days` and timeDate timers take."""
+    from . import clock
+    return clock.now().isoformat()
+
+
+def add_days(moment, days) -> str:
+    """An ISO date/time `days` later (a legal limit counted from a recorded day)."""
+    from datetime import datetime, timedelta
+    if not isinstance(days, (int, float)) or isinstance(days, bool) or not -36600 < days < 36600:
+        raise ScriptRefused(f"add_days needs a number of days, not {days!r}")
+    start = moment if isinstance(moment, datetime) else datetime.fromisoformat(str(moment))
+    return (start + timedelta(days=days)).isoformat()
+
+
 def _safe_builtins() -> dict:
     allowed = dict(safe_builtins)
     for name in ("delattr", "setattr", "id", "hash", "__build_class__"):
@@ -100,7 +115,7 @@ def _safe_builtins() -> dict:
     allowed.update({
         "dict": dict, "set": set, "frozenset": frozenset, "sorted": sorted, "sum": sum, "min": min, "max": max,
         "any": any, "all": all, "enumerate": enumerate, "zip": zip, "reversed": reversed, "map": map,
-        "filter": filter, "pow": _pow,
+        "filter": filter, "pow": _pow, "now_iso": now_iso, "add_days": add_days,
     })
     return allowed
 

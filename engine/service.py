@@ -39,7 +39,7 @@ from .passwords import check_password
 from .personal_data import mask_value, personal_fields
 from .state import (StateSerializer, collect_finished_steps, private_specs, prune_history,
                     restore_trigger_connections, run_engine, specs_mutate_at_runtime)
-from .sandbox import SCRIPT_ENGINE
+from .sandbox import SCRIPT_ENGINE, SandboxedEnvironment
 from .supervision import Supervision
 
 SUMMARY_VALUE_MAX = 200
@@ -47,6 +47,7 @@ SUMMARY_VALUE_MAX = 200
 # every inbox branch and outside, so per-branch LIMITs never drop a row of the page.
 INBOX_ORDER = (WorkItem.sort_due, WorkItem.created_at, WorkItem.case_id, WorkItem.id)
 SUMMARY_KEYS_MAX = 60
+DUE_DATE_SANDBOX = SandboxedEnvironment(seconds=0.5)
 STATE_ROWS = "gf_state_rows"              # Session.info: {case id: CaseState read ahead of `_load`}
 PREFETCHED_OPEN_ITEMS = "gf_open_items"   # Session.info: {case id: {item id: open WorkItem}}
 
@@ -966,8 +967,9 @@ def _title(data: dict) -> str:
 
 
 def _due_at(expression: str | None, data: dict, now: datetime) -> datetime | None:
-    """A task's due time from its `dueDate` property: an ISO duration (`P3D`), or
-    the name of a data field holding a number of days or an ISO date/time."""
+    """A task's due time from its `dueDate` property: an ISO duration (`P3D`), the name
+    of a data field, or an expression over case data (sandboxed) giving a number of days
+    or an ISO date/time."""
     if not expression:
         return None
     expression = expression.strip()
@@ -979,7 +981,16 @@ def _due_at(expression: str | None, data: dict, now: datetime) -> datetime | Non
             return now + TimerEventDefinition.get_timedelta_from_start(parsed, now)
         except Exception:
             return None
-    value = data.get(expression)
+    if expression in data:
+        value = data[expression]
+    else:
+        # an expression over case data, e.g. add_days(handle_deadline, extension_days), run in the sandbox
+        try:
+            value = DUE_DATE_SANDBOX.evaluate(expression, dict(data))
+        except Exception:  # noqa: BLE001 -- a due date that cannot be computed is shown as none
+            return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=now.tzinfo)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return now + timedelta(days=value)
     if isinstance(value, str):

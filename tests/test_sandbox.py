@@ -127,3 +127,24 @@ def test_a_refused_script_in_a_running_case_changes_nothing(service, clean_db):
         service.start_case("scripted", "linxi-xinguang-g1", {}, "lx_wgy1")
     with clean_db.read_session() as s:
         assert s.scalar(select(func.count()).select_from(Case).where(Case.process_key == "scripted")) == 0
+
+
+def test_limits_counted_from_a_recorded_day(clock):
+    """now_iso()/add_days(): a legal limit that runs from a recorded day (acceptance), not from
+    when a later task happens to open; due-date expressions use the same sandbox."""
+    from datetime import timedelta
+
+    from engine.service import _due_at
+    env = SandboxedEnvironment()
+    data = {"handling_limit_days": 60}
+    env.execute("handle_deadline = add_days(now_iso(), handling_limit_days)", data)
+    accepted = clock.now()
+    assert data["handle_deadline"] == (accepted + timedelta(days=60)).isoformat()
+    clock.advance(days=10)
+    assert _due_at("handle_deadline", data, clock.now()) == accepted + timedelta(days=60)
+    data["extension_days"] = 30
+    assert _due_at("add_days(handle_deadline, extension_days)", data, clock.now()) == accepted + timedelta(days=90)
+    assert _due_at("P15D", data, clock.now()) == clock.now() + timedelta(days=15)
+    assert _due_at("open('/etc/passwd')", data, clock.now()) is None      # refused: no due date, no file
+    with pytest.raises(ScriptRefused, match="number of days"):
+        env.execute("x = add_days(now_iso(), 'many')", {})
