@@ -162,3 +162,20 @@ def test_auditor_ui_strings_have_english():
     found = [m.group(1) or m.group(2) for p in paths for m in pattern.finditer(Path(p).read_text(encoding="utf-8"))]
     assert len(found) > 30
     assert [t for t in found if t not in MESSAGES_EN] == []
+
+
+def test_incidents_and_migrations_are_marked_in_trace_and_page(client, service, db, clock):
+    from engine import audit
+    from engine.models import Case
+    view = service.start_case("grid_matter", "linxi-xinguang-g1", REPORT, "lx_wgy1")
+    with db.unit_of_work() as s:
+        case = s.get(Case, view.case.id)
+        audit.record(s, case, "incident", clock.now(), data={"kind": "timer", "error": "boom", "attempts": 5})
+        audit.record(s, case, "case_migrated", clock.now(), actor_id=None,
+                     data={"from_version": 1, "to_version": 2})
+    trace = CaseTrace(service).trace("lxx_dc", view.business_key)
+    kinds = [s.kind for s in trace.steps[-2:]]
+    assert kinds == ["incident", "migration"]
+    login(client, "lxx_dc")
+    page = client.get(f"/audit/cases/{view.business_key}/trace").get_data(as_text=True)
+    assert "系统异常" in page and "版本迁移" in page and "from_version" in page
