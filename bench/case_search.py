@@ -110,7 +110,9 @@ def run(url: str, n: int, plans: bool) -> None:
     mid = date(2025, 9, 1)
     with db.read_session() as s:
         some_user = s.scalar(select(User.username).where(User.username == "lx_wgy1"))
-        one_key = s.scalar(select(Case.business_key).where(Case.id == n // 2))
+        chifeng = s.scalar(select(JurisdictionNode.path).where(JurisdictionNode.code == "chifeng"))
+        one_key = s.scalar(select(Case.business_key).where(Case.id >= n // 2, Case.grid_path.like(chifeng + "%"))
+                           .order_by(Case.id).limit(1))
     queries = [
         ("county auditor, first page", "lxx_dc", SearchFilters()),
         ("city auditor, first page", "cf_dc", SearchFilters()),
