@@ -73,14 +73,16 @@ def personal_fields(forms) -> dict[str, tuple]:
     """{data field name: kinds} over every form definition. Case data is one
     namespace per case, so a field marked personal in any form is personal
     wherever its value travels (start data, later forms' read-only copies)."""
-    found = getattr(forms, "_gf_personal", None)
-    if found is None:
-        found = {}
-        for form in forms.forms.values():
-            for f in form.fields:
-                if f.personal:
-                    found[f.name] = tuple(dict.fromkeys(found.get(f.name, ()) + tuple(f.personal)))
-        forms._gf_personal = found
+    definitions = forms.forms
+    cached = getattr(forms, "_gf_personal", None)
+    if cached is not None and cached[0] is definitions:   # recomputed when the registry reloads
+        return cached[1]
+    found = {}
+    for form in definitions.values():
+        for f in form.fields:
+            if f.personal:
+                found[f.name] = tuple(dict.fromkeys(found.get(f.name, ()) + tuple(f.personal)))
+    forms._gf_personal = (definitions, found)
     return found
 
 
