@@ -168,3 +168,13 @@ def test_a_personal_field_without_numbers_reveals_nothing_and_records_nothing(cl
                                     "lx_wgy1")
     client.get(f"/cases/{with_phone.business_key}")
     assert [v.case_id for v in _views(db)] == [with_phone.case.id]
+
+
+def test_marking_follows_a_reloaded_registry(tmp_path):
+    (tmp_path / "f.yaml").write_text("key: f\nfields:\n  - {name: tel, type: text}\n", encoding="utf-8")
+    registry = FormRegistry(tmp_path)
+    assert personal_fields(registry) == {}
+    (tmp_path / "f.yaml").write_text("key: f\nfields:\n  - {name: tel, type: text, personal: phone}\n",
+                                     encoding="utf-8")
+    registry._forms = None                 # what a reload does
+    assert personal_fields(registry) == {"tel": ("phone",)}
