@@ -153,6 +153,18 @@ class Case(Base):
     # hash of the newest audit row of this case (engine/audit.py): the head of its chain
     audit_head: Mapped[str | None] = mapped_column(String(64))
     row_version: Mapped[int] = mapped_column(Integer, default=1)
+    # Facts the dashboard aggregates, copied from `summary` and `grid_path` on every
+    # write by engine/case_facts.py, so that metrics are plain-column SQL aggregates.
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # time limit to close (办结时限)
+    resolved_level: Mapped[str | None] = mapped_column(String(16))
+    satisfaction: Mapped[str | None] = mapped_column(String(24))
+    outcome: Mapped[str | None] = mapped_column(String(40))
+    # the grid's ancestors by depth (1 = the root, a city in the standard tree): a subtree
+    # is one indexed equality, and a drill-down one GROUP BY the next depth
+    depth1_id: Mapped[int | None] = mapped_column(Integer)
+    depth2_id: Mapped[int | None] = mapped_column(Integer)
+    depth3_id: Mapped[int | None] = mapped_column(Integer)
+    depth4_id: Mapped[int | None] = mapped_column(Integer)
 
     __mapper_args__ = {"version_id_col": row_version}
     __table_args__ = (
@@ -162,6 +174,13 @@ class Case(Base):
         Index("ix_case_created", "created_at"),
         Index("ix_case_grid_created", "grid_path", "created_at"),
         Index("ix_case_process_status_created", "process_key", "status", "created_at"),
+        Index("ix_case_depth1_created", "depth1_id", "created_at"),
+        Index("ix_case_depth2_created", "depth2_id", "created_at"),
+        Index("ix_case_depth3_created", "depth3_id", "created_at"),
+        Index("ix_case_depth4_created", "depth4_id", "created_at"),
+        Index("ix_case_gridid_created", "grid_id", "created_at"),
+        # overdue now: open cases past their time limit
+        Index("ix_case_status_due", "status", "due_at"),
     )
 
 
@@ -216,6 +235,8 @@ class WorkItem(Base):
         Index("ix_work_item_status_due", "status", "sort_due"),
         # case search by task: the cases that had a given user task
         Index("ix_work_item_spec_case", "spec_id", "case_id"),
+        # the dashboard: tasks of a kind completed in a period (verifications, follow-ups …)
+        Index("ix_work_item_spec_completed", "spec_id", "completed_at"),
     )
 
 
@@ -248,8 +269,13 @@ class AuditEvent(Base):
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str | None] = mapped_column(String(64))
 
-    # case search by participant: the cases a person acted on
-    __table_args__ = (Index("ix_audit_actor_case", "actor_id", "case_id"),)
+    __table_args__ = (
+        # case search by participant: the cases a person acted on
+        Index("ix_audit_actor_case", "actor_id", "case_id"),
+        # the dashboard: steps of a kind in a period (escalations, 返工, 督办)
+        Index("ix_audit_bpmn_at", "bpmn_id", "at"),
+        Index("ix_audit_type_at", "event_type", "at"),
+    )
 
 
 class AuditCheckpoint(Base):
@@ -352,3 +378,40 @@ class FormRevision(Base):
         UniqueConstraint("form_key", "revision", name="uq_form_revision"),
         UniqueConstraint("form_key", "content_hash", name="uq_form_revision_hash"),
     )
+
+
+class EvaluationScore(Base):
+    """One score a grid worker gave a unit in the monthly reverse evaluation (逆向考评),
+    copied from the finished `reverse_evaluation` case by engine/case_facts.py."""
+    __tablename__ = "evaluation_score"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("gf_case.id", ondelete="CASCADE"), index=True)
+    period: Mapped[str] = mapped_column(String(7))          # YYYY-MM evaluated
+    evaluator_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    unit_node_id: Mapped[int] = mapped_column(ForeignKey("jurisdiction_node.id"))
+    unit_kind: Mapped[str] = mapped_column(String(16))      # community | town | department
+    score: Mapped[int] = mapped_column(Integer)
+    scored_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_evaluation_unit_scored", "unit_node_id", "scored_at"),
+                      Index("ix_evaluation_scored", "scored_at"))
+
+
+class ScheduledStart(Base):
+    """A case started by a timer start event for one period and one person: the unique
+    key makes two timer workers start it exactly once (engine/scheduled_starts.py)."""
+    __tablename__ = "scheduled_start"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    process_key: Mapped[str] = mapped_column(String(100))
+    period: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("gf_case.id", ondelete="SET NULL"))
+    claimed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (UniqueConstraint("process_key", "period", "user_id", name="uq_scheduled_start"),)
+
+
+# the hooks that keep the dashboard's fact columns in step with every write
+from . import case_facts  # noqa: E402,F401  (registers mapper events; needs the classes above)
