@@ -66,7 +66,7 @@ def create_app(config: dict | None = None) -> Flask:
     csrf.init_app(app)
     i18n.init_app(app)
 
-    from . import api, audit, auth, cases, designer, errors, inbox, supervision, tasks
+    from . import api, audit, auth, cases, dashboard, designer, errors, inbox, supervision, tasks
     app.register_blueprint(auth.bp)
     app.register_blueprint(inbox.bp)
     app.register_blueprint(tasks.bp)
@@ -74,6 +74,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(supervision.bp)
     app.register_blueprint(designer.bp)
     app.register_blueprint(audit.bp)
+    app.register_blueprint(dashboard.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # bearer tokens, no cookies: CSRF does not apply
     errors.register(app)

@@ -701,6 +701,19 @@ def complete_task(user, task_id):
     return json_response(s.CaseSchema().dump(_case_after(view, user)))
 
 
+# ------------------------------------------------------------------ routes: dashboard (web/dashboard.py)
+
+from . import dashboard as _dashboard  # noqa: E402  (it uses this module's helpers)
+
+route(f"{V1}/dashboard", "GET", tags=["dashboard"], summary="Governance figures of a jurisdiction",
+      description="办结率, 按期办结率, 满意率, 返工率, resolution levels, escalations, counts, overdue, 督办, "
+                  "petitions, grid workers, reverse evaluation and the drill-down to the child nodes, for a "
+                  "node and its subtree and a period: the figures of the dashboard page. Leaders, centre "
+                  "dispatchers and auditors, within their jurisdiction. Definitions: docs/metrics.md.",
+      query=_dashboard.DashboardQuerySchema,
+      responses={200: _json("the figures", _dashboard.RESPONSE_SCHEMA)}, errors=[403, 404])(_dashboard.api_dashboard)
+
+
 # ------------------------------------------------------------------ documentation
 
 @route(f"{V1}/openapi.json", "GET", auth=None, tags=["meta"], summary="This API as OpenAPI 3",

@@ -1,0 +1,204 @@
+"""The dashboard page, its exports and its API: the same figures everywhere, and
+only for leaders, centre dispatchers and auditors within their jurisdiction."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from openpyxl import load_workbook
+
+from engine.metrics import Dashboards
+from tests.helpers import REPORT, login, work
+
+V1 = "/api/v1"
+UTC = timezone.utc
+CHINA = timezone(timedelta(hours=8))
+PERIOD = "start=2026-03-01&end=2026-03-31"
+
+
+@pytest.fixture
+def matters(service, clock):
+    """Two grid matters in 新光社区第一网格: one resolved in the grid, one still open at the town."""
+    service.start_case("grid_matter", "linxi-xinguang-g1", REPORT, "lx_wgy1")
+    work(service, "lx_wgz1", "micro_mediation", {"resolved": True, "mediation_note": "双方和解",
+                                                 "grid_leader_present": True})
+    work(service, "lx_wgy1", "record_result", {"result_note": "双方签订调解协议"})
+    service.start_case("grid_matter", "linxi-xinguang-g1", {**REPORT, "category": "environment", "colour": "yellow",
+                                                            "description": "垃圾堆放影响通行"}, "lx_wgy1")
+    return service
+
+
+def token(client, username):
+    r = client.post(f"{V1}/auth/token", json={"username": username, "password": "demo123"})
+    assert r.status_code == 200
+    return {"Authorization": f"Bearer {r.get_json()['token']}"}
+
+
+def engine_figures(service, username, node, start="2026-03-01", end="2026-03-31"):
+    s = datetime.fromisoformat(start).replace(tzinfo=CHINA)
+    e = datetime.fromisoformat(end).replace(tzinfo=CHINA) + timedelta(days=1)
+    return Dashboards(service.db).figures(username, node, s, e)
+
+
+# ------------------------------------------------------------------ the page
+
+def test_page_shows_charts_kpis_and_drill_down(client, matters):
+    login(client, "lxx_ld1")
+    page = client.get(f"/dashboard?{PERIOD}")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "统计看板 · 林西县" in html
+    assert html.count("<svg class=\"chart\"") >= 3            # monthly, children, category …
+    assert 'data-kpi="closure_rate"' in html and 'data-kpi="overdue"' in html
+    # drill-down: 林西县 → 林西镇 → 新光社区 → the grid
+    assert 'href="/dashboard?node=linxizhen&amp;start=2026-03-01&amp;end=2026-03-31" class="drill"' in html
+    html = client.get(f"/dashboard?node=linxizhen&{PERIOD}").get_data(as_text=True)
+    assert 'node=linxi-xinguang&amp;start=2026-03-01&amp;end=2026-03-31" class="drill"' in html
+    html = client.get(f"/dashboard?node=linxi-xinguang&{PERIOD}").get_data(as_text=True)
+    assert 'node=linxi-xinguang-g1&amp;start=2026-03-01&amp;end=2026-03-31" class="drill"' in html
+    grid = client.get(f"/dashboard?node=linxi-xinguang-g1&{PERIOD}").get_data(as_text=True)
+    assert "新光社区第一网格" in grid
+    # the breadcrumb leads back up, but not above the leader's county
+    assert 'href="/dashboard?node=linxi&amp;start=2026-03-01&amp;end=2026-03-31">林西县</a>' in grid
+    assert 'node=chifeng' not in grid
+    # every table has its exports
+    for name in ("children", "headline", "petitions", "workers", "evaluation", "by_category"):
+        assert f"/dashboard/export/{name}.csv?" in html and f"/dashboard/export/{name}.xlsx?" in html
+
+
+def test_page_in_english(client, matters):
+    login(client, "lxx_dc")
+    client.post("/lang/en", data={"csrf_token": _csrf(client)})
+    html = client.get(f"/dashboard?{PERIOD}").get_data(as_text=True)
+    assert "Dashboard" in html and "On-time closure rate" in html
+
+
+def _csrf(client):
+    from tests.helpers import csrf_token
+    return csrf_token(client, "/inbox")
+
+
+def test_nav_link_only_for_dashboard_roles(client, service):
+    login(client, "lxz_pd")
+    assert 'href="/dashboard"' in client.get("/inbox").get_data(as_text=True)
+    client.post("/logout", data={"csrf_token": _csrf(client)})
+    login(client, "lx_wgy1")
+    assert 'href="/dashboard"' not in client.get("/inbox").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("username,url", [
+    ("lx_wgy1", "/dashboard"),                              # a grid worker
+    ("lxz_cg", "/dashboard"),                               # a department handler
+    ("cf_sj", "/dashboard"),                                # the designer
+    ("lxz_pd", "/dashboard?node=linxi"),                    # a town dispatcher, the county's figures
+    ("lxx_dc", "/dashboard?node=wuyuan"),                   # an auditor, another county
+    ("lxx_ld1", "/dashboard?node=bayannur"),                # a leader, another city
+    ("lxx_dc", "/dashboard/export/headline.csv?node=wuyuan"),
+    ("lx_wgy1", "/dashboard/export/all.xlsx"),
+])
+def test_refusals(client, service, username, url):
+    login(client, username)
+    r = client.get(url)
+    assert r.status_code == 403
+    assert "无权" in r.get_data(as_text=True) or "仅供" in r.get_data(as_text=True)
+
+
+def test_anonymous_is_sent_to_login(client, service):
+    r = client.get("/dashboard")
+    assert r.status_code == 302 and "/login" in r.headers["Location"]
+
+
+@pytest.mark.parametrize("query,expected", [
+    ("start=2026-13-01", "日期格式"), ("end=yesterday", "日期格式"), ("start=2026-03-10&end=2026-03-01", "结束日期"),
+    ("node=../../etc", "找不到该辖区"), ("node=no-such-node", "找不到该辖区"),
+])
+def test_bad_input_says_what_to_do(client, service, query, expected):
+    login(client, "lxx_ld1")
+    r = client.get(f"/dashboard?{query}")
+    assert r.status_code in (400, 404)
+    assert expected in r.get_data(as_text=True)
+
+
+# ------------------------------------------------------------------ exports
+
+def test_csv_export_matches_the_figures(client, matters):
+    login(client, "lxx_ld1")
+    r = client.get(f"/dashboard/export/headline.csv?{PERIOD}")
+    assert r.status_code == 200 and r.mimetype == "text/csv"
+    assert "attachment" in r.headers["Content-Disposition"]
+    text = r.get_data().decode("utf-8")
+    assert text.startswith("\ufeff")
+    rows = list(csv.reader(io.StringIO(text[1:])))
+    assert rows[0] == ["指标", "数值"]
+    values = dict(rows[1:])
+    head = engine_figures(matters, "lxx_ld1", None)["headline"]
+    assert values["登记事项"] == str(head["registered"]) == "2"
+    assert values["办结率 %"] == ("" if head["closure_rate"] is None else str(head["closure_rate"]))
+    children = list(csv.reader(io.StringIO(
+        client.get(f"/dashboard/export/children.csv?{PERIOD}").get_data().decode("utf-8")[1:])))
+    assert children[1][0] == "林西镇" and children[1][2] == "2"
+
+
+def test_xlsx_export_of_one_and_of_all_tables(client, matters):
+    login(client, "lxx_ld1")
+    r = client.get(f"/dashboard/export/by_category.xlsx?{PERIOD}")
+    assert r.status_code == 200 and r.mimetype.endswith("spreadsheetml.sheet")
+    book = load_workbook(io.BytesIO(r.get_data()))
+    sheet = book[book.sheetnames[0]]
+    rows = [[c.value for c in row] for row in sheet.iter_rows(min_row=2)]
+    assert rows[0] == ["类别", "事项"]
+    assert sorted(rows[1:]) == [["环境卫生", 1], ["矛盾纠纷", 1]]
+    everything = load_workbook(io.BytesIO(client.get(f"/dashboard/export/all.xlsx?{PERIOD}").get_data()))
+    assert len(everything.sheetnames) == 12
+    assert "信访事项" in everything.sheetnames and "逆向考评" in everything.sheetnames
+
+
+@pytest.mark.parametrize("url,status", [
+    ("/dashboard/export/nothing.csv", 400), ("/dashboard/export/headline.pdf", 400), ("/dashboard/export/all.csv", 400),
+])
+def test_export_refuses_unknown_tables_and_formats(client, service, url, status):
+    login(client, "lxx_ld1")
+    assert client.get(url).status_code == status
+
+
+def test_xlsx_cells_never_become_formulas():
+    from web.dashboard import _safe_cell
+    assert _safe_cell("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")"
+    assert _safe_cell("林西镇") == "林西镇" and _safe_cell(3) == 3
+
+
+# ------------------------------------------------------------------ API
+
+def test_api_gives_the_same_figures(client, matters):
+    r = client.get(f"{V1}/dashboard?{PERIOD}&node=linxizhen", headers=token(client, "lxz_pd"))
+    assert r.status_code == 200
+    body = r.get_json()
+    expected = engine_figures(matters, "lxz_pd", "linxizhen")
+    assert body["headline"] == expected["headline"]
+    assert body["children"] == expected["children"]
+    assert body["headline"]["registered"] == 2
+    assert body["period"] == {"start": "2026-03-01", "end": "2026-03-31"}
+    assert body["scope"]["code"] == "linxizhen"
+
+
+@pytest.mark.parametrize("username,query,status", [
+    ("lx_wgy1", "", 403), ("lxz_pd", "node=linxi", 403), ("lxx_dc", "node=wuyuan", 403),
+    ("lxx_dc", "start=03/01/2026", 400), ("lxx_dc", "colour=red", 400), ("lxx_dc", "node=nope", 404),
+])
+def test_api_refusals_and_bad_input(client, service, username, query, status):
+    r = client.get(f"{V1}/dashboard?{query}", headers=token(client, username))
+    assert r.status_code == status
+    assert r.get_json()["message"]
+
+
+def test_api_needs_a_token(client, service):
+    assert client.get(f"{V1}/dashboard").status_code == 401
+
+
+def test_openapi_documents_the_dashboard(client, service):
+    spec = client.get(f"{V1}/openapi.json").get_json()
+    op = spec["paths"]["/api/v1/dashboard"]["get"]
+    assert op["tags"] == ["dashboard"]
+    assert {"200", "401", "403", "404"} <= set(op["responses"])
