@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, event, insert
+from sqlalchemy import delete, event, insert, select
 
-from .models import Case, EvaluationScore
+from .models import Case, EvaluationScore, JurisdictionNode
 
 LEVEL_ORDER = ("grid", "town", "county", "city")
 # days each level of the grid-matter chain gets, from the dispatch rules' outputs
@@ -104,5 +104,9 @@ def _copy_scores(mapper, connection, case):
         return
     rows = evaluation_rows(case)
     connection.execute(delete(EvaluationScore).where(EvaluationScore.case_id == case.id))
+    if rows:  # only units that exist: the ids came in as case data
+        known = set(connection.scalars(select(JurisdictionNode.id).where(
+            JurisdictionNode.id.in_({r["unit_node_id"] for r in rows}))))
+        rows = [r for r in rows if r["unit_node_id"] in known]
     if rows:
         connection.execute(insert(EvaluationScore), rows)

@@ -162,10 +162,13 @@ class TimerWorker:
 
     def run_forever(self, stop: threading.Event, interval: float = 5.0,
                     checkpoint_every: timedelta = timedelta(hours=1)) -> None:
+        from .scheduled_starts import ScheduledStarts
+        scheduled = ScheduledStarts(self.service)
         log.info("timer worker started (batch %d, every %.1fs)", self.batch, interval)
         next_checkpoint = clock.now()
         while not stop.is_set():
             stats = self.run_once()
+            scheduled.run_safely()   # timer start events: new cases on a schedule
             if stats.fired or stats.failed:
                 log.info("fired %d, failed %d, skipped %d", stats.fired, stats.failed, stats.skipped)
             if clock.now() >= next_checkpoint:
