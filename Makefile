@@ -20,9 +20,11 @@ $(NODE_STAMP): package.json package-lock.json
 venv: $(STAMP) $(NODE_STAMP)
 
 # Create the SQLite database (or use DATABASE_URL), load the demo organisation,
-# deploy processes/.
+# deploy processes/, and (once: --if-empty) a year of demo history for the dashboard.
+DEMO_CASES ?= 2000
 setup: venv
 	$(VENV)/bin/gridflow setup-demo
+	$(VENV)/bin/gridflow demo --cases $(DEMO_CASES) --if-empty
 
 HOST ?= 127.0.0.1
 PORT ?= 5000

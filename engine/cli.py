@@ -207,6 +207,35 @@ def audit_checkpoint():
         db.dispose()
 
 
+@main.command()
+@click.option("--cases", default=2000, show_default=True, help="how many cases to create")
+@click.option("--months", default=12, show_default=True, help="spread over this many months up to now")
+@click.option("--seed", default=8, show_default=True, help="random seed (the same seed, the same history)")
+@click.option("--if-empty", is_flag=True, help="do nothing if the database already has cases (for make run)")
+def demo(cases, months, seed, if_empty):
+    """Create a realistic history through the engine: N cases over the last months (engine/demo_history.py)."""
+    import time
+
+    from sqlalchemy import func, select
+
+    from .demo_history import DemoHistory
+    from .models import Case
+    from .service import WorkflowService
+
+    db = _db()
+    if if_empty:
+        with db.read_session() as session:
+            existing = session.scalar(select(func.count()).select_from(Case))
+        if existing:
+            click.echo(f"demo history: {existing} cases already there, nothing added")
+            return
+    began = time.perf_counter()
+    report = DemoHistory(WorkflowService(db), seed=seed).run(
+        cases, months=months, progress=lambda r: click.echo(f"  {r.started} cases, {r.steps} steps …"))
+    click.echo(f"demo history: {report.started} cases started, {report.steps} steps, {report.closed} closed, "
+               f"{report.skipped} waits where no one could act (a level nobody staffs), in {time.perf_counter() - began:.0f} s")
+
+
 @main.command("setup-demo")
 @click.option("--org", "org_path", default="demo/org.yaml", type=click.Path(exists=True, dir_okay=False))
 @click.option("--processes", "processes_dir", default="processes", type=click.Path(exists=True, file_okay=False))

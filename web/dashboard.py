@@ -402,7 +402,7 @@ class DashboardQuerySchema(Schema):
 
 QUERY_FIELDS = ("start", "end", "node")
 
-_RATE = {"type": ["number", "null"], "description": "percent, 2 decimals; null when the denominator is 0"}
+_RATE = {"type": "number", "nullable": True, "description": "percent, 2 decimals; null when the denominator is 0"}
 RESPONSE_SCHEMA = {
     "type": "object",
     "description": "Every figure of the dashboard; definitions in docs/metrics.md",
