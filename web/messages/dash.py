@@ -34,7 +34,7 @@ MESSAGES = {
     "办结率": "Closure rate", "按期办结率": "On-time closure rate", "化解层级占比": "Where matters were resolved",
     "本期无数据。": "No data in this period.",
     "统计区间 {a} 至 {b}": "Period {a} to {b}", "辖区层级": "Jurisdiction levels",
-    "开始日期": "From", "结束日期": "To", "查询": "Show", "导出全部 (XLSX)": "Export all (XLSX)",
+    "开始日期": "From", "结束日期": "To", "导出全部 (XLSX)": "Export all (XLSX)",
     "结案 {a} / 应结 {b}": "closed {a} / due {b}", "按期 {a} / 应结 {b}": "on time {a} / due {b}",
     "满意率": "Satisfaction rate", "满意 {a} / 参评 {b}": "satisfied {a} / rated {b}",
     "小事不出格率": "Resolved in the grid", "格内化解 / 已化解 {b}": "in the grid / resolved {b}",
