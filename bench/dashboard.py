@@ -188,13 +188,16 @@ def build_cases(db, grids, cases: int, seed: int = 8) -> dict:
 
 
 def best_of(fn, runs=3):
-    times = []
+    """(best wall seconds, CPU seconds of that run, result): on a shared machine the CPU time
+    of this process says what the work costs, the wall time what a user waited."""
+    best = None
     result = None
     for _ in range(runs):
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         result = fn()
-        times.append(time.perf_counter() - began)
-    return min(times), result
+        run = (time.perf_counter() - began, time.process_time() - cpu)
+        best = run if best is None or run[0] < best[0] else best
+    return best[0], best[1], result
 
 
 def main():
@@ -235,21 +238,22 @@ def main():
                       "SERVICE": WorkflowService(db)})
     client = app.test_client()
 
-    print(f"{'scope':<10}{'cases':>10}{'compute (s)':>14}{'page (s)':>11}")
+    print("seconds, best of 3; cpu = this process's CPU time in that run (the database is in-process for SQLite)")
+    print(f"{'scope':<10}{'cases':>10}{'compute':>10}{'cpu':>8}{'page':>8}{'cpu':>8}")
     for label, node in [("province", None), *nodes.items()]:
         def compute():
             with db.read_session() as session:
                 return Metrics(session, Scope(node, start, end), NOW).compute()
-        seconds, figures = best_of(compute)
-        page = "—"
+        seconds, cpu, figures = best_of(compute)
+        page, page_cpu = "—", "—"
         if node is not None:
             client.post("/login", data={"username": f"leader_{label}", "password": "demo123"})
             url = f"/dashboard?node={node.code}&start={start.date()}&end={NOW.date()}"
-            page_s, response = best_of(lambda: client.get(url))
+            page_s, page_c, response = best_of(lambda: client.get(url))
             assert response.status_code == 200, response.status_code
-            page = f"{page_s:.2f}"
+            page, page_cpu = f"{page_s:.2f}", f"{page_c:.2f}"
             client.post("/logout")
-        print(f"{label:<10}{figures['headline']['registered']:>10,}{seconds:>14.2f}{page:>11}")
+        print(f"{label:<10}{figures['headline']['registered']:>10,}{seconds:>10.2f}{cpu:>8.2f}{page:>8}{page_cpu:>8}")
 
 
 if __name__ == "__main__":

@@ -416,3 +416,44 @@ def test_dashboard_service_refuses_and_validates(service):
     assert [b["code"] for b in result["breadcrumb"]] == ["chifeng", "linxi"]
     assert [b["viewable"] for b in result["breadcrumb"]] == [False, True]
     assert dash.figures("cf_pd", "linxizhen", START, END)["scope"]["level"] == "town"
+
+
+def test_the_migration_gives_existing_cases_their_facts(tmp_path):
+    """Cases written before migration 0009 get the same facts the engine now writes."""
+    from sqlalchemy import MetaData
+
+    from engine import schema
+    from engine.db import Database
+    from engine.deploy import deploy_files, read_process_dir
+    from engine.org import load_org_file
+    from forms import FormRegistry
+    from tests.conftest import ROOT
+
+    db = Database(f"sqlite:///{tmp_path / 'before.sqlite'}")
+    schema.upgrade(db, "0008")
+    with db.engine.begin() as conn:
+        meta = MetaData()
+        meta.reflect(bind=conn, only=["jurisdiction_node", "process_version", "gf_case"])
+    with db.unit_of_work() as session:
+        load_org_file(session, ROOT / "demo" / "org.yaml")
+        deploy_files(session, read_process_dir(ROOT / "processes"), FormRegistry().keys(), actor="tests")
+    with db.engine.begin() as conn:
+        grid = conn.execute(select(meta.tables["jurisdiction_node"].c.id, meta.tables["jurisdiction_node"].c.path)
+                            .where(meta.tables["jurisdiction_node"].c.code == "linxi-xinguang-g1")).one()
+        version = conn.execute(select(meta.tables["process_version"].c.id)
+                               .where(meta.tables["process_version"].c.process_key == "grid_matter")).scalar()
+        created = datetime(2026, 1, 5, 8, 0)
+        conn.execute(meta.tables["gf_case"].insert().values(
+            business_key="OLD-1", process_key="grid_matter", process_version_id=version, grid_id=grid.id,
+            grid_path=grid.path, status="completed", title="", created_at=created, updated_at=created,
+            closed_at=created, summary={"deadline_days": 5, "handling_level": "town",
+                                        "resolved_level": "county", "county_days": 10, "satisfaction": "satisfied"},
+            timer_failures=0, row_version=1))
+    schema.upgrade(db)
+    with db.read_session() as session:
+        case = session.scalar(select(Case).where(Case.business_key == "OLD-1"))
+        assert case.due_at == datetime(2026, 1, 20, 8, 0, tzinfo=UTC)      # 5 town + 10 county days
+        assert (case.resolved_level, case.satisfaction) == ("county", "satisfied")
+        assert [case.depth1_id, case.depth2_id, case.depth3_id, case.depth4_id] == \
+            [int(p) for p in grid.path.strip("/").split("/")][:4]
+    db.dispose()

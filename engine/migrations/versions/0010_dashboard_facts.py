@@ -80,7 +80,8 @@ def _backfill_case_facts():
     """Cases written before this revision get their facts the way the engine now writes them."""
     from engine.case_facts import depth_ids, time_limit
     bind = op.get_bind()
-    case = sa.table("gf_case", sa.column("id"), sa.column("grid_path"), sa.column("created_at"),
+    case = sa.table("gf_case", sa.column("id"), sa.column("grid_path"),
+                    sa.column("created_at", engine.models.UtcDateTime()),
                     sa.column("summary", engine.models.JsonType), sa.column("due_at", engine.models.UtcDateTime()),
                     sa.column("resolved_level"), sa.column("satisfaction"), sa.column("outcome"),
                     sa.column("depth1_id"), sa.column("depth2_id"), sa.column("depth3_id"), sa.column("depth4_id"))
