@@ -419,7 +419,7 @@ def test_dashboard_service_refuses_and_validates(service):
 
 
 def test_the_migration_gives_existing_cases_their_facts(tmp_path):
-    """Cases written before migration 0009 get the same facts the engine now writes."""
+    """Cases written before migration 0010 get the same facts the engine now writes."""
     from sqlalchemy import MetaData
 
     from engine import schema
