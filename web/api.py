@@ -30,6 +30,7 @@ from werkzeug.routing import RequestRedirect
 
 from engine import clock
 from engine.access import is_read_only
+from engine.attachments import KINDS as ATTACHMENT_KINDS
 from engine.errors import Conflict, EngineError, InvalidInput, NotFound, PermissionDenied, ProcessError
 from forms.safety import find_unstorable
 from engine.models import JurisdictionNode
@@ -618,7 +619,8 @@ def upload_pending_files(user):
 
 @route(f"{V1}/attachments/<attachment_id>", "GET", tags=["cases"], summary="Download a file",
        path_params={"attachment_id": ({"type": "string", "format": "uuid"}, "attachment id")},
-       responses={200: {"description": "the file's bytes", "content_type": "application/octet-stream",
+       responses={200: {"description": "the file's bytes, with the type read from its content when it was "
+                                       "uploaded", "content_type": tuple(kind[0] for kind in ATTACHMENT_KINDS),
                         "schema": {"type": "string", "format": "binary"}}},
        errors=[403, 404])
 def download_file(user, attachment_id):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 #: identifiers: process keys, BPMN ids, colours, node codes (what the engine stores in String(≤100))
 IDENT_RE = r"^[A-Za-z0-9_.\-]+$"
@@ -168,9 +168,9 @@ class InboxItemSchema(TaskBriefSchema):
     case = fields.Nested(CaseRefSchema)
 
 
-class InboxQuerySchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
+class InboxQuerySchema(StrictSchema):
+    """Unknown query parameters are refused like unknown body keys: a misspelt filter
+    (`?colour=red&overdu=1`) must not silently return the unfiltered inbox."""
 
     process = ident(100, metadata={"description": "process key"})
     task = ident(100, metadata={"description": "BPMN id of the task (spec_id)"})
@@ -236,5 +236,6 @@ class CaseSchema(CaseRefSchema):
 class UploadFormSchema(Schema):
     """multipart/form-data: one or more `file` parts."""
     file = fields.List(fields.Raw(metadata={"type": "string", "format": "binary"}), required=True,
+                       validate=validate.Length(min=1, max=10),  # web/api.py MAX_FILES
                        metadata={"description": "one or more files: JPEG, PNG, GIF, WebP (≤ 10 MB) or PDF "
                                                 "(≤ 20 MB); the type is read from the content, not the name"})

@@ -89,14 +89,15 @@ def openapi_path(rule: str) -> str:
 
 
 def _response(description: str, schema=None, many: bool = False, headers: dict | None = None,
-              content_type: str = "application/json"):
+              content_type: str | tuple = "application/json"):
     out: dict = {"description": description}
     if schema is not None:
         if isinstance(schema, dict):
             body = schema
         else:
             body = {"type": "array", "items": schema} if many else schema
-        out["content"] = {content_type: {"schema": body}}
+        types = content_type if isinstance(content_type, (list, tuple)) else [content_type]
+        out["content"] = {t: {"schema": body} for t in types}
     if headers:
         out["headers"] = headers
     return out
