@@ -27,13 +27,13 @@ test_web_pages.py; this table is about who may do what); /api/v1 uses bearer tok
 from __future__ import annotations
 
 import io
-from datetime import timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from engine import clock as clock_module
-from engine.models import Incident, Notification, User
+from engine.models import Incident, Notification, ProcessVersion, User
 from tests.helpers import REPORT
 
 GRID = "linxi-xinguang-g1"
@@ -82,6 +82,16 @@ cases.start_form               GET      399   200   200   403   403   403   403 
 cases.start_list               GET      399   200   200   200   200   200   200   200   200   200   200   200   200   403   403   200   200
 cases.start_submit             POST     399   302   400   403   403   403   403   403   403   403   403   403   403   403   403   403   403
 cases.vendor_bpmn              GET      200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
+designer.check                 POST     399   403   403   403   403   403   403   403   403   403   403   403   403   403   403   200   200
+designer.deploy                POST     399   403   403   403   403   403   403   403   403   403   403   403   403   403   403   200   200
+designer.diff                  GET      399   403   403   403   403   403   403   403   403   403   403   403   403   200   200   200   200
+designer.edit                  GET      399   403   403   403   403   403   403   403   403   403   403   403   403   403   403   200   200
+designer.library               GET      399   403   403   403   403   403   403   403   403   403   403   403   403   200   200   200   200
+designer.process               GET      399   403   403   403   403   403   403   403   403   403   403   403   403   200   200   200   200
+designer.upload                GET      399   403   403   403   403   403   403   403   403   403   403   403   403   403   403   200   200
+designer.upload                POST     399   403   403   403   403   403   403   403   403   403   403   403   403   403   403   200   200
+designer.vendor_dmn            GET      200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
+designer.version_file          GET      399   403   403   403   403   403   403   403   403   403   403   403   403   200   200   200   200
 inbox.index                    GET      399   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
 static                         GET      200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
 supervision.board              GET      399   403   403   403   403   200   200   403   403   200   200   200   403   403   403   403   403
@@ -134,9 +144,12 @@ class World:
             s.add(incident)
             s.flush()
             self.incident = incident.id
-        assert self.notification is not None
+            self.consultation_version = s.scalar(select(func.max(ProcessVersion.version))
+                                                 .where(ProcessVersion.process_key == "consultation"))
+        assert self.notification is not None and self.consultation_version
 
 
+CONSULTATION = (Path(__file__).resolve().parent.parent / "processes" / "consultation.bpmn").read_text(encoding="utf-8")
 MEDIATED = {"resolved": "true", "mediation_note": "双方达成一致，已签字"}
 
 
@@ -176,6 +189,22 @@ REQUESTS = {
     ("supervision.mark_all_read", "POST"): lambda w, who: ("POST", "/notifications/read-all", {}),
     ("supervision.incidents", "GET"): lambda w, who: ("GET", "/admin/incidents", {}),
     ("supervision.resolve_incident", "POST"): lambda w, who: ("POST", f"/admin/incidents/{w.incident}/resolve", {}),
+    # ---- the designer (process library, modeler, deployment)
+    ("designer.library", "GET"): lambda w, who: ("GET", "/designer/", {}),
+    ("designer.process", "GET"): lambda w, who: ("GET", "/designer/processes/consultation", {}),
+    ("designer.version_file", "GET"): lambda w, who: (
+        "GET", f"/designer/processes/consultation/v{w.consultation_version}/files/consultation.bpmn", {}),
+    ("designer.edit", "GET"): lambda w, who: ("GET", "/designer/processes/consultation/edit", {}),
+    ("designer.diff", "GET"): lambda w, who: ("GET", "/designer/processes/consultation/diff", {}),
+    ("designer.upload", "GET"): lambda w, who: ("GET", "/designer/upload", {}),
+    # the shipped file, unchanged: a check, and a deployment that creates nothing new
+    ("designer.upload", "POST"): lambda w, who: ("POST", "/designer/upload", {"data": {
+        "action": "check", "file": (io.BytesIO(CONSULTATION.encode()), "consultation.bpmn")}}),
+    ("designer.check", "POST"): lambda w, who: ("POST", "/designer/check",
+                                                {"json": {"files": {"consultation.bpmn": CONSULTATION}}}),
+    ("designer.deploy", "POST"): lambda w, who: ("POST", "/designer/deploy",
+                                                 {"json": {"files": {"consultation.bpmn": CONSULTATION}}}),
+    ("designer.vendor_dmn", "GET"): lambda w, who: ("GET", "/designer/vendor/dmn-js/dmn-viewer.production.min.js", {}),
     # ---- /api/v1 (bearer token)
     ("api.issue_api_token", "POST"): lambda w, who: ("POST", "/api/v1/auth/token", {
         "json": {"username": who or "nobody", "password": "demo123"}}),

@@ -50,6 +50,14 @@ RACE_BPMN = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
+def known_postgres_race(request, service):
+    """On PostgreSQL these races hit the stale read shown deterministically (and strictly
+    xfailed) by the two tests at the end of this file; whether a given run hits it is luck,
+    so here the mark cannot be strict. Remove it with the engine fix."""
+    if service.db.is_postgres:
+        request.applymarker(pytest.mark.xfail(strict=False, reason="nondeterministic effect of: " + STALE_READ))
+
+
 @pytest.fixture
 def race_service(service):
     with service.db.unit_of_work() as session:
@@ -94,8 +102,9 @@ def run_threads(n: int, target) -> list[BaseException]:
 
 
 @pytest.mark.slow
-def test_many_officials_claim_and_complete_the_same_tasks(race_service):
+def test_many_officials_claim_and_complete_the_same_tasks(race_service, request):
     service = race_service
+    known_postgres_race(request, service)
     postgres = service.db.is_postgres
     threads, tasks = (50, 100) if postgres else (8, 40)
     task_ids = start_cases(service, tasks)
@@ -132,38 +141,30 @@ def test_many_officials_claim_and_complete_the_same_tasks(race_service):
     attempts = threads * tasks
     assert losers["complete"] == attempts - tasks
     assert losers["claim"] == attempts - sum(len(v) for v in claimed.values())
-    # Exclusive claims: on PostgreSQL a claim that waited for the case lock can overwrite the
-    # claim it waited for (engine bug, shown deterministically by the xfail test below), so the
-    # claim side is asserted here only where writers are serialised.
-    claims_exclusive = not postgres
-    if claims_exclusive:
-        for task_id in task_ids:
-            # the claim returns for the winner (and again, idempotently, for the winner's other threads) only
-            assert set(claimed[task_id]) == set(completed[task_id]), (task_id, claimed[task_id])
+    for task_id in task_ids:
+        # the claim returns for the winner (and again, idempotently, for the winner's other threads) only
+        assert set(claimed[task_id]) == set(completed[task_id]), (task_id, claimed[task_id])
 
     with service.db.read_session() as s:
         items = {i.id: i for i in s.scalars(select(WorkItem).where(WorkItem.id.in_(task_ids)))}
         case_ids = [i.case_id for i in items.values()]
         statuses = Counter(s.scalars(select(Case.status).where(Case.id.in_(case_ids))))
-        users = dict(s.execute(select(WorkItem.id, WorkItem.completed_by_id).where(WorkItem.id.in_(task_ids))).all())
     assert statuses == Counter({"completed": tasks})
-    assert all(i.status == "completed" for i in items.values())
-    if claims_exclusive:
-        assert all(i.assignee_id == i.completed_by_id for i in items.values())
-    assert len(set(users.values())) > 1, "one official won every race: the threads did not really race"
+    assert all(i.status == "completed" and i.assignee_id == i.completed_by_id for i in items.values())
 
     counts = audit_counts(service.db, case_ids)
     for task_id in task_ids:
         assert counts[("task_completed", task_id)] == 1, task_id
-        assert counts[("task_claimed", task_id)] == 1 if claims_exclusive else counts[("task_claimed", task_id)] >= 1
+        assert counts[("task_claimed", task_id)] == 1, task_id
     assert sum(v for (kind, _), v in counts.items() if kind == "task_completed") == tasks
     assert sum(v for (kind, _), v in counts.items() if kind == "case_closed") == tasks
 
 
 @pytest.mark.slow
-def test_concurrent_completions_without_claiming(race_service):
+def test_concurrent_completions_without_claiming(race_service, request):
     """Candidates complete an unclaimed task straight away (the inbox allows it): one wins."""
     service = race_service
+    known_postgres_race(request, service)
     threads, tasks = (50, 30) if service.db.is_postgres else (6, 15)
     task_ids = start_cases(service, tasks)
     wins: Counter = Counter()
@@ -189,9 +190,10 @@ def test_concurrent_completions_without_claiming(race_service):
 
 
 @pytest.mark.slow
-def test_api_losers_get_409(race_service, app):
+def test_api_losers_get_409(race_service, app, request):
     """The same race through /api/v1: one 200 per task, every other answer a JSON 409."""
     service = race_service
+    known_postgres_race(request, service)
     threads, tasks = (20, 10) if service.db.is_postgres else (6, 6)
     task_ids = start_cases(service, tasks)
     tokens = {}
@@ -244,6 +246,66 @@ def _wait_until_blocked(db, timeout: float = 20.0) -> None:
     raise AssertionError("the second claim never waited for the case lock")
 
 
+STALE_READ = (
+    "engine bug (engine/service.py _locked_item): the work item (and, for a completion, the case state) "
+    "is read in the same statement that waits for the case lock; on PostgreSQL (READ COMMITTED) a "
+    "transition that waited sees them as they were before the transition it waited for")
+
+
+def _second_waits_for_first(service, first, second) -> dict:
+    """Run `first(session)` in an open transaction, start `second()` in a thread, let it
+    block on the case lock, commit the first, and return how the second ended."""
+    outcome: dict = {}
+
+    def run_second():
+        try:
+            second()
+            outcome["result"] = "done"
+        except Conflict:
+            outcome["result"] = "conflict"
+        except BaseException as exc:  # noqa: BLE001
+            outcome["result"] = repr(exc)
+
+    thread = threading.Thread(target=run_second)
+    with service.db.unit_of_work() as session:
+        first(session)
+        thread.start()
+        if service.db.is_postgres:
+            _wait_until_blocked(service.db)
+        else:
+            thread.join(0.5)                             # SQLite: waits for the write lock (BEGIN IMMEDIATE)
+    thread.join(30)
+    assert not thread.is_alive()
+    return outcome
+
+
+def test_a_completion_waiting_for_the_case_lock_sees_the_completion_it_waited_for(race_service, request):
+    """The same official submits a task twice at once (a double tap, or the phone and the
+    web page): the second submission waits for the first's case lock and must then find
+    the task completed (Conflict), with one completion in the audit trail.
+
+    On PostgreSQL the second one loads the case state as it was before the first
+    completion (the state row comes in the statement that waited for the lock) and
+    completes the task a second time: two `task_completed` events, the step after the
+    task applied twice. Fix in engine/service.py: read the work item and the state
+    after the lock is held (a second statement), or lock them too."""
+    service = race_service
+    if service.db.is_postgres:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=STALE_READ))
+    (task_id,) = start_cases(service, 1)
+    outcome = _second_waits_for_first(
+        service, lambda session: service._complete(session, task_id, {"n": 1}, "lx_wgz1"),
+        lambda: service.complete_task(task_id, {"n": 2}, "lx_wgz1"))
+    with service.db.read_session() as s:
+        case_id = s.get(WorkItem, task_id).case_id
+        done = s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.work_item_id == task_id, AuditEvent.event_type == "task_completed"))
+        closed = s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.case_id == case_id, AuditEvent.event_type == "case_closed"))
+    assert outcome == {"result": "conflict"}
+    assert done == 1 and closed == 1
+
+
 def test_a_claim_waiting_for_the_case_lock_sees_the_claim_it_waited_for(race_service, request):
     """Two candidates claim the same task; the second waits for the first's case lock.
     It must then see the first claim and get a Conflict (one task_claimed event).
@@ -258,31 +320,10 @@ def test_a_claim_waiting_for_the_case_lock_sees_the_claim_it_waited_for(race_ser
     `work_item` too: `FOR UPDATE OF work_item, gf_case`)."""
     service = race_service
     if service.db.is_postgres:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "engine bug (engine/service.py _locked_item): the work item is read in the same statement that "
-            "waits for the case lock, so on PostgreSQL a claim that waited sees the item as it was before "
-            "the claim it waited for; the second claim overwrites the first")))
+        request.applymarker(pytest.mark.xfail(strict=True, reason=STALE_READ))
     (task_id,) = start_cases(service, 1)
-    outcome: dict = {}
-
-    def second():
-        try:
-            service.claim(task_id, "lx_wgz1")
-            outcome["result"] = "claimed"
-        except Conflict:
-            outcome["result"] = "conflict"
-        except BaseException as exc:  # noqa: BLE001
-            outcome["result"] = repr(exc)
-
-    thread = threading.Thread(target=second)
-    with service.db.unit_of_work() as session:
-        service._claim(session, task_id, "lxz_pd")        # the first claim, its transaction still open
-        thread.start()
-        if service.db.is_postgres:
-            _wait_until_blocked(service.db)
-        else:
-            thread.join(0.5)                             # SQLite: waits for the write lock (BEGIN IMMEDIATE)
-    thread.join(30)
+    outcome = _second_waits_for_first(service, lambda session: service._claim(session, task_id, "lxz_pd"),
+                                      lambda: service.claim(task_id, "lx_wgz1"))
     with service.db.read_session() as s:
         item = s.get(WorkItem, task_id)
         claims = s.scalar(select(func.count()).select_from(AuditEvent).where(
