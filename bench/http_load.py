@@ -1,0 +1,297 @@
+"""Load benchmark: gunicorn + PostgreSQL, concurrent grid-app clients over /api/v1.
+
+Sets up a database of its own (PostgreSQL `gridflow_http` by default: schema,
+demo organisation, processes/ deployed; emptied first), starts gunicorn with N
+workers on `web:create_app()` (as `make run` does), then runs `--clients`
+concurrent clients for `--seconds`. Each client is a grid worker's app and its
+grid leader's: the worker reports a blue dispute (POST /api/v1/cases), the
+leader completes 网格微调处 (micro-mediation), the worker records the result,
+and the case is closed; then again. Every request is timed.
+
+Prints completions/s (task completions that answered 200), requests/s,
+p50/p95/p99 latency per kind of request and overall, errors by status, and
+the RSS of each gunicorn worker after the run. Targets (issue #9): ≥ 300
+completions/s, p95 ≤ 100 ms, 0 errors, RSS ≤ 150 MB per worker. Exits 0
+whatever the figures (it is a benchmark, not a test); 1 if it could not run.
+
+    cd <repo> && .venv/bin/python bench/http_load.py [--seconds 60] [--clients 32] [--workers 5]
+                 [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/gridflow_http]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/gridflow_http"
+PASSWORD = "demo123"
+# (grid worker, their grid, the grid's leader) from demo/org.yaml
+TEAMS = [
+    ("lx_wgy1", "linxi-xinguang-g1", "lx_wgz1"),
+    ("lx_wgy2", "linxi-xinguang-g2", "lx_wgz1"),
+    ("lx_wgy3", "linxi-dongsheng-g1", "lx_wgz2"),
+    ("lx_wgy4", "linxi-dongsheng-g2", "lx_wgz3"),
+    ("wy_wgy1", "wuyuan-maojiaqiao-g1", "wy_wgz1"),
+    ("wy_wgy2", "wuyuan-maojiaqiao-g2", "wy_wgz1"),
+    ("ss_wgy1", "songshan-fushanzhuang-g1", "ss_wgz1"),
+]
+REPORT = {"category": "dispute", "colour": "blue", "description": "两户村民因宅基地边界发生争执（压测）",
+          "location": "压测地点", "parties": "李某, 王某"}
+TASK_DATA = {
+    "micro_mediation": {"resolved": True, "mediation_note": "双方达成一致，已签字（压测）"},
+    "record_result": {"result_note": "已回访，双方履行协议（压测）"},
+}
+TARGET_RATE, TARGET_P95_MS, TARGET_RSS_MB = 300, 100, 150
+
+
+# ---------------------------------------------------------------- set-up
+
+def prepare_database(url: str) -> None:
+    """Create the database if needed, empty it, migrate, load the demo org, deploy processes/."""
+    from sqlalchemy.engine import make_url
+
+    if url.startswith("postgresql"):
+        import psycopg
+        parsed = make_url(url)
+        admin = parsed.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (parsed.database,)).fetchone():
+                conn.execute(f'CREATE DATABASE "{parsed.database}"')
+
+    from engine import schema
+    from engine.db import Database
+    from engine.deploy import deploy_files, read_process_dir
+    from engine.org import load_org_file
+    from forms import FormRegistry
+
+    db = Database(url)
+    try:
+        schema.drop_all(db)
+        schema.upgrade(db)
+        with db.unit_of_work() as session:
+            load_org_file(session, ROOT / "demo" / "org.yaml")
+            deploy_files(session, read_process_dir(ROOT / "processes"), FormRegistry().keys(), actor="bench")
+    finally:
+        db.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gunicorn(url: str, workers: int, port: int, log_path: Path) -> subprocess.Popen:
+    env = dict(os.environ, DATABASE_URL=url, SECRET_KEY="http-load-bench-secret")
+    log = open(log_path, "wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
+         "--graceful-timeout", "5", "web:create_app()"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_ready(base: str, server: subprocess.Popen, timeout: float = 60) -> None:
+    import httpx
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {server.returncode}")
+        try:
+            if httpx.get(f"{base}/api/v1/openapi.json", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("gunicorn did not answer in time")
+
+
+def worker_pids(master: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == master:
+                pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+# ---------------------------------------------------------------- the clients
+
+class Stats:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.latency: dict[str, list[float]] = defaultdict(list)
+        self.errors: Counter = Counter()
+        self.error_samples: list[str] = []
+        self.completions = 0
+        self.cases_closed = 0
+
+    def record(self, kind: str, seconds: float, status: int | str, ok: bool, body: str = ""):
+        with self.lock:
+            self.latency[kind].append(seconds)
+            if not ok:
+                self.errors[f"{kind} {status}"] += 1
+                if len(self.error_samples) < 5:
+                    self.error_samples.append(f"{kind} {status}: {body[:300]}")
+
+
+def login(base: str, username: str) -> str:
+    import httpx
+    r = httpx.post(f"{base}/api/v1/auth/token", json={"username": username, "password": PASSWORD}, timeout=30)
+    r.raise_for_status()
+    return r.json()["token"]
+
+
+def client_loop(index: int, base: str, tokens: dict, stop: threading.Event, stats: Stats):
+    import httpx
+    worker, grid, leader = TEAMS[index % len(TEAMS)]
+    auth = {name: {"Authorization": f"Bearer {tokens[name]}"} for name in (worker, leader)}
+    holder_of = {"micro_mediation": leader, "record_result": worker}
+    with httpx.Client(base_url=base, timeout=60) as http:
+        def call(kind, user, path, body):
+            started = time.perf_counter()
+            try:
+                r = http.post(path, json=body, headers=auth[user])
+            except httpx.HTTPError as exc:
+                stats.record(kind, time.perf_counter() - started, type(exc).__name__, False, str(exc))
+                return None
+            elapsed = time.perf_counter() - started
+            ok = r.status_code in (200, 201)
+            stats.record(kind, elapsed, r.status_code, ok, "" if ok else r.text)
+            return r.json() if ok else None
+
+        while not stop.is_set():
+            case = call("start", worker, "/api/v1/cases", {"process": "grid_matter", "grid": grid, "data": REPORT})
+            while case is not None and case["status"] == "open" and not stop.is_set():
+                tasks = [t for t in case["open_tasks"] if t["spec_id"] in TASK_DATA]
+                if not tasks:
+                    stats.record("unexpected", 0.0, "path", False, f"open tasks {case['open_tasks']}")
+                    break
+                task = tasks[0]
+                case = call("complete", holder_of[task["spec_id"]], f"/api/v1/tasks/{task['id']}/complete",
+                            {"data": TASK_DATA[task["spec_id"]]})
+                if case is not None:
+                    with stats.lock:
+                        stats.completions += 1
+                        stats.cases_closed += case["status"] == "completed"
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))] * 1000
+
+
+def run(args) -> int:
+    url = args.database_url
+    print(f"setting up {url.split('@')[-1]} (schema, demo org, processes/) ...", flush=True)
+    prepare_database(url)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = Path(args.log)
+    server = start_gunicorn(url, args.workers, port, log_path)
+    try:
+        wait_ready(base, server)
+        tokens = {name: login(base, name) for team in TEAMS for name in (team[0], team[2])}
+        pids = worker_pids(server.pid)
+        rss_before = {pid: rss_mb(pid) for pid in pids}
+        stats, stop = Stats(), threading.Event()
+        threads = [threading.Thread(target=client_loop, args=(i, base, tokens, stop, stats), daemon=True)
+                   for i in range(args.clients)]
+        print(f"running {args.clients} clients against {args.workers} gunicorn workers for {args.seconds} s ...",
+              flush=True)
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        time.sleep(args.seconds)
+        stop.set()
+        for t in threads:
+            t.join(120)
+        elapsed = time.perf_counter() - started
+        pids = worker_pids(server.pid)
+        rss_after = {pid: rss_mb(pid) for pid in pids}
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+    all_latency = [v for values in stats.latency.values() for v in values]
+    requests = len(all_latency)
+    errors = sum(stats.errors.values())
+    rate = stats.completions / elapsed
+    p95 = pct(all_latency, 95)
+    print()
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+          f"; database {url.split('@')[-1]}")
+    print(f"gunicorn workers: {args.workers}   clients: {args.clients}   duration: {elapsed:.1f} s")
+    print(f"task completions: {stats.completions}  ({rate:.1f}/s)   cases reported: {len(stats.latency['start'])}"
+          f"   cases closed: {stats.cases_closed}")
+    print(f"requests: {requests}  ({requests / elapsed:.1f}/s)   errors: {errors}")
+    print(f"{'latency ms':<12} {'n':>7} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}")
+    for kind in sorted(stats.latency) + ["all"]:
+        values = all_latency if kind == "all" else stats.latency[kind]
+        if values:
+            print(f"{kind:<12} {len(values):>7} {pct(values, 50):>8.1f} {pct(values, 95):>8.1f} "
+                  f"{pct(values, 99):>8.1f} {max(values) * 1000:>8.1f}")
+    for key, count in sorted(stats.errors.items()):
+        print(f"  error {key}: {count}")
+    for sample in stats.error_samples:
+        print(f"  e.g. {sample}")
+    print("RSS per gunicorn worker after the run (MB): " + ", ".join(
+        f"pid {pid}: {rss_before.get(pid) or 0:.0f} -> {mb:.0f}" for pid, mb in rss_after.items() if mb is not None))
+    worst = max((mb for mb in rss_after.values() if mb is not None), default=float("nan"))
+    print()
+    print(f"targets: completions/s >= {TARGET_RATE}: {'met' if rate >= TARGET_RATE else 'NOT met'} ({rate:.1f});"
+          f" p95 <= {TARGET_P95_MS} ms: {'met' if p95 <= TARGET_P95_MS else 'NOT met'} ({p95:.1f});"
+          f" errors = 0: {'met' if errors == 0 else 'NOT met'} ({errors});"
+          f" RSS <= {TARGET_RSS_MB} MB: {'met' if worst <= TARGET_RSS_MB else 'NOT met'} ({worst:.0f})")
+    print(f"(gunicorn's log: {log_path})")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=(os.cpu_count() or 1) * 2 + 1,
+                        help="gunicorn workers (default: 2 x cores + 1, gunicorn's advice)")
+    parser.add_argument("--database-url", default=os.environ.get("GRIDFLOW_HTTP_DATABASE_URL", DEFAULT_URL))
+    parser.add_argument("--log", default="/tmp/gridflow_http_load_gunicorn.log")
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except Exception as exc:  # noqa: BLE001 - a benchmark that cannot run says why
+        print(f"could not run: {type(exc).__name__}: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
