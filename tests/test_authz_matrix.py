@@ -49,10 +49,11 @@ COLUMNS = list(PRINCIPALS)
 
 MATRIX = """
 # 200/201 allowed; 302 allowed and redirected (a POST's "done"; the login page for /, /logout and /lang/);
-# 399 = redirected to the login page (not logged in); 400 refused as a bad form (the grid is not
-# theirs to choose); 401 no or bad token / wrong password; 403 refused; 404 not theirs to know of
+# 399 = redirected to the login page (not logged in); 400 let through, refused as bad input (a grid
+# that is not theirs to choose, an empty form definition, a migration to the same version); 401 no or bad token / wrong password; 403 refused; 404 not theirs to know of
 # (someone else's notification).
 endpoint                       method  anon    gw   gw'    gl   gl'  disp disp'  dept dept'   pet  pet'  lead   med   aud  aud'   des   adm
+api.case_trace                 GET      401   200   403   200   403   200   403   403   403   403   403   200   200   200   403   200   200
 api.claim_task                 POST     401   403   403   200   403   403   403   403   403   403   403   403   403   403   403   403   403
 api.complete_task              POST     401   403   403   200   403   403   403   403   403   403   403   403   403   403   403   403   403
 api.create_case                POST     401   201   403   403   403   403   403   403   403   403   403   403   403   403   403   403   403
@@ -66,9 +67,14 @@ api.issue_api_token            POST     401   200   200   200   200   200   200 
 api.list_processes             GET      401   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
 api.list_tasks                 GET      401   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
 api.openapi_document           GET      200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
+api.search_cases               GET      401   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
 api.unclaim_task               POST     401   403   403   200   403   403   403   403   403   403   403   403   403   403   403   403   403
 api.upload_case_files          POST     401   201   403   201   403   403   403   403   403   403   403   403   403   403   403   403   403
 api.upload_pending_files       POST     401   201   201   201   201   201   201   201   201   201   201   201   201   403   403   201   201
+audit.export_cases             GET      399   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
+audit.search                   GET      399   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
+audit.trace                    GET      399   200   403   200   403   200   403   403   403   403   403   200   200   200   403   200   200
+audit.trace_export             GET      399   200   403   200   403   200   403   403   403   403   403   200   200   200   403   200   200
 auth.login                     GET      200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
 auth.login                     POST     401   302   302   302   302   302   302   302   302   302   302   302   302   302   302   302   302
 auth.logout                    POST     302   302   302   302   302   302   302   302   302   302   302   302   302   302   302   302   302
@@ -86,8 +92,16 @@ designer.check                 POST     399   403   403   403   403   403   403 
 designer.deploy                POST     399   403   403   403   403   403   403   403   403   403   403   403   403   403   403   200   200
 designer.diff                  GET      399   403   403   403   403   403   403   403   403   403   403   403   403   200   200   200   200
 designer.edit                  GET      399   403   403   403   403   403   403   403   403   403   403   403   403   403   403   200   200
+designer.form_edit             GET      399   403   403   403   403   403   403   403   403   403   403   403   403   403   403   200   200
+designer.form_edit             POST     399   403   403   403   403   403   403   403   403   403   403   403   403   403   403   400   400
+designer.form_preview          POST     399   403   403   403   403   403   403   403   403   403   403   403   403   403   403   200   200
+designer.forms_list            GET      399   403   403   403   403   403   403   403   403   403   403   403   403   403   403   200   200
 designer.library               GET      399   403   403   403   403   403   403   403   403   403   403   403   403   200   200   200   200
+designer.migrate_apply         POST     399   403   403   403   403   403   403   403   403   403   403   403   403   403   403   400   400
+designer.migrate_plan          GET      399   403   403   403   403   403   403   403   403   403   403   403   403   403   403   400   400
 designer.process               GET      399   403   403   403   403   403   403   403   403   403   403   403   403   200   200   200   200
+designer.scenarios             GET      399   403   403   403   403   403   403   403   403   403   403   403   403   403   403   200   200
+designer.scenarios             POST     399   403   403   403   403   403   403   403   403   403   403   403   403   403   403   200   200
 designer.upload                GET      399   403   403   403   403   403   403   403   403   403   403   403   403   403   403   200   200
 designer.upload                POST     399   403   403   403   403   403   403   403   403   403   403   403   403   403   403   200   200
 designer.vendor_dmn            GET      200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
@@ -150,6 +164,9 @@ class World:
 
 
 CONSULTATION = (Path(__file__).resolve().parent.parent / "processes" / "consultation.bpmn").read_text(encoding="utf-8")
+RECORD_RESULT_FORM = (Path(__file__).resolve().parent.parent / "forms" / "record_result.yaml").read_text(encoding="utf-8")
+CONSULTATION_SCENARIO = sorted((Path(__file__).resolve().parent.parent / "processes" / "scenarios" / "consultation")
+                               .glob("*.yaml"))[0].stem
 MEDIATED = {"resolved": "true", "mediation_note": "双方达成一致，已签字"}
 
 
@@ -205,6 +222,28 @@ REQUESTS = {
     ("designer.deploy", "POST"): lambda w, who: ("POST", "/designer/deploy",
                                                  {"json": {"files": {"consultation.bpmn": CONSULTATION}}}),
     ("designer.vendor_dmn", "GET"): lambda w, who: ("GET", "/designer/vendor/dmn-js/dmn-viewer.production.min.js", {}),
+    ("designer.forms_list", "GET"): lambda w, who: ("GET", "/designer/forms/", {}),
+    ("designer.form_edit", "GET"): lambda w, who: ("GET", "/designer/forms/record_result", {}),
+    # an empty definition: refused as invalid (400) to those who may edit, before anything is saved
+    ("designer.form_edit", "POST"): lambda w, who: ("POST", "/designer/forms/record_result",
+                                                    {"data": {"definition": ""}}),
+    ("designer.form_preview", "POST"): lambda w, who: ("POST", "/designer/forms/record_result/preview",
+                                                       {"json": {"definition": RECORD_RESULT_FORM}}),
+    ("designer.migrate_plan", "GET"): lambda w, who: ("GET", "/designer/processes/consultation/migrate", {}),
+    # no case chosen: a plan that moves nothing
+    ("designer.migrate_apply", "POST"): lambda w, who: (
+        "POST", "/designer/processes/consultation/migrate",
+        {"data": {"from": w.consultation_version, "to": w.consultation_version}}),
+    ("designer.scenarios", "GET"): lambda w, who: ("GET", "/designer/processes/consultation/scenarios", {}),
+    ("designer.scenarios", "POST"): lambda w, who: ("POST", "/designer/processes/consultation/scenarios",
+                                                    {"data": {"name": CONSULTATION_SCENARIO}}),
+    # ---- the auditors' search, trace and exports
+    ("audit.search", "GET"): lambda w, who: ("GET", "/audit/cases", {}),
+    ("audit.export_cases", "GET"): lambda w, who: ("GET", "/audit/cases/export.csv", {}),
+    ("audit.trace", "GET"): lambda w, who: ("GET", f"/audit/cases/{w.key}/trace", {}),
+    ("audit.trace_export", "GET"): lambda w, who: ("GET", f"/audit/cases/{w.key}/trace.csv", {}),
+    ("api.search_cases", "GET"): lambda w, who: ("GET", "/api/v1/cases", {}),
+    ("api.case_trace", "GET"): lambda w, who: ("GET", f"/api/v1/cases/{w.key}/trace", {}),
     # ---- /api/v1 (bearer token)
     ("api.issue_api_token", "POST"): lambda w, who: ("POST", "/api/v1/auth/token", {
         "json": {"username": who or "nobody", "password": "demo123"}}),

@@ -50,14 +50,6 @@ RACE_BPMN = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-def known_postgres_race(request, service):
-    """On PostgreSQL these races hit the stale read shown deterministically (and strictly
-    xfailed) by the two tests at the end of this file; whether a given run hits it is luck,
-    so here the mark cannot be strict. Remove it with the engine fix."""
-    if service.db.is_postgres:
-        request.applymarker(pytest.mark.xfail(strict=False, reason="nondeterministic effect of: " + STALE_READ))
-
-
 @pytest.fixture
 def race_service(service):
     with service.db.unit_of_work() as session:
@@ -102,9 +94,8 @@ def run_threads(n: int, target) -> list[BaseException]:
 
 
 @pytest.mark.slow
-def test_many_officials_claim_and_complete_the_same_tasks(race_service, request):
+def test_many_officials_claim_and_complete_the_same_tasks(race_service):
     service = race_service
-    known_postgres_race(request, service)
     postgres = service.db.is_postgres
     threads, tasks = (50, 100) if postgres else (8, 40)
     task_ids = start_cases(service, tasks)
@@ -161,10 +152,9 @@ def test_many_officials_claim_and_complete_the_same_tasks(race_service, request)
 
 
 @pytest.mark.slow
-def test_concurrent_completions_without_claiming(race_service, request):
+def test_concurrent_completions_without_claiming(race_service):
     """Candidates complete an unclaimed task straight away (the inbox allows it): one wins."""
     service = race_service
-    known_postgres_race(request, service)
     threads, tasks = (50, 30) if service.db.is_postgres else (6, 15)
     task_ids = start_cases(service, tasks)
     wins: Counter = Counter()
@@ -190,10 +180,9 @@ def test_concurrent_completions_without_claiming(race_service, request):
 
 
 @pytest.mark.slow
-def test_api_losers_get_409(race_service, app, request):
+def test_api_losers_get_409(race_service, app):
     """The same race through /api/v1: one 200 per task, every other answer a JSON 409."""
     service = race_service
-    known_postgres_race(request, service)
     threads, tasks = (20, 10) if service.db.is_postgres else (6, 6)
     task_ids = start_cases(service, tasks)
     tokens = {}
@@ -246,12 +235,6 @@ def _wait_until_blocked(db, timeout: float = 20.0) -> None:
     raise AssertionError("the second claim never waited for the case lock")
 
 
-STALE_READ = (
-    "engine bug (engine/service.py _locked_item): the work item (and, for a completion, the case state) "
-    "is read in the same statement that waits for the case lock; on PostgreSQL (READ COMMITTED) a "
-    "transition that waited sees them as they were before the transition it waited for")
-
-
 def _second_waits_for_first(service, first, second) -> dict:
     """Run `first(session)` in an open transaction, start `second()` in a thread, let it
     block on the case lock, commit the first, and return how the second ended."""
@@ -279,19 +262,15 @@ def _second_waits_for_first(service, first, second) -> dict:
     return outcome
 
 
-def test_a_completion_waiting_for_the_case_lock_sees_the_completion_it_waited_for(race_service, request):
+def test_a_completion_waiting_for_the_case_lock_sees_the_completion_it_waited_for(race_service):
     """The same official submits a task twice at once (a double tap, or the phone and the
     web page): the second submission waits for the first's case lock and must then find
     the task completed (Conflict), with one completion in the audit trail.
 
-    On PostgreSQL the second one loads the case state as it was before the first
-    completion (the state row comes in the statement that waited for the lock) and
-    completes the task a second time: two `task_completed` events, the step after the
-    task applied twice. Fix in engine/service.py: read the work item and the state
-    after the lock is held (a second statement), or lock them too."""
+    On PostgreSQL this needs the work item and the state read after the lock is held: read
+    in the statement that waited for it (READ COMMITTED re-reads only the locked row) they
+    are as they were before the first completion, and the task would be completed twice."""
     service = race_service
-    if service.db.is_postgres:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=STALE_READ))
     (task_id,) = start_cases(service, 1)
     outcome = _second_waits_for_first(
         service, lambda session: service._complete(session, task_id, {"n": 1}, "lx_wgz1"),
@@ -306,21 +285,14 @@ def test_a_completion_waiting_for_the_case_lock_sees_the_completion_it_waited_fo
     assert done == 1 and closed == 1
 
 
-def test_a_claim_waiting_for_the_case_lock_sees_the_claim_it_waited_for(race_service, request):
+def test_a_claim_waiting_for_the_case_lock_sees_the_claim_it_waited_for(race_service):
     """Two candidates claim the same task; the second waits for the first's case lock.
     It must then see the first claim and get a Conflict (one task_claimed event).
 
-    On PostgreSQL it does not: `_locked_item` reads the work item and locks the case
-    in ONE statement (`SELECT work_item JOIN gf_case FOR UPDATE OF gf_case`). Under
-    READ COMMITTED, after the wait PostgreSQL re-reads only the locked gf_case row;
-    the joined work_item row keeps the version of the statement's snapshot (still
-    unclaimed), so the second claim succeeds too and overwrites the first: two
-    `task_claimed` events and a lost update. The fix belongs in engine/service.py:
-    lock the case first, then read the work item in a second statement (or lock
-    `work_item` too: `FOR UPDATE OF work_item, gf_case`)."""
+    (A regression test of the PostgreSQL stale read: a work item joined into the statement
+    that waits for the case lock keeps its pre-wait version, and the second claim would
+    overwrite the first.)"""
     service = race_service
-    if service.db.is_postgres:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=STALE_READ))
     (task_id,) = start_cases(service, 1)
     outcome = _second_waits_for_first(service, lambda session: service._claim(session, task_id, "lxz_pd"),
                                       lambda: service.claim(task_id, "lx_wgz1"))
