@@ -53,6 +53,7 @@ MATRIX = """
 # that is not theirs to choose, an empty form definition, a migration to the same version); 401 no or bad token / wrong password; 403 refused; 404 not theirs to know of
 # (someone else's notification).
 endpoint                       method  anon    gw   gw'    gl   gl'  disp disp'  dept dept'   pet  pet'  lead   med   aud  aud'   des   adm
+api.api_dashboard              GET      401   403   403   403   403   200   403   403   403   403   403   200   403   200   403   403   403
 api.case_trace                 GET      401   200   403   200   403   200   403   403   403   403   403   200   200   200   403   200   200
 api.claim_task                 POST     401   403   403   200   403   403   403   403   403   403   403   403   403   403   403   403   403
 api.complete_task              POST     401   403   403   200   403   403   403   403   403   403   403   403   403   403   403   403   403
@@ -88,6 +89,8 @@ cases.start_form               GET      399   200   200   403   403   403   403 
 cases.start_list               GET      399   200   200   200   200   200   200   200   200   200   200   200   200   403   403   200   200
 cases.start_submit             POST     399   302   400   403   403   403   403   403   403   403   403   403   403   403   403   403   403
 cases.vendor_bpmn              GET      200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
+dashboard.export               GET      399   403   403   403   403   200   403   403   403   403   403   200   403   200   403   403   403
+dashboard.index                GET      399   403   403   403   403   200   403   403   403   403   403   200   403   200   403   403   403
 designer.check                 POST     399   403   403   403   403   403   403   403   403   403   403   403   403   403   403   200   200
 designer.deploy                POST     399   403   403   403   403   403   403   403   403   403   403   403   403   403   403   200   200
 designer.diff                  GET      399   403   403   403   403   403   403   403   403   403   403   403   403   200   200   200   200
@@ -244,6 +247,10 @@ REQUESTS = {
     ("audit.trace_export", "GET"): lambda w, who: ("GET", f"/audit/cases/{w.key}/trace.csv", {}),
     ("api.search_cases", "GET"): lambda w, who: ("GET", "/api/v1/cases", {}),
     ("api.case_trace", "GET"): lambda w, who: ("GET", f"/api/v1/cases/{w.key}/trace", {}),
+    # ---- the dashboard, scoped to the case's town (林西镇): inside the jurisdiction of the columns without '
+    ("dashboard.index", "GET"): lambda w, who: ("GET", "/dashboard?node=linxizhen", {}),
+    ("dashboard.export", "GET"): lambda w, who: ("GET", "/dashboard/export/all.xlsx?node=linxizhen", {}),
+    ("api.api_dashboard", "GET"): lambda w, who: ("GET", "/api/v1/dashboard?node=linxizhen", {}),
     # ---- /api/v1 (bearer token)
     ("api.issue_api_token", "POST"): lambda w, who: ("POST", "/api/v1/auth/token", {
         "json": {"username": who or "nobody", "password": "demo123"}}),
