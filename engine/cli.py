@@ -45,8 +45,13 @@ def load_org_cmd(path):
     click.echo(f"{path}: {report}")
 
 
-def _form_keys() -> set[str]:
+def _form_keys(db: Database | None = None) -> set[str]:
+    """The shipped forms' keys, and with a database the designer's saved revisions (key@N).
+    Read before any transaction opens: on SQLite a second session would wait on the first."""
     try:
+        if db is not None:
+            from .form_store import VersionedForms
+            return VersionedForms(db=db).keys()
         return FormRegistry().keys()
     except FormDefinitionError as exc:
         click.echo(f"error in a form definition: {exc}", err=True)
@@ -63,9 +68,10 @@ def deploy(directory, actor):
         click.echo(f"error: no .bpmn or .dmn files in {directory}", err=True)
         sys.exit(1)
     db = _db()
+    form_keys = _form_keys(db)
     try:
         with db.unit_of_work() as session:
-            result = deploy_files(session, files, _form_keys(), actor=actor)
+            result = deploy_files(session, files, form_keys, actor=actor)
     except DeployError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)

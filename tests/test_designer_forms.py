@@ -193,3 +193,26 @@ def test_form_pages_refuse_others(client_for, clean_db, who):
     preview = client.post("/designer/forms/progress_report/preview", data=json.dumps({"definition": WITH_HOURS}),
                           content_type="application/json", headers={"X-CSRFToken": token})
     assert preview.status_code == 403 and revisions(clean_db) == before
+
+
+def test_cli_deploy_knows_saved_form_revisions(clean_db, clock, tmp_path):
+    """`gridflow deploy` accepts a process naming a saved revision (key@N) of the database it deploys to."""
+    from click.testing import CliRunner
+
+    from engine.cli import main as cli
+    svc = WorkflowService(clean_db, forms=VersionedForms(None, clean_db))
+    shipped = (svc.forms.directory / "record_result.yaml").read_text(encoding="utf-8")
+    ref, _ = FormEditor(svc).save(DESIGNER, "record_result", shipped.replace("处置结果", "处置结果说明"))
+    key = f"cl_{uuid.uuid4().hex[:8]}"
+    camunda = (FIXTURES / "camunda_report.bpmn").read_text(encoding="utf-8")
+    (tmp_path / f"{key}.bpmn").write_text(
+        camunda.replace('id="camunda_report"', f'id="{key}"').replace('bpmnElement="camunda_report"', f'bpmnElement="{key}"')
+        .replace('camunda:formKey="record_result" camunda:assignee', f'camunda:formKey="{ref}" camunda:assignee'),
+        encoding="utf-8")
+    result = CliRunner().invoke(cli, ["deploy", str(tmp_path), "--actor", "cli"], env={"DATABASE_URL": clean_db.url})
+    assert result.exit_code == 0, result.output
+    assert f"deployed {key} v1" in result.output
+    missing = (tmp_path / f"{key}.bpmn").read_text(encoding="utf-8").replace(ref, "record_result@999")
+    (tmp_path / f"{key}.bpmn").write_text(missing, encoding="utf-8")
+    refused = CliRunner().invoke(cli, ["deploy", str(tmp_path)], env={"DATABASE_URL": clean_db.url})
+    assert refused.exit_code == 1 and "record_result@999" in refused.output
