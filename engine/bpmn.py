@@ -151,6 +151,20 @@ class UserTaskInfo:
     candidate_groups: str | None
 
 
+    @property
+    def effective_lane(self) -> str | None:
+        """What lane resolution reads: the lane, unless it names no role and the task says
+        who works it otherwise — candidate groups, or an assignee / candidate users (a
+        Camunda file whose lanes are named for people, not roles)."""
+        ref = parse_lane(self.lane) if self.lane else None
+        if self.lane and (ref is None or ref.role not in _KNOWN_ROLES):
+            if self.candidate_groups:
+                return self.candidate_groups
+            if self.assignee or self.candidate_users:
+                return None
+        return self.lane or self.candidate_groups
+
+
 def user_task_info(task_spec, camunda_attrs: dict | None = None) -> UserTaskInfo:
     props = dict((getattr(task_spec, "extensions", None) or {}).get("properties", {}) or {})
     for key, value in (camunda_attrs or {}).get(task_spec.bpmn_id, {}).items():

@@ -191,7 +191,7 @@ def _check_process(analysis: _Analysis, pid: str, form_keys) -> list[Problem]:
                 continue
             info = user_task_info(task_spec, analysis.parser.camunda_attrs)
             element = info.bpmn_id
-            lane = info.lane or info.candidate_groups
+            lane = info.effective_lane
             if not lane and not (info.assignee or info.candidate_users):
                 problems.append(Problem(file_of_spec, element, f"user task '{info.name}' is in no lane",
                                         "put it in a lane named level.role, e.g. town.center_dispatcher"))

@@ -248,7 +248,7 @@ class Migrator:
             if task is None:
                 continue
             info = user_task_info(task.task_spec, parsed.camunda_attrs)
-            lane = info.lane or info.candidate_groups
+            lane = info.effective_lane
             item.name, item.form_key = info.name, info.form_key
             if lane != item.lane:
                 grid = JurisdictionNode(id=case.grid_id, path=case.grid_path)

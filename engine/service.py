@@ -639,7 +639,7 @@ class WorkflowService:
         for tid in new:
             task = ready[tid]
             info = user_task_info(task.task_spec, parsed.camunda_attrs)
-            lane = info.lane or info.candidate_groups
+            lane = info.effective_lane
             cands = resolver.resolve(lane, grid, task.data, info.assignee, info.candidate_users)
             due = _due_at(info.due, task.data, now)
             item = WorkItem(

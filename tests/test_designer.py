@@ -267,3 +267,22 @@ def test_every_miwg_reference_file_gives_a_report(designer, clean_db, path):
     for problem in result.problems:
         assert problem.file == path.name and problem.message and problem.fix
     assert outcome.created == [] and version_count(clean_db) == before
+
+
+def test_a_lane_named_for_people_defers_to_the_tasks_candidate_groups(clean_db, clock):
+    """A Camunda pool's lane named '现场组' (no role) around a task with candidateGroups="网格员":
+    the candidate groups decide, the file deploys and the task reaches the grid worker."""
+    svc = WorkflowService(clean_db)
+    key = f"cam_{uuid.uuid4().hex[:8]}"
+    lanes = ('<bpmn:laneSet id="ls"><bpmn:lane id="lane_people" name="现场组">'
+             '<bpmn:flowNodeRef>Task_Verify</bpmn:flowNodeRef></bpmn:lane>'
+             '<bpmn:lane id="lane_rest" name="其他"><bpmn:flowNodeRef>StartEvent_1</bpmn:flowNodeRef>'
+             '<bpmn:flowNodeRef>Task_Record</bpmn:flowNodeRef><bpmn:flowNodeRef>Task_Town</bpmn:flowNodeRef>'
+             '<bpmn:flowNodeRef>EndEvent_1</bpmn:flowNodeRef></bpmn:lane></bpmn:laneSet>')
+    text = (CAMUNDA.replace('id="camunda_report"', f'id="{key}"')
+            .replace('bpmnElement="camunda_report"', f'bpmnElement="{key}"')
+            .replace('isExecutable="true">', 'isExecutable="true">' + lanes, 1))
+    outcome = Designer(svc).deploy(DESIGNER, {f"{key}.bpmn": text})
+    assert outcome.check.ok, outcome.check.problems
+    item = svc.start_case(key, GRID, {}, WORKER).open_items[0]
+    assert (item.spec_id, item.role, item.unresolved) == ("Task_Verify", "grid_worker", False)
