@@ -983,6 +983,8 @@ def _due_at(expression: str | None, data: dict, now: datetime) -> datetime | Non
             return None
     if expression in data:
         value = data[expression]
+    elif expression[:1].isdigit():
+        value = expression  # a date literal, e.g. camunda:dueDate="2026-12-01T18:00:00+08:00"
     else:
         # an expression over case data, e.g. add_days(handle_deadline, extension_days), run in the sandbox
         try:

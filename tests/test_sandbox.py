@@ -145,6 +145,7 @@ def test_limits_counted_from_a_recorded_day(clock):
     data["extension_days"] = 30
     assert _due_at("add_days(handle_deadline, extension_days)", data, clock.now()) == accepted + timedelta(days=90)
     assert _due_at("P15D", data, clock.now()) == clock.now() + timedelta(days=15)
+    assert _due_at("2026-12-01T18:00:00+08:00", data, clock.now()).isoformat() == "2026-12-01T18:00:00+08:00"
     assert _due_at("open('/etc/passwd')", data, clock.now()) is None      # refused: no due date, no file
     with pytest.raises(ScriptRefused, match="number of days"):
         env.execute("x = add_days(now_iso(), 'many')", {})
