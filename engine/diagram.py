@@ -6,8 +6,21 @@ from lxml import etree
 from .bpmn import BPMN_NS, is_dmn
 
 
+_FLOW_INDEXES: dict[tuple, dict] = {}   # a deployed version's files never change: parse them once
+
+
 def flow_index(files: dict[str, str]) -> dict[tuple[str, str], str]:
     """(sourceRef, targetRef) -> sequence flow id, across the version's BPMN files."""
+    key = tuple(sorted((name, len(text), hash(text)) for name, text in files.items()))
+    index = _FLOW_INDEXES.get(key)
+    if index is None:
+        if len(_FLOW_INDEXES) > 256:
+            _FLOW_INDEXES.clear()
+        index = _FLOW_INDEXES[key] = _build_flow_index(files)
+    return index
+
+
+def _build_flow_index(files: dict[str, str]) -> dict[tuple[str, str], str]:
     index = {}
     for name, text in files.items():
         if is_dmn(name):
