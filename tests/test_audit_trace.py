@@ -178,4 +178,4 @@ def test_incidents_and_migrations_are_marked_in_trace_and_page(client, service, 
     assert kinds == ["incident", "migration"]
     login(client, "lxx_dc")
     page = client.get(f"/audit/cases/{view.business_key}/trace").get_data(as_text=True)
-    assert "系统异常" in page and "版本迁移" in page and "from_version" in page
+    assert "系统异常" in page and page.count("版本迁移") >= 2 and "from_version" in page   # event and badge
