@@ -90,15 +90,10 @@ class CaseSearch:
 
     @staticmethod
     def scope_paths(user: User) -> list[str]:
-        """The subtrees the user may search: the nodes of their roles (a department's
-        people search the town/county/city their department belongs to)."""
-        paths = []
-        for ra in user.roles:
-            node = ra.node
-            path = node.path
-            if node.level == DEPARTMENT and node.parent_id:
-                path = path.rsplit("/", 2)[0] + "/"
-            paths.append(path)
+        """The subtrees the user may search: the nodes of their roles, as for the case
+        page (engine/access.py). A department is above no grid: its people see only the
+        cases dispatched to them, which they find in their inbox, not by searching."""
+        paths = [ra.node.path for ra in user.roles if ra.node.level != DEPARTMENT]
         # drop paths inside another one: fewer, wider ranges
         paths = sorted(set(paths))
         out = []

@@ -64,6 +64,8 @@ def test_auditor_sees_own_jurisdiction_newest_first(service, cases):
     # the city auditor sees the other county too; the other city's auditor sees nothing
     assert set(keys(search(service, "cf_dc"))) == set(cases.values())
     assert keys(search(service, "by_dc")) == []
+    # a department's people see only what is dispatched to them: the search shows them nothing
+    assert keys(search(service, "lxz_cg")) == []
 
 
 def test_filters(service, cases, clock):
