@@ -51,10 +51,15 @@ class TimerWorker:
         self.max_failures = max_failures
         self.backoff = backoff
 
+    # Strictly before now: SpiffWorkflow fires a timer only once its time is in the past,
+    # so a case due exactly now would be taken, not fire, and be taken again forever.
     def due_case_ids(self, now: datetime, limit: int | None = None) -> list[int]:
+        return [case_id for case_id, _due in self._due(now, limit)]
+
+    def _due(self, now: datetime, limit: int | None = None) -> list[tuple[int, datetime]]:
         with self.db.read_session() as session:
-            return list(session.scalars(
-                select(Case.id).where(Case.status == "open", Case.next_timer_at <= now)
+            return list(session.execute(
+                select(Case.id, Case.next_timer_at).where(Case.status == "open", Case.next_timer_at < now)
                 .order_by(Case.next_timer_at, Case.id).limit(limit or self.batch)))
 
     def fire_case(self, case_id: int, now: datetime) -> bool:
@@ -62,7 +67,7 @@ class TimerWorker:
         fired by another worker right now."""
         try:
             with self.db.unit_of_work() as session:
-                query = select(Case).where(Case.id == case_id, Case.status == "open", Case.next_timer_at <= now)
+                query = select(Case).where(Case.id == case_id, Case.status == "open", Case.next_timer_at < now)
                 query = query.with_for_update(skip_locked=True) if self.db.is_postgres else query
                 case = session.scalar(query)
                 if case is None:
@@ -103,7 +108,7 @@ class TimerWorker:
         and raises; the caller then fires those cases one by one, so the failing case is
         retried and reported on its own and the others still fire. Returns how many fired."""
         with self.db.unit_of_work() as session:
-            query = (select(Case).where(Case.id.in_(case_ids), Case.status == "open", Case.next_timer_at <= now)
+            query = (select(Case).where(Case.id.in_(case_ids), Case.status == "open", Case.next_timer_at < now)
                      .order_by(Case.next_timer_at, Case.id))
             query = query.with_for_update(skip_locked=True) if self.db.is_postgres else query
             cases = list(session.scalars(query))
@@ -130,10 +135,15 @@ class TimerWorker:
         for a batch that failed."""
         now = now or clock.now()
         stats = RunStats()
+        taken: dict[int, datetime] = {}   # case -> the due time it had when this run took it
         while True:
-            ids = self.due_case_ids(now)
+            due = self._due(now, self.batch + len(taken))
+            # a case still showing the due time it was taken with did not move (its timer
+            # did not fire): leave it for the next look rather than take it again and again
+            ids = [case_id for case_id, at in due if taken.get(case_id) != at][:self.batch]
             if not ids:
                 return stats
+            taken.update((case_id, at) for case_id, at in due if case_id in ids)
             progressed = False
             for start in range(0, len(ids), self.per_transaction):
                 chunk = ids[start:start + self.per_transaction]

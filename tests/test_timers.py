@@ -149,3 +149,15 @@ def test_a_failing_case_in_a_batch_does_not_hold_up_the_others(timed, clock):
         assert s.get(Case, bad.id).timer_failures == 1
     # nothing of the failed firing was kept: the batch rolled back, the retry failed alone
     assert [(e.event_type, e.bpmn_id) for e in timed.history(bad.business_key)] == trail_before
+
+
+def test_a_case_due_exactly_now_waits_for_the_next_look_instead_of_spinning(timed, clock):
+    """SpiffWorkflow fires a timer only once its time is strictly past: the worker must not
+    take (and re-take, forever) a case due exactly now."""
+    case = timed.start_case("timed", GRID, {}, "lx_wgy1")
+    clock.advance(days=2)                                     # exactly the deadline
+    assert timed.get_case(case.business_key).case.next_timer_at == clock.now()
+    stats = TimerWorker(timed).run_once()                     # returns (it used to loop forever)
+    assert (stats.fired, stats.failed) == (0, 0)
+    clock.advance(seconds=1)
+    assert TimerWorker(timed).run_once().fired == 1
