@@ -127,6 +127,14 @@ def _info(version: ProcessVersion, counts: dict | None = None) -> VersionInfo:
                        all_cases=sum(n for (vid, _s), n in counts.items() if vid == version.id))
 
 
+def require_roles(service, session, actor, roles, refusal: str, refusal_zh: str) -> User:
+    """The acting user, if they hold one of `roles` anywhere; else PermissionDenied."""
+    user = service._user(session, actor)
+    if not any(ra.role in roles for ra in user.roles):
+        raise PermissionDenied(refusal, zh=refusal_zh)
+    return user
+
+
 class Designer:
     """The designer's operations over a `WorkflowService` (its database, forms and spec cache)."""
 
@@ -137,14 +145,13 @@ class Designer:
     # ---------------------------------------------------------- permissions
 
     def _actor(self, session, actor, roles=EDIT_ROLES) -> User:
-        user = self.service._user(session, actor)
-        if not any(ra.role in roles for ra in user.roles):
-            if roles is EDIT_ROLES:
-                raise PermissionDenied("only process designers and administrators may change processes",
-                                       zh="只有流程设计员和管理员可以修改、部署或迁移流程")
-            raise PermissionDenied("only process designers, administrators and auditors may read the process library",
-                                   zh="只有流程设计员、管理员和督查人员可以查看流程库")
-        return user
+        if roles is EDIT_ROLES:
+            return require_roles(self.service, session, actor, roles,
+                                 "only process designers and administrators may change processes",
+                                 "只有流程设计员和管理员可以修改、部署或迁移流程")
+        return require_roles(self.service, session, actor, roles,
+                             "only process designers, administrators and auditors may read the process library",
+                             "只有流程设计员、管理员和督查人员可以查看流程库")
 
     def may_edit(self, actor) -> bool:
         with self.db.read_session() as session:

@@ -37,7 +37,7 @@ from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.util.task import TaskState
 
 from . import audit, clock
-from .designer import EDIT_ROLES, READ_ROLES
+from .designer import EDIT_ROLES, READ_ROLES, require_roles
 from .errors import InvalidInput, NotFound, PermissionDenied
 from .bpmn import user_task_info
 from .lanes import LaneResolver
@@ -164,11 +164,9 @@ class Migrator:
         self.db = service.db
 
     def _actor(self, session, actor, roles=EDIT_ROLES) -> User:
-        user = self.service._user(session, actor)
-        if not any(ra.role in roles for ra in user.roles):
-            raise PermissionDenied("only process designers and administrators may migrate cases",
-                                   zh="只有流程设计员和管理员可以迁移案件")
-        return user
+        return require_roles(self.service, session, actor, roles,
+                             "only process designers and administrators may migrate cases",
+                             "只有流程设计员和管理员可以迁移案件")
 
     def _versions(self, session, process_key, from_number, to_number):
         rows = {}
