@@ -136,11 +136,13 @@ class TimerWorker:
         now = now or clock.now()
         stats = RunStats()
         taken: dict[int, datetime] = {}   # case -> the due time it had when this run took it
+        stuck: set[int] = set()           # taken, yet still due at that same time
         while True:
-            due = self._due(now, self.batch + len(taken))
+            due = self._due(now, self.batch + len(stuck))
             # a case still showing the due time it was taken with did not move (its timer
             # did not fire): leave it for the next look rather than take it again and again
-            ids = [case_id for case_id, at in due if taken.get(case_id) != at][:self.batch]
+            stuck.update(case_id for case_id, at in due if taken.get(case_id) == at)
+            ids = [case_id for case_id, _at in due if case_id not in stuck][:self.batch]
             if not ids:
                 return stats
             taken.update((case_id, at) for case_id, at in due if case_id in ids)
