@@ -37,7 +37,7 @@ from .models import (NO_DUE_DATE, Attachment, AuditEvent, Case, CaseSequence, Ca
 from .notifications import LoggingChannel, Notifier
 from .passwords import check_password
 from .personal_data import mask_value, personal_fields
-from .state import (StateSerializer, collect_finished_steps, private_specs, prune_history,
+from .state import (LiveWorkflowCache, StateSerializer, collect_finished_steps, private_specs, prune_history,
                     restore_trigger_connections, run_engine, specs_mutate_at_runtime)
 from .sandbox import SCRIPT_ENGINE, SandboxedEnvironment
 from .supervision import Supervision
@@ -50,6 +50,7 @@ SUMMARY_KEYS_MAX = 60
 DUE_DATE_SANDBOX = SandboxedEnvironment(seconds=0.5)
 STATE_ROWS = "gf_state_rows"              # Session.info: {case id: CaseState read ahead of `_load`}
 PREFETCHED_OPEN_ITEMS = "gf_open_items"   # Session.info: {case id: {item id: open WorkItem}}
+LIVE_AFTER_COMMIT = "gf_live_after_commit"  # Session.info: workflows to keep in memory once committed
 
 
 def describe_process_error(exc: Exception) -> str:
@@ -131,6 +132,7 @@ class WorkflowService:
         self.forms = forms if forms is not None else FormRegistry()
         self.specs = SpecCache()
         self.serializer = StateSerializer()
+        self.live = LiveWorkflowCache()
         self.attachments = AttachmentStore(upload_dir or "instance/uploads")
         # notification channels, called after each commit (engine/notifications.py)
         self.channels = list(channels) if channels is not None else [LoggingChannel()]
@@ -204,36 +206,38 @@ class WorkflowService:
     # ----------------------------------------------------------- start a case
 
     def start_case(self, process_key: str, grid, data: dict, actor) -> CaseView:
-        with self.db.unit_of_work() as session:
-            user = self._user(session, actor)
-            grid_node = self._node(session, grid)
-            if grid_node.level != "grid":
-                raise InvalidInput(f"'{grid_node.name}' is a {grid_node.level}, not a grid; choose a grid",
-                                   zh=f"“{grid_node.name}”不是网格，请选择一个网格",
-                                   fields={"grid": ["must be a grid"]})
-            version = self.latest_version(session, process_key)
-            self._check_may_start(session, user, grid_node, version)
-            parsed = self.specs.get(version)
-            clean = self._validate_form(version.properties.get("startForm"), data)
+        return self._commit_guarded(self._start_case, process_key, grid, data, actor)
 
-            now = clock.now()
-            case = Case(
-                business_key=self._next_business_key(session, grid_node, version, now),
-                process_key=process_key, process_version_id=version.id, grid_id=grid_node.id,
-                grid_path=grid_node.path, status="open", created_at=now, updated_at=now,
-                created_by_id=user.id, summary={})
-            session.add(case)
-            session.flush()
-            self._claim_attachments(session, user, case, version.properties.get("startForm"), clean, None)
-            workflow = BpmnWorkflow(*self._specs_for_one_case(parsed), script_engine=SCRIPT_ENGINE)
-            workflow.task_tree.data.update(clean)
-            self._audit(session, case, "case_started", user, now, data=clean)
-            self._run(workflow, case)
-            state_row = CaseState(case_id=case.id, serializer_version=self.serializer.version, state="")
-            session.add(state_row)
-            workflow._gf_state_row = state_row
-            open_items = self._after_transition(session, case, workflow, parsed, user, now)
-            return CaseView(case, open_items)
+    def _start_case(self, session, process_key: str, grid, data: dict, actor) -> CaseView:
+        user = self._user(session, actor)
+        grid_node = self._node(session, grid)
+        if grid_node.level != "grid":
+            raise InvalidInput(f"'{grid_node.name}' is a {grid_node.level}, not a grid; choose a grid",
+                               zh=f"“{grid_node.name}”不是网格，请选择一个网格",
+                               fields={"grid": ["must be a grid"]})
+        version = self.latest_version(session, process_key)
+        self._check_may_start(session, user, grid_node, version)
+        parsed = self.specs.get(version)
+        clean = self._validate_form(version.properties.get("startForm"), data)
+
+        now = clock.now()
+        case = Case(
+            business_key=self._next_business_key(session, grid_node, version, now),
+            process_key=process_key, process_version_id=version.id, grid_id=grid_node.id,
+            grid_path=grid_node.path, status="open", created_at=now, updated_at=now,
+            created_by_id=user.id, summary={})
+        session.add(case)
+        session.flush()
+        self._claim_attachments(session, user, case, version.properties.get("startForm"), clean, None)
+        workflow = BpmnWorkflow(*self._specs_for_one_case(parsed), script_engine=SCRIPT_ENGINE)
+        workflow.task_tree.data.update(clean)
+        self._audit(session, case, "case_started", user, now, data=clean)
+        self._run(workflow, case)
+        state_row = CaseState(case_id=case.id, serializer_version=self.serializer.version, state="")
+        session.add(state_row)
+        workflow._gf_state_row = state_row
+        open_items = self._after_transition(session, case, workflow, parsed, user, now)
+        return CaseView(case, open_items)
 
     def _check_may_start(self, session, user: User, grid: JurisdictionNode, version: ProcessVersion):
         if is_read_only(user):
@@ -461,7 +465,7 @@ class WorkflowService:
         clean = self._validate_form(item.form_key, data)
 
         parsed = self.specs.for_case(session, case)
-        workflow = self._load(session, case, parsed)
+        workflow = self._load(session, case, parsed, for_write=True)
         task = workflow.get_task_from_id(uuid.UUID(item.id)) if self._has_task(workflow, item.id) else None
         if task is None or not task.has_state(TaskState.READY):
             raise Conflict(f"task '{item.name}' is no longer waiting; refresh the case",
@@ -511,7 +515,7 @@ class WorkflowService:
     def fire_loaded_case(self, session, case: Case) -> CaseView:
         """Within the caller's transaction, with the case row locked: fire its due timers."""
         parsed = self.specs.for_case(session, case)
-        workflow = self._load(session, case, parsed)
+        workflow = self._load(session, case, parsed, for_write=True)
         self._run(workflow, case)
         open_items = self._after_transition(session, case, workflow, parsed, None, clock.now())
         return CaseView(case, open_items)
@@ -522,24 +526,34 @@ class WorkflowService:
         return tid in workflow.tasks or any(tid in sp.tasks for sp in workflow.subprocesses.values())
 
     def _commit_guarded(self, fn, *args):
-        """One transaction; a lost race on the case's version is a Conflict, never a lost update."""
+        """One transaction; a lost race on the case's version is a Conflict, never a lost update.
+        Once committed, the workflows it saved stay in memory for the cases' next steps."""
         try:
             with self.db.unit_of_work() as session:
-                return fn(session, *args)
+                saved = session.info.setdefault(LIVE_AFTER_COMMIT, [])
+                result = fn(session, *args)
         except StaleDataError:
             raise Conflict("someone else changed this case at the same moment; refresh and try again",
                            zh="其他人刚刚同时修改了此案件；请刷新后重试") from None
+        for case_id, version_id, text, workflow in saved:
+            workflow._gf_state_row = None  # that session is gone; the next transition reads its own row
+            self.live.put(case_id, version_id, text, workflow)
+        return result
 
     # ------------------------------------------------------ state handling
 
-    def _load(self, session, case: Case, parsed: ParsedProcess) -> BpmnWorkflow:
+    def _load(self, session, case: Case, parsed: ParsedProcess, for_write: bool = False) -> BpmnWorkflow:
+        """The case's workflow. A transition (`for_write`) may reuse the one its previous
+        transition left in memory when the stored state is still exactly what it saved."""
         row = session.info.get(STATE_ROWS, {}).pop(case.id, None) or session.get(CaseState, case.id)
         if row is None:
             raise NotFound(f"case {case.business_key} has no state", zh=f"案件 {case.business_key} 缺少流程状态")
-        spec, subprocess_specs = self._specs_for_one_case(parsed)
-        workflow = self.serializer.loads(row.state, spec, subprocess_specs, row.serializer_version)
-        if parsed.mutable:
-            restore_trigger_connections(workflow)
+        workflow = self.live.take(case.id, case.process_version_id, row.state) if for_write else None
+        if workflow is None:
+            spec, subprocess_specs = self._specs_for_one_case(parsed)
+            workflow = self.serializer.loads(row.state, spec, subprocess_specs, row.serializer_version)
+            if parsed.mutable:
+                restore_trigger_connections(workflow)
         # keep the row alive in the session's (weak) identity map: the save reuses it
         workflow._gf_state_row = row
         return workflow
@@ -599,6 +613,9 @@ class WorkflowService:
         state = getattr(workflow, "_gf_state_row", None) or session.get(CaseState, case.id)
         state.state = self.serializer.dumps(workflow)
         state.serializer_version = self.serializer.version
+        saved = session.info.get(LIVE_AFTER_COMMIT)
+        if saved is not None:
+            saved.append((case.id, case.process_version_id, state.state, workflow))
         if not in_batch(session):
             session.flush()  # a lost race surfaces here, inside the guarded transition
         return open_items

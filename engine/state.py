@@ -31,6 +31,8 @@ reached it; a loop's earlier rounds were merged when those rounds fired).
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from copy import deepcopy
 from dataclasses import dataclass
 
@@ -38,6 +40,7 @@ from SpiffWorkflow.bpmn.serializer.config import DEFAULT_CONFIG  # noqa: F401  (
 from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SERIALIZER_VERSION
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.specs.Join import Join
@@ -342,3 +345,64 @@ def restore_trigger_connections(workflow: BpmnWorkflow) -> None:
             if child.triggered and start not in child.task_spec.inputs:
                 start.connect(child.task_spec)
                 child.task_spec.connect(wf.spec.end)
+
+
+class LiveWorkflowCache:
+    """Workflows kept in memory after the transaction that saved them committed, so the
+    next transition of the same case skips deserializing its state.
+
+    An entry is used only while the stored state is *exactly* the text it was saved as
+    (and the case is on the same process version): any other writer — another web
+    worker, the timer worker, a migration — changes the text and the entry is ignored.
+    `take` removes the entry, so two transactions never share a workflow object, and a
+    transaction that fails simply never puts it back. Bounded (least recently used
+    dropped) because each entry holds a live task tree."""
+
+    def __init__(self, size: int = 256):
+        self.size = max(0, int(size))
+        self._entries: "OrderedDict[int, tuple[int, str, BpmnWorkflow]]" = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def take(self, case_id: int, version_id: int, text: str) -> BpmnWorkflow | None:
+        with self._lock:
+            entry = self._entries.pop(case_id, None)
+            if entry is not None and entry[0] == version_id and entry[1] == text:
+                self.hits += 1
+                return entry[2]
+            self.misses += 1
+            return None
+
+    def put(self, case_id: int, version_id: int, text: str, workflow: BpmnWorkflow) -> None:
+        if not self.size:
+            return
+        _as_if_restored(workflow)
+        with self._lock:
+            self._entries.pop(case_id, None)
+            self._entries[case_id] = (version_id, text, workflow)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def discard(self, case_id: int) -> None:
+        with self._lock:
+            self._entries.pop(case_id, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _as_if_restored(workflow: BpmnWorkflow) -> None:
+    """Make the in-memory workflow what a restore of its saved text would give, where the
+    two can differ: the event manager (SpiffWorkflow registers waiting catch events as
+    they arise and may keep ones that pruning or a cancelled branch dropped; a restore
+    registers exactly the waiting ones still in the tree), and `last_task` (restored as
+    None when its task is gone)."""
+    waiting = {}
+    for wf in all_workflows(workflow):
+        if wf.last_task is not None and wf.last_task.id not in wf.tasks:
+            wf.last_task = None
+        for task in wf.tasks.values():
+            if isinstance(task.task_spec, CatchingEvent) and task.has_state(TaskState.WAITING):
+                waiting[task.id] = task
+    workflow.event_manager.tasks = waiting
