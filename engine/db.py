@@ -99,9 +99,17 @@ def insert_rows(session: Session, model, rows: list[dict]) -> None:
         return
     pending = session.info.get(_DEFERRED)
     if pending is None:
-        session.execute(insert(model).execution_options(render_nulls=True), rows)
+        _insert_now(session, model, rows)
     else:
         pending.setdefault(model, []).extend(rows)
+
+
+def _insert_now(session: Session, model, rows: list[dict]) -> None:
+    """The ORM's pending writes first (the rows may refer to them), then a plain Core
+    executemany: these rows are never read back as objects, so the ORM's bulk-insert
+    machinery would only add cost."""
+    session.flush()
+    session.connection().execute(insert(model.__table__), rows)
 
 
 def in_batch(session: Session) -> bool:
@@ -120,6 +128,5 @@ def deferred_inserts(session: Session):
         yield
     finally:
         session.info.pop(_DEFERRED, None)
-    session.flush()
     for model, rows in pending.items():
-        session.execute(insert(model).execution_options(render_nulls=True), rows)
+        _insert_now(session, model, rows)

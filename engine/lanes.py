@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from .bpmn import parse_lane
 from .models import DEPARTMENT, JurisdictionNode, RoleAssignment, User
+from .org_cache import NodeSnapshot, view_of
 
 DEPARTMENT_ROLES = {"department_handler", "petition_officer"}
 FALLBACK_ROLE = "center_dispatcher"
@@ -43,10 +44,18 @@ class Candidates:
 PAIR_HOLDERS = "gf_pair_holders"  # Session.info: {(role, node id): active holders' user ids}
 
 
+def pair_holders(session: Session) -> dict:
+    """{(role, node id): active holders' ids}, for this transaction, or shared between
+    transactions while the org is unchanged. Fill it with whole lists only: another
+    thread may read it at any moment."""
+    view = view_of(session)
+    return view.holders if view is not None else session.info.setdefault(PAIR_HOLDERS, {})
+
+
 def holders_of(session: Session, role: str, node_id: int) -> list[int]:
     """The active officials holding `role` at the node, asked once per transaction: lane
     resolution and the new-task notifications of the same transition share the answer."""
-    cache = session.info.setdefault(PAIR_HOLDERS, {})
+    cache = pair_holders(session)
     key = (role, node_id)
     if key not in cache:
         cache[key] = list(session.scalars(
@@ -57,15 +66,22 @@ def holders_of(session: Session, role: str, node_id: int) -> list[int]:
 
 
 class LaneResolver:
-    """Per-transition cache of the tree lookups lane resolution needs."""
+    """Cache of the tree lookups lane resolution needs: for the transaction, or shared
+    between transactions while the org is unchanged (engine/org_cache.py)."""
 
     def __init__(self, session: Session):
         self.session = session
-        self._nodes: dict[int, JurisdictionNode] = {}
+        self.view = view_of(session)
+        self._nodes: dict[int, NodeSnapshot] = self.view.nodes if self.view is not None else {}
+        self._departments: dict = self.view.departments if self.view is not None else {}
+        self._usernames: dict = self.view.usernames if self.view is not None else {}
 
-    def node(self, node_id: int) -> JurisdictionNode:
+    def node(self, node_id: int) -> NodeSnapshot | None:
         if node_id not in self._nodes:
-            self._nodes[node_id] = self.session.get(JurisdictionNode, node_id)
+            node = self.session.get(JurisdictionNode, node_id)
+            if node is None:
+                return None
+            self._nodes[node_id] = NodeSnapshot.of(node)
         return self._nodes[node_id]
 
     def ancestors(self, grid: JurisdictionNode) -> list[JurisdictionNode]:
@@ -74,23 +90,32 @@ class LaneResolver:
         missing = [i for i in ids if i not in self._nodes]
         if missing:
             for node in self.session.scalars(select(JurisdictionNode).where(JurisdictionNode.id.in_(missing))):
-                self._nodes[node.id] = node
-        return [self._nodes[i] for i in reversed(ids)]
+                self._nodes[node.id] = NodeSnapshot.of(node)
+        return [self._nodes[i] for i in reversed(ids) if i in self._nodes]
 
     def has_holders(self, role: str, node_id: int) -> bool:
         return bool(holders_of(self.session, role, node_id))
 
-    def department_under(self, node: JurisdictionNode, dept_type: str) -> JurisdictionNode | None:
-        return self.session.scalar(select(JurisdictionNode).where(
-            JurisdictionNode.parent_id == node.id, JurisdictionNode.level == DEPARTMENT,
-            JurisdictionNode.dept_type == dept_type).limit(1))
+    def department_under(self, node, dept_type: str) -> NodeSnapshot | None:
+        key = (node.id, dept_type)
+        if key not in self._departments:
+            dept = self.session.scalar(select(JurisdictionNode).where(
+                JurisdictionNode.parent_id == node.id, JurisdictionNode.level == DEPARTMENT,
+                JurisdictionNode.dept_type == dept_type).order_by(JurisdictionNode.id).limit(1))
+            self._departments[key] = NodeSnapshot.of(dept) if dept is not None else None
+        return self._departments[key]
 
     def users_by_name(self, names) -> list[int]:
         names = names.split(",") if isinstance(names, str) else list(names or [])
-        names = [n.strip() for n in names if isinstance(n, str) and n.strip()]
+        names = tuple(n.strip() for n in names if isinstance(n, str) and n.strip())
         if not names:
             return []
-        return list(self.session.scalars(select(User.id).where(User.username.in_(names), User.active.is_(True))))
+        if names not in self._usernames:
+            found = dict(self.session.execute(select(User.username, User.id).where(
+                User.username.in_(names), User.active.is_(True))).all())
+            # in the order the data names them: the first is the assignee
+            self._usernames[names] = [found[n] for n in dict.fromkeys(names) if n in found]
+        return list(self._usernames[names])
 
     def resolve(self, lane: str | None, grid: JurisdictionNode, data: dict,
                 assignee_key: str | None = None, candidates_key: str | None = None) -> Candidates:

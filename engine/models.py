@@ -106,6 +106,17 @@ class RoleAssignment(Base):
     )
 
 
+class OrgGeneration(Base):
+    """One row whose `generation` changes (database triggers, migration 0011) whenever a
+    jurisdiction node, a user's identity or activity, or a role assignment changes, so
+    that in-memory copies of the organisation (engine/org_cache.py) know when to reload.
+    It starts at a random value: a recreated database never matches an old copy."""
+    __tablename__ = "org_generation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger)
+
+
 class ProcessVersion(Base):
     """One deployed version of a process; `content_hash` covers every file it was parsed from."""
     __tablename__ = "process_version"

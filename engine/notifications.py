@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from . import clock
 from .db import insert_rows
-from .lanes import PAIR_HOLDERS
+from .lanes import pair_holders
 from .errors import InvalidInput, NotFound
 from .models import Case, Notification, RoleAssignment, User, WorkItem, WorkItemCandidate
 
@@ -177,11 +177,10 @@ class Notifier:
                 out.setdefault(item_id, []).append(user_id)
         # holders of a (role, node) do not change within a transaction: a batch of
         # transitions asks once per pair
-        by_pair: dict[tuple, list[int]] = session.info.setdefault(PAIR_HOLDERS, {})
+        by_pair: dict[tuple, list[int]] = pair_holders(session)
         pairs -= by_pair.keys()
         if pairs:
-            for pair in pairs:
-                by_pair[pair] = []
+            found: dict[tuple, list[int]] = {pair: [] for pair in pairs}
             rows = session.execute(
                 select(RoleAssignment.role, RoleAssignment.node_id, RoleAssignment.user_id)
                 .join(User, User.id == RoleAssignment.user_id)
@@ -189,7 +188,8 @@ class Notifier:
                        or_(*[and_(RoleAssignment.role == r, RoleAssignment.node_id == n) for r, n in sorted(pairs)]))
                 .order_by(RoleAssignment.user_id))
             for role, node_id, user_id in rows:
-                by_pair.setdefault((role, node_id), []).append(user_id)
+                found[(role, node_id)].append(user_id)
+            by_pair.update(found)
         for item in items:
             if not item.assignee_id:
                 ids = out.setdefault(item.id, [])

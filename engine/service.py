@@ -35,6 +35,7 @@ from .lanes import LaneResolver
 from .models import (NO_DUE_DATE, Attachment, AuditEvent, Case, CaseSequence, CaseState, JurisdictionNode,
                      ProcessVersion, RoleAssignment, User, WorkItem, WorkItemCandidate)
 from .notifications import LoggingChannel, Notifier
+from .org_cache import OrgCache, current_generation, view_of
 from .passwords import check_password
 from .personal_data import mask_value, personal_fields
 from .state import (LiveWorkflowCache, StateSerializer, collect_finished_steps, private_specs, prune_history,
@@ -133,6 +134,7 @@ class WorkflowService:
         self.specs = SpecCache()
         self.serializer = StateSerializer()
         self.live = LiveWorkflowCache()
+        self.org = OrgCache()
         self.attachments = AttachmentStore(upload_dir or "instance/uploads")
         # notification channels, called after each commit (engine/notifications.py)
         self.channels = list(channels) if channels is not None else [LoggingChannel()]
@@ -143,9 +145,17 @@ class WorkflowService:
 
     @staticmethod
     def _user(session: Session, actor) -> User:
+        """The acting official, roles and their nodes loaded. In a transition that attached
+        the org view (`OrgCache`), a read-only snapshot shared while the org is unchanged."""
         ref = actor.id if isinstance(actor, User) else actor
         if not storable_ref(ref):
             raise PermissionDenied(f"unknown or inactive user '{str(actor)[:40]!r}'", zh="用户不存在或已停用")
+        view = view_of(session)
+        if view is not None:
+            found = view.user(session, ref if isinstance(ref, int) else str(ref))
+            if found is None or not found.active:
+                raise PermissionDenied(f"unknown or inactive user '{actor}'", zh="用户不存在或已停用")
+            return found
         query = select(User).options(joinedload(User.roles).joinedload(RoleAssignment.node))
         if isinstance(actor, User):
             query = query.where(User.id == actor.id)
@@ -209,6 +219,7 @@ class WorkflowService:
         return self._commit_guarded(self._start_case, process_key, grid, data, actor)
 
     def _start_case(self, session, process_key: str, grid, data: dict, actor) -> CaseView:
+        self.org.attach_current(session)
         user = self._user(session, actor)
         grid_node = self._node(session, grid)
         if grid_node.level != "grid":
@@ -371,24 +382,33 @@ class WorkflowService:
 
     # ------------------------------------------------------- claim / unclaim
 
-    def _locked_item(self, session, task_id: str) -> tuple[WorkItem, Case]:
+    def _locked_item(self, session, task_id: str, with_state: bool = False) -> tuple[WorkItem, Case]:
         """The work item and its case, the case row locked (PostgreSQL) so that a second
         official waits here and then sees the item and the state as the first one left
-        them: after the wait only the locked row is re-read, so the item is read again and
-        the state comes from a later statement."""
+        them: after the wait only the locked row is re-read, so the item (and the state,
+        `with_state`, kept for `_load`) is read again by a later statement. SQLite's BEGIN
+        IMMEDIATE has already serialised us before the first read, so one statement does."""
         if not storable_ref(task_id):
             raise NotFound("no such task", zh="找不到该任务")
-        row = session.execute(
-            select(WorkItem, Case).join(Case, Case.id == WorkItem.case_id).where(WorkItem.id == str(task_id))
-            .with_for_update(of=Case).execution_options(populate_existing=True)).first()
+        pg = self.db.is_postgres
+        query = (select(WorkItem, Case, current_generation()).join(Case, Case.id == WorkItem.case_id)
+                 .where(WorkItem.id == str(task_id))
+                 .with_for_update(of=Case).execution_options(populate_existing=True))
+        if with_state and not pg:
+            query = query.add_columns(CaseState).join(CaseState, CaseState.case_id == Case.id)
+        row = session.execute(query).first()
         if row is None:
             raise NotFound(f"no task '{task_id}'", zh="找不到该任务")
-        item, case = row
-        if self.db.is_postgres:
-            # READ COMMITTED re-reads only the locked row after a wait; the item may have been
-            # claimed or completed by the official we waited for. (SQLite's BEGIN IMMEDIATE
-            # already serialised us before the first read.)
+        item, case, state = row[0], row[1], (row[3] if len(row) > 3 else None)
+        self.org.attach(session, row[2])
+        if pg and with_state:
+            item, state = session.execute(
+                select(WorkItem, CaseState).where(WorkItem.id == item.id, CaseState.case_id == case.id)
+                .execution_options(populate_existing=True)).one()
+        elif pg:
             session.refresh(item)
+        if state is not None:
+            session.info.setdefault(STATE_ROWS, {})[case.id] = state
         return item, case
 
     def _refuse_unless_open(self, session, item: WorkItem):
@@ -420,8 +440,9 @@ class WorkflowService:
         return self._commit_guarded(self._claim, task_id, actor)
 
     def _claim(self, session, task_id, actor):
-        user = self._user(session, actor)
+        # the lock query also reads the org generation the user lookup is checked against
         item, case = self._locked_item(session, task_id)
+        user = self._user(session, actor)
         self._refuse_unless_open(session, item)
         if item.assignee_id == user.id:
             return item
@@ -436,8 +457,9 @@ class WorkflowService:
         return self._commit_guarded(self._unclaim, task_id, actor)
 
     def _unclaim(self, session, task_id, actor):
-        user = self._user(session, actor)
+        # the lock query also reads the org generation the user lookup is checked against
         item, case = self._locked_item(session, task_id)
+        user = self._user(session, actor)
         self._refuse_unless_open(session, item)
         if item.assignee_id != user.id:
             raise PermissionDenied(f"only the official who claimed '{item.name}' can release it",
@@ -458,8 +480,9 @@ class WorkflowService:
         return self._commit_guarded(self._complete, task_id, data, actor)
 
     def _complete(self, session, task_id, data, actor):
+        # the lock query also reads the org generation the user lookup is checked against
+        item, case = self._locked_item(session, task_id, with_state=True)
         user = self._user(session, actor)
-        item, case = self._locked_item(session, task_id)
         self._refuse_unless_open(session, item)
         self._refuse_unless_may_work(session, user, item)
         clean = self._validate_form(item.form_key, data)
@@ -505,6 +528,7 @@ class WorkflowService:
         batch of `fire_loaded_case` calls in one transaction (held in Session.info: the
         session's identity map alone is weak)."""
         ids = [c.id for c in cases]
+        self.org.attach_current(session)  # lane lookups shared with earlier batches
         states = list(session.scalars(select(CaseState).where(CaseState.case_id.in_(ids))))
         session.info.setdefault(STATE_ROWS, {}).update((row.case_id, row) for row in states)
         open_items: dict[int, dict[str, WorkItem]] = {i: {} for i in ids}
