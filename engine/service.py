@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, union
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, aliased, joinedload
 from sqlalchemy.orm.exc import StaleDataError
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
@@ -391,25 +391,37 @@ class WorkflowService:
         if not storable_ref(task_id):
             raise NotFound("no such task", zh="找不到该任务")
         pg = self.db.is_postgres
+        task_id = str(task_id)
         query = (select(WorkItem, Case, current_generation()).join(Case, Case.id == WorkItem.case_id)
-                 .where(WorkItem.id == str(task_id))
+                 .where(WorkItem.id == task_id)
                  .with_for_update(of=Case).execution_options(populate_existing=True))
         if with_state and not pg:
-            query = query.add_columns(CaseState).join(CaseState, CaseState.case_id == Case.id)
-        row = session.execute(query).first()
-        if row is None:
+            query = self._with_state_and_other_open_items(query, task_id)
+        rows = session.execute(query).all()
+        if not rows:
             raise NotFound(f"no task '{task_id}'", zh="找不到该任务")
-        item, case, state = row[0], row[1], (row[3] if len(row) > 3 else None)
-        self.org.attach(session, row[2])
+        item, case = rows[0][0], rows[0][1]
+        self.org.attach(session, rows[0][2])
         if pg and with_state:
             item, state = session.execute(
-                select(WorkItem, CaseState).where(WorkItem.id == item.id, CaseState.case_id == case.id)
+                select(WorkItem, CaseState).where(WorkItem.id == task_id, CaseState.case_id == case.id)
                 .execution_options(populate_existing=True)).one()
+            session.info.setdefault(STATE_ROWS, {})[case.id] = state
         elif pg:
             session.refresh(item)
-        if state is not None:
-            session.info.setdefault(STATE_ROWS, {})[case.id] = state
+        elif with_state:
+            # the state for `_load`, the case's other open tasks for `_sync_work_items`
+            session.info.setdefault(STATE_ROWS, {})[case.id] = rows[0][3]
+            session.info.setdefault(PREFETCHED_OPEN_ITEMS, {})[case.id] = {
+                other.id: other for other in (row[4] for row in rows) if other is not None}
         return item, case
+
+    @staticmethod
+    def _with_state_and_other_open_items(query, task_id: str):
+        """Add the case's state and, one row each, its other open work items (if any)."""
+        other = aliased(WorkItem)
+        return (query.add_columns(CaseState, other).join(CaseState, CaseState.case_id == Case.id)
+                .outerjoin(other, and_(other.case_id == Case.id, other.status == "open", other.id != task_id)))
 
     def _refuse_unless_open(self, session, item: WorkItem):
         if item.status != "open":
