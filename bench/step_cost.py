@@ -97,6 +97,7 @@ class Result:
         self.reached = 0                      # last iteration completed
         self.note: str | None = None          # stalled / skipped / error
         self.skipped = False
+        self.statements: list[int] = []       # SQL statements per measured step (product only)
 
     def ms(self, n):
         return median_at(self.times, n, self.reached)
@@ -228,6 +229,14 @@ def run_product(name: str, url: str, iterations: int, profile: bool = False) -> 
         view = svc.start_case(PROCESS_ID, GRID, {}, ACTOR)
         case_id = view.id
         res.sizes[0] = state_bytes(db, case_id)
+        counting = [False, 0]
+
+        def count_statement(_conn, _cursor, statement, *_args):
+            if counting[0] and not statement.lstrip().upper().startswith("BEGIN"):
+                counting[1] += 1
+
+        from sqlalchemy import event
+        event.listen(db.engine, "before_cursor_execute", count_statement)
         for i in range(1, iterations + 1):
             if not view.open_items:
                 res.note = f"stalled at iteration {i}: no open work item (case status {view.status})"
@@ -235,12 +244,15 @@ def run_product(name: str, url: str, iterations: int, profile: bool = False) -> 
             item_id = view.open_items[0].id
             c0 = time.process_time()
             t0 = time.perf_counter()
+            counting[:] = [True, 0]
             try:
                 view = svc.complete_task(item_id, {"again": True}, ACTOR)
             except Exception as exc:  # noqa: BLE001
                 res.note = f"failed at iteration {i} ({type(exc).__name__}: {exc})"
                 break
             dt = time.perf_counter() - t0
+            counting[0] = False
+            res.statements.append(counting[1])
             res.cpu[i] = time.process_time() - c0
             res.times[i] = dt
             res.reached = i
@@ -311,6 +323,9 @@ def print_table(results: list[Result], iterations: int):
             + "".join(f"{fmt_bytes(r.sizes.get(n)):>13}" for n in STATE_CHECKPOINTS)
         print(row)
         print(f"{'  (client CPU ms)':22}" + "".join(f"{fmt_ms(r.cpu_ms(n)):>10}" for n in cps))
+        if r.statements:
+            print(f"{'  (SQL per step)':22}  {statistics.median(r.statements):.0f} statements "
+                  f"(median; BEGIN and COMMIT not counted; min {min(r.statements)}, max {max(r.statements)})")
         if r.note:
             print(f"{'':22}  note: {r.note}")
     print(f"(ms = wall time, median of a {WINDOW}-step window at each iteration; '-' = not reached; "
