@@ -256,10 +256,15 @@ def test_start_case(api):
     assert case["created_by"]["display_name"]
     assert [t["spec_id"] for t in case["open_tasks"]] == ["micro_mediation"]
     assert case["open_tasks"][0]["role"] == "grid_leader" and case["open_tasks"][0]["due_at"]
-    assert case["history"][0]["type"] == "case_started"
-    assert case["data"]["category"] == "dispute" and case["summary"]["colour"] == "blue"
+    assert case["summary"]["colour"] == "blue"
+    # the answer is the case as the start left it; its data and history are at its Location
+    assert "history" not in case and "data" not in case
     assert r.headers["Location"].endswith(f"/api/v1/cases/{case['business_key']}")
-    assert api.get(r.headers["Location"], WORKER).get_json()["id"] == case["id"]
+    full = api.get(r.headers["Location"], WORKER).get_json()
+    assert full["id"] == case["id"] and full["open_tasks"] == case["open_tasks"]
+    assert full["created_by"] == case["created_by"] and full["grid"] == case["grid"]
+    assert full["history"][0]["type"] == "case_started"
+    assert full["data"]["category"] == "dispute"
 
 
 @pytest.mark.parametrize("payload,fields", [
@@ -505,7 +510,9 @@ def test_complete_then_double_completion_is_409(api, clean_db):
     after = r.get_json()
     assert after["business_key"] == case["business_key"] and after["status"] == "open"
     assert [t["spec_id"] for t in after["open_tasks"]] == ["record_result"]
-    done = [e for e in after["history"] if e["type"] == "task_completed"]
+    full = api.get(f"{V1}/cases/{case['id']}", LEADER).get_json()     # data and history: GET the case
+    assert full["open_tasks"] == after["open_tasks"] and full["updated_at"] == after["updated_at"]
+    done = [e for e in full["history"] if e["type"] == "task_completed"]
     assert done[-1]["bpmn_id"] == "micro_mediation" and done[-1]["actor"]["display_name"]
     assert done[-1]["data"] == {"resolved": True, "mediation_note": "双方达成谅解"}
 
@@ -692,7 +699,7 @@ def test_pending_upload_joins_the_case_through_the_start_form(api):
     assert r.status_code == 201
     (att,) = r.get_json()
     case = api.start(photos=[att["id"]])
-    assert [a["id"] for a in case["attachments"]] == [att["id"]]
+    assert [a["id"] for a in api.get(f"{V1}/cases/{case['id']}", WORKER).get_json()["attachments"]] == [att["id"]]
     # another worker cannot use someone else's pending upload
     r = api.post(f"{V1}/attachments", OTHER_WORKER, data={"file": (io.BytesIO(tiny_png()), "x.png")})
     theirs = r.get_json()[0]["id"]

@@ -338,6 +338,7 @@ def test_generic_client_attaches_a_photo_when_the_form_asks_for_one(client):
     assert len(data["photos"]) == 1
     case = app.call("POST", "/cases", REPORTER, 201,
                     json={"process": "grid_matter", "grid": proc["grids"][0]["code"], "data": data})
+    case = app.call("GET", f"/cases/{case['business_key']}", REPORTER)
     assert [a["content_type"] for a in case["attachments"]] == ["image/png"]
 
 

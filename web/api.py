@@ -28,7 +28,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException, NotFound as HTTPNotFound
 from werkzeug.routing import RequestRedirect
 
-from engine import clock
+from engine import clock, readmodels
 from engine.access import is_read_only
 from engine.attachments import KINDS as ATTACHMENT_KINDS
 from engine.errors import Conflict, EngineError, InvalidInput, NotFound, PermissionDenied, ProcessError
@@ -261,7 +261,8 @@ def _authenticate():
     uid = payload.get("uid") if isinstance(payload, dict) else None
     if not isinstance(uid, int) or isinstance(uid, bool) or not 0 < uid < 2 ** 31:
         raise _unauthorized("bad_token")
-    user = service().get_user(uid)  # re-checked on every request: a deactivated account stops here
+    # re-checked on every request: a deactivated account stops here (one statement)
+    user = readmodels.active_principal(service().db, uid)
     if user is None:
         raise _unauthorized("inactive")
     g.api_user = user
@@ -494,18 +495,23 @@ def _case_detail(detail) -> dict:
     return out
 
 
-def _case_after(view, user) -> dict:
-    """The case as the actor now sees it, after a change they made."""
-    try:
-        detail = service().view_case(user.id, view.case.id)
-        return _case_detail(PersonalData(service()).guard_case_detail(user.id, detail, "api_case"))
-    except EngineError:
-        out = _case_ref(view.case)
-        out.update(created_at=view.case.created_at, updated_at=view.case.updated_at,
-                   closed_at=view.case.closed_at, created_by=_person(view.case.created_by_id), data=None,
-                   open_tasks=[_task_brief(i) for i in view.open_items], history=[], attachments=[],
-                   may_contribute=False)
-        return out
+def _case_step(view) -> dict:
+    """The case as a step (a start, a completion) left it, from the engine's answer
+    alone: the case row and its open tasks, plus one statement for the names of the
+    people and units they mention. Its data, history and attachments are
+    GET /api/v1/cases/{ref}: rebuilding them here would cost a dozen statements and
+    a deserialized workflow on every step. Only the masked summary of the data is
+    shown, as in any list, so it is shown to whoever made the step."""
+    case, items = view.case, list(view.open_items)
+    names, nodes = readmodels.labels(
+        service().db, user_ids=[case.created_by_id] + [i.assignee_id for i in items],
+        node_ids=[case.grid_id] + [i.candidate_node_id for i in items])
+    g.setdefault("api_nodes", {}).update(nodes)
+    out = _case_ref(case)
+    out.update(created_at=case.created_at, updated_at=case.updated_at, closed_at=case.closed_at,
+               created_by=_person(case.created_by_id, names),
+               open_tasks=[_task_brief(i, names) for i in sorted(items, key=lambda i: (i.created_at, i.id))])
+    return out
 
 
 def _task_detail(detail) -> dict:
@@ -570,7 +576,9 @@ def list_processes(user):
 @route(f"{V1}/cases", "POST", auth="write", tags=["cases"], summary="Start a case (report a matter)",
        description="`data` must satisfy the start form's JSON Schema from GET /api/v1/processes.",
        body=s.StartCaseSchema,
-       responses={201: _json("the new case", s.CaseSchema, headers=LOCATION)}, errors=[422])
+       responses={201: _json("the new case as the start left it (status, open tasks); its data, history "
+                             "and attachments: GET the `Location`", s.CaseStepSchema, headers=LOCATION)},
+       errors=[422])
 def create_case(user):
     body = json_body(s.StartCaseSchema())
     try:
@@ -579,8 +587,7 @@ def create_case(user):
         # the resource is /cases; an unknown grid or process is a bad field, not a missing route
         name = exc.details.get("field") or "process"
         raise ApiError(400, "invalid", exc.text(lang()), fields={name: [exc.text(lang())]}) from None
-    case = _case_after(view, user)
-    return json_response(s.CaseSchema().dump(case), 201,
+    return json_response(s.CaseStepSchema().dump(_case_step(view)), 201,
                          {"Location": url_for("api.get_case", ref=view.case.business_key)})
 
 
@@ -695,12 +702,14 @@ def unclaim_task(user, task_id):
        description="`data` must satisfy `form.schema` of GET /api/v1/tasks/{task_id}. Invalid data is a 400 "
                    "with `fields` and changes nothing; a task already completed is a 409.",
        path_params={"task_id": TASK_ID}, body=s.CompleteTaskSchema,
-       responses={200: _json("the case after the step", s.CaseSchema)}, errors=[403, 404, 409, 422])
+       responses={200: _json("the case as the step left it (status, open tasks); its data, history and "
+                             "attachments: GET /api/v1/cases/{ref}", s.CaseStepSchema)},
+       errors=[403, 404, 409, 422])
 def complete_task(user, task_id):
     task_id = task_id_param(task_id)
     body = json_body(s.CompleteTaskSchema())
     view = service().complete_task(task_id, body["data"], user.id)
-    return json_response(s.CaseSchema().dump(_case_after(view, user)))
+    return json_response(s.CaseStepSchema().dump(_case_step(view)))
 
 
 # ------------------------------------------------------------------ routes: dashboard (web/dashboard.py)

@@ -233,6 +233,17 @@ class CaseSchema(CaseRefSchema):
     may_contribute = fields.Boolean(metadata={"description": "you may add files to the case"})
 
 
+class CaseStepSchema(CaseRefSchema):
+    """What a start or a completion answers: the case as the step left it. Its data,
+    history and attachments are `GET /api/v1/cases/{ref}` (a new case's `Location`)."""
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime(allow_none=True)
+    closed_at = fields.DateTime(allow_none=True)
+    created_by = fields.Nested(PersonSchema, allow_none=True)
+    open_tasks = fields.List(fields.Nested(TaskBriefSchema), metadata={
+        "description": "the tasks now waiting, oldest first; empty once the case is closed"})
+
+
 class UploadFormSchema(Schema):
     """multipart/form-data: one or more `file` parts."""
     file = fields.List(fields.Raw(metadata={"type": "string", "format": "binary"}), required=True,
