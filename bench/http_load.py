@@ -93,12 +93,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_gunicorn(url: str, workers: int, port: int, log_path: Path) -> subprocess.Popen:
+def start_gunicorn(url: str, workers: int, port: int, log_path: Path, worker_class: str = "sync",
+                   threads: int = 1) -> subprocess.Popen:
     env = dict(os.environ, DATABASE_URL=url, SECRET_KEY="http-load-bench-secret")
     log = open(log_path, "wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
-         "--graceful-timeout", "5", "web:create_app()"],
+        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--worker-class", worker_class,
+         "--threads", str(threads), "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5",
+         "web:create_app()"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -140,6 +142,83 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL server process on the machine (all databases: on a shared
+    machine other users' queries count too)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def count_statements(url: str) -> list[tuple[str, int, int]]:
+    """One report and its two completions in process (Flask's test client on the
+    bench database): (request kind, SQL statements, pool check-outs) of each. Every
+    check-out is a transaction (PostgreSQL: BEGIN, a pre-ping, COMMIT or ROLLBACK
+    round trips around its statements) or, for single reads, an autocommit read."""
+    from sqlalchemy import event
+    from sqlalchemy.pool import Pool
+
+    from web import create_app
+
+    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "http-load-bench-secret"})
+    engine = app.extensions["gridflow"].db.engine
+    counts = {"statements": 0, "checkouts": 0}
+
+    def on_statement(*_args):
+        counts["statements"] += 1
+
+    def on_checkout(*_args):
+        counts["checkouts"] += 1
+
+    event.listen(engine, "before_cursor_execute", on_statement)
+    event.listen(Pool, "checkout", on_checkout)
+    try:
+        http = app.test_client()
+        worker, grid, leader = TEAMS[0]
+        auth = {}
+        for name in (worker, leader):
+            token = http.post("/api/v1/auth/token", json={"username": name, "password": PASSWORD}).get_json()
+            auth[name] = {"Authorization": f"Bearer {token['token']}"}
+        holder_of = {"micro_mediation": leader, "record_result": worker}
+        out = []
+
+        def call(kind, user, path, body):
+            counts.update(statements=0, checkouts=0)
+            r = http.post(path, json=body, headers=auth[user])
+            if r.status_code not in (200, 201):
+                raise RuntimeError(f"{kind}: {r.status_code} {r.get_data(as_text=True)[:300]}")
+            out.append((kind, counts["statements"], counts["checkouts"]))
+            return r.get_json()
+
+        for _round in range(2):  # the first round warms caches (specs, forms); keep the second
+            out.clear()
+            case = call("start", worker, "/api/v1/cases", {"process": "grid_matter", "grid": grid, "data": REPORT})
+            while case["status"] == "open":
+                task = [t for t in case["open_tasks"] if t["spec_id"] in TASK_DATA][0]
+                case = call(f"complete {task['spec_id']}", holder_of[task["spec_id"]],
+                            f"/api/v1/tasks/{task['id']}/complete", {"data": TASK_DATA[task["spec_id"]]})
+        return out
+    finally:
+        event.remove(engine, "before_cursor_execute", on_statement)
+        event.remove(Pool, "checkout", on_checkout)
+        app.extensions["gridflow"].db.dispose()
+
+
 # ---------------------------------------------------------------- the clients
 
 class Stats:
@@ -167,23 +246,68 @@ def login(base: str, username: str) -> str:
     return r.json()["token"]
 
 
-def client_loop(index: int, base: str, tokens: dict, stop: threading.Event, stats: Stats):
-    import httpx
+class KeepAlive:
+    """A grid app's HTTP connection: the standard library's http.client, one
+    connection kept alive while the server allows it (gunicorn's sync workers close
+    it after each answer; http.client then opens the next). It sends the same
+    requests as httpx (JSON bodies, bearer token) and parses every answer, for a
+    fraction of the client CPU: on 2 cores shared with the server, that CPU is the
+    server's. A request that fails is an error of the run, never retried."""
+
+    def __init__(self, base: str, timeout: float = 60):
+        from urllib.parse import urlsplit
+        parts = urlsplit(base)
+        self.host, self.port, self.timeout = parts.hostname, parts.port, timeout
+        self.conn = None
+
+    def post(self, path: str, body: dict, headers: dict) -> tuple[int, bytes]:
+        import http.client
+        import json
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        headers = {**headers, "Content-Type": "application/json", "Content-Length": str(len(payload))}
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            self.conn.request("POST", path, payload, headers)
+            r = self.conn.getresponse()
+            return r.status, r.read()
+        except Exception:
+            self.close()   # start the next request on a fresh connection
+            raise
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def client_loop(index: int, base: str, tokens: dict, stop: threading.Event, stats: Stats, client: str = "http.client"):
+    import json
     worker, grid, leader = TEAMS[index % len(TEAMS)]
     auth = {name: {"Authorization": f"Bearer {tokens[name]}"} for name in (worker, leader)}
     holder_of = {"micro_mediation": leader, "record_result": worker}
-    with httpx.Client(base_url=base, timeout=60) as http:
+    if client == "httpx":
+        import httpx
+        http = httpx.Client(base_url=base, timeout=60)
+
+        def post(path, body, headers):
+            r = http.post(path, json=body, headers=headers)
+            return r.status_code, r.content
+    else:
+        http = KeepAlive(base)
+        post = http.post
+    try:
         def call(kind, user, path, body):
             started = time.perf_counter()
             try:
-                r = http.post(path, json=body, headers=auth[user])
-            except httpx.HTTPError as exc:
+                status, content = post(path, body, auth[user])
+            except Exception as exc:  # noqa: BLE001 - a transport error is an error of the run
                 stats.record(kind, time.perf_counter() - started, type(exc).__name__, False, str(exc))
                 return None
             elapsed = time.perf_counter() - started
-            ok = r.status_code in (200, 201)
-            stats.record(kind, elapsed, r.status_code, ok, "" if ok else r.text)
-            return r.json() if ok else None
+            ok = status in (200, 201)
+            stats.record(kind, elapsed, status, ok, "" if ok else content.decode(errors="replace"))
+            return json.loads(content) if ok else None
 
         while not stop.is_set():
             case = call("start", worker, "/api/v1/cases", {"process": "grid_matter", "grid": grid, "data": REPORT})
@@ -199,6 +323,8 @@ def client_loop(index: int, base: str, tokens: dict, stop: threading.Event, stat
                     with stats.lock:
                         stats.completions += 1
                         stats.cases_closed += case["status"] == "completed"
+    finally:
+        http.close()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -212,20 +338,26 @@ def run(args) -> int:
     url = args.database_url
     print(f"setting up {url.split('@')[-1]} (schema, demo org, processes/) ...", flush=True)
     prepare_database(url)
+    statements = [] if args.no_statements else count_statements(url)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = Path(args.log)
-    server = start_gunicorn(url, args.workers, port, log_path)
+    server = start_gunicorn(url, args.workers, port, log_path, args.worker_class, args.threads)
     try:
         wait_ready(base, server)
         tokens = {name: login(base, name) for team in TEAMS for name in (team[0], team[2])}
         pids = worker_pids(server.pid)
         rss_before = {pid: rss_mb(pid) for pid in pids}
         stats, stop = Stats(), threading.Event()
-        threads = [threading.Thread(target=client_loop, args=(i, base, tokens, stop, stats), daemon=True)
+        threads = [threading.Thread(target=client_loop, args=(i, base, tokens, stop, stats, args.client),
+                                    daemon=True)
                    for i in range(args.clients)]
-        print(f"running {args.clients} clients against {args.workers} gunicorn workers for {args.seconds} s ...",
-              flush=True)
+        print(f"running {args.clients} clients ({args.client}) against {args.workers} gunicorn workers "
+              f"({args.worker_class}, {args.threads} thread(s) each) for {args.seconds} s ...", flush=True)
+        pg = postgres_pids()
+        cpu_before = {"client": time.process_time(), "gunicorn": sum(cpu_seconds(p) for p in pids),
+                      "postgres": sum(cpu_seconds(p) for p in pg)}
+        load_before = os.getloadavg()
         started = time.perf_counter()
         for t in threads:
             t.start()
@@ -235,6 +367,10 @@ def run(args) -> int:
             t.join(120)
         elapsed = time.perf_counter() - started
         pids = worker_pids(server.pid)
+        cpu = {"client": time.process_time() - cpu_before["client"],
+               "gunicorn": sum(cpu_seconds(p) for p in pids) - cpu_before["gunicorn"],
+               "postgres": sum(cpu_seconds(p) for p in set(pg) | set(postgres_pids())) - cpu_before["postgres"]}
+        load_after = os.getloadavg()
         rss_after = {pid: rss_mb(pid) for pid in pids}
     finally:
         server.terminate()
@@ -251,7 +387,10 @@ def run(args) -> int:
     print()
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
           f"; database {url.split('@')[-1]}")
-    print(f"gunicorn workers: {args.workers}   clients: {args.clients}   duration: {elapsed:.1f} s")
+    print(f"load average before / after: {' '.join(f'{x:.2f}' for x in load_before)} / "
+          f"{' '.join(f'{x:.2f}' for x in load_after)}")
+    print(f"gunicorn workers: {args.workers} ({args.worker_class}, threads {args.threads})   "
+          f"clients: {args.clients} ({args.client})   duration: {elapsed:.1f} s")
     print(f"task completions: {stats.completions}  ({rate:.1f}/s)   cases reported: {len(stats.latency['start'])}"
           f"   cases closed: {stats.cases_closed}")
     print(f"requests: {requests}  ({requests / elapsed:.1f}/s)   errors: {errors}")
@@ -261,6 +400,14 @@ def run(args) -> int:
         if values:
             print(f"{kind:<12} {len(values):>7} {pct(values, 50):>8.1f} {pct(values, 95):>8.1f} "
                   f"{pct(values, 99):>8.1f} {max(values) * 1000:>8.1f}")
+    total_cpu = sum(cpu.values())
+    per = stats.completions or 1
+    print("CPU during the run (s): " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+          + f"   = {total_cpu / elapsed:.2f} of {os.cpu_count()} cores;"
+          f" per completion (ms): " + ", ".join(f"{k} {v / per * 1000:.1f}" for k, v in cpu.items()))
+    if statements:
+        print("SQL per request (in process, one case): " + ", ".join(
+            f"{kind} {n} statements / {c} check-outs" for kind, n, c in statements))
     for key, count in sorted(stats.errors.items()):
         print(f"  error {key}: {count}")
     for sample in stats.error_samples:
@@ -283,6 +430,14 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--workers", type=int, default=(os.cpu_count() or 1) * 2 + 1,
                         help="gunicorn workers (default: 2 x cores + 1, gunicorn's advice)")
+    parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"],
+                        help="gunicorn worker class (default sync, as `make run`)")
+    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (gthread)")
+    parser.add_argument("--client", default="http.client", choices=["http.client", "httpx"],
+                        help="the clients' HTTP library: the standard library's keep-alive connection "
+                             "(default, light) or httpx (the first runs' client)")
+    parser.add_argument("--no-statements", action="store_true",
+                        help="skip counting SQL statements per request kind before the run")
     parser.add_argument("--database-url", default=os.environ.get("GRIDFLOW_HTTP_DATABASE_URL", DEFAULT_URL))
     parser.add_argument("--log", default="/tmp/gridflow_http_load_gunicorn.log")
     args = parser.parse_args(argv)
