@@ -100,7 +100,7 @@ def start_gunicorn(url: str, workers: int, port: int, log_path: Path, worker_cla
     return subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--worker-class", worker_class,
          "--threads", str(threads), "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5",
-         "web:create_app()"],
+         "--access-logfile", "-", "web:create_app()"],   # an access line per request, as `make run` writes
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
