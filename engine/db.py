@@ -28,7 +28,7 @@ def database_url(url: str | None = None) -> str:
     return f"sqlite:///{DEFAULT_SQLITE_PATH}"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int = 10) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
@@ -49,13 +49,13 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=20)
 
 
 class Database:
-    def __init__(self, url: str | None = None):
+    def __init__(self, url: str | None = None, pool_size: int = 10):
         self.url = database_url(url)
-        self.engine = make_engine(self.url)
+        self.engine = make_engine(self.url, pool_size)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
 
     @property

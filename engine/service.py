@@ -8,11 +8,12 @@ append audit events, commit. Any error rolls the whole transition back.
 """
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, union
+from sqlalchemy import and_, bindparam, func, or_, select, union
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, joinedload
 from sqlalchemy.orm.exc import StaleDataError
@@ -28,7 +29,7 @@ from . import audit, clock
 from .access import can_view_case, is_read_only, start_node_id, start_node_path
 from .attachments import AttachmentStore
 from .bpmn import ParsedProcess, all_specs, is_user_task, parse_process, user_task_info
-from .db import Database, in_batch
+from .db import Database, deferred_inserts, in_batch
 from .diagram import highlights, process_file
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, ProcessError
 from .lanes import LaneResolver
@@ -125,6 +126,28 @@ class CaseView:
     @property
     def status(self):
         return self.case.status
+
+
+@functools.cache
+def _hot_statements() -> dict:
+    """The statements every transition runs, built once: building a SELECT with an alias
+    and joins costs more Python than executing it. Parameters are bound at execution."""
+    task_id, case_id = bindparam("task_id"), bindparam("case_id")
+    other = aliased(WorkItem)
+    lock = (select(WorkItem, Case, current_generation()).join(Case, Case.id == WorkItem.case_id)
+            .where(WorkItem.id == task_id).with_for_update(of=Case)
+            .execution_options(populate_existing=True))
+    return {
+        "lock": lock,
+        # SQLite: the state and, one row each, the case's other open work items (if any)
+        "lock_with_state": (lock.add_columns(CaseState, other).join(CaseState, CaseState.case_id == Case.id)
+                            .outerjoin(other, and_(other.case_id == Case.id, other.status == "open",
+                                                   other.id != task_id))),
+        # PostgreSQL, after the lock: what the official we may have waited for left
+        "reread_with_state": (select(WorkItem, CaseState).join(CaseState, CaseState.case_id == WorkItem.case_id)
+                              .where(WorkItem.id == task_id).execution_options(populate_existing=True)),
+        "open_items": select(WorkItem).where(WorkItem.case_id == case_id, WorkItem.status == "open"),
+    }
 
 
 class WorkflowService:
@@ -392,20 +415,15 @@ class WorkflowService:
             raise NotFound("no such task", zh="找不到该任务")
         pg = self.db.is_postgres
         task_id = str(task_id)
-        query = (select(WorkItem, Case, current_generation()).join(Case, Case.id == WorkItem.case_id)
-                 .where(WorkItem.id == task_id)
-                 .with_for_update(of=Case).execution_options(populate_existing=True))
-        if with_state and not pg:
-            query = self._with_state_and_other_open_items(query, task_id)
-        rows = session.execute(query).all()
+        statements = _hot_statements()
+        lock = statements["lock_with_state" if with_state and not pg else "lock"]
+        rows = session.execute(lock, {"task_id": task_id}).all()
         if not rows:
             raise NotFound(f"no task '{task_id}'", zh="找不到该任务")
         item, case = rows[0][0], rows[0][1]
         self.org.attach(session, rows[0][2])
         if pg and with_state:
-            item, state = session.execute(
-                select(WorkItem, CaseState).where(WorkItem.id == task_id, CaseState.case_id == case.id)
-                .execution_options(populate_existing=True)).one()
+            item, state = session.execute(statements["reread_with_state"], {"task_id": task_id}).one()
             session.info.setdefault(STATE_ROWS, {})[case.id] = state
         elif pg:
             session.refresh(item)
@@ -415,13 +433,6 @@ class WorkflowService:
             session.info.setdefault(PREFETCHED_OPEN_ITEMS, {})[case.id] = {
                 other.id: other for other in (row[4] for row in rows) if other is not None}
         return item, case
-
-    @staticmethod
-    def _with_state_and_other_open_items(query, task_id: str):
-        """Add the case's state and, one row each, its other open work items (if any)."""
-        other = aliased(WorkItem)
-        return (query.add_columns(CaseState, other).join(CaseState, CaseState.case_id == Case.id)
-                .outerjoin(other, and_(other.case_id == Case.id, other.status == "open", other.id != task_id)))
 
     def _refuse_unless_open(self, session, item: WorkItem):
         if item.status != "open":
@@ -565,7 +576,8 @@ class WorkflowService:
         """One transaction; a lost race on the case's version is a Conflict, never a lost update.
         Once committed, the workflows it saved stay in memory for the cases' next steps."""
         try:
-            with self.db.unit_of_work() as session:
+            with self.db.unit_of_work() as session, deferred_inserts(session):
+                # audit and notification rows go in after one flush of the ORM's writes
                 saved = session.info.setdefault(LIVE_AFTER_COMMIT, [])
                 result = fn(session, *args)
         except StaleDataError:
@@ -674,8 +686,7 @@ class WorkflowService:
         if prefetched is not None and case.id in prefetched:
             open_items = prefetched.pop(case.id)
         else:
-            open_items = {i.id: i for i in session.scalars(
-                select(WorkItem).where(WorkItem.case_id == case.id, WorkItem.status == "open"))}
+            open_items = {i.id: i for i in session.scalars(_hot_statements()["open_items"], {"case_id": case.id})}
         for item_id, item in open_items.items():
             if item_id not in ready:
                 item.status, item.completed_at = "cancelled", now

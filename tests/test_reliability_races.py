@@ -18,9 +18,11 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
+from engine.db import Database
 from engine.deploy import deploy_files
 from engine.errors import Conflict
 from engine.models import AuditEvent, Case, WorkItem
+from engine.service import WorkflowService
 
 GRID = "linxi-xinguang-g1"
 WORKERS = ["lx_wgy1", "lx_wgy2", "lx_wgz1", "lxz_pd", "lxz_cg", "lxz_pcs", "lxz_sfs", "lxx_pd", "lxx_cg", "cf_pd"]
@@ -52,9 +54,14 @@ RACE_BPMN = """<?xml version="1.0" encoding="UTF-8"?>
 
 @pytest.fixture
 def race_service(service):
+    """The service on a pool with a connection per racing thread: the races under test are
+    for rows, not for pool slots (a thread starved of a connection for 30 s on a loaded
+    machine is the pool's timeout, not a lost update)."""
     with service.db.unit_of_work() as session:
         deploy_files(session, {"reliab_race.bpmn": RACE_BPMN}, None, actor="tests")
-    return service
+    db = Database(service.db.url, pool_size=60)
+    yield WorkflowService(db, forms=service.forms)
+    db.dispose()
 
 
 def start_cases(service, count: int) -> list[str]:
