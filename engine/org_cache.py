@@ -80,6 +80,23 @@ class OrgView:
     holders: dict = field(default_factory=dict)      # (role, node id) -> [active holder ids]
     departments: dict = field(default_factory=dict)  # (node id, dept type) -> NodeSnapshot | None
     usernames: dict = field(default_factory=dict)    # (names...) -> [active user ids]
+    codes: dict = field(default_factory=dict)        # node code -> NodeSnapshot
+
+    def node_by_code(self, session: Session, code: str) -> NodeSnapshot | None:
+        found = self.codes.get(code)
+        if found is None:
+            node = session.scalar(select(JurisdictionNode).where(JurisdictionNode.code == code))
+            if node is None:
+                return None
+            found = self.codes[code] = NodeSnapshot.of(node)
+        return found
+
+    def nodes_by_id(self, session: Session, ids) -> dict[int, NodeSnapshot]:
+        missing = [i for i in ids if i not in self.nodes]
+        if missing:
+            for node in session.scalars(select(JurisdictionNode).where(JurisdictionNode.id.in_(missing))):
+                self.nodes[node.id] = NodeSnapshot.of(node)
+        return {i: self.nodes[i] for i in ids if i in self.nodes}
 
     def user(self, session: Session, ref) -> UserSnapshot | None:
         """The user by id or username, active or not; None if there is none."""

@@ -195,7 +195,10 @@ class WorkflowService:
     def _node(session: Session, ref) -> JurisdictionNode:
         if not isinstance(ref, JurisdictionNode) and not storable_ref(ref):
             raise NotFound(f"no jurisdiction node {str(ref)[:40]!r}", zh="找不到该辖区", field="grid")
-        if isinstance(ref, JurisdictionNode):
+        view = view_of(session)
+        if view is not None and isinstance(ref, str):
+            node = view.node_by_code(session, ref)  # a read-only snapshot, shared while the org is unchanged
+        elif isinstance(ref, JurisdictionNode):
             node = session.get(JurisdictionNode, ref.id)
         elif isinstance(ref, int):
             node = session.get(JurisdictionNode, ref)
@@ -270,6 +273,7 @@ class WorkflowService:
         state_row = CaseState(case_id=case.id, serializer_version=self.serializer.version, state="")
         session.add(state_row)
         workflow._gf_state_row = state_row
+        session.info.setdefault(PREFETCHED_OPEN_ITEMS, {})[case.id] = {}  # a new case has none to look up
         open_items = self._after_transition(session, case, workflow, parsed, user, now)
         return CaseView(case, open_items)
 
@@ -288,9 +292,12 @@ class WorkflowService:
     def _next_business_key(self, session, grid: JurisdictionNode, version: ProcessVersion, now) -> str:
         prefix = version.properties.get("businessKeyPrefix")
         if not prefix:
-            nodes = session.scalars(select(JurisdictionNode).where(
-                JurisdictionNode.id.in_(grid.ancestor_ids()))).all()
-            by_id = {n.id: n for n in nodes}
+            view = view_of(session)
+            if view is not None:
+                by_id = view.nodes_by_id(session, grid.ancestor_ids())
+            else:
+                by_id = {n.id: n for n in session.scalars(select(JurisdictionNode).where(
+                    JurisdictionNode.id.in_(grid.ancestor_ids())))}
             for nid in reversed(grid.ancestor_ids()):
                 if by_id[nid].key_prefix:
                     prefix = by_id[nid].key_prefix

@@ -159,3 +159,37 @@ def _holders(db, role, node_id) -> list[int]:
     with db.read_session() as session:
         return list(session.scalars(text("SELECT user_id FROM role_assignment WHERE role = :r AND node_id = :n"),
                                     {"r": role, "n": node_id}))
+
+
+def _org_reads(db, action) -> list[str]:
+    seen = []
+
+    def record(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        action()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert seen
+    return [s for s in seen if s.lstrip().upper().startswith("SELECT")
+            and any(f"FROM {t}" in s for t in ("app_user", "role_assignment", "jurisdiction_node"))]
+
+
+def test_a_steady_start_asks_nothing_of_the_organisation(loop_service, clean_db):
+    loop_service.start_case("loop", GRID, {}, WORKER)
+    assert _org_reads(clean_db, lambda: loop_service.start_case("loop", GRID, {}, WORKER)) == []
+
+
+def test_a_case_number_prefix_changed_by_plain_sql_is_used_by_the_next_case(loop_service, clean_db):
+    first = loop_service.start_case("loop", GRID, {}, WORKER).business_key
+    prefix = first.split("-")[0]
+    with clean_db.read_session() as session:
+        node_id = session.scalar(text("SELECT id FROM jurisdiction_node WHERE key_prefix = :p"), {"p": prefix})
+    _sql(clean_db, "UPDATE jurisdiction_node SET key_prefix = 'ZZ' WHERE id = :id", id=node_id)
+    try:
+        assert loop_service.start_case("loop", GRID, {}, WORKER).business_key.startswith("ZZ-")
+    finally:
+        _sql(clean_db, "UPDATE jurisdiction_node SET key_prefix = :p WHERE id = :id", p=prefix, id=node_id)
+    assert loop_service.start_case("loop", GRID, {}, WORKER).business_key.startswith(f"{prefix}-")
