@@ -144,7 +144,10 @@ def _hot_statements() -> dict:
                             .outerjoin(other, and_(other.case_id == Case.id, other.status == "open",
                                                    other.id != task_id))),
         # PostgreSQL, after the lock: what the official we may have waited for left
-        "reread_with_state": (select(WorkItem, CaseState).join(CaseState, CaseState.case_id == WorkItem.case_id)
+        # (with the case's other open work items, one row each, as on SQLite)
+        "reread_with_state": (select(WorkItem, CaseState, other).join(CaseState, CaseState.case_id == WorkItem.case_id)
+                              .outerjoin(other, and_(other.case_id == WorkItem.case_id, other.status == "open",
+                                                     other.id != task_id))
                               .where(WorkItem.id == task_id).execution_options(populate_existing=True)),
         "open_items": select(WorkItem).where(WorkItem.case_id == case_id, WorkItem.status == "open"),
     }
@@ -430,15 +433,15 @@ class WorkflowService:
         item, case = rows[0][0], rows[0][1]
         self.org.attach(session, rows[0][2])
         if pg and with_state:
-            item, state = session.execute(statements["reread_with_state"], {"task_id": task_id}).one()
-            session.info.setdefault(STATE_ROWS, {})[case.id] = state
+            rows = session.execute(statements["reread_with_state"], {"task_id": task_id}).all()
+            item = rows[0][0]
         elif pg:
             session.refresh(item)
-        elif with_state:
+        if with_state:
             # the state for `_load`, the case's other open tasks for `_sync_work_items`
-            session.info.setdefault(STATE_ROWS, {})[case.id] = rows[0][3]
+            session.info.setdefault(STATE_ROWS, {})[case.id] = rows[0][-2]
             session.info.setdefault(PREFETCHED_OPEN_ITEMS, {})[case.id] = {
-                other.id: other for other in (row[4] for row in rows) if other is not None}
+                other.id: other for other in (row[-1] for row in rows) if other is not None}
         return item, case
 
     def _refuse_unless_open(self, session, item: WorkItem):
