@@ -25,6 +25,7 @@ DEMO_CASES ?= 2000
 setup: venv
 	$(VENV)/bin/gridflow setup-demo
 	$(VENV)/bin/gridflow demo --cases $(DEMO_CASES) --if-empty
+	$(VENV)/bin/gridflow metrics refresh
 
 HOST ?= 127.0.0.1
 PORT ?= 5000

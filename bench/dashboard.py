@@ -12,9 +12,13 @@ matters and petitions over twelve months, 95 % closed, with the work items
     .venv/bin/python bench/dashboard.py [--cases 1000000] [--db sqlite:////tmp/bench_dashboard.sqlite]
     DATABASE_URL=postgresql+psycopg://... .venv/bin/python bench/dashboard.py
 
-It prints the build time, then for the whole province (all cases), one city, one
-county and one town: the engine's compute time, and the full page (HTTP GET
-/dashboard as a leader of that node, through Flask) — best of 3 runs each.
+It prints the build time and the time to build the roll-ups (engine/rollup.py), then
+for the whole province (all cases), one city, one county and one town: the engine's
+compute time from the roll-ups (and, with --before, from the cases as before), and the
+full page (HTTP GET /dashboard as a leader of that node, through Flask; the province,
+which no login can open in this tree, is rendered through the same view code) — best
+of 3 runs each. --dirty N then changes N cases without refreshing the roll-ups (the
+dashboard corrects them live), measures again, and times the refresh.
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ from engine import clock as clock_module, schema  # noqa: E402
 from engine.case_facts import time_limit  # noqa: E402
 from engine.db import Database  # noqa: E402
 from engine.deploy import deploy_files, read_process_dir  # noqa: E402
+from engine import rollup  # noqa: E402
 from engine.metrics import Metrics, Scope  # noqa: E402
 from engine.models import (NO_DUE_DATE, AuditEvent, Case, JurisdictionNode, ProcessVersion, RoleAssignment,  # noqa
                            User, WorkItem)
@@ -205,6 +210,8 @@ def main():
     parser.add_argument("--cases", type=int, default=1_000_000)
     parser.add_argument("--db", default=os.environ.get("DATABASE_URL") or "sqlite:////tmp/bench_dashboard.sqlite")
     parser.add_argument("--reuse", action="store_true", help="measure an existing bench database, build nothing")
+    parser.add_argument("--before", action="store_true", help="also measure the compute from the cases (no roll-ups)")
+    parser.add_argument("--dirty", type=int, default=0, help="then change this many cases and measure again")
     args = parser.parse_args()
     if args.db.startswith("sqlite:///") and not args.reuse:
         Path(args.db.replace("sqlite:///", "")).unlink(missing_ok=True)
@@ -219,41 +226,105 @@ def main():
         began = time.perf_counter()
         grids, picks = build_tree(db)
         counts = build_cases(db, grids, args.cases)
-        if db.is_postgres:
-            with db.engine.begin() as conn:
-                conn.execute(text("ANALYZE"))
-        else:
-            with db.engine.begin() as conn:
-                conn.execute(text("ANALYZE"))
+        with db.engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
         print(f"built {len(grids):,} grids, {counts['cases']:,} cases, {counts['work_items']:,} work items, "
               f"{counts['audit_events']:,} audit events in {time.perf_counter() - began:.0f} s")
+    if not rollup_built(db):
+        began = time.perf_counter()
+        with db.unit_of_work() as session:
+            taken = rollup.rebuild(session, NOW)
+        with db.engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
+        print(f"roll-ups built from {taken:,} cases in {time.perf_counter() - began:.1f} s ({rollup_rows(db)})")
+    measure(db, args.before)
+    if args.dirty:
+        began = time.perf_counter()
+        change_cases(db, args.dirty)
+        print(f"\n{args.dirty:,} cases changed, not yet refreshed ({time.perf_counter() - began:.1f} s); again:")
+        measure(db, False)
+        began = time.perf_counter()
+        with db.unit_of_work() as session:
+            taken = rollup.refresh(session, NOW)
+        print(f"refresh took in {taken:,} cases in {time.perf_counter() - began:.2f} s")
+
+
+def rollup_built(db) -> bool:
+    with db.read_session() as session:
+        return rollup.is_built(session)
+
+
+def rollup_rows(db) -> str:
+    from sqlalchemy import func
+    from engine.models import RollupCases, RollupDims, RollupReports, RollupTasks
+    with db.read_session() as session:
+        return ", ".join(f"{t.__tablename__} {session.scalar(select(func.count()).select_from(t)):,}"
+                         for t in (RollupCases, RollupDims, RollupTasks, RollupReports))
+
+
+def change_cases(db, n: int, seed: int = 9) -> None:
+    """What a busy morning does: open matters closed, through the ORM (the mapper hook marks them)."""
+    rng = random.Random(seed)
+    with db.unit_of_work() as session:
+        ids = list(session.scalars(select(Case.id).where(Case.status == "open").limit(n * 5)))
+        for case_id in rng.sample(ids, min(n, len(ids))):
+            case = session.get(Case, case_id)
+            case.status, case.closed_at, case.updated_at = "completed", NOW - timedelta(hours=1), NOW
+
+
+def measure(db, before: bool) -> None:
+    from flask import render_template
+    from flask_login import login_user
+
+    from engine.service import WorkflowService
+    from web import create_app
+    from web.dashboard import build_charts, build_tables, cell, level_label
+
     with db.read_session() as session:
         nodes = {lvl: session.scalar(select(JurisdictionNode).where(JurisdictionNode.code == code))
                  for lvl, code in (("city", "c0"), ("county", "c0k0"), ("town", "c0k0t0"))}
     start, end = NOW - timedelta(days=365), NOW + timedelta(days=1)
-
-    from web import create_app
-    from engine.service import WorkflowService
     app = create_app({"TESTING": True, "SECRET_KEY": "bench", "WTF_CSRF_ENABLED": False,
                       "SERVICE": WorkflowService(db)})
     client = app.test_client()
 
+    def province_page():
+        """The page's view code for the whole tree (no login of this tree opens it)."""
+        with app.test_request_context("/dashboard"), db.read_session() as session:
+            login_user(session.scalar(select(User).where(User.username == "leader_city")))
+            figures = Metrics(session, Scope(None, start, end), NOW).compute()
+            figures["period"] = {"start": str(start.date()), "end": str(NOW.date())}
+            figures["breadcrumb"] = []
+            args = {"node": None, "start": str(start.date()), "end": str(NOW.date())}
+            tables = build_tables(figures, args)
+            return render_template("dashboard/index.html", figures=figures, tables=tables,
+                                   charts=build_charts(figures, tables), args=args, start=start.date(),
+                                   end=NOW.date(), cell=cell, level_label=level_label)
+
     print("seconds, best of 3; cpu = this process's CPU time in that run (the database is in-process for SQLite)")
-    print(f"{'scope':<10}{'cases':>10}{'compute':>10}{'cpu':>8}{'page':>8}{'cpu':>8}")
+    print(f"{'scope':<10}{'cases':>10}{'before':>9}{'cpu':>8}{'compute':>9}{'cpu':>8}{'page':>8}{'cpu':>8}")
     for label, node in [("province", None), *nodes.items()]:
-        def compute():
+        def compute(rollups):
             with db.read_session() as session:
-                return Metrics(session, Scope(node, start, end), NOW).compute()
-        seconds, cpu, figures = best_of(compute)
-        page, page_cpu = "—", "—"
-        if node is not None:
+                return Metrics(session, Scope(node, start, end), NOW, rollups=rollups).compute()
+        raw, raw_cpu, raw_figures = "—", "—", None
+        if before:
+            raw_s, raw_c, raw_figures = best_of(lambda: compute(False))
+            raw, raw_cpu = f"{raw_s:.2f}", f"{raw_c:.2f}"
+        seconds, cpu, figures = best_of(lambda: compute(True))
+        if raw_figures is not None:
+            assert figures == raw_figures, f"{label}: the roll-ups' figures differ from the cases'"
+        if node is None:
+            page_s, page_c, html = best_of(province_page)
+            assert "chart" in html
+        else:
             client.post("/login", data={"username": f"leader_{label}", "password": "demo123"})
             url = f"/dashboard?node={node.code}&start={start.date()}&end={NOW.date()}"
             page_s, page_c, response = best_of(lambda: client.get(url))
             assert response.status_code == 200, response.status_code
-            page, page_cpu = f"{page_s:.2f}", f"{page_c:.2f}"
             client.post("/logout")
-        print(f"{label:<10}{figures['headline']['registered']:>10,}{seconds:>10.2f}{cpu:>8.2f}{page:>8}{page_cpu:>8}")
+        print(f"{label:<10}{figures['headline']['registered']:>10,}{raw:>9}{raw_cpu:>8}{seconds:>9.2f}{cpu:>8.2f}"
+              f"{page_s:>8.2f}{page_c:>8.2f}")
 
 
 if __name__ == "__main__":

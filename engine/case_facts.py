@@ -10,6 +10,9 @@ the metrics never read JSON or load a workflow.
 
 A finished reverse evaluation (逆向考评) also copies its scores into
 `evaluation_score`, one row per unit scored.
+
+Every write also sets `rollup_dirty`: the dashboard roll-ups (engine/rollup.py)
+take the case in again at their next refresh, and correct for it until then.
 """
 from __future__ import annotations
 
@@ -74,6 +77,9 @@ def fill(case: Case) -> None:
     case.outcome = _text(summary.get("outcome"), 40)
     for column, node_id in zip(DEPTH_COLUMNS, depth_ids(case.grid_path)):
         setattr(case, column, node_id)
+    # the dashboard roll-ups take this case in again at their next refresh (engine/rollup.py);
+    # a flag on the case's own row, so no write ever waits on a shared counter
+    case.rollup_dirty = True
 
 
 @event.listens_for(Case, "before_insert")

@@ -37,6 +37,7 @@ PETITION_TASKS = ("decide", "handle", "handle_extended", "approve_extension", "n
                   "written_reply", "review_request", "recheck_request")
 PETITION_CLOSED = ("closed_after_reply", "closed_after_review", "closed_after_recheck")
 PETITION_CEASED = ("closed_after_reply", "closed_after_review")  # the petitioner asked no further (息诉罢访)
+HANDLING = "handle+extended"  # engine/rollup.py's pseudo task: handling before or after an extension
 DASHBOARD_ROLES = ("leader", "center_dispatcher", "auditor")
 WORKER_ROWS = 100
 
@@ -81,11 +82,15 @@ def _int(value) -> int:
 
 
 class Metrics:
-    def __init__(self, session: Session, scope: Scope, now: datetime | None = None):
+    """`rollups`: read the cohort figures from the roll-ups (engine/rollup.py) — True, False
+    (the cases, as before), or None: the roll-ups once they are built. The figures are the same."""
+
+    def __init__(self, session: Session, scope: Scope, now: datetime | None = None, rollups: bool | None = None):
         self.session = session
         self.scope = scope
         self.now = now or clock.now()
         self.asof = min(scope.end, self.now)
+        self.rollups = rollups
 
     # ---------------------------------------------------------------- cases
 
@@ -111,7 +116,25 @@ class Metrics:
         rows = self.session.execute(select(*dims, *self._case_sums()).where(self._cohort()).group_by(*dims)).all()
         return [dict(r._mapping) for r in rows]
 
-    def children(self) -> list[dict]:
+    def children(self, rows: list[dict] | None = None) -> list[dict]:
+        """Each child node's figures; `rows`: their sums from the roll-ups, else from the cases."""
+        if rows is None:
+            rows = self._children_sums()
+        nodes = {n.id: n for n in self.session.scalars(
+            select(JurisdictionNode).where(JurisdictionNode.id.in_([r["node_id"] for r in rows])))}
+        out = []
+        for r in rows:
+            node = nodes.get(r["node_id"])
+            out.append({
+                "node_id": r["node_id"], "code": node.code if node else None, "name": node.name if node else "?",
+                "level": node.level if node else None, "registered": r["registered"], "due": r["due"],
+                "closed": r["closed_due"], "on_time": r["on_time"],
+                "closure_rate": rate(r["closed_due"], r["due"]), "on_time_rate": rate(r["on_time"], r["due"]),
+                "satisfaction_rate": rate(r["satisfied"], r["rated"]),
+                "grid_rate": rate(r["resolved_grid"], r["resolved"])})
+        return sorted(out, key=lambda row: (row["code"] or ""))
+
+    def _children_sums(self) -> list[dict]:
         column = self.scope.child_column()
         if column is None:
             return []
@@ -123,19 +146,7 @@ class Metrics:
                    func.sum(when((resolved, 1), else_=0)).label("resolved"),
                    func.sum(when((Case.resolved_level == "grid", 1), else_=0)).label("resolved_grid"))
             .where(self._cohort(), column.is_not(None)).group_by(column)).all()
-        nodes = {n.id: n for n in self.session.scalars(
-            select(JurisdictionNode).where(JurisdictionNode.id.in_([r.node_id for r in rows])))}
-        out = []
-        for r in rows:
-            node = nodes.get(r.node_id)
-            out.append({
-                "node_id": r.node_id, "code": node.code if node else None, "name": node.name if node else "?",
-                "level": node.level if node else None, "registered": _int(r.registered), "due": _int(r.due),
-                "closed": _int(r.closed_due), "on_time": _int(r.on_time),
-                "closure_rate": rate(_int(r.closed_due), _int(r.due)), "on_time_rate": rate(_int(r.on_time), _int(r.due)),
-                "satisfaction_rate": rate(_int(r.satisfied), _int(r.rated)),
-                "grid_rate": rate(_int(r.resolved_grid), _int(r.resolved))})
-        return sorted(out, key=lambda row: (row["code"] or ""))
+        return [{k: (v if k == "node_id" else _int(v)) for k, v in r._mapping.items()} for r in rows]
 
     def monthly(self) -> list[dict]:
         if self.session.bind.dialect.name == "postgresql":
@@ -202,30 +213,18 @@ class Metrics:
 
     # ---------------------------------------------------------- petitions
 
-    def petitions(self, groups: list[dict]) -> dict:
-        cohort = and_(self._cohort(), Case.process_key == PETITION)
-        late = or_(and_(WorkItem.status == "completed", WorkItem.completed_at > WorkItem.due_at),
-                   and_(WorkItem.status == "open", WorkItem.due_at < self.asof))
-        due = or_(WorkItem.status == "completed", and_(WorkItem.status == "open", WorkItem.due_at < self.asof))
-        rows = self.session.execute(
-            select(WorkItem.spec_id,
-                   func.count(distinct(when((WorkItem.status == "completed", WorkItem.case_id)))).label("completed"),
-                   func.count(distinct(when((due, WorkItem.case_id)))).label("due"),
-                   func.count(distinct(when((late, WorkItem.case_id)))).label("late"))
-            .join(Case, Case.id == WorkItem.case_id).where(cohort, WorkItem.spec_id.in_(PETITION_TASKS))
-            .group_by(WorkItem.spec_id)).all()
-        by_task = {r.spec_id: r for r in rows}
+    def petitions(self, groups: list[dict], tasks: dict | None = None) -> dict:
+        """`tasks`: per task kind {completed, due, late} (and HANDLING) from the roll-ups, else from the cases."""
+        if tasks is None:
+            by_task, handling_due, handling_late = self._petition_tasks()
+        else:
+            by_task = tasks
+            handling_due = tasks.get("handle", {}).get("due", 0)
+            handling_late = tasks.get(HANDLING, {}).get("late", 0)
 
         def figure(spec, name):
-            row = by_task.get(spec)
-            return _int(getattr(row, name)) if row is not None else 0
+            return _int(by_task.get(spec, {}).get(name))
 
-        handling_due = self.session.scalar(
-            select(func.count(distinct(WorkItem.case_id))).join(Case, Case.id == WorkItem.case_id)
-            .where(cohort, WorkItem.spec_id == "handle", due))
-        handling_late = self.session.scalar(
-            select(func.count(distinct(WorkItem.case_id))).join(Case, Case.id == WorkItem.case_id)
-            .where(cohort, WorkItem.spec_id.in_(("handle", "handle_extended")), late))
         registered = sum(g["registered"] for g in groups if g["process_key"] == PETITION)
         outcomes = {}
         for g in groups:
@@ -251,14 +250,37 @@ class Metrics:
             "outcomes": outcomes,
         }
 
+    def _petition_tasks(self):
+        cohort = and_(self._cohort(), Case.process_key == PETITION)
+        late = or_(and_(WorkItem.status == "completed", WorkItem.completed_at > WorkItem.due_at),
+                   and_(WorkItem.status == "open", WorkItem.due_at < self.asof))
+        due = or_(WorkItem.status == "completed", and_(WorkItem.status == "open", WorkItem.due_at < self.asof))
+        rows = self.session.execute(
+            select(WorkItem.spec_id,
+                   func.count(distinct(when((WorkItem.status == "completed", WorkItem.case_id)))).label("completed"),
+                   func.count(distinct(when((due, WorkItem.case_id)))).label("due"),
+                   func.count(distinct(when((late, WorkItem.case_id)))).label("late"))
+            .join(Case, Case.id == WorkItem.case_id).where(cohort, WorkItem.spec_id.in_(PETITION_TASKS))
+            .group_by(WorkItem.spec_id)).all()
+        by_task = {r.spec_id: {"completed": r.completed, "due": r.due, "late": r.late} for r in rows}
+        handling_due = self.session.scalar(
+            select(func.count(distinct(WorkItem.case_id))).join(Case, Case.id == WorkItem.case_id)
+            .where(cohort, WorkItem.spec_id == "handle", due))
+        handling_late = self.session.scalar(
+            select(func.count(distinct(WorkItem.case_id))).join(Case, Case.id == WorkItem.case_id)
+            .where(cohort, WorkItem.spec_id.in_(("handle", "handle_extended")), late))
+        return by_task, handling_due, handling_late
+
     # -------------------------------------------------------- grid workers
 
-    def workers(self, limit: int = WORKER_ROWS) -> list[dict]:
-        """The grid workers with the most reports in the period, with their other work."""
-        reports = self.session.execute(
-            select(Case.created_by_id, func.count().label("n")).where(
-                self._cohort(), Case.process_key == "grid_matter", Case.created_by_id.is_not(None))
-            .group_by(Case.created_by_id).order_by(func.count().desc(), Case.created_by_id).limit(limit)).all()
+    def workers(self, limit: int = WORKER_ROWS, reports: list[tuple[int, int]] | None = None) -> list[dict]:
+        """The grid workers with the most reports in the period, with their other work
+        (`reports`: [(user id, reports)], most first, from the roll-ups; else from the cases)."""
+        if reports is None:
+            reports = self.session.execute(
+                select(Case.created_by_id, func.count().label("n")).where(
+                    self._cohort(), Case.process_key == "grid_matter", Case.created_by_id.is_not(None))
+                .group_by(Case.created_by_id).order_by(func.count().desc(), Case.created_by_id).limit(limit)).all()
         counts = {uid: {"reports": _int(n), "visits": 0, "verifications": 0, "follow_ups": 0} for uid, n in reports}
         kinds = {**{t: "verifications" for t in VERIFY_TASKS}, **{t: "follow_ups" for t in FOLLOW_UP_TASKS},
                  **{t: "visits" for t in VISIT_TASKS}}
@@ -296,8 +318,21 @@ class Metrics:
 
     # ---------------------------------------------------------------- all
 
+    def use_rollups(self) -> bool:
+        if self.rollups is None:
+            from .rollup import is_built
+            self.rollups = is_built(self.session)
+        return self.rollups
+
     def compute(self) -> dict:
-        groups = self.case_groups()
+        rolled = None
+        if self.use_rollups():
+            from .rollup import Rolled
+            rolled = Rolled(self)
+            groups, monthly = rolled.case_groups()
+            dims = rolled.dims()
+        else:
+            groups, monthly = self.case_groups(), None
 
         def by(dim, where=lambda g: True):
             totals: dict = {}
@@ -305,6 +340,11 @@ class Metrics:
                 if where(g):
                     totals[g[dim]] = totals.get(g[dim], 0) + g["registered"]
             return sorted(([k, n] for k, n in totals.items()), key=lambda kv: (-kv[1], str(kv[0])))
+
+        def by_dim(dim):
+            if rolled is None:
+                return by(dim, lambda g: g[dim] is not None)
+            return sorted(([k, n] for k, n in dims[dim].items()), key=lambda kv: (-kv[1], str(kv[0])))
 
         registered = sum(g["registered"] for g in groups)
         due = sum(g["due"] for g in groups)
@@ -334,21 +374,21 @@ class Metrics:
             },
             "resolution": [{"level": level, "cases": n, "share": rate(n, resolved)} for level, n in levels.items()],
             "escalations": self.escalations(),
-            "by_category": by("category", lambda g: g["category"] is not None),
-            "by_colour": by("colour", lambda g: g["colour"] is not None),
+            "by_category": by_dim("category"),
+            "by_colour": by_dim("colour"),
             "by_process": by("process_key"),
             "by_status": by("status"),
-            "monthly": self.monthly(),
-            "children": self.children(),
-            "petitions": self.petitions(groups),
-            "workers": self.workers(),
+            "monthly": monthly if rolled is not None else self.monthly(),
+            "children": self.children(rolled.children() if rolled is not None else None),
+            "petitions": self.petitions(groups, rolled.petition_tasks() if rolled is not None else None),
+            "workers": self.workers(reports=rolled.top_reporters(WORKER_ROWS) if rolled is not None else None),
             "evaluation": self.evaluation(),
         }
 
 
 def compute(session: Session, node: JurisdictionNode | None, start: datetime, end: datetime,
-            now: datetime | None = None) -> dict:
-    return Metrics(session, Scope(node, start, end), now).compute()
+            now: datetime | None = None, rollups: bool | None = None) -> dict:
+    return Metrics(session, Scope(node, start, end), now, rollups).compute()
 
 
 # ------------------------------------------------------------------ access
@@ -422,6 +462,8 @@ class Dashboards:
             raise InvalidInput("the period is longer than ten years; choose a shorter one",
                                fields={"start": ["at most ten years"]}, zh="统计区间不能超过十年，请缩短")
         with self.db.read_session() as session:
+            if self.db.is_postgres:   # one snapshot: the roll-ups and the cases still to take in agree
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             user = self._user(session, actor)
             roots = dashboard_roots(user)
             if not roots:

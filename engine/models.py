@@ -11,8 +11,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import (
-    JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text,
-    UniqueConstraint,
+    JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, SmallInteger, String, Text,
+    UniqueConstraint, text, true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -176,6 +176,9 @@ class Case(Base):
     depth2_id: Mapped[int | None] = mapped_column(Integer)
     depth3_id: Mapped[int | None] = mapped_column(Integer)
     depth4_id: Mapped[int | None] = mapped_column(Integer)
+    # written since the dashboard roll-ups last took this case in (engine/rollup.py): set by
+    # the same hook on every write, cleared by `gridflow metrics refresh` / the worker
+    rollup_dirty: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     __mapper_args__ = {"version_id_col": row_version}
     __table_args__ = (
@@ -192,6 +195,12 @@ class Case(Base):
         Index("ix_case_gridid_created", "grid_id", "created_at"),
         # overdue now: open cases past their time limit
         Index("ix_case_status_due", "status", "due_at"),
+        # the roll-ups (engine/rollup.py): cases written since the last refresh; and the
+        # few cases whose month bucket cannot tell whether they closed / fell due by a moment
+        Index("ix_case_rollup_dirty", "id", sqlite_where=text("rollup_dirty = 1"),
+              postgresql_where=text("rollup_dirty = true")),
+        Index("ix_case_closed_due", "closed_at", "due_at"),
+        Index("ix_case_due", "due_at"),
     )
 
 
@@ -248,6 +257,8 @@ class WorkItem(Base):
         Index("ix_work_item_spec_case", "spec_id", "case_id"),
         # the dashboard: tasks of a kind completed in a period (verifications, follow-ups …)
         Index("ix_work_item_spec_completed", "spec_id", "completed_at"),
+        # the dashboard's grid-worker table: what the 100 busiest reporters completed in a period
+        Index("ix_work_item_by_spec_completed", "completed_by_id", "spec_id", "completed_at"),
     )
 
 
@@ -422,6 +433,113 @@ class ScheduledStart(Base):
     claimed_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     __table_args__ = (UniqueConstraint("process_key", "period", "user_id", name="uq_scheduled_start"),)
+
+
+# ------------------------------------------------------------------ dashboard roll-ups
+# engine/rollup.py: what each case counted for at the last refresh, and the counts per
+# jurisdiction node (every level: 0 = the whole tree, 1-4 = depthN, 5 = grid) and month
+# of registration (UTC). Key columns are never NULL ('' / 0 stand for "none") so that
+# they can form the primary keys the refresh adds its deltas to.
+
+class RollupCase(Base):
+    """A case as the roll-ups last counted it (no foreign key: it must outlive nothing)."""
+    __tablename__ = "rollup_case"
+
+    case_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    row_version: Mapped[int] = mapped_column(Integer)
+    month: Mapped[str] = mapped_column(String(7))
+    d1: Mapped[int] = mapped_column(Integer)
+    d2: Mapped[int] = mapped_column(Integer)
+    d3: Mapped[int] = mapped_column(Integer)
+    d4: Mapped[int] = mapped_column(Integer)
+    grid: Mapped[int] = mapped_column(Integer)
+    process_key: Mapped[str] = mapped_column(String(100))
+    category: Mapped[str] = mapped_column(String(40))
+    colour: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    resolved_level: Mapped[str] = mapped_column(String(16))
+    satisfaction: Mapped[str] = mapped_column(String(24))
+    outcome: Mapped[str] = mapped_column(String(40))
+    closed_month: Mapped[str] = mapped_column(String(7))
+    due_month: Mapped[str] = mapped_column(String(7))
+    limited: Mapped[int] = mapped_column(SmallInteger)
+    on_time: Mapped[int] = mapped_column(SmallInteger)
+    reporter_id: Mapped[int] = mapped_column(Integer)
+
+
+class RollupCaseTask(Base):
+    """A petition's task of one kind as last counted: done, done late, earliest open due month."""
+    __tablename__ = "rollup_case_task"
+
+    case_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    spec: Mapped[str] = mapped_column(String(100), primary_key=True)
+    completed: Mapped[int] = mapped_column(SmallInteger)
+    late: Mapped[int] = mapped_column(SmallInteger)
+    open_due_month: Mapped[str] = mapped_column(String(7))
+
+
+class RollupCases(Base):
+    __tablename__ = "rollup_cases"
+
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    node_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    process_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    resolved_level: Mapped[str] = mapped_column(String(16), primary_key=True)
+    satisfaction: Mapped[str] = mapped_column(String(24), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(40), primary_key=True)
+    closed_month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    due_month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    limited: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    on_time: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    parent_id: Mapped[int] = mapped_column(Integer)
+    n: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_rollup_cases_parent", "level", "parent_id", "month"),)
+
+
+class RollupDims(Base):
+    __tablename__ = "rollup_dims"
+
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    node_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    dim: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(String(40), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class RollupTasks(Base):
+    __tablename__ = "rollup_tasks"
+
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    node_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    spec: Mapped[str] = mapped_column(String(100), primary_key=True)
+    completed: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    late: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    open_due_month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class RollupReports(Base):
+    __tablename__ = "rollup_reports"
+
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    node_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class RollupState(Base):
+    """One row once the roll-ups are built; the dashboard reads them only then."""
+    __tablename__ = "rollup_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    built_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    refreshed_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 # the hooks that keep the dashboard's fact columns in step with every write

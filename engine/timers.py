@@ -173,11 +173,12 @@ class TimerWorker:
                 return stats  # all remaining are locked by other workers
 
     def run_forever(self, stop: threading.Event, interval: float = 5.0,
-                    checkpoint_every: timedelta = timedelta(hours=1)) -> None:
+                    checkpoint_every: timedelta = timedelta(hours=1),
+                    rollups_every: timedelta = timedelta(seconds=30)) -> None:
         from .scheduled_starts import ScheduledStarts
         scheduled = ScheduledStarts(self.service)
         log.info("timer worker started (batch %d, every %.1fs)", self.batch, interval)
-        next_checkpoint = clock.now()
+        next_checkpoint = next_rollups = clock.now()
         while not stop.is_set():
             stats = self.run_once()
             scheduled.run_safely()   # timer start events: new cases on a schedule
@@ -186,8 +187,25 @@ class TimerWorker:
             if clock.now() >= next_checkpoint:
                 self.seal_audit_trail()
                 next_checkpoint = clock.now() + checkpoint_every
+            if clock.now() >= next_rollups:
+                self.refresh_rollups()
+                next_rollups = clock.now() + rollups_every
             stop.wait(interval)
         log.info("timer worker stopped")
+
+    def refresh_rollups(self) -> None:
+        """Take the cases written since the last round into the dashboard roll-ups
+        (engine/rollup.py), once they are built (`gridflow metrics refresh`)."""
+        from . import rollup
+        try:
+            with self.db.unit_of_work() as session:
+                if not rollup.is_built(session):
+                    return
+                taken = rollup.refresh(session, clock.now())
+            if taken:
+                log.info("dashboard roll-ups: %d cases taken in", taken)
+        except Exception:   # the figures stay exact meanwhile (dirty cases are read live)
+            log.exception("dashboard roll-up refresh failed; next round retries")
 
     def seal_audit_trail(self) -> None:
         """An audit checkpoint (engine/audit.py); another worker sealing at the same

@@ -15,7 +15,8 @@ from engine import clock as clock_module
 from engine import schema
 from engine.db import Database
 from engine.deploy import deploy_files, read_process_dir
-from engine.models import (Attachment, AuditCheckpoint, AuditEvent, Case, CaseSequence, CaseState, WorkItem,
+from engine.models import (Attachment, AuditCheckpoint, AuditEvent, Case, CaseSequence, CaseState, RollupCase,
+                           RollupCases, RollupCaseTask, RollupDims, RollupReports, RollupState, RollupTasks, WorkItem,
                            WorkItemCandidate)
 from engine.org import load_org_file
 from engine.service import WorkflowService
@@ -23,7 +24,9 @@ from forms import FormRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-CASE_TABLES = [WorkItemCandidate, WorkItem, AuditCheckpoint, AuditEvent, Attachment, CaseState, Case, CaseSequence]
+CASE_TABLES = [WorkItemCandidate, WorkItem, AuditCheckpoint, AuditEvent, Attachment, CaseState, Case, CaseSequence,
+               # the dashboard roll-ups count the cases above: emptied with them (not built)
+               RollupState, RollupCases, RollupDims, RollupTasks, RollupReports, RollupCaseTask, RollupCase]
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from openpyxl import load_workbook
 
-from engine.metrics import Dashboards
+from engine.metrics import Dashboards, Metrics, Scope
 from tests.helpers import REPORT, login, work
 
 V1 = "/api/v1"
@@ -202,3 +202,30 @@ def test_openapi_documents_the_dashboard(client, service):
     op = spec["paths"]["/api/v1/dashboard"]["get"]
     assert op["tags"] == ["dashboard"]
     assert {"200", "401", "403", "404"} <= set(op["responses"])
+
+
+def test_page_api_and_exports_read_the_rollups_once_built(client, matters):
+    """Once built (gridflow metrics refresh), the page, the API and the exports read the roll-ups:
+    the same figures as from the cases, before and after the next refresh."""
+    from engine import clock, rollup
+    from engine.models import JurisdictionNode
+    from sqlalchemy import select
+    login(client, "lxx_ld1")
+    before = client.get(f"{V1}/dashboard?{PERIOD}&node=linxi", headers=token(client, "lxx_ld1")).get_json()
+    csv_before = client.get(f"/dashboard/export/children.csv?{PERIOD}&node=linxi").get_data()
+    with matters.db.unit_of_work() as session:
+        rollup.rebuild(session, clock.now())
+    matters.start_case("grid_matter", "linxi-xinguang-g1", REPORT, "lx_wgy1")   # not yet refreshed
+    with matters.db.read_session() as session:
+        node = session.scalar(select(JurisdictionNode).where(JurisdictionNode.code == "linxi"))
+        start, end = datetime(2026, 3, 1, tzinfo=CHINA), datetime(2026, 4, 1, tzinfo=CHINA)
+        raw = Metrics(session, Scope(node, start, end), rollups=False).compute()
+    after = client.get(f"{V1}/dashboard?{PERIOD}&node=linxi", headers=token(client, "lxx_ld1")).get_json()
+    assert after["headline"] == raw["headline"] and after["children"] == raw["children"]
+    assert after["headline"]["registered"] == before["headline"]["registered"] + 1
+    assert client.get(f"/dashboard?{PERIOD}&node=linxi").status_code == 200
+    with matters.db.unit_of_work() as session:
+        rollup.refresh(session, clock.now())
+    again = client.get(f"{V1}/dashboard?{PERIOD}&node=linxi", headers=token(client, "lxx_ld1")).get_json()
+    assert again["headline"] == raw["headline"] and again["by_category"] == raw["by_category"]
+    assert client.get(f"/dashboard/export/children.csv?{PERIOD}&node=linxi").get_data() != csv_before  # one more

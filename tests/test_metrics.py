@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import delete, select
 
-from engine import audit
+from engine import audit, rollup
 from engine.errors import InvalidInput, NotFound, PermissionDenied
 from engine.metrics import Dashboards, Metrics, Scope, compute, dashboard_roots, may_view, user_with_roles
 from engine.models import (NO_DUE_DATE, AuditEvent, Case, EvaluationScore, JurisdictionNode, ProcessVersion,
@@ -75,9 +75,18 @@ class HistoryBuilder:
 
 
 def figures(db, code=None, start=START, end=END, now=NOW):
+    """The figures from the cases — and, checked equal, from the roll-ups (engine/rollup.py)
+    as they stand (every case written since the last refresh corrected live), then refreshed."""
     with db.read_session() as session:
         node = session.scalar(select(JurisdictionNode).where(JurisdictionNode.code == code)) if code else None
-        return compute(session, node, start, end, now=now)
+        raw = compute(session, node, start, end, now=now, rollups=False)
+        assert compute(session, node, start, end, now=now, rollups=True) == raw
+    with db.unit_of_work() as session:
+        rollup.refresh(session, now)
+    with db.read_session() as session:
+        node = session.scalar(select(JurisdictionNode).where(JurisdictionNode.code == code)) if code else None
+        assert compute(session, node, start, end, now=now, rollups=True) == raw
+    return raw
 
 
 # ------------------------------------------------------------- 办结率 / 按期办结率
