@@ -134,7 +134,7 @@ class Metrics:
                 "grid_rate": rate(r["resolved_grid"], r["resolved"])})
         return sorted(out, key=lambda row: (row["code"] or ""))
 
-    def _children_sums(self) -> list[dict]:
+    def _children_sums(self, where=None) -> list[dict]:
         column = self.scope.child_column()
         if column is None:
             return []
@@ -145,7 +145,7 @@ class Metrics:
                    func.sum(when((Case.satisfaction.in_(SATISFIED), 1), else_=0)).label("satisfied"),
                    func.sum(when((resolved, 1), else_=0)).label("resolved"),
                    func.sum(when((Case.resolved_level == "grid", 1), else_=0)).label("resolved_grid"))
-            .where(self._cohort(), column.is_not(None)).group_by(column)).all()
+            .where(self._cohort() if where is None else where, column.is_not(None)).group_by(column)).all()
         return [{k: (v if k == "node_id" else _int(v)) for k, v in r._mapping.items()} for r in rows]
 
     def monthly(self) -> list[dict]:
@@ -319,8 +319,12 @@ class Metrics:
     # ---------------------------------------------------------------- all
 
     def use_rollups(self) -> bool:
+        """Roll-ups (when asked or built) serve the nodes down to the town; a community or a
+        grid reads its few cases."""
+        from .rollup import ROLLED_DEPTH, is_built
+        if self.scope.depth > ROLLED_DEPTH:
+            return False
         if self.rollups is None:
-            from .rollup import is_built
             self.rollups = is_built(self.session)
         return self.rollups
 

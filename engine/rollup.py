@@ -2,8 +2,9 @@
 
 A province's dashboard over 10⁶ cases cannot scan the cases on every view, so the
 cases are counted ahead, per jurisdiction node at every level (0 = the whole tree,
-1-4 = `depthN_id`, 5 = the grid) × month of registration (UTC) × the dimensions the
-metrics group by:
+1-4 = `depthN_id`; the nodes down to depth 3 read them, their children's rows giving
+the drill-down; a community or a grid reads its few cases) × month of registration
+(UTC) × the dimensions the metrics group by:
 
 - `rollup_cases`: status, process, where resolved, satisfaction, outcome, and the month
   the case closed and fell due (with its on-time flag) — enough to say, for any end of
@@ -41,7 +42,9 @@ from .models import (Case, RollupCase, RollupCases, RollupCaseTask, RollupDims, 
                      RollupTasks, WorkItem)
 
 UTC = timezone.utc
-LEVELS = (0, 1, 2, 3, 4, 5)
+LEVELS = (0, 1, 2, 3, 4)   # whole tree, depth1 … depth4 (a community in the standard tree)
+ROLLED_DEPTH = 3            # nodes down to here read roll-ups (their children are level ≤ 4); below, a
+                            # community or grid has few cases and reads them directly
 PETITION = "petition"
 PETITION_TASKS = ("decide", "handle", "handle_extended", "approve_extension", "notify_extension",
                   "written_reply", "review_request", "recheck_request")
@@ -343,9 +346,10 @@ class Rolled:
         self.dialect = self.session.bind.dialect.name
         scope = metrics.scope
         depth = scope.depth
-        self.level = depth if depth <= 4 else 5
+        assert depth <= ROLLED_DEPTH, "nodes below the town level read their cases"
+        self.level = depth
         self.node_id = scope.node.id if scope.node is not None else 0
-        self.child_level = self.level + 1 if self.level < 5 and depth < 5 else None
+        self.child_level = self.level + 1
         inst = lambda at: db_instant(at, self.dialect)  # noqa: E731
         self.start, self.end, self.now = inst(scope.start), inst(scope.end), inst(metrics.now)
         self.closed = self._threshold(self.end, Case.closed_at)
@@ -421,27 +425,33 @@ class Rolled:
 
     # ---- the cases the buckets do not hold right now
 
-    def _live_case_filter(self):
-        """Cases of the scope registered in the period that the buckets do not serve."""
+    def _live_case_filters(self) -> list:
+        """Cases of the scope registered in the period that the buckets do not serve, as
+        disjoint filters (one indexed range each): registered in a month not served whole;
+        closed in the month of the end if that month is undecided; falling due in the month
+        of the due moment if undecided, and not closed by the end."""
         scope = self.m.scope.case_filter()
-        cohort = and_(Case.created_at >= self.start, Case.created_at < self.end)
-        parts = [or_(Case.created_at < self.rolled_from, Case.created_at >= self.rolled_to)]
-        in_rolled = and_(Case.created_at >= self.rolled_from, Case.created_at < self.rolled_to)
+        cohort = and_(scope, Case.created_at >= self.start, Case.created_at < self.end)
+        parts = [and_(cohort, or_(Case.created_at < self.rolled_from, Case.created_at >= self.rolled_to))]
+        if self.first is None:
+            return parts
+        in_rolled = and_(scope, Case.created_at >= self.rolled_from, Case.created_at < self.rolled_to)
         closed_lo, closed_hi = month_start(self.closed.month), month_start(next_month(self.closed.month))
-        in_closed_month = and_(Case.closed_at >= closed_lo, Case.closed_at < closed_hi)
         if self.closed.decided is None:
-            parts.append(and_(in_rolled, in_closed_month))
+            parts.append(and_(in_rolled, Case.closed_at >= closed_lo, Case.closed_at < closed_hi))
         if self.due.decided is None:
             due_lo, due_hi = month_start(self.due.month), month_start(next_month(self.due.month))
-            # not closed by the end (those closing in its month, if undecided, are read above)
+            # closed after the end (those closing in its month, if undecided, are read above)
             later = closed_hi if self.closed.decided is None else self.end
-            not_closed = or_(Case.closed_at.is_(None), Case.closed_at >= later)
-            parts.append(and_(in_rolled, Case.due_at >= due_lo, Case.due_at < due_hi, not_closed))
-        return and_(scope, cohort, or_(*parts))
+            falls_due = and_(in_rolled, Case.due_at >= due_lo, Case.due_at < due_hi)
+            parts.append(and_(falls_due, Case.closed_at.is_(None)))
+            parts.append(and_(falls_due, Case.closed_at >= later))
+        return parts
 
     def _load_changes(self):
         dialect = self.dialect
-        self.live = self.session.execute(case_key_select(dialect, exact=True).where(self._live_case_filter())).all()
+        partial, *self.undecided = self._live_case_filters()
+        self.live = self.session.execute(case_key_select(dialect, exact=True).where(partial)).all()
         self.dirty = self.session.execute(case_key_select(dialect, exact=True)
                                           .where(Case.rollup_dirty == True)).all()  # noqa: E712
         ids = [r.case_id for r in self.dirty]
@@ -457,7 +467,8 @@ class Rolled:
 
     def corrections(self):
         """(sign, case row, exact?) for every case whose figures are not in the buckets used:
-        live cases (+, exact), dirty cases now (+, exact) and as last counted (−, by month)."""
+        cases of months not served whole (+, exact), dirty cases now (+, exact) and as last
+        counted (−, by month). The cases undecided by their time keys: `undecided_sums`."""
         for row in self.live:
             yield 1, row, True
         for row in self.dirty:
@@ -514,6 +525,15 @@ class Rolled:
             figures = self.flags(k, exact)
             groups[tuple(getattr(k, d) for d in dims)].update({s: sign * figures[s] for s in sums})
             months[k.month].update({"registered": sign, "closed": sign * figures["closed"]})
+        month = month_sql(Case.created_at, self.dialect)
+        columns = [func.coalesce(getattr(Case, d), "") for d in dims]
+        for part in self.undecided:   # an aggregate of the cases, as Metrics does it
+            for r in self.session.execute(select(month.label("month"), *[c.label(d) for c, d in zip(columns, dims)],
+                                                 *self.m._case_sums()).where(part)
+                                          .group_by(month, *columns)).all():
+                figures = {s: int(getattr(r, s) or 0) for s in sums}
+                groups[tuple(getattr(r, d) for d in dims)].update(figures)
+                months[r.month].update({"registered": figures["registered"], "closed": figures["closed"]})
         out = [{**{d: (v or None) for d, v in zip(dims, key)}, **{s: counts[s] for s in sums}}
                for key, counts in groups.items() if counts["registered"]]
         monthly = [{"month": month, "registered": c["registered"], "closed": c["closed"]}
@@ -543,6 +563,9 @@ class Rolled:
             figures.update(rated=int(k.satisfaction != ""), satisfied=int(k.satisfaction in SATISFIED),
                            resolved=int(k.resolved_level != ""), resolved_grid=int(k.resolved_level == "grid"))
             rows[child].update({name: sign * v for name, v in figures.items()})
+        for part in self.undecided:
+            for r in self.m._children_sums(part):
+                rows[r["node_id"]].update({k: v for k, v in r.items() if k != "node_id"})
         return [{"node_id": node, **counts} for node, counts in rows.items() if counts["registered"]]
 
     def dims(self) -> dict[str, Counter]:
@@ -563,8 +586,7 @@ class Rolled:
     def _cohort_changes(self):
         """Like corrections(), for figures that depend on registration only (no time keys)."""
         for row in self.live:
-            if not self.in_rolled(row.month):   # the others are live for their time keys only
-                yield 1, row, True
+            yield 1, row, True
         for row in self.dirty:
             if self.in_scope(row) and self.in_rolled(row.month):
                 yield 1, row, True
