@@ -166,20 +166,27 @@ class Metrics:
         scope = self.scope.case_filter()
         cases = self.session.scalar(select(func.count()).select_from(Case).where(
             scope, Case.status == "open", Case.due_at < self.now))
-        tasks = self.session.scalar(select(func.count()).select_from(WorkItem).join(Case, Case.id == WorkItem.case_id)
-                                    .where(scope, WorkItem.status == "open", WorkItem.due_at < self.now))
+        tasks = self.session.scalar(self._scoped(select(func.count()).select_from(WorkItem), WorkItem.case_id)
+                                    .where(WorkItem.status == "open", WorkItem.due_at < self.now))
         return {"cases": _int(cases), "tasks": _int(tasks)}
 
     # ------------------------------------------------- events in the period
+
+    def _scoped(self, query, case_id):
+        """`query` limited to the cases of the subtree (the whole tree needs no join: every
+        event and task belongs to a case)."""
+        if self.scope.node is None:
+            return query
+        return query.join(Case, Case.id == case_id).where(self.scope.case_filter())
 
     def _in_period(self, column):
         return and_(column >= self.scope.start, column < self.scope.end)
 
     def _step_counts(self, bpmn_ids, event_types=("step", "task_completed")) -> dict[str, int]:
         rows = self.session.execute(
-            select(AuditEvent.bpmn_id, func.count()).join(Case, Case.id == AuditEvent.case_id)
+            self._scoped(select(AuditEvent.bpmn_id, func.count()), AuditEvent.case_id)
             .where(AuditEvent.bpmn_id.in_(bpmn_ids), AuditEvent.event_type.in_(event_types),
-                   self._in_period(AuditEvent.at), self.scope.case_filter())
+                   self._in_period(AuditEvent.at))
             .group_by(AuditEvent.bpmn_id)).all()
         return {bpmn_id: _int(n) for bpmn_id, n in rows}
 
@@ -192,9 +199,9 @@ class Metrics:
         """Matters escalated into each level in the period (distinct cases)."""
         out = {}
         for step, level in ESCALATION_STEPS.items():
-            query = (select(func.count(distinct(AuditEvent.case_id))).join(Case, Case.id == AuditEvent.case_id)
+            query = (self._scoped(select(func.count(distinct(AuditEvent.case_id))), AuditEvent.case_id)
                      .where(AuditEvent.bpmn_id == step, AuditEvent.event_type == "step",
-                            self._in_period(AuditEvent.at), self.scope.case_filter()))
+                            self._in_period(AuditEvent.at)))
             if level == "town":  # only matters that began in the grid were escalated into the town
                 query = query.where(select(WorkItem.id).where(WorkItem.case_id == AuditEvent.case_id,
                                                               WorkItem.spec_id == GRID_START_TASK).exists())
@@ -203,12 +210,11 @@ class Metrics:
 
     def supervision(self) -> dict:
         urged = self.session.scalar(
-            select(func.count()).select_from(AuditEvent).join(Case, Case.id == AuditEvent.case_id)
-            .where(AuditEvent.event_type == "urged", self._in_period(AuditEvent.at), self.scope.case_filter()))
+            self._scoped(select(func.count()).select_from(AuditEvent), AuditEvent.case_id)
+            .where(AuditEvent.event_type == "urged", self._in_period(AuditEvent.at)))
         opened = self.session.scalar(
-            select(func.count()).select_from(WorkItem).join(Case, Case.id == WorkItem.case_id)
-            .where(WorkItem.spec_id.in_(SUPERVISION_TASKS), self._in_period(WorkItem.created_at),
-                   self.scope.case_filter()))
+            self._scoped(select(func.count()).select_from(WorkItem), WorkItem.case_id)
+            .where(WorkItem.spec_id.in_(SUPERVISION_TASKS), self._in_period(WorkItem.created_at)))
         return {"urged": _int(urged), "supervision_tasks": _int(opened)}
 
     # ---------------------------------------------------------- petitions
@@ -286,11 +292,9 @@ class Metrics:
                  **{t: "visits" for t in VISIT_TASKS}}
         if counts:
             rows = self.session.execute(
-                select(WorkItem.completed_by_id, WorkItem.spec_id, func.count())
-                .join(Case, Case.id == WorkItem.case_id)
+                self._scoped(select(WorkItem.completed_by_id, WorkItem.spec_id, func.count()), WorkItem.case_id)
                 .where(WorkItem.status == "completed", WorkItem.spec_id.in_(list(kinds)),
-                       self._in_period(WorkItem.completed_at), WorkItem.completed_by_id.in_(list(counts)),
-                       self.scope.case_filter())
+                       self._in_period(WorkItem.completed_at), WorkItem.completed_by_id.in_(list(counts)))
                 .group_by(WorkItem.completed_by_id, WorkItem.spec_id)).all()
             for uid, spec, n in rows:
                 counts[uid][kinds[spec]] += _int(n)
