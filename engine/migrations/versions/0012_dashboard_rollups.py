@@ -1,7 +1,7 @@
 """dashboard roll-ups (engine/rollup.py)
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-11-27 09:40:00
 
 Empty tables and a dirty flag on every case (true: nothing is rolled up yet); the
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 import engine.models
 
 
-revision = '0011'
-down_revision = '0010'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
