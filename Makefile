@@ -29,7 +29,7 @@ setup: venv
 
 HOST ?= 127.0.0.1
 PORT ?= 5000
-WORKERS ?= 2
+WORKERS ?= 3   # cores + 1: measured best on 2 cores (docs/performance.md, "HTTP load")
 
 run: setup
 	@echo ""

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, func, or_, select, union
+from sqlalchemy import and_, bindparam, func, or_, select, union, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, joinedload
 from sqlalchemy.orm.exc import StaleDataError
@@ -308,17 +308,18 @@ class WorkflowService:
         prefix = prefix or "GF"
         year = now.year
         for _attempt in range(3):
-            seq = session.get(CaseSequence, (prefix, year), with_for_update=True)
-            if seq is None:
+            # one statement takes the next number (the row stays locked to the commit, so numbers
+            # have no gaps: a transition that fails gives its number back)
+            last = session.execute(update(CaseSequence).where(CaseSequence.prefix == prefix, CaseSequence.year == year)
+                                   .values(last=CaseSequence.last + 1).returning(CaseSequence.last)).scalar()
+            if last is None:
                 try:
                     with session.begin_nested():
                         session.add(CaseSequence(prefix=prefix, year=year, last=0))
                 except IntegrityError:
-                    pass  # created concurrently; read it again under lock
+                    pass  # created concurrently; take the number from it
                 continue
-            seq.last += 1
-            session.flush()
-            return f"{prefix}-{year}-{seq.last:06d}"
+            return f"{prefix}-{year}-{last:06d}"
         raise Conflict("could not allocate a case number; try again", zh="案件编号分配失败，请重试")
 
     # ---------------------------------------------------------------- inbox
