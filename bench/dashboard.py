@@ -291,9 +291,10 @@ def measure(db, before: bool) -> None:
 
     def province_page():
         """The page's view code for the whole tree (no login of this tree opens it)."""
-        with app.test_request_context("/dashboard"), db.read_session() as session:
-            login_user(LoginUser(session.scalar(select(User).where(User.username == "leader_city"))))
-            figures = Metrics(session, Scope(None, start, end), NOW).compute()
+        with app.test_request_context("/dashboard"):
+            with db.read_session() as session:   # closed before the view code opens its own (SQLite)
+                login_user(LoginUser(session.scalar(select(User).where(User.username == "leader_city"))))
+                figures = Metrics(session, Scope(None, start, end), NOW).compute()
             figures["period"] = {"start": str(start.date()), "end": str(NOW.date())}
             figures["breadcrumb"] = []
             args = {"node": None, "start": str(start.date()), "end": str(NOW.date())}
