@@ -270,17 +270,19 @@ def mark_counted(session: Session, rows) -> int:
     return cleared
 
 
-def refresh(session: Session, now: datetime, batch: int = BATCH) -> int:
-    """Take in the cases written since they were last counted. Returns how many."""
+def refresh(session: Session, now: datetime, batch: int = BATCH, limit: int | None = None) -> int:
+    """Take in the cases written since they were last counted (at most `limit`: a caller
+    that must not hold the SQLite write lock long commits between rounds). Returns how many."""
     if not is_built(session):
         return rebuild(session, now)
     dialect = session.bind.dialect.name
     if dialect == "postgresql":   # one refresher at a time (two workers may run)
         session.execute(text("SELECT pg_advisory_xact_lock(8008)"))
     done, after = 0, 0
-    while True:
+    while limit is None or done < limit:
+        take = batch if limit is None else min(batch, limit - done)
         new = session.execute(case_key_select(dialect).where(Case.rollup_dirty == True, Case.id > after)  # noqa
-                              .order_by(Case.id).limit(batch)).all()
+                              .order_by(Case.id).limit(take)).all()
         if not new:
             break
         ids = [r.case_id for r in new]

@@ -197,11 +197,16 @@ class TimerWorker:
         """Take the cases written since the last round into the dashboard roll-ups
         (engine/rollup.py), once they are built (`gridflow metrics refresh`)."""
         from . import rollup
+        round_size, taken = 500, 0
         try:
-            with self.db.unit_of_work() as session:
-                if not rollup.is_built(session):
-                    return
-                taken = rollup.refresh(session, clock.now())
+            while True:   # short transactions: completions never wait long for the write lock
+                with self.db.unit_of_work() as session:
+                    if not rollup.is_built(session):
+                        return
+                    done = rollup.refresh(session, clock.now(), limit=round_size)
+                taken += done
+                if done < round_size:
+                    break
             if taken:
                 log.info("dashboard roll-ups: %d cases taken in", taken)
         except Exception:   # the figures stay exact meanwhile (dirty cases are read live)

@@ -298,3 +298,20 @@ def test_the_command_builds_then_refreshes_and_the_worker_keeps_them_current(ser
     with db.read_session() as session:
         assert session.scalar(select(func.count()).select_from(Case).where(Case.rollup_dirty == True)) == 0  # noqa
         assert session.scalar(select(func.sum(RollupCases.n)).where(RollupCases.level == 0)) == cases + 1
+
+
+def test_a_refresh_in_rounds_takes_every_dirty_case_once(service):
+    db = service.db
+    history = RandomHistory(db, 7)
+    with db.unit_of_work() as session:
+        for _ in range(30):
+            history.add_case(session)
+    with db.unit_of_work() as session:
+        rollup.rebuild(session, NOW)
+        history.change(session, 25)
+    taken = []
+    while not taken or taken[-1]:
+        with db.unit_of_work() as session:
+            taken.append(rollup.refresh(session, NOW, batch=4, limit=10))
+    assert taken[:-1] == [10, 10, 5] and taken[-1] == 0
+    assert_same(db)
