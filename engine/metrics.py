@@ -212,9 +212,9 @@ class Metrics:
         urged = self.session.scalar(
             self._scoped(select(func.count()).select_from(AuditEvent), AuditEvent.case_id)
             .where(AuditEvent.event_type == "urged", self._in_period(AuditEvent.at)))
-        opened = self.session.scalar(
+        opened = sum(_int(self.session.scalar(   # one indexed lookup per kind (an IN list may scan the table)
             self._scoped(select(func.count()).select_from(WorkItem), WorkItem.case_id)
-            .where(WorkItem.spec_id.in_(SUPERVISION_TASKS), self._in_period(WorkItem.created_at)))
+            .where(WorkItem.spec_id == spec, self._in_period(WorkItem.created_at)))) for spec in SUPERVISION_TASKS)
         return {"urged": _int(urged), "supervision_tasks": _int(opened)}
 
     # ---------------------------------------------------------- petitions

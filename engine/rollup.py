@@ -35,13 +35,14 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, case as when, delete, func, insert, literal_column, or_, select, text, update
+from sqlalchemy import and_, case as when, delete, false, func, insert, literal_column, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from .models import (Case, RollupCase, RollupCases, RollupCaseTask, RollupDims, RollupReports, RollupState,
                      RollupTasks, WorkItem)
 
 UTC = timezone.utc
+FAR = datetime(9999, 1, 1, tzinfo=UTC)
 LEVELS = (0, 1, 2, 3, 4)   # whole tree, depth1 … depth4 (a community in the standard tree)
 ROLLED_DEPTH = 3            # nodes down to here read roll-ups (their children are level ≤ 4); below, a
                             # community or grid has few cases and reads them directly
@@ -433,8 +434,8 @@ class Rolled:
         closed in the month of the end if that month is undecided; falling due in the month
         of the due moment if undecided, and not closed by the end."""
         scope = self.m.scope.case_filter()
-        cohort = and_(scope, Case.created_at >= self.start, Case.created_at < self.end)
-        parts = [and_(cohort, or_(Case.created_at < self.rolled_from, Case.created_at >= self.rolled_to))]
+        parts = [or_(false(), *[and_(scope, Case.created_at >= lo, Case.created_at < hi)
+                                for lo, hi in self.partial_ranges()])]
         if self.first is None:
             return parts
         in_rolled = and_(scope, Case.created_at >= self.rolled_from, Case.created_at < self.rolled_to)
@@ -447,13 +448,21 @@ class Rolled:
             later = closed_hi if self.closed.decided is None else self.end
             falls_due = and_(in_rolled, Case.due_at >= due_lo, Case.due_at < due_hi)
             parts.append(and_(falls_due, Case.closed_at.is_(None)))
-            parts.append(and_(falls_due, Case.closed_at >= later))
+            if self._any(Case.closed_at, later, FAR):   # none closed that late (the usual): nothing to read
+                parts.append(and_(falls_due, Case.closed_at >= later))
         return parts
+
+    def partial_ranges(self) -> list[tuple[datetime, datetime]]:
+        """The parts of the period in months not served whole (none, one or two ranges)."""
+        if self.first is None:
+            return [(self.start, self.end)]
+        return [(lo, hi) for lo, hi in ((self.start, self.rolled_from), (self.rolled_to, self.end)) if lo < hi]
 
     def _load_changes(self):
         dialect = self.dialect
         partial, *self.undecided = self._live_case_filters()
-        self.live = self.session.execute(case_key_select(dialect, exact=True).where(partial)).all()
+        self.live = (self.session.execute(case_key_select(dialect, exact=True).where(partial)).all()
+                     if self.partial_ranges() else [])
         self.dirty = self.session.execute(case_key_select(dialect, exact=True)
                                           .where(Case.rollup_dirty == True)).all()  # noqa: E712
         ids = [r.case_id for r in self.dirty]
@@ -565,9 +574,18 @@ class Rolled:
             figures.update(rated=int(k.satisfaction != ""), satisfied=int(k.satisfaction in SATISFIED),
                            resolved=int(k.resolved_level != ""), resolved_grid=int(k.resolved_level == "grid"))
             rows[child].update({name: sign * v for name, v in figures.items()})
+        child = func.coalesce(self.m.scope.child_column(), 0)   # an expression: the plan reads the part's index
+        resolved = Case.resolved_level.is_not(None)
         for part in self.undecided:
-            for r in self.m._children_sums(part):
-                rows[r["node_id"]].update({k: v for k, v in r.items() if k != "node_id"})
+            for r in self.session.execute(
+                    select(child.label("node_id"), *self.m._case_sums(),
+                           func.sum(when((Case.satisfaction.is_not(None), 1), else_=0)).label("rated"),
+                           func.sum(when((Case.satisfaction.in_(SATISFIED), 1), else_=0)).label("satisfied"),
+                           func.sum(when((resolved, 1), else_=0)).label("resolved"),
+                           func.sum(when((Case.resolved_level == "grid", 1), else_=0)).label("resolved_grid"))
+                    .where(part).group_by(child)).all():
+                if r.node_id:
+                    rows[r.node_id].update({k: int(v or 0) for k, v in r._mapping.items() if k != "node_id"})
         return [{"node_id": node, **counts} for node, counts in rows.items() if counts["registered"]]
 
     def dims(self) -> dict[str, Counter]:
@@ -625,14 +643,20 @@ class Rolled:
                                    "late": sign * int(bool(task.late) or open_by_now)})
 
         # live: petitions registered in months not served whole, and tasks whose due month is undecided
-        lo, hi = (month_start(self.task_due.month), month_start(next_month(self.task_due.month)))
-        partial = or_(func.min(Case.created_at) < self.rolled_from, func.min(Case.created_at) >= self.rolled_to)
-        having = ((lambda open_due: or_(partial, and_(open_due >= lo, open_due < hi)))
-                  if self.task_due.decided is None else (lambda open_due: partial))
-        for task in self.session.execute(task_key_select(
-                self.dialect, self.m.scope.case_filter(), Case.created_at >= self.start, Case.created_at < self.end,
-                having=having)).all():
-            add(1, task, True)
+        scope = self.m.scope.case_filter()
+        for lo, hi in self.partial_ranges():
+            for task in self.session.execute(task_key_select(self.dialect, scope, Case.created_at >= lo,
+                                                             Case.created_at < hi)).all():
+                add(1, task, True)
+        if self.task_due.decided is None and self.first is not None:
+            lo, hi = (month_start(self.task_due.month), month_start(next_month(self.task_due.month)))
+            open_then = (select(WorkItem.case_id).where(
+                WorkItem.status == "open", WorkItem.sort_due >= lo, WorkItem.sort_due < hi, WorkItem.due_at >= lo,
+                WorkItem.due_at < hi, WorkItem.spec_id.in_(PETITION_TASKS)))
+            for task in self.session.execute(task_key_select(
+                    self.dialect, scope, Case.created_at >= self.rolled_from, Case.created_at < self.rolled_to,
+                    WorkItem.case_id.in_(open_then), having=lambda open_due: and_(open_due >= lo, open_due < hi))).all():
+                add(1, task, True)
         dirty = {r.case_id: r for r in self.dirty}
         for case_id, row in dirty.items():
             if row.process_key != PETITION:
