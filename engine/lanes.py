@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from .bpmn import parse_lane
 from .models import DEPARTMENT, JurisdictionNode, RoleAssignment, User
-from .org_cache import NodeSnapshot, view_of
+from .org_cache import NodeSnapshot, snapshot_nodes, view_of
 
 DEPARTMENT_ROLES = {"department_handler", "petition_officer"}
 FALLBACK_ROLE = "center_dispatcher"
@@ -87,11 +87,8 @@ class LaneResolver:
     def ancestors(self, grid: JurisdictionNode) -> list[JurisdictionNode]:
         """From the grid up to the root (one query for the whole chain)."""
         ids = grid.ancestor_ids()
-        missing = [i for i in ids if i not in self._nodes]
-        if missing:
-            for node in self.session.scalars(select(JurisdictionNode).where(JurisdictionNode.id.in_(missing))):
-                self._nodes[node.id] = NodeSnapshot.of(node)
-        return [self._nodes[i] for i in reversed(ids) if i in self._nodes]
+        found = snapshot_nodes(self.session, self._nodes, ids)
+        return [found[i] for i in reversed(ids) if i in found]
 
     def has_holders(self, role: str, node_id: int) -> bool:
         return bool(holders_of(self.session, role, node_id))

@@ -91,26 +91,33 @@ class OrgView:
             found = self.codes[code] = NodeSnapshot.of(node)
         return found
 
-    def nodes_by_id(self, session: Session, ids) -> dict[int, NodeSnapshot]:
-        missing = [i for i in ids if i not in self.nodes]
-        if missing:
-            for node in session.scalars(select(JurisdictionNode).where(JurisdictionNode.id.in_(missing))):
-                self.nodes[node.id] = NodeSnapshot.of(node)
-        return {i: self.nodes[i] for i in ids if i in self.nodes}
-
     def user(self, session: Session, ref) -> UserSnapshot | None:
         """The user by id or username, active or not; None if there is none."""
         key = ref if isinstance(ref, int) else str(ref)
         found = self.users.get(key)
         if found is None:
-            query = select(User).options(joinedload(User.roles).joinedload(RoleAssignment.node))
-            query = query.where(User.id == ref) if isinstance(ref, int) else query.where(User.username == key)
-            user = session.scalars(query).unique().one_or_none()
+            user = load_user(session, key)
             if user is None:
                 return None
             found = UserSnapshot.of(user)
             self.users[found.id] = self.users[found.username] = found
         return found
+
+
+def load_user(session: Session, ref: int | str) -> User | None:
+    """The user by id (int) or username, with roles and their nodes: one query."""
+    query = select(User).options(joinedload(User.roles).joinedload(RoleAssignment.node))
+    query = query.where(User.id == ref) if isinstance(ref, int) else query.where(User.username == ref)
+    return session.scalars(query).unique().one_or_none()
+
+
+def snapshot_nodes(session: Session, cache: dict, ids) -> dict[int, NodeSnapshot]:
+    """{id: NodeSnapshot} for `ids`, reading only those not yet in `cache` (one query)."""
+    missing = [i for i in ids if i not in cache]
+    if missing:
+        for node in session.scalars(select(JurisdictionNode).where(JurisdictionNode.id.in_(missing))):
+            cache[node.id] = NodeSnapshot.of(node)
+    return {i: cache[i] for i in ids if i in cache}
 
 
 class OrgCache:
@@ -137,12 +144,15 @@ class OrgCache:
 
     def attach_current(self, session: Session) -> OrgView | None:
         """Read the generation with a statement of its own and attach its view."""
-        return self.attach(session, session.scalar(select(OrgGeneration.generation).where(OrgGeneration.id == 1)))
+        return self.attach(session, session.scalar(_GENERATION))
+
+
+_GENERATION = select(OrgGeneration.generation).where(OrgGeneration.id == 1)
 
 
 def current_generation():
     """A scalar subquery: add it to a statement the transaction runs anyway."""
-    return select(OrgGeneration.generation).where(OrgGeneration.id == 1).scalar_subquery()
+    return _GENERATION.scalar_subquery()
 
 
 def view_of(session: Session) -> OrgView | None:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, func, or_, select, union, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased, joinedload
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.exc import StaleDataError
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
@@ -34,9 +34,9 @@ from .diagram import highlights, process_file
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, ProcessError
 from .lanes import LaneResolver
 from .models import (NO_DUE_DATE, Attachment, AuditEvent, Case, CaseSequence, CaseState, JurisdictionNode,
-                     ProcessVersion, RoleAssignment, User, WorkItem, WorkItemCandidate)
+                     ProcessVersion, User, WorkItem, WorkItemCandidate)
 from .notifications import LoggingChannel, Notifier
-from .org_cache import OrgCache, current_generation, view_of
+from .org_cache import OrgCache, current_generation, load_user, snapshot_nodes, view_of
 from .passwords import check_password
 from .personal_data import mask_value, personal_fields
 from .state import (LiveWorkflowCache, StateSerializer, collect_finished_steps, private_specs, prune_history,
@@ -176,20 +176,9 @@ class WorkflowService:
         ref = actor.id if isinstance(actor, User) else actor
         if not storable_ref(ref):
             raise PermissionDenied(f"unknown or inactive user '{str(actor)[:40]!r}'", zh="用户不存在或已停用")
+        key = ref if isinstance(ref, int) else str(ref)
         view = view_of(session)
-        if view is not None:
-            found = view.user(session, ref if isinstance(ref, int) else str(ref))
-            if found is None or not found.active:
-                raise PermissionDenied(f"unknown or inactive user '{actor}'", zh="用户不存在或已停用")
-            return found
-        query = select(User).options(joinedload(User.roles).joinedload(RoleAssignment.node))
-        if isinstance(actor, User):
-            query = query.where(User.id == actor.id)
-        elif isinstance(actor, int):
-            query = query.where(User.id == actor)
-        else:
-            query = query.where(User.username == str(actor))
-        user = session.scalars(query).unique().one_or_none()
+        user = view.user(session, key) if view is not None else load_user(session, key)
         if user is None or not user.active:
             raise PermissionDenied(f"unknown or inactive user '{actor}'", zh="用户不存在或已停用")
         return user
@@ -296,11 +285,7 @@ class WorkflowService:
         prefix = version.properties.get("businessKeyPrefix")
         if not prefix:
             view = view_of(session)
-            if view is not None:
-                by_id = view.nodes_by_id(session, grid.ancestor_ids())
-            else:
-                by_id = {n.id: n for n in session.scalars(select(JurisdictionNode).where(
-                    JurisdictionNode.id.in_(grid.ancestor_ids())))}
+            by_id = snapshot_nodes(session, view.nodes if view is not None else {}, grid.ancestor_ids())
             for nid in reversed(grid.ancestor_ids()):
                 if by_id[nid].key_prefix:
                     prefix = by_id[nid].key_prefix

@@ -384,10 +384,6 @@ class LiveWorkflowCache:
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
 
-    def discard(self, case_id: int) -> None:
-        with self._lock:
-            self._entries.pop(case_id, None)
-
     def __len__(self) -> int:
         return len(self._entries)
 
