@@ -8,7 +8,7 @@ whose parent is the town, county or city it belongs to.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import (
     JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, SmallInteger, String, Text,
@@ -27,23 +27,30 @@ ROLES = (
     "petition_officer", "leader", "mediator", "auditor", "designer", "admin",
 )
 
+_ZERO = timedelta(0)
+
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 # Portable autoincrementing big integer (SQLite only autoincrements INTEGER PRIMARY KEY).
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class UtcDateTime(TypeDecorator):
-    """Timezone-aware UTC datetimes on both SQLite (which drops tzinfo) and PostgreSQL."""
+    """Timezone-aware UTC datetimes on both SQLite (which drops tzinfo) and PostgreSQL.
+
+    A value in another zone (a China-time period bound) is converted to UTC before it is
+    bound: SQLite keeps only the wall-clock digits, so without it 08:00+08:00 would be
+    stored, and compared, as 08:00 UTC."""
     impl = DateTime(timezone=True)
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        return value
+        return value if value.utcoffset() == _ZERO else value.astimezone(timezone.utc)
 
     def process_result_value(self, value, dialect):
-        from datetime import timezone
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
         return value

@@ -84,15 +84,8 @@ def prev_month(month: str) -> str:
     return f"{y - (m == 1):04d}-{(m - 2) % 12 + 1:02d}"
 
 
-def db_instant(at: datetime, dialect: str) -> datetime:
-    """The UTC instant a bound datetime stands for in this database: PostgreSQL converts
-    an aware value; SQLite stores and compares its wall-clock digits, whatever the zone."""
-    if dialect == "postgresql":
-        return at.astimezone(UTC)
-    return at.replace(tzinfo=UTC)
-
-
 def _utc(at):
+    """The instant as UTC, as every datetime column stores it (models.UtcDateTime)."""
     return at.astimezone(UTC) if at is not None else None
 
 
@@ -353,8 +346,7 @@ class Rolled:
         self.level = depth
         self.node_id = scope.node.id if scope.node is not None else 0
         self.child_level = self.level + 1
-        inst = lambda at: db_instant(at, self.dialect)  # noqa: E731
-        self.start, self.end, self.now = inst(scope.start), inst(scope.end), inst(metrics.now)
+        self.start, self.end, self.now = _utc(scope.start), _utc(scope.end), _utc(metrics.now)
         self.closed = self._threshold(self.end, Case.closed_at)
         due_at = self.end if self.end <= self.now else self.now + timedelta(microseconds=1)
         self.due = self._threshold(due_at, Case.due_at)

@@ -466,3 +466,37 @@ def test_the_migration_gives_existing_cases_their_facts(tmp_path):
         assert [case.depth1_id, case.depth2_id, case.depth3_id, case.depth4_id] == \
             [int(p) for p in grid.path.strip("/").split("/")][:4]
     db.dispose()
+
+
+# ------------------------------------------------------------- instants in another time zone
+
+CHINA = timezone(timedelta(hours=8))
+
+
+def test_a_china_time_day_counts_the_cases_of_that_day_on_every_database(service, history):
+    """A case registered at 20:30 UTC on Jan 9 is Jan 10, 04:30 in China: it belongs to the
+    China-time day Jan 10 and not to Jan 9. (SQLite once stored and compared an aware bound
+    by its wall-clock digits, which put it on the wrong day.)"""
+    late_evening_utc = datetime(2026, 1, 9, 20, 30, tzinfo=UTC)
+    with service.db.unit_of_work() as session:
+        history.case(session, created=late_evening_utc)
+    jan9 = (datetime(2026, 1, 9, tzinfo=CHINA), datetime(2026, 1, 10, tzinfo=CHINA))
+    jan10 = (datetime(2026, 1, 10, tzinfo=CHINA), datetime(2026, 1, 11, tzinfo=CHINA))
+    assert figures(service.db, "linxi", *jan9)["headline"]["registered"] == 0
+    assert figures(service.db, "linxi", *jan10)["headline"]["registered"] == 1
+
+
+def test_an_aware_datetime_in_another_zone_is_stored_as_its_instant(service, history):
+    """Whatever zone a datetime comes in, the column holds the instant: it reads back equal
+    (as UTC) and compares in SQL as that instant."""
+    four_thirty_china = datetime(2026, 1, 10, 4, 30, tzinfo=CHINA)     # = Jan 9, 20:30 UTC
+    with service.db.unit_of_work() as session:
+        case_id = history.case(session, created=four_thirty_china).id
+    with service.db.read_session() as session:
+        case = session.get(Case, case_id)
+        assert case.created_at == four_thirty_china
+        assert case.created_at.utcoffset() == timedelta(0)
+        assert session.scalar(select(Case.id).where(Case.id == case_id,
+                                                    Case.created_at < datetime(2026, 1, 9, 21, tzinfo=UTC)))
+        assert session.scalar(select(Case.id).where(Case.id == case_id,
+                                                    Case.created_at >= datetime(2026, 1, 10, 4, 0, tzinfo=CHINA)))
