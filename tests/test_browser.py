@@ -112,6 +112,25 @@ def test_report_with_photo_then_close_it_from_the_inboxes(live_server, browser, 
     shot(leader, "04-case-page-diagram")
 
 
+def test_a_grid_matter_in_the_called_mediation_highlights_the_call_activity(live_server, browser, service, clock):
+    """While the called mediation runs, the grid matter's diagram marks its call
+    activity like an active task, and the card says which mediation task is open."""
+    from engine.scenarios import Scenario, run_scenario
+    scenario = Scenario.load(ROOT / "processes" / "scenarios" / "grid_matter" / "dispute_not_settled_mediation_agreement.yaml")
+    scenario.steps, scenario.expect = scenario.steps[:1], {}             # the grid leader hands over to mediation
+    key = run_scenario(service, clock, scenario).business_key
+
+    for username, url in (("lxz_pd", f"/cases/{key}"), ("lxx_dc", f"/audit/cases/{key}/trace")):
+        page = log_in(browser, live_server, username)
+        page.goto(live_server + url)
+        page.locator("#diagram[data-imported=true]").wait_for(timeout=20_000)
+        assert page.locator("#diagram [data-element-id=mediation].highlight-active").count() == 1
+        assert page.locator("#diagram [data-element-id=mediation].highlight-done").count() == 0
+        assert page.locator("#diagram [data-element-id=micro_mediation].highlight-done").count() == 1
+        assert page.locator(".diagram-in-called").inner_text() == "进行中：多元调解 → 确定调解渠道"
+        shot(page, f"05-in-called-mediation-{username}")
+
+
 def _process_id(path):
     from lxml import etree
     root = etree.parse(str(path)).getroot()

@@ -381,7 +381,7 @@ def test_grid_matter_not_resolved_goes_to_town_department_verify_and_satisfactio
     page = html(dispatcher.get(f"/tasks/{dispatch_id}"))
     assert '<option value="chengguan" selected>' in page  # prefilled from the dispatch rules
     diagram = dispatcher.get(f"/cases/{key}/diagram.json").get_json()
-    assert diagram["highlights"]["active"] == ["town_dispatch"]
+    assert diagram["highlights"]["active"] == ["town_dispatch", "town_stage"]  # the task and its stage
     assert "flow_not_mediated" not in diagram["highlights"]["flows"]  # not yet taken: the token is at the task
 
     work_page(dispatcher, service, DISPATCHER, "town_dispatch", {"department": "chengguan", "instructions": "请核实"})

@@ -138,6 +138,7 @@ MESSAGES_EN: dict[str, str] = {
     "已完成环节": "Completed steps",
     "已走路径": "Path taken",
     "此流程没有可显示的流程图。": "This process has no diagram to show.",
+    "进行中：{where}": "In progress: {where}",
     "附件": "Files",
     "补充附件": "Add files",
     "照片或扫描件：JPEG、PNG、GIF、WebP（不超过 10 MB）或 PDF（不超过 20 MB）。":
