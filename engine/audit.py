@@ -31,6 +31,21 @@ _COLUMNS = ("case_id", "work_item_id", "event_type", "actor_id", "at", "bpmn_id"
 CANONICAL_VERSION = "v1"
 
 
+@dataclass(slots=True)
+class Event:
+    """An audit row about to be appended. Audit rows go in by a plain INSERT and are never
+    read back in the transaction that writes them, so they are not built as ORM objects."""
+    event_type: str
+    at: datetime
+    case_id: int | None = None
+    work_item_id: str | None = None
+    actor_id: int | None = None
+    bpmn_id: str | None = None
+    bpmn_name: str | None = None
+    flow_from: str | None = None
+    data: dict | None = None
+
+
 def canonical(row: dict) -> str:
     """The content a row's hash covers: every column but id and the hashes, in a form that
     survives the round trip through either database (UTC microseconds, sorted JSON)."""
@@ -46,7 +61,7 @@ def chain_hash(prev_hash: str, row: dict) -> str:
     return hashlib.sha256((prev_hash + "\n" + canonical(row)).encode("utf-8")).hexdigest()
 
 
-def append(session, case: Case, events: list[AuditEvent]) -> None:
+def append(session, case: Case, events: list[Event]) -> None:
     """Append events of one case, in order, in the caller's transaction (one multi-row
     INSERT, or part of a batch's: audit rows are never read back in the same transaction).
     Moves the case's chain head, which the case row's version check guards."""
@@ -70,9 +85,9 @@ def record(session, case: Case, event_type: str, at: datetime, *, actor_id: int 
            work_item_id: str | None = None, bpmn_id: str | None = None, bpmn_name: str | None = None,
            data: dict | None = None) -> None:
     """Append one event."""
-    append(session, case, [AuditEvent(case_id=case.id, work_item_id=work_item_id, event_type=event_type,
-                                      actor_id=actor_id, at=at, bpmn_id=bpmn_id, bpmn_name=bpmn_name,
-                                      data=data or {})])
+    append(session, case, [Event(case_id=case.id, work_item_id=work_item_id, event_type=event_type,
+                                 actor_id=actor_id, at=at, bpmn_id=bpmn_id, bpmn_name=bpmn_name,
+                                 data=data or {})])
 
 
 # ------------------------------------------------------------ checkpoints

@@ -559,7 +559,7 @@ class WorkflowService:
         """Within the caller's transaction, with the case row locked: fire its due timers."""
         parsed = self.specs.for_case(session, case)
         workflow = self._load(session, case, parsed, for_write=True)
-        self._run(workflow, case)
+        self._run(workflow, case, timers_due=True)
         open_items = self._after_transition(session, case, workflow, parsed, None, clock.now())
         return CaseView(case, open_items)
 
@@ -611,9 +611,9 @@ class WorkflowService:
         return parsed.spec, parsed.subprocess_specs
 
     @staticmethod
-    def _run(workflow: BpmnWorkflow, case: Case):
+    def _run(workflow: BpmnWorkflow, case: Case, timers_due: bool = False):
         try:
-            run_engine(workflow)
+            run_engine(workflow, timers_due=timers_due)
         except SpiffWorkflowException as exc:
             detail = describe_process_error(exc)
             raise ProcessError(f"case {case.business_key}: the process failed: {detail}",
@@ -626,13 +626,13 @@ class WorkflowService:
         steps = collect_finished_steps(workflow)
         for step in steps:
             if step.is_user_task and step.state == "COMPLETED":
-                events.append(AuditEvent(
+                events.append(audit.Event(
                     case_id=case.id, work_item_id=step.task_id, event_type="task_completed",
                     actor_id=user.id if user and step.task_id in completed else None, at=now,
                     bpmn_id=step.bpmn_id, bpmn_name=step.bpmn_name, flow_from=step.flow_from,
                     data=completed.get(step.task_id, {})))
             elif step.state == "COMPLETED":
-                events.append(AuditEvent(
+                events.append(audit.Event(
                     case_id=case.id, event_type="step", at=now, bpmn_id=step.bpmn_id,
                     bpmn_name=step.bpmn_name, flow_from=step.flow_from, data={"type": step.spec_type}))
         prune_history(workflow)
@@ -652,7 +652,7 @@ class WorkflowService:
         case.next_timer_at = _next_timer(workflow)
         if workflow.is_completed() and case.status == "open":
             case.status, case.closed_at = "completed", now
-            events.append(AuditEvent(case_id=case.id, event_type="case_closed", at=now, data={}))
+            events.append(audit.Event(case_id=case.id, event_type="case_closed", at=now, data={}))
         audit.append(session, case, events)
         state = getattr(workflow, "_gf_state_row", None) or session.get(CaseState, case.id)
         state.state = self.serializer.dumps(workflow)
@@ -686,7 +686,7 @@ class WorkflowService:
         for item_id, item in open_items.items():
             if item_id not in ready:
                 item.status, item.completed_at = "cancelled", now
-                events.append(AuditEvent(case_id=case.id, work_item_id=item_id, event_type="task_cancelled",
+                events.append(audit.Event(case_id=case.id, work_item_id=item_id, event_type="task_cancelled",
                                          at=now, bpmn_id=item.spec_id, bpmn_name=item.name, data={}))
         still_open = [item for item_id, item in open_items.items() if item_id in ready]
         new = [tid for tid in ready if tid not in open_items]
@@ -714,12 +714,12 @@ class WorkflowService:
                 session.flush()
                 for uid in cands.user_ids:
                     session.add(WorkItemCandidate(work_item_id=tid, user_id=uid))
-            events.append(AuditEvent(
+            events.append(audit.Event(
                 case_id=case.id, work_item_id=tid, event_type="task_created", at=now, bpmn_id=info.bpmn_id,
                 bpmn_name=info.name, data={"role": cands.role, "node_id": cands.node_id,
                                            "assignee_id": cands.assignee_id, "candidates": cands.user_ids}))
             if cands.unresolved:
-                events.append(AuditEvent(
+                events.append(audit.Event(
                     case_id=case.id, work_item_id=tid, event_type="lane_unresolved", at=now, bpmn_id=info.bpmn_id,
                     bpmn_name=info.name, data={"lane": lane, "reason": cands.reason,
                                                "fallback_role": cands.role, "fallback_node_id": cands.node_id}))

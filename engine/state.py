@@ -105,9 +105,13 @@ class StateSerializer:
         return self._serializer.from_dict(dct, spec=spec, subprocess_specs=subprocess_specs)
 
 
-def run_engine(workflow: BpmnWorkflow, max_rounds: int = 10_000) -> None:
+def run_engine(workflow: BpmnWorkflow, max_rounds: int = 10_000, timers_due: bool = False) -> None:
     """Run engine tasks (gateways, scripts, rules, fired timers) until only
-    user tasks and waiting events are left."""
+    user tasks and waiting events are left. `timers_due`: the caller knows a timer has
+    fallen due (the timer worker), so it is fired before the first engine pass instead
+    of after a pass that would find nothing to do."""
+    if timers_due:
+        workflow.refresh_timers()
     for _ in range(max_rounds):
         workflow.do_engine_steps()
         workflow.refresh_timers()
