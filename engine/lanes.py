@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .bpmn import parse_lane
-from .models import DEPARTMENT, JurisdictionNode, RoleAssignment, User
+from .models import DEPARTMENT, JurisdictionNode, RoleAssignment, User, path_ids
 from .org_cache import NodeSnapshot, snapshot_nodes, view_of
 
 DEPARTMENT_ROLES = {"department_handler", "petition_officer"}
@@ -84,9 +84,9 @@ class LaneResolver:
             self._nodes[node_id] = NodeSnapshot.of(node)
         return self._nodes[node_id]
 
-    def ancestors(self, grid: JurisdictionNode) -> list[JurisdictionNode]:
+    def ancestors(self, grid_path: str) -> list[NodeSnapshot]:
         """From the grid up to the root (one query for the whole chain)."""
-        ids = grid.ancestor_ids()
+        ids = path_ids(grid_path)
         found = snapshot_nodes(self.session, self._nodes, ids)
         return [found[i] for i in reversed(ids) if i in found]
 
@@ -114,7 +114,7 @@ class LaneResolver:
             self._usernames[names] = [found[n] for n in dict.fromkeys(names) if n in found]
         return list(self._usernames[names])
 
-    def resolve(self, lane: str | None, grid: JurisdictionNode, data: dict,
+    def resolve(self, lane: str | None, grid_path: str, data: dict,
                 assignee_key: str | None = None, candidates_key: str | None = None) -> Candidates:
         if assignee_key:
             ids = self.users_by_name(_data_value(data, assignee_key))
@@ -126,7 +126,7 @@ class LaneResolver:
                 return Candidates(user_ids=ids)
 
         ref = parse_lane(lane)
-        chain = self.ancestors(grid)
+        chain = self.ancestors(grid_path)
         if ref is None:
             return self._fallback(chain, 0, f"lane '{lane}' names no role")
         if ref.level:

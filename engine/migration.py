@@ -41,7 +41,7 @@ from .designer import EDIT_ROLES, READ_ROLES, require_roles
 from .errors import InvalidInput, NotFound, PermissionDenied
 from .bpmn import user_task_info
 from .lanes import LaneResolver
-from .models import Case, JurisdictionNode, ProcessVersion, User, WorkItem, WorkItemCandidate
+from .models import Case, ProcessVersion, User, WorkItem, WorkItemCandidate
 
 
 def _has_task(workflow, task_id: str) -> bool:
@@ -249,8 +249,7 @@ class Migrator:
             lane = info.effective_lane
             item.name, item.form_key = info.name, info.form_key
             if lane != item.lane:
-                grid = JurisdictionNode(id=case.grid_id, path=case.grid_path)
-                cands = LaneResolver(session).resolve(lane, grid, task.data, info.assignee, info.candidate_users)
+                cands = LaneResolver(session).resolve(lane, case.grid_path, task.data, info.assignee, info.candidate_users)
                 item.lane, item.role, item.candidate_node_id = lane, cands.role, cands.node_id
                 item.unresolved = cands.unresolved
                 item.assignee_id = cands.assignee_id

@@ -56,6 +56,11 @@ class UtcDateTime(TypeDecorator):
         return value
 
 
+def path_ids(path: str) -> list[int]:
+    """The node ids of a materialized path "/1/4/9/", from the root down."""
+    return [int(p) for p in path.strip("/").split("/") if p]
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -79,7 +84,7 @@ class JurisdictionNode(Base):
 
     def ancestor_ids(self) -> list[int]:
         """Ids from the root down to this node, inclusive."""
-        return [int(p) for p in self.path.strip("/").split("/") if p]
+        return path_ids(self.path)
 
 
 class User(Base):

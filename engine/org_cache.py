@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
-from .models import JurisdictionNode, OrgGeneration, RoleAssignment, User
+from .models import JurisdictionNode, OrgGeneration, RoleAssignment, User, path_ids
 
 ORG_VIEW = "gf_org_view"  # Session.info: the OrgView this transaction may use
 
@@ -43,7 +43,7 @@ class NodeSnapshot:
                    node.dept_type)
 
     def ancestor_ids(self) -> list[int]:
-        return [int(p) for p in self.path.strip("/").split("/") if p]
+        return path_ids(self.path)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from .org_cache import OrgCache, current_generation, load_user, snapshot_nodes, 
 from .passwords import check_password
 from .personal_data import mask_value, personal_fields
 from .state import (LiveWorkflowCache, StateSerializer, collect_finished_steps, private_specs, prune_history,
-                    restore_trigger_connections, run_engine, specs_mutate_at_runtime)
+                    restore_trigger_connections, run_engine, specs_mutate_at_runtime, tasks_in_state)
 from .sandbox import SCRIPT_ENGINE, SandboxedEnvironment
 from .supervision import Supervision
 
@@ -668,7 +668,9 @@ class WorkflowService:
     def _case_data(workflow: BpmnWorkflow) -> dict:
         if workflow.is_completed():
             return dict(workflow.data)
-        ready = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING)
+        ready = tasks_in_state(workflow, TaskState.READY | TaskState.WAITING)
+        if len(ready) > 1:  # the tree's order decides between equally recent tasks
+            ready = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING)
         if ready:
             return dict(max(ready, key=lambda t: t.last_state_change).data)
         if workflow.last_task is not None:
@@ -676,8 +678,10 @@ class WorkflowService:
         return dict(workflow.task_tree.data)
 
     def _sync_work_items(self, session, case: Case, workflow: BpmnWorkflow, parsed: ParsedProcess, now, events):
-        ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)
-                 if is_user_task(t.task_spec)}
+        ready = [t for t in tasks_in_state(workflow, TaskState.READY) if t.task_spec.manual and is_user_task(t.task_spec)]
+        if len(ready) > 1:  # new work items and their audit rows follow the tree's order
+            ready = [t for t in workflow.get_tasks(state=TaskState.READY, manual=True) if is_user_task(t.task_spec)]
+        ready = {str(t.id): t for t in ready}
         prefetched = session.info.get(PREFETCHED_OPEN_ITEMS)
         if prefetched is not None and case.id in prefetched:
             open_items = prefetched.pop(case.id)
@@ -695,12 +699,11 @@ class WorkflowService:
         # one resolver per transaction: a batch of timer firings shares its tree lookups
         resolver = session.info.get("gf_lane_resolver") or session.info.setdefault("gf_lane_resolver",
                                                                                    LaneResolver(session))
-        grid = JurisdictionNode(id=case.grid_id, path=case.grid_path)  # the path is all resolution needs
         for tid in new:
             task = ready[tid]
             info = user_task_info(task.task_spec, parsed.camunda_attrs)
             lane = info.effective_lane
-            cands = resolver.resolve(lane, grid, task.data, info.assignee, info.candidate_users)
+            cands = resolver.resolve(lane, case.grid_path, task.data, info.assignee, info.candidate_users)
             due = _due_at(info.due, task.data, now)
             item = WorkItem(
                 id=tid, case_id=case.id, process_key=case.process_key, spec_id=info.bpmn_id, name=info.name,

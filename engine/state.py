@@ -115,7 +115,7 @@ def run_engine(workflow: BpmnWorkflow, max_rounds: int = 10_000, timers_due: boo
     for _ in range(max_rounds):
         workflow.do_engine_steps()
         workflow.refresh_timers()
-        if not any(not t.task_spec.manual for t in workflow.get_tasks(state=TaskState.READY)):
+        if not any(not t.task_spec.manual for t in tasks_in_state(workflow, TaskState.READY)):
             return
     raise RuntimeError("engine did not settle: a loop of engine tasks without a user task or timer?")
 
@@ -123,6 +123,13 @@ def run_engine(workflow: BpmnWorkflow, max_rounds: int = 10_000, timers_due: boo
 def all_workflows(workflow: BpmnWorkflow):
     yield workflow
     yield from workflow.subprocesses.values()
+
+
+def tasks_in_state(workflow: BpmnWorkflow, state: int) -> list:
+    """The tasks of the workflow and its subprocesses in `state`, in no set order: a scan of
+    their task dicts, about ten times cheaper than SpiffWorkflow's tree walk (`get_tasks`),
+    which a caller needs only when the order of several matters."""
+    return [task for wf in all_workflows(workflow) for task in wf.tasks.values() if task.state & state]
 
 
 @dataclass
