@@ -946,7 +946,7 @@ class WorkflowService:
                 case=case, version=version, data=data, open_items=items, events=events, user_names=names,
                 node_names=nodes, attachments=attachments,
                 diagram_xml=version.files.get(main_file) if main_file else None,
-                highlights=highlights(version.files, path, [i.spec_id for i in items]),
+                highlights=highlights(version.files, path, [i.spec_id for i in items], process_key=case.process_key),
                 may_contribute=self._may_contribute(session, user, case) and not is_read_only(user))
 
     def task_detail(self, actor, task_id: str) -> TaskDetail:
