@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.live_app import free_port, start_gunicorn, wait_until_answering  # noqa: E402
+from bench.scratch import create_postgres_database, reset_to_demo  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/gridflow_http"
 PASSWORD = "demo123"
@@ -59,64 +61,14 @@ TARGET_RATE, TARGET_P95_MS, TARGET_RSS_MB = 300, 100, 150
 # ---------------------------------------------------------------- set-up
 
 def prepare_database(url: str) -> None:
-    """Create the database if needed, empty it, migrate, load the demo org, deploy processes/."""
-    from sqlalchemy.engine import make_url
-
-    if url.startswith("postgresql"):
-        import psycopg
-        parsed = make_url(url)
-        admin = parsed.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (parsed.database,)).fetchone():
-                conn.execute(f'CREATE DATABASE "{parsed.database}"')
-
-    from engine import schema
     from engine.db import Database
-    from engine.deploy import deploy_files, read_process_dir
-    from engine.org import load_org_file
     from forms import FormRegistry
 
     db = Database(url)
     try:
-        schema.drop_all(db)
-        schema.upgrade(db)
-        with db.unit_of_work() as session:
-            load_org_file(session, ROOT / "demo" / "org.yaml")
-            deploy_files(session, read_process_dir(ROOT / "processes"), FormRegistry().keys(), actor="bench")
+        reset_to_demo(db, FormRegistry().keys(), actor="bench")
     finally:
         db.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_gunicorn(url: str, workers: int, port: int, log_path: Path, worker_class: str = "sync",
-                   threads: int = 1) -> subprocess.Popen:
-    env = dict(os.environ, DATABASE_URL=url, SECRET_KEY="http-load-bench-secret")
-    log = open(log_path, "wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--worker-class", worker_class,
-         "--threads", str(threads), "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5",
-         "--access-logfile", "-", "web:create_app()"],   # an access line per request, as `make run` writes
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_ready(base: str, server: subprocess.Popen, timeout: float = 60) -> None:
-    import httpx
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {server.returncode}")
-        try:
-            if httpx.get(f"{base}/api/v1/openapi.json", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("gunicorn did not answer in time")
 
 
 def worker_pids(master: int) -> list[int]:
@@ -337,14 +289,18 @@ def pct(values: list[float], q: float) -> float:
 def run(args) -> int:
     url = args.database_url
     print(f"setting up {url.split('@')[-1]} (schema, demo org, processes/) ...", flush=True)
+    create_postgres_database(url)
     prepare_database(url)
     statements = [] if args.no_statements else count_statements(url)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = Path(args.log)
-    server = start_gunicorn(url, args.workers, port, log_path, args.worker_class, args.threads)
+    server = start_gunicorn(
+        url, port, log_path, secret_key="http-load-bench-secret", workers=args.workers,
+        options=("--worker-class", args.worker_class, "--threads", str(args.threads), "--graceful-timeout", "5",
+                 "--access-logfile", "-"))   # an access line per request, as `make run` writes
     try:
-        wait_ready(base, server)
+        wait_until_answering(server, port, log_path)
         tokens = {name: login(base, name) for team in TEAMS for name in (team[0], team[2])}
         pids = worker_pids(server.pid)
         rss_before = {pid: rss_mb(pid) for pid in pids}

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,11 +30,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from engine import schema
+from bench.live_app import free_port, start_gunicorn, wait_until_answering
+from bench.scratch import create_postgres_database, reset_to_demo
 from engine.db import Database
-from engine.deploy import deploy_files, read_process_dir
+from engine.deploy import deploy_files
 from engine.models import AuditEvent, Case, WorkItem
-from engine.org import load_org_file
 from engine.service import WorkflowService
 from forms import FormRegistry
 
@@ -50,6 +49,7 @@ REPORT = {"category": "dispute", "colour": "blue", "description": "宅基地边�
 TASK_DATA = {"micro_mediation": {"resolved": True, "mediation_note": "已调解（崩溃测试）"},
              "record_result": {"result_note": "已回访（崩溃测试）"}}
 TIMER_SECONDS = 2
+SECRET_KEY = "crash-test-secret"
 
 TIMER_BPMN = f"""<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -89,25 +89,17 @@ def _crash_databases(tmp_path) -> list[str]:
     urls = [f"sqlite:///{tmp_path / 'crash.sqlite'}"]
     env_url = os.environ.get("DATABASE_URL", "")
     if env_url.startswith("postgresql"):
-        import psycopg
         parsed = make_url(env_url)
-        name = f"{parsed.database}_crash"
-        admin = parsed.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-                conn.execute(f'CREATE DATABASE "{name}"')
-        urls.append(parsed.set(database=name).render_as_string(hide_password=False))
+        urls.append(parsed.set(database=f"{parsed.database}_crash").render_as_string(hide_password=False))
+        create_postgres_database(urls[-1])
     return urls
 
 
 def _prepare(url: str) -> None:
     db = Database(url)
     try:
-        schema.drop_all(db)
-        schema.upgrade(db)
+        reset_to_demo(db, FormRegistry().keys(), actor="tests")
         with db.unit_of_work() as session:
-            load_org_file(session, ROOT / "demo" / "org.yaml")
-            deploy_files(session, read_process_dir(ROOT / "processes"), FormRegistry().keys(), actor="tests")
             # formless tasks: deployed without the form check, as the engine tests' fixtures are
             deploy_files(session, {"reliab_crash_timer.bpmn": TIMER_BPMN}, None, actor="tests")
     finally:
@@ -116,40 +108,24 @@ def _prepare(url: str) -> None:
 
 # ------------------------------------------------------------------ the servers
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Servers:
     def __init__(self, url: str, port: int, logs: Path):
         self.url, self.port, self.logs = url, port, logs
-        self.env = dict(os.environ, DATABASE_URL=url, SECRET_KEY="crash-test-secret", PYTHONPATH=str(ROOT))
+        self.env = dict(os.environ, DATABASE_URL=url, SECRET_KEY=SECRET_KEY, PYTHONPATH=str(ROOT))
         self.web = self.worker = None
         self.starts = 0
 
     def start(self):
         self.starts += 1
-        log = open(self.logs / f"gunicorn-{self.starts}.log", "wb")
+        web_log = self.logs / f"gunicorn-{self.starts}.log"
         # a session of its own: SIGKILL to the group takes the master and every worker at once
-        self.web = subprocess.Popen(
-            [PY, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{self.port}", "web:create_app()"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.web = start_gunicorn(self.url, self.port, web_log, secret_key=SECRET_KEY, workers=2,
+                                  new_session=True)
         log = open(self.logs / f"worker-{self.starts}.log", "wb")
         self.worker = subprocess.Popen(
             [PY, "-c", "from engine.cli import main; main()", "worker", "--interval", "0.5"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.web.poll() is None, (self.logs / f"gunicorn-{self.starts}.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/api/v1/openapi.json", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("gunicorn did not come up")
+        wait_until_answering(self.web, self.port, web_log)
 
     def kill9(self):
         for proc in (self.web, self.worker):
@@ -290,7 +266,7 @@ def test_kill_9_web_and_worker_during_load_then_restart(tmp_path, db):
     """`db` (the suite's database) only decides whether PostgreSQL runs too."""
     for url in _crash_databases(tmp_path):
         _prepare(url)
-        port = _free_port()
+        port = free_port()
         servers, load = Servers(url, port, tmp_path), Load(port)
         servers.start()
         threads = [threading.Thread(target=load.grid_matters, args=(i,), daemon=True) for i in range(6)]
