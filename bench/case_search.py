@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -27,15 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import insert, select, text  # noqa: E402
 
-from engine import schema  # noqa: E402
+from bench.scratch import print_plan, reset_to_demo, timed  # noqa: E402
 from engine.db import Database  # noqa: E402
-from engine.deploy import deploy_files, read_process_dir  # noqa: E402
 from engine.models import NO_DUE_DATE, AuditEvent, Case, JurisdictionNode, ProcessVersion, User, WorkItem  # noqa: E402
-from engine.org import load_org_file  # noqa: E402
 from engine.search import CaseSearch, SearchFilters  # noqa: E402
 from engine.service import WorkflowService  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/gf_auditor")
 START = datetime(2025, 3, 1, tzinfo=timezone.utc)
 PROCESSES = [("grid_matter", 60), ("petition", 15), ("mediation", 15), ("leader_case", 5), ("consultation", 5)]
@@ -84,24 +80,9 @@ def fill(db: Database, n: int) -> dict:
     return tasks
 
 
-def timed(fn, repeat=15):
-    fn()
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[max(0, int(len(samples) * 0.95) - 1)]
-
-
 def run(url: str, n: int, plans: bool) -> None:
     db = Database(url)
-    schema.drop_all(db)
-    schema.upgrade(db)
-    with db.unit_of_work() as s:
-        load_org_file(s, ROOT / "demo" / "org.yaml")
-        deploy_files(s, read_process_dir(ROOT / "processes"), None)
+    reset_to_demo(db)
     t0 = time.perf_counter()
     fill(db, n)
     print(f"\n{db.engine.dialect.name}: {n:,} cases (filled in {time.perf_counter() - t0:.0f} s)")
@@ -131,10 +112,9 @@ def run(url: str, n: int, plans: bool) -> None:
     print(f"  {'search':34} {'rows':>5} {'p50':>9} {'p95':>9}")
     for label, user, f in queries:
         page = search.search(user, f)
-        p50, p95 = timed(lambda: search.search(user, f))
+        p50, p95 = timed(lambda: search.search(user, f), repeat=15)
         print(f"  {label:34} {len(page.rows):>5} {p50:>7.1f}ms {p95:>7.1f}ms")
     if plans:
-        explain = "EXPLAIN QUERY PLAN " if db.engine.dialect.name == "sqlite" else "EXPLAIN "
         for label, user, f in queries:
             task_ids = search._task_ids(f.task) if f.task else None
             with db.read_session() as s:
@@ -143,10 +123,8 @@ def run(url: str, n: int, plans: bool) -> None:
                 resolved["task_ids"] = task_ids
                 scope = search.scope_paths(u)
                 query = search.query(u, f, resolved, scope, search.plan(s, f, resolved, scope))
-                compiled = query.compile(db.engine, compile_kwargs={"literal_binds": True})
                 print(f"  plan: {label}")
-                for row in s.execute(text(explain + str(compiled))):
-                    print("    " + " | ".join(str(c) for c in row))
+                print_plan(s, query)
     db.dispose()
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -23,14 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import insert, select, text  # noqa: E402
 
-from engine import schema  # noqa: E402
+from bench.scratch import create_postgres_database, print_plan, reset_to_demo, timed  # noqa: E402
 from engine.db import Database  # noqa: E402
-from engine.deploy import deploy_files, read_process_dir  # noqa: E402
 from engine.models import NO_DUE_DATE, Case, JurisdictionNode, RoleAssignment, WorkItem  # noqa: E402
-from engine.org import load_org_file  # noqa: E402
 from engine.service import InboxFilters, WorkflowService  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 USERS = ["lx_wgy1", "lxz_pd", "cf_pd"]
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/gridflow_bench"
 
@@ -64,24 +60,9 @@ def fill(db: Database, n: int) -> None:
         conn.execute(text("ANALYZE"))
 
 
-def timed(fn, repeat=30):
-    fn()
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[int(len(samples) * 0.95) - 1]
-
-
 def run(url: str, n: int) -> None:
     db = Database(url)
-    schema.drop_all(db)
-    schema.upgrade(db)
-    with db.unit_of_work() as s:
-        load_org_file(s, ROOT / "demo" / "org.yaml")
-        deploy_files(s, read_process_dir(ROOT / "processes"), None)
+    reset_to_demo(db)
     t0 = time.perf_counter()
     fill(db, n)
     print(f"\n{db.engine.dialect.name}: {n:,} open work items (filled in {time.perf_counter() - t0:.1f} s)")
@@ -89,18 +70,15 @@ def run(url: str, n: int) -> None:
     print(f"  {'user':10} {'rows':>6} {'page p50':>9} {'page p95':>9} {'count p50':>10} {'count':>8}")
     for user in USERS:
         rows = svc.inbox(user, InboxFilters(limit=50))
-        p50, p95 = timed(lambda: svc.inbox(user, InboxFilters(limit=50)))
+        p50, p95 = timed(lambda: svc.inbox(user, InboxFilters(limit=50)), repeat=30)
         c50, _ = timed(lambda: svc.inbox_count(user), repeat=10)
         print(f"  {user:10} {len(rows):>6} {p50:>7.1f}ms {p95:>7.1f}ms {c50:>8.1f}ms {svc.inbox_count(user):>8,}")
     with db.read_session() as s:
         from engine.models import User
         user = s.scalar(select(User).where(User.username == "lxz_pd"))
         query = svc._inbox_query(s, svc._user(s, user.id), InboxFilters(limit=50))
-        compiled = query.compile(db.engine, compile_kwargs={"literal_binds": True})
-        explain = "EXPLAIN QUERY PLAN " if db.engine.dialect.name == "sqlite" else "EXPLAIN "
         print("  plan for lxz_pd's first page:")
-        for row in s.execute(text(explain + str(compiled))):
-            print("    " + " | ".join(str(c) for c in row))
+        print_plan(s, query)
     db.dispose()
 
 
@@ -114,10 +92,7 @@ def main():
         if args.db in ("sqlite", "both"):
             run(f"sqlite:///{tempfile.mkdtemp()}/inbox.sqlite", n)
         if args.db in ("postgres", "both"):
-            import psycopg
-            with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
-                if not conn.execute("SELECT 1 FROM pg_database WHERE datname='gridflow_bench'").fetchone():
-                    conn.execute("CREATE DATABASE gridflow_bench")
+            create_postgres_database(PG_URL)
             run(PG_URL, n)
 
 

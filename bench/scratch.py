@@ -1,12 +1,15 @@
 """Scratch databases for the benches (and the tests that run real servers):
 created on PostgreSQL if missing, then emptied, migrated and given the demo
-organisation — the province's jurisdiction tree and its people — and processes/.
+organisation — the province's jurisdiction tree and its people — and processes/;
+and how the read benches time a query on them and show its plan.
 
 Importable as `bench.scratch` wherever the repository root is on sys.path (the
 bench scripts insert it, pytest runs from it).
 """
 from __future__ import annotations
 
+import statistics
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,3 +41,26 @@ def reset_to_demo(db, form_keys: set[str] | None = None, actor: str | None = Non
     with db.unit_of_work() as session:
         load_org_file(session, ROOT / "demo" / "org.yaml")
         deploy_files(session, read_process_dir(ROOT / "processes"), form_keys, actor=actor)
+
+
+def timed(fn, repeat: int) -> tuple[float, float]:
+    """(p50, p95) in milliseconds of `repeat` calls of `fn`, after one call that warms caches."""
+    fn()
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[max(0, int(len(samples) * 0.95) - 1)]
+
+
+def print_plan(session, query) -> None:
+    """Print the database's plan for `query` (a SQLAlchemy select, its values inlined), a line a row."""
+    from sqlalchemy import text
+
+    dialect = session.get_bind().dialect
+    compiled = query.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+    explain = "EXPLAIN QUERY PLAN " if dialect.name == "sqlite" else "EXPLAIN "
+    for row in session.execute(text(explain + str(compiled))):
+        print("    " + " | ".join(str(c) for c in row))

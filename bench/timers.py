@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, insert, select, text  # noqa: E402
 
+from bench.scratch import create_postgres_database  # noqa: E402
 from engine import clock as clock_module  # noqa: E402
 from engine import schema  # noqa: E402
 from engine.db import Database  # noqa: E402
@@ -119,11 +120,8 @@ def main():
     print(f"timer worker: {args.cases:,} cases waiting on a deadline, all due; {mp.cpu_count()} cores")
     for w in [int(x) for x in args.workers.split(",")]:
         if args.db == "postgres":
-            import psycopg
-            with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
-                if not conn.execute("SELECT 1 FROM pg_database WHERE datname='gridflow_bench'").fetchone():
-                    conn.execute("CREATE DATABASE gridflow_bench")
             url = "postgresql+psycopg://postgres@127.0.0.1:5432/gridflow_bench"
+            create_postgres_database(url)
         else:
             url = f"sqlite:///{tempfile.mkdtemp()}/timers.sqlite"
         run(url, args.cases, w)
