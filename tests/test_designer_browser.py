@@ -5,6 +5,7 @@ import uuid
 
 from engine.designer import Designer
 from tests.conftest import FIXTURES
+from tests.helpers import REPORT
 from tests.test_browser import browser, live_server, log_in, shot  # noqa: F401 (fixtures)
 
 CAMUNDA = (FIXTURES / "camunda_report.bpmn").read_text(encoding="utf-8")
@@ -91,3 +92,20 @@ def test_dmn_modeler_and_form_live_preview(live_server, browser):  # noqa: F811
     error = page.locator("#definition-errors li").first
     assert error.get_attribute("data-field") == "feedback" and "longtext" in error.inner_text()
     shot(page, "designer-05-form-preview-error")
+
+
+def test_read_only_diagrams_say_when_their_source_fails_to_load(service, live_server, browser):  # noqa: F811
+    """The library's and the case page's diagrams share their set-up (diagram-viewer.js):
+    a source that answers 500 leaves each marked not imported, with the reason and the
+    page's message to the user."""
+    case = service.start_case("grid_matter", "linxi-xinguang-g1", REPORT, "lx_wgy1")
+    page = log_in(browser, live_server, "cf_sj")
+    page.route("**/v*/files/**", lambda route: route.fulfill(status=500, body="broken"))
+    page.route("**/diagram.json", lambda route: route.fulfill(status=500, body="broken"))
+    for path, message in (("/designer/processes/grid_matter", "流程图加载失败。"),
+                          (f"/cases/{case.business_key}", "流程图加载失败，请刷新页面重试。")):
+        page.goto(live_server + path)
+        diagram = page.locator("#diagram[data-imported=false]")
+        diagram.wait_for(timeout=20_000)
+        assert diagram.get_attribute("data-error") == "HTTP 500", path
+        assert page.locator("#diagram-status").inner_text() == message, path

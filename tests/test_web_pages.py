@@ -416,8 +416,10 @@ def test_case_page_diagram_assets_and_vendor_route(service, as_user, app):
         assert f"/vendor/bpmn-js/{asset}" in page
         response = client.get(f"/vendor/bpmn-js/{asset}")
         assert response.status_code == 200 and len(response.data) > 100
-    assert "/static/case-diagram.js" in page
-    assert client.get("/static/case-diagram.js").status_code == 200
+    for script in ("diagram-viewer.js", "case-diagram.js"):   # the shared set-up first
+        assert f"/static/{script}" in page
+        assert client.get(f"/static/{script}").status_code == 200
+    assert page.index("/static/diagram-viewer.js") < page.index("/static/case-diagram.js")
     assert "highlight-active" in page or "已完成环节" in page  # the legend
     diagram = client.get(f"/cases/{case.business_key}/diagram.json").get_json()
     assert diagram["highlights"]["active"] == ["micro_mediation"]
