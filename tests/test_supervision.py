@@ -459,6 +459,18 @@ def test_notifications_page_open_and_mark_read(sv, app, client):
     assert client.post(f"/notifications/{oldest.id}/read", data={"csrf_token": token}).status_code == 404
 
 
+def test_notifications_page_has_previous_and_next_links(sv, app, client, monkeypatch):
+    monkeypatch.setattr("web.supervision.PAGE_SIZE", 1)
+    first, second = start(sv), start(sv)
+    login(client, "lx_wgz1")
+    page = html(client.get("/notifications"))
+    assert "第 1 / 2 页" in page and second.business_key in page and first.business_key not in page
+    assert 'rel="next" href="/notifications?page=2"' in page and 'rel="prev"' not in page
+    page = html(client.get("/notifications?page=2"))
+    assert "第 2 / 2 页" in page and first.business_key in page
+    assert 'rel="prev" href="/notifications?page=1"' in page and 'rel="next"' not in page
+
+
 def test_admin_incidents_page(sv, app, client, clock, fixture_forms):
     case, incident = _incident_case(sv, clock, fixture_forms)
     for who in ("lxx_pd", "lxx_dc", "lx_wgy1"):
