@@ -92,3 +92,18 @@ def app(service, tmp_path):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def as_user(app):
+    """A logged-in test client per user, made once per test: as_user("lx_wgy1")."""
+    from tests.helpers import login
+    clients = {}
+
+    def make(username):
+        if username not in clients:
+            client = app.test_client()
+            login(client, username)
+            clients[username] = client
+        return clients[username]
+    return make

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from engine.models import ProcessVersion
 from tests.conftest import FIXTURES, ROOT
 from tests.test_deploy import MIWG as MIWG_DIR
-from tests.helpers import csrf_token, login
+from tests.helpers import csrf_token
 
 DESIGNER, ADMIN, WORKER, AUDITOR = "cf_sj", "admin", "lx_wgy1", "lxx_dc"
 CAMUNDA = (FIXTURES / "camunda_report.bpmn").read_text(encoding="utf-8")
@@ -26,19 +26,6 @@ def unique_camunda():
     key = f"cw_{uuid.uuid4().hex[:8]}"
     return key, CAMUNDA.replace('id="camunda_report"', f'id="{key}"').replace(
         'bpmnElement="camunda_report"', f'bpmnElement="{key}"')
-
-
-@pytest.fixture
-def as_user(app):
-    clients = {}
-
-    def make(username):
-        if username not in clients:
-            client = app.test_client()
-            login(client, username)
-            clients[username] = client
-        return clients[username]
-    return make
 
 
 def post_json(client, url, payload):

@@ -206,17 +206,10 @@ def test_a_shipped_chain_with_decisions_and_many_timers_moves(clean_db, clock):
 # ------------------------------------------------------------------ pages
 
 @pytest.fixture
-def web(app, clean_db, fixture_forms):
-    from tests.helpers import login
+def web(as_user, app, clean_db, fixture_forms):
+    """as_user, with the fixtures' forms."""
     app.extensions["gridflow"].forms = fixture_forms
-    clients = {}
-
-    def make(username):
-        if username not in clients:
-            clients[username] = app.test_client()
-            login(clients[username], username)
-        return clients[username]
-    return make
+    return as_user
 
 
 def test_migration_pages_dry_run_then_apply(web, service, clean_db):

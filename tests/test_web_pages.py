@@ -26,20 +26,6 @@ PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001
 
 # ------------------------------------------------------------------ helpers
 
-@pytest.fixture
-def as_user(app):
-    """A logged-in test client per user: as_user("lx_wgy1")."""
-    clients = {}
-
-    def make(username):
-        if username not in clients:
-            client = app.test_client()
-            login(client, username)
-            clients[username] = client
-        return clients[username]
-    return make
-
-
 def token(client, path="/inbox"):
     return csrf_token(client, path)
 
