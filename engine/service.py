@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, bindparam, func, or_, select, union, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.base import object_state
 from sqlalchemy.orm.exc import StaleDataError
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
@@ -150,6 +152,9 @@ def _hot_statements() -> dict:
                                                      other.id != task_id))
                               .where(WorkItem.id == task_id).execution_options(populate_existing=True)),
         "open_items": select(WorkItem).where(WorkItem.case_id == case_id, WorkItem.status == "open"),
+        # bind names other than the columns': SQLAlchemy reserves those for SET
+        "save_state": (update(CaseState.__table__).where(CaseState.__table__.c.case_id == bindparam("b_case_id"))
+                       .values(state=bindparam("b_state"), serializer_version=bindparam("b_version"))),
     }
 
 
@@ -654,12 +659,20 @@ class WorkflowService:
             case.status, case.closed_at = "completed", now
             events.append(audit.Event(case_id=case.id, event_type="case_closed", at=now, data={}))
         audit.append(session, case, events)
+        text, version = self.serializer.dumps(workflow), self.serializer.version
         state = getattr(workflow, "_gf_state_row", None) or session.get(CaseState, case.id)
-        state.state = self.serializer.dumps(workflow)
-        state.serializer_version = self.serializer.version
+        if in_batch(session) or object_state(state).pending:
+            # a batch's states go in one executemany; a new case's row is inserted with it
+            state.state, state.serializer_version = text, version
+        else:
+            # one plain UPDATE: the unit of work would cost more than the statement
+            session.connection().execute(_hot_statements()["save_state"],
+                                         {"b_case_id": case.id, "b_state": text, "b_version": version})
+            set_committed_value(state, "state", text)
+            set_committed_value(state, "serializer_version", version)
         saved = session.info.get(LIVE_AFTER_COMMIT)
         if saved is not None:
-            saved.append((case.id, case.process_version_id, state.state, workflow))
+            saved.append((case.id, case.process_version_id, text, workflow))
         if not in_batch(session):
             session.flush()  # a lost race surfaces here, inside the guarded transition
         return open_items
