@@ -7,11 +7,13 @@ failed step leaves no trace but its error.
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, insert
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_SQLITE_PATH = Path("instance") / "gridflow.sqlite"
@@ -49,7 +51,33 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=20, use_insertmanyvalues=False)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=20, use_insertmanyvalues=False)
+    _ping_when_idle(engine)
+    return engine
+
+
+IDLE_BEFORE_PING = 2.0  # seconds a pooled connection may rest before it is tested
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Pessimistic disconnect handling, as `pool_pre_ping` but only for connections that
+    rested in the pool: one handed back a moment ago was working then, and pinging it
+    would cost a round trip on every transaction (three per API request). One that rested
+    longer (the server restarted, a firewall dropped it) is tested, and replaced if dead,
+    before any request uses it."""
+
+    @event.listens_for(engine, "checkin")
+    def _rested_since(_dbapi_conn, record):
+        record.info["gf_checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_rested(dbapi_conn, record, _proxy):
+        if time.monotonic() - record.info.get("gf_checked_in", 0.0) < IDLE_BEFORE_PING:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # noqa: BLE001 -- any failure: the pool retries with a new connection
+            raise DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
 
 
 class Database:

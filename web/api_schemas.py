@@ -10,9 +10,17 @@ Marshmallow field names that would shadow Schema attributes (`fields`,
 """
 from __future__ import annotations
 
+import functools
 import re
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+
+@functools.cache
+def schema(cls: type[Schema], many: bool = False) -> Schema:
+    """One instance per schema class, shared by all requests: a marshmallow schema keeps no
+    state between loads and dumps, and building one costs more than dumping a small answer."""
+    return cls(many=many)
 
 #: identifiers: process keys, BPMN ids, colours, node codes (what the engine stores in String(≤100))
 IDENT_RE = r"^[A-Za-z0-9_.\-]+$"

@@ -84,13 +84,13 @@ class TraceSchema(Schema):
                    "masked. `has_more` says whether another page follows.",
        query=CaseSearchQuerySchema, responses={200: _json("a page of cases", CaseSearchSchema)})
 def search_cases(user):
-    q = query_args(CaseSearchQuerySchema())
+    q = query_args(s.schema(CaseSearchQuerySchema))
     filters = SearchFilters(business_key=q.get("business_key"), process_key=q.get("process"),
                             status=q.get("status"), node=q.get("node"), created_from=q.get("created_from"),
                             created_to=q.get("created_to"), participant=q.get("participant"), task=q.get("task"),
                             limit=q["limit"], offset=q["offset"])
     page = CaseSearch(service()).search(user.id, filters)
-    return json_response(CaseSearchSchema().dump({"items": search_records(page.rows), "limit": page.limit,
+    return json_response(s.schema(CaseSearchSchema).dump({"items": search_records(page.rows), "limit": page.limit,
                                                   "offset": page.offset, "has_more": page.has_more}))
 
 
@@ -101,4 +101,4 @@ def search_cases(user):
        responses={200: _json("the trace", TraceSchema)}, errors=[403, 404])
 def case_trace(user, ref):
     trace = CaseTrace(service()).trace(user.id, case_ref_param(ref), via="api_trace")
-    return json_response(TraceSchema().dump(trace_document(trace)))
+    return json_response(s.schema(TraceSchema).dump(trace_document(trace)))
