@@ -71,6 +71,19 @@ def test_modeler_page_loads_the_modeler_locally(as_user, app):
     assert client.get("/designer/processes/grid_matter/edit?file=other.bpmn").status_code == 404
 
 
+def test_vendor_files_come_from_the_packages_dist_only(as_user):
+    """bpmn-js and dmn-js are served from node_modules/<package>/dist, cached, never sniffed;
+    nothing outside dist/ (the package's own files, the repository) is reachable."""
+    client = as_user(DESIGNER)
+    for url in ("/vendor/bpmn-js/bpmn-viewer.production.min.js", "/designer/vendor/dmn-js/dmn-viewer.production.min.js"):
+        r = client.get(url)
+        assert r.status_code == 200 and r.headers["X-Content-Type-Options"] == "nosniff"
+        assert r.cache_control.max_age == 24 * 3600
+    for url in ("/vendor/bpmn-js/../package.json", "/vendor/bpmn-js/..%2Fpackage.json",
+                "/designer/vendor/dmn-js/../package.json", "/vendor/bpmn-js/nope.js"):
+        assert client.get(url).status_code == 404, url
+
+
 def test_check_and_deploy_json_then_diff_page(as_user, clean_db):
     client = as_user(DESIGNER)
     key, text = unique_camunda()

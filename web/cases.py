@@ -2,15 +2,12 @@
 attachment downloads, and the bpmn-js files served from node_modules."""
 from __future__ import annotations
 
-import os
-
-from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request,
-                   send_file, send_from_directory, url_for)
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_required
 
 from engine.errors import InvalidInput
 
-from .extensions import service
+from .extensions import send_npm_dist, service
 from .i18n import current_lang, gettext as _
 from .tasks import (case_fields, check_files, collect_files, event_details, file_fields, localise_errors,
                     stray_errors, upload_files, validate_submission)
@@ -161,8 +158,4 @@ def attachment(attachment_id):
 
 @bp.route("/vendor/bpmn-js/<path:filename>")
 def vendor_bpmn(filename):
-    """bpmn-js from the npm package (node_modules/bpmn-js/dist): never copied into the repo."""
-    root = os.path.join(current_app.config["NODE_MODULES"], "bpmn-js", "dist")
-    response = send_from_directory(root, filename, max_age=24 * 3600)
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return send_npm_dist("bpmn-js", filename)

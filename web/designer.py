@@ -3,16 +3,14 @@ node_modules), check and deploy, version diff, upload of files from other modele
 Thin: every rule and every transaction is in engine/designer.py."""
 from __future__ import annotations
 
-import os
-
-from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_from_directory
+from flask import Blueprint, abort, current_app, jsonify, render_template, request
 from flask_login import current_user, login_required
 from markupsafe import Markup
 
 from engine.designer import Designer
 from engine.errors import EngineError
 
-from .extensions import service
+from .extensions import send_npm_dist, service
 from .i18n import current_lang, gettext as _
 
 bp = Blueprint("designer", __name__, url_prefix="/designer")
@@ -150,11 +148,7 @@ def deploy():
 
 @bp.route("/vendor/dmn-js/<path:filename>")
 def vendor_dmn(filename):
-    """dmn-js from the npm package (node_modules/dmn-js/dist): never copied into the repo."""
-    root = os.path.join(current_app.config["NODE_MODULES"], "dmn-js", "dist")
-    response = send_from_directory(root, filename, max_age=24 * 3600)
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return send_npm_dist("dmn-js", filename)
 
 
 

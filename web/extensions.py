@@ -1,4 +1,6 @@
-from flask import current_app
+import os
+
+from flask import current_app, send_from_directory
 from flask_login import LoginManager, UserMixin
 from flask_wtf import CSRFProtect
 
@@ -37,3 +39,12 @@ class LoginUser(UserMixin):
 def _load_user(user_id):
     user = service().get_user(int(user_id)) if str(user_id).isdigit() else None
     return LoginUser(user) if user else None
+
+
+def send_npm_dist(package: str, filename: str):
+    """A file of an npm package's dist/ folder (bpmn-js, dmn-js), served from node_modules:
+    never copied into the repo. Cached a day by the browser."""
+    root = os.path.join(current_app.config["NODE_MODULES"], package, "dist")
+    response = send_from_directory(root, filename, max_age=24 * 3600)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
