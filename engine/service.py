@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, func, or_, select, union, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, defer
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.base import object_state
 from sqlalchemy.orm.exc import StaleDataError
@@ -209,8 +209,11 @@ class WorkflowService:
     def latest_version(session: Session, process_key: str) -> ProcessVersion:
         if not storable_ref(process_key):
             raise NotFound("no such process", zh="找不到该流程", field="process")
+        # the files (all the version's BPMN and DMN XML) load only if asked for: a start needs
+        # them only when its version is not parsed yet (SpecCache)
         version = session.scalar(select(ProcessVersion).where(ProcessVersion.process_key == process_key)
-                                 .order_by(ProcessVersion.version.desc()).limit(1))
+                                 .order_by(ProcessVersion.version.desc()).limit(1)
+                                 .options(defer(ProcessVersion.files)))
         if version is None:
             raise NotFound(f"process '{process_key}' is not deployed; run `gridflow deploy` first",
                            zh=f"流程“{process_key}”尚未部署；请管理员先运行 gridflow deploy", field="process")
