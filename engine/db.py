@@ -51,6 +51,9 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    # executemany by psycopg's pipeline (one prepared statement, rows streamed), not one
+    # multi-VALUES statement per batch, which psycopg re-parses every time (too long for its
+    # query cache): ~5 % of a timer firing's CPU (docs/performance.md, session 4)
     engine = create_engine(url, pool_size=pool_size, max_overflow=20, use_insertmanyvalues=False)
     _ping_when_idle(engine)
     return engine
