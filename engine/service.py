@@ -42,7 +42,7 @@ from .org_cache import OrgCache, current_generation, load_user, snapshot_nodes, 
 from .passwords import check_password
 from .personal_data import mask_value, personal_fields
 from .state import (LiveWorkflowCache, StateSerializer, collect_finished_steps, private_specs, prune_history,
-                    restore_trigger_connections, run_engine, specs_mutate_at_runtime, tasks_in_state)
+                    restore_trigger_connections, run_engine, specs_mutate_at_runtime, tasks_in_tree_order)
 from .sandbox import SCRIPT_ENGINE, SandboxedEnvironment
 from .supervision import Supervision
 
@@ -293,8 +293,9 @@ class WorkflowService:
         prefix = version.properties.get("businessKeyPrefix")
         if not prefix:
             view = view_of(session)
-            by_id = snapshot_nodes(session, view.nodes if view is not None else {}, grid.ancestor_ids())
-            for nid in reversed(grid.ancestor_ids()):
+            ids = grid.ancestor_ids()
+            by_id = snapshot_nodes(session, view.nodes if view is not None else {}, ids)
+            for nid in reversed(ids):
                 if by_id[nid].key_prefix:
                     prefix = by_id[nid].key_prefix
                     break
@@ -684,9 +685,8 @@ class WorkflowService:
     def _case_data(workflow: BpmnWorkflow) -> dict:
         if workflow.is_completed():
             return dict(workflow.data)
-        ready = tasks_in_state(workflow, TaskState.READY | TaskState.WAITING)
-        if len(ready) > 1:  # the tree's order decides between equally recent tasks
-            ready = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING)
+        # the tree's order decides between equally recent tasks
+        ready = tasks_in_tree_order(workflow, TaskState.READY | TaskState.WAITING)
         if ready:
             return dict(max(ready, key=lambda t: t.last_state_change).data)
         if workflow.last_task is not None:
@@ -694,10 +694,9 @@ class WorkflowService:
         return dict(workflow.task_tree.data)
 
     def _sync_work_items(self, session, case: Case, workflow: BpmnWorkflow, parsed: ParsedProcess, now, events):
-        ready = [t for t in tasks_in_state(workflow, TaskState.READY) if t.task_spec.manual and is_user_task(t.task_spec)]
-        if len(ready) > 1:  # new work items and their audit rows follow the tree's order
-            ready = [t for t in workflow.get_tasks(state=TaskState.READY, manual=True) if is_user_task(t.task_spec)]
-        ready = {str(t.id): t for t in ready}
+        # new work items and their audit rows follow the tree's order
+        ready = {str(t.id): t for t in tasks_in_tree_order(
+            workflow, TaskState.READY, keep=lambda t: t.task_spec.manual and is_user_task(t.task_spec))}
         prefetched = session.info.get(PREFETCHED_OPEN_ITEMS)
         if prefetched is not None and case.id in prefetched:
             open_items = prefetched.pop(case.id)

@@ -137,6 +137,15 @@ def tasks_in_state(workflow: BpmnWorkflow, state: int) -> list:
     return [task for wf in all_workflows(workflow) for task in wf.tasks.values() if task.state & state]
 
 
+def tasks_in_tree_order(workflow: BpmnWorkflow, state: int, keep=None) -> list:
+    """What SpiffWorkflow's `get_tasks(state=state)` gives (filtered by `keep`), in its tree
+    order, walking the tree only when the scan finds several: one task has no order to keep."""
+    found = [task for task in tasks_in_state(workflow, state) if keep is None or keep(task)]
+    if len(found) > 1:
+        found = [task for task in workflow.get_tasks(state=state) if keep is None or keep(task)]
+    return found
+
+
 @dataclass
 class Step:
     """A finished BPMN element, for the SQL history."""
