@@ -85,7 +85,7 @@ def _collect(model: DiagramModel, parent, process: str, scopes: tuple[str, ...])
             element = _Element(process, child.get("name") or element_id, scopes, called)
             model.elements.setdefault(element_id, []).append(element)
             if called:
-                model.callers.setdefault(child.get("calledElement"), []).append((element_id, element))
+                model.callers.setdefault(called, []).append((element_id, element))
         inner = (element_id,) + scopes if child.tag in _CONTAINERS and element_id else scopes
         _collect(model, child, process, inner)
 

@@ -39,7 +39,6 @@ from engine.service import InboxFilters
 from forms.render import json_schema
 
 from . import api_schemas as s
-from .api_schemas import schema
 from .extensions import service
 from .openapi import build_spec, document
 
@@ -130,7 +129,7 @@ def error_response(status: int, code: str, message: str, fields: dict | None = N
     if fields:
         body["field_errors"] = {str(k)[:200]: [str(m) for m in (v if isinstance(v, (list, tuple)) else [v])]
                                 for k, v in list(fields.items())[:200]}
-    response = json_response(schema(s.ErrorSchema).dump(body), status, headers)
+    response = json_response(s.schema(s.ErrorSchema).dump(body), status, headers)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -546,7 +545,7 @@ LOCATION = {"Location": {"schema": {"type": "string"}, "description": "URL of th
        body=s.TokenRequestSchema,
        responses={200: _json("a token and who it belongs to", s.TokenSchema)}, errors=[401])
 def issue_api_token():
-    body = json_body(schema(s.TokenRequestSchema))
+    body = json_body(s.schema(s.TokenRequestSchema))
     user = service().authenticate(body["username"], body["password"])
     if user is None:
         raise ApiError(401, "unauthorized", msg("bad_login"),
@@ -554,7 +553,7 @@ def issue_api_token():
     user = service().get_user(user.id)
     if user is None:
         raise _unauthorized("inactive")
-    return json_response(schema(s.TokenSchema).dump({
+    return json_response(s.schema(s.TokenSchema).dump({
         "token": issue_token(user), "token_type": "Bearer",
         "expires_in": int(current_app.config["API_TOKEN_MAX_AGE"]), "user": _user(user)}))
 
@@ -569,7 +568,7 @@ def list_processes(user):
         form = service().forms.get(option.start_form) if option.start_form else None
         items.append({"key": option.process_key, "name": option.name, "start_form": _form(form),
                       "grids": [{"id": None, "code": code, "name": name} for code, name in option.grids]})
-    return json_response(schema(s.ProcessListSchema).dump({"items": items}))
+    return json_response(s.schema(s.ProcessListSchema).dump({"items": items}))
 
 
 # ------------------------------------------------------------------ routes: cases
@@ -581,14 +580,14 @@ def list_processes(user):
                              "and attachments: GET the `Location`", s.CaseStepSchema, headers=LOCATION)},
        errors=[422])
 def create_case(user):
-    body = json_body(schema(s.StartCaseSchema))
+    body = json_body(s.schema(s.StartCaseSchema))
     try:
         view = service().start_case(body["process"], body["grid"], body["data"], user.id)
     except NotFound as exc:
         # the resource is /cases; an unknown grid or process is a bad field, not a missing route
         name = exc.details.get("field") or "process"
         raise ApiError(400, "invalid", exc.text(lang()), fields={name: [exc.text(lang())]}) from None
-    return json_response(schema(s.CaseStepSchema).dump(_case_step(view)), 201,
+    return json_response(s.schema(s.CaseStepSchema).dump(_case_step(view)), 201,
                          {"Location": url_for("api.get_case", ref=view.case.business_key)})
 
 
@@ -597,7 +596,7 @@ def create_case(user):
 def get_case(user, ref):
     detail = service().view_case(user.id, case_ref_param(ref))
     detail = PersonalData(service()).guard_case_detail(user.id, detail, "api_case")
-    return json_response(schema(s.CaseSchema).dump(_case_detail(detail)))
+    return json_response(s.schema(s.CaseSchema).dump(_case_detail(detail)))
 
 
 @route(f"{V1}/cases/<ref>/attachments", "POST", auth="write", tags=["cases"],
@@ -610,7 +609,7 @@ def upload_case_files(user, ref):
     case_ref = case_ref_param(ref)
     files = uploaded_files()
     stored = [service().upload_attachment(user.id, name, data, case_ref) for name, data in files]
-    return json_response(schema(s.AttachmentSchema, many=True).dump([_attachment(a) for a in stored]), 201)
+    return json_response(s.schema(s.AttachmentSchema, many=True).dump([_attachment(a) for a in stored]), 201)
 
 
 @route(f"{V1}/attachments", "POST", auth="write", tags=["cases"],
@@ -622,7 +621,7 @@ def upload_case_files(user, ref):
 def upload_pending_files(user):
     files = uploaded_files()
     stored = [service().upload_attachment(user.id, name, data, None) for name, data in files]
-    return json_response(schema(s.AttachmentSchema, many=True).dump([_attachment(a) for a in stored]), 201)
+    return json_response(s.schema(s.AttachmentSchema, many=True).dump([_attachment(a) for a in stored]), 201)
 
 
 @route(f"{V1}/attachments/<attachment_id>", "GET", tags=["cases"], summary="Download a file",
@@ -650,7 +649,7 @@ def download_file(user, attachment_id):
                    "as the inbox page; ordered by due time.",
        query=s.InboxQuerySchema, responses={200: _json("a page of tasks and the total", s.InboxSchema)})
 def list_tasks(user):
-    q = query_args(schema(s.InboxQuerySchema))
+    q = query_args(s.schema(s.InboxQuerySchema))
     filters = InboxFilters(process_key=q.get("process"), spec_id=q.get("task"), colour=q.get("colour"),
                            overdue=q["overdue"], business_key=(q.get("q") or "").strip() or None,
                            limit=q["limit"], offset=q["offset"])
@@ -665,7 +664,7 @@ def list_tasks(user):
                         "status": "open", "process": row.item.process_key, "colour": row.colour,
                         "grid": _grid(_grid_id_from_path(row.item.grid_path), row.grid_name)}
         items.append(item)
-    return json_response(schema(s.InboxSchema).dump(
+    return json_response(s.schema(s.InboxSchema).dump(
         {"items": items, "total": total, "limit": filters.limit, "offset": filters.offset}))
 
 
@@ -675,7 +674,7 @@ def list_tasks(user):
        path_params={"task_id": TASK_ID}, responses={200: _json("the task", s.TaskSchema)}, errors=[403, 404])
 def get_task(user, task_id):
     detail = service().task_detail(user.id, task_id_param(task_id))
-    return json_response(schema(s.TaskSchema).dump(_task_detail(detail)))
+    return json_response(s.schema(s.TaskSchema).dump(_task_detail(detail)))
 
 
 @route(f"{V1}/tasks/<task_id>/claim", "POST", auth="write", tags=["tasks"],
@@ -685,7 +684,7 @@ def get_task(user, task_id):
 def claim_task(user, task_id):
     task_id = task_id_param(task_id)
     service().claim(task_id, user.id)
-    return json_response(schema(s.TaskSchema).dump(_task_detail(service().task_detail(user.id, task_id))))
+    return json_response(s.schema(s.TaskSchema).dump(_task_detail(service().task_detail(user.id, task_id))))
 
 
 @route(f"{V1}/tasks/<task_id>/unclaim", "POST", auth="write", tags=["tasks"],
@@ -695,7 +694,7 @@ def claim_task(user, task_id):
 def unclaim_task(user, task_id):
     task_id = task_id_param(task_id)
     service().unclaim(task_id, user.id)
-    return json_response(schema(s.TaskSchema).dump(_task_detail(service().task_detail(user.id, task_id))))
+    return json_response(s.schema(s.TaskSchema).dump(_task_detail(service().task_detail(user.id, task_id))))
 
 
 @route(f"{V1}/tasks/<task_id>/complete", "POST", auth="write", tags=["tasks"],
@@ -708,9 +707,9 @@ def unclaim_task(user, task_id):
        errors=[403, 404, 409, 422])
 def complete_task(user, task_id):
     task_id = task_id_param(task_id)
-    body = json_body(schema(s.CompleteTaskSchema))
+    body = json_body(s.schema(s.CompleteTaskSchema))
     view = service().complete_task(task_id, body["data"], user.id)
-    return json_response(schema(s.CaseStepSchema).dump(_case_step(view)))
+    return json_response(s.schema(s.CaseStepSchema).dump(_case_step(view)))
 
 
 # ------------------------------------------------------------------ routes: dashboard (web/dashboard.py)
