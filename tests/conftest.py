@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete
 
+from bench.scratch import reset_to_demo
 from engine import clock as clock_module
-from engine import schema
 from engine.db import Database
-from engine.deploy import deploy_files, read_process_dir
+from engine.deploy import deploy_files
 from engine.models import (Attachment, AuditCheckpoint, AuditEvent, Case, CaseSequence, CaseState, RollupCase,
                            RollupCases, RollupCaseTask, RollupDims, RollupReports, RollupState, RollupTasks, WorkItem,
                            WorkItemCandidate)
-from engine.org import load_org_file
 from engine.service import WorkflowService
 from forms import FormRegistry
 
@@ -33,11 +32,7 @@ CASE_TABLES = [WorkItemCandidate, WorkItem, AuditCheckpoint, AuditEvent, Attachm
 def db(tmp_path_factory):
     url = os.environ.get("DATABASE_URL") or f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite'}"
     database = Database(url)
-    schema.drop_all(database)
-    schema.upgrade(database)
-    with database.unit_of_work() as session:
-        load_org_file(session, ROOT / "demo" / "org.yaml")
-        deploy_files(session, read_process_dir(ROOT / "processes"), FormRegistry().keys(), actor="tests")
+    reset_to_demo(database, FormRegistry().keys(), actor="tests")
     yield database
     database.dispose()
 
