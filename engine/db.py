@@ -11,10 +11,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, insert
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+
+from .core_writes import insert_rows_now
 
 DEFAULT_SQLITE_PATH = Path("instance") / "gridflow.sqlite"
 
@@ -136,11 +138,11 @@ def insert_rows(session: Session, model, rows: list[dict]) -> None:
 
 
 def _insert_now(session: Session, model, rows: list[dict]) -> None:
-    """The ORM's pending writes first (the rows may refer to them), then a plain Core
-    executemany: these rows are never read back as objects, so the ORM's bulk-insert
-    machinery would only add cost."""
+    """The ORM's pending writes first (the rows may refer to them), then one executemany
+    by the driver: these rows are never read back as objects, so the ORM's bulk-insert
+    machinery, or even Core's execution context, would only add cost."""
     session.flush()
-    session.connection().execute(insert(model.__table__), rows)
+    insert_rows_now(session, model.__table__, rows)
 
 
 def in_batch(session: Session) -> bool:

@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, bindparam, func, or_, select, union, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, defer
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.base import object_state
 from sqlalchemy.orm.exc import StaleDataError
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
@@ -31,6 +30,7 @@ from . import audit, clock
 from .access import can_view_case, is_read_only, start_node_id, start_node_path
 from .attachments import AttachmentStore
 from .bpmn import ParsedProcess, all_specs, is_user_task, parse_process, user_task_info
+from .core_writes import insert_new, insert_rows_now, update_changed
 from .db import Database, deferred_inserts, in_batch
 from .diagram import highlights, process_file
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, ProcessError
@@ -153,9 +153,17 @@ def _hot_statements() -> dict:
                               .where(WorkItem.id == task_id).execution_options(populate_existing=True)),
         "open_items": select(WorkItem).where(WorkItem.case_id == case_id, WorkItem.status == "open"),
         # bind names other than the columns': SQLAlchemy reserves those for SET
-        "save_state": (update(CaseState.__table__).where(CaseState.__table__.c.case_id == bindparam("b_case_id"))
-                       .values(state=bindparam("b_state"), serializer_version=bindparam("b_version"))),
     }
+
+
+# a single transition writes these rows by Core statements (engine/core_writes.py), in this order
+_CORE_UPDATED = {Case: 0, WorkItem: 1, CaseState: 2}
+MANY_CASES = "gf_many_cases"  # Session.info: a batch of transitions, written together by the ORM
+
+
+def _writes_by_core(session, case: Case) -> bool:
+    """A single transition of a stored case: its writes go by Core statements."""
+    return MANY_CASES not in session.info and object_state(case).persistent
 
 
 class WorkflowService:
@@ -555,6 +563,7 @@ class WorkflowService:
         """Load the states and open work items of many locked cases in two queries, for a
         batch of `fire_loaded_case` calls in one transaction (held in Session.info: the
         session's identity map alone is weak)."""
+        session.info[MANY_CASES] = True
         ids = [c.id for c in cases]
         self.org.attach_current(session)  # lane lookups shared with earlier batches
         states = list(session.scalars(select(CaseState).where(CaseState.case_id.in_(ids))))
@@ -665,20 +674,18 @@ class WorkflowService:
         audit.append(session, case, events)
         text, version = self.serializer.dumps(workflow), self.serializer.version
         state = getattr(workflow, "_gf_state_row", None) or session.get(CaseState, case.id)
-        if in_batch(session) or object_state(state).pending:
-            # a batch's states go in one executemany; a new case's row is inserted with it
-            state.state, state.serializer_version = text, version
-        else:
-            # one plain UPDATE: the unit of work would cost more than the statement
-            session.connection().execute(_hot_statements()["save_state"],
-                                         {"b_case_id": case.id, "b_state": text, "b_version": version})
-            set_committed_value(state, "state", text)
-            set_committed_value(state, "serializer_version", version)
+        state.state, state.serializer_version = text, version
+        if _writes_by_core(session, case):
+            # the case first: a lost race on its version surfaces here, in the guarded transition
+            for row in sorted((row for row in session.dirty if type(row) in _CORE_UPDATED),
+                              key=lambda row: _CORE_UPDATED[type(row)]):
+                update_changed(session, row)
+        elif not in_batch(session):
+            session.flush()  # a lost race surfaces here, inside the guarded transition
+        # else a batch's rows go in together, by the ORM's executemany
         saved = session.info.get(LIVE_AFTER_COMMIT)
         if saved is not None:
             saved.append((case.id, case.process_version_id, text, workflow))
-        if not in_batch(session):
-            session.flush()  # a lost race surfaces here, inside the guarded transition
         return open_items
 
     @staticmethod
@@ -714,6 +721,8 @@ class WorkflowService:
         # one resolver per transaction: a batch of timer firings shares its tree lookups
         resolver = session.info.get("gf_lane_resolver") or session.info.setdefault("gf_lane_resolver",
                                                                                    LaneResolver(session))
+        by_core = _writes_by_core(session, case)
+        created, candidates = [], []
         for tid in new:
             task = ready[tid]
             info = user_task_info(task.task_spec, parsed.camunda_attrs)
@@ -726,12 +735,16 @@ class WorkflowService:
                 assignee_id=cands.assignee_id, unresolved=cands.unresolved, form_key=info.form_key,
                 status="open", created_at=now, due_at=due, sort_due=due or NO_DUE_DATE,
                 claimed_at=now if cands.assignee_id else None)
-            session.add(item)
             still_open.append(item)
-            if cands.user_ids:
-                session.flush()
-                for uid in cands.user_ids:
-                    session.add(WorkItemCandidate(work_item_id=tid, user_id=uid))
+            if by_core:
+                created.append(item)
+                candidates += [{"work_item_id": tid, "user_id": uid} for uid in cands.user_ids]
+            else:
+                session.add(item)
+                if cands.user_ids:
+                    session.flush()
+                    for uid in cands.user_ids:
+                        session.add(WorkItemCandidate(work_item_id=tid, user_id=uid))
             events.append(audit.Event(
                 case_id=case.id, work_item_id=tid, event_type="task_created", at=now, bpmn_id=info.bpmn_id,
                 bpmn_name=info.name, data={"role": cands.role, "node_id": cands.node_id,
@@ -741,6 +754,10 @@ class WorkflowService:
                     case_id=case.id, work_item_id=tid, event_type="lane_unresolved", at=now, bpmn_id=info.bpmn_id,
                     bpmn_name=info.name, data={"lane": lane, "reason": cands.reason,
                                                "fallback_role": cands.role, "fallback_node_id": cands.node_id}))
+        if by_core:
+            insert_new(session, created)
+            if candidates:
+                insert_rows_now(session, WorkItemCandidate.__table__, candidates)
         return still_open
 
     @staticmethod

@@ -1,0 +1,119 @@
+"""A single transition's writes by the driver (`engine/core_writes.py`).
+
+They must do what the ORM's flush did: write exactly the changed columns, keep the
+optimistic version check, apply column defaults, surface driver errors as SQLAlchemy's,
+and leave nothing for the flush at commit to write a second time."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import flag_modified
+from sqlalchemy.orm.exc import StaleDataError
+
+from engine.core_writes import insert_new, insert_rows_now, update_changed
+from engine.models import AuditEvent, Case, User, WorkItem
+from tests.test_engine_service import REPORT
+
+GRID = "linxi-xinguang-g1"
+
+
+def _start(service):
+    return service.start_case("grid_matter", GRID, dict(REPORT), "lx_wgy1")
+
+
+def _statements(db, fn):
+    seen = []
+
+    def record(_conn, _cursor, statement, *_args):
+        seen.append(" ".join(statement.split()).lower())
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        result = fn()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    return seen, result
+
+
+def test_a_completion_writes_each_row_once(service):
+    view = _start(service)
+    item = view.open_items[0]
+    seen, after = _statements(service.db, lambda: service.complete_task(
+        item.id, {"resolved": False, "mediation_note": "未化解"}, "lx_wgz1"))
+    case_updates = [s for s in seen if s.startswith("update gf_case")]
+    item_updates = [s for s in seen if s.startswith("update work_item")]
+    state_updates = [s for s in seen if s.startswith("update case_state")]
+    assert len(case_updates) == 1 and "row_version" in case_updates[0]
+    assert len(item_updates) == 1 and len(state_updates) == 1
+    # what was written is what a fresh read finds
+    with service.db.read_session() as session:
+        case = session.get(Case, view.case.id)
+        done = session.get(WorkItem, item.id)
+        assert case.row_version == after.case.row_version == view.case.row_version + 1
+        assert case.audit_head == after.case.audit_head
+        leader = session.scalars(select(User).where(User.username == "lx_wgz1")).one()
+        assert (done.status, done.completed_by_id) == ("completed", leader.id)
+        assert done.completed_at is not None
+        new = session.scalars(select(WorkItem).where(WorkItem.case_id == case.id, WorkItem.status == "open")).all()
+        assert [i.id for i in new] == [i.id for i in after.open_items]
+        assert new[0].urge_count == 0 and after.open_items[0].urge_count == 0   # the column default, applied
+
+
+def test_a_moved_version_is_a_stale_write_and_nothing_is_written(service):
+    view = _start(service)
+    db = service.db
+    with pytest.raises(StaleDataError):
+        with db.unit_of_work() as session:
+            case = session.get(Case, view.case.id)
+            # the row changes under the loaded object (as another writer's commit would change it)
+            session.execute(update(Case).where(Case.id == case.id).values(row_version=Case.row_version + 1)
+                            .execution_options(synchronize_session=False))
+            case.title = "changed by a loser"
+            update_changed(session, case)
+    with db.read_session() as session:
+        assert session.get(Case, view.case.id).title != "changed by a loser"
+
+
+def test_only_changed_columns_are_written_and_a_change_in_place_counts(service):
+    view = _start(service)
+    db = service.db
+    with db.unit_of_work() as session:
+        case = session.get(Case, view.case.id)
+        case.colour = case.colour            # the same value: nothing to write
+        seen, _ = _statements(db, lambda: update_changed(session, case))
+        assert seen == []
+        case.summary["note"] = "补充"         # changed in place, flagged as the ORM requires
+        flag_modified(case, "summary")
+        seen, _ = _statements(db, lambda: update_changed(session, case))
+        assert len(seen) == 1 and "summary" in seen[0] and "colour" not in seen[0]
+        assert not session.dirty             # the commit's flush has nothing left to write
+    with db.read_session() as session:
+        assert session.get(Case, view.case.id).summary["note"] == "补充"
+
+
+def test_a_driver_error_is_sqlalchemys_and_rolls_back(service):
+    view = _start(service)
+    db = service.db
+    existing = view.open_items[0]
+    with pytest.raises(IntegrityError):
+        with db.unit_of_work() as session:
+            insert_rows_now(session, AuditEvent.__table__, [{"case_id": view.case.id, "event_type": "probe",
+                                                             "at": view.case.created_at, "data": {}}])
+            twin = WorkItem(**{c.key: getattr(existing, c.key) for c in WorkItem.__table__.columns})
+            insert_new(session, [twin])
+    with db.read_session() as session:
+        assert session.scalars(select(AuditEvent).where(AuditEvent.event_type == "probe")).all() == []
+
+
+def test_rows_that_name_different_columns_go_in_together(service):
+    view = _start(service)
+    db = service.db
+    with db.unit_of_work() as session:
+        insert_rows_now(session, AuditEvent.__table__, [
+            {"case_id": view.case.id, "event_type": "probe", "at": view.case.created_at},
+            {"case_id": view.case.id, "event_type": "probe", "at": view.case.created_at, "bpmn_id": "x"}])
+    with db.read_session() as session:
+        rows = session.scalars(select(AuditEvent).where(AuditEvent.event_type == "probe")
+                               .order_by(AuditEvent.id)).all()
+        assert [(r.bpmn_id, r.data) for r in rows] == [(None, {}), ("x", {})]   # `data` got its default
