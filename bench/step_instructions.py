@@ -46,35 +46,13 @@ def run_steps(kind: str, steps: int, db_dir: str) -> None:
     """The child: setup, then `steps` steps."""
     import bench.step_cost as bc
     if kind == "raw":
-        from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
-        from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
-        from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
-        from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
-        from SpiffWorkflow.util.task import TaskState
-        parser = SpiffBpmnParser()
-        parser.add_bpmn_str(bc.FIXTURE.read_bytes(), filename=bc.FIXTURE.name)
-        spec, subs = parser.get_spec(bc.PROCESS_ID), parser.get_subprocess_specs(bc.PROCESS_ID)
-        serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(SPIFF_CONFIG))
-
-        def new():
-            wf = BpmnWorkflow(spec, subs)
-            wf.do_engine_steps()
-            return serializer.serialize_json(wf)
-
-        def step(text):
-            wf = serializer.deserialize_json(text)
-            task = wf.get_tasks(state=TaskState.READY, manual=True)[0]
-            task.data["again"] = True
-            task.run()
-            wf.do_engine_steps()
-            return serializer.serialize_json(wf)
-
-        text = new()
+        raw = bc.RawEngine()
+        text = raw.new_case()
         for _ in range(bc.WARMUP):
-            text = step(text)
-        text = new()
+            text = raw.step(text)
+        text = raw.new_case()
         for _ in range(steps):
-            text = step(text)
+            text = raw.step(text)
         return
     url = (f"sqlite:///{Path(db_dir) / 'bench.sqlite'}" if kind == "sqlite"
            else f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_DB}")
