@@ -114,46 +114,79 @@ def _mark_committed(session: Session, obj) -> None:
     state._commit_all(state.dict, session.identity_map)
 
 
-def update_changed(session: Session, obj) -> bool:
-    """UPDATE the row of persistent `obj` with the attributes changed since it was loaded.
-    False (and nothing written) when only the ORM can write the change."""
+_ORM_ONLY = object()
+
+
+def _planned_update(obj):
+    """(mapper, changed keys, parameters) for the row of `obj`; None when nothing changed;
+    _ORM_ONLY when only the ORM can write the change."""
     state = inspect(obj)
-    if not state.persistent:
-        return False
     mapper = state.mapper
-    if len(mapper.primary_key) != 1:
-        return False
+    if not state.persistent or len(mapper.primary_key) != 1:
+        return _ORM_ONLY
     if not state.committed_state:
-        _mark_committed(session, obj)
-        return True
+        return None
     columns = _columns(mapper)
     version = mapper.version_id_col
     version_key = mapper.get_property_by_column(version).key if version is not None else None
     changed = {}
     for key, was in state.committed_state.items():
         if key not in columns or key == version_key or columns[key] is mapper.primary_key[0]:
-            return False
+            return _ORM_ONLY
         now = state.dict.get(key, NO_VALUE)
         if now is NO_VALUE:
-            return False
+            return _ORM_ONLY
         # was NO_VALUE: never loaded, or flagged as changed in place
         if was is NO_VALUE or was != now:
             changed[key] = now
-    if changed:
-        keys = tuple(sorted(changed))
-        params = {f"w_{key}": value for key, value in changed.items()}
-        params["w_pk"] = state.identity[0]
-        if version_key is not None:
-            params["w_version_was"] = state.dict[version_key]
-            params["w_version_now"] = state.dict[version_key] + 1
-        rows = execute(session, _update_statement(mapper, keys), params)
-        if rows != 1:
-            raise StaleDataError(f"{mapper.class_.__name__} {state.identity[0]!r}: "
-                                 f"expected to update 1 row, updated {rows}")
-        if version_key is not None:
-            state.dict[version_key] = params["w_version_now"]
+    if not changed:
+        return None
+    params = {f"w_{key}": value for key, value in changed.items()}
+    params["w_pk"] = state.identity[0]
+    if version_key is not None:
+        params["w_version_was"] = state.dict[version_key]
+        params["w_version_now"] = state.dict[version_key] + 1
+    return mapper, tuple(sorted(changed)), params
+
+
+def _written(session: Session, obj, params: dict | None) -> None:
+    state = inspect(obj)
+    version = state.mapper.version_id_col
+    if params is not None and version is not None:
+        state.dict[state.mapper.get_property_by_column(version).key] = params["w_version_now"]
     _mark_committed(session, obj)
-    return True
+
+
+def update_changed(session: Session, obj) -> bool:
+    """UPDATE the row of persistent `obj` with the attributes changed since it was loaded.
+    False (and nothing written) when only the ORM can write the change."""
+    return update_changed_many(session, [obj]) == 1
+
+
+def update_changed_many(session: Session, objects: list) -> int:
+    """`update_changed` for many objects: one executemany for all the rows whose changes
+    name the same columns (a batch of timer firings changes the same ones in each case).
+    The objects only the ORM can write are left to it; returns how many were written."""
+    groups: dict[tuple, list] = {}
+    done = 0
+    for obj in objects:
+        plan = _planned_update(obj)
+        if plan is _ORM_ONLY:
+            continue
+        if plan is None:
+            _written(session, obj, None)
+        else:
+            groups.setdefault(plan[:2], []).append((obj, plan[2]))
+        done += 1
+    for (mapper, keys), rows in groups.items():
+        params = [p for _obj, p in rows]
+        changed_rows = execute(session, _update_statement(mapper, keys), params if len(params) > 1 else params[0])
+        if changed_rows != len(rows):
+            raise StaleDataError(f"{mapper.class_.__name__}: expected to update {len(rows)} row(s), updated "
+                                 f"{changed_rows}: changed by another transaction since it was read")
+        for obj, p in rows:
+            _written(session, obj, p)
+    return done
 
 
 def insert_new(session: Session, objects: list) -> None:

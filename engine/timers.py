@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from . import audit, clock
-from .core_writes import update_changed
+from .core_writes import update_changed_many
 from .db import deferred_inserts
 from .models import Case, Incident
 from .service import WorkflowService
@@ -121,8 +121,8 @@ class TimerWorker:
                     due = case.next_timer_at
                     self.service.fire_loaded_case(session, case)
                     self._record_fired(session, case, due)
-                    # a versioned row is one UPDATE per case even in the ORM's batch: write it now
-                    update_changed(session, case)
+                # the ORM writes versioned rows one UPDATE each: the cases go in one executemany
+                update_changed_many(session, cases)
             return len(cases)
 
     @staticmethod

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
-from engine.core_writes import insert_new, insert_rows_now, update_changed
+from engine.core_writes import insert_new, insert_rows_now, update_changed, update_changed_many
 from engine.models import AuditEvent, Case, User, WorkItem
 from tests.test_engine_service import REPORT
 
@@ -117,3 +117,24 @@ def test_rows_that_name_different_columns_go_in_together(service):
         rows = session.scalars(select(AuditEvent).where(AuditEvent.event_type == "probe")
                                .order_by(AuditEvent.id)).all()
         assert [(r.bpmn_id, r.data) for r in rows] == [(None, {}), ("x", {})]   # `data` got its default
+
+
+def test_a_batch_of_rows_is_one_statement_and_one_moved_version_fails_it(service):
+    db = service.db
+    ids = [_start(service).case.id for _ in range(3)]
+    with db.unit_of_work() as session:
+        cases = [session.get(Case, i) for i in ids]
+        for case in cases:
+            case.title = "batch"
+        seen, written = _statements(db, lambda: update_changed_many(session, cases))
+        assert written == 3 and len(seen) == 1 and not session.dirty
+    with pytest.raises(StaleDataError):
+        with db.unit_of_work() as session:
+            cases = [session.get(Case, i) for i in ids]
+            session.execute(update(Case).where(Case.id == ids[1]).values(row_version=Case.row_version + 1)
+                            .execution_options(synchronize_session=False))
+            for case in cases:
+                case.title = "lost"
+            update_changed_many(session, cases)
+    with db.read_session() as session:
+        assert [session.get(Case, i).title for i in ids] == ["batch"] * 3
