@@ -30,7 +30,7 @@ from . import audit, clock
 from .access import can_view_case, is_read_only, start_node_id, start_node_path
 from .attachments import AttachmentStore
 from .bpmn import ParsedProcess, all_specs, is_user_task, parse_process, user_task_info
-from .core_writes import insert_new, insert_rows_now, update_changed
+from .core_writes import insert_new, insert_rows_now, update_changed_many
 from .db import Database, deferred_inserts, in_batch
 from .diagram import highlights, process_file
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, ProcessError
@@ -156,14 +156,17 @@ def _hot_statements() -> dict:
     }
 
 
-# a single transition writes these rows by Core statements (engine/core_writes.py), in this order
+# a transition writes these rows by the driver (`write_transitions`), in this order
 _CORE_UPDATED = {Case: 0, WorkItem: 1, CaseState: 2}
-MANY_CASES = "gf_many_cases"  # Session.info: a batch of transitions, written together by the ORM
+MANY_CASES = "gf_many_cases"  # Session.info: a batch of transitions, written together at its end
+NEW_ITEMS = "gf_new_items"             # Session.info: work items to INSERT (`write_transitions`)
+NEW_CANDIDATES = "gf_new_candidates"   # Session.info: their candidates' rows
 
 
 def _writes_by_core(session, case: Case) -> bool:
-    """A single transition of a stored case: its writes go by Core statements."""
-    return MANY_CASES not in session.info and object_state(case).persistent
+    """A transition of a stored case: its writes go by the driver (`write_transitions`);
+    a new case's by the ORM, with the case's own INSERT."""
+    return object_state(case).persistent
 
 
 class WorkflowService:
@@ -675,18 +678,27 @@ class WorkflowService:
         text, version = self.serializer.dumps(workflow), self.serializer.version
         state = getattr(workflow, "_gf_state_row", None) or session.get(CaseState, case.id)
         state.state, state.serializer_version = text, version
-        if _writes_by_core(session, case):
-            # the case first: a lost race on its version surfaces here, in the guarded transition
-            for row in sorted((row for row in session.dirty if type(row) in _CORE_UPDATED),
-                              key=lambda row: _CORE_UPDATED[type(row)]):
-                update_changed(session, row)
-        elif not in_batch(session):
-            session.flush()  # a lost race surfaces here, inside the guarded transition
-        # else a batch's rows go in together, by the ORM's executemany
+        if not _writes_by_core(session, case):
+            if not in_batch(session):
+                session.flush()  # a lost race surfaces here, inside the guarded transition
+        elif MANY_CASES not in session.info:
+            self.write_transitions(session)
+        # else the batch's rows go in together at its end (`write_transitions`)
         saved = session.info.get(LIVE_AFTER_COMMIT)
         if saved is not None:
             saved.append((case.id, case.process_version_id, text, workflow))
         return open_items
+
+    @staticmethod
+    def write_transitions(session) -> None:
+        """Write what the transitions of this transaction changed, by the driver
+        (engine/core_writes.py): the changed case, work item and state rows (the cases
+        first: a lost race on a version surfaces here), then the new work items and their
+        candidates. A batch of timer firings calls this once, at its end."""
+        update_changed_many(session, sorted((row for row in session.dirty if type(row) in _CORE_UPDATED),
+                                            key=lambda row: _CORE_UPDATED[type(row)]))
+        insert_new(session, session.info.pop(NEW_ITEMS, []))
+        insert_rows_now(session, WorkItemCandidate.__table__, session.info.pop(NEW_CANDIDATES, []))
 
     @staticmethod
     def _case_data(workflow: BpmnWorkflow) -> dict:
@@ -722,7 +734,7 @@ class WorkflowService:
         resolver = session.info.get("gf_lane_resolver") or session.info.setdefault("gf_lane_resolver",
                                                                                    LaneResolver(session))
         by_core = _writes_by_core(session, case)
-        created, candidates = [], []
+        created, candidates = session.info.setdefault(NEW_ITEMS, []), session.info.setdefault(NEW_CANDIDATES, [])
         for tid in new:
             task = ready[tid]
             info = user_task_info(task.task_spec, parsed.camunda_attrs)
@@ -754,10 +766,6 @@ class WorkflowService:
                     case_id=case.id, work_item_id=tid, event_type="lane_unresolved", at=now, bpmn_id=info.bpmn_id,
                     bpmn_name=info.name, data={"lane": lane, "reason": cands.reason,
                                                "fallback_role": cands.role, "fallback_node_id": cands.node_id}))
-        if by_core:
-            insert_new(session, created)
-            if candidates:
-                insert_rows_now(session, WorkItemCandidate.__table__, candidates)
         return still_open
 
     @staticmethod

@@ -25,7 +25,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from . import audit, clock
-from .core_writes import update_changed_many
 from .db import deferred_inserts
 from .models import Case, Incident
 from .service import WorkflowService
@@ -121,8 +120,8 @@ class TimerWorker:
                     due = case.next_timer_at
                     self.service.fire_loaded_case(session, case)
                     self._record_fired(session, case, due)
-                # the ORM writes versioned rows one UPDATE each: the cases go in one executemany
-                update_changed_many(session, cases)
+                # the rows of all the cases together: one executemany per table
+                self.service.write_transitions(session)
             return len(cases)
 
     @staticmethod
