@@ -28,7 +28,6 @@ from __future__ import annotations
 from copy import deepcopy
 from dataclasses import dataclass, field
 
-import uuid
 
 from sqlalchemy import delete, select
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
@@ -42,11 +41,8 @@ from .errors import InvalidInput, NotFound, PermissionDenied
 from .bpmn import user_task_info
 from .lanes import LaneResolver
 from .models import Case, ProcessVersion, User, WorkItem, WorkItemCandidate
+from .state import find_task
 
-
-def _has_task(workflow, task_id: str) -> bool:
-    tid = uuid.UUID(task_id)
-    return tid in workflow.tasks or any(tid in sp.tasks for sp in workflow.subprocesses.values())
 
 _REGISTRY = None
 
@@ -242,7 +238,7 @@ class Migrator:
         takes the new name, form and lane. Its due date stays (a deadline never restarts);
         a claim stays unless the lane changed."""
         for item in open_items:
-            task = workflow.get_task_from_id(uuid.UUID(item.id)) if _has_task(workflow, item.id) else None
+            task = find_task(workflow, item.id)
             if task is None:
                 continue
             info = user_task_info(task.task_spec, parsed.camunda_attrs)

@@ -9,7 +9,6 @@ append audit events, commit. Any error rolls the whole transition back.
 from __future__ import annotations
 
 import functools
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -41,8 +40,9 @@ from .notifications import LoggingChannel, Notifier
 from .org_cache import OrgCache, current_generation, load_user, snapshot_nodes, view_of
 from .passwords import check_password
 from .personal_data import mask_value, personal_fields
-from .state import (LiveWorkflowCache, StateSerializer, collect_finished_steps, private_specs, prune_history,
-                    restore_trigger_connections, run_engine, specs_mutate_at_runtime, tasks_in_tree_order)
+from .state import (LiveWorkflowCache, StateSerializer, collect_finished_steps, find_task, private_specs,
+                    prune_history, restore_trigger_connections, run_engine, specs_mutate_at_runtime,
+                    tasks_in_tree_order)
 from .sandbox import SCRIPT_ENGINE, SandboxedEnvironment
 from .supervision import Supervision
 
@@ -528,7 +528,7 @@ class WorkflowService:
 
         parsed = self.specs.for_case(session, case)
         workflow = self._load(session, case, parsed, for_write=True)
-        task = workflow.get_task_from_id(uuid.UUID(item.id)) if self._has_task(workflow, item.id) else None
+        task = find_task(workflow, item.id)
         if task is None or not task.has_state(TaskState.READY):
             raise Conflict(f"task '{item.name}' is no longer waiting; refresh the case",
                            zh=f"任务“{item.name}”已不在待办状态；请刷新案件")
@@ -583,11 +583,6 @@ class WorkflowService:
         self._run(workflow, case, timers_due=True)
         open_items = self._after_transition(session, case, workflow, parsed, None, clock.now())
         return CaseView(case, open_items)
-
-    @staticmethod
-    def _has_task(workflow: BpmnWorkflow, task_id: str) -> bool:
-        tid = uuid.UUID(task_id)
-        return tid in workflow.tasks or any(tid in sp.tasks for sp in workflow.subprocesses.values())
 
     def _commit_guarded(self, fn, *args):
         """One transaction; a lost race on the case's version is a Conflict, never a lost update.

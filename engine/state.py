@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections import OrderedDict
 from copy import deepcopy
 from dataclasses import dataclass
@@ -370,6 +371,19 @@ def restore_trigger_connections(workflow: BpmnWorkflow) -> None:
             if child.triggered and start not in child.task_spec.inputs:
                 start.connect(child.task_spec)
                 child.task_spec.connect(wf.spec.end)
+
+
+def find_task(workflow, task_id: str):
+    """The task with this id in the workflow or one of its subprocesses; None when it is
+    gone (finished and pruned, or never there)."""
+    tid = uuid.UUID(task_id)
+    task = workflow.tasks.get(tid)
+    if task is None:
+        for subprocess in workflow.subprocesses.values():
+            task = subprocess.tasks.get(tid)
+            if task is not None:
+                break
+    return task
 
 
 class LiveWorkflowCache:
