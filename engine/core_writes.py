@@ -44,7 +44,7 @@ class _DriverStatement:
         self.sql = str(compiled)
         self.order = tuple(compiled.positiontup) if compiled.positional else None
         self.processors = {name: processor for name, bind in compiled.binds.items()
-                           if (processor := bind.type._cached_bind_processor(dialect)) is not None}
+                           if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None}
 
     def driver_params(self, params: dict):
         processors = self.processors
@@ -60,7 +60,7 @@ def execute(session: Session, statement, params, column_keys: tuple | None = Non
     An INSERT names its `column_keys`."""
     connection = session.connection()
     dialect = connection.dialect
-    key = (id(statement), dialect.name, column_keys)
+    key = (statement, dialect.name, column_keys)  # the statement itself: an id could be reused
     compiled = _compiled.get(key)
     if compiled is None:
         compiled = _compiled[key] = _DriverStatement(statement, dialect, column_keys)
