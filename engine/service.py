@@ -478,28 +478,33 @@ class WorkflowService:
     def claim(self, task_id: str, actor) -> WorkItem:
         return self._commit_guarded(self._claim, task_id, actor)
 
-    def _claim(self, session, task_id, actor):
+    def _open_item_for(self, session, task_id, actor) -> tuple[WorkItem, Case, User]:
+        """The open work item (its case locked) and the acting official."""
         # the lock query also reads the org generation the user lookup is checked against
         item, case = self._locked_item(session, task_id)
         user = self._user(session, actor)
         self._refuse_unless_open(session, item)
+        return item, case, user
+
+    def _hand_over(self, session, item: WorkItem, case: Case, user: User, to_user: bool, event_type: str):
+        now = clock.now()
+        item.assignee_id, item.claimed_at = (user.id, now) if to_user else (None, None)
+        case.updated_at = now
+        self._audit(session, case, event_type, user, now, item=item)
+        return item
+
+    def _claim(self, session, task_id, actor):
+        item, case, user = self._open_item_for(session, task_id, actor)
         if item.assignee_id == user.id:
             return item
         self._refuse_unless_may_work(session, user, item)
-        now = clock.now()
-        item.assignee_id, item.claimed_at = user.id, now
-        case.updated_at = now
-        self._audit(session, case, "task_claimed", user, now, item=item)
-        return item
+        return self._hand_over(session, item, case, user, True, "task_claimed")
 
     def unclaim(self, task_id: str, actor) -> WorkItem:
         return self._commit_guarded(self._unclaim, task_id, actor)
 
     def _unclaim(self, session, task_id, actor):
-        # the lock query also reads the org generation the user lookup is checked against
-        item, case = self._locked_item(session, task_id)
-        user = self._user(session, actor)
-        self._refuse_unless_open(session, item)
+        item, case, user = self._open_item_for(session, task_id, actor)
         if item.assignee_id != user.id:
             raise PermissionDenied(f"only the official who claimed '{item.name}' can release it",
                                    zh=f"只有认领“{item.name}”的人员才能退回")
@@ -507,11 +512,7 @@ class WorkflowService:
             raise PermissionDenied(zh=f"任务“{item.name}”是指定由您办理的，不能退回；请联系派单员改派",
                                    message=f"task '{item.name}' was assigned to you by name; it cannot be released "
                                    "to a group — ask the dispatcher to reassign it")
-        now = clock.now()
-        item.assignee_id, item.claimed_at = None, None
-        case.updated_at = now
-        self._audit(session, case, "task_unclaimed", user, now, item=item)
-        return item
+        return self._hand_over(session, item, case, user, False, "task_unclaimed")
 
     # ------------------------------------------------------------- complete
 
