@@ -42,7 +42,7 @@ from .passwords import check_password
 from .personal_data import mask_value, personal_fields
 from .state import (LiveWorkflowCache, StateSerializer, collect_finished_steps, find_task, private_specs,
                     prune_history, restore_trigger_connections, run_engine, specs_mutate_at_runtime,
-                    tasks_in_tree_order)
+                    tasks_in_tree_order, waiting_event_ids)
 from .sandbox import SCRIPT_ENGINE, SandboxedEnvironment
 from .supervision import Supervision
 
@@ -963,8 +963,12 @@ class WorkflowService:
                                        zh=f"案件 {case.business_key} 不在您的辖区内")
             version = session.get(ProcessVersion, case.process_version_id)
             parsed = self.specs.get(version)
-            data = self._case_data(self._load(session, case, parsed))
+            workflow = self._load(session, case, parsed)
+            data = self._case_data(workflow)
             items = self._open_items(session, case.id)
+            # where the case waits without a task (a signal, message or timer) is marked too
+            active = [i.spec_id for i in items]
+            active += [w for w in waiting_event_ids(workflow) if w not in active]
             events = list(session.scalars(select(AuditEvent).where(AuditEvent.case_id == case.id)
                                           .order_by(AuditEvent.id)))
             user_ids = {e.actor_id for e in events} | {i.assignee_id for i in items} | {case.created_by_id}
@@ -982,7 +986,7 @@ class WorkflowService:
                 case=case, version=version, data=data, open_items=items, events=events, user_names=names,
                 node_names=nodes, attachments=attachments,
                 diagram_xml=version.files.get(main_file) if main_file else None,
-                highlights=highlights(version.files, path, [i.spec_id for i in items], process_key=case.process_key),
+                highlights=highlights(version.files, path, active, process_key=case.process_key),
                 may_contribute=self._may_contribute(session, user, case) and not is_read_only(user))
 
     def task_detail(self, actor, task_id: str) -> TaskDetail:

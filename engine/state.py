@@ -42,6 +42,7 @@ from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SERIALIZER_VERSION
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import IntermediateCatchEvent, ReceiveTask
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.specs.Join import Join
@@ -371,6 +372,14 @@ def restore_trigger_connections(workflow: BpmnWorkflow) -> None:
             if child.triggered and start not in child.task_spec.inputs:
                 start.connect(child.task_spec)
                 child.task_spec.connect(wf.spec.end)
+
+
+def waiting_event_ids(workflow: BpmnWorkflow) -> list[str]:
+    """The BPMN ids of the intermediate catch events and receive tasks the case waits at (a
+    signal, message or timer): no work item stands for them, yet the case is there."""
+    return list(dict.fromkeys(
+        task.task_spec.bpmn_id for task in tasks_in_tree_order(workflow, TaskState.WAITING)
+        if isinstance(task.task_spec, (IntermediateCatchEvent, ReceiveTask)) and task.task_spec.bpmn_id))
 
 
 def find_task(workflow, task_id: str):

@@ -59,6 +59,19 @@ def test_a_grid_matter_in_mediation_marks_the_call_activity_on_the_case_page_and
     assert hints(english) == ["In progress: 多元调解 → 征询当事人调解意愿"]
 
 
+def test_where_a_case_waits_without_a_task_is_marked_too(app, service, clock):
+    """A red matter's grid worker follows it up daily until it is resolved: the follow-up
+    subprocess waits at a signal catch event ("等待办结"), which no work item stands for."""
+    key = run_until(service, clock, SCENARIOS / "grid_matter" / "red_matter_town_and_county_daily_follow_up.yaml", 3)
+    assert open_spec_ids(service.get_case(key)) == ["department_handle"]
+    client = app.test_client()
+    login(client, "lxz_pd")
+    marked = diagram_of(client, key)
+    assert marked["active"][0] == "department_handle"
+    assert {"wait_resolved", "urgent_follow_up"} <= set(marked["active"])   # the event and its subprocess
+    assert "follow_up_daily" not in marked["active"]   # an armed boundary timer is not where the case is
+
+
 def test_after_the_mediation_hands_back_the_call_activity_is_completed_not_active(service, clock):
     key = run_until(service, clock, SCENARIOS / "grid_matter" / "dispute_mediation_refused_goes_to_town.yaml", 3)
     marked = service.view_case("lxz_pd", key).highlights
