@@ -200,21 +200,30 @@ _KNOWN_ROLES = ("grid_worker", "grid_leader", "center_dispatcher", "department_h
 
 
 def map_candidate_groups(groups: str | None) -> str | None:
-    """`camunda:candidateGroups` as a lane our resolver reads: the first group naming a
-    role, as a lane code (`town.center_dispatcher`) or a known alias (`乡镇派单员`,
-    `dispatchers`). Unmappable groups come back unchanged, for validation to report."""
+    """`camunda:candidateGroups` as a lane our resolver reads: each group as a lane code
+    (`town.center_dispatcher`) or a known alias (`乡镇派单员`, `dispatchers`) mapped to one,
+    comma-separated when there are several (any of them may work the task). Unmappable
+    groups come back unchanged, for validation to report."""
     if not groups or not groups.strip():
         return groups
-    for group in (g.strip() for g in groups.split(",")):
-        ref = parse_lane(group)
-        if ref is not None and ref.role in _KNOWN_ROLES:
-            return group
-        text = group.replace(" ", "").replace("-", "").replace("_", "")
-        for prefix, level in [("", None), *sorted(LEVEL_ALIASES.items(), key=lambda kv: -len(kv[0]))]:
-            if text.startswith(prefix) and text[len(prefix):].lower() in ROLE_ALIASES:
-                role = ROLE_ALIASES[text[len(prefix):].lower()]
-                return f"{level}.{role}" if level else role
-    return groups.strip()
+    return ",".join(_map_group(g.strip()) for g in groups.split(",") if g.strip())
+
+
+def _map_group(group: str) -> str:
+    ref = parse_lane(group)
+    if ref is not None and ref.role in _KNOWN_ROLES:
+        return group
+    text = group.replace(" ", "").replace("-", "").replace("_", "")
+    for prefix, level in [("", None), *sorted(LEVEL_ALIASES.items(), key=lambda kv: -len(kv[0]))]:
+        if text.startswith(prefix) and text[len(prefix):].lower() in ROLE_ALIASES:
+            role = ROLE_ALIASES[text[len(prefix):].lower()]
+            return f"{level}.{role}" if level else role
+    return group
+
+
+def lane_parts(lane: str) -> list[str]:
+    """The lanes a lane names: one, or several comma-separated (candidate groups)."""
+    return [part.strip() for part in lane.split(",") if part.strip()]
 
 
 def form_key_of(value: str | None) -> str | None:
@@ -238,6 +247,6 @@ def all_specs(parsed: ParsedProcess):
 
 
 __all__ = [
-    "ValidationException", "ParsedProcess", "parse_process", "parse_lane", "LaneRef",
+    "ValidationException", "ParsedProcess", "parse_process", "parse_lane", "lane_parts", "LaneRef",
     "user_task_info", "is_user_task", "all_specs", "new_parser", "load_files",
 ]

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from . import clock
-from .bpmn import (BPMN_NS, CamundaAwareParser, is_dmn, is_user_task, parse_lane,
+from .bpmn import (BPMN_NS, CamundaAwareParser, is_dmn, is_user_task, lane_parts, parse_lane,
                    process_properties, user_task_info)
 from .models import DEPT_TYPES, LEVELS, ROLES, ProcessVersion
 from .sandbox import check_source
@@ -196,28 +196,7 @@ def _check_process(analysis: _Analysis, pid: str, form_keys) -> list[Problem]:
                 problems.append(Problem(file_of_spec, element, f"user task '{info.name}' is in no lane",
                                         "put it in a lane named level.role, e.g. town.center_dispatcher"))
             elif lane:
-                ref = parse_lane(lane)
-                if (ref is None or ref.role not in ROLES) and not info.lane:
-                    problems.append(Problem(
-                        file_of_spec, element,
-                        f"candidate group '{lane}' of user task '{info.name}' names no known role",
-                        "write the group as level.role (e.g. town.center_dispatcher) or as a role name "
-                        f"(网格员, 乡镇派单员 …); roles: {', '.join(ROLES)}"))
-                elif ref is None or ref.role not in ROLES:
-                    problems.append(Problem(
-                        file_of_spec, element,
-                        f"lane '{lane}' of user task '{info.name}' names no known role",
-                        f"name the lane level.role with a role from: {', '.join(ROLES)}"))
-                elif ref.dept_type and ref.dept_type not in DEPT_TYPES:
-                    problems.append(Problem(
-                        file_of_spec, element,
-                        f"lane '{lane}' of user task '{info.name}' names unknown department type '{ref.dept_type}'",
-                        f"use one of: {', '.join(DEPT_TYPES)}"))
-                elif ref.level and ref.level not in LEVELS:
-                    problems.append(Problem(
-                        file_of_spec, element,
-                        f"lane '{lane}' of user task '{info.name}' names unknown level '{ref.level}'",
-                        f"use one of: {', '.join(LEVELS)}"))
+                problems.extend(_lane_problems(file_of_spec, element, info, lane))
             if form_keys is not None:
                 if not info.form_key:
                     problems.append(Problem(file_of_spec, element, f"user task '{info.name}' names no form",
@@ -242,6 +221,32 @@ def _scripts_of(task_spec):
     expression = getattr(getattr(task_spec, "event_definition", None), "expression", None)
     if isinstance(expression, str) and expression.strip():
         yield "timer expression", expression, "eval"
+
+
+def _lane_problems(file: str, element: str, info, lane: str) -> list[Problem]:
+    """Each lane the task names (candidate groups may name several) must name a known role."""
+    problems = []
+    for part in lane_parts(lane):
+        ref = parse_lane(part)
+        if (ref is None or ref.role not in ROLES) and not info.lane:
+            problems.append(Problem(
+                file, element, f"candidate group '{part}' of user task '{info.name}' names no known role",
+                "write the group as level.role (e.g. town.center_dispatcher) or as a role name "
+                f"(网格员, 乡镇派单员 …); roles: {', '.join(ROLES)}"))
+        elif ref is None or ref.role not in ROLES:
+            problems.append(Problem(
+                file, element, f"lane '{part}' of user task '{info.name}' names no known role",
+                f"name the lane level.role with a role from: {', '.join(ROLES)}"))
+        elif ref.dept_type and ref.dept_type not in DEPT_TYPES:
+            problems.append(Problem(
+                file, element,
+                f"lane '{part}' of user task '{info.name}' names unknown department type '{ref.dept_type}'",
+                f"use one of: {', '.join(DEPT_TYPES)}"))
+        elif ref.level and ref.level not in LEVELS:
+            problems.append(Problem(
+                file, element, f"lane '{part}' of user task '{info.name}' names unknown level '{ref.level}'",
+                f"use one of: {', '.join(LEVELS)}"))
+    return problems
 
 
 def _check_scripts(filename: str, task_spec) -> list[Problem]:

@@ -23,12 +23,18 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .bpmn import parse_lane
+from .bpmn import lane_parts, parse_lane
 from .models import DEPARTMENT, JurisdictionNode, RoleAssignment, User, path_ids
 from .org_cache import NodeSnapshot, snapshot_nodes, view_of
 
 DEPARTMENT_ROLES = {"department_handler", "petition_officer"}
 FALLBACK_ROLE = "center_dispatcher"
+
+
+def stored_lane(lane: str | None) -> str | None:
+    """The lane as a work item keeps it (for display and for noticing a changed lane): a
+    long list of candidate groups is cut to the column's 100 characters."""
+    return lane[:100] if lane else lane
 
 
 @dataclass
@@ -125,6 +131,9 @@ class LaneResolver:
             if ids:
                 return Candidates(user_ids=ids)
 
+        parts = lane_parts(lane) if lane else []
+        if len(parts) > 1:
+            return self._resolve_groups(parts, grid_path, data)
         ref = parse_lane(lane)
         chain = self.ancestors(grid_path)
         if ref is None:
@@ -150,6 +159,21 @@ class LaneResolver:
                 return Candidates(role=ref.role, node_id=chain[i].id)
         where = chain[start].name if ref.level else "any level"
         return self._fallback(chain, start + 1, f"nobody holds {ref.role} at {where}")
+
+    def _resolve_groups(self, lanes: list[str], grid_path: str, data: dict) -> Candidates:
+        """Several candidate groups: any of their holders may work the task. The first group
+        that resolves finds it by its role, as a single lane would (inbox, supervision by
+        unit); the holders of the other groups are named as candidates. None resolving: the
+        first group's fallback, flagged unresolved."""
+        found = [self.resolve(lane, grid_path, data) for lane in lanes]
+        resolved = [c for c in found if not c.unresolved]
+        if not resolved:
+            return found[0]
+        first = resolved[0]
+        named: list[int] = []
+        for other in resolved[1:]:
+            named += [u for u in holders_of(self.session, other.role, other.node_id) if u not in named]
+        return Candidates(role=first.role, node_id=first.node_id, user_ids=named)
 
     def _fallback(self, chain, from_index: int, reason: str) -> Candidates:
         for node in chain[from_index:]:

@@ -39,7 +39,7 @@ from . import audit, clock
 from .designer import EDIT_ROLES, READ_ROLES, require_roles
 from .errors import InvalidInput, NotFound, PermissionDenied
 from .bpmn import user_task_info
-from .lanes import LaneResolver
+from .lanes import LaneResolver, stored_lane
 from .models import Case, ProcessVersion, User, WorkItem, WorkItemCandidate
 from .state import find_task
 
@@ -244,9 +244,9 @@ class Migrator:
             info = user_task_info(task.task_spec, parsed.camunda_attrs)
             lane = info.effective_lane
             item.name, item.form_key = info.name, info.form_key
-            if lane != item.lane:
+            if stored_lane(lane) != item.lane:
                 cands = LaneResolver(session).resolve(lane, case.grid_path, task.data, info.assignee, info.candidate_users)
-                item.lane, item.role, item.candidate_node_id = lane, cands.role, cands.node_id
+                item.lane, item.role, item.candidate_node_id = stored_lane(lane), cands.role, cands.node_id
                 item.unresolved = cands.unresolved
                 item.assignee_id = cands.assignee_id
                 item.claimed_at = case.updated_at if cands.assignee_id else None

@@ -33,7 +33,7 @@ from .core_writes import insert_new, insert_rows_now, update_changed_many
 from .db import Database, deferred_inserts, in_batch
 from .diagram import highlights, process_file
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, ProcessError
-from .lanes import LaneResolver
+from .lanes import LaneResolver, stored_lane
 from .models import (NO_DUE_DATE, Attachment, AuditEvent, Case, CaseSequence, CaseState, JurisdictionNode,
                      ProcessVersion, User, WorkItem, WorkItemCandidate)
 from .notifications import LoggingChannel, Notifier
@@ -739,7 +739,7 @@ class WorkflowService:
             due = _due_at(info.due, task.data, now)
             item = WorkItem(
                 id=tid, case_id=case.id, process_key=case.process_key, spec_id=info.bpmn_id, name=info.name,
-                lane=lane, role=cands.role, candidate_node_id=cands.node_id, grid_path=case.grid_path,
+                lane=stored_lane(lane), role=cands.role, candidate_node_id=cands.node_id, grid_path=case.grid_path,
                 assignee_id=cands.assignee_id, unresolved=cands.unresolved, form_key=info.form_key,
                 status="open", created_at=now, due_at=due, sort_due=due or NO_DUE_DATE,
                 claimed_at=now if cands.assignee_id else None)

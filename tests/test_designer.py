@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from engine.designer import Designer, diff_files
 from engine.errors import InvalidInput, PermissionDenied
-from engine.models import ProcessVersion, WorkItem
+from engine.models import Notification, ProcessVersion, User, WorkItem
 from engine.service import WorkflowService
 from tests.conftest import FIXTURES
 from tests.test_deploy import MIWG as MIWG_DIR
@@ -20,6 +20,16 @@ from tests.helpers import REPORT, work
 
 DESIGNER, ADMIN, WORKER, AUDITOR, LEADER = "cf_sj", "admin", "lx_wgy1", "lxx_dc", "lx_wgz1"
 GRID = "linxi-xinguang-g1"
+
+
+def user_id(db, username):
+    with db.read_session() as s:
+        return s.scalar(select(User.id).where(User.username == username))
+
+
+def notices_of(db, item_id):
+    with db.read_session() as s:
+        return list(s.scalars(select(Notification).where(Notification.work_item_id == item_id)))
 MIWG = sorted(MIWG_DIR.glob("*.bpmn"))
 LOOP = (FIXTURES / "loop.bpmn").read_text(encoding="utf-8")
 CAMUNDA = (FIXTURES / "camunda_report.bpmn").read_text(encoding="utf-8")
@@ -267,6 +277,36 @@ def test_every_miwg_reference_file_gives_a_report(designer, clean_db, path):
     for problem in result.problems:
         assert problem.file == path.name and problem.message and problem.fix
     assert outcome.created == [] and version_count(clean_db) == before
+
+
+def test_several_candidate_groups_all_reach_the_task(clean_db, clock):
+    """candidateGroups="网格员,乡镇派单员": the grid's workers and the town's dispatchers may
+    each take the task (and are told of it); a worker of another grid may not."""
+    svc = WorkflowService(clean_db)
+    key = f"cam_{uuid.uuid4().hex[:8]}"
+    text = (CAMUNDA.replace('id="camunda_report"', f'id="{key}"')
+            .replace('bpmnElement="camunda_report"', f'bpmnElement="{key}"')
+            .replace('camunda:candidateGroups="网格员"', 'camunda:candidateGroups="网格员, 乡镇派单员"'))
+    outcome = Designer(svc).deploy(DESIGNER, {f"{key}.bpmn": text})
+    assert outcome.check.ok, outcome.check.problems
+    item = svc.start_case(key, GRID, {}, WORKER).open_items[0]
+    assert (item.spec_id, item.lane, item.role, item.unresolved) == (
+        "Task_Verify", "grid_worker,town.center_dispatcher", "grid_worker", False)
+    for user in (WORKER, "lxz_pd"):
+        assert [r.item.id for r in svc.inbox(user) if r.item.id == item.id] == [item.id], user
+        assert svc.may_work(user, item.id), user
+    assert not svc.may_work("wy_wgy1", item.id)                       # another county's grid worker
+    told = {n.user_id for n in notices_of(clean_db, item.id)}
+    assert {user_id(clean_db, WORKER), user_id(clean_db, "lxz_pd")} <= told
+    view = work(svc, "lxz_pd", "Task_Verify", {"verified": True, "verification_note": "镇里核查"})
+    assert view.open_items[0].spec_id == "Task_Record"
+
+
+def test_each_candidate_group_that_names_no_role_is_reported(designer):
+    text = CAMUNDA.replace('camunda:candidateGroups="网格员"', 'camunda:candidateGroups="网格员,accounting,乡镇派单员"')
+    result = designer.check(DESIGNER, {"c.bpmn": text})
+    assert [(p.element, p.message.startswith("candidate group 'accounting'")) for p in result.problems] == [
+        ("Task_Verify", True)]
 
 
 def test_a_lane_named_for_people_defers_to_the_tasks_candidate_groups(clean_db, clock):
