@@ -152,7 +152,6 @@ def _hot_statements() -> dict:
                                                      other.id != task_id))
                               .where(WorkItem.id == task_id).execution_options(populate_existing=True)),
         "open_items": select(WorkItem).where(WorkItem.case_id == case_id, WorkItem.status == "open"),
-        # bind names other than the columns': SQLAlchemy reserves those for SET
     }
 
 
