@@ -16,7 +16,10 @@ committed, as a flush would leave them, so the ORM's flush has nothing left to d
 them and still writes anything else the transaction touched. A driver error is raised as
 SQLAlchemy's exception (`IntegrityError` and so on), as from any other statement.
 
-SQLAlchemy's `before_cursor_execute` listeners still see these statements; its echo log does not.
+The mapper's flush events (`before_update`, `after_update`, `before_insert`, `after_insert`)
+still run for the objects written here, as a flush runs them: `engine/case_facts.py` derives a
+case's report columns and marks it for the dashboard roll-ups there. SQLAlchemy's
+`before_cursor_execute` listeners still see these statements; its echo log does not.
 Batches of timer firings keep the ORM: there it groups many cases' rows into executemany.
 """
 from __future__ import annotations
@@ -168,25 +171,41 @@ def update_changed_many(session: Session, objects: list) -> int:
     name the same columns (a batch of timer firings changes the same ones in each case).
     The objects only the ORM can write are left to it; returns how many were written."""
     groups: dict[tuple, list] = {}
-    done = 0
+    unchanged = []
+    connection = session.connection()
     for obj in objects:
+        state = inspect(obj)
+        if state.persistent:
+            # the mapper's before_update listeners run as in a flush (engine/case_facts.py
+            # derives the case's report columns there); they may change more attributes
+            _fire(state, "before_update", connection)
         plan = _planned_update(obj)
         if plan is _ORM_ONLY:
             continue
         if plan is None:
-            _written(session, obj, None)
+            unchanged.append(obj)
         else:
             groups.setdefault(plan[:2], []).append((obj, plan[2]))
-        done += 1
     for (mapper, keys), rows in groups.items():
         params = [p for _obj, p in rows]
         changed_rows = execute(session, _update_statement(mapper, keys), params if len(params) > 1 else params[0])
         if changed_rows != len(rows):
             raise StaleDataError(f"{mapper.class_.__name__}: expected to update {len(rows)} row(s), updated "
                                  f"{changed_rows}: changed by another transaction since it was read")
-        for obj, p in rows:
-            _written(session, obj, p)
-    return done
+    written = unchanged + [obj for rows in groups.values() for obj, _p in rows]
+    for obj, p in [(obj, None) for obj in unchanged] + [row for rows in groups.values() for row in rows]:
+        _written(session, obj, p)
+    for obj in written:
+        _fire(inspect(obj), "after_update", connection)
+    return len(written)
+
+
+def _fire(state, event_name: str, connection) -> None:
+    """Run the mapper's listeners for a flush event (`before_update`, `after_insert` …) on
+    an object written here, as the ORM's flush would have run them."""
+    listeners = getattr(state.mapper.dispatch, event_name)
+    if listeners:
+        listeners(state.mapper, connection, state)
 
 
 def insert_new(session: Session, objects: list) -> None:
@@ -197,8 +216,10 @@ def insert_new(session: Session, objects: list) -> None:
         return
     mapper = inspect(objects[0]).mapper
     columns = _columns(mapper)
+    connection = session.connection()
     rows = []
     for obj in objects:
+        _fire(inspect(obj), "before_insert", connection)
         values = inspect(obj).dict
         row = {}
         for key, column in columns.items():
@@ -213,6 +234,7 @@ def insert_new(session: Session, objects: list) -> None:
     for obj in objects:
         make_transient_to_detached(obj)
         session.add(obj)
+        _fire(inspect(obj), "after_insert", connection)
 
 
 _inserts: dict = {}
