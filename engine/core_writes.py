@@ -132,6 +132,8 @@ def _planned_update(obj):
     columns = _columns(mapper)
     version = mapper.version_id_col
     version_key = mapper.get_property_by_column(version).key if version is not None else None
+    if version_key is not None and version_key not in state.dict:
+        return _ORM_ONLY  # the version was never read: the ORM knows how to fetch it
     changed = {}
     for key, was in state.committed_state.items():
         if key not in columns or key == version_key or columns[key] is mapper.primary_key[0]:
