@@ -1,4 +1,4 @@
-"""A single transition's row writes, straight to the database driver.
+"""A transition's row writes, straight to the database driver.
 
 A completion changes the case row, the completed work item and the state, and inserts
 the next work item, its audit rows and notices. Measured on the loop bench, SQLAlchemy
@@ -20,7 +20,8 @@ The mapper's flush events (`before_update`, `after_update`, `before_insert`, `af
 still run for the objects written here, as a flush runs them: `engine/case_facts.py` derives a
 case's report columns and marks it for the dashboard roll-ups there. SQLAlchemy's
 `before_cursor_execute` listeners still see these statements; its echo log does not.
-Batches of timer firings keep the ORM: there it groups many cases' rows into executemany.
+A batch of timer firings writes all its cases' rows at its end, one executemany per table
+(`WorkflowService.write_transitions`); a new case's rows go by the ORM, with its INSERT.
 """
 from __future__ import annotations
 
