@@ -21,7 +21,8 @@ still run for the objects written here, as a flush runs them: `engine/case_facts
 case's report columns and marks it for the dashboard roll-ups there. SQLAlchemy's
 `before_cursor_execute` listeners still see these statements; its echo log does not.
 A batch of timer firings writes all its cases' rows at its end, one executemany per table
-(`WorkflowService.write_transitions`); a new case's rows go by the ORM, with its INSERT.
+(`WorkflowService.write_transitions`). Rows the ORM inserts (a new case and its state) stay
+the ORM's.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 _columns_by_mapper: dict = {}
 _updates: dict = {}
+_inserts: dict = {}
 _compiled: dict = {}
 
 
@@ -163,16 +165,12 @@ def _written(session: Session, obj, params: dict | None) -> None:
     _mark_committed(session, obj)
 
 
-def update_changed(session: Session, obj) -> bool:
-    """UPDATE the row of persistent `obj` with the attributes changed since it was loaded.
-    False (and nothing written) when only the ORM can write the change."""
-    return update_changed_many(session, [obj]) == 1
-
-
 def update_changed_many(session: Session, objects: list) -> int:
-    """`update_changed` for many objects: one executemany for all the rows whose changes
-    name the same columns (a batch of timer firings changes the same ones in each case).
-    The objects only the ORM can write are left to it; returns how many were written."""
+    """UPDATE the rows of persistent objects with the attributes changed since they were
+    loaded: one executemany for all the rows whose changes name the same columns (a batch of
+    timer firings changes the same ones in each case). The objects only the ORM can write
+    (a relationship changed, a version never read …) are left to it; returns how many were
+    written here."""
     groups: dict[tuple, list] = {}
     unchanged = []
     connection = session.connection()
@@ -195,10 +193,9 @@ def update_changed_many(session: Session, objects: list) -> int:
         if changed_rows != len(rows):
             raise StaleDataError(f"{mapper.class_.__name__}: expected to update {len(rows)} row(s), updated "
                                  f"{changed_rows}: changed by another transaction since it was read")
-    written = unchanged + [obj for rows in groups.values() for obj, _p in rows]
-    for obj, p in [(obj, None) for obj in unchanged] + [row for rows in groups.values() for row in rows]:
-        _written(session, obj, p)
-    for obj in written:
+    written = [(obj, None) for obj in unchanged] + [row for rows in groups.values() for row in rows]
+    for obj, params in written:
+        _written(session, obj, params)
         _fire(inspect(obj), "after_update", connection)
     return len(written)
 
@@ -240,9 +237,6 @@ def insert_new(session: Session, objects: list) -> None:
         _fire(inspect(obj), "after_insert", connection)
 
 
-_inserts: dict = {}
-
-
 def insert_rows_now(session: Session, table, rows: list[dict]) -> None:
     """INSERT plain rows by one statement (executemany for several). Columns with a
     Python-side default that a row leaves out get it here, as Core would give it."""
@@ -254,6 +248,7 @@ def insert_rows_now(session: Session, table, rows: list[dict]) -> None:
     keys = set().union(*rows)
     defaults = {column.key: column.default for column in table.columns
                 if column.default is not None and column.key not in keys}
+    column_keys = tuple(sorted(keys | defaults.keys()))
     if defaults:
         filled = []
         for row in rows:
@@ -264,7 +259,6 @@ def insert_rows_now(session: Session, table, rows: list[dict]) -> None:
                 row[key] = default.arg if default.is_scalar else default.arg(None)
             filled.append(row)
         rows = filled
-    column_keys = tuple(sorted(set().union(*rows)))
     if any(len(row) != len(column_keys) for row in rows):
         # executemany needs every row to name the same columns
         rows = [{key: row.get(key) for key in column_keys} for row in rows]

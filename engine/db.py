@@ -145,11 +145,6 @@ def _insert_now(session: Session, model, rows: list[dict]) -> None:
     insert_rows_now(session, model.__table__, rows)
 
 
-def in_batch(session: Session) -> bool:
-    """Inside `deferred_inserts`: writes are flushed once, at the end of the batch."""
-    return _DEFERRED in session.info
-
-
 @contextmanager
 def deferred_inserts(session: Session):
     """Within the block, `insert_rows` collects; at its end one multi-row INSERT per table

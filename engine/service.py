@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, bindparam, func, or_, select, union, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, defer
-from sqlalchemy.orm.base import object_state
 from sqlalchemy.orm.exc import StaleDataError
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
@@ -30,7 +29,7 @@ from .access import can_view_case, is_read_only, start_node_id, start_node_path
 from .attachments import AttachmentStore
 from .bpmn import ParsedProcess, all_specs, is_user_task, parse_process, user_task_info
 from .core_writes import insert_new, insert_rows_now, update_changed_many
-from .db import Database, deferred_inserts, in_batch
+from .db import Database, deferred_inserts
 from .diagram import highlights, process_file
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, ProcessError
 from .lanes import LaneResolver, stored_lane
@@ -160,12 +159,6 @@ _CORE_UPDATED = {Case: 0, WorkItem: 1, CaseState: 2}
 MANY_CASES = "gf_many_cases"  # Session.info: a batch of transitions, written together at its end
 NEW_ITEMS = "gf_new_items"             # Session.info: work items to INSERT (`write_transitions`)
 NEW_CANDIDATES = "gf_new_candidates"   # Session.info: their candidates' rows
-
-
-def _writes_by_core(session, case: Case) -> bool:
-    """A transition of a stored case: its writes go by the driver (`write_transitions`);
-    a new case's by the ORM, with the case's own INSERT."""
-    return object_state(case).persistent
 
 
 class WorkflowService:
@@ -673,12 +666,9 @@ class WorkflowService:
         text, version = self.serializer.dumps(workflow), self.serializer.version
         state = getattr(workflow, "_gf_state_row", None) or session.get(CaseState, case.id)
         state.state, state.serializer_version = text, version
-        if not _writes_by_core(session, case):
-            if not in_batch(session):
-                session.flush()  # a lost race surfaces here, inside the guarded transition
-        elif MANY_CASES not in session.info:
-            self.write_transitions(session)
-        # else the batch's rows go in together at its end (`write_transitions`)
+        if MANY_CASES not in session.info:
+            self.write_transitions(session)  # a lost race surfaces here, inside the guarded transition
+        # else the batch's rows go in together at its end
         saved = session.info.get(LIVE_AFTER_COMMIT)
         if saved is not None:
             saved.append((case.id, case.process_version_id, text, workflow))
@@ -689,7 +679,9 @@ class WorkflowService:
         """Write what the transitions of this transaction changed, by the driver
         (engine/core_writes.py): the changed case, work item and state rows (the cases
         first: a lost race on a version surfaces here), then the new work items and their
-        candidates. A batch of timer firings calls this once, at its end."""
+        candidates. A batch of timer firings calls this once, at its end. A new case's own
+        row is already flushed by then (its id is in every row); its state row is still
+        pending and goes in by the ORM's INSERT at commit."""
         update_changed_many(session, sorted((row for row in session.dirty if type(row) in _CORE_UPDATED),
                                             key=lambda row: _CORE_UPDATED[type(row)]))
         insert_new(session, session.info.pop(NEW_ITEMS, []))
@@ -728,7 +720,6 @@ class WorkflowService:
         # one resolver per transaction: a batch of timer firings shares its tree lookups
         resolver = session.info.get("gf_lane_resolver") or session.info.setdefault("gf_lane_resolver",
                                                                                    LaneResolver(session))
-        by_core = _writes_by_core(session, case)
         created, candidates = session.info.setdefault(NEW_ITEMS, []), session.info.setdefault(NEW_CANDIDATES, [])
         for tid in new:
             task = ready[tid]
@@ -743,15 +734,8 @@ class WorkflowService:
                 status="open", created_at=now, due_at=due, sort_due=due or NO_DUE_DATE,
                 claimed_at=now if cands.assignee_id else None)
             still_open.append(item)
-            if by_core:
-                created.append(item)
-                candidates += [{"work_item_id": tid, "user_id": uid} for uid in cands.user_ids]
-            else:
-                session.add(item)
-                if cands.user_ids:
-                    session.flush()
-                    for uid in cands.user_ids:
-                        session.add(WorkItemCandidate(work_item_id=tid, user_id=uid))
+            created.append(item)
+            candidates += [{"work_item_id": tid, "user_id": uid} for uid in cands.user_ids]
             events.append(audit.Event(
                 case_id=case.id, work_item_id=tid, event_type="task_created", at=now, bpmn_id=info.bpmn_id,
                 bpmn_name=info.name, data={"role": cands.role, "node_id": cands.node_id,

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
-from engine.core_writes import insert_new, insert_rows_now, update_changed, update_changed_many
+from engine.core_writes import insert_new, insert_rows_now, update_changed_many
 from engine.models import AuditEvent, Case, User, WorkItem
 from tests.test_engine_service import REPORT
 
@@ -70,7 +70,7 @@ def test_a_moved_version_is_a_stale_write_and_nothing_is_written(service):
             session.execute(update(Case).where(Case.id == case.id).values(row_version=Case.row_version + 1)
                             .execution_options(synchronize_session=False))
             case.title = "changed by a loser"
-            update_changed(session, case)
+            update_changed_many(session, [case])
     with db.read_session() as session:
         assert session.get(Case, view.case.id).title != "changed by a loser"
 
@@ -81,11 +81,11 @@ def test_only_changed_columns_are_written_and_a_change_in_place_counts(service):
     with db.unit_of_work() as session:
         case = session.get(Case, view.case.id)
         case.colour = case.colour            # the same value: nothing to write
-        seen, _ = _statements(db, lambda: update_changed(session, case))
+        seen, _ = _statements(db, lambda: update_changed_many(session, [case]))
         assert seen == []
         case.summary["note"] = "补充"         # changed in place, flagged as the ORM requires
         flag_modified(case, "summary")
-        seen, _ = _statements(db, lambda: update_changed(session, case))
+        seen, _ = _statements(db, lambda: update_changed_many(session, [case]))
         assert len(seen) == 1 and "summary" in seen[0] and "colour" not in seen[0]
         assert not session.dirty             # the commit's flush has nothing left to write
     with db.read_session() as session:
