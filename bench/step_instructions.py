@@ -59,10 +59,10 @@ def run_steps(kind: str, steps: int, db_dir: str) -> None:
     db, svc = bc.setup_product(url)
     view = svc.start_case(bc.PROCESS_ID, bc.GRID, {}, bc.ACTOR)
     for _ in range(bc.WARMUP):
-        view = svc.complete_task(view.open_items[0].id, {"again": True}, bc.ACTOR)
+        view = bc.complete_next(svc, view)
     view = svc.start_case(bc.PROCESS_ID, bc.GRID, {}, bc.ACTOR)
     for _ in range(steps):
-        view = svc.complete_task(view.open_items[0].id, {"again": True}, bc.ACTOR)
+        view = bc.complete_next(svc, view)
     db.dispose()
 
 
