@@ -384,7 +384,8 @@ def waiting_event_ids(workflow: BpmnWorkflow) -> list[str]:
 
 def find_task(workflow, task_id: str):
     """The task with this id in the workflow or one of its subprocesses; None when it is
-    gone (finished and pruned, or never there)."""
+    gone (finished and pruned, or never there). Not `BpmnWorkflow.get_task_from_id`: it
+    asks each subprocess in turn, and the first that lacks the task raises."""
     tid = uuid.UUID(task_id)
     task = workflow.tasks.get(tid)
     if task is None:
