@@ -26,7 +26,7 @@ the ORM's.
 """
 from __future__ import annotations
 
-from sqlalchemy import bindparam, exc, insert, inspect, update
+from sqlalchemy import bindparam, event, exc, insert, inspect, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.base import NO_VALUE
@@ -60,10 +60,12 @@ class _DriverStatement:
         return params if self.order is None else tuple(params[name] for name in self.order)
 
 
-def execute(session: Session, statement, params, column_keys: tuple | None = None) -> int:
+def execute(session: Session, statement, params, column_keys: tuple | None = None,
+            expect_rows: int | None = None) -> None:
     """Run a Core statement built once and kept (one dict of parameters, or a list:
-    executemany) in the session's transaction by the driver's cursor; the rows it changed.
-    An INSERT names its `column_keys`."""
+    executemany) in the session's transaction by the driver's cursor. An INSERT names its
+    `column_keys`. `expect_rows`: how many rows it must change, or `StaleDataError` (at
+    once, or on PostgreSQL when the pipeline ends, before the transaction commits)."""
     connection = session.connection()
     dialect = connection.dialect
     key = (statement, dialect.name, column_keys)  # the statement itself: an id could be reused
@@ -72,20 +74,120 @@ def execute(session: Session, statement, params, column_keys: tuple | None = Non
         compiled = _compiled[key] = _DriverStatement(statement, dialect, column_keys)
     many = isinstance(params, list)
     driver_params = [compiled.driver_params(p) for p in params] if many else compiled.driver_params(params)
+    pipeline = _pipeline_for(session, connection) if dialect.name == "postgresql" else None
     cursor = connection.connection.dbapi_connection.cursor()
     if connection.dispatch.before_cursor_execute:  # statement counters and tracers still see it
         connection.dispatch.before_cursor_execute(connection, cursor, compiled.sql, driver_params, None, many)
+    sent = False
     try:
         if many:
             cursor.executemany(compiled.sql, driver_params)
         else:
             cursor.execute(compiled.sql, driver_params)
-        return cursor.rowcount
+        sent = True
     except dialect.loaded_dbapi.Error as error:
-        raise exc.DBAPIError.instance(compiled.sql, driver_params, error, dialect.loaded_dbapi.Error,
-                                      dialect=dialect, ismulti=many) from error
+        raise _driver_error(dialect, compiled.sql, driver_params, many, error) from error
     finally:
-        cursor.close()
+        if pipeline is None or not sent:
+            cursor.close()
+    if pipeline is not None:
+        pipeline.sent.append((cursor, compiled.sql, driver_params, many, expect_rows))
+    else:
+        _check_rows(compiled.sql, cursor.rowcount, expect_rows)
+
+
+def _driver_error(dialect, sql, params, many, error):
+    return exc.DBAPIError.instance(sql, params, error, dialect.loaded_dbapi.Error, dialect=dialect, ismulti=many)
+
+
+def _check_rows(sql: str, changed: int, expected: int | None) -> None:
+    if expected is not None and changed != expected:
+        raise StaleDataError(f"{sql.split()[1]}: expected to update {expected} row(s), updated {changed}: "
+                             f"changed by another transaction since it was read")
+
+
+# ------------------------------------------------------------------ PostgreSQL pipeline
+
+_PIPELINE = "gf_write_pipeline"   # Connection.info (its DBAPI connection's): the open pipeline
+
+
+class _Pipeline:
+    """psycopg's pipeline context, entered by hand: it stays open from the first write of a
+    burst until `end_pipeline` (the writes' cursors stay open with it, for their row counts)."""
+
+    __slots__ = ("context", "sent")
+
+    def __init__(self, dbapi_connection):
+        self.context = dbapi_connection.pipeline()
+        self.context.__enter__()
+        self.sent: list[tuple] = []   # (cursor, sql, params, many, expected rows)
+
+
+def _pipeline_for(session: Session, connection) -> _Pipeline:
+    pipeline = connection.info.get(_PIPELINE)
+    if pipeline is None:
+        pipeline = connection.info[_PIPELINE] = _Pipeline(connection.connection.dbapi_connection)
+        session.info[_PIPELINE] = True
+    return pipeline
+
+
+def end_pipeline(connection, discard: bool = False) -> None:
+    """Wait for the answers of the writes pipelined on this SQLAlchemy connection, if any:
+    a server error is raised as SQLAlchemy's (`IntegrityError` …) and a versioned UPDATE
+    that changed no row as `StaleDataError`. `discard`: the transaction is being rolled
+    back; its errors do not matter any more."""
+    pipeline = connection.info.pop(_PIPELINE, None)
+    if pipeline is None:
+        return
+    dialect = connection.dialect
+    try:
+        try:
+            pipeline.context.__exit__(None, None, None)   # Sync: every answer arrives
+        except dialect.loaded_dbapi.Error as error:
+            if discard:
+                return
+            # the first statement without a good answer is the one the server refused
+            failed = next((s for s in pipeline.sent if not _answered(s[0])), pipeline.sent[-1])
+            raise _driver_error(dialect, failed[1], failed[2], failed[3], error) from error
+        if not discard:
+            for cursor, sql, _params, _many, expected in pipeline.sent:
+                _check_rows(sql, cursor.rowcount, expected)
+    finally:
+        for cursor, *_rest in pipeline.sent:
+            cursor.close()
+
+
+def _answered(cursor) -> bool:
+    result = cursor.pgresult
+    return result is not None and result.status in (1, 2)   # COMMAND_OK, TUPLES_OK
+
+
+def end_session_pipeline(session: Session) -> None:
+    """`end_pipeline` for the session's connection, when one of its writes was pipelined
+    (without starting a transaction for a session that has none)."""
+    if session.info.pop(_PIPELINE, False):
+        end_pipeline(session.connection())
+
+
+def install_pipeline_listeners(engine) -> None:
+    """A pipelined burst of writes ends before anything else reaches the server on its
+    connection: another statement (SQLAlchemy's own: `context` is set), the COMMIT, or
+    the ROLLBACK."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before_other_statement(connection, _cursor, _statement, _parameters, context, _many):
+        if context is not None and _PIPELINE in connection.info:
+            end_pipeline(connection)
+
+    @event.listens_for(engine, "commit")
+    def _before_commit(connection):
+        end_pipeline(connection)
+
+    @event.listens_for(engine, "rollback")
+    def _before_rollback(connection):
+        # an invalidated connection (the server went away) has lost its pipeline with it
+        if not connection.invalidated:
+            end_pipeline(connection, discard=True)
 
 
 def _columns(mapper) -> dict:
@@ -189,10 +291,8 @@ def update_changed_many(session: Session, objects: list) -> int:
             groups.setdefault(plan[:2], []).append((obj, plan[2]))
     for (mapper, keys), rows in groups.items():
         params = [p for _obj, p in rows]
-        changed_rows = execute(session, _update_statement(mapper, keys), params if len(params) > 1 else params[0])
-        if changed_rows != len(rows):
-            raise StaleDataError(f"{mapper.class_.__name__}: expected to update {len(rows)} row(s), updated "
-                                 f"{changed_rows}: changed by another transaction since it was read")
+        execute(session, _update_statement(mapper, keys), params if len(params) > 1 else params[0],
+                expect_rows=len(rows))
     written = [(obj, None) for obj in unchanged] + [row for rows in groups.values() for row in rows]
     for obj, params in written:
         _written(session, obj, params)

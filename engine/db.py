@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .core_writes import insert_rows_now
+from .core_writes import end_session_pipeline, insert_rows_now, install_pipeline_listeners
 
 DEFAULT_SQLITE_PATH = Path("instance") / "gridflow.sqlite"
 
@@ -58,6 +58,7 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
     # query cache): ~5 % of a timer firing's CPU (docs/performance.md, session 4)
     engine = create_engine(url, pool_size=pool_size, max_overflow=20, use_insertmanyvalues=False)
     _ping_when_idle(engine)
+    install_pipeline_listeners(engine)   # a transition's writes reach the server in one round trip
     return engine
 
 
@@ -100,6 +101,7 @@ class Database:
         session: Session = self.Session()
         try:
             yield session
+            end_session_pipeline(session)   # PostgreSQL: the pipelined writes' answers, before COMMIT
             session.commit()
         except BaseException:
             session.rollback()

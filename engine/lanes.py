@@ -64,10 +64,13 @@ def holders_of(session: Session, role: str, node_id: int) -> list[int]:
     cache = pair_holders(session)
     key = (role, node_id)
     if key not in cache:
-        cache[key] = list(session.scalars(
-            select(RoleAssignment.user_id).join(User, User.id == RoleAssignment.user_id)
-            .where(RoleAssignment.role == role, RoleAssignment.node_id == node_id, User.active.is_(True))
-            .order_by(RoleAssignment.user_id)))
+        # the organisation is not what the transition changes: its pending rows need not
+        # be flushed by the ORM first (they go by the driver at the transition's end)
+        with session.no_autoflush:
+            cache[key] = list(session.scalars(
+                select(RoleAssignment.user_id).join(User, User.id == RoleAssignment.user_id)
+                .where(RoleAssignment.role == role, RoleAssignment.node_id == node_id, User.active.is_(True))
+                .order_by(RoleAssignment.user_id)))
     return cache[key]
 
 

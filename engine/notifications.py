@@ -181,12 +181,14 @@ class Notifier:
         pairs -= by_pair.keys()
         if pairs:
             found: dict[tuple, list[int]] = {pair: [] for pair in pairs}
-            rows = session.execute(
-                select(RoleAssignment.role, RoleAssignment.node_id, RoleAssignment.user_id)
-                .join(User, User.id == RoleAssignment.user_id)
-                .where(User.active.is_(True),
-                       or_(*[and_(RoleAssignment.role == r, RoleAssignment.node_id == n) for r, n in sorted(pairs)]))
-                .order_by(RoleAssignment.user_id))
+            with session.no_autoflush:   # organisation rows: the transition's writes do not matter here
+                rows = session.execute(
+                    select(RoleAssignment.role, RoleAssignment.node_id, RoleAssignment.user_id)
+                    .join(User, User.id == RoleAssignment.user_id)
+                    .where(User.active.is_(True),
+                           or_(*[and_(RoleAssignment.role == r, RoleAssignment.node_id == n)
+                                 for r, n in sorted(pairs)]))
+                    .order_by(RoleAssignment.user_id)).all()
             for role, node_id, user_id in rows:
                 found[(role, node_id)].append(user_id)
             by_pair.update(found)

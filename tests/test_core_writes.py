@@ -138,3 +138,75 @@ def test_a_batch_of_rows_is_one_statement_and_one_moved_version_fails_it(service
             update_changed_many(session, cases)
     with db.read_session() as session:
         assert [session.get(Case, i).title for i in ids] == ["batch"] * 3
+
+
+# ------------------------------------------------------------ PostgreSQL: pipelined writes
+
+@pytest.fixture
+def pg_service(service):
+    if not service.db.is_postgres:
+        pytest.skip("the write pipeline is psycopg's (SQLite runs in process: no round trips to save)")
+    return service
+
+
+def test_a_completions_writes_reach_postgresql_together(pg_service):
+    """The six writes (case, item, state, new item, its notice, the audit rows) are sent in
+    libpq's pipeline mode, so their answers are awaited once for all, not once each; the
+    reads before them are not (their rows are needed at once)."""
+    from psycopg import pq
+
+    view = _start(pg_service)
+    item = view.open_items[0]
+    sent = []
+
+    def record(_conn, cursor, statement, *_args):
+        pipelined = cursor.connection.pgconn.pipeline_status != pq.PipelineStatus.OFF
+        sent.append((" ".join(statement.split()).lower(), pipelined))
+
+    event.listen(pg_service.db.engine, "before_cursor_execute", record)
+    try:
+        after = pg_service.complete_task(item.id, {"resolved": False, "mediation_note": "未化解"}, "lx_wgz1")
+    finally:
+        event.remove(pg_service.db.engine, "before_cursor_execute", record)
+    pipelined = {sql.split(" (")[0].split(" set ")[0] for sql, on in sent if on}
+    assert pipelined >= {"update gf_case", "update work_item", "update case_state", "insert into work_item",
+                         "insert into notification", "insert into audit_event"}
+    assert not any(on for sql, on in sent if sql.startswith("select"))
+    with pg_service.db.read_session() as session:
+        assert session.get(WorkItem, item.id).status == "completed"
+        assert [i.id for i in session.scalars(select(WorkItem).where(
+            WorkItem.case_id == view.case.id, WorkItem.status == "open"))] == [i.id for i in after.open_items]
+
+
+def test_a_statement_after_pipelined_writes_sees_them(pg_service):
+    view = _start(pg_service)
+    with pg_service.db.unit_of_work() as session:
+        case = session.get(Case, view.case.id)
+        case.title = "写入后即可读到"
+        update_changed_many(session, [case])
+        insert_rows_now(session, AuditEvent.__table__, [{"case_id": case.id, "event_type": "probe",
+                                                         "at": case.created_at, "data": {}}])
+        # the ORM's own query: the pipeline ends first, so the server has both writes
+        assert session.scalar(select(Case.title).where(Case.id == case.id)) == "写入后即可读到"
+        assert session.scalar(select(AuditEvent.event_type).where(AuditEvent.event_type == "probe")) == "probe"
+
+
+def test_a_refused_pipelined_write_names_its_statement_and_commits_nothing(pg_service):
+    view = _start(pg_service)
+    db = pg_service.db
+    existing = view.open_items[0]
+    with pytest.raises(IntegrityError) as refused:
+        with db.unit_of_work() as session:
+            case = session.get(Case, view.case.id)
+            case.title = "不应保存"
+            update_changed_many(session, [case])
+            twin = WorkItem(**{c.key: getattr(existing, c.key) for c in WorkItem.__table__.columns})
+            insert_new(session, [twin])      # the same id: refused by the server at the pipeline's end
+            insert_rows_now(session, AuditEvent.__table__, [{"case_id": case.id, "event_type": "probe",
+                                                             "at": case.created_at, "data": {}}])
+    assert "INSERT INTO work_item" in str(refused.value)
+    with db.read_session() as session:
+        assert session.get(Case, view.case.id).title != "不应保存"
+        assert session.scalars(select(AuditEvent).where(AuditEvent.event_type == "probe")).all() == []
+    # the pooled connection is usable again
+    assert pg_service.complete_task(existing.id, {"resolved": True, "mediation_note": "已化解"}, "lx_wgz1")
