@@ -86,7 +86,10 @@ def execute(session: Session, statement, params, column_keys: tuple | None = Non
             cursor.execute(compiled.sql, driver_params)
         sent = True
     except dialect.loaded_dbapi.Error as error:
-        raise _driver_error(dialect, compiled.sql, driver_params, many, error) from error
+        # pipelined: the server's refusal of an earlier write may surface here
+        failed = _refused(pipeline, (cursor, compiled.sql, driver_params, many)) if pipeline else None
+        sql, failed_params, failed_many = failed[1:4] if failed else (compiled.sql, driver_params, many)
+        raise _driver_error(dialect, sql, failed_params, failed_many, error) from error
     finally:
         if pipeline is None or not sent:
             cursor.close()
@@ -146,8 +149,7 @@ def end_pipeline(connection, discard: bool = False) -> None:
         except dialect.loaded_dbapi.Error as error:
             if discard:
                 return
-            # the first statement without a good answer is the one the server refused
-            failed = next((s for s in pipeline.sent if not _answered(s[0])), pipeline.sent[-1])
+            failed = _refused(pipeline, pipeline.sent[-1])
             raise _driver_error(dialect, failed[1], failed[2], failed[3], error) from error
         if not discard:
             for cursor, sql, _params, _many, expected in pipeline.sent:
@@ -157,9 +159,16 @@ def end_pipeline(connection, discard: bool = False) -> None:
             cursor.close()
 
 
-def _answered(cursor) -> bool:
-    result = cursor.pgresult
-    return result is not None and result.status in (1, 2)   # COMMAND_OK, TUPLES_OK
+def _refused(pipeline: _Pipeline, otherwise: tuple) -> tuple:
+    """The pipelined write the server refused: the one whose answer is an error (later ones
+    were not run), else the first without an answer, else `otherwise`."""
+    from psycopg import pq
+
+    for sent in pipeline.sent:
+        result = sent[0].pgresult
+        if result is not None and result.status == pq.ExecStatus.FATAL_ERROR:
+            return sent
+    return next((sent for sent in pipeline.sent if sent[0].pgresult is None), otherwise)
 
 
 def end_session_pipeline(session: Session) -> None:

@@ -226,8 +226,9 @@ def test_api_losers_get_409(race_service, app):
 
 # ------------------------------------------------------------------ a stale read under the case lock
 
-def _wait_until_blocked(db, timeout: float = 20.0) -> None:
-    """Until another connection waits on a row lock (PostgreSQL), or `timeout`."""
+def _wait_until_blocked(db, second: threading.Thread, outcome: dict, timeout: float = 20.0) -> None:
+    """Until another connection waits on a row lock (PostgreSQL), or `timeout`; fails at
+    once, saying how, if the second official's call ended without waiting."""
     import time
     from sqlalchemy import text
     deadline = time.monotonic() + timeout
@@ -236,10 +237,15 @@ def _wait_until_blocked(db, timeout: float = 20.0) -> None:
             waiting = conn.execute(text(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                 "AND wait_event_type = 'Lock'")).scalar()
+            # pg_stat_activity is read once per transaction: a new one for each look (else a
+            # second official who blocks after the first look is never seen, on a busy machine)
+            conn.rollback()
             if waiting:
                 return
+            if not second.is_alive():
+                raise AssertionError(f"the second call ended without waiting for the case lock: {outcome}")
             time.sleep(0.05)
-    raise AssertionError("the second claim never waited for the case lock")
+    raise AssertionError("the second call never waited for the case lock")
 
 
 def _second_waits_for_first(service, first, second) -> dict:
@@ -261,7 +267,7 @@ def _second_waits_for_first(service, first, second) -> dict:
         first(session)
         thread.start()
         if service.db.is_postgres:
-            _wait_until_blocked(service.db)
+            _wait_until_blocked(service.db, thread, outcome)
         else:
             thread.join(0.5)                             # SQLite: waits for the write lock (BEGIN IMMEDIATE)
     thread.join(30)
