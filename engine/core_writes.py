@@ -23,6 +23,14 @@ case's report columns and marks it for the dashboard roll-ups there. SQLAlchemy'
 A batch of timer firings writes all its cases' rows at its end, one executemany per table
 (`WorkflowService.write_transitions`). Rows the ORM inserts (a new case and its state) stay
 the ORM's.
+
+On PostgreSQL these writes are pipelined (psycopg's pipeline mode): sent one after the other
+without waiting for each answer, the answers read together when the pipeline ends, which is
+before the transaction's next statement of any other kind, before its COMMIT, or at its
+rollback (`end_pipeline`; the listeners of `install_pipeline_listeners` and
+`Database.unit_of_work` call it). A versioned UPDATE's row count is checked then, still
+before the COMMIT. On an idle machine a round trip costs ~75 µs; a completion's six writes
+were six of them and are one.
 """
 from __future__ import annotations
 
