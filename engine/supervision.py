@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import aliased, load_only
+from sqlalchemy.orm import aliased
 
 from forms.safety import storable_ref, text_problem
 
@@ -29,10 +30,6 @@ from .models import DEPARTMENT, Case, Incident, JurisdictionNode, User, WorkItem
 SUPERVISING_ROLES = ("center_dispatcher", "petition_officer", "leader")
 DUE_SOON = timedelta(hours=24)
 BOARD_LIMIT = 500
-# what a board row shows or decides by (the template, the grouping, the tests' checks)
-BOARD_ITEM_COLUMNS = (WorkItem.id, WorkItem.case_id, WorkItem.spec_id, WorkItem.name, WorkItem.role,
-                      WorkItem.candidate_node_id, WorkItem.assignee_id, WorkItem.due_at, WorkItem.urge_count,
-                      WorkItem.sort_due, WorkItem.created_at, WorkItem.status)
 NOTE_MAX = 500
 
 
@@ -53,11 +50,26 @@ def supervises(user: User, case: Case) -> bool:
     return any(case.grid_path.startswith(p) for p in supervised_paths(user))
 
 
+class BoardItem(NamedTuple):
+    """The columns of a work item the board shows or groups by. Read as plain rows: the
+    board lists up to 500, and loading them as ORM objects cost more than the query."""
+    id: str
+    case_id: int
+    spec_id: str
+    name: str
+    role: str | None
+    candidate_node_id: int | None
+    assignee_id: int | None
+    due_at: datetime | None
+    urge_count: int
+
+
 def board_query(paths: list[str], now, limit: int):
-    """Open tasks under `paths` overdue or due within DUE_SOON, most urgent first, with
-    their case's key, title and colour, grid, unit and claimer names."""
+    """Open tasks under `paths` overdue or due within DUE_SOON, most urgent first: the
+    `BoardItem` columns, then the case's key, title and colour, grid, unit and claimer names."""
     grid, unit, claimer = aliased(JurisdictionNode), aliased(JurisdictionNode), aliased(User)
-    return (select(WorkItem, Case.business_key, Case.title, Case.colour, grid.name, unit.name,
+    item_columns = [getattr(WorkItem, name) for name in BoardItem._fields]
+    return (select(*item_columns, Case.business_key, Case.title, Case.colour, grid.name, unit.name,
                    claimer.display_name)
             .join(Case, Case.id == WorkItem.case_id)
             .join(grid, grid.id == Case.grid_id)
@@ -66,8 +78,6 @@ def board_query(paths: list[str], now, limit: int):
             .where(WorkItem.status == "open", WorkItem.sort_due <= now + DUE_SOON,
                    or_(*[WorkItem.grid_path.like(p + "%") for p in paths]))
             .order_by(WorkItem.sort_due, WorkItem.created_at, WorkItem.id)
-            # the board's columns only: a full work item row is twice the loading, at 500 rows
-            .options(load_only(*BOARD_ITEM_COLUMNS, raiseload=True))
             .limit(limit))
 
 
@@ -78,7 +88,7 @@ def _parent_path(path: str) -> str:
 
 @dataclass
 class BoardRow:
-    item: WorkItem
+    item: BoardItem
     business_key: str
     case_title: str
     colour: str | None
@@ -146,6 +156,8 @@ class Supervision:
             rows = session.execute(board_query(paths, now, limit + 1)).all()
             truncated = len(rows) > limit
             rows = rows[:limit]
+            width = len(BoardItem._fields)
+            rows = [(BoardItem(*row[:width]), *row[width:]) for row in rows]
             unclaimed = [r[0].id for r in rows if r[0].assignee_id is None]
             named = set(session.scalars(select(WorkItemCandidate.work_item_id).where(
                 WorkItemCandidate.user_id == user.id, WorkItemCandidate.work_item_id.in_(unclaimed)))) \
