@@ -259,7 +259,8 @@ class WorkItem(Base):
     urge_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (
-        Index("ix_work_item_group", "status", "role", "candidate_node_id", "sort_due"),
+        # assignee_id last: the inbox count of unclaimed tasks reads the index alone (migration 0013)
+        Index("ix_work_item_group", "status", "role", "candidate_node_id", "sort_due", "assignee_id"),
         Index("ix_work_item_assignee", "status", "assignee_id", "sort_due"),
         # a case's open items without scanning its (possibly thousands of) completed ones
         Index("ix_work_item_case_status", "case_id", "status"),

@@ -353,6 +353,22 @@ def test_inbox_merges_claimed_and_group_tasks_in_due_order_across_pages(service,
     assert service.inbox_count("lxz_pd", InboxFilters(overdue=True)) == 4   # due 1 day after creation
 
 
+def test_inbox_count_counts_a_task_of_my_role_that_also_names_me_once(service, clock):
+    """The count adds up its branches (no UNION at 10^6 tasks): a town task of my role and
+    node that names me as well (several candidate groups do) must not count twice."""
+    from engine.models import User, WorkItemCandidate
+
+    ids = [open_item(start(service, colour="red", category="public_order"), "town_dispatch").id for _ in range(3)]
+    with service.db.unit_of_work() as session:
+        me = session.scalar(select(User.id).where(User.username == "lxz_pd"))
+        session.add(WorkItemCandidate(work_item_id=ids[0], user_id=me))
+    assert len(service.inbox("lxz_pd")) == 3
+    assert service.inbox_count("lxz_pd") == 3
+    service.claim(ids[1], "lxz_pd")                    # assigned to me: another branch, still once
+    assert service.inbox_count("lxz_pd") == 3
+    assert service.inbox_count("lxz_pd", InboxFilters(colour="blue")) == 0
+
+
 def test_lane_can_name_a_department_type():
     from engine.bpmn import parse_lane
     ref = parse_lane("信访局 (county.petition_officer:xinfangju)")
