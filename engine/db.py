@@ -118,6 +118,19 @@ class Database:
             # close, not rollback: rollback would expire the objects we hand back
             session.close()
 
+    def refresh_statistics(self) -> bool:
+        """SQLite: gather the query planner's statistics (ANALYZE). SQLite never gathers
+        them itself, and without them its plan for the inbox turned a 2 ms page into a
+        1 s scan at 10^6 open tasks (docs/performance.md, "Inbox"). `analysis_limit`
+        samples each index, so this takes milliseconds, not a scan of every table.
+        PostgreSQL's autovacuum does this on its own: nothing to do. True if it ran."""
+        if self.is_postgres:
+            return False
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+            conn.exec_driver_sql("ANALYZE")
+        return True
+
     def dispose(self):
         self.engine.dispose()
 

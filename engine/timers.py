@@ -188,6 +188,7 @@ class TimerWorker:
                 log.info("fired %d, failed %d, skipped %d", stats.fired, stats.failed, stats.skipped)
             if clock.now() >= next_checkpoint:
                 self.seal_audit_trail()
+                self.db.refresh_statistics()   # SQLite's planner statistics, as the data grows
                 next_checkpoint = clock.now() + checkpoint_every
             if clock.now() >= next_rollups:
                 self.refresh_rollups()

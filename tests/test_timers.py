@@ -161,3 +161,22 @@ def test_a_case_due_exactly_now_waits_for_the_next_look_instead_of_spinning(time
     assert (stats.fired, stats.failed) == (0, 0)
     clock.advance(seconds=1)
     assert TimerWorker(timed).run_once().fired == 1
+
+
+def test_the_worker_keeps_sqlites_planner_statistics(timed, monkeypatch):
+    """SQLite never gathers its planner's statistics itself (without them the inbox at 10^6
+    tasks is a 1 s scan); the worker's hourly round does. PostgreSQL's autovacuum does it
+    there, so the worker leaves it alone."""
+    db = timed.db
+    timed.start_case("timed", GRID, {}, "lx_wgy1")
+    if db.is_postgres:
+        assert db.refresh_statistics() is False
+        return
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS sqlite_stat1")
+    stop = threading.Event()
+    monkeypatch.setattr(threading.Event, "wait", lambda self, timeout=None: stop.set())
+    TimerWorker(timed).run_forever(stop, interval=0.01)     # one round: its first includes the hourly work
+    with db.engine.connect() as conn:
+        analysed = {row[0] for row in conn.exec_driver_sql("SELECT DISTINCT tbl FROM sqlite_stat1")}
+    assert {"work_item", "gf_case", "work_item_candidate"} <= analysed
