@@ -54,7 +54,9 @@ def fill(db: Database, n: int) -> None:
                               title="bench", summary={}, created_at=now, updated_at=now, row_version=1,
                               colour=rng.choice(["blue", "yellow", "orange", "red"]), category="dispute"))
             role, node = rng.choice(pairs)
-            due = now + timedelta(hours=rng.randint(-48, 240)) if rng.random() < 0.8 else None
+            # to the second, as due dates computed from creation times are (whole hours would
+            # give thousands of ties, which no index order breaks)
+            due = now + timedelta(seconds=rng.randint(-48 * 3600, 240 * 3600)) if rng.random() < 0.8 else None
             items.append(dict(id=str(uuid.UUID(int=rng.getrandbits(128))), case_id=i + 1, process_key="grid_matter",
                               spec_id="town_dispatch", name="镇级派单", role=role, candidate_node_id=node,
                               grid_path=grid.path, status="open", unresolved=False, created_at=now,

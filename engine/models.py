@@ -264,9 +264,8 @@ class WorkItem(Base):
         Index("ix_work_item_assignee", "status", "assignee_id", "sort_due"),
         # a case's open items without scanning its (possibly thousands of) completed ones
         Index("ix_work_item_case_status", "case_id", "status"),
-        # the supervision board: open tasks overdue or due soon, in its whole order (due, then
-        # created, then id), so that it stops at the board's 500 rows (migration 0013)
-        Index("ix_work_item_status_due", "status", "sort_due", "created_at", "id"),
+        # the supervision board: open tasks overdue or due soon, in due order
+        Index("ix_work_item_status_due", "status", "sort_due"),
         # case search by task: the cases that had a given user task
         Index("ix_work_item_spec_case", "spec_id", "case_id"),
         # the dashboard: tasks of a kind completed in a period (verifications, follow-ups …)

@@ -1,4 +1,4 @@
-"""inbox and board indexes for 10^6 open tasks
+"""inbox: the unclaimed-tasks index also holds assignee_id
 
 Revision ID: 0013
 Revises: 0012
@@ -9,11 +9,6 @@ node held). "Unclaimed for my role at my node" filters on assignee_id, which the
 `ix_work_item_group` lacked: at 10^6 open tasks each of a town dispatcher's 20,000 rows
 was looked up in the table. With assignee_id as the index's last column the count reads
 the index alone, and the index still gives the inbox page its due order.
-
-The supervision board orders by due time, then creation, then id; its index had the due
-time only, so PostgreSQL read and sorted every task sharing the 500th row's due time (at
-10^6 tasks, 2,000 rows for a board of 500). `ix_work_item_status_due` now holds the
-whole order.
 """
 from alembic import op
 
@@ -27,12 +22,8 @@ depends_on = None
 def upgrade():
     op.drop_index("ix_work_item_group", table_name="work_item")
     op.create_index("ix_work_item_group", "work_item", ["status", "role", "candidate_node_id", "sort_due", "assignee_id"])
-    op.drop_index("ix_work_item_status_due", table_name="work_item")
-    op.create_index("ix_work_item_status_due", "work_item", ["status", "sort_due", "created_at", "id"])
 
 
 def downgrade():
-    op.drop_index("ix_work_item_status_due", table_name="work_item")
-    op.create_index("ix_work_item_status_due", "work_item", ["status", "sort_due"])
     op.drop_index("ix_work_item_group", table_name="work_item")
     op.create_index("ix_work_item_group", "work_item", ["status", "role", "candidate_node_id", "sort_due"])
