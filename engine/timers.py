@@ -188,7 +188,7 @@ class TimerWorker:
                 log.info("fired %d, failed %d, skipped %d", stats.fired, stats.failed, stats.skipped)
             if clock.now() >= next_checkpoint:
                 self.seal_audit_trail()
-                self.db.refresh_statistics()   # SQLite's planner statistics, as the data grows
+                self.refresh_statistics()
                 next_checkpoint = clock.now() + checkpoint_every
             if clock.now() >= next_rollups:
                 self.refresh_rollups()
@@ -214,6 +214,15 @@ class TimerWorker:
                 log.info("dashboard roll-ups: %d cases taken in", taken)
         except Exception:   # the figures stay exact meanwhile (dirty cases are read live)
             log.exception("dashboard roll-up refresh failed; next round retries")
+
+    def refresh_statistics(self) -> None:
+        """SQLite's planner statistics, as the data grows (`Database.refresh_statistics`).
+        A failure (the database busy past its timeout) waits for the next round: it must
+        not stop the timers."""
+        try:
+            self.db.refresh_statistics()
+        except Exception as exc:  # noqa: BLE001 -- maintenance, retried next round
+            log.warning("planner statistics not refreshed (next round retries): %s", exc)
 
     def seal_audit_trail(self) -> None:
         """An audit checkpoint (engine/audit.py); another worker sealing at the same

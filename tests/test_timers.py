@@ -180,3 +180,15 @@ def test_the_worker_keeps_sqlites_planner_statistics(timed, monkeypatch):
     with db.engine.connect() as conn:
         analysed = {row[0] for row in conn.exec_driver_sql("SELECT DISTINCT tbl FROM sqlite_stat1")}
     assert {"work_item", "gf_case", "audit_event"} <= analysed   # (an empty table gets no row)
+
+
+def test_a_failed_statistics_refresh_does_not_stop_the_worker(timed, monkeypatch, caplog):
+    def busy():
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(timed.db, "refresh_statistics", busy)
+    stop = threading.Event()
+    monkeypatch.setattr(threading.Event, "wait", lambda self, timeout=None: stop.set())
+    with caplog.at_level("WARNING", logger="gridflow.timers"):
+        TimerWorker(timed).run_forever(stop, interval=0.01)     # returns: the round went on
+    assert "planner statistics not refreshed" in caplog.text and "database is locked" in caplog.text
