@@ -81,6 +81,7 @@ class OrgView:
     departments: dict = field(default_factory=dict)  # (node id, dept type) -> NodeSnapshot | None
     usernames: dict = field(default_factory=dict)    # (names...) -> [active user ids]
     codes: dict = field(default_factory=dict)        # node code -> NodeSnapshot
+    labels: dict = field(default_factory=dict)       # ("u", id) -> display name, ("n", id) -> {id, code, name}
 
     def node_by_code(self, session: Session, code: str) -> NodeSnapshot | None:
         found = self.codes.get(code)

@@ -34,12 +34,19 @@ _NODE_NAMES = (select(literal("n").label("kind"), cast(JurisdictionNode.id, Inte
 _LABELS = union_all(_USER_NAMES, _NODE_NAMES)
 
 
-def labels(db, user_ids: Iterable = (), node_ids: Iterable = ()) -> tuple[dict, dict]:
+def labels(db, user_ids: Iterable = (), node_ids: Iterable = (), org=None) -> tuple[dict, dict]:
     """({user id: display name}, {node id: {"id", "code", "name"}}) in one round trip.
-    Unknown ids are simply absent; no ids, no query."""
+    Unknown ids are simply absent; no ids, no query.
+
+    `org`: the OrgView (engine/org_cache.py) a transaction just used. Names and codes are
+    organisation data, so the view's generation vouches for them as it does for roles:
+    what it already knows costs no statement, and what is read is kept in it for the
+    next answer (a rename bumps the generation, and with it the view)."""
     users, nodes = _ids(user_ids), _ids(node_ids)
     names: dict[int, str | None] = {}
     found: dict[int, dict] = {}
+    if org is not None:
+        users, nodes = _known(org, users, nodes, names, found)
     if not users and not nodes:
         return names, found
     statement = _LABELS if users and nodes else _USER_NAMES if users else _NODE_NAMES
@@ -49,7 +56,33 @@ def labels(db, user_ids: Iterable = (), node_ids: Iterable = ()) -> tuple[dict, 
                 names[id_] = name
             else:
                 found[id_] = {"id": id_, "code": code, "name": name}
+            if org is not None:
+                org.labels[(kind, id_)] = names[id_] if kind == "u" else dict(found[id_])
     return names, found
+
+
+def _known(org, users: list[int], nodes: list[int], names: dict, found: dict) -> tuple[list[int], list[int]]:
+    """Fill `names` and `found` from the view; the ids it does not know yet."""
+    missing_users, missing_nodes = [], []
+    for id_ in users:
+        label = org.labels.get(("u", id_))
+        if label is None:
+            user = org.users.get(id_)
+            label = user.display_name if user is not None else None
+        if label is None:
+            missing_users.append(id_)
+        else:
+            names[id_] = label
+    for id_ in nodes:
+        label = org.labels.get(("n", id_))
+        if label is None:
+            node = org.nodes.get(id_)
+            label = {"id": node.id, "code": node.code, "name": node.name} if node is not None else None
+        if label is None:
+            missing_nodes.append(id_)
+        else:
+            found[id_] = dict(label)
+    return missing_users, missing_nodes
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from .lanes import LaneResolver, stored_lane
 from .models import (NO_DUE_DATE, Attachment, AuditEvent, Case, CaseSequence, CaseState, JurisdictionNode,
                      ProcessVersion, User, WorkItem, WorkItemCandidate)
 from .notifications import LoggingChannel, Notifier
-from .org_cache import OrgCache, current_generation, load_user, snapshot_nodes, view_of
+from .org_cache import OrgCache, OrgView, current_generation, load_user, snapshot_nodes, view_of
 from .passwords import check_password
 from .personal_data import mask_value, personal_fields
 from .state import (LiveWorkflowCache, StateSerializer, collect_finished_steps, find_task, private_specs,
@@ -115,6 +115,9 @@ class InboxRow:
 class CaseView:
     case: Case
     open_items: list[WorkItem] = field(default_factory=list)
+    # the organisation as the transaction saw it (engine/org_cache.py): the answer's
+    # names come from it rather than from another statement
+    org: OrgView | None = None
 
     @property
     def id(self):
@@ -595,6 +598,8 @@ class WorkflowService:
                 # audit and notification rows go in after one flush of the ORM's writes
                 saved = session.info.setdefault(LIVE_AFTER_COMMIT, [])
                 result = fn(session, *args)
+                if isinstance(result, CaseView) and result.org is None:
+                    result.org = view_of(session)
         except StaleDataError:
             raise Conflict("someone else changed this case at the same moment; refresh and try again",
                            zh="其他人刚刚同时修改了此案件；请刷新后重试") from None

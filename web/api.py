@@ -505,7 +505,7 @@ def _case_step(view) -> dict:
     case, items = view.case, list(view.open_items)
     names, nodes = readmodels.labels(
         service().db, user_ids=[case.created_by_id] + [i.assignee_id for i in items],
-        node_ids=[case.grid_id] + [i.candidate_node_id for i in items])
+        node_ids=[case.grid_id] + [i.candidate_node_id for i in items], org=view.org)
     g.setdefault("api_nodes", {}).update(nodes)
     out = _case_ref(case)
     out.update(created_at=case.created_at, updated_at=case.updated_at, closed_at=case.closed_at,
