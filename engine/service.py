@@ -73,6 +73,7 @@ class SpecCache:
 
     def __init__(self):
         self._parsed: dict[int, ParsedProcess] = {}
+        self._rows: dict[int, VersionSnapshot] = {}
 
     def get(self, version: ProcessVersion) -> ParsedProcess:
         parsed = self._parsed.get(version.id)
@@ -82,12 +83,35 @@ class SpecCache:
             self._parsed[version.id] = parsed
         return parsed
 
+    def version_row(self, session: Session, version_id: int) -> VersionSnapshot:
+        """The version's row as a frozen snapshot (its files left out), kept once its
+        specs are parsed: a version row never changes after its deployment."""
+        snapshot = self._rows.get(version_id)
+        if snapshot is None:
+            row = session.scalar(select(ProcessVersion).where(ProcessVersion.id == version_id)
+                                 .options(defer(ProcessVersion.files)))
+            self.get(row)
+            snapshot = self._rows[version_id] = VersionSnapshot(
+                row.id, row.process_key, row.version, row.name, row.content_hash, dict(row.properties or {}))
+        return snapshot
+
     def for_case(self, session: Session, case: Case) -> ParsedProcess:
         """The case's parsed version, reading the version row only on a cache miss."""
         parsed = self._parsed.get(case.process_version_id)
         if parsed is None:
             parsed = self.get(session.get(ProcessVersion, case.process_version_id))
         return parsed
+
+
+@dataclass(frozen=True)
+class VersionSnapshot:
+    """Reads like `models.ProcessVersion` for what a start asks of it; shared by threads."""
+    id: int
+    process_key: str
+    version: int
+    name: str
+    content_hash: str
+    properties: dict
 
 
 @dataclass
@@ -154,7 +178,16 @@ def _hot_statements() -> dict:
                                                      other.id != task_id))
                               .where(WorkItem.id == task_id).execution_options(populate_existing=True)),
         "open_items": select(WorkItem).where(WorkItem.case_id == case_id, WorkItem.status == "open"),
+        # a start: the org generation and the process's latest version, in one round trip
+        "start": select(current_generation(),
+                        select(ProcessVersion.id).where(ProcessVersion.process_key == bindparam("process_key"))
+                        .order_by(ProcessVersion.version.desc()).limit(1).scalar_subquery()),
     }
+
+
+def _not_deployed(process_key: str) -> NotFound:
+    return NotFound(f"process '{process_key}' is not deployed; run `gridflow deploy` first",
+                    zh=f"流程“{process_key}”尚未部署；请管理员先运行 gridflow deploy", field="process")
 
 
 # a transition writes these rows by the driver (`write_transitions`), in this order
@@ -221,8 +254,7 @@ class WorkflowService:
                                  .order_by(ProcessVersion.version.desc()).limit(1)
                                  .options(defer(ProcessVersion.files)))
         if version is None:
-            raise NotFound(f"process '{process_key}' is not deployed; run `gridflow deploy` first",
-                           zh=f"流程“{process_key}”尚未部署；请管理员先运行 gridflow deploy", field="process")
+            raise _not_deployed(process_key)
         return version
 
     def _validate_form(self, form_key: str | None, data: dict) -> dict:
@@ -251,14 +283,19 @@ class WorkflowService:
         return self._commit_guarded(self._start_case, process_key, grid, data, actor)
 
     def _start_case(self, session, process_key: str, grid, data: dict, actor) -> CaseView:
-        self.org.attach_current(session)
+        if not storable_ref(process_key):
+            raise NotFound("no such process", zh="找不到该流程", field="process")
+        generation, version_id = session.execute(_hot_statements()["start"], {"process_key": process_key}).one()
+        self.org.attach(session, generation)
         user = self._user(session, actor)
         grid_node = self._node(session, grid)
         if grid_node.level != "grid":
             raise InvalidInput(f"'{grid_node.name}' is a {grid_node.level}, not a grid; choose a grid",
                                zh=f"“{grid_node.name}”不是网格，请选择一个网格",
                                fields={"grid": ["must be a grid"]})
-        version = self.latest_version(session, process_key)
+        if version_id is None:
+            raise _not_deployed(process_key)
+        version = self.specs.version_row(session, version_id)
         self._check_may_start(session, user, grid_node, version)
         parsed = self.specs.get(version)
         clean = self._validate_form(version.properties.get("startForm"), data)
