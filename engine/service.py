@@ -165,8 +165,21 @@ def _hot_statements() -> dict:
     lock = (select(WorkItem, Case, current_generation()).join(Case, Case.id == WorkItem.case_id)
             .where(WorkItem.id == task_id).with_for_update(of=Case)
             .execution_options(populate_existing=True))
+    # PostgreSQL: the case's row version as the statement's snapshot saw it. A statement
+    # that waited for the case lock returns the locked row as the official it waited
+    # for left it, and everything else as before the wait. Every change to a case
+    # writes its row (its audit chain's head is there: engine/audit.py), so an
+    # unchanged version says nothing was changed while we waited: no re-read.
+    before_wait = aliased(Case)
+    snapshot_version = (select(before_wait.row_version).where(before_wait.id == WorkItem.case_id)
+                        .scalar_subquery())
     return {
         "lock": lock,
+        "lock_pg": lock.add_columns(snapshot_version),
+        "lock_with_state_pg": (lock.add_columns(snapshot_version, CaseState, other)
+                               .join(CaseState, CaseState.case_id == Case.id)
+                               .outerjoin(other, and_(other.case_id == Case.id, other.status == "open",
+                                                      other.id != task_id))),
         # SQLite: the state and, one row each, the case's other open work items (if any)
         "lock_with_state": (lock.add_columns(CaseState, other).join(CaseState, CaseState.case_id == Case.id)
                             .outerjoin(other, and_(other.case_id == Case.id, other.status == "open",
@@ -466,25 +479,27 @@ class WorkflowService:
     def _locked_item(self, session, task_id: str, with_state: bool = False) -> tuple[WorkItem, Case]:
         """The work item and its case, the case row locked (PostgreSQL) so that a second
         official waits here and then sees the item and the state as the first one left
-        them: after the wait only the locked row is re-read, so the item (and the state,
-        `with_state`, kept for `_load`) is read again by a later statement. SQLite's BEGIN
-        IMMEDIATE has already serialised us before the first read, so one statement does."""
+        them: after a wait only the locked row is re-read, so when the case changed while
+        we waited, the item (and the state, `with_state`, kept for `_load`) is read again
+        by a later statement. SQLite's BEGIN IMMEDIATE has already serialised us before
+        the first read, so one statement does."""
         if not storable_ref(task_id):
             raise NotFound("no such task", zh="找不到该任务")
         pg = self.db.is_postgres
         task_id = str(task_id)
         statements = _hot_statements()
-        lock = statements["lock_with_state" if with_state and not pg else "lock"]
+        lock = statements[("lock_with_state" if with_state else "lock") + ("_pg" if pg else "")]
         rows = session.execute(lock, {"task_id": task_id}).all()
         if not rows:
             raise NotFound(f"no task '{task_id}'", zh="找不到该任务")
         item, case = rows[0][0], rows[0][1]
         self.org.attach(session, rows[0][2])
-        if pg and with_state:
-            rows = session.execute(statements["reread_with_state"], {"task_id": task_id}).all()
-            item = rows[0][0]
-        elif pg:
-            session.refresh(item)
+        if pg and case.row_version != rows[0][3]:  # we waited for someone who changed the case
+            if with_state:
+                rows = session.execute(statements["reread_with_state"], {"task_id": task_id}).all()
+                item = rows[0][0]
+            else:
+                session.refresh(item)
         if with_state:
             # the state for `_load`, the case's other open tasks for `_sync_work_items`
             session.info.setdefault(STATE_ROWS, {})[case.id] = rows[0][-2]

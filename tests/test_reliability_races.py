@@ -12,6 +12,7 @@ fewer.
 from __future__ import annotations
 
 import random
+import re
 import threading
 from collections import Counter
 
@@ -317,3 +318,29 @@ def test_a_claim_waiting_for_the_case_lock_sees_the_claim_it_waited_for(race_ser
                                                                     AuditEvent.event_type == "task_claimed"))
     assert outcome == {"result": "conflict"}
     assert claims == 1 and item.assignee_id == first
+
+
+def test_a_step_that_did_not_wait_for_the_case_lock_reads_it_once(race_service):
+    """Without a wait nothing changed the case between the statement's snapshot and its
+    lock (its row version says so), so the item and state read under the lock stand:
+    one read of the item, no re-read. The two tests above cover the step that waited."""
+    from sqlalchemy import event
+    service = race_service
+    first, second, third = start_cases(service, 3)
+    service.claim(first, "lx_wgz1")                     # warms the organisation view
+    seen = []
+
+    def on_statement(_conn, _cursor, statement, *_args):
+        if re.search(r"\bFROM work_item\b(?!_)", statement):    # the item itself, not its candidates
+            seen.append(statement)
+
+    event.listen(service.db.engine, "before_cursor_execute", on_statement)
+    try:
+        service.claim(second, "lx_wgz1")
+        claim_reads = len(seen)
+        seen.clear()
+        service.complete_task(third, {"n": 1}, "lx_wgz1")
+        complete_reads = len(seen)
+    finally:
+        event.remove(service.db.engine, "before_cursor_execute", on_statement)
+    assert (claim_reads, complete_reads) == (1, 1)
