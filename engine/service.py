@@ -198,6 +198,15 @@ def _hot_statements() -> dict:
     }
 
 
+@functools.cache
+def _allocate_statement(dialect: str):
+    next_id = (func.nextval(func.pg_get_serial_sequence(Case.__tablename__, "id")) if dialect == "postgresql"
+               else select(func.coalesce(func.max(Case.id), 0) + 1).scalar_subquery())
+    return (update(CaseSequence)
+            .where(CaseSequence.prefix == bindparam("key_prefix"), CaseSequence.year == bindparam("key_year"))
+            .values(last=CaseSequence.last + 1).returning(CaseSequence.last, next_id))
+
+
 def _not_deployed(process_key: str) -> NotFound:
     return NotFound(f"process '{process_key}' is not deployed; run `gridflow deploy` first",
                     zh=f"流程“{process_key}”尚未部署；请管理员先运行 gridflow deploy", field="process")
@@ -207,6 +216,7 @@ def _not_deployed(process_key: str) -> NotFound:
 _CORE_UPDATED = {Case: 0, WorkItem: 1, CaseState: 2}
 MANY_CASES = "gf_many_cases"  # Session.info: a batch of transitions, written together at its end
 NEW_ITEMS = "gf_new_items"             # Session.info: work items to INSERT (`write_transitions`)
+NEW_STATES = "gf_new_states"           # Session.info: new cases' state rows to INSERT
 NEW_CANDIDATES = "gf_new_candidates"   # Session.info: their candidates' rows
 
 
@@ -314,20 +324,20 @@ class WorkflowService:
         clean = self._validate_form(version.properties.get("startForm"), data)
 
         now = clock.now()
+        business_key, case_id = self._allocate_case(session, grid_node, version, now)
         case = Case(
-            business_key=self._next_business_key(session, grid_node, version, now),
+            id=case_id, business_key=business_key,
             process_key=process_key, process_version_id=version.id, grid_id=grid_node.id,
             grid_path=grid_node.path, status="open", created_at=now, updated_at=now,
             created_by_id=user.id, summary={})
-        session.add(case)
-        session.flush()
+        insert_new(session, [case])  # by the driver (on PostgreSQL in the write pipeline: no round trip)
         self._claim_attachments(session, user, case, version.properties.get("startForm"), clean, None)
         workflow = BpmnWorkflow(*self._specs_for_one_case(parsed), script_engine=SCRIPT_ENGINE)
         workflow.task_tree.data.update(clean)
         self._audit(session, case, "case_started", user, now, data=clean)
         self._run(workflow, case)
         state_row = CaseState(case_id=case.id, serializer_version=self.serializer.version, state="")
-        session.add(state_row)
+        session.info.setdefault(NEW_STATES, []).append(state_row)  # inserted, state and all, with the writes
         workflow._gf_state_row = state_row
         session.info.setdefault(PREFETCHED_OPEN_ITEMS, {})[case.id] = {}  # a new case has none to look up
         open_items = self._after_transition(session, case, workflow, parsed, user, now)
@@ -345,7 +355,12 @@ class WorkflowService:
         raise PermissionDenied(f"starting '{version.name}' in {grid.name} needs {who} held at that grid or above",
                                zh=f"在{grid.name}发起“{version.name}”需要在该网格或其上级担任 {who}")
 
-    def _next_business_key(self, session, grid: JurisdictionNode, version: ProcessVersion, now) -> str:
+    def _allocate_case(self, session, grid: JurisdictionNode, version, now) -> tuple[str, int]:
+        """The new case's business key and id, in one statement: the next number of its
+        prefix and year (the sequence row stays locked to the commit, so numbers have no
+        gaps: a transition that fails gives its number back) and the case table's next id
+        (PostgreSQL: its sequence; SQLite: BEGIN IMMEDIATE holds the write lock, so max + 1
+        is ours, as SQLite itself would choose)."""
         prefix = version.properties.get("businessKeyPrefix")
         if not prefix:
             view = view_of(session)
@@ -357,19 +372,18 @@ class WorkflowService:
                     break
         prefix = prefix or "GF"
         year = now.year
+        connection = session.connection()
+        statement = _allocate_statement(connection.dialect.name)
         for _attempt in range(3):
-            # one statement takes the next number (the row stays locked to the commit, so numbers
-            # have no gaps: a transition that fails gives its number back)
-            last = session.execute(update(CaseSequence).where(CaseSequence.prefix == prefix, CaseSequence.year == year)
-                                   .values(last=CaseSequence.last + 1).returning(CaseSequence.last)).scalar()
-            if last is None:
+            row = connection.execute(statement, {"key_prefix": prefix, "key_year": year}).first()
+            if row is None:
                 try:
                     with session.begin_nested():
                         session.add(CaseSequence(prefix=prefix, year=year, last=0))
                 except IntegrityError:
                     pass  # created concurrently; take the number from it
                 continue
-            return f"{prefix}-{year}-{last:06d}"
+            return f"{prefix}-{year}-{row[0]:06d}", row[1]
         raise Conflict("could not allocate a case number; try again", zh="案件编号分配失败，请重试")
 
     # ---------------------------------------------------------------- inbox
@@ -747,10 +761,11 @@ class WorkflowService:
         (engine/core_writes.py): the changed case, work item and state rows (the cases
         first: a lost race on a version surfaces here), then the new work items and their
         candidates. A batch of timer firings calls this once, at its end. A new case's own
-        row is already flushed by then (its id is in every row); its state row is still
-        pending and goes in by the ORM's INSERT at commit."""
+        row went in when it was made (its id is in every row); its state row goes in
+        here, with its first state."""
         update_changed_many(session, sorted((row for row in session.dirty if type(row) in _CORE_UPDATED),
                                             key=lambda row: _CORE_UPDATED[type(row)]))
+        insert_new(session, session.info.pop(NEW_STATES, []))
         insert_new(session, session.info.pop(NEW_ITEMS, []))
         insert_rows_now(session, WorkItemCandidate.__table__, session.info.pop(NEW_CANDIDATES, []))
 
