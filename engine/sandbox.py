@@ -246,8 +246,28 @@ class SandboxedEnvironment(TaskDataEnvironment):
         return True
 
 
+@lru_cache(maxsize=4096)
+def _syntax_error(expression: str) -> SyntaxError | None:
+    try:
+        ast.parse(expression)
+    except SyntaxError as exc:
+        return exc
+    return None
+
+
+class SandboxedScriptEngine(PythonScriptEngine):
+    """SpiffWorkflow's engine on the sandboxed environment. Its DMN engine asks `validate`
+    (a parse) two or three times per rule cell on every decision, for the same few texts:
+    the answer is kept."""
+
+    def validate(self, expression):
+        error = _syntax_error(expression)
+        if error is not None:
+            raise SyntaxError(*error.args)  # a new one each time: a kept one would pile up tracebacks
+
+
 def sandboxed_engine(seconds: float = SCRIPT_SECONDS) -> PythonScriptEngine:
-    return PythonScriptEngine(environment=SandboxedEnvironment(seconds))
+    return SandboxedScriptEngine(environment=SandboxedEnvironment(seconds))
 
 
 SCRIPT_ENGINE = sandboxed_engine()

@@ -149,3 +149,17 @@ def test_limits_counted_from_a_recorded_day(clock):
     assert _due_at("open('/etc/passwd')", data, clock.now()) is None      # refused: no due date, no file
     with pytest.raises(ScriptRefused, match="number of days"):
         env.execute("x = add_days(now_iso(), 'many')", {})
+
+
+def test_validate_answers_as_a_parse_would_every_time():
+    """The DMN engine tells a cell like '> 5' from one like '"red"' by whether it parses;
+    the kept answer must keep telling them apart, each time with a SyntaxError of its own."""
+    from engine.sandbox import SCRIPT_ENGINE
+    SCRIPT_ENGINE.validate('colour == "red"')
+    errors = []
+    for _ in range(2):
+        with pytest.raises(SyntaxError) as caught:
+            SCRIPT_ENGINE.validate("> 5")
+        errors.append(caught.value)
+    assert errors[0] is not errors[1]
+    SCRIPT_ENGINE.validate("v > 5")
