@@ -69,6 +69,29 @@ def test_business_keys_count_per_county_and_year(service):
     assert wy.business_key == "WY-2026-000001"
 
 
+def test_a_start_that_fails_gives_its_number_back_and_leaves_no_case(service, monkeypatch):
+    """The number and the case id are taken in one statement before the process runs;
+    a start that then fails rolls back: the next start gets the number, and no row of
+    the failed one remains."""
+    from engine.errors import ProcessError
+    first = start(service)
+
+    def failing(workflow, case, timers_due=False):
+        raise ProcessError("the process failed")
+
+    monkeypatch.setattr(service, "_run", failing)
+    with pytest.raises(ProcessError):
+        start(service)
+    monkeypatch.undo()
+    second = start(service)
+    assert [first.business_key, second.business_key] == ["LX-2026-000001", "LX-2026-000002"]
+    assert second.case.id != first.case.id
+    with service.db.read_session() as s:
+        assert s.scalar(select(func.count()).select_from(Case)) == 2
+        assert s.scalar(select(func.count()).select_from(CaseState)) == 2
+        assert s.get(CaseState, second.case.id).state
+
+
 # ----------------------------------------------------------- candidates
 
 def test_non_candidate_is_refused_and_nothing_changes(service):
