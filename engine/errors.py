@@ -26,6 +26,10 @@ class PermissionDenied(EngineError):
     code = "forbidden"
 
 
+class InactiveAccount(PermissionDenied):
+    """The acting account is unknown or deactivated (the API answers 401, as for a bad token)."""
+
+
 class Conflict(EngineError):
     """The task was completed, claimed or changed by someone else meanwhile."""
     code = "conflict"

@@ -31,7 +31,7 @@ from .bpmn import ParsedProcess, all_specs, is_user_task, parse_process, user_ta
 from .core_writes import insert_new, insert_rows_now, update_changed_many
 from .db import Database, deferred_inserts
 from .diagram import highlights, process_file
-from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, ProcessError
+from .errors import Conflict, InactiveAccount, InvalidInput, NotFound, PermissionDenied, ProcessError
 from .lanes import LaneResolver, stored_lane
 from .models import (NO_DUE_DATE, Attachment, AuditEvent, Case, CaseSequence, CaseState, JurisdictionNode,
                      ProcessVersion, User, WorkItem, WorkItemCandidate)
@@ -242,12 +242,12 @@ class WorkflowService:
         the org view (`OrgCache`), a read-only snapshot shared while the org is unchanged."""
         ref = actor.id if isinstance(actor, User) else actor
         if not storable_ref(ref):
-            raise PermissionDenied(f"unknown or inactive user '{str(actor)[:40]!r}'", zh="用户不存在或已停用")
+            raise InactiveAccount(f"unknown or inactive user '{str(actor)[:40]!r}'", zh="用户不存在或已停用")
         key = ref if isinstance(ref, int) else str(ref)
         view = view_of(session)
         user = view.user(session, key) if view is not None else load_user(session, key)
         if user is None or not user.active:
-            raise PermissionDenied(f"unknown or inactive user '{actor}'", zh="用户不存在或已停用")
+            raise InactiveAccount(f"unknown or inactive user '{actor}'", zh="用户不存在或已停用")
         return user
 
     @staticmethod
@@ -594,6 +594,9 @@ class WorkflowService:
         # the lock query also reads the org generation the user lookup is checked against
         item, case = self._locked_item(session, task_id, with_state=True)
         user = self._user(session, actor)
+        if is_read_only(user):  # even a task data names them for: auditors only read
+            raise PermissionDenied("auditors read cases; they cannot work tasks",
+                                   zh="督查人员只能查看案件，不能办理任务")
         self._refuse_unless_open(session, item)
         self._refuse_unless_may_work(session, user, item)
         clean = self._validate_form(item.form_key, data)

@@ -207,11 +207,23 @@ def test_deactivated_users_token_stops_working(api, clean_db):
     token = api.token(WORKER)
     headers = {"Authorization": f"Bearer {token}"}
     assert api.client.get(f"{V1}/tasks", headers=headers).status_code == 200
+    report = {"process": "grid_matter", "grid": GRID, "data": dict(REPORT)}
+    first = api.client.post(f"{V1}/cases", json=report, headers=headers)
+    assert first.status_code == 201
     with clean_db.unit_of_work() as s:
         s.scalar(select(User).where(User.username == WORKER)).active = False
     try:
         assert_error(api.client.get(f"{V1}/tasks", headers=headers), 401, "unauthorized")
         assert_error(api.client.post(f"{V1}/auth/token", json={"username": WORKER, "password": "demo123"}), 401)
+        # the transitions check the account inside their own transaction: refused alike, nothing written
+        with clean_db.read_session() as s:
+            cases, events = s.scalar(select(func.count(Case.id))), s.scalar(select(func.count(AuditEvent.id)))
+        assert_error(api.client.post(f"{V1}/cases", json=report, headers=headers), 401, "unauthorized")
+        task = first.get_json()["open_tasks"][0]["id"]
+        assert_error(api.client.post(f"{V1}/tasks/{task}/complete", headers=headers,
+                                     json={"data": {"resolved": True, "mediation_note": "已化解"}}), 401, "unauthorized")
+        with clean_db.read_session() as s:
+            assert (s.scalar(select(func.count(Case.id))), s.scalar(select(func.count(AuditEvent.id)))) == (cases, events)
     finally:
         with clean_db.unit_of_work() as s:
             s.scalar(select(User).where(User.username == WORKER)).active = True

@@ -16,6 +16,7 @@ import logging
 import math
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from functools import wraps
@@ -31,7 +32,8 @@ from werkzeug.routing import RequestRedirect
 from engine import clock, readmodels
 from engine.access import is_read_only
 from engine.attachments import KINDS as ATTACHMENT_KINDS
-from engine.errors import Conflict, EngineError, InvalidInput, NotFound, PermissionDenied, ProcessError
+from engine.errors import (Conflict, EngineError, InactiveAccount, InvalidInput, NotFound, PermissionDenied,
+                           ProcessError)
 from forms.safety import find_unstorable
 from engine.models import JurisdictionNode
 from engine.personal_data import PersonalData, mask_data, personal_fields
@@ -192,6 +194,8 @@ def _api_error(exc: ApiError):
 
 @bp.errorhandler(EngineError)
 def _engine_error(exc: EngineError):
+    if isinstance(exc, InactiveAccount):  # what the token names is no (longer an) account
+        return _api_error(_unauthorized("inactive"))
     for cls, status, code in ENGINE_STATUS:
         if isinstance(exc, cls):
             break
@@ -245,7 +249,14 @@ def _unauthorized(key: str, code: str = "unauthorized"):
     return ApiError(401, code, msg(key), headers={"WWW-Authenticate": challenge})
 
 
-def _authenticate():
+@dataclass(frozen=True)
+class TokenPrincipal:
+    """Who a valid token names, before the account is read: for the views whose engine
+    transaction reads and checks the account itself (`route(..., account="engine")`)."""
+    id: int
+
+
+def _authenticate(read_account: bool = True):
     scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
@@ -261,6 +272,8 @@ def _authenticate():
     uid = payload.get("uid") if isinstance(payload, dict) else None
     if not isinstance(uid, int) or isinstance(uid, bool) or not 0 < uid < 2 ** 31:
         raise _unauthorized("bad_token")
+    if not read_account:
+        return TokenPrincipal(uid)
     # re-checked on every request: a deactivated account stops here (one statement)
     user = readmodels.active_principal(service().db, uid)
     if user is None:
@@ -269,17 +282,22 @@ def _authenticate():
     return user
 
 
-def route(rule: str, method: str, *, auth: str | None = "read", **doc):
+def route(rule: str, method: str, *, auth: str | None = "read", account: str = "read", **doc):
     """Register a view under `rule` for `method`, with its OpenAPI declaration.
     auth: None (public), "read" (any valid token) or "write" (not an auditor).
-    Authenticated views receive the user as their first argument."""
+    Authenticated views receive the user as their first argument.
+    account: "read" (the account and its roles are read before the view, one statement)
+    or "engine": the view only runs one engine transition, whose own first statement
+    vouches for the account (`WorkflowService._user`: an unknown or deactivated one is
+    `InactiveAccount`, answered 401; an auditor is refused there too); the view gets a
+    `TokenPrincipal` (the id) and a round trip is saved."""
     def deco(fn):
         view = fn
         if auth:
             @wraps(fn)
             def view(*args, **kwargs):
-                user = _authenticate()
-                if auth == "write" and is_read_only(user):
+                user = _authenticate(read_account=account == "read")
+                if auth == "write" and account == "read" and is_read_only(user):
                     raise ApiError(403, "forbidden", msg("read_only"))
                 return fn(user, *args, **kwargs)
         errors = set(doc.pop("errors", ()))
@@ -573,7 +591,7 @@ def list_processes(user):
 
 # ------------------------------------------------------------------ routes: cases
 
-@route(f"{V1}/cases", "POST", auth="write", tags=["cases"], summary="Start a case (report a matter)",
+@route(f"{V1}/cases", "POST", auth="write", account="engine", tags=["cases"], summary="Start a case (report a matter)",
        description="`data` must satisfy the start form's JSON Schema from GET /api/v1/processes.",
        body=s.StartCaseSchema,
        responses={201: _json("the new case as the start left it (status, open tasks); its data, history "
@@ -697,7 +715,7 @@ def unclaim_task(user, task_id):
     return json_response(s.schema(s.TaskSchema).dump(_task_detail(service().task_detail(user.id, task_id))))
 
 
-@route(f"{V1}/tasks/<task_id>/complete", "POST", auth="write", tags=["tasks"],
+@route(f"{V1}/tasks/<task_id>/complete", "POST", auth="write", account="engine", tags=["tasks"],
        summary="Complete a task with its form data",
        description="`data` must satisfy `form.schema` of GET /api/v1/tasks/{task_id}. Invalid data is a 400 "
                    "with `fields` and changes nothing; a task already completed is a 409.",
