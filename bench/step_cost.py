@@ -12,6 +12,10 @@ Each "ms/step at N" is the median of a 5-step window ending at N+2 (steps 1..5
 for N=1), taken after 3 warm-up steps of a separate case. State size is the
 stored JSON after step N exactly.
 
+On PostgreSQL it also prints the database's own floor on this machine: a round trip and
+a durable one-row write transaction, which any durable step pays before the product
+does anything (the step-1 ratio's budget above raw is 0.5 × raw).
+
 This prints figures; it is not a test and always exits 0.
 
     cd /work/main && .venv/bin/python bench/step_cost.py [--iterations N] [--db sqlite|postgres|both]
@@ -200,6 +204,32 @@ def pg_prepare() -> tuple[bool, str]:
     except Exception as exc:  # noqa: BLE001
         first = (str(exc).strip().splitlines() or [""])[0]
         return False, f"{type(exc).__name__}: {first}"
+
+
+def pg_floor(samples: int = 400) -> str:
+    """What any durable PostgreSQL step pays on this machine before the product does
+    anything: a round trip (`SELECT 1`, autocommit) and a one-row write transaction
+    (BEGIN, INSERT, COMMIT: three round trips and the WAL flush), medians in µs. They
+    put the PostgreSQL step-1 ratio in proportion: 1.5 × raw is the whole budget."""
+    import psycopg
+
+    dsn = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + PG_BENCH_DB
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=3) as conn:
+        trips = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            conn.execute("SELECT 1").fetchone()
+            trips.append(time.perf_counter() - started)
+        conn.execute("CREATE TABLE IF NOT EXISTS gf_commit_probe (x integer)")
+        writes = []
+        for _ in range(samples // 2):
+            started = time.perf_counter()
+            with conn.transaction():
+                conn.execute("INSERT INTO gf_commit_probe VALUES (1)")
+            writes.append(time.perf_counter() - started)
+        conn.execute("DROP TABLE gf_commit_probe")
+    return (f"round trip {statistics.median(trips) * 1e6:.0f} µs, "
+            f"durable one-row write transaction {statistics.median(writes) * 1e6:.0f} µs")
 
 
 def setup_product(url: str):
@@ -557,6 +587,11 @@ def main(argv=None) -> int:
             products.append(r)
     print()
 
+    if pg_ok and args.db in ("postgres", "both"):
+        try:
+            print(f"PostgreSQL's own floor on this machine: {pg_floor()}\n")
+        except Exception as exc:  # noqa: BLE001 - context only; the figures above stand
+            print(f"PostgreSQL's floor not measured: {type(exc).__name__}: {exc}\n")
     print_table([raw] + products, iterations)
     misses = print_ratios(raw, products)
     with tempfile.TemporaryDirectory(prefix="gridflow-bench-") as tmp:
