@@ -191,20 +191,25 @@ def _hot_statements() -> dict:
                                                      other.id != task_id))
                               .where(WorkItem.id == task_id).execution_options(populate_existing=True)),
         "open_items": select(WorkItem).where(WorkItem.case_id == case_id, WorkItem.status == "open"),
-        # a start: the org generation and the process's latest version, in one round trip
-        "start": select(current_generation(),
-                        select(ProcessVersion.id).where(ProcessVersion.process_key == bindparam("process_key"))
-                        .order_by(ProcessVersion.version.desc()).limit(1).scalar_subquery()),
     }
 
 
 @functools.cache
-def _allocate_statement(dialect: str):
+def _start_statement(dialect: str):
+    """A start's first statement: the org generation, the process's latest version and the
+    new case's id, in one round trip. The id: PostgreSQL's sequence; on SQLite max + 1,
+    ours because BEGIN IMMEDIATE holds the write lock (as SQLite itself would choose)."""
     next_id = (func.nextval(func.pg_get_serial_sequence(Case.__tablename__, "id")) if dialect == "postgresql"
                else select(func.coalesce(func.max(Case.id), 0) + 1).scalar_subquery())
-    return (update(CaseSequence)
-            .where(CaseSequence.prefix == bindparam("key_prefix"), CaseSequence.year == bindparam("key_year"))
-            .values(last=CaseSequence.last + 1).returning(CaseSequence.last, next_id))
+    return select(current_generation(),
+                  select(ProcessVersion.id).where(ProcessVersion.process_key == bindparam("process_key"))
+                  .order_by(ProcessVersion.version.desc()).limit(1).scalar_subquery(),
+                  next_id)
+
+
+_NEXT_NUMBER = (update(CaseSequence)
+                .where(CaseSequence.prefix == bindparam("key_prefix"), CaseSequence.year == bindparam("key_year"))
+                .values(last=CaseSequence.last + 1).returning(CaseSequence.last))
 
 
 def _not_deployed(process_key: str) -> NotFound:
@@ -217,6 +222,7 @@ _CORE_UPDATED = {Case: 0, WorkItem: 1, CaseState: 2}
 MANY_CASES = "gf_many_cases"  # Session.info: a batch of transitions, written together at its end
 NEW_ITEMS = "gf_new_items"             # Session.info: work items to INSERT (`write_transitions`)
 NEW_STATES = "gf_new_states"           # Session.info: new cases' state rows to INSERT
+PENDING_KEY = "~new-"  # a starting case's business key until its number is taken; never committed
 NEW_CANDIDATES = "gf_new_candidates"   # Session.info: their candidates' rows
 
 
@@ -308,7 +314,9 @@ class WorkflowService:
     def _start_case(self, session, process_key: str, grid, data: dict, actor) -> CaseView:
         if not storable_ref(process_key):
             raise NotFound("no such process", zh="找不到该流程", field="process")
-        generation, version_id = session.execute(_hot_statements()["start"], {"process_key": process_key}).one()
+        connection = session.connection()
+        generation, version_id, case_id = connection.execute(
+            _start_statement(connection.dialect.name), {"process_key": process_key}).one()
         self.org.attach(session, generation)
         user = self._user(session, actor)
         grid_node = self._node(session, grid)
@@ -324,9 +332,8 @@ class WorkflowService:
         clean = self._validate_form(version.properties.get("startForm"), data)
 
         now = clock.now()
-        business_key, case_id = self._allocate_case(session, grid_node, version, now)
         case = Case(
-            id=case_id, business_key=business_key,
+            id=case_id, business_key=f"{PENDING_KEY}{case_id}",  # the number comes last: see below
             process_key=process_key, process_version_id=version.id, grid_id=grid_node.id,
             grid_path=grid_node.path, status="open", created_at=now, updated_at=now,
             created_by_id=user.id, summary={})
@@ -335,7 +342,11 @@ class WorkflowService:
         workflow = BpmnWorkflow(*self._specs_for_one_case(parsed), script_engine=SCRIPT_ENGINE)
         workflow.task_tree.data.update(clean)
         self._audit(session, case, "case_started", user, now, data=clean)
-        self._run(workflow, case)
+        self._run(workflow, case, label=("the new case", "新案件"))
+        # The number is taken only now, after the process ran: its sequence row stays locked
+        # to the commit (numbers have no gaps), and every other start of the same prefix
+        # waits for it, so it is held for the shortest stretch of the transaction.
+        case.business_key = self._next_business_key(session, grid_node, version, now)
         state_row = CaseState(case_id=case.id, serializer_version=self.serializer.version, state="")
         session.info.setdefault(NEW_STATES, []).append(state_row)  # inserted, state and all, with the writes
         workflow._gf_state_row = state_row
@@ -355,12 +366,10 @@ class WorkflowService:
         raise PermissionDenied(f"starting '{version.name}' in {grid.name} needs {who} held at that grid or above",
                                zh=f"在{grid.name}发起“{version.name}”需要在该网格或其上级担任 {who}")
 
-    def _allocate_case(self, session, grid: JurisdictionNode, version, now) -> tuple[str, int]:
-        """The new case's business key and id, in one statement: the next number of its
-        prefix and year (the sequence row stays locked to the commit, so numbers have no
-        gaps: a transition that fails gives its number back) and the case table's next id
-        (PostgreSQL: its sequence; SQLite: BEGIN IMMEDIATE holds the write lock, so max + 1
-        is ours, as SQLite itself would choose)."""
+    def _next_business_key(self, session, grid: JurisdictionNode, version, now) -> str:
+        """The next number of the case's prefix and year, by one statement on the connection
+        (the sequence row stays locked to the commit, so numbers have no gaps: a transition
+        that fails gives its number back)."""
         prefix = version.properties.get("businessKeyPrefix")
         if not prefix:
             view = view_of(session)
@@ -373,9 +382,8 @@ class WorkflowService:
         prefix = prefix or "GF"
         year = now.year
         connection = session.connection()
-        statement = _allocate_statement(connection.dialect.name)
         for _attempt in range(3):
-            row = connection.execute(statement, {"key_prefix": prefix, "key_year": year}).first()
+            row = connection.execute(_NEXT_NUMBER, {"key_prefix": prefix, "key_year": year}).first()
             if row is None:
                 try:
                     with session.begin_nested():
@@ -383,7 +391,7 @@ class WorkflowService:
                 except IntegrityError:
                     pass  # created concurrently; take the number from it
                 continue
-            return f"{prefix}-{year}-{row[0]:06d}", row[1]
+            return f"{prefix}-{year}-{row[0]:06d}"
         raise Conflict("could not allocate a case number; try again", zh="案件编号分配失败，请重试")
 
     # ---------------------------------------------------------------- inbox
@@ -704,13 +712,14 @@ class WorkflowService:
         return parsed.spec, parsed.subprocess_specs
 
     @staticmethod
-    def _run(workflow: BpmnWorkflow, case: Case, timers_due: bool = False):
+    def _run(workflow: BpmnWorkflow, case: Case, timers_due: bool = False, label: tuple[str, str] | None = None):
         try:
             run_engine(workflow, timers_due=timers_due)
         except SpiffWorkflowException as exc:
             detail = describe_process_error(exc)
-            raise ProcessError(f"case {case.business_key}: the process failed: {detail}",
-                               zh=f"案件 {case.business_key} 流程运行出错，未做任何更改；请联系流程设计员（{detail}）") from None
+            en, zh = label or (f"case {case.business_key}", f"案件 {case.business_key}")
+            raise ProcessError(f"{en}: the process failed: {detail}",
+                               zh=f"{zh} 流程运行出错，未做任何更改；请联系流程设计员（{detail}）") from None
 
     def _after_transition(self, session, case: Case, workflow: BpmnWorkflow, parsed: ParsedProcess,
                           user: User | None, now: datetime, completed: dict | None = None):

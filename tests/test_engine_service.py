@@ -70,13 +70,12 @@ def test_business_keys_count_per_county_and_year(service):
 
 
 def test_a_start_that_fails_gives_its_number_back_and_leaves_no_case(service, monkeypatch):
-    """The number and the case id are taken in one statement before the process runs;
-    a start that then fails rolls back: the next start gets the number, and no row of
+    """A start that fails rolls back: the next start gets the next number, and no row of
     the failed one remains."""
     from engine.errors import ProcessError
     first = start(service)
 
-    def failing(workflow, case, timers_due=False):
+    def failing(workflow, case, **_options):
         raise ProcessError("the process failed")
 
     monkeypatch.setattr(service, "_run", failing)
@@ -90,6 +89,26 @@ def test_a_start_that_fails_gives_its_number_back_and_leaves_no_case(service, mo
         assert s.scalar(select(func.count()).select_from(Case)) == 2
         assert s.scalar(select(func.count()).select_from(CaseState)) == 2
         assert s.get(CaseState, second.case.id).state
+
+
+def test_a_start_whose_process_fails_names_the_new_case_not_a_number(service, monkeypatch):
+    """The business key is taken after the process ran, so a start that fails there has
+    none to show (and takes none: the next start gets LX-…-000001)."""
+    import engine.service as service_module
+    from SpiffWorkflow.exceptions import SpiffWorkflowException
+
+    from engine.errors import ProcessError
+
+    def failing(workflow, **_options):
+        raise SpiffWorkflowException("a script failed")
+
+    monkeypatch.setattr(service_module, "run_engine", failing)
+    with pytest.raises(ProcessError) as caught:
+        start(service)
+    assert caught.value.text("en").startswith("the new case: the process failed")
+    assert caught.value.text().startswith("新案件 流程运行出错")
+    monkeypatch.undo()
+    assert start(service).business_key == "LX-2026-000001"
 
 
 # ----------------------------------------------------------- candidates
