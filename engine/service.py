@@ -173,23 +173,23 @@ def _hot_statements() -> dict:
     before_wait = aliased(Case)
     snapshot_version = (select(before_wait.row_version).where(before_wait.id == WorkItem.case_id)
                         .scalar_subquery())
+
+    def with_state(statement, *columns):
+        """`statement` with `columns`, then the case's state and, one row each, the case's
+        other open work items (if any): the state for `_load`, the items for `_sync_work_items`."""
+        return (statement.add_columns(*columns, CaseState, other)
+                .join(CaseState, CaseState.case_id == WorkItem.case_id)
+                .outerjoin(other, and_(other.case_id == WorkItem.case_id, other.status == "open",
+                                       other.id != task_id)))
+
     return {
         "lock": lock,
         "lock_pg": lock.add_columns(snapshot_version),
-        "lock_with_state_pg": (lock.add_columns(snapshot_version, CaseState, other)
-                               .join(CaseState, CaseState.case_id == Case.id)
-                               .outerjoin(other, and_(other.case_id == Case.id, other.status == "open",
-                                                      other.id != task_id))),
-        # SQLite: the state and, one row each, the case's other open work items (if any)
-        "lock_with_state": (lock.add_columns(CaseState, other).join(CaseState, CaseState.case_id == Case.id)
-                            .outerjoin(other, and_(other.case_id == Case.id, other.status == "open",
-                                                   other.id != task_id))),
-        # PostgreSQL, after the lock: what the official we may have waited for left
-        # (with the case's other open work items, one row each, as on SQLite)
-        "reread_with_state": (select(WorkItem, CaseState, other).join(CaseState, CaseState.case_id == WorkItem.case_id)
-                              .outerjoin(other, and_(other.case_id == WorkItem.case_id, other.status == "open",
-                                                     other.id != task_id))
-                              .where(WorkItem.id == task_id).execution_options(populate_existing=True)),
+        "lock_with_state": with_state(lock),                          # SQLite
+        "lock_with_state_pg": with_state(lock, snapshot_version),
+        # PostgreSQL, after a lock that waited for a changed case: what that official left
+        "reread_with_state": with_state(select(WorkItem).where(WorkItem.id == task_id)
+                                        .execution_options(populate_existing=True)),
         "open_items": select(WorkItem).where(WorkItem.case_id == case_id, WorkItem.status == "open"),
     }
 
@@ -201,10 +201,19 @@ def _start_statement(dialect: str):
     ours because BEGIN IMMEDIATE holds the write lock (as SQLite itself would choose)."""
     next_id = (func.nextval(func.pg_get_serial_sequence(Case.__tablename__, "id")) if dialect == "postgresql"
                else select(func.coalesce(func.max(Case.id), 0) + 1).scalar_subquery())
-    return select(current_generation(),
-                  select(ProcessVersion.id).where(ProcessVersion.process_key == bindparam("process_key"))
-                  .order_by(ProcessVersion.version.desc()).limit(1).scalar_subquery(),
-                  next_id)
+    latest = _latest_version(ProcessVersion.id, bindparam("process_key")).scalar_subquery()
+    return select(current_generation(), latest, next_id)
+
+
+def _latest_version(what, process_key):
+    """SELECT `what` of the process's newest deployed version."""
+    return (select(what).where(ProcessVersion.process_key == process_key)
+            .order_by(ProcessVersion.version.desc()).limit(1))
+
+
+def _check_process_key(process_key) -> None:
+    if not storable_ref(process_key):
+        raise NotFound("no such process", zh="找不到该流程", field="process")
 
 
 _NEXT_NUMBER = (update(CaseSequence)
@@ -221,9 +230,9 @@ def _not_deployed(process_key: str) -> NotFound:
 _CORE_UPDATED = {Case: 0, WorkItem: 1, CaseState: 2}
 MANY_CASES = "gf_many_cases"  # Session.info: a batch of transitions, written together at its end
 NEW_ITEMS = "gf_new_items"             # Session.info: work items to INSERT (`write_transitions`)
+NEW_CANDIDATES = "gf_new_candidates"   # Session.info: their candidates' rows
 NEW_STATES = "gf_new_states"           # Session.info: new cases' state rows to INSERT
 PENDING_KEY = "~new-"  # a starting case's business key until its number is taken; never committed
-NEW_CANDIDATES = "gf_new_candidates"   # Session.info: their candidates' rows
 
 
 class WorkflowService:
@@ -275,13 +284,9 @@ class WorkflowService:
 
     @staticmethod
     def latest_version(session: Session, process_key: str) -> ProcessVersion:
-        if not storable_ref(process_key):
-            raise NotFound("no such process", zh="找不到该流程", field="process")
-        # the files (all the version's BPMN and DMN XML) load only if asked for: a start needs
-        # them only when its version is not parsed yet (SpecCache)
-        version = session.scalar(select(ProcessVersion).where(ProcessVersion.process_key == process_key)
-                                 .order_by(ProcessVersion.version.desc()).limit(1)
-                                 .options(defer(ProcessVersion.files)))
+        _check_process_key(process_key)
+        # the files (all the version's BPMN and DMN XML) load only if asked for
+        version = session.scalar(_latest_version(ProcessVersion, process_key).options(defer(ProcessVersion.files)))
         if version is None:
             raise _not_deployed(process_key)
         return version
@@ -312,8 +317,7 @@ class WorkflowService:
         return self._commit_guarded(self._start_case, process_key, grid, data, actor)
 
     def _start_case(self, session, process_key: str, grid, data: dict, actor) -> CaseView:
-        if not storable_ref(process_key):
-            raise NotFound("no such process", zh="找不到该流程", field="process")
+        _check_process_key(process_key)
         connection = session.connection()
         generation, version_id, case_id = connection.execute(
             _start_statement(connection.dialect.name), {"process_key": process_key}).one()
