@@ -9,6 +9,7 @@ A set of files with any problem is refused whole; nothing is stored.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
 import re
@@ -163,7 +164,9 @@ def validate_files(files: dict[str, str], form_keys: set[str] | None = None) -> 
     for pid in analysis.executable:
         problems.extend(_check_process(analysis, pid, form_keys))
     for name, root in analysis.trees.items():
-        if not is_dmn(name):
+        if etree.QName(root).namespace in DMN_NAMESPACES:
+            problems.extend(_check_decision_tables(name, root))
+        elif not is_dmn(name):
             problems.extend(_check_reachability(name, root))
             problems.extend(_check_event_subprocess_starts(name, root))
     # the same finding from two processes sharing a file is one finding
@@ -261,6 +264,96 @@ def _check_scripts(filename: str, task_spec) -> list[Problem]:
                                  "process scripts may use task data, literals and simple built-ins only "
                                  "(no import, open, eval, or names starting with _)"))
     return found
+
+
+def _child(node, local: str):
+    return next((c for c in node if _local(c) == local), None)
+
+
+def _text_of(node) -> str:
+    """The expression in an element's <text>, stripped ('' when there is none)."""
+    text = _child(node, "text") if node is not None else None
+    return (text.text or "").strip() if text is not None else ""
+
+
+# `?` outside quotes stands for the input's value (SpiffWorkflow's DMNEngine.evaluate)
+_DMN_INPUT_MARK = re.compile(r'(\?)(?=(?:[^\'"]|[\'"][^\'"]*[\'"])*$)')
+
+
+def _input_test(input_expression: str, entry: str) -> tuple[str, str | None]:
+    """The expression SpiffWorkflow's DMN engine evaluates for one input cell, and why it
+    cannot be parsed (None when it can): `?` stands for the input's value, a cell that
+    parses alone is compared with ==, one that parses after a value (`> 5`, `in [...]`)
+    is appended to the input expression."""
+    if "dmninputexpr" in _DMN_INPUT_MARK.sub("dmninputexpr", entry):
+        return _DMN_INPUT_MARK.sub("dmninputexpr", entry), None
+    for candidate, test in ((entry, f"({input_expression}) == ({entry})"),
+                            (f"v {entry}", f"{input_expression} {entry}")):
+        try:
+            ast.parse(candidate)
+        except SyntaxError:
+            continue
+        return test, None
+    try:
+        ast.parse(entry, mode="eval")
+    except SyntaxError as exc:
+        return "", f"syntax error: {exc.msg}"
+    return "", "not a value or a comparison"
+
+
+def _check_decision_tables(filename: str, root) -> list[Problem]:
+    """Every expression of every decision table, checked as the DMN engine will run it in
+    the sandbox: the input expressions, each rule's input cells (tests) and output cells.
+    SpiffWorkflow itself only parses output cells, and only when a process first uses the
+    decision; a broken cell would otherwise fail the case that reaches it."""
+    problems = []
+    for decision in root.iter():
+        if _local(decision) != "decision":
+            continue
+        table = _child(decision, "decisionTable")
+        if table is None:
+            continue
+        label = decision.get("name") or decision.get("id") or "?"
+        inputs = [c for c in table if _local(c) == "input"]
+        outputs = [c for c in table if _local(c) == "output"]
+        input_expressions = []
+        for column in inputs:
+            name = column.get("label") or column.get("id") or "?"
+            holder = _child(column, "inputExpression")
+            expression = _text_of(holder)
+            element = (holder.get("id") if holder is not None else None) or column.get("id") or ""
+            why = check_source(expression, "eval") if expression else "it has no expression"
+            if why:
+                problems.append(Problem(
+                    filename, element, f"decision '{label}', input '{name}': {why}",
+                    "give the input column the case field or expression it tests, e.g. colour"))
+            input_expressions.append(expression if not why else None)
+        rules = [c for c in table if _local(c) == "rule"]
+        for row, rule in enumerate(rules, start=1):
+            cells = [c for c in rule if _local(c) == "inputEntry"]
+            for cell, column, expression in zip(cells, inputs, input_expressions):
+                entry = _text_of(cell)
+                if not entry or entry == "-" or expression is None:
+                    continue
+                test, why = _input_test(expression, entry)
+                why = why or check_source(test, "eval")
+                if why:
+                    name = column.get("label") or column.get("id") or "?"
+                    problems.append(Problem(
+                        filename, cell.get("id") or rule.get("id") or "",
+                        f"decision '{label}', rule {row}, input '{name}': test '{entry[:60]}' is not valid: {why}",
+                        'write a value ("red"), a comparison (> 3, in ["a", "b"]), a test on ? (? > 3 and ? < 9), '
+                        "or - for any value"))
+            for cell, column in zip((c for c in rule if _local(c) == "outputEntry"), outputs):
+                value = _text_of(cell)
+                why = check_source(value, "eval") if value else None
+                if why:
+                    name = column.get("label") or column.get("name") or column.get("id") or "?"
+                    problems.append(Problem(
+                        filename, cell.get("id") or rule.get("id") or "",
+                        f"decision '{label}', rule {row}, output '{name}': '{value[:60]}' is not valid: {why}",
+                        'write the output as a value ("town", 3) or an expression of the case\'s fields'))
+    return problems
 
 
 # Start events of event subprocesses that SpiffWorkflow 3.2 parses as plain (none) starts:

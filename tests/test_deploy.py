@@ -183,3 +183,71 @@ def test_event_subprocess_with_a_timer_start_is_accepted():
     timer = ('<bpmn:timerEventDefinition><bpmn:timeDuration>"P1D"</bpmn:timeDuration>'
              '</bpmn:timerEventDefinition>')
     assert validate_files({"esp.bpmn": EVENT_SUBPROCESS.format(definition=timer)}) == []
+
+
+# ------------------------------------------------------------ decision tables
+
+GRID_MATTER = (ROOT / "processes" / "grid_matter.bpmn").read_text(encoding="utf-8")
+MEDIATION = (ROOT / "processes" / "mediation.bpmn").read_text(encoding="utf-8")
+CHANNEL = (ROOT / "processes" / "mediation_channel.dmn").read_text(encoding="utf-8")
+RULES = (ROOT / "processes" / "dispatch_rules.dmn").read_text(encoding="utf-8")
+
+
+def grid_matter_with(rules: str) -> list:
+    return validate_files({"grid_matter.bpmn": GRID_MATTER, "mediation.bpmn": MEDIATION,
+                           "mediation_channel.dmn": CHANNEL, "dispatch_rules.dmn": rules}, FormRegistry().keys())
+
+
+def test_shipped_decision_tables_are_valid():
+    assert grid_matter_with(RULES) == []
+
+
+@pytest.mark.parametrize("cell, why", [
+    ('"red" ++ (', "never closed"),                        # a syntax error
+    (">= ", "syntax"),                                     # an operator with nothing to compare
+    ('__import__("os").getcwd()', "invalid variable name"),  # what the sandbox refuses at run time
+    ("colour.__class__", "invalid attribute name"),
+])
+def test_a_broken_rule_cell_is_reported_on_the_cell(cell, why):
+    broken = RULES.replace('<inputEntry id="rule_01_colour"><text>"red"</text>',
+                           f'<inputEntry id="rule_01_colour"><text>{cell.replace("<", "&lt;")}</text>')
+    assert broken != RULES
+    problems = grid_matter_with(broken)
+    assert [(p.file, p.element) for p in problems] == [("dispatch_rules.dmn", "rule_01_colour")]
+    assert "rule 1, input '风险等级颜色'" in problems[0].message and why in problems[0].message
+    assert "- for any value" in problems[0].fix
+
+
+@pytest.mark.parametrize("cell", ['"red"', '> 2', 'in ["red", "orange"]', 'not in ["blue"]',
+                                  '? in ["red"] or ? == "orange"', '"why?"', "-", ""])
+def test_valid_rule_cells_pass(cell):
+    changed = RULES.replace('<inputEntry id="rule_01_colour"><text>"red"</text>',
+                            f'<inputEntry id="rule_01_colour"><text>{cell}</text>')
+    assert grid_matter_with(changed) == []
+
+
+def test_broken_input_expression_and_output_cell_are_reported():
+    broken = (RULES.replace("<text>category</text>", "<text>category +</text>", 1)
+              .replace('<outputEntry id="rule_01_level"><text>"town"</text>',
+                       '<outputEntry id="rule_01_level"><text>case.__dict__</text>'))
+    problems = grid_matter_with(broken)
+    elements = {p.element: p for p in problems}
+    assert set(elements) == {"input_category_expr", "rule_01_level"}, problems
+    assert "input '事项类别'" in elements["input_category_expr"].message
+    assert "rule 1, output" in elements["rule_01_level"].message
+    # the input's cells are not checked against a broken input: one finding, not one per rule
+    assert not any(p.element.endswith("_category") for p in problems)
+
+
+def test_a_broken_decision_deploys_nothing(clean_db):
+    broken = RULES.replace('<text>"red"</text>', '<text>"red" ++ (</text>', 1)
+    with clean_db.read_session() as s:
+        before = s.scalar(select(func.count()).select_from(ProcessVersion))
+    with pytest.raises(DeployError) as err:
+        with clean_db.unit_of_work() as s:
+            deploy_files(s, {"grid_matter.bpmn": GRID_MATTER, "mediation.bpmn": MEDIATION,
+                             "mediation_channel.dmn": CHANNEL, "dispatch_rules.dmn": broken},
+                         FormRegistry().keys())
+    assert [p.element for p in err.value.problems] == ["rule_01_colour"]
+    with clean_db.read_session() as s:
+        assert s.scalar(select(func.count()).select_from(ProcessVersion)) == before

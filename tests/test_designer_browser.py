@@ -109,3 +109,41 @@ def test_read_only_diagrams_say_when_their_source_fails_to_load(service, live_se
         diagram.wait_for(timeout=20_000)
         assert diagram.get_attribute("data-error") == "HTTP 500", path
         assert page.locator("#diagram-status").inner_text() == message, path
+
+
+def test_dmn_problems_mark_their_cells_and_open_them_when_clicked(live_server, browser):  # noqa: F811
+    """A broken rule cell and a broken input expression in a decision table: saving lists
+    both, marks the cell and the column head in the table, and clicking a problem points
+    at its cell. Nothing is deployed."""
+    base = live_server
+    page = log_in(browser, base, "cf_sj")
+    page.goto(f"{base}/designer/processes/grid_matter/edit?file=dispatch_rules.dmn")
+    page.locator("#modeler[data-imported=true]").wait_for(timeout=20_000)
+    # the broken table as a draft in this browser: the editor opens a draft when there is one
+    page.evaluate("""async () => {
+        const src = document.getElementById('modeler').getAttribute('data-src');
+        const xml = await (await fetch(src)).text();
+        const broken = xml.replace('<text>"red"</text>', '<text>"red" ++ (</text>')
+                          .replace('<text>category</text>', '<text>category +</text>');
+        window.localStorage.setItem('gridflow-draft:grid_matter:dispatch_rules.dmn', broken);
+    }""")
+    page.reload()
+    page.locator("#modeler[data-imported=true]").wait_for(timeout=20_000)
+    page.click("#btn-save")
+    page.locator("#modeler[data-checked=problems]").wait_for(timeout=20_000)
+    buttons = page.locator("#problems button.problem")
+    assert sorted(buttons.evaluate_all("bs => bs.map(b => b.dataset.element)")) == ["input_category_expr",
+                                                                                  "rule_01_colour"]
+    assert page.locator("#modeler td[data-element-id=rule_01_colour].has-problem-cell").count() == 1
+    assert page.locator("#modeler th[data-col-id=input_category].has-problem-cell").count() == 1
+
+    page.click("#problems button.problem[data-element=rule_01_colour]")
+    page.locator("#modeler td[data-element-id=rule_01_colour].problem-focus").wait_for(timeout=5_000)
+    page.click("#problems button.problem[data-element=input_category_expr]")
+    page.locator("#modeler th[data-col-id=input_category].problem-focus").wait_for(timeout=5_000)
+    assert page.locator("#modeler .problem-focus").count() == 1
+    shot(page, "designer-06-dmn-problem-cell")
+
+    page.click("#btn-deploy")
+    page.locator("#modeler[data-deployed=refused]").wait_for(timeout=20_000)
+    page.evaluate("() => window.localStorage.clear()")

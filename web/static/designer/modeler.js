@@ -1,7 +1,8 @@
 /* The designer's modeler: bpmn-js Modeler (BPMN) or dmn-js Modeler (DMN), both served
  * from node_modules. "Save" keeps a draft in this browser (localStorage) and runs the
  * server's check (the same as `gridflow validate`); each problem is listed, badged
- * next to its element on the diagram, and clicking it selects the element. "Deploy"
+ * next to its element on the diagram (in a decision table: its cell), and clicking it
+ * selects the element (opens the decision and points at the cell). "Deploy"
  * sends the XML to be checked and stored as a new version (nothing if any problem).
  * State for tests: #modeler[data-imported], [data-checked], [data-problems]. */
 (function () {
@@ -66,10 +67,10 @@
   }
 
   function selectElement(id) {
-    var registry = service("elementRegistry");
+    var registry = service("canvas") && service("elementRegistry");  // a diagram, not a table
     var element = registry && registry.get(id);
     if (!element) {
-      return false;
+      return kind === "dmn" ? showInDecision(id) : false;
     }
     service("selection").select(element);
     var canvas = service("canvas");
@@ -77,6 +78,92 @@
       canvas.scrollToElement(element);
     }
     return true;
+  }
+
+  /* DMN: a problem names a decision table's cell (a rule's input or output entry) or an
+   * input's expression. Those live in a decision's table view, not on the requirements
+   * diagram: find the decision that holds the id, open its table, and point at the cell
+   * (or, for an input expression, at its column's head). */
+  function pathTo(node, id, depth) {
+    if (!node || typeof node !== "object" || depth > 8) {
+      return null;
+    }
+    if (node.id === id) {
+      return [node];
+    }
+    var keys = Object.keys(node);
+    for (var i = 0; i < keys.length; i++) {
+      if (keys[i].charAt(0) === "$") {
+        continue;  // $parent, $attrs …: back references and raw attributes
+      }
+      var value = node[keys[i]];
+      var children = Array.isArray(value) ? value : (value && value.$type ? [value] : []);
+      for (var j = 0; j < children.length; j++) {
+        var found = pathTo(children[j], id, depth + 1);
+        if (found) {
+          return [node].concat(found);
+        }
+      }
+    }
+    return null;
+  }
+
+  /* The cell the table shows for an id: the element's own, else its nearest holder's
+   * (an input expression is shown as its column's head). */
+  function cellFor(ids) {
+    for (var i = 0; i < ids.length; i++) {
+      var escaped = window.CSS && CSS.escape ? CSS.escape(ids[i]) : ids[i];
+      var cell = container.querySelector('[data-element-id="' + escaped + '"]') ||
+        container.querySelector('th[data-col-id="' + escaped + '"]');
+      if (cell) {
+        return cell;
+      }
+    }
+    return null;
+  }
+
+  function holdersOf(view, id) {
+    var path = view ? pathTo(view.element, id, 0) : null;
+    return path ? path.map(function (node) { return node.id; }).filter(Boolean).reverse() : [id];
+  }
+
+  function showInDecision(id) {
+    var views = modeler.getViews ? modeler.getViews() : [];
+    for (var i = 0; i < views.length; i++) {
+      var path = pathTo(views[i].element, id, 0);
+      if (!path || views[i].type !== "decisionTable") {
+        continue;
+      }
+      var ids = holdersOf(views[i], id);
+      var opened = modeler.getActiveView() === views[i] ? Promise.resolve() : Promise.resolve(modeler.open(views[i]));
+      opened.then(function () {
+        markProblemCells();
+        var cell = cellFor(ids);
+        if (cell) {
+          container.querySelectorAll(".problem-focus").forEach(function (c) { c.classList.remove("problem-focus"); });
+          cell.classList.add("problem-focus");
+          cell.scrollIntoView({ block: "center", inline: "center" });
+        }
+      });
+      return true;
+    }
+    return false;
+  }
+
+  var problemIds = [];
+
+  function markProblemCells() {
+    if (kind !== "dmn") {
+      return;
+    }
+    container.querySelectorAll(".has-problem-cell").forEach(function (c) { c.classList.remove("has-problem-cell"); });
+    var view = modeler.getActiveView();
+    problemIds.forEach(function (id) {
+      var cell = cellFor(holdersOf(view, id));
+      if (cell) {
+        cell.classList.add("has-problem-cell");
+      }
+    });
   }
 
   function showProblems(problems) {
@@ -107,7 +194,7 @@
         li.appendChild(where);
       }
       list.appendChild(li);
-      if (registry && p.element && registry.get(p.element)) {
+      if (canvas && overlays && registry && p.element && registry.get(p.element)) {
         if (marked.indexOf(p.element) < 0) {
           canvas.addMarker(p.element, "has-problem");
           marked.push(p.element);
@@ -119,6 +206,8 @@
         overlayIds.push(overlays.add(p.element, "problem", { position: { bottom: -4, left: 0 }, html: badge }));
       }
     });
+    problemIds = problems.map(function (p) { return p.element; }).filter(Boolean);
+    markProblemCells();
     container.setAttribute("data-problems", String(problems.length));
   }
 
@@ -230,6 +319,10 @@
       }).then(function () {
         container.setAttribute("data-imported", "true");
         status(draft && draft !== original ? msg("draft") : "");
+        if (kind === "dmn") {
+          // a table re-renders when edited or reopened: mark its problem cells again
+          modeler.on("views.changed", function () { window.setTimeout(markProblemCells, 0); });
+        }
       });
     })
     .catch(function (error) {
