@@ -140,7 +140,25 @@ def check_source(source: str, mode: str = "exec") -> str | None:
         return str(exc)
     except SyntaxError as exc:
         return f"syntax error: {exc.msg} (line {exc.lineno})"
+    missing = _missing_builtins_called(source, mode)
+    if missing:
+        return (f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not available to process scripts "
+                "(it would fail when a case runs it)")
     return None
+
+
+# Python's built-ins a process script does not get (open, getattr, globals, input …): RestrictedPython
+# compiles a call to one, and the case that runs it fails with a NameError
+_WITHHELD_BUILTINS = frozenset(n for n in dir(builtins) if not n.startswith("_")) - set(SAFE_BUILTINS) - {"dir"}
+
+
+def _missing_builtins_called(source: str, mode: str) -> list[str]:
+    tree = ast.parse(source, mode=mode)
+    defined = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
+    defined |= {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+    called = {node.func.id for node in ast.walk(tree)
+              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+    return sorted((called & _WITHHELD_BUILTINS) - defined)
 
 
 def _dir_of(context: dict):

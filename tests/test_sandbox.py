@@ -110,6 +110,24 @@ def test_deploy_validation_passes_an_ordinary_script():
     assert validate_files({"scripted.bpmn": ok}) == []
 
 
+@pytest.mark.parametrize("script, names", [
+    ("x = open('/etc/passwd').read()", "open"),
+    ("v = getattr(case, 'secret')", "getattr"),
+    ("g = globals()\nt = type(g)", "globals, type"),
+])
+def test_deploy_validation_refuses_a_call_to_a_builtin_scripts_do_not_get(script, names):
+    """RestrictedPython compiles a call to open() or getattr(); the case that ran it would fail
+    with a NameError. Validation names the element and the built-ins instead."""
+    problems = validate_files({"scripted.bpmn": SCRIPT_BPMN.format(script=escape(script))})
+    assert [(p.file, p.element) for p in problems] == [("scripted.bpmn", "evil")]
+    assert f"{names} {'are' if ',' in names else 'is'} not available to process scripts" in problems[0].message
+
+
+def test_a_script_may_call_its_own_function_named_like_a_builtin():
+    ok = SCRIPT_BPMN.format(script=escape("def input(v):\n    return v * 2\nn = input(2)\nm = len([n])"))
+    assert validate_files({"scripted.bpmn": ok}) == []
+
+
 def test_a_refused_script_in_a_running_case_changes_nothing(service, clean_db):
     """Deployed anyway (e.g. straight into the database), the sandbox still refuses at run time."""
     from engine.bpmn import parse_process  # noqa: F401 -- the engine parses what deploy stored
