@@ -33,16 +33,28 @@ def init_db():
 
 @main.command("load-org")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-def load_org_cmd(path):
-    """Load a jurisdiction tree and its users from YAML (idempotent)."""
+@click.option("--actor", default=None,
+              help="who loads the file (recorded with each change; default: the login name running this)")
+def load_org_cmd(path, actor):
+    """Load a jurisdiction tree and its users from YAML (idempotent); every change is recorded."""
     db = _db()
     try:
         with db.unit_of_work() as session:
-            report = load_org_file(session, path)
+            report = load_org_file(session, path, actor=actor or _login_name())
     except OrgFileError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(f"{path}: {report}")
+    for note in report.notes:
+        click.echo(f"note: {note}")
+
+
+def _login_name() -> str:
+    import getpass
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 -- no login name in this environment (a container, a service)
+        return "load-org"
 
 
 def _form_keys(db: Database | None = None) -> set[str]:
@@ -280,7 +292,7 @@ def setup_demo(org_path, processes_dir):
     db = _db()
     schema.upgrade(db)
     with db.unit_of_work() as session:
-        report = load_org_file(session, org_path)
+        report = load_org_file(session, org_path, actor="setup-demo")
     click.echo(f"organisation from {org_path}: {report}")
     ctx = click.get_current_context()
     ctx.invoke(deploy, directory=processes_dir, actor="setup-demo")

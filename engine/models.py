@@ -118,6 +118,24 @@ class RoleAssignment(Base):
     )
 
 
+class OrgChange(Base):
+    """One change `gridflow load-org` made to the organisation: a node created or changed, a
+    user created, changed, deactivated or reactivated, a role granted or withdrawn. Append-only
+    like the audit trail (no code path updates or deletes a row): who loaded which file, when,
+    and what changed from what. `scope_paths` holds the paths of the nodes the change concerns
+    (" /1/4/ /1/4/9/ "), so an auditor reads the changes within their jurisdiction."""
+    __tablename__ = "org_change"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(100), index=True)   # a node's code or a username
+    detail: Mapped[dict] = mapped_column(JsonType, default=dict)
+    scope_paths: Mapped[str] = mapped_column(Text, default="")
+
+
 class OrgGeneration(Base):
     """One row whose `generation` changes (database triggers, migration 0011) whenever a
     jurisdiction node, a user's identity or activity, or a role assignment changes, so

@@ -2,18 +2,25 @@
 
 Format (see demo/org.yaml): `nodes:` a nested list of {code, name, level,
 key_prefix?, departments?: [{code, name, dept_type}], children?}, and `users:`
-[{username, name, password?, phone?, roles: [{role, node}]}]. Loading twice
-changes nothing; a changed name, parent or role set is updated in place.
+[{username, name, password?, phone?, active?, roles: [{role, node}]}]. Loading twice
+changes nothing; a changed name, parent or role set is updated in place; `active:
+false` deactivates an account (it can no longer log in or work tasks), and an account
+the file lists without it is active.
+
+Every change is recorded in `org_change` (who loaded which file, when, what changed
+from what), append-only, for the auditors (engine/org_log.py). Phone numbers and
+passwords are recorded as changed, never by value.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import yaml
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .models import DEPARTMENT, DEPT_TYPES, LEVELS, ROLES, JurisdictionNode, RoleAssignment, User
+from . import clock
+from .models import DEPARTMENT, DEPT_TYPES, LEVELS, ROLES, JurisdictionNode, OrgChange, RoleAssignment, User, WorkItem
 from .passwords import check_password, hash_password
 
 CHILD_LEVEL = {LEVELS[i]: LEVELS[i + 1] for i in range(len(LEVELS) - 1)}
@@ -31,28 +38,45 @@ class LoadReport:
     users_updated: int = 0
     roles_added: int = 0
     roles_removed: int = 0
+    users_deactivated: int = 0
+    users_reactivated: int = 0
     notes: list[str] = field(default_factory=list)
 
     def __str__(self):
         return (f"nodes: {self.nodes_created} created, {self.nodes_updated} updated; "
-                f"users: {self.users_created} created, {self.users_updated} updated; "
+                f"users: {self.users_created} created, {self.users_updated} updated, "
+                f"{self.users_deactivated} deactivated, {self.users_reactivated} reactivated; "
                 f"roles: {self.roles_added} added, {self.roles_removed} removed")
 
 
-def load_org_file(session: Session, path) -> LoadReport:
+class _ChangeLog:
+    """The `org_change` rows of one load: one actor, one source, one moment."""
+
+    def __init__(self, session: Session, actor: str, source: str):
+        self.session, self.actor, self.source, self.at = session, actor[:64], source[-300:], clock.now()
+
+    def add(self, kind: str, subject: str, detail: dict, paths) -> None:
+        paths = sorted({p for p in paths if p})
+        self.session.add(OrgChange(at=self.at, actor=self.actor, source=self.source, kind=kind, subject=subject,
+                                   detail=detail, scope_paths=f" {' '.join(paths) or '/'} "))
+
+
+def load_org_file(session: Session, path, actor: str | None = None) -> LoadReport:
     with open(path, encoding="utf-8") as fh:
         try:
             raw = yaml.safe_load(fh)
         except yaml.YAMLError as exc:
             raise OrgFileError(f"{path}: not valid YAML ({exc})") from None
-    return load_org(session, raw, source=str(path))
+    return load_org(session, raw, source=str(path), actor=actor)
 
 
-def load_org(session: Session, raw: dict, source: str = "<org>") -> LoadReport:
+def load_org(session: Session, raw: dict, source: str = "<org>", actor: str | None = None) -> LoadReport:
     if not isinstance(raw, dict) or not isinstance(raw.get("nodes"), list):
         raise OrgFileError(f"{source}: expected a mapping with a 'nodes' list")
     report = LoadReport()
+    log = _ChangeLog(session, actor or "load-org", source)
     existing = {n.code: n for n in session.scalars(select(JurisdictionNode))}
+    code_of = {n.id: n.code for n in existing.values()}
     seen: set[str] = set()
 
     def upsert(item, parent: JurisdictionNode | None, level_expected: str | None):
@@ -69,18 +93,27 @@ def load_org(session: Session, raw: dict, source: str = "<org>") -> LoadReport:
         node = existing.get(code)
         values = dict(name=name, level=level, key_prefix=item.get("key_prefix"),
                       dept_type=item.get("dept_type"), parent_id=parent.id if parent else None)
+        old_path = node.path if node is not None else None
         if node is None:
             node = JurisdictionNode(code=code, path="", **values)
             session.add(node)
             session.flush()
+            code_of[node.id] = code
             report.nodes_created += 1
-        elif any(getattr(node, k) != v for k, v in values.items()):
-            for k, v in values.items():
-                setattr(node, k, v)
-            report.nodes_updated += 1
+            changed = {"name": name, "level": level, "parent": parent.code if parent else None}
+        else:
+            changed = {("parent" if k == "parent_id" else k):
+                       ([code_of.get(getattr(node, k)), code_of.get(v)] if k == "parent_id" else [getattr(node, k), v])
+                       for k, v in values.items() if getattr(node, k) != v}
+            if changed:
+                for k, v in values.items():
+                    setattr(node, k, v)
+                report.nodes_updated += 1
         path = (parent.path if parent else "/") + f"{node.id}/"
         if node.path != path:
             node.path = path
+        if changed:
+            log.add("node_created" if old_path is None else "node_changed", code, changed, (path, old_path))
         existing[code] = node
         for dept in item.get("departments") or []:
             if level not in ("city", "county", "town"):
@@ -99,28 +132,49 @@ def load_org(session: Session, raw: dict, source: str = "<org>") -> LoadReport:
     session.flush()
 
     users = {u.username: u for u in session.scalars(select(User))}
+    path_of = {n.id: n.path for n in existing.values()}
     for item in raw.get("users") or []:
         username = item.get("username")
         if not username:
             raise OrgFileError(f"{source}: a user without 'username'")
+        active = item.get("active", True)
+        if not isinstance(active, bool):
+            raise OrgFileError(f"{source}: user '{username}' has active: {active!r}; write true or false")
         user = users.get(username)
+        role_paths = [path_of.get(existing[r["node"]].id) for r in item.get("roles") or []
+                      if isinstance(r, dict) and r.get("node") in existing]
         if user is None:
             user = User(username=username, display_name=item.get("name") or username,
-                        phone=item.get("phone"),
+                        phone=item.get("phone"), active=active,
                         password_hash=hash_password(str(item["password"])) if item.get("password") else "")
             session.add(user)
             session.flush()
             users[username] = user
             report.users_created += 1
+            log.add("user_created", username, {"name": user.display_name, "active": active}, role_paths)
         else:
-            changed = False
+            held = [path_of.get(ra.node_id) for ra in user.roles]
+            changed = {}
             if item.get("name") and user.display_name != item["name"]:
-                user.display_name, changed = item["name"], True
+                changed["name"] = [user.display_name, item["name"]]
+                user.display_name = item["name"]
             if item.get("phone") and user.phone != item.get("phone"):
-                user.phone, changed = item.get("phone"), True
+                changed["phone"] = "changed"   # a personal value: never copied into the log
+                user.phone = item.get("phone")
             if item.get("password") and not check_password(user.password_hash, str(item["password"])):
-                user.password_hash, changed = hash_password(str(item["password"])), True
-            report.users_updated += int(changed)
+                changed["password"] = "changed"
+                user.password_hash = hash_password(str(item["password"]))
+            if changed:
+                report.users_updated += 1
+                log.add("user_changed", username, changed, held + role_paths)
+            if user.active != active:
+                user.active = active
+                if active:
+                    report.users_reactivated += 1
+                else:
+                    report.users_deactivated += 1
+                    _note_open_tasks(session, user, report)
+                log.add("user_reactivated" if active else "user_deactivated", username, {}, held + role_paths)
         wanted = set()
         for r in item.get("roles") or []:
             role, node_code = r.get("role"), r.get("node")
@@ -131,11 +185,25 @@ def load_org(session: Session, raw: dict, source: str = "<org>") -> LoadReport:
             wanted.add((role, existing[node_code].id))
         have = {(ra.role, ra.node_id): ra for ra in session.scalars(
             select(RoleAssignment).where(RoleAssignment.user_id == user.id))}
-        for key in wanted - set(have):
+        for key in sorted(wanted - set(have)):
             session.add(RoleAssignment(user_id=user.id, role=key[0], node_id=key[1]))
             report.roles_added += 1
-        for key in set(have) - wanted:
+            log.add("role_granted", username, {"role": key[0], "node": code_of.get(key[1])}, [path_of.get(key[1])])
+        for key in sorted(set(have) - wanted):
             session.delete(have[key])
             report.roles_removed += 1
+            log.add("role_withdrawn", username, {"role": key[0], "node": code_of.get(key[1])},
+                    [path_of.get(key[1])])
     session.flush()
     return report
+
+
+def _note_open_tasks(session: Session, user: User, report: LoadReport) -> None:
+    """A deactivated official's claimed or assigned open tasks stay in their name, and
+    nobody can work them until the account is active again: say so, with how many."""
+    count = session.scalar(select(func.count()).select_from(WorkItem).where(
+        WorkItem.assignee_id == user.id, WorkItem.status == "open"))
+    if count:
+        report.notes.append(f"{user.username} was deactivated holding {count} open task(s) claimed by or assigned "
+                            "to them; nobody can work those until the account is active again: have them release "
+                            "or finish their tasks first")

@@ -1,4 +1,5 @@
-"""Auditor pages: case search (with exports), and a case's trace (with exports).
+"""Auditor pages: case search (with exports), a case's trace (with exports), and the
+organisation's change log.
 
 Read-only by construction: every route here is a GET. The engine decides who
 sees what (jurisdiction, personal-data masking); the views parse the query
@@ -13,6 +14,7 @@ from flask_login import current_user, login_required
 
 from engine.errors import InvalidInput
 from engine.export import FORMATS, MAX_SEARCH_ROWS, export_search, export_trace
+from engine.org_log import KINDS as ORG_CHANGE_KINDS, OrgChangeLog
 from engine.search import MAX_LIMIT, STATUSES, CaseSearch, SearchFilters
 from engine.trace import CaseTrace
 
@@ -133,6 +135,42 @@ def trace_export(business_key, fmt):
         abort(404)
     result = CaseTrace(service()).trace(current_user.id, business_key, via=f"trace_export_{fmt}")
     return _file(export_trace(result, fmt, current_lang()))
+
+
+@bp.route("/audit/org-changes")
+@login_required
+def org_changes():
+    """What `gridflow load-org` changed: nodes, accounts, role grants, with who and when."""
+    page = _page()
+    subject = (request.args.get("subject") or "").strip()[:100]
+    kind = (request.args.get("kind") or "").strip()[:40]
+    errors, result, status = {}, None, 200
+    if kind and kind not in ORG_CHANGE_KINDS:
+        errors["kind"] = [_("请选择有效的变更类型。")]
+    else:
+        try:
+            result = OrgChangeLog(service()).changes(current_user.id, subject=subject or None, kind=kind or None,
+                                                     limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+        except InvalidInput:
+            errors["subject"] = [_("请填写用户名或辖区代码（如 lx_wgy1、linxi）。")]
+    if errors:
+        status = 400
+    kept = {k: v for k, v in (("subject", subject), ("kind", kind)) if v}
+    return render_template("audit/org_changes.html", result=result, errors=errors, page=page, kept=kept,
+                           subject=subject, kind=kind, kinds=ORG_CHANGE_KINDS), status
+
+
+@bp.app_template_global()
+def org_change_label(kind: str) -> str:
+    labels = {"node_created": _("新建辖区/单位"), "node_changed": _("修改辖区/单位"), "user_created": _("新建账号"),
+              "user_changed": _("修改账号"), "user_deactivated": _("停用账号"), "user_reactivated": _("恢复账号"),
+              "role_granted": _("授予角色"), "role_withdrawn": _("撤销角色")}
+    return labels.get(kind, kind)
+
+
+@bp.app_template_global()
+def may_read_org_changes() -> bool:
+    return current_user.is_authenticated and OrgChangeLog(service()).may_read(current_user.id)
 
 
 def _file(export) -> Response:

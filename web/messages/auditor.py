@@ -1,5 +1,28 @@
 """English of the auditor pages (case search, trace, exports, personal data)."""
 MESSAGES = {
+    # the organisation's change log (web/audit.py, org_changes)
+    "组织变更记录": "Organisation changes",
+    "本辖区内辖区、单位、账号和角色的每一次变更：由谁在何时导入哪个组织文件。":
+        "Every change to the jurisdictions, units, accounts and roles in your jurisdiction: who loaded which "
+        "organisation file, and when.",
+    "用户名或辖区代码": "Username or jurisdiction code",
+    "变更类型": "Kind of change",
+    "请选择有效的变更类型。": "Choose a valid kind of change.",
+    "请填写用户名或辖区代码（如 lx_wgy1、linxi）。": "Enter a username or a jurisdiction code (e.g. lx_wgy1, linxi).",
+    "对象": "Subject",
+    "变更内容": "Change",
+    "操作人": "Loaded by",
+    "来源文件": "Source file",
+    "已修改（不显示内容）": "changed (value not shown)",
+    "没有符合条件的变更。": "No changes match.",
+    "新建辖区/单位": "Jurisdiction or unit created",
+    "修改辖区/单位": "Jurisdiction or unit changed",
+    "新建账号": "Account created",
+    "修改账号": "Account changed",
+    "停用账号": "Account deactivated",
+    "恢复账号": "Account reactivated",
+    "授予角色": "Role granted",
+    "撤销角色": "Role withdrawn",
     "案件查询": "Case search",
     "全程追溯": "Full trace",
     "流程版本": "Process version",

@@ -1,0 +1,81 @@
+"""The organisation's change log, for auditors: what `gridflow load-org` changed (nodes,
+accounts, their activity, role grants), who loaded the file and when.
+
+Who reads it: auditors and administrators, each within the subtrees of the nodes where
+they hold that role (as the case search, engine/search.py). A change concerns the nodes
+its row names in `scope_paths`; a change that concerns no node (an account created
+without roles) is shown to every reader.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import literal, or_, select
+
+from forms.safety import storable_ref
+
+from .errors import InvalidInput, PermissionDenied
+from .models import OrgChange
+
+READER_ROLES = ("auditor", "admin")
+KINDS = ("node_created", "node_changed", "user_created", "user_changed", "user_deactivated", "user_reactivated",
+         "role_granted", "role_withdrawn")
+MAX_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class OrgChangeRow:
+    at: datetime
+    actor: str
+    source: str
+    kind: str
+    subject: str
+    detail: dict
+
+
+@dataclass(frozen=True)
+class OrgChangePage:
+    rows: list[OrgChangeRow]
+    has_more: bool
+
+
+class OrgChangeLog:
+    def __init__(self, service):
+        self.service = service
+
+    def may_read(self, actor) -> bool:
+        with self.service.db.read_session() as session:
+            return bool(self._scope(self.service._user(session, actor)))
+
+    @staticmethod
+    def _scope(user) -> list[str]:
+        return sorted({ra.node.path for ra in user.roles if ra.role in READER_ROLES})
+
+    def changes(self, actor, subject: str | None = None, kind: str | None = None,
+                limit: int = 50, offset: int = 0) -> OrgChangePage:
+        """Newest first, within the reader's jurisdiction; `subject` a node code or username."""
+        problems = {}
+        if subject is not None and not (isinstance(subject, str) and storable_ref(subject) and len(subject) <= 100):
+            problems["subject"] = ["not a usable value"]
+        if kind is not None and kind not in KINDS:
+            problems["kind"] = [f"one of {', '.join(KINDS)}"]
+        if not (isinstance(limit, int) and 0 < limit <= MAX_LIMIT and isinstance(offset, int) and offset >= 0):
+            problems["limit"] = [f"1..{MAX_LIMIT}, and an offset of 0 or more"]
+        if problems:
+            raise InvalidInput("invalid filter", fields=problems, zh="查询条件无效")
+        with self.service.db.read_session() as session:
+            scope = self._scope(self.service._user(session, actor))
+            if not scope:
+                raise PermissionDenied("only auditors and administrators read the organisation's change log",
+                                       zh="只有督查和管理员可以查看组织变更记录")
+            within = [OrgChange.scope_paths.like(literal(f"% {path}%")) for path in scope]
+            query = select(OrgChange).where(or_(OrgChange.scope_paths == " / ", *within))
+            if subject:
+                query = query.where(OrgChange.subject == subject)
+            if kind:
+                query = query.where(OrgChange.kind == kind)
+            found = list(session.scalars(query.order_by(OrgChange.at.desc(), OrgChange.id.desc())
+                                        .limit(limit + 1).offset(offset)))
+        rows = [OrgChangeRow(c.at, c.actor, c.source, c.kind, c.subject, dict(c.detail or {})) for c in found[:limit]]
+        return OrgChangePage(rows, len(found) > limit)

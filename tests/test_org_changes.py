@@ -1,0 +1,210 @@
+"""The organisation's change log: what `gridflow load-org` changed, who loaded it and when,
+read by auditors and administrators within their jurisdiction; and accounts deactivated
+from the organisation file."""
+import copy
+import uuid
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from engine.cli import main as cli
+from engine.errors import InactiveAccount, InvalidInput, PermissionDenied
+from engine.models import OrgChange, User
+from engine.org import OrgFileError, load_org
+from engine.org_log import OrgChangeLog
+from tests.helpers import REPORT
+
+
+def tree(tag: str) -> dict:
+    """A city of its own (codes and usernames unique to the test), with an auditor."""
+    return {
+        "nodes": [{
+            "code": f"{tag}-city", "name": "测试市", "level": "city", "children": [{
+                "code": f"{tag}-county", "name": "测试县", "level": "county", "key_prefix": tag[:4].upper(),
+                "children": [{
+                    "code": f"{tag}-town", "name": "测试镇", "level": "town", "children": [{
+                        "code": f"{tag}-village", "name": "测试村", "level": "community", "children": [
+                            {"code": f"{tag}-g1", "name": "第一网格", "level": "grid"}]}]}]}]}],
+        "users": [
+            {"username": f"{tag}_gw", "name": "张三", "password": "pw1", "phone": "13800000001",
+             "roles": [{"role": "grid_worker", "node": f"{tag}-g1"}]},
+            {"username": f"{tag}_dc", "name": "督查甲", "password": "pw1",
+             "roles": [{"role": "auditor", "node": f"{tag}-county"}]},
+        ],
+    }
+
+
+def load(db, raw, actor="zhang.admin", source="org.yaml"):
+    with db.unit_of_work() as session:
+        return load_org(session, raw, source=source, actor=actor)
+
+
+def changes(db, **where):
+    with db.read_session() as s:
+        query = select(OrgChange).order_by(OrgChange.id)
+        for key, value in where.items():
+            query = query.where(getattr(OrgChange, key) == value)
+        return [(c.kind, c.subject, c.detail) for c in s.scalars(query)]
+
+
+@pytest.fixture
+def tag():
+    return f"oc{uuid.uuid4().hex[:8]}"
+
+
+def test_a_load_records_each_change_with_who_when_and_from_which_file(clean_db, clock, tag):
+    load(clean_db, tree(tag))
+    made = changes(clean_db, actor="zhang.admin", source="org.yaml")
+    mine = [c for c in made if c[1].startswith(tag)]
+    assert [k for k, *_ in mine] == ["node_created"] * 5 + ["user_created", "role_granted"] * 2
+    assert (mine[0][1], mine[0][2]) == (f"{tag}-city", {"name": "测试市", "level": "city", "parent": None})
+    assert mine[6] == ("role_granted", f"{tag}_gw", {"role": "grid_worker", "node": f"{tag}-g1"})
+    with clean_db.read_session() as s:
+        row = s.scalars(select(OrgChange).where(OrgChange.subject == f"{tag}-g1")).one()
+        assert row.at == clock.now() and row.actor == "zhang.admin"
+    # loading the same file again changes nothing and records nothing
+    before = len(changes(clean_db))
+    load(clean_db, tree(tag))
+    assert len(changes(clean_db)) == before
+
+
+def test_changed_moved_and_withdrawn_things_are_recorded_as_before_and_after(clean_db, clock, tag):
+    raw = tree(tag)
+    load(clean_db, raw)
+    edited = copy.deepcopy(raw)
+    county = edited["nodes"][0]["children"][0]
+    county["name"] = "测试旗"
+    village = county["children"][0]["children"][0]
+    village["children"].append({"code": f"{tag}-g2", "name": "第二网格", "level": "grid"})
+    gw = edited["users"][0]
+    gw.update(name="张三丰", phone="13900000002", password="pw2")
+    gw["roles"] = [{"role": "grid_worker", "node": f"{tag}-g2"}]
+    clock.advance(minutes=5)
+    report = load(clean_db, edited, actor="li.admin")
+    assert (report.nodes_updated, report.nodes_created, report.users_updated) == (1, 1, 1)
+    assert (report.roles_added, report.roles_removed) == (1, 1)
+    later = changes(clean_db, actor="li.admin")
+    assert ("node_changed", f"{tag}-county", {"name": ["测试县", "测试旗"]}) in later
+    # a phone number and a password are personal: the log says they changed, never what to
+    assert ("user_changed", f"{tag}_gw", {"name": ["张三", "张三丰"], "phone": "changed", "password": "changed"}) in later
+    assert ("role_granted", f"{tag}_gw", {"role": "grid_worker", "node": f"{tag}-g2"}) in later
+    assert ("role_withdrawn", f"{tag}_gw", {"role": "grid_worker", "node": f"{tag}-g1"}) in later
+    with clean_db.read_session() as s:
+        assert "13900000002" not in str(list(s.scalars(select(OrgChange.detail))))
+
+
+def test_a_node_moved_to_another_parent_names_both(clean_db, tag):
+    raw = tree(tag)
+    raw["nodes"][0]["children"][0]["children"].append({"code": f"{tag}-town2", "name": "测试乡", "level": "town"})
+    load(clean_db, raw)
+    moved = copy.deepcopy(raw)
+    towns = moved["nodes"][0]["children"][0]["children"]
+    towns[1]["children"] = towns[0].pop("children")
+    load(clean_db, moved, actor="mover")
+    assert ("node_changed", f"{tag}-village", {"parent": [f"{tag}-town", f"{tag}-town2"]}) in changes(
+        clean_db, actor="mover")
+
+
+def test_active_false_deactivates_an_account_and_true_brings_it_back(service, clean_db, tag):
+    raw = tree(tag)
+    load(clean_db, raw)
+    grid = f"{tag}-g1"
+    service.start_case("grid_matter", grid, REPORT, f"{tag}_gw")   # a grid matter: a task for the grid leader
+    off = copy.deepcopy(raw)
+    off["users"][0]["active"] = False
+    report = load(clean_db, off, actor="hr")
+    assert report.users_deactivated == 1
+    with clean_db.read_session() as s:
+        assert s.scalars(select(User).where(User.username == f"{tag}_gw")).one().active is False
+    with pytest.raises(InactiveAccount):
+        service.start_case("grid_matter", grid, REPORT, f"{tag}_gw")
+    assert changes(clean_db, actor="hr") == [("user_deactivated", f"{tag}_gw", {})]
+    on = load(clean_db, raw, actor="hr")
+    assert on.users_reactivated == 1
+    assert changes(clean_db, actor="hr")[-1] == ("user_reactivated", f"{tag}_gw", {})
+    assert service.start_case("grid_matter", grid, REPORT, f"{tag}_gw").business_key
+
+
+def test_deactivating_an_official_who_holds_open_tasks_says_so(service, clean_db, tag):
+    raw = tree(tag)
+    raw["users"].append({"username": f"{tag}_gl", "name": "网格长", "password": "pw1",
+                         "roles": [{"role": "grid_leader", "node": f"{tag}-g1"}]})
+    load(clean_db, raw)
+    case = service.start_case("grid_matter", f"{tag}-g1", REPORT, f"{tag}_gw")
+    service.claim(case.open_items[0].id, f"{tag}_gl")
+    off = copy.deepcopy(raw)
+    off["users"][2]["active"] = False
+    report = load(clean_db, off)
+    assert report.notes and f"{tag}_gl was deactivated holding 1 open task(s)" in report.notes[0]
+
+
+def test_a_bad_active_value_loads_nothing(clean_db, tag):
+    raw = tree(tag)
+    raw["users"][0]["active"] = "no"
+    before = len(changes(clean_db))
+    with pytest.raises(OrgFileError, match="active: 'no'; write true or false"):
+        load(clean_db, raw)
+    assert len(changes(clean_db)) == before
+
+
+# ------------------------------------------------------------------ who reads it
+
+def test_auditors_read_the_changes_within_their_jurisdiction_only(service, clean_db, tag):
+    load(clean_db, tree(tag))
+    other = f"{tag}x"
+    load(clean_db, tree(other))
+    log = OrgChangeLog(service)
+    subjects = {row.subject for row in log.changes(f"{tag}_dc", limit=200).rows}
+    # the auditor's county and what lies in it; not the city above it, not the other city
+    assert {f"{tag}-county", f"{tag}-g1", f"{tag}_gw"} <= subjects
+    assert f"{tag}-city" not in subjects and not any(s.startswith(other) for s in subjects)
+    assert [r.kind for r in log.changes(f"{tag}_dc", subject=f"{tag}_gw").rows] == ["role_granted", "user_created"]
+    assert log.changes(f"{tag}_dc", kind="role_withdrawn", subject=f"{tag}_gw").rows == []
+    # an administrator of 赤峰市 and 巴彦淖尔市 reads those, not this city
+    assert not any(r.subject.startswith(tag) for r in log.changes("admin", limit=200).rows)
+
+
+@pytest.mark.parametrize("who", ["lx_wgy1", "lxz_pd", "lxx_ld1", "cf_sj"])
+def test_officials_who_are_not_auditors_or_administrators_are_refused(service, who):
+    with pytest.raises(PermissionDenied, match="only auditors and administrators"):
+        OrgChangeLog(service).changes(who)
+    assert OrgChangeLog(service).may_read(who) is False
+
+
+@pytest.mark.parametrize("filters", [{"kind": "role_stolen"}, {"subject": "x" * 101}, {"limit": 0},
+                                     {"limit": 201}, {"offset": -1}])
+def test_bad_filters_are_refused_with_the_field_named(service, filters):
+    with pytest.raises(InvalidInput) as err:
+        OrgChangeLog(service).changes("lxx_dc", **filters)
+    assert set(err.value.fields) <= {"kind", "subject", "limit"} and err.value.fields
+
+
+def test_the_org_changes_page(as_user, clean_db, tag):
+    raw = tree(tag)
+    raw["users"][1]["roles"] = [{"role": "auditor", "node": "linxi"}]   # 林西县's auditor, lxx_dc's peer
+    raw["users"].append({"username": f"{tag}_lx", "name": "<b>王五</b>", "password": "pw1",
+                         "roles": [{"role": "grid_worker", "node": "linxi-xinguang-g1"}]})
+    load(clean_db, raw, actor="zhang.admin", source="/etc/gridflow/org.yaml")
+    page = as_user("lxx_dc").get(f"/audit/org-changes?subject={tag}_lx")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'data-kind="role_granted"' in html and 'data-kind="user_created"' in html
+    assert "zhang.admin" in html and "/etc/gridflow/org.yaml" in html and "linxi-xinguang-g1" in html
+    assert "<b>王五</b>" not in html and "&lt;b&gt;王五&lt;/b&gt;" in html     # escaped
+    assert "组织变更记录" in as_user("lxx_dc").get("/audit/cases").get_data(as_text=True)
+    assert "组织变更记录" not in as_user("lx_wgy1").get("/audit/cases").get_data(as_text=True)
+    assert as_user("lx_wgy1").get("/audit/org-changes").status_code == 403
+    bad = as_user("lxx_dc").get("/audit/org-changes?kind=role_stolen")
+    assert bad.status_code == 400 and "请选择有效的变更类型。" in bad.get_data(as_text=True)
+
+
+def test_cli_load_org_records_the_actor_and_prints_notes(clean_db, tag, tmp_path, monkeypatch):
+    import yaml
+    monkeypatch.setenv("DATABASE_URL", str(clean_db.engine.url.render_as_string(hide_password=False)))
+    path = tmp_path / "org.yaml"
+    path.write_text(yaml.safe_dump(tree(tag), allow_unicode=True), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["load-org", str(path), "--actor", "wang.hr"])
+    assert result.exit_code == 0, result.output
+    with clean_db.read_session() as s:
+        assert s.scalar(select(func.count()).select_from(OrgChange).where(
+            OrgChange.actor == "wang.hr", OrgChange.source == str(path))) == 9
