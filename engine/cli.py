@@ -47,6 +47,12 @@ def load_org_cmd(path, actor):
     click.echo(f"{path}: {report}")
     for note in report.notes:
         click.echo(f"note: {note}")
+    from .service import WorkflowService
+    service = WorkflowService(db)
+    for username in report.deactivated:
+        released = service.release_claims_of(username, actor or _login_name())
+        if released:
+            click.echo(f"{username}: {len(released)} claimed task(s) given back to their groups")
 
 
 def _login_name() -> str:

@@ -40,6 +40,7 @@ class LoadReport:
     roles_removed: int = 0
     users_deactivated: int = 0
     users_reactivated: int = 0
+    deactivated: list[str] = field(default_factory=list)   # usernames, for releasing their claims
     notes: list[str] = field(default_factory=list)
 
     def __str__(self):
@@ -173,6 +174,7 @@ def load_org(session: Session, raw: dict, source: str = "<org>", actor: str | No
                     report.users_reactivated += 1
                 else:
                     report.users_deactivated += 1
+                    report.deactivated.append(username)
                     _note_open_tasks(session, user, report)
                 log.add("user_reactivated" if active else "user_deactivated", username, {}, held + role_paths)
         wanted = set()
@@ -199,11 +201,11 @@ def load_org(session: Session, raw: dict, source: str = "<org>", actor: str | No
 
 
 def _note_open_tasks(session: Session, user: User, report: LoadReport) -> None:
-    """A deactivated official's claimed or assigned open tasks stay in their name, and
-    nobody can work them until the account is active again: say so, with how many."""
+    """Tasks assigned to a deactivated official by name stay theirs, and nobody can work
+    them until the account is active again: say how many. (Group tasks they had claimed go
+    back to the group: `WorkflowService.release_claims_of`, which `gridflow load-org` calls.)"""
     count = session.scalar(select(func.count()).select_from(WorkItem).where(
-        WorkItem.assignee_id == user.id, WorkItem.status == "open"))
+        WorkItem.assignee_id == user.id, WorkItem.status == "open", WorkItem.role.is_(None)))
     if count:
-        report.notes.append(f"{user.username} was deactivated holding {count} open task(s) claimed by or assigned "
-                            "to them; nobody can work those until the account is active again: have them release "
-                            "or finish their tasks first")
+        report.notes.append(f"{user.username} was deactivated holding {count} open task(s) assigned to them by "
+                            "name; nobody can work those until the account is active again")

@@ -597,6 +597,35 @@ class WorkflowService:
                                    "to a group — ask the dispatcher to reassign it")
         return self._hand_over(session, item, case, user, False, "task_unclaimed")
 
+    def release_claims_of(self, username: str, released_by: str) -> list[str]:
+        """Give the group tasks a deactivated official had claimed back to their groups, each in
+        a transaction of its own, recorded as `task_unclaimed` in the official's name with the
+        reason and who released them. Tasks assigned to them by name stay theirs. Returns the
+        released tasks' ids."""
+        with self.db.read_session() as session:
+            user = session.scalar(select(User).where(User.username == username))
+            if user is None:
+                raise NotFound(f"no user '{username}'", zh=f"找不到用户 {username}")
+            if user.active:
+                raise Conflict(f"{username} is active: officials release their own claims",
+                               zh=f"{username} 账号仍在使用，应由本人退回任务")
+            ids = list(session.scalars(select(WorkItem.id).where(
+                WorkItem.assignee_id == user.id, WorkItem.status == "open", WorkItem.role.is_not(None))
+                .order_by(WorkItem.created_at)))
+        return [task_id for task_id in ids
+                if self._commit_guarded(self._release_claim, task_id, user.id, released_by)]
+
+    def _release_claim(self, session, task_id: str, user_id: int, released_by: str) -> bool:
+        item, case = self._locked_item(session, task_id)
+        if item.status != "open" or item.assignee_id != user_id or not item.role:
+            return False   # finished, released or reassigned since it was listed
+        now = clock.now()
+        item.assignee_id, item.claimed_at = None, None
+        case.updated_at = now
+        self._audit(session, case, "task_unclaimed", session.get(User, user_id), now, item=item,
+                    data={"reason": "account deactivated", "released_by": released_by[:64]})
+        return True
+
     # ------------------------------------------------------------- complete
 
     def complete_task(self, task_id: str, data: dict, actor) -> CaseView:

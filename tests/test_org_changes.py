@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from engine.cli import main as cli
-from engine.errors import InactiveAccount, InvalidInput, PermissionDenied
-from engine.models import OrgChange, User
+from engine.errors import Conflict, InactiveAccount, InvalidInput, NotFound, PermissionDenied
+from engine.models import AuditEvent, OrgChange, User, WorkItem
 from engine.org import OrgFileError, load_org
 from engine.org_log import OrgChangeLog
 from tests.helpers import REPORT
@@ -126,17 +126,52 @@ def test_active_false_deactivates_an_account_and_true_brings_it_back(service, cl
     assert service.start_case("grid_matter", grid, REPORT, f"{tag}_gw").business_key
 
 
-def test_deactivating_an_official_who_holds_open_tasks_says_so(service, clean_db, tag):
+def with_two_grid_leaders(tag: str) -> dict:
     raw = tree(tag)
-    raw["users"].append({"username": f"{tag}_gl", "name": "网格长", "password": "pw1",
-                         "roles": [{"role": "grid_leader", "node": f"{tag}-g1"}]})
+    raw["users"] += [{"username": f"{tag}_gl{n}", "name": f"网格长{n}", "password": "pw1",
+                      "roles": [{"role": "grid_leader", "node": f"{tag}-g1"}]} for n in (1, 2)]
+    return raw
+
+
+def test_a_deactivated_officials_claimed_group_tasks_go_back_to_the_group(service, clean_db, tag):
+    raw = with_two_grid_leaders(tag)
     load(clean_db, raw)
     case = service.start_case("grid_matter", f"{tag}-g1", REPORT, f"{tag}_gw")
-    service.claim(case.open_items[0].id, f"{tag}_gl")
+    task = case.open_items[0].id
+    service.claim(task, f"{tag}_gl1")
+    with pytest.raises(Conflict, match="is active"):
+        service.release_claims_of(f"{tag}_gl1", "hr")        # an active official releases their own
+    off = copy.deepcopy(raw)
+    off["users"][2]["active"] = False
+    report = load(clean_db, off, actor="hr")
+    assert report.deactivated == [f"{tag}_gl1"] and report.notes == []   # nothing assigned by name
+    assert service.release_claims_of(f"{tag}_gl1", "hr") == [task]
+    assert service.release_claims_of(f"{tag}_gl1", "hr") == []           # nothing left to release
+    with clean_db.read_session() as s:
+        item = s.get(WorkItem, task)
+        assert (item.assignee_id, item.claimed_at) == (None, None)
+        event = s.scalars(select(AuditEvent).where(AuditEvent.work_item_id == task)
+                          .order_by(AuditEvent.id.desc())).first()
+        assert event.event_type == "task_unclaimed"
+        assert event.data == {"reason": "account deactivated", "released_by": "hr"}
+    assert service.claim(task, f"{tag}_gl2").assignee_id is not None     # the group can take it again
+    with pytest.raises(NotFound):
+        service.release_claims_of(f"{tag}_nobody", "hr")
+
+
+def test_deactivating_an_official_with_tasks_assigned_by_name_says_so(service, clean_db, tag):
+    raw = with_two_grid_leaders(tag)
+    load(clean_db, raw)
+    case = service.start_case("grid_matter", f"{tag}-g1", REPORT, f"{tag}_gw")
+    service.claim(case.open_items[0].id, f"{tag}_gl1")
+    with clean_db.unit_of_work() as s:      # as a task a form assigned to them by name looks
+        s.get(WorkItem, case.open_items[0].id).role = None
     off = copy.deepcopy(raw)
     off["users"][2]["active"] = False
     report = load(clean_db, off)
-    assert report.notes and f"{tag}_gl was deactivated holding 1 open task(s)" in report.notes[0]
+    assert report.notes == [f"{tag}_gl1 was deactivated holding 1 open task(s) assigned to them by name; nobody "
+                            "can work those until the account is active again"]
+    assert service.release_claims_of(f"{tag}_gl1", "hr") == []           # a named task is not the group's
 
 
 def test_a_bad_active_value_loads_nothing(clean_db, tag):
@@ -208,3 +243,20 @@ def test_cli_load_org_records_the_actor_and_prints_notes(clean_db, tag, tmp_path
     with clean_db.read_session() as s:
         assert s.scalar(select(func.count()).select_from(OrgChange).where(
             OrgChange.actor == "wang.hr", OrgChange.source == str(path))) == 9
+
+
+def test_cli_deactivation_gives_claimed_tasks_back(service, clean_db, tag, tmp_path, monkeypatch):
+    import yaml
+    monkeypatch.setenv("DATABASE_URL", str(clean_db.engine.url.render_as_string(hide_password=False)))
+    raw = with_two_grid_leaders(tag)
+    load(clean_db, raw)
+    case = service.start_case("grid_matter", f"{tag}-g1", REPORT, f"{tag}_gw")
+    service.claim(case.open_items[0].id, f"{tag}_gl1")
+    raw["users"][2]["active"] = False
+    path = tmp_path / "org.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["load-org", str(path), "--actor", "wang.hr"])
+    assert result.exit_code == 0, result.output
+    assert f"{tag}_gl1: 1 claimed task(s) given back to their groups" in result.output
+    with clean_db.read_session() as s:
+        assert s.get(WorkItem, case.open_items[0].id).assignee_id is None
