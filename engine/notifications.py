@@ -231,6 +231,13 @@ class Notifier:
                                   business_key=case.business_key, work_item_id=item.id, note=note,
                                   actor_id=actor_id, created_at=now) for u in user_ids])
 
+    def reassigned(self, session: Session, case: Case, item: WorkItem, user_id: int, actor_id: int, reason: str,
+                   now) -> None:
+        """A task given to someone by 改派 is a new task to them, with who gave it and why."""
+        self.add(session, [Notice(user_id=user_id, kind="new_task", subject=item.name, case_id=case.id,
+                                  business_key=case.business_key, work_item_id=item.id, note=reason,
+                                  actor_id=actor_id, created_at=now)])
+
     def incident(self, session: Session, case: Case, error: str, now) -> None:
         """Every official holding `admin` anywhere hears of it."""
         admins = session.scalars(select(RoleAssignment.user_id).join(User, User.id == RoleAssignment.user_id)

@@ -11,6 +11,14 @@ role at its candidate node and its explicit candidates) get an `urge`
 notification, the task's `urge_count` goes up (it shows in their inbox and is
 kept for the evaluation), and the case's audit trail gets an `urged` event with
 the supervisor and the note. Nobody urges a task they hold themselves.
+
+A 改派 (reassignment) gives an open task to another official, or a claimed group task
+back to its group, with a reason; centre dispatchers and leaders over the case may do
+it (a task's holder gives a group task back with "unclaim"; one assigned by name only
+a 改派 can move). A group task goes only to someone holding its role at its unit; a
+task assigned by name, to an active official holding a role over the case's grid.
+The audit trail gets a `task_reassigned` event with who moved it, from whom, to whom
+and why, and the new holder a `new_task` notice.
 """
 from __future__ import annotations
 
@@ -24,20 +32,22 @@ from sqlalchemy.orm import aliased
 from forms.safety import storable_ref, text_problem
 
 from . import clock
-from .errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from .access import READ_ONLY_ROLES, is_read_only, start_node_path
+from .errors import Conflict, InactiveAccount, InvalidInput, NotFound, PermissionDenied
 from .models import DEPARTMENT, Case, Incident, JurisdictionNode, User, WorkItem, WorkItemCandidate
 
 SUPERVISING_ROLES = ("center_dispatcher", "petition_officer", "leader")
+REASSIGNING_ROLES = ("center_dispatcher", "leader")
 DUE_SOON = timedelta(hours=24)
 BOARD_LIMIT = 500
 NOTE_MAX = 500
 
 
-def supervised_paths(user: User) -> list[str]:
+def supervised_paths(user: User, roles=SUPERVISING_ROLES) -> list[str]:
     """Tree paths under which `user` supervises (none under another one)."""
     paths = set()
     for ra in user.roles:
-        if ra.role not in SUPERVISING_ROLES:
+        if ra.role not in roles:
             continue
         path = ra.node.path
         if ra.node.level == DEPARTMENT:
@@ -48,6 +58,11 @@ def supervised_paths(user: User) -> list[str]:
 
 def supervises(user: User, case: Case) -> bool:
     return any(case.grid_path.startswith(p) for p in supervised_paths(user))
+
+
+def reassigns(user: User, case: Case) -> bool:
+    return not is_read_only(user) and any(case.grid_path.startswith(p)
+                                          for p in supervised_paths(user, REASSIGNING_ROLES))
 
 
 class BoardItem(NamedTuple):
@@ -207,6 +222,79 @@ class Supervision:
         session.flush()
         return item
 
+    # ---------------------------------------------------------- reassign
+
+    def may_reassign(self, actor, case: Case) -> bool:
+        with self.service.db.read_session() as session:
+            return reassigns(self.service._user(session, actor), case)
+
+    def reassign(self, task_id: str, to_username: str | None, reason, actor) -> WorkItem:
+        """改派: give an open task to `to_username`, or (None) a claimed group task back to its group."""
+        reason = _clean_text(reason, "reason", "the reason", "改派理由", required=True)
+        if to_username is not None and not isinstance(to_username, str):
+            raise InvalidInput("name the official by username", fields={"to": ["not text"]}, zh="请填写承办人的用户名")
+        return self.service._commit_guarded(self._reassign, task_id, (to_username or "").strip() or None,
+                                            reason, actor)
+
+    def _reassign(self, session, task_id, to_username, reason, actor):
+        svc = self.service
+        user = svc._user(session, actor)
+        item, case = svc._locked_item(session, task_id)
+        if not reassigns(user, case):
+            raise PermissionDenied(
+                f"only centre dispatchers and leaders over case {case.business_key} may reassign its tasks",
+                zh=f"只有对案件 {case.business_key} 有管辖权的派单员或领导才能改派")
+        svc._refuse_unless_open(session, item)
+        target = self._reassign_target(session, item, case, to_username)
+        if (target.id if target else None) == item.assignee_id:
+            raise InvalidInput(f"task '{item.name}' is already {'with ' + target.username if target else 'unclaimed'}",
+                               fields={"to": ["already the holder"]},
+                               zh=f"任务“{item.name}”已由{target.display_name}承办" if target
+                               else f"任务“{item.name}”尚未被认领")
+        was = session.get(User, item.assignee_id) if item.assignee_id else None
+        now = clock.now()
+        item.assignee_id, item.claimed_at = (target.id, now) if target else (None, None)
+        case.updated_at = now
+        svc._audit(session, case, "task_reassigned", user, now, item=item,
+                   data={"from": was.username if was else None, "to": target.username if target else None,
+                         "reason": reason})
+        if target is not None:
+            svc.notifier.reassigned(session, case, item, target.id, user.id, reason, now)
+        session.flush()
+        return item
+
+    def _reassign_target(self, session, item: WorkItem, case: Case, to_username: str | None):
+        if to_username is None:
+            if not item.role:
+                raise InvalidInput(f"task '{item.name}' was assigned by name: name the official who takes it over",
+                                   fields={"to": ["required"]}, zh=f"任务“{item.name}”是指定承办的，请填写接手人员的用户名")
+            if item.assignee_id is None:
+                raise InvalidInput(f"task '{item.name}' is not claimed: it is with its group already",
+                                   fields={"to": ["already unclaimed"]}, zh=f"任务“{item.name}”尚未被认领，已在组内")
+            return None
+        if not storable_ref(to_username) or len(to_username) > 64:
+            raise InvalidInput("not a username", fields={"to": ["not a username"]}, zh="用户名无效")
+        try:
+            target = self.service._user(session, to_username)
+        except InactiveAccount:
+            raise InvalidInput(f"no active official '{to_username}'", fields={"to": ["no such active official"]},
+                               zh=f"找不到在岗人员 {to_username}") from None
+        if is_read_only(target):
+            raise InvalidInput(f"{to_username} is an auditor: auditors read cases, they do not work tasks",
+                               fields={"to": ["an auditor"]}, zh=f"{target.display_name}是督查人员，不能承办任务")
+        if item.role and item.candidate_node_id:
+            if not any(ra.role == item.role and ra.node_id == item.candidate_node_id for ra in target.roles):
+                raise InvalidInput(
+                    f"{to_username} does not hold the task's role ({item.role}) at its unit",
+                    fields={"to": ["not in the task's group"]},
+                    zh=f"{target.display_name}不在该任务的承办岗位上，请改派给本岗位人员")
+        elif not any(case.grid_path.startswith(start_node_path(ra)) for ra in target.roles
+                     if ra.role not in READ_ONLY_ROLES):
+            raise InvalidInput(f"{to_username} holds no role over case {case.business_key}'s grid",
+                               fields={"to": ["outside the case's jurisdiction"]},
+                               zh=f"{target.display_name}对案件 {case.business_key} 没有管辖权")
+        return target
+
     # ----------------------------------------------------------- incidents
 
     @staticmethod
@@ -251,16 +339,22 @@ class Supervision:
 
 
 def _clean_note(note) -> str:
-    if note is None:
-        return ""
-    if not isinstance(note, str):
-        raise InvalidInput("the note must be text", fields={"note": ["not text"]}, zh="督办意见必须是文字")
-    note = " ".join(note.split())
-    if text_problem(note):
-        raise InvalidInput("the note contains characters that cannot be stored", fields={"note": ["bad text"]},
-                           zh="督办意见包含无法保存的字符")
-    if len(note) > NOTE_MAX:
-        raise InvalidInput(f"the note is longer than {NOTE_MAX} characters",
-                           fields={"note": [f"at most {NOTE_MAX} characters"]},
-                           zh=f"督办意见最多 {NOTE_MAX} 字")
-    return note
+    return _clean_text(note, "note", "the note", "督办意见")
+
+
+def _clean_text(value, field: str, what: str, what_zh: str, required: bool = False) -> str:
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be text", fields={field: ["not text"]}, zh=f"{what_zh}必须是文字")
+    value = " ".join(value.split())
+    if text_problem(value):
+        raise InvalidInput(f"{what} contains characters that cannot be stored", fields={field: ["bad text"]},
+                           zh=f"{what_zh}包含无法保存的字符")
+    if len(value) > NOTE_MAX:
+        raise InvalidInput(f"{what} is longer than {NOTE_MAX} characters",
+                           fields={field: [f"at most {NOTE_MAX} characters"]},
+                           zh=f"{what_zh}最多 {NOTE_MAX} 字")
+    if required and not value:
+        raise InvalidInput(f"give {what}", fields={field: ["required"]}, zh=f"请填写{what_zh}")
+    return value

@@ -87,6 +87,7 @@ WEB_DATA = {
     "cases.start_submit": lambda w: {**REPORT, "grid": GRID},
     "tasks.complete": lambda w: {"resolved": "true", "mediation_note": "审计员试图办理"},
     "supervision.urge": lambda w: {"note": "审计员试图督办"},
+    "supervision.reassign": lambda w: {"to": "lx_wgz1", "reason": "审计员试图改派"},
     "auth.login": lambda w: {"username": AUDITOR, "password": "demo123"},
 }
 # web routes that take JSON (the designer's modeler): a real process file to check or deploy

@@ -119,6 +119,7 @@ supervision.mark_read          POST     399   404   404   302   404   404   404 
 supervision.notifications      GET      399   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
 supervision.open_notification  GET      399   404   404   302   404   404   404   404   404   404   404   404   404   404   404   404   404
 supervision.resolve_incident   POST     399   403   403   403   403   403   403   403   403   403   403   403   403   403   403   403   302
+supervision.reassign           POST     399   403   403   403   403   302   403   403   403   403   403   302   403   403   403   403   403
 supervision.urge               POST     399   403   403   403   403   302   403   403   403   302   403   302   403   403   403   403   403
 tasks.claim                    POST     399   403   403   302   403   403   403   403   403   403   403   403   403   403   403   403   403
 tasks.complete                 POST     399   403   403   302   403   403   403   403   403   403   403   403   403   403   403   403   403
@@ -202,6 +203,8 @@ REQUESTS = {
     ("cases.vendor_bpmn", "GET"): lambda w, who: ("GET", "/vendor/bpmn-js/bpmn-viewer.production.min.js", {}),
     ("static", "GET"): lambda w, who: ("GET", "/static/app.css", {}),
     ("supervision.board", "GET"): lambda w, who: ("GET", "/supervision", {}),
+    ("supervision.reassign", "POST"): lambda w, who: ("POST", f"/supervision/tasks/{w.task}/reassign",
+                                                     {"data": {"to": "lx_wgz1", "reason": "出差，改由网格长办理"}}),
     ("supervision.urge", "POST"): lambda w, who: ("POST", f"/supervision/tasks/{w.task}/urge",
                                                   {"data": {"note": "请尽快办理"}}),
     ("supervision.notifications", "GET"): lambda w, who: ("GET", "/notifications", {}),

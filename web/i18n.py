@@ -165,6 +165,13 @@ MESSAGES_EN: dict[str, str] = {
     # supervision board, notifications, incidents (web/supervision.py)
     "督办台": "Supervision",
     "督办": "Urge",
+    "改派": "Reassign",
+    "退回组内": "back to the group",
+    "改派给（用户名）": "Reassign to (username)",
+    "留空：退回组内": "empty: back to the group",
+    "改派理由": "Reason for reassigning",
+    "已改派：{name}": "Reassigned: {name}",
+    "已退回组内：{name}（同岗位人员可认领）": "Back to the group: {name} (anyone in the role may claim it)",
     "通知": "Notifications",
     "条未读": "unread",
     "系统异常": "Incidents",

@@ -65,6 +65,19 @@ def urge(task_id):
     return redirect(safe_next(request.form.get("next") or url_for("supervision.board")))
 
 
+@bp.route("/supervision/tasks/<task_id>/reassign", methods=["POST"])
+@login_required
+def reassign(task_id):
+    """改派: to another official (`to`, a username), or back to the task's group (`to` empty)."""
+    item = service().supervision.reassign(task_id, request.form.get("to"), request.form.get("reason"),
+                                          current_user.id)
+    if item.assignee_id:
+        flash(_("已改派：{name}", name=item.name))
+    else:
+        flash(_("已退回组内：{name}（同岗位人员可认领）", name=item.name))
+    return redirect(safe_next(request.form.get("next") or url_for("supervision.board")))
+
+
 # ---------------------------------------------------------- notifications
 
 @bp.route("/notifications")

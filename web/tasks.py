@@ -52,7 +52,8 @@ def event_label(event_type: str) -> str:
         "task_unclaimed": _("退回"), "task_completed": _("办理"), "step": _("流转"),
         "lane_unresolved": _("无人承办·转上级"), "task_cancelled": _("取消"),
         "attachment_added": _("上传附件"), "case_closed": _("办结"),
-        "urged": _("督办"), "incident": _("系统异常"), "incident_resolved": _("异常已处理"),
+        "urged": _("督办"), "task_reassigned": _("改派"), "incident": _("系统异常"),
+        "incident_resolved": _("异常已处理"),
     }
     return labels.get(event_type, event_type)
 
