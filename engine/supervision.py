@@ -228,6 +228,21 @@ class Supervision:
         with self.service.db.read_session() as session:
             return reassigns(self.service._user(session, actor), case)
 
+    def reassign_choices(self, items) -> dict[str, list[tuple[str, str]]]:
+        """{task id: [(username, name)]}: who a group task may go to (the active holders of its
+        role at its unit, but its holder), for the case page's list; one query per (role, unit)."""
+        from .lanes import holders_of
+        out = {}
+        with self.service.db.read_session() as session:
+            for item in items:
+                if not (item.role and item.candidate_node_id):
+                    continue
+                ids = [u for u in holders_of(session, item.role, item.candidate_node_id) if u != item.assignee_id]
+                if ids:
+                    out[item.id] = [(u.username, u.display_name) for u in session.scalars(
+                        select(User).where(User.id.in_(ids)).order_by(User.username))]
+        return out
+
     def reassign(self, task_id: str, to_username: str | None, reason, actor) -> WorkItem:
         """改派: give an open task to `to_username`, or (None) a claimed group task back to its group."""
         reason = _clean_text(reason, "reason", "the reason", "改派理由", required=True)
@@ -256,8 +271,9 @@ class Supervision:
         item.assignee_id, item.claimed_at = (target.id, now) if target else (None, None)
         case.updated_at = now
         svc._audit(session, case, "task_reassigned", user, now, item=item,
-                   data={"from": was.username if was else None, "to": target.username if target else None,
-                         "reason": reason})
+                   data={"from": was.username if was else None, "from_name": was.display_name if was else None,
+                         "to": target.username if target else None,
+                         "to_name": target.display_name if target else None, "reason": reason})
         if target is not None:
             svc.notifier.reassigned(session, case, item, target.id, user.id, reason, now)
         session.flush()

@@ -69,13 +69,15 @@ def test_a_dispatcher_gives_a_group_task_to_one_of_its_group_and_a_leader_gives_
     assert item(clean_db, world.task).assignee_id == gl2.id and item(clean_db, world.task).claimed_at is not None
     event = last_event(clean_db, world.task)
     assert event.event_type == "task_reassigned"
-    assert event.data == {"from": None, "to": world.u("gl2"), "reason": "孙某出差，由李某接手"}
+    assert event.data == {"from": None, "from_name": None, "to": world.u("gl2"), "to_name": "测试gl2",
+                          "reason": "孙某出差，由李某接手"}
     assert (notice.kind, notice.note) == ("new_task", "孙某出差，由李某接手")
     assert service.may_work(world.u("gl2"), world.task) and not service.may_work(world.u("gl1"), world.task)
 
     sup.reassign(world.task, "", "李某已返岗", world.u("ld"))
     assert item(clean_db, world.task).assignee_id is None
-    assert last_event(clean_db, world.task).data == {"from": world.u("gl2"), "to": None, "reason": "李某已返岗"}
+    assert last_event(clean_db, world.task).data == {"from": world.u("gl2"), "from_name": "测试gl2", "to": None,
+                                                     "to_name": None, "reason": "李某已返岗"}
     assert service.may_work(world.u("gl1"), world.task)
 
 
@@ -138,6 +140,8 @@ def test_reassigning_from_the_case_page(app, clean_db, world):
     login(client, world.u("pd"))
     page = client.get(f"/cases/{world.case.business_key}").get_data(as_text=True)
     assert f"/supervision/tasks/{world.task}/reassign" in page
+    # the task's group, offered by name (the deactivated member is not)
+    assert f'<option value="{world.u("gl1")}">测试gl1</option>' in page and world.u("off") not in page
     token = csrf_token(client, f"/cases/{world.case.business_key}")
     bad = client.post(f"/supervision/tasks/{world.task}/reassign",
                       data={"to": world.u("med"), "reason": "理由", "next": f"/cases/{world.case.business_key}",
@@ -148,7 +152,7 @@ def test_reassigning_from_the_case_page(app, clean_db, world):
                            "csrf_token": token})
     assert ok.status_code == 302 and ok.headers["Location"].endswith(f"/cases/{world.case.business_key}")
     page = client.get(ok.headers["Location"]).get_data(as_text=True)
-    assert "已改派" in page and f"→ {world.u('gl2')} · 出差" in page
+    assert "已改派" in page and "→ 测试gl2 · 出差" in page
     worker = app.test_client()
     login(worker, world.u("gw"))
     assert f"/supervision/tasks/{world.task}/reassign" not in worker.get(

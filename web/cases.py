@@ -99,11 +99,13 @@ def _render_case(business_key: str, upload_errors=None, status=200):
     view = service().view_case(current_user.id, business_key)
     view = PersonalData(service()).guard_case_detail(current_user.id, view, "case_page")
     lang = current_lang()
+    may_reassign = bool(view.open_items) and service().supervision.may_reassign(current_user.id, view.case)
     return render_template(
         "case.html", view=view, case=view.case, fields=case_fields(view, lang), details=event_details(view, lang),
         may_contribute=view.may_contribute and not current_user.read_only, upload_errors=upload_errors or [],
         workable={i.id for i in view.open_items if service().may_work(current_user.id, i.id)},
-        may_reassign=bool(view.open_items) and service().supervision.may_reassign(current_user.id, view.case),
+        may_reassign=may_reassign, reassign_choices=(
+            service().supervision.reassign_choices(view.open_items) if may_reassign else {}),
         lang=lang), status
 
 
