@@ -592,9 +592,9 @@ class WorkflowService:
             raise PermissionDenied(f"only the official who claimed '{item.name}' can release it",
                                    zh=f"只有认领“{item.name}”的人员才能退回")
         if not item.role:
-            raise PermissionDenied(zh=f"任务“{item.name}”是指定由您办理的，不能退回；请联系派单员改派",
+            raise PermissionDenied(zh=f"任务“{item.name}”是指定由您办理的，不能退回；请联系派单员或领导在案件页面改派",
                                    message=f"task '{item.name}' was assigned to you by name; it cannot be released "
-                                   "to a group — ask the dispatcher to reassign it")
+                                   "to a group — ask a centre dispatcher or leader to reassign it from the case page")
         return self._hand_over(session, item, case, user, False, "task_unclaimed")
 
     def release_claims_of(self, username: str, released_by: str) -> list[str]:
