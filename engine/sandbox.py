@@ -143,7 +143,7 @@ def check_source(source: str, mode: str = "exec") -> str | None:
     missing = _missing_builtins_called(source, mode)
     if missing:
         return (f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not available to process scripts "
-                "(it would fail when a case runs it)")
+                "(the case that ran this would fail)")
     return None
 
 
