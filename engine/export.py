@@ -38,6 +38,12 @@ TRACE_COLUMNS = [
 ]
 
 
+ORG_CHANGE_COLUMNS = [
+    ("at", "时间", "When"), ("kind", "变更类型", "Kind"), ("subject", "对象", "Subject"),
+    ("detail", "变更内容", "Change"), ("actor", "操作人", "Loaded by"), ("source", "来源文件", "Source file"),
+]
+
+
 @dataclass
 class ExportFile:
     filename: str
@@ -143,6 +149,13 @@ def render(records: list[dict], columns, fmt: str, lang: str, name: str, documen
 def export_search(page_rows, fmt: str, lang: str = "zh") -> ExportFile:
     records = search_records(page_rows)
     return render(records, SEARCH_COLUMNS, fmt, lang, "cases", {"cases": records})
+
+
+def export_org_changes(rows, fmt: str, lang: str = "zh") -> ExportFile:
+    """The organisation's change log (engine/org_log.py) as the reader may see it."""
+    records = [{"at": _iso(r.at), "kind": r.kind, "subject": r.subject, "detail": _jsonable(r.detail),
+                "actor": r.actor, "source": r.source} for r in rows]
+    return render(records, ORG_CHANGE_COLUMNS, fmt, lang, "org-changes", {"changes": records})
 
 
 def export_trace(trace, fmt: str, lang: str = "zh") -> ExportFile:

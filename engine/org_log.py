@@ -79,3 +79,14 @@ class OrgChangeLog:
                                         .limit(limit + 1).offset(offset)))
         rows = [OrgChangeRow(c.at, c.actor, c.source, c.kind, c.subject, dict(c.detail or {})) for c in found[:limit]]
         return OrgChangePage(rows, len(found) > limit)
+
+    def all_changes(self, actor, subject: str | None = None, kind: str | None = None,
+                    most: int = 10_000) -> list[OrgChangeRow]:
+        """Every change `changes` would page through, up to `most` (for an export)."""
+        rows: list[OrgChangeRow] = []
+        while len(rows) < most:
+            page = self.changes(actor, subject, kind, limit=MAX_LIMIT, offset=len(rows))
+            rows.extend(page.rows)
+            if not page.has_more:
+                break
+        return rows[:most]

@@ -231,6 +231,33 @@ def test_the_org_changes_page(as_user, clean_db, tag):
     assert as_user("lx_wgy1").get("/audit/org-changes").status_code == 403
     bad = as_user("lxx_dc").get("/audit/org-changes?kind=role_stolen")
     assert bad.status_code == 400 and "请选择有效的变更类型。" in bad.get_data(as_text=True)
+    assert f"/audit/org-changes/export.csv?subject={tag}_lx" in html
+
+
+def test_the_org_changes_export(as_user, clean_db, tag):
+    import csv
+    import io
+    import json
+    raw = tree(tag)
+    raw["users"][1]["roles"] = [{"role": "auditor", "node": "linxi"}]
+    raw["users"].append({"username": f"{tag}_lx", "name": "=HYPERLINK(1)", "password": "pw1",
+                         "roles": [{"role": "grid_worker", "node": "linxi-xinguang-g1"}]})
+    load(clean_db, raw, actor="zhang.admin")
+    auditor = as_user("lxx_dc")
+    answer = auditor.get(f"/audit/org-changes/export.csv?subject={tag}_lx")
+    assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(answer.get_data(as_text=True).lstrip("\ufeff"))))
+    assert rows[0] == ["时间", "变更类型", "对象", "变更内容", "操作人", "来源文件"]
+    assert sorted(r[1] for r in rows[1:]) == ["role_granted", "user_created"]
+    assert all(r[2] == f"{tag}_lx" and r[4] == "zhang.admin" for r in rows[1:])
+    created = next(r for r in rows[1:] if r[1] == "user_created")
+    assert "=HYPERLINK" in created[3] and not created[3].startswith("=")     # inert in a spreadsheet
+    document = json.loads(auditor.get(f"/audit/org-changes/export.json?subject={tag}_lx").get_data(as_text=True))
+    assert {c["kind"] for c in document["changes"]} == {"role_granted", "user_created"}
+    assert auditor.get("/audit/org-changes/export.xlsx").status_code == 200
+    assert auditor.get("/audit/org-changes/export.pdf").status_code == 404
+    assert auditor.get("/audit/org-changes/export.csv?kind=role_stolen").status_code == 400
+    assert as_user("lx_wgy1").get("/audit/org-changes/export.csv").status_code == 403
 
 
 def test_cli_load_org_records_the_actor_and_prints_notes(clean_db, tag, tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, abort, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from engine.errors import InvalidInput
-from engine.export import FORMATS, MAX_SEARCH_ROWS, export_search, export_trace
+from engine.export import FORMATS, MAX_SEARCH_ROWS, export_org_changes, export_search, export_trace
 from engine.org_log import KINDS as ORG_CHANGE_KINDS, OrgChangeLog
 from engine.search import MAX_LIMIT, STATUSES, CaseSearch, SearchFilters
 from engine.trace import CaseTrace
@@ -157,7 +157,23 @@ def org_changes():
         status = 400
     kept = {k: v for k, v in (("subject", subject), ("kind", kind)) if v}
     return render_template("audit/org_changes.html", result=result, errors=errors, page=page, kept=kept,
-                           subject=subject, kind=kind, kinds=ORG_CHANGE_KINDS), status
+                           subject=subject, kind=kind, kinds=ORG_CHANGE_KINDS, formats=list(FORMATS)), status
+
+
+@bp.route("/audit/org-changes/export.<fmt>")
+@login_required
+def export_org_change_log(fmt):
+    if fmt not in FORMATS:
+        abort(404)
+    subject = (request.args.get("subject") or "").strip()[:100] or None
+    kind = (request.args.get("kind") or "").strip()[:40] or None
+    if kind and kind not in ORG_CHANGE_KINDS:
+        abort(400)
+    try:
+        rows = OrgChangeLog(service()).all_changes(current_user.id, subject=subject, kind=kind)
+    except InvalidInput:
+        abort(400)
+    return _file(export_org_changes(rows, fmt, current_lang()))
 
 
 @bp.app_template_global()
