@@ -153,6 +153,10 @@ def test_reassigning_from_the_case_page(app, clean_db, world):
     assert ok.status_code == 302 and ok.headers["Location"].endswith(f"/cases/{world.case.business_key}")
     page = client.get(ok.headers["Location"]).get_data(as_text=True)
     assert "已改派" in page and "→ 测试gl2 · 出差" in page
+    holder = app.test_client()      # the new holder's notice says who gave it to them, and why
+    login(holder, world.u("gl2"))
+    notices = holder.get("/notifications").get_data(as_text=True)
+    assert "改派人：测试pd" in notices and "出差" in notices and "督办人" not in notices
     worker = app.test_client()
     login(worker, world.u("gw"))
     assert f"/supervision/tasks/{world.task}/reassign" not in worker.get(

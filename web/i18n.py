@@ -170,6 +170,7 @@ MESSAGES_EN: dict[str, str] = {
     "改派给（用户名）": "Reassign to (username)",
     "留空：退回组内": "empty: back to the group",
     "改派理由": "Reason for reassigning",
+    "改派人：{name}": "Reassigned by {name}",
     "已改派：{name}": "Reassigned: {name}",
     "已退回组内：{name}（同岗位人员可认领）": "Back to the group: {name} (anyone in the role may claim it)",
     "通知": "Notifications",
