@@ -16,7 +16,8 @@ A 改派 (reassignment) gives an open task to another official, or a claimed gro
 back to its group, with a reason; centre dispatchers and leaders over the case may do
 it (a task's holder gives a group task back with "unclaim"; one assigned by name only
 a 改派 can move). A group task goes only to someone holding its role at its unit; a
-task assigned by name, to an active official holding a role over the case's grid.
+task assigned by name, or one that went up to the dispatchers because nobody held its
+lane, to an active official holding a role over the case's grid.
 The audit trail gets a `task_reassigned` event with who moved it, from whom, to whom
 and why, and the new holder a `new_task` notice.
 """
@@ -235,7 +236,7 @@ class Supervision:
         out = {}
         with self.service.db.read_session() as session:
             for item in items:
-                if not (item.role and item.candidate_node_id):
+                if not (item.role and item.candidate_node_id) or item.unresolved:
                     continue
                 ids = [u for u in holders_of(session, item.role, item.candidate_node_id) if u != item.assignee_id]
                 if ids:
@@ -298,7 +299,7 @@ class Supervision:
         if is_read_only(target):
             raise InvalidInput(f"{to_username} is an auditor: auditors read cases, they do not work tasks",
                                fields={"to": ["an auditor"]}, zh=f"{target.display_name}是督查人员，不能承办任务")
-        if item.role and item.candidate_node_id:
+        if item.role and item.candidate_node_id and not item.unresolved:
             if not any(ra.role == item.role and ra.node_id == item.candidate_node_id for ra in target.roles):
                 raise InvalidInput(
                     f"{to_username} does not hold the task's role ({item.role}) at its unit",

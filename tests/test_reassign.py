@@ -135,6 +135,26 @@ def test_a_task_assigned_by_name_goes_to_someone_over_the_grid_never_back_to_a_g
     assert service.may_work(world.u("med"), world.task)
 
 
+def test_a_task_nobody_held_goes_to_someone_over_the_grid(service, clean_db, world):
+    """A grid without a grid leader: its 网格微调处 went up to the town's dispatchers, flagged;
+    a dispatcher may give it to any official over the grid, not only to a dispatcher."""
+    raw = org(world.tag)
+    village = raw["nodes"][0]["children"][0]["children"][0]["children"][0]
+    village["children"].append({"code": f"{world.tag}-t1-g2", "name": "第二网格", "level": "grid"})
+    raw["users"].append({"username": world.u("gw2"), "name": "测试gw2", "password": "demo123",
+                         "roles": [{"role": "grid_worker", "node": f"{world.tag}-t1-g2"}]})
+    with clean_db.unit_of_work() as session:
+        load_org(session, raw, actor="tests")
+    case = service.start_case("grid_matter", f"{world.tag}-t1-g2", REPORT, world.u("gw2"))
+    (task,) = [i for i in case.open_items if i.spec_id == "micro_mediation"]
+    assert task.unresolved and task.role == "center_dispatcher"
+    sup = service.supervision
+    with pytest.raises(InvalidInput, match="holds no role over case"):
+        sup.reassign(task.id, world.u("gl1"), "第一网格的网格长代办", world.u("pd"))   # another grid's
+    sup.reassign(task.id, world.u("med"), "村调解员代为微调处", world.u("pd"))
+    assert service.may_work(world.u("med"), task.id)
+
+
 def test_reassigning_from_the_case_page(app, clean_db, world):
     client = app.test_client()
     login(client, world.u("pd"))
