@@ -181,3 +181,17 @@ def test_reassigning_from_the_case_page(app, clean_db, world):
     login(worker, world.u("gw"))
     assert f"/supervision/tasks/{world.task}/reassign" not in worker.get(
         f"/cases/{world.case.business_key}").get_data(as_text=True)
+
+
+def test_a_hostile_reason_is_stored_as_typed_and_shown_escaped(app, service, clean_db, world):
+    reason = "<script>alert(1)</script>'; DROP TABLE work_item; --"
+    service.supervision.reassign(world.task, world.u("gl2"), reason, world.u("pd"))
+    assert last_event(clean_db, world.task).data["reason"] == reason
+    client = app.test_client()
+    login(client, world.u("pd"))
+    page = client.get(f"/cases/{world.case.business_key}").get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    holder = app.test_client()
+    login(holder, world.u("gl2"))
+    notices = holder.get("/notifications").get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in notices and "&lt;script&gt;" in notices
