@@ -199,11 +199,6 @@ def _file(export) -> Response:
 
 
 @bp.app_template_global()
-def audit_export_url(fmt: str, kept: dict) -> str:
-    return url_for("audit.export_cases", fmt=fmt, **kept)
-
-
-@bp.app_template_global()
 def trace_kind_label(kind: str) -> str:
     """A badge for the events an auditor looks for first; "" for ordinary steps."""
     labels = {"reminder": _("提醒"), "escalation": _("超时升级"), "urge": _("督办"), "migration": _("版本迁移"),
