@@ -98,6 +98,7 @@ WEB_JSON = {
 API_JSON = {
     "api.create_case": lambda w: {"process": "grid_matter", "grid": GRID, "data": REPORT},
     "api.complete_task": lambda w: {"data": {"resolved": True, "mediation_note": "审计员试图办理"}},
+    "api.reassign_task": lambda w: {"to": "lx_wgz1", "reason": "审计员试图改派"},
     "api.issue_api_token": lambda w: {"username": AUDITOR, "password": "demo123"},
 }
 

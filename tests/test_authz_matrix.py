@@ -69,6 +69,7 @@ api.list_processes             GET      401   200   200   200   200   200   200 
 api.list_tasks                 GET      401   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
 api.openapi_document           GET      200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
 api.search_cases               GET      401   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
+api.reassign_task              POST     401   403   403   403   403   200   403   403   403   403   403   200   403   403   403   403   403
 api.unclaim_task               POST     401   403   403   200   403   403   403   403   403   403   403   403   403   403   403   403   403
 api.upload_case_files          POST     401   201   403   201   403   403   403   403   403   403   403   403   403   403   403   403   403
 api.upload_pending_files       POST     401   201   201   201   201   201   201   201   201   201   201   201   201   403   403   201   201
@@ -277,6 +278,8 @@ REQUESTS = {
     ("api.get_task", "GET"): lambda w, who: ("GET", f"/api/v1/tasks/{w.task}", {}),
     ("api.claim_task", "POST"): lambda w, who: ("POST", f"/api/v1/tasks/{w.task}/claim", {}),
     ("api.unclaim_task", "POST"): lambda w, who: ("POST", f"/api/v1/tasks/{w.task}/unclaim", {}),
+    ("api.reassign_task", "POST"): lambda w, who: ("POST", f"/api/v1/tasks/{w.task}/reassign", {
+        "json": {"to": "lx_wgz1", "reason": "出差，改由网格长办理"}}),
     ("api.complete_task", "POST"): lambda w, who: ("POST", f"/api/v1/tasks/{w.task}/complete", {
         "json": {"data": {"resolved": True, "mediation_note": "双方达成一致，已签字"}}}),
 }

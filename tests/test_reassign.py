@@ -195,3 +195,25 @@ def test_a_hostile_reason_is_stored_as_typed_and_shown_escaped(app, service, cle
     login(holder, world.u("gl2"))
     notices = holder.get("/notifications").get_data(as_text=True)
     assert "<script>alert(1)</script>" not in notices and "&lt;script&gt;" in notices
+
+
+def test_reassigning_through_the_api(app, clean_db, world):
+    client = app.test_client()
+
+    def token(who):
+        return {"Authorization": "Bearer " + client.post("/api/v1/auth/token", json={
+            "username": world.u(who), "password": "demo123"}).get_json()["token"]}
+    path = f"/api/v1/tasks/{world.task}/reassign"
+    ok = client.post(path, json={"to": world.u("gl2"), "reason": "出差"}, headers=token("pd"))
+    assert ok.status_code == 200, ok.get_json()
+    assert ok.get_json()["id"] == world.task
+    assert last_event(clean_db, world.task).data["to"] == world.u("gl2")
+    back = client.post(path, json={"to": None, "reason": "已返岗"}, headers=token("ld"))
+    assert back.status_code == 200 and item(clean_db, world.task).assignee_id is None
+    refused = client.post(path, json={"to": world.u("gl2"), "reason": "理由"}, headers=token("gw"))
+    assert refused.status_code == 403
+    bad = client.post(path, json={"to": world.u("med"), "reason": "理由"}, headers=token("pd"))
+    assert bad.status_code == 400 and "to" in bad.get_json()["fields"]
+    assert client.post(path, json={"to": world.u("gl2")}, headers=token("pd")).status_code == 400   # no reason
+    assert client.post(path, json={"to": world.u("gl2"), "reason": "x", "extra": 1},
+                       headers=token("pd")).status_code == 400

@@ -715,6 +715,21 @@ def unclaim_task(user, task_id):
     return json_response(s.schema(s.TaskSchema).dump(_task_detail(service().task_detail(user.id, task_id))))
 
 
+@route(f"{V1}/tasks/<task_id>/reassign", "POST", auth="write", tags=["tasks"],
+       summary="Reassign an open task (改派): to another official, or a claimed group task back to its group",
+       description="Centre dispatchers and leaders over the case. A group task goes only to a holder of its "
+                   "role at its unit; a task assigned by name, or one nobody's lane held, to an active "
+                   "official holding a role over the case's grid. A bad `to` or `reason` is a 400 with "
+                   "`fields`; anyone else gets 403; a finished task is a 409.",
+       path_params={"task_id": TASK_ID}, body=s.ReassignTaskSchema,
+       responses={200: _json("the task, reassigned", s.TaskSchema)}, errors=[403, 404, 409])
+def reassign_task(user, task_id):
+    task_id = task_id_param(task_id)
+    body = json_body(s.schema(s.ReassignTaskSchema))
+    service().supervision.reassign(task_id, body.get("to"), body["reason"], user.id)
+    return json_response(s.schema(s.TaskSchema).dump(_task_detail(service().task_detail(user.id, task_id))))
+
+
 @route(f"{V1}/tasks/<task_id>/complete", "POST", auth="write", account="engine", tags=["tasks"],
        summary="Complete a task with its form data",
        description="`data` must satisfy `form.schema` of GET /api/v1/tasks/{task_id}. Invalid data is a 400 "

@@ -143,6 +143,15 @@ class CompleteTaskSchema(StrictSchema):
                        metadata={"description": "the task form's data, as its JSON Schema describes"})
 
 
+class ReassignTaskSchema(StrictSchema):
+    to = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64),
+                       metadata={"description": "the new holder's username; empty or null gives a claimed group "
+                                                "task back to its group", "example": "lx_wgz1"})
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500),
+                           metadata={"description": "why (recorded in the case's audit trail and sent to the "
+                                                    "new holder)", "example": "原承办人出差"})
+
+
 class CaseRefSchema(Schema):
     id = fields.Integer()
     business_key = fields.String(metadata={"example": "LX-2026-000001"})
