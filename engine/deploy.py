@@ -44,10 +44,21 @@ FLOW_NODE_TAGS = {
 
 @dataclass(frozen=True)
 class Problem:
+    """One finding: the file, the element's id, what is wrong and how to fix it, in English
+    (the CLI, logs) and Chinese (the designer's pages; `zh`/`fix_zh`, empty when there is none:
+    SpiffWorkflow's own parser messages are English only)."""
     file: str
     element: str
     message: str
     fix: str = ""
+    zh: str = ""
+    fix_zh: str = ""
+
+    def text(self, lang: str = "en") -> tuple[str, str]:
+        """(message, fix) in `lang`, English where there is no Chinese."""
+        if lang == "zh":
+            return self.zh or self.message, self.fix_zh or self.fix
+        return self.message, self.fix
 
     def __str__(self):
         where = f"{self.file}:{self.element}" if self.element else self.file
@@ -96,7 +107,8 @@ def _analyse(files: dict[str, str]) -> _Analysis:
             trees[name] = etree.parse(io.BytesIO(data)).getroot()
         except etree.XMLSyntaxError as exc:
             problems.append(Problem(name, f"line {exc.lineno}", f"not well-formed XML: {exc.msg}",
-                                    "open it in a modeler and save it again, or fix the XML by hand"))
+                                    "open it in a modeler and save it again, or fix the XML by hand",
+                                    f"XML 格式错误：{exc.msg}", "请在建模器中打开并重新保存，或手工修正 XML"))
     parser = CamundaAwareParser()
     process_files, decision_files = {}, {}
     for name, root in trees.items():
@@ -122,13 +134,17 @@ def _analyse(files: dict[str, str]) -> _Analysis:
     return _Analysis(parser, trees, process_files, decision_files, executable, problems)
 
 
-_FIX_HINTS = (
-    ("data store", "gridflow runs no data stores: remove the data store and keep the data in the case's form fields"),
+_FIX_HINTS = (   # (words of the parser's message, the fix, the fix in Chinese)
+    ("data store", "gridflow runs no data stores: remove the data store and keep the data in the case's form fields",
+     "本系统不运行数据存储：请删除数据存储，把数据放在案件的表单字段中"),
     ("service task must have an operator",
-     "gridflow calls no external services: make it a script task or a user task, or remove it"),
-    ("cannot resolve data", "connect the data association to a data object of the same process, or remove it"),
-    ("multiinstance", "set the loop cardinality or the input collection of the multi-instance task"),
-    ("exactly one start event", "give the subprocess exactly one start event"),
+     "gridflow calls no external services: make it a script task or a user task, or remove it",
+     "本系统不调用外部服务：请改为脚本任务或用户任务，或删除它"),
+    ("cannot resolve data", "connect the data association to a data object of the same process, or remove it",
+     "请把数据关联连到同一流程的数据对象，或删除它"),
+    ("multiinstance", "set the loop cardinality or the input collection of the multi-instance task",
+     "请设置多实例任务的循环次数或输入集合"),
+    ("exactly one start event", "give the subprocess exactly one start event", "子流程须有且只有一个开始事件"),
 )
 
 
@@ -141,16 +157,17 @@ def _problem_from_exception(filename: str, exc: Exception) -> Problem:
     msg = re.sub(r"<Element \{[^}]*\}(\w+) at 0x[0-9a-f]+>", r"<\1>", msg).strip()
     if not element and line:
         element = f"line {line}"
-    fix = "correct the element in the modeler"
+    fix, fix_zh = "correct the element in the modeler", "请在建模器中修正该元素"
     low = msg.lower()
-    hint = next((h for needle, h in _FIX_HINTS if needle in low), None)
+    hint = next((h for h in _FIX_HINTS if h[0] in low), None)
     if hint:
-        fix = hint
+        fix, fix_zh = hint[1], hint[2]
     elif "no dmn" in low or "decision" in low:
         fix = "deploy the DMN file that defines this decision, or correct the decision id"
+        fix_zh = "请部署定义该决策的 DMN 文件，或修正决策标识"
     elif "process" in low and ("not found" in low or "no such" in low or "unable" in low):
-        fix = "add the called process's BPMN file, or correct calledElement"
-    return Problem(Path(str(file_name)).name or filename, element, msg, fix)
+        fix, fix_zh = "add the called process's BPMN file, or correct calledElement", "请加入被调用流程的 BPMN 文件，或修正 calledElement"
+    return Problem(Path(str(file_name)).name or filename, element, msg, fix, f"流程文件解析错误：{msg}", fix_zh)
 
 
 def executable_processes(files: dict[str, str]) -> list[str]:
@@ -197,18 +214,23 @@ def _check_process(analysis: _Analysis, pid: str, form_keys) -> list[Problem]:
             lane = info.effective_lane
             if not lane and not (info.assignee or info.candidate_users):
                 problems.append(Problem(file_of_spec, element, f"user task '{info.name}' is in no lane",
-                                        "put it in a lane named level.role, e.g. town.center_dispatcher"))
+                                        "put it in a lane named level.role, e.g. town.center_dispatcher",
+                                        f"用户任务“{info.name}”不在任何泳道中",
+                                        "请把它放进以“层级.角色”命名的泳道，如 town.center_dispatcher"))
             elif lane:
                 problems.extend(_lane_problems(file_of_spec, element, info, lane))
             if form_keys is not None:
                 if not info.form_key:
                     problems.append(Problem(file_of_spec, element, f"user task '{info.name}' names no form",
-                                            "add a formKey property naming a file in forms/"))
+                                            "add a formKey property naming a file in forms/",
+                                            f"用户任务“{info.name}”没有指定表单", "请添加 formKey 属性，写 forms/ 中的表单名"))
                 elif info.form_key not in form_keys:
                     problems.append(Problem(
                         file_of_spec, element,
                         f"user task '{info.name}' names form '{info.form_key}', which does not exist",
-                        f"create forms/{info.form_key}.yaml or correct the formKey"))
+                        f"create forms/{info.form_key}.yaml or correct the formKey",
+                        f"用户任务“{info.name}”指定的表单“{info.form_key}”不存在",
+                        f"请创建 forms/{info.form_key}.yaml，或修正 formKey"))
     return problems
 
 
@@ -235,21 +257,31 @@ def _lane_problems(file: str, element: str, info, lane: str) -> list[Problem]:
             problems.append(Problem(
                 file, element, f"candidate group '{part}' of user task '{info.name}' names no known role",
                 "write the group as level.role (e.g. town.center_dispatcher) or as a role name "
-                f"(网格员, 乡镇派单员 …); roles: {', '.join(ROLES)}"))
+                f"(网格员, 乡镇派单员 …); roles: {', '.join(ROLES)}",
+                f"用户任务“{info.name}”的候选组“{part}”不是已知角色",
+                f"请写成“层级.角色”（如 town.center_dispatcher）或角色名（网格员、乡镇派单员…）；角色：{', '.join(ROLES)}"))
         elif ref is None or ref.role not in ROLES:
             problems.append(Problem(
                 file, element, f"lane '{part}' of user task '{info.name}' names no known role",
-                f"name the lane level.role with a role from: {', '.join(ROLES)}"))
+                f"name the lane level.role with a role from: {', '.join(ROLES)}",
+                f"用户任务“{info.name}”的泳道“{part}”不是已知角色",
+                f"泳道请命名为“层级.角色”，角色可选：{', '.join(ROLES)}"))
         elif ref.dept_type and ref.dept_type not in DEPT_TYPES:
             problems.append(Problem(
                 file, element,
                 f"lane '{part}' of user task '{info.name}' names unknown department type '{ref.dept_type}'",
-                f"use one of: {', '.join(DEPT_TYPES)}"))
+                f"use one of: {', '.join(DEPT_TYPES)}",
+                f"用户任务“{info.name}”的泳道“{part}”中的部门类型“{ref.dept_type}”未知",
+                f"可选：{', '.join(DEPT_TYPES)}"))
         elif ref.level and ref.level not in LEVELS:
             problems.append(Problem(
                 file, element, f"lane '{part}' of user task '{info.name}' names unknown level '{ref.level}'",
-                f"use one of: {', '.join(LEVELS)}"))
+                f"use one of: {', '.join(LEVELS)}",
+                f"用户任务“{info.name}”的泳道“{part}”中的层级“{ref.level}”未知", f"可选：{', '.join(LEVELS)}"))
     return problems
+
+
+_WHAT_ZH = {"script": "脚本", "condition": "条件", "timer expression": "定时表达式"}
 
 
 def _check_scripts(filename: str, task_spec) -> list[Problem]:
@@ -262,7 +294,9 @@ def _check_scripts(filename: str, task_spec) -> list[Problem]:
             found.append(Problem(filename, task_spec.bpmn_id or task_spec.name,
                                  f"{what} '{source.strip()[:60]}' is not allowed: {why}",
                                  "process scripts may use task data, literals and simple built-ins only "
-                                 "(no import, open, eval, or names starting with _)"))
+                                 "(no import, open, eval, or names starting with _)",
+                                 f"{_WHAT_ZH.get(what, what)}“{source.strip()[:60]}”不允许运行：{why}",
+                                 "流程脚本只能使用任务数据、常量和简单的内置函数（不能 import、open、eval，名称不能以 _ 开头）"))
     return found
 
 
@@ -326,7 +360,9 @@ def _check_decision_tables(filename: str, root) -> list[Problem]:
             if why:
                 problems.append(Problem(
                     filename, element, f"decision '{label}', input '{name}': {why}",
-                    "give the input column the case field or expression it tests, e.g. colour"))
+                    "give the input column the case field or expression it tests, e.g. colour",
+                    f"决策“{label}”的输入“{name}”：{'没有表达式' if not expression else why}",
+                    "请为输入列填写它检查的案件字段或表达式，如 colour"))
             input_expressions.append(expression if not why else None)
         rules = [c for c in table if _local(c) == "rule"]
         for row, rule in enumerate(rules, start=1):
@@ -343,7 +379,10 @@ def _check_decision_tables(filename: str, root) -> list[Problem]:
                         filename, cell.get("id") or rule.get("id") or "",
                         f"decision '{label}', rule {row}, input '{name}': test '{entry[:60]}' is not valid: {why}",
                         'write a value ("red"), a comparison (> 3, in ["a", "b"]), a test on ? (? > 3 and ? < 9), '
-                        "or - for any value"))
+                        "or - for any value",
+                        f"决策“{label}”第 {row} 条规则，输入“{name}”：条件“{entry[:60]}”无效：{why}",
+                        '请写一个值（"red"）、一个比较（> 3、in ["a", "b"]）、对 ? 的条件（? > 3 and ? < 9），'
+                        "或用 - 表示任意值"))
             for cell, column in zip((c for c in rule if _local(c) == "outputEntry"), outputs):
                 value = _text_of(cell)
                 why = check_source(value, "eval") if value else None
@@ -352,7 +391,9 @@ def _check_decision_tables(filename: str, root) -> list[Problem]:
                     problems.append(Problem(
                         filename, cell.get("id") or rule.get("id") or "",
                         f"decision '{label}', rule {row}, output '{name}': '{value[:60]}' is not valid: {why}",
-                        'write the output as a value ("town", 3) or an expression of the case\'s fields'))
+                        'write the output as a value ("town", 3) or an expression of the case\'s fields',
+                        f"决策“{label}”第 {row} 条规则，输出“{name}”：“{value[:60]}”无效：{why}",
+                        '输出请写成一个值（"town"、3）或案件字段的表达式'))
     return problems
 
 
@@ -361,6 +402,9 @@ def _check_decision_tables(filename: str, root) -> list[Problem]:
 _UNSUPPORTED_EVENT_SUBPROCESS_STARTS = {"errorEventDefinition": "an error",
                                         "escalationEventDefinition": "an escalation",
                                         "compensateEventDefinition": "a compensation"}
+
+
+_KIND_ZH = {"an error": "错误", "an escalation": "升级", "a compensation": "补偿"}
 
 
 def _check_event_subprocess_starts(filename: str, root) -> list[Problem]:
@@ -379,7 +423,10 @@ def _check_event_subprocess_starts(filename: str, root) -> list[Problem]:
                         f"event subprocess '{sub.get('name') or sub.get('id')}' starts on {kind} event, which "
                         "the engine cannot wait for: the subprocess would run as soon as the case starts",
                         f"catch {kind.split()[1]}s with a boundary event on the activity that raises them, or start the "
-                        "event subprocess with a message, signal or timer"))
+                        "event subprocess with a message, signal or timer",
+                        f"事件子流程“{sub.get('name') or sub.get('id')}”由{_KIND_ZH[kind]}事件启动，引擎无法等待这种事件："
+                        "案件一开始它就会运行",
+                        f"请在引发{_KIND_ZH[kind]}的活动上用边界事件捕获，或改用消息、信号或定时器启动该事件子流程"))
     return problems
 
 
@@ -433,7 +480,8 @@ def _check_reachability(filename: str, root) -> list[Problem]:
             if nid not in seen and node.get("isForCompensation") != "true":
                 label = node.get("name") or nid
                 problems.append(Problem(filename, nid, f"{_local(node)} '{label}' can never be reached",
-                                        "connect it with a sequence flow from the path, or delete it"))
+                                        "connect it with a sequence flow from the path, or delete it",
+                                        f"{_local(node)}“{label}”永远不会被执行到", "请用顺序流把它连到流程路径上，或删除它"))
     return problems
 
 

@@ -293,11 +293,14 @@ class Designer:
                              if (p.file in files or p.file not in merged) and p not in problems]
         except Exception as exc:  # a parser crash is a finding about the files, never a traceback
             problems = [Problem(sorted(files)[0], "", f"the files could not be read: {exc.__class__.__name__}: {exc}",
-                                "open the file in a BPMN modeler and save it again")]
+                                "open the file in a BPMN modeler and save it again",
+                                f"文件无法读取：{exc.__class__.__name__}: {exc}", "请在 BPMN 建模器中打开并重新保存")]
             processes = []
         if not problems and not processes and any(not n.lower().endswith(".dmn") for n in files):
             problems = [Problem(name, "", "the file defines no executable process, so there is nothing to run",
-                                "mark the process executable (isExecutable=\"true\") in the modeler")
+                                "mark the process executable (isExecutable=\"true\") in the modeler",
+                                "文件中没有可执行的流程，没有可以运行的内容",
+                                "请在建模器中把流程标为可执行（isExecutable=\"true\"）")
                         for name in sorted(files) if not name.lower().endswith(".dmn")]
         return CheckResult(files=sorted(files), problems=problems, processes=processes), groups
 

@@ -251,3 +251,19 @@ def test_a_broken_decision_deploys_nothing(clean_db):
     assert [p.element for p in err.value.problems] == ["rule_01_colour"]
     with clean_db.read_session() as s:
         assert s.scalar(select(func.count()).select_from(ProcessVersion)) == before
+
+
+def test_every_finding_of_our_own_checks_has_its_chinese_for_the_designer():
+    """The designer's pages show problems in Chinese (Problem.text("zh")); the CLI keeps English."""
+    broken_rules = RULES.replace('<text>"red"</text>', '<text>"red" ++ (</text>', 1).replace(
+        "<text>category</text>", "<text>category +</text>", 1)
+    findings = (validate_files({"loop.bpmn": BAD_LANE}, {"progress_report"})
+                + validate_files({"loop.bpmn": BAD_FORM}, {"progress_report"})
+                + validate_files({"loop.bpmn": UNREACHABLE}, {"progress_report"})
+                + validate_files({"broken.bpmn": LOOP[:400]}, set())
+                + grid_matter_with(broken_rules))
+    assert len(findings) == 6
+    for p in findings:
+        message, fix = p.text("zh")
+        assert p.zh and p.fix_zh and any("\u4e00" <= ch <= "\u9fff" for ch in message + fix), p
+        assert p.text("en") == (p.message, p.fix)

@@ -92,6 +92,8 @@ def test_check_and_deploy_json_then_diff_page(as_user, clean_db):
     body = bad.get_json()
     assert bad.status_code == 200 and body["ok"] is False
     assert [(p["element"], p["file"]) for p in body["problems"]] == [("Task_Verify", name)]
+    assert body["problems"][0]["message"] == "用户任务“现场核查”不在任何泳道中"       # the page's language
+    assert body["problems"][0]["fix"].startswith("请把它放进以“层级.角色”命名的泳道")
 
     before = versions(clean_db)
     refused = post_json(client, "/designer/deploy", {"files": {name: "<bpmn:definitions"}})
@@ -118,7 +120,15 @@ def test_upload_reports_problems_and_deploys_good_files(as_user, clean_db):
     bad = client.post("/designer/upload", data={"csrf_token": token, "action": "deploy",
                                                 "file": (io.BytesIO(b"<not xml"), "broken.bpmn")},
                       content_type="multipart/form-data")
-    assert bad.status_code == 400 and "not well-formed" in bad.get_data(as_text=True) and versions(clean_db) == before
+    # the designer's language: Chinese by default, the CLI's English after the switch
+    assert bad.status_code == 400 and "XML 格式错误" in bad.get_data(as_text=True) and versions(clean_db) == before
+    assert "请在建模器中打开并重新保存" in bad.get_data(as_text=True)
+    client.post("/lang/en", data={"csrf_token": token})
+    again = client.post("/designer/upload", data={"csrf_token": csrf_token(client, "/designer/upload"),
+                                                  "action": "check", "file": (io.BytesIO(b"<not xml"), "broken.bpmn")},
+                        content_type="multipart/form-data")
+    assert again.status_code == 400 and "not well-formed XML" in again.get_data(as_text=True)
+    client.post("/lang/zh", data={"csrf_token": csrf_token(client, "/designer/upload")})
     wrong = client.post("/designer/upload", data={"csrf_token": token, "action": "check",
                                                   "file": (io.BytesIO(b"x"), "notes.txt")},
                         content_type="multipart/form-data")

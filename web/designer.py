@@ -25,7 +25,9 @@ def designer() -> Designer:
 
 
 def _problems_json(problems):
-    return [{"file": p.file, "element": p.element, "message": p.message, "fix": p.fix} for p in problems]
+    """The problems in the page's language (the CLI says them in English)."""
+    lang = current_lang()
+    return [dict(zip(("message", "fix"), p.text(lang)), file=p.file, element=p.element) for p in problems]
 
 
 def _error_json(exc: EngineError, status: int):
@@ -255,7 +257,8 @@ def form_edit(key):
                             versions=", ".join(f"v{v.version}" for v in outcome.created) or "—"))
                 else:
                     flash(_("{process} 未部署：{problems}", process=process_key,
-                            problems="; ".join(str(p) for p in outcome.check.problems)), "error")
+                            problems="; ".join(f"{p.file}:{p.element}: {p.text(current_lang())[0]}"
+                                               for p in outcome.check.problems)), "error")
             return redirect(url_for("designer.form_edit", key=key))
         try:
             reference, created = editor.save(current_user.id, key, text)
