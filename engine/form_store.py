@@ -114,6 +114,10 @@ class DefinitionError:
     field: str | None        # the field's name, or None for the whole definition
     line: int | None         # 1-based line in the text, where known
     message: str
+    zh: str = ""             # the same in Chinese, for the form editor's page
+
+    def text(self, lang: str = "en") -> str:
+        return (self.zh or self.message) if lang == "zh" else self.message
 
 
 @dataclass
@@ -162,16 +166,16 @@ def _line_of_field(text: str, name: str | None, index: int | None) -> int | None
 def check_definition(text: str, key: str | None = None) -> FormCheck:
     """Validate a form definition's YAML: errors point at the field (name and line)."""
     if not isinstance(text, str) or not text.strip():
-        return FormCheck(None, [DefinitionError(None, None, "the definition is empty")])
+        return FormCheck(None, [DefinitionError(None, None, "the definition is empty", "表单定义为空")])
     if len(text) > MAX_DEFINITION_CHARS:
-        return FormCheck(None, [DefinitionError(None, None, "the definition is too long")])
+        return FormCheck(None, [DefinitionError(None, None, "the definition is too long", "表单定义过长")])
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         return FormCheck(None, [DefinitionError(None, mark.line + 1 if mark else None,
-                                                f"not valid YAML: {problem}")])
+                                                f"not valid YAML: {problem}", f"不是有效的 YAML：{problem}")])
     try:
         form = parse_definition(raw, source="form")
     except FormDefinitionError as exc:
@@ -185,31 +189,34 @@ def check_definition(text: str, key: str | None = None) -> FormCheck:
         line = _line_of_field(text, name, index)
         if line is None and message.startswith("'key'"):
             line = next((i for i, ln in enumerate(text.splitlines(), 1) if ln.startswith("key")), None)
-        return FormCheck(None, [DefinitionError(name, line, message)])
+        return FormCheck(None, [DefinitionError(name, line, message, exc.zh or "")])
     errors = []
     if key is not None and form.key != key:
         line = next((i for i, ln in enumerate(text.splitlines(), 1) if ln.startswith("key")), None)
         errors.append(DefinitionError(None, line, f"'key' must stay '{key}' (it is '{form.key}'); "
-                                                  "a new form needs a new file"))
+                                                  "a new form needs a new file",
+                                      f"key 须保持为“{key}”（现在是“{form.key}”）；新表单请新建文件"))
     for f in form.fields:
         problem = _field_problem(f)
         if problem:
-            errors.append(DefinitionError(f.name, _line_of_field(text, f.name, None), problem))
+            errors.append(DefinitionError(f.name, _line_of_field(text, f.name, None), *problem))
     if not form.input_fields:
-        errors.append(DefinitionError(None, None, "the form has no field to fill in"))
+        errors.append(DefinitionError(None, None, "the form has no field to fill in", "表单没有可填写的字段"))
     return FormCheck(form, errors)
 
 
-def _field_problem(f: FieldDef) -> str | None:
-    """Limits that would make a field impossible to fill in (the parser accepts them)."""
+def _field_problem(f: FieldDef) -> tuple[str, str] | None:
+    """Limits that would make a field impossible to fill in (the parser accepts them), in
+    English and in Chinese."""
     if f.min_length is not None and f.max_length is not None and f.min_length > f.max_length:
-        return f"min_length {f.min_length} is larger than max_length {f.max_length}"
+        return (f"min_length {f.min_length} is larger than max_length {f.max_length}",
+                f"min_length {f.min_length} 大于 max_length {f.max_length}")
     if f.min is not None and f.max is not None and f.min > f.max:
-        return f"min {f.min} is larger than max {f.max}"
+        return f"min {f.min} is larger than max {f.max}", f"min {f.min} 大于 max {f.max}"
     if len(set(map(str, f.choice_values))) != len(f.choices):
-        return "two choices have the same value"
+        return "two choices have the same value", "有两个选项的 value 相同"
     if f.readonly and f.required:
-        return "a read-only field cannot be required"
+        return "a read-only field cannot be required", "只读字段不能设为必填"
     return None
 
 

@@ -26,7 +26,12 @@ NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class FormDefinitionError(ValueError):
-    """A form definition file is malformed; the message names the file and field."""
+    """A form definition file is malformed; the message names the file and field. `zh` says
+    the same in Chinese for the designer's form editor (without the file)."""
+
+    def __init__(self, message: str, zh: str | None = None):
+        super().__init__(message)
+        self.zh = zh
 
 
 @dataclass
@@ -96,53 +101,60 @@ def _label(value, where: str) -> dict:
     if isinstance(value, str):
         return {"zh": value, "en": value}
     if not isinstance(value, dict) or "zh" not in value:
-        raise FormDefinitionError(f"{where}: label must be text or {{zh: ..., en: ...}}")
+        raise FormDefinitionError(f"{where}: label must be text or {{zh: ..., en: ...}}",
+                                  zh="label 须为文字，或写成 {zh: ..., en: ...}")
     return {"zh": value["zh"], "en": value.get("en", value["zh"])}
 
 
 def parse_definition(raw: dict, source: str = "<form>") -> FormDef:
     if not isinstance(raw, dict):
-        raise FormDefinitionError(f"{source}: a form definition must be a mapping")
+        raise FormDefinitionError(f"{source}: a form definition must be a mapping",
+                                  zh="表单定义须为键值结构（key、title、fields …）")
     key = raw.get("key")
     if not key or not NAME_RE.match(str(key)):
-        raise FormDefinitionError(f"{source}: 'key' must be an identifier (letters, digits, _)")
+        raise FormDefinitionError(f"{source}: 'key' must be an identifier (letters, digits, _)",
+                                  zh="key 须为标识符（字母、数字、下划线）")
     fields_raw = raw.get("fields")
     if not isinstance(fields_raw, list):
-        raise FormDefinitionError(f"{source}: 'fields' must be a list")
+        raise FormDefinitionError(f"{source}: 'fields' must be a list", zh="fields 须为列表")
     seen, fields = set(), []
     for i, f in enumerate(fields_raw):
         where = f"{source}: field #{i + 1}"
         if not isinstance(f, dict):
-            raise FormDefinitionError(f"{where} must be a mapping")
+            raise FormDefinitionError(f"{where} must be a mapping", zh=f"第 {i + 1} 个字段须为键值结构")
         name = f.get("name")
         if not name or not NAME_RE.match(str(name)):
-            raise FormDefinitionError(f"{where}: 'name' must be an identifier")
+            raise FormDefinitionError(f"{where}: 'name' must be an identifier",
+                                      zh=f"第 {i + 1} 个字段的 name 须为标识符（字母、数字、下划线）")
         where = f"{source}: field '{name}'"
         if name in seen:
-            raise FormDefinitionError(f"{where} is defined twice")
+            raise FormDefinitionError(f"{where} is defined twice", zh=f"字段 {name} 定义了两次")
         seen.add(name)
         ftype = f.get("type")
         if ftype not in FIELD_TYPES:
-            raise FormDefinitionError(f"{where}: type '{ftype}' is not one of {', '.join(FIELD_TYPES)}")
+            raise FormDefinitionError(f"{where}: type '{ftype}' is not one of {', '.join(FIELD_TYPES)}",
+                                      zh=f"类型“{ftype}”不可用，可选：{', '.join(FIELD_TYPES)}")
         choices = []
         for c in f.get("choices") or []:
             if not isinstance(c, dict) or "value" not in c:
-                raise FormDefinitionError(f"{where}: each choice needs a 'value'")
+                raise FormDefinitionError(f"{where}: each choice needs a 'value'", zh="每个选项都须有 value")
             choices.append({"value": c["value"], "zh": str(c.get("zh", c["value"])),
                             "en": str(c.get("en", c.get("zh", c["value"])))})
         if ftype in ("choice", "multi_choice") and not choices:
-            raise FormDefinitionError(f"{where}: a {ftype} field needs 'choices'")
+            raise FormDefinitionError(f"{where}: a {ftype} field needs 'choices'", zh=f"{ftype} 字段须有 choices（选项）")
         pattern = f.get("pattern")
         if pattern is not None:
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise FormDefinitionError(f"{where}: pattern is not a valid regular expression ({exc})") from None
+                raise FormDefinitionError(f"{where}: pattern is not a valid regular expression ({exc})",
+                                          zh=f"pattern 不是有效的正则表达式（{exc}）") from None
         known = {"name", "type", "label", "required", "readonly", "choices", "help", "default_from",
                  "min_length", "max_length", "min", "max", "pattern", "personal"}
         unknown = set(f) - known
         if unknown:
-            raise FormDefinitionError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+            raise FormDefinitionError(f"{where}: unknown keys {', '.join(sorted(unknown))}",
+                                      zh=f"未知的键：{', '.join(sorted(unknown))}")
         fields.append(FieldDef(
             name=name, type=ftype, label=_label(f.get("label", name), where),
             required=bool(f.get("required", False)), readonly=bool(f.get("readonly", False)),
@@ -166,7 +178,8 @@ def _personal(value, where: str) -> tuple:
     bad = [k for k in kinds if k not in PERSONAL_KINDS]
     if bad or not kinds:
         raise FormDefinitionError(f"{where}: personal must be {' | '.join(PERSONAL_KINDS)} "
-                                  f"(several joined by |), not '{value}'")
+                                  f"(several joined by |), not '{value}'",
+                                  zh=f"personal 须为 {' | '.join(PERSONAL_KINDS)}（多个用 | 连接），不能是“{value}”")
     return kinds
 
 

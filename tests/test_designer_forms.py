@@ -56,6 +56,9 @@ def test_definition_errors_point_at_the_field_and_line(text, field, line, words)
     assert not result.ok
     error = result.errors[0]
     assert (error.field, error.line) == (field, line) and words in error.message, result.errors
+    # the form editor's page shows it in Chinese
+    assert error.text("zh") == error.zh and any("\u4e00" <= ch <= "\u9fff" for ch in error.zh), error
+    assert error.text("en") == error.message
 
 
 def test_every_shipped_form_is_a_valid_definition(fixture_forms):
@@ -173,7 +176,7 @@ def test_form_pages_preview_and_save(client_for, clean_db):
     before = revisions(clean_db)
     refused = client.post("/designer/forms/progress_report", data={"csrf_token": token, "action": "save",
                                                                    "definition": "key: progress_report\nfields: ["})
-    assert refused.status_code == 400 and "not valid YAML" in refused.get_data(as_text=True)
+    assert refused.status_code == 400 and "不是有效的 YAML" in refused.get_data(as_text=True)
     assert revisions(clean_db) == before
     saved = client.post("/designer/forms/progress_report", data={"csrf_token": token, "action": "save",
                                                                  "definition": WITH_HOURS.replace("工时", "工时数")})

@@ -232,7 +232,8 @@ def _preview_html(form):
 
 
 def _errors_json(check):
-    return [{"field": e.field, "line": e.line, "message": e.message} for e in check.errors]
+    lang = current_lang()
+    return [{"field": e.field, "line": e.line, "message": e.text(lang)} for e in check.errors]
 
 
 @bp.route("/forms/")
