@@ -231,12 +231,15 @@ class Notifier:
                                   business_key=case.business_key, work_item_id=item.id, note=note,
                                   actor_id=actor_id, created_at=now) for u in user_ids])
 
-    def reassigned(self, session: Session, case: Case, item: WorkItem, user_id: int, actor_id: int, reason: str,
-                   now) -> None:
-        """A task given to someone by 改派 is a new task to them, with who gave it and why."""
-        self.add(session, [Notice(user_id=user_id, kind="new_task", subject=item.name, case_id=case.id,
+    def reassigned(self, session: Session, case: Case, item: WorkItem, actor_id: int | None, reason: str,
+                   now, leaving: int | None = None) -> None:
+        """A task that changed hands (改派, or released when its holder's account was
+        deactivated) is a new task to whoever holds it now: its new assignee, or, back in its
+        group, the group's members (but the one it left), with who moved it and why."""
+        holders = [u for u in self.holders(session, [item]).get(item.id, []) if u != leaving]
+        self.add(session, [Notice(user_id=u, kind="new_task", subject=item.name, case_id=case.id,
                                   business_key=case.business_key, work_item_id=item.id, note=reason,
-                                  actor_id=actor_id, created_at=now)])
+                                  actor_id=actor_id, created_at=now) for u in holders])
 
     def incident(self, session: Session, case: Case, error: str, now) -> None:
         """Every official holding `admin` anywhere hears of it."""

@@ -624,6 +624,7 @@ class WorkflowService:
         case.updated_at = now
         self._audit(session, case, "task_unclaimed", session.get(User, user_id), now, item=item,
                     data={"reason": "account deactivated", "released_by": released_by[:64]})
+        self.notifier.reassigned(session, case, item, None, "原承办人账号已停用，任务退回组内", now, leaving=user_id)
         return True
 
     # ------------------------------------------------------------- complete

@@ -19,7 +19,8 @@ a 改派 can move). A group task goes only to someone holding its role at its un
 task assigned by name, or one that went up to the dispatchers because nobody held its
 lane, to an active official holding a role over the case's grid.
 The audit trail gets a `task_reassigned` event with who moved it, from whom, to whom
-and why, and the new holder a `new_task` notice.
+and why, and whoever holds the task now (its new assignee, or its group) a `new_task`
+notice with the reason.
 """
 from __future__ import annotations
 
@@ -275,8 +276,7 @@ class Supervision:
                    data={"from": was.username if was else None, "from_name": was.display_name if was else None,
                          "to": target.username if target else None,
                          "to_name": target.display_name if target else None, "reason": reason})
-        if target is not None:
-            svc.notifier.reassigned(session, case, item, target.id, user.id, reason, now)
+        svc.notifier.reassigned(session, case, item, user.id, reason, now, leaving=was.id if was else None)
         session.flush()
         return item
 

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from engine.cli import main as cli
 from engine.errors import Conflict, InactiveAccount, InvalidInput, NotFound, PermissionDenied
-from engine.models import AuditEvent, OrgChange, User, WorkItem
+from engine.models import AuditEvent, Notification, OrgChange, User, WorkItem
 from engine.org import OrgFileError, load_org
 from engine.org_log import OrgChangeLog
 from tests.helpers import REPORT
@@ -154,6 +154,11 @@ def test_a_deactivated_officials_claimed_group_tasks_go_back_to_the_group(servic
                           .order_by(AuditEvent.id.desc())).first()
         assert event.event_type == "task_unclaimed"
         assert event.data == {"reason": "account deactivated", "released_by": "hr"}
+    with clean_db.read_session() as s:      # the group hears it is back, with why
+        told = {u for (u,) in s.execute(select(User.username).join(Notification, Notification.user_id == User.id)
+                                        .where(Notification.work_item_id == task,
+                                               Notification.note == "原承办人账号已停用，任务退回组内"))}
+    assert told == {f"{tag}_gl2"}
     assert service.claim(task, f"{tag}_gl2").assignee_id is not None     # the group can take it again
     with pytest.raises(NotFound):
         service.release_claims_of(f"{tag}_nobody", "hr")

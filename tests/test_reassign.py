@@ -76,6 +76,12 @@ def test_a_dispatcher_gives_a_group_task_to_one_of_its_group_and_a_leader_gives_
 
     sup.reassign(world.task, "", "李某已返岗", world.u("ld"))
     assert item(clean_db, world.task).assignee_id is None
+    # back in the group: its members hear of it with the reason, the one it left does not
+    with clean_db.read_session() as s:
+        told = {u for (u,) in s.execute(select(User.username).join(Notification, Notification.user_id == User.id)
+                                        .where(Notification.work_item_id == world.task,
+                                               Notification.note == "李某已返岗"))}
+    assert told == {world.u("gl1")}
     assert last_event(clean_db, world.task).data == {"from": world.u("gl2"), "from_name": "测试gl2", "to": None,
                                                      "to_name": None, "reason": "李某已返岗"}
     assert service.may_work(world.u("gl1"), world.task)
