@@ -569,11 +569,15 @@ class WorkflowService:
         self._refuse_unless_open(session, item)
         return item, case, user
 
-    def _hand_over(self, session, item: WorkItem, case: Case, user: User, to_user: bool, event_type: str):
+    def _hand_over(self, session, item: WorkItem, case: Case, actor: User | None, holder: User | None,
+                   event_type: str, data: dict | None = None):
+        """The task to `holder` (None: back to its group), audited as `event_type` by `actor`
+        (claim and unclaim: the holder themself; 改派: a dispatcher; a deactivated
+        account's release: the official it leaves). The moment is the case's `updated_at`."""
         now = clock.now()
-        item.assignee_id, item.claimed_at = (user.id, now) if to_user else (None, None)
+        item.assignee_id, item.claimed_at = (holder.id, now) if holder else (None, None)
         case.updated_at = now
-        self._audit(session, case, event_type, user, now, item=item)
+        self._audit(session, case, event_type, actor, now, item=item, data=data)
         return item
 
     def _claim(self, session, task_id, actor):
@@ -581,7 +585,7 @@ class WorkflowService:
         if item.assignee_id == user.id:
             return item
         self._refuse_unless_may_work(session, user, item)
-        return self._hand_over(session, item, case, user, True, "task_claimed")
+        return self._hand_over(session, item, case, user, user, "task_claimed")
 
     def unclaim(self, task_id: str, actor) -> WorkItem:
         return self._commit_guarded(self._unclaim, task_id, actor)
@@ -595,7 +599,7 @@ class WorkflowService:
             raise PermissionDenied(zh=f"任务“{item.name}”是指定由您办理的，不能退回；请联系派单员或领导在案件页面改派",
                                    message=f"task '{item.name}' was assigned to you by name; it cannot be released "
                                    "to a group — ask a centre dispatcher or leader to reassign it from the case page")
-        return self._hand_over(session, item, case, user, False, "task_unclaimed")
+        return self._hand_over(session, item, case, user, None, "task_unclaimed")
 
     def release_claims_of(self, username: str, released_by: str) -> list[str]:
         """Give the group tasks a deactivated official had claimed back to their groups, each in
@@ -619,12 +623,10 @@ class WorkflowService:
         item, case = self._locked_item(session, task_id)
         if item.status != "open" or item.assignee_id != user_id or not item.role:
             return False   # finished, released or reassigned since it was listed
-        now = clock.now()
-        item.assignee_id, item.claimed_at = None, None
-        case.updated_at = now
-        self._audit(session, case, "task_unclaimed", session.get(User, user_id), now, item=item,
-                    data={"reason": "account deactivated", "released_by": released_by[:64]})
-        self.notifier.reassigned(session, case, item, None, "原承办人账号已停用，任务退回组内", now, leaving=user_id)
+        self._hand_over(session, item, case, session.get(User, user_id), None, "task_unclaimed",
+                        data={"reason": "account deactivated", "released_by": released_by[:64]})
+        self.notifier.reassigned(session, case, item, None, "原承办人账号已停用，任务退回组内", case.updated_at,
+                                 leaving=user_id)
         return True
 
     # ------------------------------------------------------------- complete

@@ -269,14 +269,12 @@ class Supervision:
                                zh=f"任务“{item.name}”已由{target.display_name}承办" if target
                                else f"任务“{item.name}”尚未被认领")
         was = session.get(User, item.assignee_id) if item.assignee_id else None
-        now = clock.now()
-        item.assignee_id, item.claimed_at = (target.id, now) if target else (None, None)
-        case.updated_at = now
-        svc._audit(session, case, "task_reassigned", user, now, item=item,
-                   data={"from": was.username if was else None, "from_name": was.display_name if was else None,
-                         "to": target.username if target else None,
-                         "to_name": target.display_name if target else None, "reason": reason})
-        svc.notifier.reassigned(session, case, item, user.id, reason, now, leaving=was.id if was else None)
+        svc._hand_over(session, item, case, user, target, "task_reassigned",
+                       data={"from": was.username if was else None, "from_name": was.display_name if was else None,
+                             "to": target.username if target else None,
+                             "to_name": target.display_name if target else None, "reason": reason})
+        svc.notifier.reassigned(session, case, item, user.id, reason, case.updated_at,
+                                leaving=was.id if was else None)
         session.flush()
         return item
 
