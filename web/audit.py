@@ -137,24 +137,26 @@ def trace_export(business_key, fmt):
     return _file(export_trace(result, fmt, current_lang()))
 
 
+def _org_change_filters() -> tuple[str, str]:
+    """(subject, kind) from the query string, as typed ('' when not given)."""
+    return (request.args.get("subject") or "").strip()[:100], (request.args.get("kind") or "").strip()[:40]
+
+
 @bp.route("/audit/org-changes")
 @login_required
 def org_changes():
     """What `gridflow load-org` changed: nodes, accounts, role grants, with who and when."""
     page = _page()
-    subject = (request.args.get("subject") or "").strip()[:100]
-    kind = (request.args.get("kind") or "").strip()[:40]
+    subject, kind = _org_change_filters()
     errors, result, status = {}, None, 200
-    if kind and kind not in ORG_CHANGE_KINDS:
-        errors["kind"] = [_("请选择有效的变更类型。")]
-    else:
-        try:
-            result = OrgChangeLog(service()).changes(current_user.id, subject=subject or None, kind=kind or None,
-                                                     limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-        except InvalidInput:
-            errors["subject"] = [_("请填写用户名或辖区代码（如 lx_wgy1、linxi）。")]
-    if errors:
+    try:
+        result = OrgChangeLog(service()).changes(current_user.id, subject=subject or None, kind=kind or None,
+                                                 limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    except InvalidInput as exc:   # the engine checks the filters and names the fields
         status = 400
+        messages = {"kind": _("请选择有效的变更类型。"), "subject": _("请填写用户名或辖区代码（如 lx_wgy1、linxi）。")}
+        errors = {name: [message] for name, message in messages.items() if name in exc.fields} \
+            or {"page": [_("页码无效。")]}
     kept = {k: v for k, v in (("subject", subject), ("kind", kind)) if v}
     return render_template("audit/org_changes.html", result=result, errors=errors, page=page, kept=kept,
                            subject=subject, kind=kind, kinds=ORG_CHANGE_KINDS, formats=list(FORMATS)), status
@@ -165,12 +167,9 @@ def org_changes():
 def export_org_change_log(fmt):
     if fmt not in FORMATS:
         abort(404)
-    subject = (request.args.get("subject") or "").strip()[:100] or None
-    kind = (request.args.get("kind") or "").strip()[:40] or None
-    if kind and kind not in ORG_CHANGE_KINDS:
-        abort(400)
+    subject, kind = _org_change_filters()
     try:
-        rows = OrgChangeLog(service()).all_changes(current_user.id, subject=subject, kind=kind)
+        rows = OrgChangeLog(service()).all_changes(current_user.id, subject=subject or None, kind=kind or None)
     except InvalidInput:
         abort(400)
     return _file(export_org_changes(rows, fmt, current_lang()))
