@@ -25,7 +25,7 @@ from . import clock
 from .bpmn import (BPMN_NS, CamundaAwareParser, is_dmn, is_user_task, lane_parts, parse_lane,
                    process_properties, user_task_info)
 from .models import DEPT_TYPES, LEVELS, ROLES, ProcessVersion
-from .sandbox import check_source
+from .sandbox import SCRIPT_ENGINE, check_source
 
 SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
@@ -300,8 +300,12 @@ def _check_scripts(filename: str, task_spec) -> list[Problem]:
     return found
 
 
+def _children(node, local: str) -> list:
+    return [c for c in node if _local(c) == local]
+
+
 def _child(node, local: str):
-    return next((c for c in node if _local(c) == local), None)
+    return next(iter(_children(node, local)), None)
 
 
 def _text_of(node) -> str:
@@ -319,12 +323,13 @@ def _input_test(input_expression: str, entry: str) -> tuple[str, str | None]:
     cannot be parsed (None when it can): `?` stands for the input's value, a cell that
     parses alone is compared with ==, one that parses after a value (`> 5`, `in [...]`)
     is appended to the input expression."""
-    if "dmninputexpr" in _DMN_INPUT_MARK.sub("dmninputexpr", entry):
-        return _DMN_INPUT_MARK.sub("dmninputexpr", entry), None
+    marked = _DMN_INPUT_MARK.sub("dmninputexpr", entry)
+    if "dmninputexpr" in marked:
+        return marked, None
     for candidate, test in ((entry, f"({input_expression}) == ({entry})"),
                             (f"v {entry}", f"{input_expression} {entry}")):
         try:
-            ast.parse(candidate)
+            SCRIPT_ENGINE.validate(candidate)   # the very check DMNEngine.needs_eq makes at run time
         except SyntaxError:
             continue
         return test, None
@@ -348,8 +353,7 @@ def _check_decision_tables(filename: str, root) -> list[Problem]:
         if table is None:
             continue
         label = decision.get("name") or decision.get("id") or "?"
-        inputs = [c for c in table if _local(c) == "input"]
-        outputs = [c for c in table if _local(c) == "output"]
+        inputs, outputs = _children(table, "input"), _children(table, "output")
         input_expressions = []
         for column in inputs:
             name = column.get("label") or column.get("id") or "?"
@@ -364,10 +368,9 @@ def _check_decision_tables(filename: str, root) -> list[Problem]:
                     f"决策“{label}”的输入“{name}”：{'没有表达式' if not expression else why}",
                     "请为输入列填写它检查的案件字段或表达式，如 colour"))
             input_expressions.append(expression if not why else None)
-        rules = [c for c in table if _local(c) == "rule"]
+        rules = _children(table, "rule")
         for row, rule in enumerate(rules, start=1):
-            cells = [c for c in rule if _local(c) == "inputEntry"]
-            for cell, column, expression in zip(cells, inputs, input_expressions):
+            for cell, column, expression in zip(_children(rule, "inputEntry"), inputs, input_expressions):
                 entry = _text_of(cell)
                 if not entry or entry == "-" or expression is None:
                     continue
@@ -383,7 +386,7 @@ def _check_decision_tables(filename: str, root) -> list[Problem]:
                         f"决策“{label}”第 {row} 条规则，输入“{name}”：条件“{entry[:60]}”无效：{why}",
                         '请写一个值（"red"）、一个比较（> 3、in ["a", "b"]）、对 ? 的条件（? > 3 and ? < 9），'
                         "或用 - 表示任意值"))
-            for cell, column in zip((c for c in rule if _local(c) == "outputEntry"), outputs):
+            for cell, column in zip(_children(rule, "outputEntry"), outputs):
                 value = _text_of(cell)
                 why = check_source(value, "eval") if value else None
                 if why:
