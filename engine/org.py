@@ -142,7 +142,7 @@ def load_org(session: Session, raw: dict, source: str = "<org>", actor: str | No
         if not isinstance(active, bool):
             raise OrgFileError(f"{source}: user '{username}' has active: {active!r}; write true or false")
         user = users.get(username)
-        role_paths = [path_of.get(existing[r["node"]].id) for r in item.get("roles") or []
+        role_paths = [existing[r["node"]].path for r in item.get("roles") or []
                       if isinstance(r, dict) and r.get("node") in existing]
         if user is None:
             user = User(username=username, display_name=item.get("name") or username,
