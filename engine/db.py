@@ -91,6 +91,18 @@ class Database:
         self.url = database_url(url)
         self.engine = make_engine(self.url, pool_size)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
+        self.ReadSession = self.Session
+        if self.is_postgres:
+            # Reads outside a transaction. Under READ COMMITTED every statement takes its
+            # own snapshot anyway, so a read sees what it saw inside one; what changes is
+            # how a read ends. A transaction's end is a ROLLBACK, and psycopg forgets
+            # every statement it had prepared on that connection at a ROLLBACK (and sends
+            # DEALLOCATE ALL): the next transition's statements were parsed and planned
+            # again. A page read between two completions cost the second one ~1 ms
+            # (docs/performance.md, session 9). No autoflush: nothing a read session
+            # touches is ever written.
+            self.ReadSession = sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+                                            expire_on_commit=False, autoflush=False)
 
     @property
     def is_postgres(self) -> bool:
@@ -111,7 +123,7 @@ class Database:
 
     @contextmanager
     def read_session(self):
-        session: Session = self.Session()
+        session: Session = self.ReadSession()
         try:
             yield session
         finally:
