@@ -6,7 +6,10 @@ workers on `web:create_app()` (as `make run` does), then runs `--clients`
 concurrent clients for `--seconds`. Each client is a grid worker's app and its
 grid leader's: the worker reports a blue dispute (POST /api/v1/cases), the
 leader completes 网格微调处 (micro-mediation), the worker records the result,
-and the case is closed; then again. Every request is timed.
+and the case is closed; then again. Every request is timed. With `--inbox`, whoever
+completes a task first reads their inbox (GET /api/v1/tasks), as the app does before
+an official picks the task; the completions/s are then of a realistic mix of reads
+and writes.
 
 Prints completions/s (task completions that answered 200), requests/s,
 p50/p95/p99 latency per kind of request and overall, errors by status, and
@@ -212,15 +215,16 @@ class KeepAlive:
         self.host, self.port, self.timeout = parts.hostname, parts.port, timeout
         self.conn = None
 
-    def post(self, path: str, body: dict, headers: dict) -> tuple[int, bytes]:
+    def post(self, path: str, body: dict | None, headers: dict, method: str = "POST") -> tuple[int, bytes]:
         import http.client
         import json
-        payload = json.dumps(body, ensure_ascii=False).encode()
-        headers = {**headers, "Content-Type": "application/json", "Content-Length": str(len(payload))}
+        payload = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
+        if payload is not None:
+            headers = {**headers, "Content-Type": "application/json", "Content-Length": str(len(payload))}
         if self.conn is None:
             self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
-            self.conn.request("POST", path, payload, headers)
+            self.conn.request(method, path, payload, headers)
             r = self.conn.getresponse()
             return r.status, r.read()
         except Exception:
@@ -233,7 +237,8 @@ class KeepAlive:
             self.conn = None
 
 
-def client_loop(index: int, base: str, tokens: dict, stop: threading.Event, stats: Stats, client: str = "http.client"):
+def client_loop(index: int, base: str, tokens: dict, stop: threading.Event, stats: Stats, client: str = "http.client",
+                read_inbox: bool = False):
     import json
     worker, grid, leader = TEAMS[index % len(TEAMS)]
     auth = {name: {"Authorization": f"Bearer {tokens[name]}"} for name in (worker, leader)}
@@ -242,17 +247,17 @@ def client_loop(index: int, base: str, tokens: dict, stop: threading.Event, stat
         import httpx
         http = httpx.Client(base_url=base, timeout=60)
 
-        def post(path, body, headers):
-            r = http.post(path, json=body, headers=headers)
+        def post(path, body, headers, method="POST"):
+            r = http.request(method, path, json=body, headers=headers)
             return r.status_code, r.content
     else:
         http = KeepAlive(base)
         post = http.post
     try:
-        def call(kind, user, path, body):
+        def call(kind, user, path, body, method="POST"):
             started = time.perf_counter()
             try:
-                status, content = post(path, body, auth[user])
+                status, content = post(path, body, auth[user], method)
             except Exception as exc:  # noqa: BLE001 - a transport error is an error of the run
                 stats.record(kind, time.perf_counter() - started, type(exc).__name__, False, str(exc))
                 return None
@@ -269,6 +274,8 @@ def client_loop(index: int, base: str, tokens: dict, stop: threading.Event, stat
                     stats.record("unexpected", 0.0, "path", False, f"open tasks {case['open_tasks']}")
                     break
                 task = tasks[0]
+                if read_inbox and call("inbox", holder_of[task["spec_id"]], "/api/v1/tasks", None, "GET") is None:
+                    break
                 case = call("complete", holder_of[task["spec_id"]], f"/api/v1/tasks/{task['id']}/complete",
                             {"data": TASK_DATA[task["spec_id"]]})
                 if case is not None:
@@ -305,7 +312,7 @@ def run(args) -> int:
         pids = worker_pids(server.pid)
         rss_before = {pid: rss_mb(pid) for pid in pids}
         stats, stop = Stats(), threading.Event()
-        threads = [threading.Thread(target=client_loop, args=(i, base, tokens, stop, stats, args.client),
+        threads = [threading.Thread(target=client_loop, args=(i, base, tokens, stop, stats, args.client, args.inbox),
                                     daemon=True)
                    for i in range(args.clients)]
         print(f"running {args.clients} clients ({args.client}) against {args.workers} gunicorn workers "
@@ -393,6 +400,8 @@ def main(argv=None) -> int:
     parser.add_argument("--client", default="http.client", choices=["http.client", "httpx"],
                         help="the clients' HTTP library: the standard library's keep-alive connection "
                              "(default, light) or httpx (the first runs' client)")
+    parser.add_argument("--inbox", action="store_true",
+                        help="read the inbox (GET /api/v1/tasks) before each completion, as the app does")
     parser.add_argument("--no-statements", action="store_true",
                         help="skip counting SQL statements per request kind before the run")
     parser.add_argument("--database-url", default=os.environ.get("GRIDFLOW_HTTP_DATABASE_URL", DEFAULT_URL))

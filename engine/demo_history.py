@@ -35,7 +35,8 @@ from .models import Case, RoleAssignment, User, WorkItemCandidate
 log = logging.getLogger("gridflow.demo")
 
 # share of each process among the cases started
-PROCESS_MIX = (("grid_matter", 0.82), ("petition", 0.08), ("mediation", 0.06), ("consultation", 0.04))
+PROCESS_MIX = (("grid_matter", 0.62), ("household_visit", 0.25), ("petition", 0.06), ("mediation", 0.045),
+               ("consultation", 0.025))
 # colour of a grid matter: most are routine
 COLOUR_ODDS = (("blue", 0.55), ("yellow", 0.30), ("orange", 0.10), ("red", 0.05))
 # (typical hours to act, share that takes far longer: the deadlines' business)
@@ -48,7 +49,7 @@ PACE = {
     "decide": (24 * 7, 0.08), "handle": (24 * 30, 0.10), "handle_extended": (24 * 15, 0.05),
     "approve_extension": (24 * 2, 0.0), "notify_extension": (24, 0.0), "written_reply": (24 * 3, 0.05),
     "review": (24 * 20, 0.05), "recheck": (24 * 20, 0.05), "supervise_acceptance": (24, 0.0),
-    "supervise_handling": (24, 0.0),
+    "supervise_handling": (24, 0.0), "assist": (30, 0.10),
 }
 DEFAULT_PACE = (24, 0.05)
 # tasks nobody has to do: left to their timers most of the time (e.g. no review requested in 30 days)
@@ -65,6 +66,7 @@ STEERING = {
     ("decide", "acceptance"): (("accept", 0.78), ("forward", 0.12), ("not_accept", 0.10)),
     ("decide", "hard_case"): ((False, 0.95), (True, 0.05)),
     ("handle", "hard_case"): ((False, 0.97), (True, 0.03)),
+    ("start", "visit_outcome"): (("nothing_found", 0.62), ("resolved_on_spot", 0.25), ("needs_help", 0.13)),
 }
 LATEST_HOUR = 21   # officials act in office hours and the evening, China time
 
@@ -252,7 +254,8 @@ class DemoHistory:
         username, grid = self.rng.choice(starters[process_key])
         base = self.rng.choice(self.pool.get((process_key, "start")) or [{}])
         version_form = {"grid_matter": "grid_matter_report", "petition": "petition_register",
-                        "mediation": "mediation_intake", "consultation": "consultation_topic"}.get(process_key)
+                        "mediation": "mediation_intake", "consultation": "consultation_topic",
+                        "household_visit": "household_visit"}.get(process_key)
         data = self._fill(version_form, base, "start")
         if process_key == "grid_matter":
             data["colour"] = _pick(self.rng, COLOUR_ODDS)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from . import clock
 from .models import (DEPARTMENT, AuditEvent, Case, EvaluationScore, JurisdictionNode, RoleAssignment, User,
                      WorkItem)
+from .rollup import RECORD_PROCESSES
 
 LEVELS_UP = ("grid", "town", "county", "city")
 SATISFIED = ("satisfied", "basically_satisfied")
@@ -26,6 +27,7 @@ VERIFY_TASKS = ("verify_on_site", "county_verify", "city_verify")
 REWORK_STEPS = ("count_rework", "count_county_rework", "count_city_rework")
 FOLLOW_UP_TASKS = ("daily_follow_up",)
 VISIT_TASKS = ("satisfaction",)  # 回访: the grid worker's visit back to the resident
+HOUSEHOLD_VISIT = "household_visit"  # 入户走访: the process a grid worker records each visit with
 # the stage a matter is escalated into, by the script that accepts it there
 ESCALATION_STEPS = {"town_accept": "town", "county_accept": "county", "city_accept": "city"}
 GRID_START_TASK = "micro_mediation"
@@ -97,8 +99,12 @@ class Metrics:
 
     # ---------------------------------------------------------------- cases
 
-    def _cohort(self):
+    def _registered_in_period(self):
         return and_(self.scope.case_filter(), Case.created_at >= self.scope.start, Case.created_at < self.scope.end)
+
+    def _cohort(self):
+        """The cases registered in the period: the matters, not the records of routine work."""
+        return and_(self._registered_in_period(), Case.process_key.not_in(RECORD_PROCESSES))
 
     def _case_sums(self):
         closed = and_(Case.closed_at.is_not(None), Case.closed_at < self.scope.end)
@@ -293,7 +299,8 @@ class Metrics:
                 select(Case.created_by_id, func.count().label("n")).where(
                     self._cohort(), Case.process_key == "grid_matter", Case.created_by_id.is_not(None))
                 .group_by(Case.created_by_id).order_by(func.count().desc(), Case.created_by_id).limit(limit)).all()
-        counts = {uid: {"reports": _int(n), "visits": 0, "verifications": 0, "follow_ups": 0} for uid, n in reports}
+        counts = {uid: {"reports": _int(n), "household_visits": 0, "visits": 0, "verifications": 0, "follow_ups": 0}
+                  for uid, n in reports}
         kinds = {**{t: "verifications" for t in VERIFY_TASKS}, **{t: "follow_ups" for t in FOLLOW_UP_TASKS},
                  **{t: "visits" for t in VISIT_TASKS}}
         if counts:
@@ -304,6 +311,13 @@ class Metrics:
                 .group_by(WorkItem.completed_by_id, WorkItem.spec_id)).all()
             for uid, spec, n in rows:
                 counts[uid][kinds[spec]] += _int(n)
+            # by the creator's index: 入户走访 are the most numerous cases of all
+            visits = self.session.execute(
+                select(Case.created_by_id, func.count()).where(
+                    Case.created_by_id.in_(list(counts)), Case.process_key == HOUSEHOLD_VISIT,
+                    self._registered_in_period()).group_by(Case.created_by_id)).all()
+            for uid, n in visits:
+                counts[uid]["household_visits"] = _int(n)
         users = {u.id: u for u in self.session.scalars(select(User).where(User.id.in_(list(counts))))}
         return [{"user_id": uid, "username": users[uid].username if uid in users else None,
                  "name": users[uid].display_name if uid in users else "?", **figures}

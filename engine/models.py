@@ -223,6 +223,7 @@ class Case(Base):
         Index("ix_case_depth3_created", "depth3_id", "created_at"),
         Index("ix_case_depth4_created", "depth4_id", "created_at"),
         Index("ix_case_gridid_created", "grid_id", "created_at"),
+        Index("ix_case_creator_process_created", "created_by_id", "process_key", "created_at"),  # 入户走访 per worker
         # overdue now: open cases past their time limit
         Index("ix_case_status_due", "status", "due_at"),
         # the roll-ups (engine/rollup.py): cases written since the last refresh; and the

@@ -51,6 +51,11 @@ PETITION_TASKS = ("decide", "handle", "handle_extended", "approve_extension", "n
                   "written_reply", "review_request", "recheck_request")
 HANDLING = "handle+extended"   # pseudo task: a petition's handling, before or after an extension
 REPORTED_PROCESS = "grid_matter"
+# processes that record routine work instead of registering a matter: a grid worker's household
+# visits (入户走访) and the monthly reverse evaluation (逆向考评). The roll-ups count them like any
+# case; the cohort figures (登记事项, the drill-down, the monthly trend) leave them out: they have
+# figures of their own (per grid worker; the scores)
+RECORD_PROCESSES = ("household_visit", "reverse_evaluation")
 SATISFIED = ("satisfied", "basically_satisfied")
 CASE_KEYS = ("month", "process_key", "status", "resolved_level", "satisfaction", "outcome", "closed_month",
              "due_month", "limited", "on_time")
@@ -192,7 +197,8 @@ def rebuild(session: Session, now: datetime) -> int:
             session.execute(insert(RollupDims).from_select(
                 ("level", "node_id", "month", "dim", "value", "n"),
                 select(lvl, node, rc.month, literal_column(f"'{dim}'"), value, func.count())
-                .where(value != "", *keep).group_by(*by_node[:1], rc.month, value)))
+                .where(value != "", rc.process_key.not_in(RECORD_PROCESSES), *keep)
+                .group_by(*by_node[:1], rc.month, value)))
         task_keys = [rt.spec, rt.completed, rt.late, rt.open_due_month]
         session.execute(insert(RollupTasks).from_select(
             ("level", "node_id", "month", *TASK_KEYS, "n"),
@@ -222,7 +228,7 @@ def _row_keys(case, tasks) -> Counter:
         out[("cases", (level, node, *[getattr(case, k) for k in CASE_KEYS]), parent)] += 1
         for dim in ("category", "colour"):
             value = getattr(case, dim)
-            if value != "":
+            if value != "" and case.process_key not in RECORD_PROCESSES:
                 out[("dims", (level, node, case.month, dim, value), None)] += 1
         for task in tasks:
             out[("tasks", (level, node, case.month, *[getattr(task, k) for k in TASK_KEYS]), None)] += 1
@@ -425,7 +431,7 @@ class Rolled:
         disjoint filters (one indexed range each): registered in a month not served whole;
         closed in the month of the end if that month is undecided; falling due in the month
         of the due moment if undecided, and not closed by the end."""
-        scope = self.m.scope.case_filter()
+        scope = and_(self.m.scope.case_filter(), Case.process_key.not_in(RECORD_PROCESSES))
         parts = [or_(false(), *[and_(scope, Case.created_at >= lo, Case.created_at < hi)
                                 for lo, hi in self.partial_ranges()])]
         if self.first is None:
@@ -455,8 +461,9 @@ class Rolled:
         partial, *self.undecided = self._live_case_filters()
         self.live = (self.session.execute(case_key_select(dialect, exact=True).where(partial)).all()
                      if self.partial_ranges() else [])
-        self.dirty = self.session.execute(case_key_select(dialect, exact=True)
-                                          .where(Case.rollup_dirty == True)).all()  # noqa: E712
+        self.dirty = [r for r in self.session.execute(case_key_select(dialect, exact=True)
+                                                      .where(Case.rollup_dirty == True)).all()  # noqa: E712
+                      if r.process_key not in RECORD_PROCESSES]
         ids = [r.case_id for r in self.dirty]
         self.old, self.old_tasks, self.dirty_tasks = {}, defaultdict(list), defaultdict(list)
         for i in range(0, len(ids), 500):
@@ -508,6 +515,8 @@ class Rolled:
             return None
         undecided = self._case_undecided_sql(table)
         extra = [~undecided] if undecided is not None else []
+        if table is RollupCases:
+            extra.append(table.process_key.not_in(RECORD_PROCESSES))
         return [table.month >= self.first, table.month <= self.last, *where, *extra]
 
     def case_groups(self) -> tuple[list[dict], list[dict]]:

@@ -271,6 +271,10 @@ def test_grid_worker_figures(service, history):
         mine = [history.case(session, by="lx_wgy1") for _ in range(3)]
         other = history.case(session, grid="linxi-xinguang-g2", by="lx_wgy2")
         history.case(session, process="mediation", by="lx_wgy2")              # not a grid matter report
+        for _ in range(2):
+            history.case(session, process="household_visit", by="lx_wgy1")     # 入户走访, not reports
+        history.case(session, process="household_visit", by="lx_wgy1", created=END + timedelta(days=1))  # later
+        history.case(session, process="household_visit", by="lx_wgy2", grid="linxi-xinguang-g2")
         history.item(session, mine[0], "verify_on_site", at, completed=at, by="lx_wgy1")
         history.item(session, mine[1], "county_verify", at, completed=at, by="lx_wgy1")
         history.item(session, mine[0], "satisfaction", at, completed=at, by="lx_wgy1")
@@ -279,11 +283,29 @@ def test_grid_worker_figures(service, history):
         history.item(session, mine[2], "daily_follow_up", at, status="cancelled")   # withdrawn: not counted
         history.item(session, other, "verify_on_site", at, completed=END + timedelta(days=1), by="lx_wgy2")  # later
     rows = {r["username"]: r for r in figures(service.db, "linxizhen")["workers"]}
-    assert rows["lx_wgy1"] | {} == {**rows["lx_wgy1"], "reports": 3, "visits": 1, "verifications": 2,
-                                      "follow_ups": 2}
-    assert (rows["lx_wgy2"]["reports"], rows["lx_wgy2"]["verifications"]) == (1, 0)
+    assert rows["lx_wgy1"] | {} == {**rows["lx_wgy1"], "reports": 3, "household_visits": 2, "visits": 1,
+                                      "verifications": 2, "follow_ups": 2}
+    assert (rows["lx_wgy2"]["reports"], rows["lx_wgy2"]["household_visits"], rows["lx_wgy2"]["verifications"]) \
+        == (1, 1, 0)
     assert list(rows) == ["lx_wgy1", "lx_wgy2"]          # most reports first
     assert figures(service.db, "linxi-xinguang-g2")["workers"][0]["username"] == "lx_wgy2"
+
+
+def test_records_of_routine_work_are_not_registered_matters(service, history):
+    """入户走访 and 逆向考评 are cases, but not matters: 登记事项, the drill-down, the monthly
+    trend and the breakdowns leave them out (on the roll-ups as from the cases)."""
+    with service.db.unit_of_work() as session:
+        history.case(session, by="lx_wgy1")
+        history.case(session, grid="linxi-xinguang-g2", by="lx_wgy2", closed=START + timedelta(days=2))
+        for _ in range(3):
+            history.case(session, process="household_visit", by="lx_wgy1", closed=START + timedelta(days=1))
+        history.case(session, process="reverse_evaluation", by="lx_wgy2")
+    raw = figures(service.db, "linxi")
+    assert raw["headline"]["registered"] == 2
+    assert {process for process, _n in raw["by_process"]} == {"grid_matter"}
+    assert sum(m["registered"] for m in raw["monthly"]) == 2 and sum(m["closed"] for m in raw["monthly"]) == 1
+    assert sum(c["registered"] for c in raw["children"]) == 2
+    assert {r["username"]: r["household_visits"] for r in raw["workers"]} == {"lx_wgy1": 3, "lx_wgy2": 0}
 
 
 # ----------------------------------------------------------- reverse evaluation

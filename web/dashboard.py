@@ -181,8 +181,10 @@ def build_tables(figures: dict, args: dict | None = None) -> dict[str, Table]:
         [_("书面答复"), pet["replied"]], [_("申请复查"), pet["reviews"]], [_("复查率 %"), pet["review_rate"]],
         [_("申请复核"), pet["rechecks"]], [_("复核率 %"), pet["recheck_rate"]],
         [_("答复后办结"), pet["closed"]], [_("息诉罢访"), pet["ceased"]], [_("息诉罢访率 %"), pet["ceased_rate"]]]))
-    add(Table("workers", _("网格员工作量"), [_("网格员"), _("账号"), _("事件上报"), _("回访"), _("现场核查"), _("跟踪记录")],
-              [[w["name"], w["username"], w["reports"], w["visits"], w["verifications"], w["follow_ups"]]
+    add(Table("workers", _("网格员工作量"),
+              [_("网格员"), _("账号"), _("事件上报"), _("入户走访"), _("回访"), _("现场核查"), _("跟踪记录")],
+              [[w["name"], w["username"], w["reports"], w["household_visits"], w["visits"], w["verifications"],
+                w["follow_ups"]]
                for w in figures["workers"]]))
     kinds = {"community": _("村/社区"), "town": _("乡镇/街道"), "department": _("职能部门")}
     add(Table("evaluation", _("逆向考评"), [_("单位"), _("类型"), _("平均分"), _("评分次数")],
