@@ -737,7 +737,7 @@ def test_unknown_api_routes_and_methods_are_json(api, method, path, status):
 def test_unexpected_errors_are_json_500_and_logged(api, service, monkeypatch, caplog):
     def boom(*args, **kwargs):
         raise RuntimeError("database on fire")
-    monkeypatch.setattr(service, "inbox", boom)
+    monkeypatch.setattr(service, "inbox_page", boom)
     r = api.get(f"{V1}/tasks", WORKER)
     body = assert_error(r, 500, "internal_error")
     assert "fire" not in body["message"]

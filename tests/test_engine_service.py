@@ -349,6 +349,16 @@ def test_inbox_filters_and_due_dates(service, clock):
     assert service.inbox_count("lxz_pd") == 2
 
 
+def test_inbox_page_is_a_page_and_the_count_of_all(service):
+    first, second = start(service, colour="red", category="public_order"), start(service, colour="red")
+    rows, total = service.inbox_page("lxz_pd", InboxFilters(limit=1))
+    assert total == 2 and [r.item.case_id for r in rows] == [first.id]
+    rows, total = service.inbox_page("lxz_pd", InboxFilters(limit=1, offset=1))
+    assert total == 2 and [r.item.case_id for r in rows] == [second.id]
+    assert service.inbox_page("lxz_pd", InboxFilters(limit=1, offset=2)) == ([], 2)   # past the end
+    assert service.inbox_page("lx_wgy1") == ([], 0)
+
+
 # ------------------------------------------------- assignment from task data
 
 def test_assignee_and_candidates_chosen_in_an_earlier_form(clean_db, clock, fixture_forms):

@@ -671,8 +671,7 @@ def list_tasks(user):
     filters = InboxFilters(process_key=q.get("process"), spec_id=q.get("task"), colour=q.get("colour"),
                            overdue=q["overdue"], business_key=(q.get("q") or "").strip() or None,
                            limit=q["limit"], offset=q["offset"])
-    rows = service().inbox(user.id, filters)
-    total = service().inbox_count(user.id, filters)
+    rows, total = service().inbox_page(user.id, filters)
     names = {r.item.assignee_id: r.claimed_by for r in rows if r.item.assignee_id}
     _nodes([_grid_id_from_path(r.item.grid_path) for r in rows] + [r.item.candidate_node_id for r in rows])
     items = []

@@ -48,9 +48,8 @@ def index():
     filters = InboxFilters(process_key=args["process"] or None, spec_id=args["task"] or None,
                            colour=args["colour"] or None, overdue=bool(args["overdue"]),
                            business_key=args["q"] or None, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-    total = service().inbox_count(current_user.id, filters)
+    rows, total = service().inbox_page(current_user.id, filters)
     pages = max(1, math.ceil(total / PAGE_SIZE))
-    rows = service().inbox(current_user.id, filters) if total else []
     processes = process_choices()
     names = {p.key: p.name for p in processes}
     kept = {k: v for k, v in args.items() if v}  # the filters prev/next links keep
