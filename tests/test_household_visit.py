@@ -1,0 +1,62 @@
+"""入户走访 through the pages, as a grid worker records a visit and the grid leader helps."""
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from engine.models import Case, WorkItem
+from tests.helpers import csrf_token
+
+GRID = "linxi-xinguang-g1"
+VISIT = {"household": "7号楼3单元201 刘某", "address": "新光小区7号楼3单元201", "visit_kind": "key_group",
+         "situation": "刘某82岁独居，暖气不热，取暖费未缴。", "visit_outcome": "needs_help",
+         "need": "代缴取暖费并检修暖气"}
+
+
+def _counts(service):
+    with service.db.read_session() as session:
+        return (session.scalar(select(func.count()).select_from(Case)),
+                session.scalar(select(func.count()).select_from(WorkItem)))
+
+
+def _record(client, **overrides):
+    form = {"csrf_token": csrf_token(client, "/start/household_visit"), "grid": GRID, **VISIT, **overrides}
+    return client.post("/start/household_visit", data=form, content_type="multipart/form-data")
+
+
+def test_a_grid_worker_records_a_visit_and_the_need_reaches_the_grid_leader(service, as_user):
+    worker = as_user("lx_wgy1")
+    assert "入户走访" in worker.get("/start").get_data(as_text=True)
+    page = worker.get("/start/household_visit").get_data(as_text=True)
+    assert "走访对象" in page and "重点人群走访" in page and "需网格长协调帮扶" in page
+    response = _record(worker)
+    assert response.status_code == 302
+    key = response.headers["Location"].rstrip("/").split("/")[-1]
+    case = worker.get(f"/cases/{key}").get_data(as_text=True)
+    assert "协调帮扶" in case and "刘某" in case
+    leader = as_user("lx_wgz1").get("/inbox").get_data(as_text=True)
+    assert "协调帮扶" in leader and key in leader
+
+
+def test_a_visit_with_nothing_found_closes_at_once_and_nobody_gets_a_task(service, as_user):
+    response = _record(as_user("lx_wgy1"), visit_outcome="nothing_found", need="")
+    key = response.headers["Location"].rstrip("/").split("/")[-1]
+    assert service.get_case(key).status == "completed" and not service.get_case(key).open_items
+
+
+def test_an_invalid_visit_is_shown_again_and_changes_nothing(service, as_user):
+    worker = as_user("lx_wgy1")
+    before = _counts(service)
+    for bad in ({"situation": ""}, {"visit_kind": "gossip"}, {"household": "户" * 101}):
+        response = _record(worker, **bad)
+        assert response.status_code == 400, bad
+        assert "走访" in response.get_data(as_text=True)
+    assert _counts(service) == before
+
+
+def test_only_a_grid_worker_may_record_a_visit(service, as_user):
+    before = _counts(service)
+    for username in ("lx_wgz1", "lxz_pd", "lxx_dc"):      # grid leader, town dispatcher, auditor
+        client = as_user(username)
+        assert "入户走访" not in client.get("/start").get_data(as_text=True)
+        assert client.get("/start/household_visit").status_code in (403, 404)
+    assert _counts(service) == before
