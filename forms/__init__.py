@@ -1,7 +1,8 @@
 """Forms as data: one YAML definition per form key in this folder.
 
-A definition lists fields (type, zh/en labels, required, limits, choices, help,
-read-only fields shown from case data). This package turns it into a
+A definition lists fields (type, zh/en labels, required or required only for a
+choice made in another field, limits, choices, help, read-only fields shown from
+case data). This package turns it into a
 marshmallow schema that validates a submission; the web layer renders the same
 definition as HTML and as JSON Schema.
 """
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from marshmallow import Schema, ValidationError, fields as mf, validate
+from marshmallow import Schema, ValidationError, fields as mf, validate, validates_schema
 
 from .safety import PROBLEM_MESSAGES, text_problem
 
@@ -52,6 +53,9 @@ class FieldDef:
     # kinds of personal data the field holds (`personal: id_number|phone`): masked for
     # everyone but the case's handlers, every unmasked view audited (engine/personal_data.py)
     personal: tuple = ()
+    # required only when another field of the form has one of these values:
+    # `required_if: {visit_outcome: [needs_help]}` -> ("visit_outcome", ("needs_help",))
+    required_if: tuple | None = None
 
     @property
     def choice_values(self) -> list:
@@ -150,7 +154,7 @@ def parse_definition(raw: dict, source: str = "<form>") -> FormDef:
                 raise FormDefinitionError(f"{where}: pattern is not a valid regular expression ({exc})",
                                           zh=f"pattern 不是有效的正则表达式（{exc}）") from None
         known = {"name", "type", "label", "required", "readonly", "choices", "help", "default_from",
-                 "min_length", "max_length", "min", "max", "pattern", "personal"}
+                 "min_length", "max_length", "min", "max", "pattern", "personal", "required_if"}
         unknown = set(f) - known
         if unknown:
             raise FormDefinitionError(f"{where}: unknown keys {', '.join(sorted(unknown))}",
@@ -162,10 +166,53 @@ def parse_definition(raw: dict, source: str = "<form>") -> FormDef:
             default_from=f.get("default_from"), min_length=f.get("min_length"),
             max_length=f.get("max_length"), min=f.get("min"), max=f.get("max"), pattern=pattern,
             personal=_personal(f.get("personal"), where),
+            required_if=_required_if_raw(f.get("required_if"), where),
         ))
+    by_name = {f.name: f for f in fields}
+    for f in fields:
+        if f.required_if is not None:
+            _check_required_if(f, by_name, f"{source}: field '{f.name}'")
     return FormDef(key=key, title=_label(raw.get("title", key), source), fields=fields,
                    description=_label(raw["description"], source) if raw.get("description") else None,
                    source=source)
+
+
+def _required_if_raw(value, where: str) -> tuple | None:
+    """`{field: value or [values]}` -> (field, (values...)); checked against the form later."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or len(value) != 1:
+        raise FormDefinitionError(f"{where}: required_if must name one field and its values, "
+                                  "e.g. {{outcome: [needs_help]}}",
+                                  zh="required_if 须写明一个字段及其取值，如 {outcome: [needs_help]}")
+    (other, values), = value.items()
+    values = tuple(values) if isinstance(values, list) else (values,)
+    if not values:
+        raise FormDefinitionError(f"{where}: required_if needs at least one value of '{other}'",
+                                  zh=f"required_if 须至少给出字段 {other} 的一个取值")
+    return str(other), values
+
+
+def _check_required_if(f: FieldDef, by_name: dict, where: str) -> None:
+    other_name, values = f.required_if
+    other = by_name.get(other_name)
+    if other is None or other.name == f.name or other.readonly:
+        raise FormDefinitionError(f"{where}: required_if names '{other_name}', which is not another input "
+                                  "field of this form",
+                                  zh=f"required_if 引用的“{other_name}”不是本表单的其他可填字段")
+    if other.type not in ("choice", "boolean"):
+        raise FormDefinitionError(f"{where}: required_if needs a choice or boolean field; "
+                                  f"'{other_name}' is {other.type}",
+                                  zh=f"required_if 只能引用单选或是/否字段；“{other_name}”是 {other.type}")
+    allowed = other.choice_values if other.type == "choice" else [True, False]
+    wrong = [v for v in values if not any(v == a and type(v) is type(a) for a in allowed)]
+    if wrong:
+        raise FormDefinitionError(f"{where}: required_if: {wrong[0]!r} is not a value of '{other_name}' "
+                                  f"({', '.join(map(repr, allowed))})",
+                                  zh=f"required_if：{wrong[0]!r} 不是“{other_name}”的取值")
+    if f.required or f.readonly:
+        raise FormDefinitionError(f"{where}: a field with required_if is neither required nor readonly",
+                                  zh="设了 required_if 的字段不能同时为 required 或 readonly")
 
 
 PERSONAL_KINDS = ("id_number", "phone")
@@ -238,9 +285,23 @@ class _SubmissionSchema(Schema):
         # Read-only and unknown keys are refused: a submission carries only what the form asks.
         unknown = "raise"
 
+    conditional: tuple = ()   # (field, other field, values) of the fields with required_if
+
+    @validates_schema(skip_on_field_errors=False)
+    def _required_by_choice(self, data, **_kwargs):
+        missing = {name: [f"required by the choice of {other}"] for name, other, values in self.conditional
+                   if _chosen(data.get(other), values) and data.get(name) in (None, "", [])}
+        if missing:
+            raise ValidationError(missing)
+
+
+def _chosen(value, values) -> bool:
+    return any(value == v and type(value) is type(v) for v in values)
+
 
 def build_schema(form: FormDef) -> Schema:
     attrs = {f.name: _marshmallow_field(f) for f in form.input_fields}
+    attrs["conditional"] = tuple((f.name, *f.required_if) for f in form.input_fields if f.required_if)
     schema_cls = type(f"{form.key}_Schema", (_SubmissionSchema,), attrs)
     return schema_cls()
 

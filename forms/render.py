@@ -222,7 +222,19 @@ def json_schema(form: FormDef, lang: str = "zh") -> dict:
         "x-readonly": [{"name": f.name, "title": _t(f.label, lang), "x-field-type": f.type}
                        for f in form.fields if f.readonly],
     })
+    conditional = [_required_if_schema(f) for f in form.input_fields if f.required_if]
+    if conditional:
+        schema["allOf"] = conditional
     return schema
+
+
+def _required_if_schema(f: FieldDef) -> dict:
+    """`f` required (and not empty) when its `required_if` field has one of the values."""
+    other, values = f.required_if
+    filled = {"type": "string", "minLength": 1} if f.type in ("text", "long_text", "person", "node") else \
+        {"type": "array", "minItems": 1} if f.type in ("multi_choice", "file") else {"not": {"type": "null"}}
+    return {"if": {"properties": {other: {"enum": list(values)}}, "required": [other]},
+            "then": {"required": [f.name], "properties": {f.name: filled}}}
 
 
 # --------------------------------------------------------------------------- HTML context

@@ -79,3 +79,70 @@ def test_registry_requires_key_to_match_file_name(tmp_path):
     (tmp_path / "a.yaml").write_text("key: b\nfields: []\n", encoding="utf-8")
     with pytest.raises(FormDefinitionError, match="must match the file name"):
         FormRegistry(tmp_path).keys()
+
+
+# ------------------------------------------------------------ required_if
+
+OUTCOME = {"name": "outcome", "type": "choice", "required": True,
+           "choices": [{"value": "fine"}, {"value": "needs_help"}, {"value": "referred"}]}
+
+
+def conditional(field_type="long_text", values=("needs_help", "referred"), **extra):
+    return parse_definition({"key": "visit", "fields": [
+        OUTCOME, {"name": "ok", "type": "boolean"},
+        {"name": "need", "type": field_type, "required_if": {"outcome": list(values)}, **extra}]}, "visit.yaml")
+
+
+@pytest.mark.parametrize("outcome", ["needs_help", "referred"])
+@pytest.mark.parametrize("missing", [{}, {"need": ""}, {"need": None}])
+def test_a_field_required_by_a_choice_is_refused_when_missing(outcome, missing):
+    with pytest.raises(FormValidationError) as err:
+        conditional().validate({"outcome": outcome, **missing})
+    assert err.value.fields == {"need": ["required by the choice of outcome"]}
+
+
+def test_a_field_required_by_a_choice_is_optional_otherwise_and_kept_when_given():
+    form = conditional()
+    assert form.validate({"outcome": "fine"}) == {"outcome": "fine"}
+    assert form.validate({"outcome": "needs_help", "need": "代缴取暖费"})["need"] == "代缴取暖费"
+
+
+def test_required_if_on_a_boolean_and_for_a_list_field():
+    form = parse_definition({"key": "k", "fields": [
+        {"name": "ok", "type": "boolean", "required": True},
+        {"name": "why", "type": "multi_choice", "choices": [{"value": "a"}], "required_if": {"ok": False}}]})
+    assert form.validate({"ok": True}) == {"ok": True}
+    for missing in ({}, {"why": []}):
+        with pytest.raises(FormValidationError) as err:
+            form.validate({"ok": False, **missing})
+        assert list(err.value.fields) == ["why"]
+
+
+def test_the_conditional_error_comes_with_the_other_fields_errors():
+    with pytest.raises(FormValidationError) as err:
+        conditional(max_length=3).validate({"outcome": "needs_help", "ok": "perhaps"})
+    assert set(err.value.fields) == {"ok", "need"}
+
+
+@pytest.mark.parametrize("required_if,message", [
+    ({"nope": ["x"]}, "'nope', which is not another input field"),
+    ({"need": ["x"]}, "'need', which is not another input field"),            # itself
+    ({"label": ["x"]}, "not another input field"),                            # a read-only field
+    ({"text": ["x"]}, "needs a choice or boolean field; 'text' is text"),
+    ({"outcome": ["lost"]}, "'lost' is not a value of 'outcome'"),
+    ({"outcome": []}, "at least one value"),
+    ({"outcome": ["fine"], "ok": [True]}, "must name one field"),
+    ("outcome", "must name one field"),
+])
+def test_a_broken_required_if_names_the_problem(required_if, message):
+    with pytest.raises(FormDefinitionError, match=message) as err:
+        parse_definition({"key": "k", "fields": [
+            OUTCOME, {"name": "text", "type": "text"}, {"name": "label", "type": "text", "readonly": True},
+            {"name": "need", "type": "text", "required_if": required_if}]}, "k.yaml")
+    assert err.value.zh
+
+
+def test_required_if_is_not_combined_with_required():
+    with pytest.raises(FormDefinitionError, match="neither required nor readonly"):
+        parse_definition({"key": "k", "fields": [
+            OUTCOME, {"name": "need", "type": "text", "required": True, "required_if": {"outcome": ["fine"]}}]})

@@ -612,3 +612,36 @@ def test_every_shipped_form_renders_and_has_a_schema(key, lang):
         if f.readonly:
             assert f"<dt>{escape(f.label[lang])}</dt>" in html and not doc.find(name=f.name)
     assert "<核实>" not in html
+
+
+# --------------------------------------------------------------------------- required_if
+
+def _conditional(field_type):
+    extra = {"choices": [{"value": "a"}]} if field_type == "multi_choice" else {}
+    return parse_definition({"key": "visit", "fields": [
+        {"name": "outcome", "type": "choice", "required": True, "choices": [{"value": "fine"}, {"value": "needs_help"}]},
+        {"name": "need", "type": field_type, "required_if": {"outcome": ["needs_help"]}, **extra}]})
+
+
+@pytest.mark.parametrize("field_type,filled,empty", [
+    ("long_text", "代缴取暖费", ""), ("multi_choice", ["a"], []), ("integer", 3, None)])
+def test_schema_and_server_agree_on_a_field_required_by_a_choice(field_type, filled, empty):
+    form = _conditional(field_type)
+    validator, _ = schema_validator(json_schema(form))
+    jsonschema.Draft202012Validator.check_schema(json_schema(form))
+    for data, ok in [({"outcome": "fine"}, True), ({"outcome": "needs_help", "need": filled}, True),
+                     ({"outcome": "needs_help"}, False), ({"outcome": "needs_help", "need": empty}, False)]:
+        schema_ok = not list(validator.iter_errors(data))
+        try:
+            form.validate(data)
+            server_ok = True
+        except FormValidationError:
+            server_ok = False
+        assert (schema_ok, server_ok) == (ok, ok), data
+
+
+def test_every_shipped_conditional_field_is_in_its_schema():
+    for form in FormRegistry().forms.values():
+        conditional = {f.name for f in form.input_fields if f.required_if}
+        named = {name for rule in json_schema(form).get("allOf", []) for name in rule["then"]["required"]}
+        assert named == conditional, form.key

@@ -50,6 +50,8 @@ def test_an_invalid_visit_is_shown_again_and_changes_nothing(service, as_user):
         response = _record(worker, **bad)
         assert response.status_code == 400, bad
         assert "走访" in response.get_data(as_text=True)
+    response = _record(worker, need="")                 # a need to help with, but not described
+    assert response.status_code == 400 and "按上面所作的选择，此项为必填。" in response.get_data(as_text=True)
     assert _counts(service) == before
 
 

@@ -90,6 +90,7 @@ MESSAGES_EN: dict[str, str] = {
     "指定人员": "Named people",
     "此项为必填。": "This field is required.",
     "此项不能为空。": "This field must not be empty.",
+    "按上面所作的选择，此项为必填。": "Required by the choice made above.",
     "至少填写 {n} 个字。": "Enter at least {n} characters.",
     "最多填写 {n} 个字。": "Enter at most {n} characters.",
     "长度须在 {a} 到 {b} 个字之间。": "Enter between {a} and {b} characters.",

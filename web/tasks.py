@@ -110,6 +110,7 @@ _MESSAGES = [
     (re.compile(r"^Missing data for required field\.$"), lambda m: _("此项为必填。")),
     (re.compile(r"^Field may not be null\.$"), lambda m: _("此项为必填。")),
     (re.compile(r"^must not be empty$"), lambda m: _("此项不能为空。")),
+    (re.compile(r"^required by the choice of \w+$"), lambda m: _("按上面所作的选择，此项为必填。")),
     (re.compile(r"^Shorter than minimum length (\d+)\.$"), lambda m: _("至少填写 {n} 个字。", n=m[1])),
     (re.compile(r"^Longer than maximum length (\d+)\.$"), lambda m: _("最多填写 {n} 个字。", n=m[1])),
     (re.compile(r"^Length must be between (\d+) and (\d+)\.$"),
