@@ -62,3 +62,28 @@ def test_only_a_grid_worker_may_record_a_visit(service, as_user):
         assert "入户走访" not in client.get("/start").get_data(as_text=True)
         assert client.get("/start/household_visit").status_code in (403, 404)
     assert _counts(service) == before
+
+
+def test_a_matter_found_on_a_visit_is_reported_with_the_visit_filled_in(service, as_user):
+    worker = as_user("lx_wgy1")
+    key = _record(worker, visit_outcome="resolved_on_spot", need="",
+                  people_met="刘某 13800000007").headers["Location"].rstrip("/").split("/")[-1]
+    case_page = worker.get(f"/cases/{key}").get_data(as_text=True)
+    assert "据此上报网格事项" in case_page and f"/start/grid_matter?from_case={key}" in case_page
+    form = worker.get(f"/start/grid_matter?from_case={key}").get_data(as_text=True)
+    assert f"内容取自 {key}" in form
+    assert VISIT["situation"] in form and VISIT["address"] in form and "13800000007" in form
+    assert f'value="{GRID}" selected' in form
+    # who may not see the visit gets no form filled from it; nor does a case number that is not one
+    assert as_user("lx_wgy3").get(f"/start/grid_matter?from_case={key}").status_code == 403
+    assert worker.get("/start/grid_matter?from_case=LX-2026-999999").status_code == 404
+
+
+def test_only_a_visit_offers_to_report_and_only_to_who_may_report(service, as_user):
+    from tests.helpers import REPORT
+    worker = as_user("lx_wgy1")
+    matter = service.start_case("grid_matter", GRID, REPORT, "lx_wgy1")
+    assert "据此上报网格事项" not in worker.get(f"/cases/{matter.business_key}").get_data(as_text=True)
+    key = _record(worker).headers["Location"].rstrip("/").split("/")[-1]
+    leader = as_user("lx_wgz1").get(f"/cases/{key}").get_data(as_text=True)   # a grid leader reports nothing
+    assert "协调帮扶" in leader and "据此上报网格事项" not in leader

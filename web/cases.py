@@ -47,15 +47,16 @@ def _start_form(option):
     return form
 
 
-def _render_start(option, form, submitted=None, grid=None, errors=None, status=200):
+def _render_start(option, form, submitted=None, grid=None, errors=None, status=200, source=None):
     from forms.render import form_context
     lang = current_lang()
     errors = errors or {}
     if grid is None and len(option.grids) == 1:
         grid = option.grids[0][0]
-    fields = form_context(form, {}, submitted, errors, lang) if form else []
+    # a report made from another case (a household visit's findings): its fields' `default_from`
+    fields = form_context(form, source.data if source else {}, submitted, errors, lang) if form else []
     return render_template(
-        "start_form.html", option=option, form=form, fields=fields, grid=grid,
+        "start_form.html", option=option, form=form, fields=fields, grid=grid, source=source,
         grid_errors=errors.get("grid", []), stray=stray_errors(form, {k: v for k, v in errors.items() if k != "grid"}),
         errors=errors, has_files=bool(file_fields(form)), lang=lang), status
 
@@ -64,7 +65,14 @@ def _render_start(option, form, submitted=None, grid=None, errors=None, status=2
 @login_required
 def start_form(process_key):
     option = _option(process_key)
-    return _render_start(option, _start_form(option))
+    source, grid = None, None
+    key = (request.args.get("from_case") or "").strip()
+    if key:
+        source = _case_detail(key)   # 403/404 as the case page: only a case the official may see
+        # the report's grid: the source case's, when it is one of the official's
+        same = [code for code, name in option.grids if name == source.node_names.get(source.case.grid_id)]
+        grid = same[0] if len(same) == 1 else None
+    return _render_start(option, _start_form(option), grid=grid, source=source)
 
 
 @bp.route("/start/<process_key>", methods=["POST"])
@@ -94,17 +102,33 @@ def start_submit(process_key):
 
 # -------------------------------------------------------------- case page
 
-def _render_case(business_key: str, upload_errors=None, status=200):
+def _case_detail(business_key: str):
+    """The case as the current official may see it (personal data masked unless theirs to see)."""
     from engine.personal_data import PersonalData
     view = service().view_case(current_user.id, business_key)
-    view = PersonalData(service()).guard_case_detail(current_user.id, view, "case_page")
+    return PersonalData(service()).guard_case_detail(current_user.id, view, "case_page")
+
+
+REPORT_FROM = {"household_visit": "grid_matter"}   # a case whose findings can open a report of another process
+
+
+def _report_from(view) -> str | None:
+    """The process the official may report this case's findings as (据此上报), if any."""
+    target = REPORT_FROM.get(view.case.process_key)
+    if target is None or current_user.read_only:
+        return None
+    return target if any(o.process_key == target for o in service().startable(current_user.id)) else None
+
+
+def _render_case(business_key: str, upload_errors=None, status=200):
+    view = _case_detail(business_key)
     lang = current_lang()
     may_reassign = bool(view.open_items) and service().supervision.may_reassign(current_user.id, view.case)
     return render_template(
         "case.html", view=view, case=view.case, fields=case_fields(view, lang), details=event_details(view, lang),
         may_contribute=view.may_contribute and not current_user.read_only, upload_errors=upload_errors or [],
         workable={i.id for i in view.open_items if service().may_work(current_user.id, i.id)},
-        may_reassign=may_reassign, reassign_choices=(
+        may_reassign=may_reassign, report_from=_report_from(view), reassign_choices=(
             service().supervision.reassign_choices(view.open_items) if may_reassign else {}),
         lang=lang), status
 
