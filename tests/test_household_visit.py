@@ -74,6 +74,8 @@ def test_a_matter_found_on_a_visit_is_reported_with_the_visit_filled_in(service,
     assert f"内容取自 {key}" in form
     assert VISIT["situation"] in form and VISIT["address"] in form and "13800000007" in form
     assert f'value="{GRID}" selected' in form
+    views = [e.data for e in service.history(key) if e.event_type == "personal_data_viewed"]
+    assert {"via": "report_form", "fields": ["people_met"]} in views      # the phone number seen, audited
     # who may not see the visit gets no form filled from it; nor does a case number that is not one
     assert as_user("lx_wgy3").get(f"/start/grid_matter?from_case={key}").status_code == 403
     assert worker.get("/start/grid_matter?from_case=LX-2026-999999").status_code == 404

@@ -68,7 +68,7 @@ def start_form(process_key):
     source, grid = None, None
     key = (request.args.get("from_case") or "").strip()
     if key:
-        source = _case_detail(key)   # 403/404 as the case page: only a case the official may see
+        source = _case_detail(key, via="report_form")   # 403/404 as the case page: only a case the official may see
         # the report's grid: the source case's, when it is one of the official's
         same = [code for code, name in option.grids if name == source.node_names.get(source.case.grid_id)]
         grid = same[0] if len(same) == 1 else None
@@ -102,11 +102,12 @@ def start_submit(process_key):
 
 # -------------------------------------------------------------- case page
 
-def _case_detail(business_key: str):
-    """The case as the current official may see it (personal data masked unless theirs to see)."""
+def _case_detail(business_key: str, via: str = "case_page"):
+    """The case as the current official may see it (personal data masked unless theirs to see;
+    an unmasked view audited as seen `via` this page)."""
     from engine.personal_data import PersonalData
     view = service().view_case(current_user.id, business_key)
-    return PersonalData(service()).guard_case_detail(current_user.id, view, "case_page")
+    return PersonalData(service()).guard_case_detail(current_user.id, view, via)
 
 
 REPORT_FROM = {"household_visit": "grid_matter"}   # a case whose findings can open a report of another process
