@@ -110,13 +110,11 @@ def _case_detail(business_key: str, via: str = "case_page"):
     return PersonalData(service()).guard_case_detail(current_user.id, view, via)
 
 
-REPORT_FROM = {"household_visit": "grid_matter"}   # a case whose findings can open a report of another process
-
-
 def _report_from(view) -> str | None:
-    """The process the official may report this case's findings as (据此上报), if any."""
-    target = REPORT_FROM.get(view.case.process_key)
-    if target is None or current_user.read_only:
+    """The process the official may report this case's findings as (据此上报): the one its
+    process names in `reportAs` (入户走访: grid_matter), if the official may start it."""
+    target = (view.version.properties or {}).get("reportAs")
+    if not target or current_user.read_only:
         return None
     return target if any(o.process_key == target for o in service().startable(current_user.id)) else None
 
