@@ -42,7 +42,8 @@ run: setup
 	@# the timer worker fires BPMN deadlines and reminders; it stops with the server
 	$(VENV)/bin/gridflow worker --interval 5 & WORKER_PID=$$!; \
 	trap 'kill $$WORKER_PID 2>/dev/null' EXIT INT TERM; \
-	$(VENV)/bin/gunicorn --workers $(WORKERS) --bind $(HOST):$(PORT) --access-logfile - "web:create_app()"
+	$(VENV)/bin/gunicorn --config python:web.gunicorn_conf --workers $(WORKERS) --bind $(HOST):$(PORT) \
+		--access-logfile - "web:create_app()"
 
 # Runs the suite on SQLite, or on PostgreSQL when DATABASE_URL is set.
 test: venv

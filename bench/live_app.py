@@ -32,8 +32,8 @@ def start_gunicorn(database_url: str, port: int, log_path: Path, *, secret_key: 
     env = dict(os.environ, DATABASE_URL=database_url, SECRET_KEY=secret_key, PYTHONPATH=str(ROOT))
     log = open(log_path, "wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}", *options,
-         "web:create_app()"],
+        [sys.executable, "-m", "gunicorn", "--config", "python:web.gunicorn_conf", "--workers", str(workers),
+         "--bind", f"127.0.0.1:{port}", *options, "web:create_app()"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=new_session)
 
 
