@@ -61,6 +61,10 @@ class FieldDef:
     def choice_values(self) -> list:
         return [c["value"] for c in self.choices]
 
+    def required_by(self, data: dict) -> bool:
+        """Whether `data` makes this field required by its `required_if` (not by `required`)."""
+        return self.required_if is not None and _chosen(data.get(self.required_if[0]), self.required_if[1])
+
 
 @dataclass
 class FormDef:
@@ -205,7 +209,7 @@ def _check_required_if(f: FieldDef, by_name: dict, where: str) -> None:
                                   f"'{other_name}' is {other.type}",
                                   zh=f"required_if 只能引用单选或是/否字段；“{other_name}”是 {other.type}")
     allowed = other.choice_values if other.type == "choice" else [True, False]
-    wrong = [v for v in values if not any(v == a and type(v) is type(a) for a in allowed)]
+    wrong = [v for v in values if not _chosen(v, allowed)]
     if wrong:
         raise FormDefinitionError(f"{where}: required_if: {wrong[0]!r} is not a value of '{other_name}' "
                                   f"({', '.join(map(repr, allowed))})",
@@ -285,23 +289,24 @@ class _SubmissionSchema(Schema):
         # Read-only and unknown keys are refused: a submission carries only what the form asks.
         unknown = "raise"
 
-    conditional: tuple = ()   # (field, other field, values) of the fields with required_if
+    conditional: tuple = ()   # the FieldDefs with required_if
 
     @validates_schema(skip_on_field_errors=False)
     def _required_by_choice(self, data, **_kwargs):
-        missing = {name: [f"required by the choice of {other}"] for name, other, values in self.conditional
-                   if _chosen(data.get(other), values) and data.get(name) in (None, "", [])}
+        missing = {f.name: [f"required by the choice of {f.required_if[0]}"] for f in self.conditional
+                   if f.required_by(data) and data.get(f.name) in (None, "", [])}
         if missing:
             raise ValidationError(missing)
 
 
 def _chosen(value, values) -> bool:
+    """`value` is one of `values`, of the same type (True is not 1, "1" is not 1)."""
     return any(value == v and type(value) is type(v) for v in values)
 
 
 def build_schema(form: FormDef) -> Schema:
     attrs = {f.name: _marshmallow_field(f) for f in form.input_fields}
-    attrs["conditional"] = tuple((f.name, *f.required_if) for f in form.input_fields if f.required_if)
+    attrs["conditional"] = tuple(f for f in form.input_fields if f.required_if)
     schema_cls = type(f"{form.key}_Schema", (_SubmissionSchema,), attrs)
     return schema_cls()
 

@@ -23,6 +23,11 @@ def _record(client, **overrides):
     return client.post("/start/household_visit", data=form, content_type="multipart/form-data")
 
 
+def _case_key(response) -> str:
+    """The business key of the case a start redirected to."""
+    return response.headers["Location"].rstrip("/").split("/")[-1]
+
+
 def test_a_grid_worker_records_a_visit_and_the_need_reaches_the_grid_leader(service, as_user):
     worker = as_user("lx_wgy1")
     assert "入户走访" in worker.get("/start").get_data(as_text=True)
@@ -30,7 +35,7 @@ def test_a_grid_worker_records_a_visit_and_the_need_reaches_the_grid_leader(serv
     assert "走访对象" in page and "重点人群走访" in page and "需网格长协调帮扶" in page
     response = _record(worker)
     assert response.status_code == 302
-    key = response.headers["Location"].rstrip("/").split("/")[-1]
+    key = _case_key(response)
     case = worker.get(f"/cases/{key}").get_data(as_text=True)
     assert "协调帮扶" in case and "刘某" in case
     leader = as_user("lx_wgz1").get("/inbox").get_data(as_text=True)
@@ -39,7 +44,7 @@ def test_a_grid_worker_records_a_visit_and_the_need_reaches_the_grid_leader(serv
 
 def test_a_visit_with_nothing_found_closes_at_once_and_nobody_gets_a_task(service, as_user):
     response = _record(as_user("lx_wgy1"), visit_outcome="nothing_found", need="")
-    key = response.headers["Location"].rstrip("/").split("/")[-1]
+    key = _case_key(response)
     assert service.get_case(key).status == "completed" and not service.get_case(key).open_items
 
 
@@ -66,8 +71,7 @@ def test_only_a_grid_worker_may_record_a_visit(service, as_user):
 
 def test_a_matter_found_on_a_visit_is_reported_with_the_visit_filled_in(service, as_user):
     worker = as_user("lx_wgy1")
-    key = _record(worker, visit_outcome="resolved_on_spot", need="",
-                  people_met="刘某 13800000007").headers["Location"].rstrip("/").split("/")[-1]
+    key = _case_key(_record(worker, visit_outcome="resolved_on_spot", need="", people_met="刘某 13800000007"))
     case_page = worker.get(f"/cases/{key}").get_data(as_text=True)
     assert "据此上报网格事项" in case_page and f"/start/grid_matter?from_case={key}" in case_page
     form = worker.get(f"/start/grid_matter?from_case={key}").get_data(as_text=True)
@@ -86,6 +90,6 @@ def test_only_a_visit_offers_to_report_and_only_to_who_may_report(service, as_us
     worker = as_user("lx_wgy1")
     matter = service.start_case("grid_matter", GRID, REPORT, "lx_wgy1")
     assert "据此上报网格事项" not in worker.get(f"/cases/{matter.business_key}").get_data(as_text=True)
-    key = _record(worker).headers["Location"].rstrip("/").split("/")[-1]
+    key = _case_key(_record(worker))
     leader = as_user("lx_wgz1").get(f"/cases/{key}").get_data(as_text=True)   # a grid leader reports nothing
     assert "协调帮扶" in leader and "据此上报网格事项" not in leader
