@@ -25,15 +25,17 @@ A batch of timer firings writes all its cases' rows at its end, one executemany 
 the ORM's.
 
 On PostgreSQL these writes are pipelined (psycopg's pipeline mode): sent one after the other
-without waiting for each answer, the answers read together when the pipeline ends, which is
-before the transaction's next statement of any other kind, before its COMMIT, or at its
-rollback (`end_pipeline`; the listeners of `install_pipeline_listeners` and
-`Database.unit_of_work` call it). A versioned UPDATE's row count is checked then, still
-before the COMMIT. On an idle machine a round trip costs ~75 µs; a completion's six writes
-were six of them and are one.
+without waiting for each answer, the answers read together before the transaction's next
+statement of SQLAlchemy's or, at its end, with the COMMIT queued after them. A versioned
+UPDATE's row count is then checked by the server (`_guarded`). The whole write transaction
+runs in one pipeline, its BEGIN sent with its first statement: see the section below and
+docs/engine.md. On an idle machine a round trip costs ~75 µs; a completion makes two.
 """
 from __future__ import annotations
 
+import weakref
+
+import psycopg
 from sqlalchemy import bindparam, event, exc, insert, inspect, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -73,7 +75,7 @@ def execute(session: Session, statement, params, column_keys: tuple | None = Non
     """Run a Core statement built once and kept (one dict of parameters, or a list:
     executemany) in the session's transaction by the driver's cursor. An INSERT names its
     `column_keys`. `expect_rows`: how many rows it must change, or `StaleDataError` (at
-    once, or on PostgreSQL when the pipeline ends, before the transaction commits)."""
+    once; on PostgreSQL when the pipeline's answers arrive, before the transaction commits)."""
     connection = session.connection()
     dialect = connection.dialect
     key = (statement, dialect.name, column_keys)  # the statement itself: an id could be reused
@@ -83,32 +85,58 @@ def execute(session: Session, statement, params, column_keys: tuple | None = Non
     many = isinstance(params, list)
     driver_params = [compiled.driver_params(p) for p in params] if many else compiled.driver_params(params)
     pipeline = _pipeline_for(session, connection) if dialect.name == "postgresql" else None
+    sql = compiled.sql
+    guarded = False
+    if pipeline is not None and pipeline.transactional and expect_rows is not None:
+        # the COMMIT goes in the same round trip as this write: the server checks the row count
+        if expect_rows != (len(params) if many else 1):
+            raise ValueError("a pipelined write expects exactly one row per set of parameters")
+        sql, guarded = _guarded(sql), True
     cursor = connection.connection.dbapi_connection.cursor()
     if connection.dispatch.before_cursor_execute:  # statement counters and tracers still see it
-        connection.dispatch.before_cursor_execute(connection, cursor, compiled.sql, driver_params, None, many)
+        connection.dispatch.before_cursor_execute(connection, cursor, sql, driver_params, None, many)
     sent = False
     try:
         if many:
-            cursor.executemany(compiled.sql, driver_params)
+            cursor.executemany(sql, driver_params)
         else:
-            cursor.execute(compiled.sql, driver_params)
+            cursor.execute(sql, driver_params)
         sent = True
     except dialect.loaded_dbapi.Error as error:
         # pipelined: the server's refusal of an earlier write may surface here
-        failed = _refused(pipeline, (cursor, compiled.sql, driver_params, many)) if pipeline else None
-        sql, failed_params, failed_many = failed[1:4] if failed else (compiled.sql, driver_params, many)
-        raise _driver_error(dialect, sql, failed_params, failed_many, error) from error
+        failed = _refused(pipeline, _Sent(cursor, sql, driver_params, many, None, guarded)) if pipeline else None
+        raise _answer_error(dialect, failed or _Sent(cursor, sql, driver_params, many, None, guarded),
+                            error) from error
     finally:
         if pipeline is None or not sent:
             cursor.close()
     if pipeline is not None:
-        pipeline.sent.append((cursor, compiled.sql, driver_params, many, expect_rows))
+        pipeline.sent.append(_Sent(cursor, sql, driver_params, many, None if guarded else expect_rows, guarded))
     else:
-        _check_rows(compiled.sql, cursor.rowcount, expect_rows)
+        _check_rows(sql, cursor.rowcount, expect_rows)
+
+
+def _guarded(sql: str) -> str:
+    """The UPDATE as a statement that fails unless it changed exactly one row (division by
+    zero, SQLSTATE 22012, which nothing else in it can raise): a row changed by another
+    transaction since it was read aborts the transaction before its COMMIT runs."""
+    return f"WITH changed AS ({sql} RETURNING 1) SELECT 1 / count(*) FROM changed"
+
+
+_STALE_SQLSTATE = "22012"
 
 
 def _driver_error(dialect, sql, params, many, error):
     return exc.DBAPIError.instance(sql, params, error, dialect.loaded_dbapi.Error, dialect=dialect, ismulti=many)
+
+
+def _answer_error(dialect, failed: "_Sent", error):
+    """The exception for a write the server refused: a guarded UPDATE that found its row
+    changed is a lost race (`StaleDataError`), anything else SQLAlchemy's (`IntegrityError` …)."""
+    if failed.guarded and getattr(error, "sqlstate", None) == _STALE_SQLSTATE:
+        return StaleDataError(f"{failed.sql.split()[4]}: expected to update 1 row(s), updated 0: "
+                              f"changed by another transaction since it was read")
+    return _driver_error(dialect, failed.sql, failed.params, failed.many, error)
 
 
 def _check_rows(sql: str, changed: int, expected: int | None) -> None:
@@ -118,83 +146,235 @@ def _check_rows(sql: str, changed: int, expected: int | None) -> None:
 
 
 # ------------------------------------------------------------------ PostgreSQL pipeline
+#
+# A write transaction on PostgreSQL (`Database.unit_of_work`) runs in one psycopg pipeline
+# from its BEGIN to its COMMIT, on a connection in the driver's autocommit mode, so that
+# psycopg sends no BEGIN of its own (it waits for the answer to that one alone). The BEGIN
+# is queued when SQLAlchemy begins the transaction and reaches the server with the first
+# statement: one round trip for both. Each statement of SQLAlchemy's is answered when
+# SQLAlchemy asks for its result (`PipelinedCursor`); the driver writes here are only
+# sent, and answered together before the next statement of SQLAlchemy's or, at the end,
+# in the round trip of the COMMIT queued after them. A completion makes two round trips:
+# BEGIN with the lock, the writes with the COMMIT.
 
 _PIPELINE = "gf_write_pipeline"   # Connection.info (its DBAPI connection's): the open pipeline
+WRITE_TRANSACTION = "gf_write_transaction"   # execution option of the unit-of-work sessions
+_pipelines: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # DBAPI connection: _Pipeline
+
+
+class _Sent:
+    """A write sent in the pipeline, awaiting its answer."""
+
+    __slots__ = ("cursor", "sql", "params", "many", "expect_rows", "guarded")
+
+    def __init__(self, cursor, sql, params, many, expect_rows, guarded):
+        self.cursor, self.sql, self.params, self.many = cursor, sql, params, many
+        self.expect_rows, self.guarded = expect_rows, guarded
 
 
 class _Pipeline:
-    """psycopg's pipeline context, entered by hand: it stays open from the first write of a
-    burst until `end_pipeline` (the writes' cursors stay open with it, for their row counts)."""
+    """psycopg's pipeline context, entered by hand: open for the whole write transaction
+    (`transactional`) or, elsewhere, from the first write of a burst until `end_pipeline`.
+    The writes' cursors stay open until their answers have been checked."""
 
-    __slots__ = ("context", "sent")
+    __slots__ = ("context", "pipeline", "sent", "transactional", "syncs", "begin", "__weakref__")
 
-    def __init__(self, dbapi_connection):
+    def __init__(self, dbapi_connection, transactional: bool):
         self.context = dbapi_connection.pipeline()
-        self.context.__enter__()
-        self.sent: list[tuple] = []   # (cursor, sql, params, many, expected rows)
+        self.pipeline = self.context.__enter__()
+        self.sent: list[_Sent] = []
+        self.transactional = transactional
+        self.syncs = 0        # answers are complete for whatever was sent before sync number `syncs`
+        self.begin = None     # the BEGIN's cursor, until it is answered
+        _pipelines[dbapi_connection] = self
+
+    def sync(self) -> None:
+        self.syncs += 1
+        self.pipeline.sync()
+
+
+class PipelinedCursor(psycopg.Cursor):
+    """psycopg's cursor, which in a pipeline fills `description` and `rowcount` only once the
+    statement's answer has arrived, while SQLAlchemy asks for them right after `execute`:
+    asking here first syncs the pipeline, if the statement was sent since its last sync."""
+
+    def execute(self, *args, **kwargs):
+        pipeline = _pipelines.get(self.connection)
+        self._gf_sync = pipeline.syncs if pipeline is not None else None
+        return super().execute(*args, **kwargs)
+
+    def executemany(self, *args, **kwargs):
+        pipeline = _pipelines.get(self.connection)
+        self._gf_sync = pipeline.syncs if pipeline is not None else None
+        return super().executemany(*args, **kwargs)
+
+    def _answered(self) -> None:
+        sent_at = getattr(self, "_gf_sync", None)
+        if sent_at is not None:
+            pipeline = _pipelines.get(self.connection)
+            if pipeline is not None and pipeline.syncs == sent_at:
+                pipeline.sync()
+            self._gf_sync = None
+
+    @property
+    def description(self):
+        self._answered()
+        return super().description
+
+    @property
+    def rowcount(self) -> int:
+        self._answered()
+        return super().rowcount
+
+    def fetchall(self):
+        self._answered()
+        return super().fetchall()
+
+
+def begin_in_pipeline(connection) -> None:
+    """Queue the BEGIN of a write transaction (SQLAlchemy's `begin` event) in the pipeline
+    that will carry the transaction; it reaches the server with the first statement."""
+    if not connection.get_execution_options().get(WRITE_TRANSACTION):
+        return
+    dbapi_connection = connection.connection.dbapi_connection
+    if not dbapi_connection.autocommit:
+        return   # an isolation level of its own was asked for: psycopg begins that transaction
+    pipeline = connection.info.get(_PIPELINE)
+    if pipeline is None:
+        pipeline = connection.info[_PIPELINE] = _Pipeline(dbapi_connection, transactional=True)
+    pipeline.transactional = True
+    pipeline.begin = dbapi_connection.cursor()
+    pipeline.begin.execute("BEGIN", prepare=False)
 
 
 def _pipeline_for(session: Session, connection) -> _Pipeline:
     pipeline = connection.info.get(_PIPELINE)
     if pipeline is None:
-        pipeline = connection.info[_PIPELINE] = _Pipeline(connection.connection.dbapi_connection)
+        pipeline = connection.info[_PIPELINE] = _Pipeline(connection.connection.dbapi_connection,
+                                                          transactional=False)
         session.info[_PIPELINE] = True
     return pipeline
 
 
+def _settle(pipeline: _Pipeline, dialect, how) -> None:
+    """Wait for the answers of everything sent in the pipeline (`how` does the waiting) and
+    check them: a refused write raised as SQLAlchemy's exception, a lost race on a row's
+    version as `StaleDataError`."""
+    try:
+        try:
+            how()
+        except dialect.loaded_dbapi.Error as error:
+            failed = _refused(pipeline, None)
+            if failed is None:   # no write's: the BEGIN's or the COMMIT's (the connection lost …)
+                raise _driver_error(dialect, "COMMIT", None, False, error) from error
+            raise _answer_error(dialect, failed, error) from error
+        for sent in pipeline.sent:
+            _check_rows(sent.sql, sent.cursor.rowcount, sent.expect_rows)
+    finally:
+        _close_cursors(pipeline)
+
+
+def _close_cursors(pipeline: _Pipeline) -> None:
+    for sent in pipeline.sent:
+        sent.cursor.close()
+    pipeline.sent.clear()
+    if pipeline.begin is not None:
+        pipeline.begin.close()
+        pipeline.begin = None
+
+
+def settle_pipeline(connection) -> None:
+    """Before a statement of SQLAlchemy's: the answers of the writes sent so far. A
+    transaction's pipeline stays open; a burst's ends."""
+    pipeline = connection.info.get(_PIPELINE)
+    if pipeline is None:
+        return
+    if not pipeline.transactional:
+        end_pipeline(connection)
+    elif pipeline.sent:
+        _settle(pipeline, connection.dialect, pipeline.sync)
+
+
 def end_pipeline(connection, discard: bool = False) -> None:
-    """Wait for the answers of the writes pipelined on this SQLAlchemy connection, if any:
-    a server error is raised as SQLAlchemy's (`IntegrityError` …) and a versioned UPDATE
-    that changed no row as `StaleDataError`. `discard`: the transaction is being rolled
-    back; its errors do not matter any more."""
+    """Leave the pipeline on this SQLAlchemy connection, if any, waiting for the answers of
+    what was sent in it and checking them (`_settle`). `discard`: the transaction is being
+    rolled back; its errors do not matter any more."""
     pipeline = connection.info.pop(_PIPELINE, None)
     if pipeline is None:
         return
-    dialect = connection.dialect
-    try:
+    dbapi_connection = connection.connection.dbapi_connection
+    _pipelines.pop(dbapi_connection, None)
+    leave = lambda: pipeline.context.__exit__(None, None, None)   # noqa: E731 -- Sync: every answer arrives
+    if discard:
         try:
-            pipeline.context.__exit__(None, None, None)   # Sync: every answer arrives
-        except dialect.loaded_dbapi.Error as error:
-            if discard:
-                return
-            failed = _refused(pipeline, pipeline.sent[-1])
-            raise _driver_error(dialect, failed[1], failed[2], failed[3], error) from error
-        if not discard:
-            for cursor, sql, _params, _many, expected in pipeline.sent:
-                _check_rows(sql, cursor.rowcount, expected)
-    finally:
-        for cursor, *_rest in pipeline.sent:
-            cursor.close()
+            leave()
+        except connection.dialect.loaded_dbapi.Error:
+            pass
+        finally:
+            _close_cursors(pipeline)
+        return
+    _settle(pipeline, connection.dialect, leave)
 
 
-def _refused(pipeline: _Pipeline, otherwise: tuple) -> tuple:
+def _refused(pipeline: _Pipeline, otherwise):
     """The pipelined write the server refused: the one whose answer is an error (later ones
     were not run), else the first without an answer, else `otherwise`."""
     from psycopg import pq
 
     for sent in pipeline.sent:
-        result = sent[0].pgresult
+        result = sent.cursor.pgresult
         if result is not None and result.status == pq.ExecStatus.FATAL_ERROR:
             return sent
-    return next((sent for sent in pipeline.sent if sent[0].pgresult is None), otherwise)
+    return next((sent for sent in pipeline.sent if sent.cursor.pgresult is None), otherwise)
 
 
-def end_session_pipeline(session: Session) -> None:
-    """`end_pipeline` for the session's connection, when one of its writes was pipelined
-    (without starting a transaction for a session that has none)."""
-    if session.info.pop(_PIPELINE, False):
-        end_pipeline(session.connection())
+def commit_session_pipeline(session: Session) -> None:
+    """PostgreSQL, at the end of a unit of work: the ORM's last writes, then the COMMIT
+    queued after the pipelined writes, answered with them in one round trip (a refused or
+    stale write aborts the transaction, and the server skips the COMMIT). A burst's
+    pipeline (outside a write transaction) just ends, its answers checked before the
+    COMMIT as before."""
+    flag = session.info.pop(_PIPELINE, False)
+    if not session.in_transaction():
+        return
+    connection = session.connection()
+    pipeline = connection.info.get(_PIPELINE)
+    if pipeline is None:
+        return
+    if not pipeline.transactional:
+        if flag:
+            end_pipeline(connection)
+        return
+    session.flush()
+    dialect = connection.dialect
+    commit = connection.connection.dbapi_connection.cursor()
+    try:
+        try:
+            commit.execute("COMMIT", prepare=False)
+        except dialect.loaded_dbapi.Error as error:
+            # a write's refusal may surface as the COMMIT is queued: the rollback ends the pipeline
+            failed = _refused(pipeline, None)
+            if failed is None:
+                raise _driver_error(dialect, "COMMIT", None, False, error) from error
+            raise _answer_error(dialect, failed, error) from error
+        end_pipeline(connection)
+    finally:
+        commit.close()
 
 
 def install_pipeline_listeners(engine) -> None:
-    """A pipelined burst of writes ends before anything else reaches the server on its
-    connection: another statement (SQLAlchemy's own: `context` is set), the COMMIT, or
-    the ROLLBACK."""
+    """A write transaction begins in its pipeline; a pipelined burst of writes is answered
+    before anything else reaches the server on its connection: another statement
+    (SQLAlchemy's own: `context` is set), the COMMIT, or the ROLLBACK."""
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        begin_in_pipeline(connection)
 
     @event.listens_for(engine, "before_cursor_execute")
     def _before_other_statement(connection, _cursor, _statement, _parameters, context, _many):
         if context is not None and _PIPELINE in connection.info:
-            end_pipeline(connection)
+            settle_pipeline(connection)
 
     @event.listens_for(engine, "commit")
     def _before_commit(connection):

@@ -16,7 +16,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .core_writes import end_session_pipeline, insert_rows_now, install_pipeline_listeners
+from .core_writes import (WRITE_TRANSACTION, PipelinedCursor, commit_session_pipeline, insert_rows_now,
+                          install_pipeline_listeners)
 
 DEFAULT_SQLITE_PATH = Path("instance") / "gridflow.sqlite"
 
@@ -56,9 +57,10 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
     # executemany by psycopg's pipeline (one prepared statement, rows streamed), not one
     # multi-VALUES statement per batch, which psycopg re-parses every time (too long for its
     # query cache): ~5 % of a timer firing's CPU (docs/performance.md, session 4)
-    engine = create_engine(url, pool_size=pool_size, max_overflow=20, use_insertmanyvalues=False)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=20, use_insertmanyvalues=False,
+                           connect_args={"cursor_factory": PipelinedCursor})
     _ping_when_idle(engine)
-    install_pipeline_listeners(engine)   # a transition's writes reach the server in one round trip
+    install_pipeline_listeners(engine)   # a transition: two round trips (BEGIN + lock, writes + COMMIT)
     return engine
 
 
@@ -93,6 +95,12 @@ class Database:
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
         self.ReadSession = self.Session
         if self.is_postgres:
+            # Write transactions in one pipeline each, from the BEGIN we queue to the COMMIT
+            # (engine/core_writes.py): the driver in autocommit mode sends no BEGIN of its own,
+            # which it would wait for on its own round trip.
+            self.Session = sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT",
+                                                                      **{WRITE_TRANSACTION: True}),
+                                        expire_on_commit=False)
             # Reads outside a transaction. Under READ COMMITTED every statement takes its
             # own snapshot anyway, so a read sees what it saw inside one; what changes is
             # how a read ends. A transaction's end is a ROLLBACK, and psycopg forgets
@@ -113,7 +121,7 @@ class Database:
         session: Session = self.Session()
         try:
             yield session
-            end_session_pipeline(session)   # PostgreSQL: the pipelined writes' answers, before COMMIT
+            commit_session_pipeline(session)   # PostgreSQL: the COMMIT in the writes' round trip
             session.commit()
         except BaseException:
             session.rollback()

@@ -31,6 +31,7 @@ from .bpmn import ParsedProcess, all_specs, is_user_task, parse_process, user_ta
 from .core_writes import insert_new, insert_rows_now, update_changed_many
 from .db import Database, deferred_inserts
 from .diagram import highlights, process_file
+from .driver_reads import DriverRead, Rows
 from .errors import Conflict, InactiveAccount, InvalidInput, NotFound, PermissionDenied, ProcessError
 from .lanes import LaneResolver, stored_lane
 from .models import (NO_DUE_DATE, Attachment, AuditEvent, Case, CaseSequence, CaseState, JurisdictionNode,
@@ -159,37 +160,47 @@ class CaseView:
 @functools.cache
 def _hot_statements() -> dict:
     """The statements every transition runs, built once: building a SELECT with an alias
-    and joins costs more Python than executing it. Parameters are bound at execution."""
+    and joins costs more Python than executing it. Parameters are bound at execution.
+    The locks are `DriverRead`s: their rows become ORM objects without the ORM's loading
+    (engine/driver_reads.py)."""
     task_id, case_id = bindparam("task_id"), bindparam("case_id")
-    other = aliased(WorkItem)
-    lock = (select(WorkItem, Case, current_generation()).join(Case, Case.id == WorkItem.case_id)
-            .where(WorkItem.id == task_id).with_for_update(of=Case)
-            .execution_options(populate_existing=True))
+    item_t, case_t, state_t = WorkItem.__table__, Case.__table__, CaseState.__table__
+    other_t = item_t.alias("other_item")
     # PostgreSQL: the case's row version as the statement's snapshot saw it. A statement
     # that waited for the case lock returns the locked row as the official it waited
     # for left it, and everything else as before the wait. Every change to a case
     # writes its row (its audit chain's head is there: engine/audit.py), so an
     # unchanged version says nothing was changed while we waited: no re-read.
-    before_wait = aliased(Case)
-    snapshot_version = (select(before_wait.row_version).where(before_wait.id == WorkItem.case_id)
+    before_wait = case_t.alias("case_before_wait")
+    snapshot_version = (select(before_wait.c.row_version).where(before_wait.c.id == item_t.c.case_id)
                         .scalar_subquery())
 
-    def with_state(statement, *columns):
-        """`statement` with `columns`, then the case's state and, one row each, the case's
-        other open work items (if any): the state for `_load`, the items for `_sync_work_items`."""
-        return (statement.add_columns(*columns, CaseState, other)
-                .join(CaseState, CaseState.case_id == WorkItem.case_id)
-                .outerjoin(other, and_(other.case_id == WorkItem.case_id, other.status == "open",
-                                       other.id != task_id)))
+    def lock(*extra, with_state=False):
+        """The item and its case (locked), the org generation, `extra` values and, with the
+        state: the case's state and, one row each, its other open work items (if any): the
+        state for `_load`, the items for `_sync_work_items`."""
+        parts = [Rows(WorkItem), Rows(Case), current_generation(), *extra]
+        joined = item_t.join(case_t, case_t.c.id == item_t.c.case_id)
+        if with_state:
+            parts += [Rows(CaseState), Rows(WorkItem, other_t)]
+            joined = (joined.join(state_t, state_t.c.case_id == item_t.c.case_id)
+                      .outerjoin(other_t, and_(other_t.c.case_id == item_t.c.case_id, other_t.c.status == "open",
+                                               other_t.c.id != task_id)))
+        return DriverRead(parts, lambda columns: select(*columns).select_from(joined)
+                          .where(item_t.c.id == task_id).with_for_update(of=case_t))
 
+    other = aliased(WorkItem)
     return {
-        "lock": lock,
-        "lock_pg": lock.add_columns(snapshot_version),
-        "lock_with_state": with_state(lock),                          # SQLite
-        "lock_with_state_pg": with_state(lock, snapshot_version),
+        "lock": lock(),
+        "lock_pg": lock(snapshot_version),
+        "lock_with_state": lock(with_state=True),                          # SQLite
+        "lock_with_state_pg": lock(snapshot_version, with_state=True),
         # PostgreSQL, after a lock that waited for a changed case: what that official left
-        "reread_with_state": with_state(select(WorkItem).where(WorkItem.id == task_id)
-                                        .execution_options(populate_existing=True)),
+        "reread_with_state": (select(WorkItem, CaseState, other).where(WorkItem.id == task_id)
+                              .join(CaseState, CaseState.case_id == WorkItem.case_id)
+                              .outerjoin(other, and_(other.case_id == WorkItem.case_id, other.status == "open",
+                                                     other.id != task_id))
+                              .execution_options(populate_existing=True)),
         "open_items": select(WorkItem).where(WorkItem.case_id == case_id, WorkItem.status == "open"),
     }
 
@@ -530,7 +541,7 @@ class WorkflowService:
         task_id = str(task_id)
         statements = _hot_statements()
         lock = statements[("lock_with_state" if with_state else "lock") + ("_pg" if pg else "")]
-        rows = session.execute(lock, {"task_id": task_id}).all()
+        rows = lock.rows(session, {"task_id": task_id})
         if not rows:
             raise NotFound(f"no task '{task_id}'", zh="找不到该任务")
         item, case = rows[0][0], rows[0][1]

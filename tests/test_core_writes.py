@@ -26,7 +26,12 @@ def _statements(db, fn):
     seen = []
 
     def record(_conn, _cursor, statement, *_args):
-        seen.append(" ".join(statement.split()).lower())
+        # PostgreSQL: a versioned UPDATE pipelined with the COMMIT is guarded by the server
+        # (`WITH changed AS (UPDATE …) SELECT 1 / count(*) …`): the UPDATE is what was written
+        text = " ".join(statement.split()).lower()
+        if text.startswith("with changed as ("):
+            text = text.removeprefix("with changed as (").rsplit(" returning 1)", 1)[0]
+        seen.append(text)
 
     event.listen(db.engine, "before_cursor_execute", record)
     try:
@@ -149,29 +154,38 @@ def pg_service(service):
     return service
 
 
-def test_a_completions_writes_reach_postgresql_together(pg_service):
-    """The six writes (case, item, state, new item, its notice, the audit rows) are sent in
-    libpq's pipeline mode, so their answers are awaited once for all, not once each; the
-    reads before them are not (their rows are needed at once)."""
-    from psycopg import pq
+def test_a_completion_is_two_round_trips_to_postgresql(pg_service, monkeypatch):
+    """A completion's transaction runs in one pipeline: the BEGIN reaches the server with the
+    lock statement (one round trip), the six writes (case, item, state, new item, its notice,
+    the audit rows) with the COMMIT (the second). psycopg sends no BEGIN or COMMIT of its own."""
+    import psycopg
 
     view = _start(pg_service)
     item = view.open_items[0]
-    sent = []
+    sent, trips = [], []
 
     def record(_conn, cursor, statement, *_args):
-        pipelined = cursor.connection.pgconn.pipeline_status != pq.PipelineStatus.OFF
-        sent.append((" ".join(statement.split()).lower(), pipelined))
+        sent.append((" ".join(statement.split()).lower(), cursor.connection.autocommit))
 
+    real_sync, real_exit = psycopg.Pipeline.sync, psycopg.Pipeline.__exit__
+    monkeypatch.setattr(psycopg.Pipeline, "sync", lambda self: (trips.append("sync"), real_sync(self))[1])
+    monkeypatch.setattr(psycopg.Pipeline, "__exit__",
+                        lambda self, *exc: (trips.append("end"), real_exit(self, *exc))[1])
     event.listen(pg_service.db.engine, "before_cursor_execute", record)
     try:
         after = pg_service.complete_task(item.id, {"resolved": False, "mediation_note": "未化解"}, "lx_wgz1")
     finally:
         event.remove(pg_service.db.engine, "before_cursor_execute", record)
-    pipelined = {sql.split(" (")[0].split(" set ")[0] for sql, on in sent if on}
-    assert pipelined >= {"update gf_case", "update work_item", "update case_state", "insert into work_item",
-                         "insert into notification", "insert into audit_event"}
-    assert not any(on for sql, on in sent if sql.startswith("select"))
+    reads = [sql for sql, _ in sent if sql.startswith("select")]
+    # a round trip for each read (the lock, with the BEGIN; here also the organisation's rows,
+    # which a busy server has cached), one for the writes and the COMMIT, none else
+    assert trips == ["sync"] * len(reads) + ["end"]
+    assert all(autocommit for _sql, autocommit in sent)   # the BEGIN and COMMIT are ours, in the pipeline
+    assert sent[0][0].startswith("select work_item.id")    # the lock: the first statement, with the BEGIN
+    writes = [sql.split(" (")[0].split(" set ")[0] for sql, _ in sent[len(reads):]]
+    assert set(writes) == {"with changed as", "insert into work_item", "insert into notification",
+                           "insert into audit_event"}
+    assert writes.count("with changed as") == 3   # case, item and state: versioned, checked by the server
     with pg_service.db.read_session() as session:
         assert session.get(WorkItem, item.id).status == "completed"
         assert [i.id for i in session.scalars(select(WorkItem).where(
@@ -210,3 +224,26 @@ def test_a_refused_pipelined_write_names_its_statement_and_commits_nothing(pg_se
         assert session.scalars(select(AuditEvent).where(AuditEvent.event_type == "probe")).all() == []
     # the pooled connection is usable again
     assert pg_service.complete_task(existing.id, {"resolved": True, "mediation_note": "已化解"}, "lx_wgz1")
+
+
+def test_a_stale_row_found_by_the_server_commits_none_of_the_writes_sent_with_it(pg_service):
+    """The COMMIT travels with the writes, so the server checks the versioned UPDATE's row
+    count itself: the UPDATE that finds its row changed fails, the server skips the COMMIT,
+    and neither it nor the rows sent before it are kept."""
+    view = _start(pg_service)
+    db = pg_service.db
+    with pytest.raises(StaleDataError, match="gf_case"):
+        with db.unit_of_work() as session:
+            case = session.get(Case, view.case.id)
+            session.execute(update(Case).where(Case.id == case.id).values(row_version=Case.row_version + 1)
+                            .execution_options(synchronize_session=False))
+            insert_rows_now(session, AuditEvent.__table__, [{"case_id": case.id, "event_type": "probe",
+                                                             "at": case.created_at, "data": {}}])
+            case.title = "changed by a loser"
+            update_changed_many(session, [case])      # sent, not answered: the COMMIT follows it
+    with db.read_session() as session:
+        assert session.get(Case, view.case.id).title != "changed by a loser"
+        assert session.scalars(select(AuditEvent).where(AuditEvent.event_type == "probe")).all() == []
+    # the pooled connection is usable again
+    item = view.open_items[0]
+    assert pg_service.complete_task(item.id, {"resolved": True, "mediation_note": "已化解"}, "lx_wgz1")

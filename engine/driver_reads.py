@@ -1,0 +1,128 @@
+"""A transition's first read, straight from the database driver.
+
+Every completion, claim and release begins by reading its work item and case (locking
+the case row) and, for a completion, the case's state and its other open tasks: one
+SELECT of whole rows of four tables. Through the ORM (`session.execute(select(WorkItem,
+Case, …))`) that read cost 0.36 ms of CPU on PostgreSQL, more than twice what the driver
+needs to run the statement and fetch its row: SQLAlchemy's execution context, the
+cursor's 73 column descriptions, the ORM's row loading (docs/performance.md, session 10).
+
+`DriverRead` is such a SELECT, compiled once per database, run on the transaction's
+own driver connection, its rows turned into the session's persistent objects as the ORM
+would load them: an object the session already holds is overwritten with what was read
+(`populate_existing`), a row the outer join did not find is None. Column types' result
+processing (UTC datetimes, JSON) is applied as SQLAlchemy would. SQLAlchemy's
+`before_cursor_execute` listeners still see the statement, and a driver error is raised
+as SQLAlchemy's exception, the connection invalidated when the server went away.
+"""
+from __future__ import annotations
+
+from sqlalchemy import exc, inspect
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
+
+from .core_writes import _DriverStatement
+
+
+class Rows:
+    """The whole row of a mapped class, from its table or an alias of it."""
+
+    __slots__ = ("model", "table")
+
+    def __init__(self, model, table=None):
+        self.model = model
+        self.table = table if table is not None else model.__table__
+
+
+class DriverRead:
+    """A SELECT of whole rows of mapped classes (`Rows`) and single values (SQL
+    expressions). `build(columns)` makes the statement around its columns (joins, WHERE,
+    FOR UPDATE), which must select exactly those columns in that order."""
+
+    __slots__ = ("parts", "statement", "_plans")
+
+    def __init__(self, parts: list, build):
+        self.parts = parts
+        columns = [column for part in parts
+                   for column in (part.table.columns if isinstance(part, Rows) else [part])]
+        self.statement = build(columns)
+        self._plans: dict = {}
+
+    def _plan(self, dialect):
+        plan = self._plans.get(dialect.name)
+        if plan is None:
+            steps = []
+            for part in self.parts:
+                if isinstance(part, Rows):
+                    mapper = inspect(part.model)
+                    keys = [(mapper.get_property_by_column(part.model.__table__.columns[c.key]).key,
+                             _processor(c, dialect)) for c in part.table.columns]
+                    pk_at = [i for i, c in enumerate(part.table.columns) if c.primary_key]
+                    steps.append((mapper, keys, pk_at))
+                else:
+                    steps.append((None, [(None, _processor(part, dialect))], None))
+            # the values the statement binds itself ('open', the generation row's id)
+            binds = self.statement.compile(dialect=dialect).binds
+            fixed = {name: bind.effective_value for name, bind in binds.items() if not bind.required}
+            plan = self._plans[dialect.name] = (_DriverStatement(self.statement, dialect), steps, fixed)
+        return plan
+
+    def rows(self, session: Session, params: dict) -> list[tuple]:
+        """The rows, each a tuple of persistent objects (None for a row not found) and values."""
+        connection = session.connection()
+        dialect = connection.dialect
+        compiled, steps, fixed = self._plan(dialect)
+        driver_params = compiled.driver_params({**fixed, **params})
+        dbapi_connection = connection.connection.dbapi_connection
+        cursor = dbapi_connection.cursor()
+        try:
+            if connection.dispatch.before_cursor_execute:
+                connection.dispatch.before_cursor_execute(connection, cursor, compiled.sql, driver_params,
+                                                          None, False)
+            cursor.execute(compiled.sql, driver_params)
+            fetched = cursor.fetchall()
+        except dialect.loaded_dbapi.Error as error:
+            gone = dialect.is_disconnect(error, dbapi_connection, cursor)
+            if gone:
+                connection.invalidate(error)
+            raise exc.DBAPIError.instance(compiled.sql, driver_params, error, dialect.loaded_dbapi.Error,
+                                          dialect=dialect, connection_invalidated=gone) from error
+        finally:
+            cursor.close()
+        return [self._objects(session, steps, row) for row in fetched]
+
+    @staticmethod
+    def _objects(session: Session, steps, row) -> tuple:
+        out, at = [], 0
+        for mapper, keys, pk_at in steps:
+            values = row[at:at + len(keys)]
+            at += len(keys)
+            if mapper is None:
+                processor = keys[0][1]
+                out.append(processor(values[0]) if processor is not None else values[0])
+                continue
+            if all(values[i] is None for i in pk_at):
+                out.append(None)   # the outer join found no row
+                continue
+            loaded = {key: (processor(value) if processor is not None else value)
+                      for (key, processor), value in zip(keys, values)}
+            out.append(_persistent(session, mapper, loaded, [values[i] for i in pk_at]))
+        return tuple(out)
+
+
+def _processor(column, dialect):
+    return column.type.dialect_impl(dialect).result_processor(dialect, None)
+
+
+def _persistent(session: Session, mapper, loaded: dict, pk: list):
+    """The session's object for this row, holding what was read and no pending change."""
+    existing = session.identity_map.get(mapper.identity_key_from_primary_key(pk))
+    if existing is not None:
+        for key, value in loaded.items():
+            set_committed_value(existing, key, value)
+        return existing
+    obj = mapper.class_manager.new_instance()
+    instance_state(obj).dict.update(loaded)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
