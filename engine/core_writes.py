@@ -25,7 +25,7 @@ A batch of timer firings writes all its cases' rows at its end, one executemany 
 the ORM's.
 
 On PostgreSQL these writes are pipelined (psycopg's pipeline mode): sent one after the other
-without waiting for each answer, the answers read together before the transaction's next
+without waiting for each answer, the answers read together with the transaction's next
 statement of SQLAlchemy's or, at its end, with the COMMIT queued after them. A versioned
 UPDATE's row count is then checked by the server (`_guarded`). The whole write transaction
 runs in one pipeline, its BEGIN sent with its first statement: see the section below and
@@ -153,9 +153,10 @@ def _check_rows(sql: str, changed: int, expected: int | None) -> None:
 # is queued when SQLAlchemy begins the transaction and reaches the server with the first
 # statement: one round trip for both. Each statement of SQLAlchemy's is answered when
 # SQLAlchemy asks for its result (`PipelinedCursor`); the driver writes here are only
-# sent, and answered together before the next statement of SQLAlchemy's or, at the end,
-# in the round trip of the COMMIT queued after them. A completion makes two round trips:
-# BEGIN with the lock, the writes with the COMMIT.
+# sent, and answered with the next statement of SQLAlchemy's (the server runs it after
+# them) or, at the end, with the COMMIT queued after them. A completion makes two round
+# trips: BEGIN with the lock, the writes with the COMMIT; a start three (its number is
+# read between).
 
 _PIPELINE = "gf_write_pipeline"   # Connection.info (its DBAPI connection's): the open pipeline
 WRITE_TRANSACTION = "gf_write_transaction"   # execution option of the unit-of-work sessions
@@ -177,11 +178,13 @@ class _Pipeline:
     (`transactional`) or, elsewhere, from the first write of a burst until `end_pipeline`.
     The writes' cursors stay open until their answers have been checked."""
 
-    __slots__ = ("context", "pipeline", "sent", "transactional", "syncs", "begin", "__weakref__")
+    __slots__ = ("context", "pipeline", "dialect", "sent", "transactional", "syncs", "begin", "__weakref__")
 
-    def __init__(self, dbapi_connection, transactional: bool):
+    def __init__(self, connection, transactional: bool):
+        dbapi_connection = connection.connection.dbapi_connection
         self.context = dbapi_connection.pipeline()
         self.pipeline = self.context.__enter__()
+        self.dialect = connection.dialect
         self.sent: list[_Sent] = []
         self.transactional = transactional
         self.syncs = 0        # answers are complete for whatever was sent before sync number `syncs`
@@ -189,8 +192,11 @@ class _Pipeline:
         _pipelines[dbapi_connection] = self
 
     def sync(self) -> None:
+        """The answers to everything sent so far: a statement's of SQLAlchemy's and those of
+        the writes sent before it, checked (`_settle`). A write's refusal is raised as that
+        write's error, any other as psycopg's (SQLAlchemy wraps it as its statement's)."""
         self.syncs += 1
-        self.pipeline.sync()
+        _settle(self, self.dialect, self.pipeline.sync, unattributed=None)
 
 
 class PipelinedCursor(psycopg.Cursor):
@@ -199,14 +205,22 @@ class PipelinedCursor(psycopg.Cursor):
     asking here first syncs the pipeline, if the statement was sent since its last sync."""
 
     def execute(self, *args, **kwargs):
-        pipeline = _pipelines.get(self.connection)
-        self._gf_sync = pipeline.syncs if pipeline is not None else None
-        return super().execute(*args, **kwargs)
+        return self._send(super().execute, args, kwargs)
 
     def executemany(self, *args, **kwargs):
+        return self._send(super().executemany, args, kwargs)
+
+    def _send(self, send, args, kwargs):
         pipeline = _pipelines.get(self.connection)
         self._gf_sync = pipeline.syncs if pipeline is not None else None
-        return super().executemany(*args, **kwargs)
+        try:
+            return send(*args, **kwargs)
+        except psycopg.Error as error:
+            # sending reads the answers already there: an earlier write's refusal is that write's
+            failed = _refused(pipeline, None) if pipeline is not None else None
+            if failed is None:
+                raise
+            raise _answer_error(pipeline.dialect, failed, error) from error
 
     def _answered(self) -> None:
         sent_at = getattr(self, "_gf_sync", None)
@@ -241,7 +255,7 @@ def begin_in_pipeline(connection) -> None:
         return   # an isolation level of its own was asked for: psycopg begins that transaction
     pipeline = connection.info.get(_PIPELINE)
     if pipeline is None:
-        pipeline = connection.info[_PIPELINE] = _Pipeline(dbapi_connection, transactional=True)
+        pipeline = connection.info[_PIPELINE] = _Pipeline(connection, transactional=True)
     pipeline.transactional = True
     pipeline.begin = dbapi_connection.cursor()
     pipeline.begin.execute("BEGIN", prepare=False)
@@ -250,23 +264,25 @@ def begin_in_pipeline(connection) -> None:
 def _pipeline_for(session: Session, connection) -> _Pipeline:
     pipeline = connection.info.get(_PIPELINE)
     if pipeline is None:
-        pipeline = connection.info[_PIPELINE] = _Pipeline(connection.connection.dbapi_connection,
-                                                          transactional=False)
+        pipeline = connection.info[_PIPELINE] = _Pipeline(connection, transactional=False)
         session.info[_PIPELINE] = True
     return pipeline
 
 
-def _settle(pipeline: _Pipeline, dialect, how) -> None:
+def _settle(pipeline: _Pipeline, dialect, how, unattributed: str | None = "COMMIT") -> None:
     """Wait for the answers of everything sent in the pipeline (`how` does the waiting) and
     check them: a refused write raised as SQLAlchemy's exception, a lost race on a row's
-    version as `StaleDataError`."""
+    version as `StaleDataError`. An error of no write's is the `unattributed` statement's
+    (the BEGIN's or COMMIT's, the connection lost …), or re-raised as it is (None)."""
     try:
         try:
             how()
         except dialect.loaded_dbapi.Error as error:
             failed = _refused(pipeline, None)
-            if failed is None:   # no write's: the BEGIN's or the COMMIT's (the connection lost …)
-                raise _driver_error(dialect, "COMMIT", None, False, error) from error
+            if failed is None:
+                if unattributed is None:
+                    raise
+                raise _driver_error(dialect, unattributed, None, False, error) from error
             raise _answer_error(dialect, failed, error) from error
         for sent in pipeline.sent:
             _check_rows(sent.sql, sent.cursor.rowcount, sent.expect_rows)
@@ -284,15 +300,12 @@ def _close_cursors(pipeline: _Pipeline) -> None:
 
 
 def settle_pipeline(connection) -> None:
-    """Before a statement of SQLAlchemy's: the answers of the writes sent so far. A
-    transaction's pipeline stays open; a burst's ends."""
+    """Before a statement of SQLAlchemy's: a burst's pipeline ends, its writes answered. A
+    transaction's stays open: the writes are answered with that statement (`_Pipeline.sync`),
+    which the server runs after them, in the same transaction."""
     pipeline = connection.info.get(_PIPELINE)
-    if pipeline is None:
-        return
-    if not pipeline.transactional:
+    if pipeline is not None and not pipeline.transactional:
         end_pipeline(connection)
-    elif pipeline.sent:
-        _settle(pipeline, connection.dialect, pipeline.sync)
 
 
 def end_pipeline(connection, discard: bool = False) -> None:

@@ -154,14 +154,11 @@ def pg_service(service):
     return service
 
 
-def test_a_completion_is_two_round_trips_to_postgresql(pg_service, monkeypatch):
-    """A completion's transaction runs in one pipeline: the BEGIN reaches the server with the
-    lock statement (one round trip), the six writes (case, item, state, new item, its notice,
-    the audit rows) with the COMMIT (the second). psycopg sends no BEGIN or COMMIT of its own."""
+def _round_trips(service, monkeypatch, transition):
+    """(the statements `transition` sent, whether the driver was in autocommit for each, the
+    pipeline's round trips: "sync" for each answer awaited, "end" for the last, with the COMMIT)."""
     import psycopg
 
-    view = _start(pg_service)
-    item = view.open_items[0]
     sent, trips = [], []
 
     def record(_conn, cursor, statement, *_args):
@@ -171,12 +168,27 @@ def test_a_completion_is_two_round_trips_to_postgresql(pg_service, monkeypatch):
     monkeypatch.setattr(psycopg.Pipeline, "sync", lambda self: (trips.append("sync"), real_sync(self))[1])
     monkeypatch.setattr(psycopg.Pipeline, "__exit__",
                         lambda self, *exc: (trips.append("end"), real_exit(self, *exc))[1])
-    event.listen(pg_service.db.engine, "before_cursor_execute", record)
+    event.listen(service.db.engine, "before_cursor_execute", record)
     try:
-        after = pg_service.complete_task(item.id, {"resolved": False, "mediation_note": "未化解"}, "lx_wgz1")
+        result = transition()
     finally:
-        event.remove(pg_service.db.engine, "before_cursor_execute", record)
-    reads = [sql for sql, _ in sent if sql.startswith("select")]
+        event.remove(service.db.engine, "before_cursor_execute", record)
+        monkeypatch.undo()
+    return result, sent, trips
+
+
+_DRIVER_WRITES = ("insert into", "with changed as")
+
+
+def test_a_completion_is_two_round_trips_to_postgresql(pg_service, monkeypatch):
+    """A completion's transaction runs in one pipeline: the BEGIN reaches the server with the
+    lock statement (one round trip), the six writes (case, item, state, new item, its notice,
+    the audit rows) with the COMMIT (the second). psycopg sends no BEGIN or COMMIT of its own."""
+    view = _start(pg_service)
+    item = view.open_items[0]
+    after, sent, trips = _round_trips(pg_service, monkeypatch, lambda: pg_service.complete_task(
+        item.id, {"resolved": False, "mediation_note": "未化解"}, "lx_wgz1"))
+    reads = [sql for sql, _ in sent if not sql.startswith(_DRIVER_WRITES)]
     # a round trip for each read (the lock, with the BEGIN; here also the organisation's rows,
     # which a busy server has cached), one for the writes and the COMMIT, none else
     assert trips == ["sync"] * len(reads) + ["end"]
@@ -190,6 +202,20 @@ def test_a_completion_is_two_round_trips_to_postgresql(pg_service, monkeypatch):
         assert session.get(WorkItem, item.id).status == "completed"
         assert [i.id for i in session.scalars(select(WorkItem).where(
             WorkItem.case_id == view.case.id, WorkItem.status == "open"))] == [i.id for i in after.open_items]
+
+
+def test_a_write_before_a_read_is_answered_with_it(pg_service, monkeypatch):
+    """A start writes the new case's row, then takes its number (a statement of SQLAlchemy's,
+    whose answer is needed at once): the row's answer comes back with the number's, not on a
+    round trip of its own."""
+    _start(pg_service)   # the organisation's rows cached
+    view, sent, trips = _round_trips(pg_service, monkeypatch, lambda: _start(pg_service))
+    statements = [sql.split(" (")[0].split(" set ")[0] for sql, _ in sent]
+    assert statements.index("insert into gf_case") < statements.index("update case_sequence")
+    answered = [sql for sql, _ in sent if not sql.startswith(_DRIVER_WRITES)]
+    assert trips == ["sync"] * len(answered) + ["end"]
+    with pg_service.db.read_session() as session:
+        assert session.get(Case, view.case.id).business_key == view.case.business_key
 
 
 def test_a_statement_after_pipelined_writes_sees_them(pg_service):
@@ -247,3 +273,16 @@ def test_a_stale_row_found_by_the_server_commits_none_of_the_writes_sent_with_it
     # the pooled connection is usable again
     item = view.open_items[0]
     assert pg_service.complete_task(item.id, {"resolved": True, "mediation_note": "已化解"}, "lx_wgz1")
+
+
+def test_a_refused_write_answered_with_a_read_is_the_writes_error(pg_service):
+    view = _start(pg_service)
+    db = pg_service.db
+    existing = view.open_items[0]
+    with pytest.raises(IntegrityError) as refused:
+        with db.unit_of_work() as session:
+            twin = WorkItem(**{c.key: getattr(existing, c.key) for c in WorkItem.__table__.columns})
+            insert_new(session, [twin])      # the same id: refused, but only answered with the read
+            session.scalar(select(Case.title).where(Case.id == view.case.id))
+    assert "INSERT INTO work_item" in str(refused.value)
+    assert pg_service.complete_task(existing.id, {"resolved": True, "mediation_note": "已化解"}, "lx_wgz1")
