@@ -22,6 +22,16 @@ def _start(service):
     return service.start_case("grid_matter", GRID, dict(REPORT), "lx_wgy1")
 
 
+def _twin(item: WorkItem) -> WorkItem:
+    """A new work item with an existing one's id: the server refuses it."""
+    return WorkItem(**{c.key: getattr(item, c.key) for c in WorkItem.__table__.columns})
+
+
+def _probe(case: Case) -> list[dict]:
+    """An audit row to look for afterwards."""
+    return [{"case_id": case.id, "event_type": "probe", "at": case.created_at, "data": {}}]
+
+
 def _statements(db, fn):
     seen = []
 
@@ -103,9 +113,8 @@ def test_a_driver_error_is_sqlalchemys_and_rolls_back(service):
     existing = view.open_items[0]
     with pytest.raises(IntegrityError):
         with db.unit_of_work() as session:
-            insert_rows_now(session, AuditEvent.__table__, [{"case_id": view.case.id, "event_type": "probe",
-                                                             "at": view.case.created_at, "data": {}}])
-            twin = WorkItem(**{c.key: getattr(existing, c.key) for c in WorkItem.__table__.columns})
+            insert_rows_now(session, AuditEvent.__table__, _probe(view.case))
+            twin = _twin(existing)
             insert_new(session, [twin])
     with db.read_session() as session:
         assert session.scalars(select(AuditEvent).where(AuditEvent.event_type == "probe")).all() == []
@@ -224,14 +233,16 @@ def test_a_statement_after_pipelined_writes_sees_them(pg_service):
         case = session.get(Case, view.case.id)
         case.title = "写入后即可读到"
         update_changed_many(session, [case])
-        insert_rows_now(session, AuditEvent.__table__, [{"case_id": case.id, "event_type": "probe",
-                                                         "at": case.created_at, "data": {}}])
-        # the ORM's own query: the pipeline ends first, so the server has both writes
+        insert_rows_now(session, AuditEvent.__table__, _probe(case))
+        # the ORM's own query: the server runs it after both writes, in the same transaction
         assert session.scalar(select(Case.title).where(Case.id == case.id)) == "写入后即可读到"
         assert session.scalar(select(AuditEvent.event_type).where(AuditEvent.event_type == "probe")) == "probe"
 
 
-def test_a_refused_pipelined_write_names_its_statement_and_commits_nothing(pg_service):
+@pytest.mark.parametrize("then_read", [False, True], ids=["answered-at-commit", "answered-with-a-read"])
+def test_a_refused_pipelined_write_names_its_statement_and_commits_nothing(pg_service, then_read):
+    """The refusal comes back with the COMMIT or, when a read follows the writes, with the
+    read's answer: either way it is the refused write's error."""
     view = _start(pg_service)
     db = pg_service.db
     existing = view.open_items[0]
@@ -240,10 +251,11 @@ def test_a_refused_pipelined_write_names_its_statement_and_commits_nothing(pg_se
             case = session.get(Case, view.case.id)
             case.title = "不应保存"
             update_changed_many(session, [case])
-            twin = WorkItem(**{c.key: getattr(existing, c.key) for c in WorkItem.__table__.columns})
-            insert_new(session, [twin])      # the same id: refused by the server at the pipeline's end
-            insert_rows_now(session, AuditEvent.__table__, [{"case_id": case.id, "event_type": "probe",
-                                                             "at": case.created_at, "data": {}}])
+            twin = _twin(existing)
+            insert_new(session, [twin])      # the same id: refused by the server
+            insert_rows_now(session, AuditEvent.__table__, _probe(case))
+            if then_read:
+                session.scalar(select(Case.title).where(Case.id == case.id))
     assert "INSERT INTO work_item" in str(refused.value)
     with db.read_session() as session:
         assert session.get(Case, view.case.id).title != "不应保存"
@@ -263,8 +275,7 @@ def test_a_stale_row_found_by_the_server_commits_none_of_the_writes_sent_with_it
             case = session.get(Case, view.case.id)
             session.execute(update(Case).where(Case.id == case.id).values(row_version=Case.row_version + 1)
                             .execution_options(synchronize_session=False))
-            insert_rows_now(session, AuditEvent.__table__, [{"case_id": case.id, "event_type": "probe",
-                                                             "at": case.created_at, "data": {}}])
+            insert_rows_now(session, AuditEvent.__table__, _probe(case))
             case.title = "changed by a loser"
             update_changed_many(session, [case])      # sent, not answered: the COMMIT follows it
     with db.read_session() as session:
@@ -274,15 +285,3 @@ def test_a_stale_row_found_by_the_server_commits_none_of_the_writes_sent_with_it
     item = view.open_items[0]
     assert pg_service.complete_task(item.id, {"resolved": True, "mediation_note": "已化解"}, "lx_wgz1")
 
-
-def test_a_refused_write_answered_with_a_read_is_the_writes_error(pg_service):
-    view = _start(pg_service)
-    db = pg_service.db
-    existing = view.open_items[0]
-    with pytest.raises(IntegrityError) as refused:
-        with db.unit_of_work() as session:
-            twin = WorkItem(**{c.key: getattr(existing, c.key) for c in WorkItem.__table__.columns})
-            insert_new(session, [twin])      # the same id: refused, but only answered with the read
-            session.scalar(select(Case.title).where(Case.id == view.case.id))
-    assert "INSERT INTO work_item" in str(refused.value)
-    assert pg_service.complete_task(existing.id, {"resolved": True, "mediation_note": "已化解"}, "lx_wgz1")
