@@ -117,13 +117,14 @@ def execute(session: Session, statement, params, column_keys: tuple | None = Non
 
 
 def _guarded(sql: str) -> str:
-    """The UPDATE as a statement that fails unless it changed exactly one row (division by
-    zero, SQLSTATE 22012, which nothing else in it can raise): a row changed by another
-    transaction since it was read aborts the transaction before its COMMIT runs."""
-    return f"WITH changed AS ({sql} RETURNING 1) SELECT 1 / count(*) FROM changed"
+    """The UPDATE as a statement that fails unless it changed exactly one row: a row changed
+    by another transaction since it was read aborts the transaction before its COMMIT runs.
+    The failure is a cast of a text naming the cause, so that the server's log says it."""
+    return (f"WITH changed AS ({sql} RETURNING 1) SELECT CASE WHEN count(*) = 1 THEN 1 "
+            f"ELSE ('{_STALE_MARK}: updated ' || count(*) || ' rows, expected 1')::integer END FROM changed")
 
 
-_STALE_SQLSTATE = "22012"
+_STALE_MARK = "gridflow stale row, changed by another transaction since it was read"
 
 
 def _driver_error(dialect, sql, params, many, error):
@@ -133,7 +134,7 @@ def _driver_error(dialect, sql, params, many, error):
 def _answer_error(dialect, failed: "_Sent", error):
     """The exception for a write the server refused: a guarded UPDATE that found its row
     changed is a lost race (`StaleDataError`), anything else SQLAlchemy's (`IntegrityError` …)."""
-    if failed.guarded and getattr(error, "sqlstate", None) == _STALE_SQLSTATE:
+    if failed.guarded and _STALE_MARK in str(error):
         return StaleDataError(f"{failed.sql.split()[4]}: expected to update 1 row(s), updated 0: "
                               f"changed by another transaction since it was read")
     return _driver_error(dialect, failed.sql, failed.params, failed.many, error)

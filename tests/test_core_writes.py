@@ -37,7 +37,7 @@ def _statements(db, fn):
 
     def record(_conn, _cursor, statement, *_args):
         # PostgreSQL: a versioned UPDATE pipelined with the COMMIT is guarded by the server
-        # (`WITH changed AS (UPDATE …) SELECT 1 / count(*) …`): the UPDATE is what was written
+        # (`WITH changed AS (UPDATE … RETURNING 1) SELECT CASE …`): the UPDATE is what was written
         text = " ".join(statement.split()).lower()
         if text.startswith("with changed as ("):
             text = text.removeprefix("with changed as (").rsplit(" returning 1)", 1)[0]
