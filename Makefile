@@ -39,11 +39,15 @@ run: setup
 	@echo "  lxz_pd   林西镇派单员                  lxz_cg 城管 / lxz_pcs 派出所 / lxz_sfs 司法所"
 	@echo "  lxx_pd   林西县派单员                  lxx_dc 林西县督查 (auditor, read-only)"
 	@echo ""
-	@# the timer worker fires BPMN deadlines and reminders; it stops with the server
+	@# the timer worker fires BPMN deadlines and reminders. Both run in the background and the
+	@# shell waits for them, so that a stop (Ctrl-C, or a TERM sent to make alone, which make
+	@# passes on to this shell) reaches both at once: a shell runs its traps only after a
+	@# foreground child has exited, which left the server running and its port taken.
 	$(VENV)/bin/gridflow worker --interval 5 & WORKER_PID=$$!; \
-	trap 'kill $$WORKER_PID 2>/dev/null' EXIT INT TERM; \
 	$(VENV)/bin/gunicorn --config python:web.gunicorn_conf --workers $(WORKERS) --bind $(HOST):$(PORT) \
-		--access-logfile - "web:create_app()"
+		--access-logfile - "web:create_app()" & WEB_PID=$$!; \
+	trap 'kill $$WORKER_PID $$WEB_PID 2>/dev/null' EXIT INT TERM; \
+	wait $$WEB_PID
 
 # Runs the suite on SQLite, or on PostgreSQL when DATABASE_URL is set.
 test: venv
