@@ -50,9 +50,10 @@ _compiled: dict = {}
 
 class _DriverStatement:
     """One statement compiled for one dialect: the driver's SQL, the parameter names in
-    the driver's order (positional drivers) and each parameter's bind processor."""
+    the driver's order (positional drivers), each parameter's bind processor, and the
+    values the statement binds itself (`fixed`: a literal such as 'open')."""
 
-    __slots__ = ("sql", "order", "processors")
+    __slots__ = ("sql", "order", "processors", "fixed")
 
     def __init__(self, statement, dialect, column_keys=None):
         # for_executemany: no RETURNING of generated keys, which nothing here reads back
@@ -61,6 +62,7 @@ class _DriverStatement:
         self.order = tuple(compiled.positiontup) if compiled.positional else None
         self.processors = {name: processor for name, bind in compiled.binds.items()
                            if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None}
+        self.fixed = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
 
     def driver_params(self, params: dict):
         processors = self.processors
@@ -103,10 +105,10 @@ def execute(session: Session, statement, params, column_keys: tuple | None = Non
             cursor.execute(sql, driver_params)
         sent = True
     except dialect.loaded_dbapi.Error as error:
-        # pipelined: the server's refusal of an earlier write may surface here
-        failed = _refused(pipeline, _Sent(cursor, sql, driver_params, many, None, guarded)) if pipeline else None
-        raise _answer_error(dialect, failed or _Sent(cursor, sql, driver_params, many, None, guarded),
-                            error) from error
+        # this statement's own (a guarded executemany may meet its stale row while sending);
+        # an earlier pipelined write's refusal surfacing here is raised as that write's by
+        # `PipelinedCursor`
+        raise _answer_error(dialect, _Sent(cursor, sql, driver_params, many, None, guarded), error) from error
     finally:
         if pipeline is None or not sent:
             cursor.close()
@@ -135,15 +137,18 @@ def _answer_error(dialect, failed: "_Sent", error):
     """The exception for a write the server refused: a guarded UPDATE that found its row
     changed is a lost race (`StaleDataError`), anything else SQLAlchemy's (`IntegrityError` …)."""
     if failed.guarded and _STALE_MARK in str(error):
-        return StaleDataError(f"{failed.sql.split()[4]}: expected to update 1 row(s), updated 0: "
-                              f"changed by another transaction since it was read")
+        return _stale(failed.sql.split()[4], 1, 0)   # WITH changed AS (UPDATE <table> …
     return _driver_error(dialect, failed.sql, failed.params, failed.many, error)
 
 
 def _check_rows(sql: str, changed: int, expected: int | None) -> None:
     if expected is not None and changed != expected:
-        raise StaleDataError(f"{sql.split()[1]}: expected to update {expected} row(s), updated {changed}: "
-                             f"changed by another transaction since it was read")
+        raise _stale(sql.split()[1], expected, changed)
+
+
+def _stale(table: str, expected: int, changed: int) -> StaleDataError:
+    return StaleDataError(f"{table}: expected to update {expected} row(s), updated {changed}: "
+                          f"changed by another transaction since it was read")
 
 
 # ------------------------------------------------------------------ PostgreSQL pipeline
@@ -364,13 +369,11 @@ def commit_session_pipeline(session: Session) -> None:
     commit = connection.connection.dbapi_connection.cursor()
     try:
         try:
+            # a write's refusal surfacing as the COMMIT is queued is raised as that write's
+            # (`PipelinedCursor`); the rollback then ends the pipeline
             commit.execute("COMMIT", prepare=False)
         except dialect.loaded_dbapi.Error as error:
-            # a write's refusal may surface as the COMMIT is queued: the rollback ends the pipeline
-            failed = _refused(pipeline, None)
-            if failed is None:
-                raise _driver_error(dialect, "COMMIT", None, False, error) from error
-            raise _answer_error(dialect, failed, error) from error
+            raise _driver_error(dialect, "COMMIT", None, False, error) from error
         end_pipeline(connection)
     finally:
         commit.close()

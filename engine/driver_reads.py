@@ -61,18 +61,16 @@ class DriverRead:
                     steps.append((mapper, keys, pk_at))
                 else:
                     steps.append((None, [(None, _processor(part, dialect))], None))
-            # the values the statement binds itself ('open', the generation row's id)
-            binds = self.statement.compile(dialect=dialect).binds
-            fixed = {name: bind.effective_value for name, bind in binds.items() if not bind.required}
-            plan = self._plans[dialect.name] = (_DriverStatement(self.statement, dialect), steps, fixed)
+            plan = self._plans[dialect.name] = (_DriverStatement(self.statement, dialect), steps)
         return plan
 
     def rows(self, session: Session, params: dict) -> list[tuple]:
         """The rows, each a tuple of persistent objects (None for a row not found) and values."""
         connection = session.connection()
         dialect = connection.dialect
-        compiled, steps, fixed = self._plan(dialect)
-        driver_params = compiled.driver_params({**fixed, **params})
+        compiled, steps = self._plan(dialect)
+        # with the values the statement binds itself ('open', the generation row's id)
+        driver_params = compiled.driver_params({**compiled.fixed, **params})
         dbapi_connection = connection.connection.dbapi_connection
         cursor = dbapi_connection.cursor()
         try:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, func, not_, or_, select, union, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased, defer
+from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.exc import StaleDataError
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
@@ -175,32 +175,32 @@ def _hot_statements() -> dict:
     snapshot_version = (select(before_wait.c.row_version).where(before_wait.c.id == item_t.c.case_id)
                         .scalar_subquery())
 
-    def lock(*extra, with_state=False):
-        """The item and its case (locked), the org generation, `extra` values and, with the
-        state: the case's state and, one row each, its other open work items (if any): the
-        state for `_load`, the items for `_sync_work_items`."""
-        parts = [Rows(WorkItem), Rows(Case), current_generation(), *extra]
-        joined = item_t.join(case_t, case_t.c.id == item_t.c.case_id)
+    def read(*extra, with_state=False, locked_case=True):
+        """The item and (`locked_case`) its case, locked, the org generation and `extra`
+        values; `with_state`: the case's state and, one row each, its other open work items
+        (if any): the state for `_load`, the items for `_sync_work_items`."""
+        parts, joined = [Rows(WorkItem)], item_t
+        if locked_case:
+            parts += [Rows(Case), current_generation(), *extra]
+            joined = joined.join(case_t, case_t.c.id == item_t.c.case_id)
         if with_state:
             parts += [Rows(CaseState), Rows(WorkItem, other_t)]
             joined = (joined.join(state_t, state_t.c.case_id == item_t.c.case_id)
                       .outerjoin(other_t, and_(other_t.c.case_id == item_t.c.case_id, other_t.c.status == "open",
                                                other_t.c.id != task_id)))
-        return DriverRead(parts, lambda columns: select(*columns).select_from(joined)
-                          .where(item_t.c.id == task_id).with_for_update(of=case_t))
 
-    other = aliased(WorkItem)
+        def build(columns):
+            statement = select(*columns).select_from(joined).where(item_t.c.id == task_id)
+            return statement.with_for_update(of=case_t) if locked_case else statement
+        return DriverRead(parts, build)
+
     return {
-        "lock": lock(),
-        "lock_pg": lock(snapshot_version),
-        "lock_with_state": lock(with_state=True),                          # SQLite
-        "lock_with_state_pg": lock(snapshot_version, with_state=True),
+        "lock": read(),
+        "lock_pg": read(snapshot_version),
+        "lock_with_state": read(with_state=True),                          # SQLite
+        "lock_with_state_pg": read(snapshot_version, with_state=True),
         # PostgreSQL, after a lock that waited for a changed case: what that official left
-        "reread_with_state": (select(WorkItem, CaseState, other).where(WorkItem.id == task_id)
-                              .join(CaseState, CaseState.case_id == WorkItem.case_id)
-                              .outerjoin(other, and_(other.case_id == WorkItem.case_id, other.status == "open",
-                                                     other.id != task_id))
-                              .execution_options(populate_existing=True)),
+        "reread_with_state": read(with_state=True, locked_case=False),
         "open_items": select(WorkItem).where(WorkItem.case_id == case_id, WorkItem.status == "open"),
     }
 
@@ -548,7 +548,7 @@ class WorkflowService:
         self.org.attach(session, rows[0][2])
         if pg and case.row_version != rows[0][3]:  # we waited for someone who changed the case
             if with_state:
-                rows = session.execute(statements["reread_with_state"], {"task_id": task_id}).all()
+                rows = statements["reread_with_state"].rows(session, {"task_id": task_id})
                 item = rows[0][0]
             else:
                 session.refresh(item)
