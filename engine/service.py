@@ -1114,8 +1114,9 @@ class WorkflowService:
             names = {u.id: u.display_name for u in session.scalars(
                 select(User).where(User.id.in_([u for u in user_ids if u])))}
             node_ids = {i.candidate_node_id for i in items} | {case.grid_id}
-            nodes = {n.id: n.name for n in session.scalars(
+            node_rows = {n.id: n for n in session.scalars(
                 select(JurisdictionNode).where(JurisdictionNode.id.in_([n for n in node_ids if n])))}
+            nodes = {nid: n.name for nid, n in node_rows.items()}
             path = [(e.flow_from, e.bpmn_id) for e in events
                     if e.event_type in ("step", "task_completed") and e.bpmn_id]
             attachments = list(session.scalars(select(Attachment).where(Attachment.case_id == case.id)
@@ -1123,7 +1124,7 @@ class WorkflowService:
             main_file = process_file(version.files, case.process_key)
             return CaseDetail(
                 case=case, version=version, data=data, open_items=items, events=events, user_names=names,
-                node_names=nodes, attachments=attachments,
+                node_names=nodes, grid_code=node_rows[case.grid_id].code, attachments=attachments,
                 diagram_xml=version.files.get(main_file) if main_file else None,
                 highlights=highlights(version.files, path, active, process_key=case.process_key),
                 may_contribute=self._may_contribute(session, user, case) and not is_read_only(user))
@@ -1172,6 +1173,7 @@ class CaseDetail:
     events: list
     user_names: dict
     node_names: dict
+    grid_code: str       # the case's grid, as start forms name grids
     attachments: list
     diagram_xml: str | None
     highlights: dict

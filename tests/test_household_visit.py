@@ -93,3 +93,29 @@ def test_only_a_visit_offers_to_report_and_only_to_who_may_report(service, as_us
     key = _case_key(_record(worker))
     leader = as_user("lx_wgz1").get(f"/cases/{key}").get_data(as_text=True)   # a grid leader reports nothing
     assert "协调帮扶" in leader and "据此上报网格事项" not in leader
+
+
+def test_the_report_is_filled_in_for_the_visits_grid_when_another_grid_has_its_name(service, as_user):
+    """Grids of different communities may share a name (第一网格): the visit's grid is found by
+    its code. The worker also works a grid of 东升社区 that is given the visit grid's name."""
+    from engine.models import JurisdictionNode, RoleAssignment, User
+
+    with service.db.unit_of_work() as s:
+        ours = s.scalar(select(JurisdictionNode).where(JurisdictionNode.code == GRID))
+        other = s.scalar(select(JurisdictionNode).where(JurisdictionNode.code == "linxi-dongsheng-g1"))
+        worker_id = s.scalar(select(User.id).where(User.username == "lx_wgy1"))
+        other_name, other.name = other.name, ours.name
+        s.add(RoleAssignment(user_id=worker_id, role="grid_worker", node_id=other.id))
+        other_id = other.id
+    try:
+        worker = as_user("lx_wgy1")
+        key = _case_key(_record(worker, visit_outcome="resolved_on_spot", need=""))
+        form = worker.get(f"/start/grid_matter?from_case={key}").get_data(as_text=True)
+        assert form.count(f">{ours.name}</option>") == 2          # the two grids the worker may report in
+        assert f'value="{GRID}" selected' in form and 'value="linxi-dongsheng-g1" selected' not in form
+    finally:
+        with service.db.unit_of_work() as s:
+            for ra in s.scalars(select(RoleAssignment).where(RoleAssignment.user_id == worker_id,
+                                                              RoleAssignment.node_id == other_id)):
+                s.delete(ra)
+            s.get(JurisdictionNode, other_id).name = other_name

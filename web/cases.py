@@ -69,9 +69,9 @@ def start_form(process_key):
     key = (request.args.get("from_case") or "").strip()
     if key:
         source = _case_detail(key, via="report_form")   # 403/404 as the case page: only a case the official may see
-        # the report's grid: the source case's, when it is one of the official's
-        same = [code for code, name in option.grids if name == source.node_names.get(source.case.grid_id)]
-        grid = same[0] if len(same) == 1 else None
+        # the report's grid: the source case's, when it is one of the official's (by its code:
+        # grids of different communities may share a name, 第一网格)
+        grid = source.grid_code if any(code == source.grid_code for code, _name in option.grids) else None
     return _render_start(option, _start_form(option), grid=grid, source=source)
 
 
