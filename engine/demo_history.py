@@ -141,7 +141,7 @@ class DemoHistory:
                 if (spec_id, f.name) in STEERING:
                     data[f.name] = _pick(self.rng, STEERING[(spec_id, f.name)])
             for f in form.input_fields:   # what the choices drawn above make required
-                if f.required_by(data) and not data.get(f.name):
+                if f.required_by(data) and f.left_empty_in(data):
                     data[f.name] = self._value(f)
         return data
 

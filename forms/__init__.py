@@ -65,6 +65,10 @@ class FieldDef:
         """Whether `data` makes this field required by its `required_if` (not by `required`)."""
         return self.required_if is not None and _chosen(data.get(self.required_if[0]), self.required_if[1])
 
+    def left_empty_in(self, data: dict) -> bool:
+        """Whether `data` leaves this field empty: absent, None, "" or []. False and 0 are answers."""
+        return data.get(self.name) in (None, "", [])
+
 
 @dataclass
 class FormDef:
@@ -294,7 +298,7 @@ class _SubmissionSchema(Schema):
     @validates_schema(skip_on_field_errors=False)
     def _required_by_choice(self, data, **_kwargs):
         missing = {f.name: [f"required by the choice of {f.required_if[0]}"] for f in self.conditional
-                   if f.required_by(data) and data.get(f.name) in (None, "", [])}
+                   if f.required_by(data) and f.left_empty_in(data)}
         if missing:
             raise ValidationError(missing)
 

@@ -146,3 +146,21 @@ def test_required_if_is_not_combined_with_required():
     with pytest.raises(FormDefinitionError, match="neither required nor readonly"):
         parse_definition({"key": "k", "fields": [
             OUTCOME, {"name": "need", "type": "text", "required": True, "required_if": {"outcome": ["fine"]}}]})
+
+
+def test_a_conditional_boolean_answered_false_is_an_answer_to_validation_and_to_the_demo_history():
+    """False is an answer, not an empty field: validation accepts it, and the demo history's
+    filling-in keeps it (it used to replace it with True)."""
+    from types import SimpleNamespace
+
+    from engine.demo_history import DemoHistory
+
+    form = parse_definition({"key": "k", "fields": [
+        OUTCOME, {"name": "signed", "type": "boolean", "required_if": {"outcome": ["referred"]}}]})
+    assert form.validate({"outcome": "referred", "signed": False}) == {"outcome": "referred", "signed": False}
+    with pytest.raises(FormValidationError):
+        form.validate({"outcome": "referred"})
+    history = DemoHistory.__new__(DemoHistory)
+    history.service, history.rng = SimpleNamespace(forms={"k": form}), None
+    assert history._fill("k", {"outcome": "referred", "signed": False}, "some_task")["signed"] is False
+    assert history._fill("k", {"outcome": "referred"}, "some_task")["signed"] is True
