@@ -14,7 +14,8 @@ stored JSON after step N exactly.
 
 On PostgreSQL it also prints the database's own floor on this machine: a round trip and
 a durable one-row write transaction, which any durable step pays before the product
-does anything (the step-1 ratio's budget above raw is 0.5 × raw).
+does anything (the step-1 ratio's budget above raw is 0.5 × raw); and the database part of
+a product step alone: one completion's own statements replayed by bare psycopg.
 
 This prints figures; it is not a test and always exits 0.
 
@@ -230,6 +231,76 @@ def pg_floor(samples: int = 400) -> str:
         conn.execute("DROP TABLE gf_commit_probe")
     return (f"round trip {statistics.median(trips) * 1e6:.0f} µs, "
             f"durable one-row write transaction {statistics.median(writes) * 1e6:.0f} µs")
+
+
+def pg_statements_floor(samples: int = 600) -> str:
+    """What the database part of a product step costs alone: one completion's own
+    statements (its lock read, its writes, as SQLAlchemy and the driver writes sent them)
+    replayed by bare psycopg in one pipeline, BEGIN with the lock and the writes with the
+    COMMIT, as the product sends them. Medians in µs of wall time and of this process's CPU;
+    the rest of a product step is the engine's own work. Each replay commits and is then
+    undone (not timed)."""
+    import psycopg
+    from sqlalchemy import event
+
+    db, svc = setup_product(PG_URL)
+    captured = []
+
+    def capture(_conn, _cursor, statement, parameters, _context, executemany):
+        captured.append((statement, parameters, executemany))
+    try:
+        view = svc.start_case(PROCESS_ID, GRID, {}, ACTOR)
+        for _ in range(WARMUP):
+            view = complete_next(svc, view)
+        done_id = view.open_items[0].id
+        event.listen(db.engine, "before_cursor_execute", capture)
+        view = complete_next(svc, view)
+        event.remove(db.engine, "before_cursor_execute", capture)
+        new_ids = [item.id for item in view.open_items]
+        case_id = view.id
+    finally:
+        db.dispose()
+    dsn = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + PG_BENCH_DB
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=3) as conn:
+        marks = {table: conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
+                 for table in ("audit_event", "notification")}
+
+        def undo():
+            for table, mark in marks.items():
+                conn.execute(f"DELETE FROM {table} WHERE id > %s", (mark,))
+            conn.execute("DELETE FROM work_item WHERE id = ANY(%s)", (new_ids,))
+            conn.execute("UPDATE work_item SET status = 'open', completed_at = NULL, completed_by_id = NULL, "
+                         "assignee_id = NULL WHERE id = %s", (done_id,))
+            conn.execute("UPDATE gf_case SET row_version = row_version - 1 WHERE id = %s", (case_id,))
+
+        def replay():
+            with conn.pipeline() as pipeline:
+                cursors = [conn.cursor()]
+                cursors[0].execute("BEGIN", prepare=False)
+                for n, (statement, parameters, many) in enumerate(captured):
+                    cursor = conn.cursor()
+                    cursors.append(cursor)
+                    (cursor.executemany if many else cursor.execute)(statement, parameters)
+                    if n == 0:   # the lock read is answered before the rest is sent
+                        pipeline.sync()
+                        cursor.fetchall()
+                cursors.append(conn.cursor())
+                cursors[-1].execute("COMMIT", prepare=False)
+            for cursor in cursors:
+                cursor.close()
+
+        undo()
+        walls, cpus = [], []
+        for n in range(samples + WARMUP * 10):
+            wall, cpu = time.perf_counter(), time.process_time()
+            replay()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            undo()
+            if n >= WARMUP * 10:
+                walls.append(wall)
+                cpus.append(cpu)
+    return (f"{len(captured)} statements, BEGIN and COMMIT: wall {statistics.median(walls) * 1e6:.0f} µs, "
+            f"client CPU {statistics.median(cpus) * 1e6:.0f} µs")
 
 
 def setup_product(url: str):
@@ -589,7 +660,8 @@ def main(argv=None) -> int:
 
     if pg_ok and args.db in ("postgres", "both"):
         try:
-            print(f"PostgreSQL's own floor on this machine: {pg_floor()}\n")
+            print(f"PostgreSQL's own floor on this machine: {pg_floor()}")
+            print(f"  a completion's own statements replayed by bare psycopg: {pg_statements_floor()}\n")
         except Exception as exc:  # noqa: BLE001 - context only; the figures above stand
             print(f"PostgreSQL's floor not measured: {type(exc).__name__}: {exc}\n")
     print_table([raw] + products, iterations)
