@@ -16,6 +16,9 @@ from datetime import datetime, timedelta, timezone
 
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as _spiff_timer
 
+# the officials' time (China Standard Time): what pages, exports and messages show
+CHINA = timezone(timedelta(hours=8), "CST")
+
 
 class SystemClock:
     def now(self) -> datetime:

@@ -11,14 +11,15 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
+
+from .clock import CHINA
 
 FORMATS = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "json": "application/json",
 }
-CHINA = timezone(timedelta(hours=8))
 # The most rows one search export carries (the page size of the search is at most 1,000).
 MAX_SEARCH_ROWS = 10_000
 

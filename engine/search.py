@@ -25,13 +25,12 @@ from sqlalchemy.orm import aliased
 
 from forms.safety import storable_ref
 
+from .clock import CHINA   # dates in a search are calendar days where the officials are
 from .errors import InvalidInput
 from .models import DEPARTMENT, AuditEvent, Case, JurisdictionNode, ProcessVersion, User, WorkItem
 from .personal_data import mask_data, personal_fields
 
 STATUSES = ("open", "completed", "cancelled")
-# Dates in a search are calendar days where the officials are (China Standard Time).
-CHINA = timezone(timedelta(hours=8))
 MAX_LIMIT = 1000
 MAX_OFFSET = 100_000
 # index entries a probe reads at most to tell a wide filter from a narrow one

@@ -8,12 +8,13 @@ Flask-Babel: the product has two languages, its form labels already carry both
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from flask import request, session
 
+from engine.clock import CHINA
+
 LANGS = ("zh", "en")
-CHINA = timezone(timedelta(hours=8), "CST")
 
 MESSAGES_EN: dict[str, str] = {
     # layout
@@ -25,6 +26,7 @@ MESSAGES_EN: dict[str, str] = {
     "用户名": "Username",
     "密码": "Password",
     "用户名或密码不正确，请重新输入。": "Wrong username or password; please try again.",
+    "超过 {n} 分钟未操作，已自动退出，请重新登录。": "No activity for {n} minutes: you were logged out; please log in again.",
     "演示账号的密码均为 demo123。": "Every demo account's password is demo123.",
     "出错了": "Something went wrong",
     "返回收件箱": "Back to the inbox",
