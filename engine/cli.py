@@ -55,12 +55,12 @@ def load_org_cmd(path, actor):
             click.echo(f"{username}: {len(released)} claimed task(s) given back to their groups")
 
 
-def _login_name() -> str:
+def _login_name(fallback: str = "load-org") -> str:
     import getpass
     try:
         return getpass.getuser()
     except Exception:  # noqa: BLE001 -- no login name in this environment (a container, a service)
-        return "load-org"
+        return fallback
 
 
 def _form_keys(db: Database | None = None) -> set[str]:
@@ -222,6 +222,49 @@ def metrics_refresh(rebuild):
     finally:
         db.dispose()
     click.echo(f"dashboard roll-ups {what} {taken} cases in {time.perf_counter() - began:.1f} s")
+
+
+@main.command("unlock-login")
+@click.argument("username")
+@click.option("--by", "unlocked_by", default=None, help="who unlocks (recorded; default: your login name)")
+def unlock_login(username, unlocked_by):
+    """Lift the lock that failed logins put on USERNAME (engine/login_guard.py); recorded."""
+    from .service import WorkflowService
+
+    db = _db()
+    try:
+        unlocked = WorkflowService(db).unlock_login(username, unlocked_by or _login_name("cli"))
+    finally:
+        db.dispose()
+    click.echo(f"{username}: unlocked; its failed logins count afresh" if unlocked
+               else f"{username}: not locked; nothing to do")
+
+
+@main.command("login-log")
+@click.option("--user", "username", default=None, help="only this username (as typed at login)")
+@click.option("--failures", is_flag=True, help="only failed, refused and unlocking attempts")
+@click.option("--limit", default=50, show_default=True, help="how many, newest first")
+def login_log(username, failures, limit):
+    """The recorded logins, newest first: time (UTC+8), outcome, username, door, address, note."""
+    from sqlalchemy import select
+
+    from .clock import CHINA
+    from .login_guard import SUCCEEDED
+    from .models import LoginAttempt
+
+    query = select(LoginAttempt).order_by(LoginAttempt.id.desc()).limit(max(1, limit))
+    if username:
+        query = query.where(LoginAttempt.username == username.strip()[:64])
+    if failures:
+        query = query.where(LoginAttempt.outcome != SUCCEEDED)
+    db = _db()
+    try:
+        with db.read_session() as session:
+            for row in session.scalars(query):
+                click.echo("\t".join([row.at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S"), row.outcome,
+                                      row.username, row.via, row.address or "-", row.note or ""]))
+    finally:
+        db.dispose()
 
 
 @main.group("audit")

@@ -574,5 +574,25 @@ class RollupState(Base):
     refreshed_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class LoginAttempt(Base):
+    """Every password login, as it went (engine/login_guard.py): who tried (the name as typed,
+    and the account if there is one), when, from where, by which door, and the outcome:
+    `succeeded`, `failed`, `refused_locked` (the name was locked; the password not even
+    checked) or `unlocked` (an administrator lifted a lock). Append-only, as the audit trail:
+    the failure count and the lock are read from these rows."""
+    __tablename__ = "login_attempt"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    outcome: Mapped[str] = mapped_column(String(16))
+    via: Mapped[str] = mapped_column(String(8))
+    address: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (Index("ix_login_attempt_username_at", "username", "at"),)
+
+
 # the hooks that keep the dashboard's fact columns in step with every write
 from . import case_facts  # noqa: E402,F401  (registers mapper events; needs the classes above)

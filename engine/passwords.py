@@ -2,6 +2,7 @@
 
 Stored form: `scrypt$<n>$<r>$<p>$<salt hex>$<hash hex>`.
 """
+import functools
 import hashlib
 import hmac
 import os
@@ -25,3 +26,15 @@ def check_password(stored: str, password: str) -> bool:
     candidate = hashlib.scrypt(password.encode("utf-8"), salt=bytes.fromhex(salt),
                                n=int(n), r=int(r), p=int(p), dklen=len(bytes.fromhex(digest)))
     return hmac.compare_digest(candidate.hex(), digest)
+
+
+@functools.cache
+def _nobody() -> str:
+    return hash_password("no account has this password")
+
+
+def check_password_of_nobody(password: str) -> bool:
+    """The same work as `check_password` for a name without an account, so that the time a
+    login takes does not tell which names exist. Always False."""
+    check_password(_nobody(), password)
+    return False

@@ -24,7 +24,7 @@ from SpiffWorkflow.util.task import TaskState
 from forms import FormRegistry, FormValidationError, to_task_data
 from forms.safety import PROBLEM_MESSAGES, find_unstorable, storable_ref
 
-from . import audit, clock
+from . import audit, clock, login_guard
 from .access import can_view_case, is_read_only, start_node_id, start_node_path
 from .attachments import AttachmentStore
 from .bpmn import ParsedProcess, all_specs, is_user_task, parse_process, user_task_info
@@ -38,7 +38,7 @@ from .models import (NO_DUE_DATE, Attachment, AuditEvent, Case, CaseSequence, Ca
                      ProcessVersion, User, WorkItem, WorkItemCandidate)
 from .notifications import LoggingChannel, Notifier
 from .org_cache import OrgCache, OrgView, current_generation, load_user, snapshot_nodes, view_of
-from .passwords import check_password
+from .passwords import check_password, check_password_of_nobody
 from .personal_data import mask_value, personal_fields
 from .state import (LiveWorkflowCache, StateSerializer, collect_finished_steps, find_task, private_specs,
                     prune_history, restore_trigger_connections, run_engine, specs_mutate_at_runtime,
@@ -1025,15 +1025,46 @@ class WorkflowService:
 
     # ------------------------------------------------------ users and reads
 
-    def authenticate(self, username: str, password: str) -> User | None:
+    def authenticate(self, username: str, password: str, via: str = "web", address: str | None = None) -> User | None:
+        """The account whose name and password these are, or None. Every attempt is recorded;
+        a name with too many recent failures is refused without looking at the password
+        (`LoginLocked`: engine/login_guard.py). `via`: web, api or cli; `address`: the client's."""
         if not (isinstance(username, str) and storable_ref(username.strip())
                 and isinstance(password, str) and storable_ref(password or "x")):
             return None
-        with self.db.read_session() as session:
-            user = session.scalar(select(User).where(User.username == (username or "").strip()))
-            if user is None or not user.active or not check_password(user.password_hash, password or ""):
-                return None
-            return user
+        name, now, locked = username.strip(), clock.now(), None
+        with self.db.unit_of_work() as session:
+            until = login_guard.locked_until(session, login_guard.login_name(name), now)
+            if until is not None:
+                login_guard.record(session, name, login_guard.REFUSED_LOCKED, now, via=via, address=address)
+                locked, user = login_guard.LoginLocked(until, now), None
+            else:
+                account = session.scalar(select(User).where(User.username == name)) if len(name) <= 64 else None
+                if account is None:
+                    check_password_of_nobody(password or "")
+                    user, note = None, "no such account"
+                elif not check_password(account.password_hash, password or ""):
+                    user, note = None, None
+                elif not account.active:
+                    user, note = None, "account deactivated"
+                else:
+                    user, note = account, None
+                login_guard.record(session, name, login_guard.SUCCEEDED if user else login_guard.FAILED, now,
+                                   user_id=account.id if account else None, via=via, address=address, note=note)
+        if locked is not None:
+            raise locked   # after the commit: the refusal is recorded
+        return user
+
+    def unlock_login(self, username: str, unlocked_by: str) -> bool:
+        """Lift the lock on a name (an administrator's `gridflow unlock-login`): its failures
+        count afresh from now. Recorded; False if the name was not locked."""
+        now = clock.now()
+        with self.db.unit_of_work() as session:
+            name = login_guard.login_name(username)
+            if login_guard.locked_until(session, name, now) is None:
+                return False
+            login_guard.record(session, name, login_guard.UNLOCKED, now, via="cli", note=f"by {unlocked_by}")
+            return True
 
     def get_user(self, ref) -> User | None:
         with self.db.read_session() as session:

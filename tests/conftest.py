@@ -15,7 +15,7 @@ from bench.scratch import reset_to_demo
 from engine import clock as clock_module
 from engine.db import Database
 from engine.deploy import deploy_files
-from engine.models import (Attachment, AuditCheckpoint, AuditEvent, Case, CaseSequence, CaseState, RollupCase,
+from engine.models import (Attachment, AuditCheckpoint, AuditEvent, Case, CaseSequence, CaseState, LoginAttempt, RollupCase,
                            RollupCases, RollupCaseTask, RollupDims, RollupReports, RollupState, RollupTasks, WorkItem,
                            WorkItemCandidate)
 from engine.service import WorkflowService
@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CASE_TABLES = [WorkItemCandidate, WorkItem, AuditCheckpoint, AuditEvent, Attachment, CaseState, Case, CaseSequence,
                # the dashboard roll-ups count the cases above: emptied with them (not built)
-               RollupState, RollupCases, RollupDims, RollupTasks, RollupReports, RollupCaseTask, RollupCase]
+               RollupState, RollupCases, RollupDims, RollupTasks, RollupReports, RollupCaseTask, RollupCase,
+               # a test's failed logins must not lock an account for the next test
+               LoginAttempt]
 
 
 @pytest.fixture(scope="session")

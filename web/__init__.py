@@ -47,6 +47,7 @@ def create_app(config: dict | None = None) -> Flask:
         REMEMBER_COOKIE_HTTPONLY=True,
         WTF_CSRF_TIME_LIMIT=None,
         API_TOKEN_MAX_AGE=7 * 24 * 3600,
+        IDLE_LOGOUT_MINUTES=int(os.environ.get("GRIDFLOW_IDLE_MINUTES") or 30),
         NODE_MODULES=str(Path(__file__).resolve().parent.parent / "node_modules"),
     )
     app.config.update(config)

@@ -35,6 +35,7 @@ from engine.attachments import KINDS as ATTACHMENT_KINDS
 from engine.errors import (Conflict, EngineError, InactiveAccount, InvalidInput, NotFound, PermissionDenied,
                            ProcessError)
 from forms.safety import find_unstorable
+from engine.login_guard import LoginLocked
 from engine.models import JurisdictionNode
 from engine.personal_data import PersonalData, mask_data, personal_fields
 from engine.service import InboxFilters
@@ -561,10 +562,16 @@ LOCATION = {"Location": {"schema": {"type": "string"}, "description": "URL of th
 
 @route(f"{V1}/auth/token", "POST", auth=None, tags=["auth"], summary="Log in: get a bearer token",
        body=s.TokenRequestSchema,
-       responses={200: _json("a token and who it belongs to", s.TokenSchema)}, errors=[401])
+       description="Five failed logins of one username within 15 minutes lock it for 15 minutes: "
+                   "429 with `Retry-After`, whatever the password.",
+       responses={200: _json("a token and who it belongs to", s.TokenSchema)}, errors=[401, 429])
 def issue_api_token():
     body = json_body(s.schema(s.TokenRequestSchema))
-    user = service().authenticate(body["username"], body["password"])
+    try:
+        user = service().authenticate(body["username"], body["password"], via="api", address=request.remote_addr)
+    except LoginLocked as locked:
+        raise ApiError(429, locked.code, locked.text(lang()),
+                       headers={"Retry-After": str(locked.retry_after)}) from None
     if user is None:
         raise ApiError(401, "unauthorized", msg("bad_login"),
                        headers={"WWW-Authenticate": 'Bearer realm="gridflow"'})

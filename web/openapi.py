@@ -36,6 +36,8 @@ ERRORS = {
                                   "`multipart/form-data`."),
     422: ("ProcessError", "The process definition failed while running this step; tell the process "
                           "designer."),
+    429: ("LoginLocked", "Too many failed logins of this username (`error: login_locked`): it is locked "
+                         "for a while, whatever the password; `Retry-After` gives the seconds left."),
     500: ("InternalError", "Unexpected server error; it has been logged."),
 }
 
@@ -166,6 +168,9 @@ def build_spec(app) -> dict:
                                                         "description": "Bearer challenge"}}
         if status == 405:
             response["headers"] = {"Allow": {"schema": {"type": "string"}}}
+        if status == 429:
+            response["headers"] = {"Retry-After": {"schema": {"type": "integer"},
+                                                   "description": "seconds until the lock ends"}}
         spec.components.response(name, response)
 
     paths: dict[str, dict] = {}

@@ -1,0 +1,158 @@
+"""Login failure handling and the idle logout (GB/T 22239-2019: 登录失败处理, 登录连接超时自动退出):
+five failed logins of a name within fifteen minutes lock it for fifteen minutes, through the
+login page and the API alike; every attempt is recorded; an idle page session ends."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from engine.cli import main as cli
+from engine.login_guard import LOCK, MAX_FAILURES, LoginLocked
+from engine.models import LoginAttempt, User
+from tests.helpers import csrf_token, login
+
+WORKER = "lx_wgy1"
+
+
+def _attempts(service, username=WORKER) -> list[tuple[str, str, str | None]]:
+    with service.db.read_session() as session:
+        return [(a.outcome, a.via, a.note) for a in session.scalars(
+            select(LoginAttempt).where(LoginAttempt.username == username).order_by(LoginAttempt.id))]
+
+
+def _fail(service, times, username=WORKER, via="web"):
+    for _ in range(times):
+        assert service.authenticate(username, "wrong password", via=via) is None
+
+
+def test_five_failures_lock_the_name_even_against_the_right_password_until_the_lock_ends(service, clock):
+    _fail(service, MAX_FAILURES - 1)
+    assert service.authenticate(WORKER, "demo123") is not None          # four failures: not locked
+    _fail(service, MAX_FAILURES)
+    with pytest.raises(LoginLocked) as locked:
+        service.authenticate(WORKER, "demo123")
+    assert locked.value.until == clock.now() + LOCK and locked.value.retry_after == LOCK.total_seconds() + 1
+    assert "连续5次登录失败，账号已临时锁定" in locked.value.zh and "16:45" in locked.value.zh   # 08:30 UTC + 15 min
+    clock.advance(minutes=14)
+    with pytest.raises(LoginLocked):          # a refusal neither counts as a failure nor extends the lock
+        service.authenticate(WORKER, "demo123")
+    clock.advance(minutes=1)
+    assert service.authenticate(WORKER, "demo123").username == WORKER
+    outcomes = [o for o, _via, _note in _attempts(service)]
+    assert outcomes == ["failed"] * 4 + ["succeeded"] + ["failed"] * 5 + ["refused_locked"] * 2 + ["succeeded"]
+
+
+def test_failures_spread_wider_than_the_window_do_not_lock(service, clock):
+    for _ in range(MAX_FAILURES + 2):
+        _fail(service, 1)
+        clock.advance(minutes=4)               # never five within fifteen minutes
+    assert service.authenticate(WORKER, "demo123") is not None
+
+
+def test_a_name_without_an_account_is_counted_and_locked_alike(service):
+    """Neither the answers nor the lock tell whether an account exists."""
+    _fail(service, MAX_FAILURES, username="nobody_here")
+    _fail(service, MAX_FAILURES, username=WORKER)
+    with pytest.raises(LoginLocked) as unknown:
+        service.authenticate("nobody_here", "x")
+    with pytest.raises(LoginLocked) as known:
+        service.authenticate(WORKER, "x")
+    assert unknown.value.zh == known.value.zh and unknown.value.message == known.value.message
+    assert _attempts(service, "nobody_here")[0] == ("failed", "web", "no such account")
+    assert service.authenticate("lx_wgy2", "demo123") is not None      # other names are not touched
+
+
+def test_a_deactivated_account_fails_and_the_note_says_why(service):
+    with service.db.unit_of_work() as session:
+        session.scalar(select(User).where(User.username == "lx_wgy2")).active = False
+    try:
+        assert service.authenticate("lx_wgy2", "demo123", via="api", address="10.0.0.7") is None
+        with service.db.read_session() as session:
+            row = session.scalar(select(LoginAttempt).where(LoginAttempt.username == "lx_wgy2"))
+        assert (row.outcome, row.via, row.address, row.note) == ("failed", "api", "10.0.0.7", "account deactivated")
+        assert row.user_id is not None
+    finally:
+        with service.db.unit_of_work() as session:
+            session.scalar(select(User).where(User.username == "lx_wgy2")).active = True
+
+
+def test_an_administrator_unlocks_a_name_and_its_count_starts_afresh(service, monkeypatch):
+    assert service.unlock_login(WORKER, "admin") is False                # not locked: nothing recorded
+    _fail(service, MAX_FAILURES)
+    monkeypatch.setenv("DATABASE_URL", str(service.db.engine.url.render_as_string(hide_password=False)))
+    result = CliRunner().invoke(cli, ["unlock-login", WORKER, "--by", "county_admin"])
+    assert result.exit_code == 0 and "unlocked" in result.output, result.output
+    assert service.authenticate(WORKER, "demo123") is not None
+    assert _attempts(service)[-2] == ("unlocked", "cli", "by county_admin")
+    log = CliRunner().invoke(cli, ["login-log", "--user", WORKER, "--failures", "--limit", "3"])
+    assert log.exit_code == 0 and log.output.count("\n") == 3, log.output
+    assert log.output.splitlines()[0].split("\t")[1:4] == ["unlocked", WORKER, "cli"]
+
+
+def test_the_login_page_says_the_name_is_locked_and_until_when(service, client):
+    for _ in range(MAX_FAILURES):
+        response = client.post("/login", data={"username": WORKER, "password": "nope",
+                                               "csrf_token": csrf_token(client)})
+        assert response.status_code == 401 and "用户名或密码不正确" in response.get_data(as_text=True)
+    response = client.post("/login", data={"username": WORKER, "password": "demo123",
+                                           "csrf_token": csrf_token(client)})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 429 and "账号已临时锁定" in page and "16:45" in page
+    assert client.get("/inbox").status_code == 302                        # not logged in
+    assert {(o, v) for o, v, _ in _attempts(service)} == {("failed", "web"), ("refused_locked", "web")}
+    client.post("/lang/en", data={"csrf_token": csrf_token(client)})
+    response = client.post("/login", data={"username": WORKER, "password": "demo123",
+                                           "csrf_token": csrf_token(client)})
+    assert response.status_code == 429 and "this account is locked" in response.get_data(as_text=True)
+
+
+def test_the_api_answers_a_locked_name_429_with_retry_after(service, client):
+    for _ in range(MAX_FAILURES):
+        response = client.post("/api/v1/auth/token", json={"username": WORKER, "password": "nope"})
+        assert response.status_code == 401
+    response = client.post("/api/v1/auth/token", json={"username": WORKER, "password": "demo123"})
+    assert response.status_code == 429 and response.get_json()["error"] == "login_locked"
+    assert response.headers["Retry-After"] == str(int(LOCK.total_seconds()) + 1)
+    assert "账号已临时锁定" in response.get_json()["message"]
+    assert [(o, v) for o, v, _ in _attempts(service)][-1] == ("refused_locked", "api")
+    spec = client.get("/api/v1/openapi.json").get_json()
+    assert "429" in spec["paths"]["/api/v1/auth/token"]["post"]["responses"]
+
+
+def test_a_page_session_idle_too_long_is_logged_out_and_led_back(service, app):
+    client = app.test_client()
+    login(client, WORKER)
+    assert client.get("/inbox").status_code == 200
+    with client.session_transaction() as session:
+        session["seen"] = int(time.time()) - app.config["IDLE_LOGOUT_MINUTES"] * 60 + 30   # not yet
+    assert client.get("/inbox").status_code == 200
+    with client.session_transaction() as session:
+        assert session["seen"] >= int(time.time()) - 5                  # the request kept it alive
+        session["seen"] = int(time.time()) - app.config["IDLE_LOGOUT_MINUTES"] * 60 - 1
+    response = client.get("/inbox?status=open")
+    assert response.status_code == 302 and "/login?next=/inbox?status%3Dopen" in response.headers["Location"]
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "超过 30 分钟未操作，已自动退出" in page
+    assert client.get("/inbox").status_code == 302                        # the session is gone
+
+
+def test_the_idle_limit_is_set_by_gridflow_idle_minutes(service, monkeypatch):
+    from web import create_app
+    monkeypatch.setenv("GRIDFLOW_IDLE_MINUTES", "10")
+    app = create_app({"TESTING": True, "SECRET_KEY": "t", "SERVICE": service})
+    assert app.config["IDLE_LOGOUT_MINUTES"] == 10
+
+
+def test_a_name_without_an_account_costs_a_password_check_too(service, monkeypatch):
+    """So that the time a login takes does not tell which names exist."""
+    import engine.service as service_module
+    from engine.passwords import check_password_of_nobody
+    checked = []
+    monkeypatch.setattr(service_module, "check_password_of_nobody",
+                        lambda password: checked.append(password) or check_password_of_nobody(password))
+    assert service.authenticate("nobody_here", "guess") is None
+    assert service.authenticate(WORKER, "guess") is None
+    assert checked == ["guess"]
