@@ -96,6 +96,9 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255), default="")
     phone: Mapped[str | None] = mapped_column(String(32))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # when the official last chose their own password (None: still the one an organisation
+    # file gave); `gridflow load-org` then leaves it alone
+    password_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     roles: Mapped[list[RoleAssignment]] = relationship(back_populates="user", lazy="selectin")
 

@@ -10,6 +10,10 @@ the file lists without it is active.
 Every change is recorded in `org_change` (who loaded which file, when, what changed
 from what), append-only, for the auditors (engine/org_log.py). Phone numbers and
 passwords are recorded as changed, never by value.
+
+A password in the file is the account's initial one: once its owner has chosen their own
+(/account/password), loading the file again leaves it, unless the entry says
+`reset_password: true` (a forgotten password).
 """
 from __future__ import annotations
 
@@ -60,6 +64,11 @@ class _ChangeLog:
         paths = sorted({p for p in paths if p})
         self.session.add(OrgChange(at=self.at, actor=self.actor, source=self.source, kind=kind, subject=subject,
                                    detail=detail, scope_paths=f" {' '.join(paths) or '/'} "))
+
+
+def record_change(session: Session, actor: str, source: str, kind: str, subject: str, detail: dict, paths) -> None:
+    """One `org_change` row made outside an organisation file (an official's own password)."""
+    _ChangeLog(session, actor, source).add(kind, subject, detail, paths)
 
 
 def load_org_file(session: Session, path, actor: str | None = None) -> LoadReport:
@@ -162,9 +171,11 @@ def load_org(session: Session, raw: dict, source: str = "<org>", actor: str | No
             if item.get("phone") and user.phone != item.get("phone"):
                 changed["phone"] = "changed"   # a personal value: never copied into the log
                 user.phone = item.get("phone")
-            if item.get("password") and not check_password(user.password_hash, str(item["password"])):
+            # a password its owner chose stays theirs, unless the file says to reset it
+            if (item.get("password") and (user.password_changed_at is None or item.get("reset_password") is True)
+                    and not check_password(user.password_hash, str(item["password"]))):
                 changed["password"] = "changed"
-                user.password_hash = hash_password(str(item["password"]))
+                user.password_hash, user.password_changed_at = hash_password(str(item["password"])), None
             if changed:
                 report.users_updated += 1
                 log.add("user_changed", username, changed, held + role_paths)

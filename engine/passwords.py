@@ -38,3 +38,24 @@ def check_password_of_nobody(password: str) -> bool:
     login takes does not tell which names exist. Always False."""
     check_password(_nobody(), password)
     return False
+
+
+MIN_LENGTH, MAX_LENGTH = 8, 128
+
+
+def password_problems(password: str, username: str) -> list[tuple[str, str]]:
+    """What a new password lacks, as (English, Chinese) messages; empty when it will do.
+    The complexity GB/T 22239-2019 asks of a government system's passwords: at least
+    MIN_LENGTH characters of three kinds (lower case, upper case, digits, other), and not
+    the login name in it."""
+    problems = []
+    if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
+        problems.append((f"use {MIN_LENGTH} to {MAX_LENGTH} characters", f"密码长度应为 {MIN_LENGTH}–{MAX_LENGTH} 个字符"))
+    kinds = sum(any(test(c) for c in password) for test in (
+        str.islower, str.isupper, str.isdigit, lambda c: not c.isalnum()))
+    if kinds < 3:
+        problems.append(("mix at least three of: lower case, upper case, digits, other characters",
+                         "至少包含小写字母、大写字母、数字、其他符号中的三类"))
+    if username and username.lower() in password.lower():
+        problems.append(("do not put your login name in it", "密码中不能包含用户名"))
+    return problems

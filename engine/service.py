@@ -37,8 +37,9 @@ from .lanes import LaneResolver, stored_lane
 from .models import (NO_DUE_DATE, Attachment, AuditEvent, Case, CaseSequence, CaseState, JurisdictionNode,
                      ProcessVersion, User, WorkItem, WorkItemCandidate)
 from .notifications import LoggingChannel, Notifier
+from .org import record_change
 from .org_cache import OrgCache, OrgView, current_generation, load_user, snapshot_nodes, view_of
-from .passwords import check_password, check_password_of_nobody
+from .passwords import check_password, check_password_of_nobody, hash_password, password_problems
 from .personal_data import mask_value, personal_fields
 from .state import (LiveWorkflowCache, StateSerializer, collect_finished_steps, find_task, private_specs,
                     prune_history, restore_trigger_connections, run_engine, specs_mutate_at_runtime,
@@ -244,6 +245,16 @@ NEW_ITEMS = "gf_new_items"             # Session.info: work items to INSERT (`wr
 NEW_CANDIDATES = "gf_new_candidates"   # Session.info: their candidates' rows
 NEW_STATES = "gf_new_states"           # Session.info: new cases' state rows to INSERT
 PENDING_KEY = "~new-"  # a starting case's business key until its number is taken; never committed
+
+
+def _password_refused(problems: dict) -> InvalidInput:
+    """A refused password change: {field: [(English, Chinese)]} as `InvalidInput` with the
+    Chinese messages in `fields_zh`."""
+    problems = {k: v if isinstance(v, list) else [v] for k, v in problems.items()}
+    error = InvalidInput("the password was not changed", zh="密码未修改，请按提示修改后重试",
+                         fields={k: [en for en, _zh in v] for k, v in problems.items()})
+    error.fields_zh = {k: [zh for _en, zh in v] for k, v in problems.items()}
+    return error
 
 
 class WorkflowService:
@@ -1054,6 +1065,45 @@ class WorkflowService:
         if locked is not None:
             raise locked   # after the commit: the refusal is recorded
         return user
+
+    def change_password(self, actor, current: str, new: str, repeat: str, address: str | None = None) -> None:
+        """An official chooses their own password. The current one must be given: a wrong one
+        counts as a failed login (the same lock applies). The new one must meet the policy
+        (`password_problems`), match its repetition and differ from the current one. Recorded
+        in the organisation's change log (never the value); `gridflow load-org` then keeps it.
+        Refusals are `InvalidInput` whose `fields_zh` has the Chinese messages."""
+        values = {"current": current, "new": new, "repeat": repeat}
+        unusable = [k for k, v in values.items() if not (isinstance(v, str) and storable_ref(v or "x"))]
+        if unusable:
+            raise _password_refused({k: ("not a usable value", "内容无效") for k in unusable})
+        now, locked, wrong = clock.now(), None, False
+        with self.db.unit_of_work() as session:
+            user = session.get(User, self._user(session, actor).id)
+            until = login_guard.locked_until(session, user.username, now)
+            if until is not None:
+                login_guard.record(session, user.username, login_guard.REFUSED_LOCKED, now, user_id=user.id,
+                                   address=address, note="password change")
+                locked = login_guard.LoginLocked(until, now)
+            elif not check_password(user.password_hash, current):
+                login_guard.record(session, user.username, login_guard.FAILED, now, user_id=user.id,
+                                   address=address, note="password change: wrong current password")
+                wrong = True
+            else:
+                problems = {"new": password_problems(new, user.username)}
+                if new == current:
+                    problems["new"].append(("choose one that differs from the current password", "新密码不能与当前密码相同"))
+                if repeat != new:
+                    problems["repeat"] = [("the two new passwords differ", "两次输入的新密码不一致")]
+                problems = {k: v for k, v in problems.items() if v}
+                if problems:
+                    raise _password_refused(problems)
+                user.password_hash, user.password_changed_at = hash_password(new), now
+                record_change(session, user.username, "/account/password", "user_changed", user.username,
+                              {"password": "changed by its owner"}, [ra.node.path for ra in user.roles])
+        if locked is not None:
+            raise locked
+        if wrong:
+            raise _password_refused({"current": [("wrong password", "当前密码不正确")]})
 
     def unlock_login(self, username: str, unlocked_by: str) -> bool:
         """Lift the lock on a name (an administrator's `gridflow unlock-login`): its failures

@@ -29,7 +29,9 @@ GRID = "linxi-xinguang-g1"
 SESSION_ONLY = {"auth.login", "auth.logout", "auth.set_language", "api.issue_api_token"}
 # The caller's own notifications: an auditor has none (they hold no task); the
 # route may answer, but nothing may change.
-OWN_STATE = {"supervision.mark_read", "supervision.mark_all_read"}
+OWN_STATE = {"supervision.mark_read", "supervision.mark_all_read",
+             # the auditor's own password (refused here as incomplete: nothing may change)
+             "auth.change_password", "api.change_password"}
 
 
 @pytest.fixture

@@ -50,10 +50,12 @@ COLUMNS = list(PRINCIPALS)
 MATRIX = """
 # 200/201 allowed; 302 allowed and redirected (a POST's "done"; the login page for /, /logout and /lang/);
 # 399 = redirected to the login page (not logged in); 400 let through, refused as bad input (a grid
-# that is not theirs to choose, an empty form definition, a migration to the same version); 401 no or bad token / wrong password; 403 refused; 404 not theirs to know of
+# that is not theirs to choose, an empty form definition, a migration to the same version, a wrong current
+# password); 401 no or bad token / wrong password; 403 refused; 404 not theirs to know of
 # (someone else's notification).
 endpoint                       method  anon    gw   gw'    gl   gl'  disp disp'  dept dept'   pet  pet'  lead   med   aud  aud'   des   adm
 api.api_dashboard              GET      401   403   403   403   403   200   403   403   403   403   403   200   403   200   403   403   403
+api.change_password           POST     401   400   400   400   400   400   400   400   400   400   400   400   400   400   400   400   400
 api.case_trace                 GET      401   200   403   200   403   200   403   403   403   403   403   200   200   200   403   200   200
 api.claim_task                 POST     401   403   403   200   403   403   403   403   403   403   403   403   403   403   403   403   403
 api.complete_task              POST     401   403   403   200   403   403   403   403   403   403   403   403   403   403   403   403   403
@@ -79,6 +81,8 @@ audit.export_org_change_log    GET      399   403   403   403   403   403   403 
 audit.org_changes              GET      399   403   403   403   403   403   403   403   403   403   403   403   403   200   200   403   200
 audit.trace                    GET      399   200   403   200   403   200   403   403   403   403   403   200   200   200   403   200   200
 audit.trace_export             GET      399   200   403   200   403   200   403   403   403   403   403   200   200   200   403   200   200
+auth.change_password          GET      399   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
+auth.change_password          POST     399   400   400   400   400   400   400   400   400   400   400   400   400   400   400   400   400
 auth.login                     GET      200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
 auth.login                     POST     401   302   302   302   302   302   302   302   302   302   302   302   302   302   302   302   302
 auth.logout                    POST     302   302   302   302   302   302   302   302   302   302   302   302   302   302   302   302   302
@@ -188,6 +192,10 @@ REQUESTS = {
     ("auth.login", "POST"): lambda w, who: ("POST", "/login", {"data": {"username": who or "nobody",
                                                                        "password": "demo123"}}),
     ("auth.logout", "POST"): lambda w, who: ("POST", "/logout", {}),
+    # a wrong current password: refused as bad input once let through, and nobody's password changes
+    ("auth.change_password", "GET"): lambda w, who: ("GET", "/account/password", {}),
+    ("auth.change_password", "POST"): lambda w, who: ("POST", "/account/password", {
+        "data": {"current": "not-the-password", "new": "Xinguang-2026", "repeat": "Xinguang-2026"}}),
     ("auth.set_language", "POST"): lambda w, who: ("POST", "/lang/en", {"data": {"next": "/inbox"}}),
     ("inbox.index", "GET"): lambda w, who: ("GET", "/inbox", {}),
     ("tasks.show", "GET"): lambda w, who: ("GET", f"/tasks/{w.task}", {}),
@@ -276,6 +284,8 @@ REQUESTS = {
     ("api.download_file", "GET"): lambda w, who: ("GET", f"/api/v1/attachments/{w.attachment}", {}),
     ("api.list_tasks", "GET"): lambda w, who: ("GET", "/api/v1/tasks", {}),
     ("api.get_task", "GET"): lambda w, who: ("GET", f"/api/v1/tasks/{w.task}", {}),
+    ("api.change_password", "POST"): lambda w, who: ("POST", "/api/v1/auth/password", {
+        "json": {"current": "not-the-password", "new": "Xinguang-2026"}}),
     ("api.claim_task", "POST"): lambda w, who: ("POST", f"/api/v1/tasks/{w.task}/claim", {}),
     ("api.unclaim_task", "POST"): lambda w, who: ("POST", f"/api/v1/tasks/{w.task}/unclaim", {}),
     ("api.reassign_task", "POST"): lambda w, who: ("POST", f"/api/v1/tasks/{w.task}/reassign", {

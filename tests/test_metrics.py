@@ -466,15 +466,18 @@ def test_the_migration_gives_existing_cases_their_facts(tmp_path):
     with db.engine.begin() as conn:
         meta = MetaData()
         meta.reflect(bind=conn, only=["jurisdiction_node", "process_version", "gf_case"])
-    # today's loader records its changes in org_change (migration 0014): the table is there
-    # while it loads, and gone again before the upgrade creates it
+    # today's loader records its changes in org_change (migration 0014) and reads the accounts'
+    # password_changed_at (0017): the table and the column are there while it loads, and gone
+    # again before the upgrade creates them
     with db.engine.begin() as conn:
         OrgChange.__table__.create(conn)
+        conn.exec_driver_sql("ALTER TABLE app_user ADD COLUMN password_changed_at DATETIME")
     with db.unit_of_work() as session:
         load_org_file(session, ROOT / "demo" / "org.yaml")
         deploy_files(session, read_process_dir(ROOT / "processes"), FormRegistry().keys(), actor="tests")
     with db.engine.begin() as conn:
         OrgChange.__table__.drop(conn)
+        conn.exec_driver_sql("ALTER TABLE app_user DROP COLUMN password_changed_at")
     with db.engine.begin() as conn:
         grid = conn.execute(select(meta.tables["jurisdiction_node"].c.id, meta.tables["jurisdiction_node"].c.path)
                             .where(meta.tables["jurisdiction_node"].c.code == "linxi-xinguang-g1")).one()

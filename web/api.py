@@ -583,6 +583,26 @@ def issue_api_token():
         "expires_in": int(current_app.config["API_TOKEN_MAX_AGE"]), "user": _user(user)}))
 
 
+@route(f"{V1}/auth/password", "POST", tags=["auth"], summary="Change your own password",
+       description="`current` is checked: a wrong one counts as a failed login, and the lock of "
+                   "POST /api/v1/auth/token applies (429). `new`: 8 to 128 characters of three kinds "
+                   "(lower case, upper case, digits, other), without your username, not the current one; "
+                   "a refusal (400) names the field. Tokens already issued stay valid.",
+       body=s.PasswordChangeSchema,
+       responses={200: _json("the password was changed", s.PasswordChangedSchema)}, errors=[429])
+def change_password(user):
+    body = json_body(s.schema(s.PasswordChangeSchema))
+    try:
+        service().change_password(user.id, body["current"], body["new"], body["new"], address=request.remote_addr)
+    except LoginLocked as locked:
+        raise ApiError(429, locked.code, locked.text(lang()),
+                       headers={"Retry-After": str(locked.retry_after)}) from None
+    except InvalidInput as refused:
+        fields = refused.fields if lang() == "en" else getattr(refused, "fields_zh", refused.fields)
+        raise ApiError(400, "invalid", refused.text(lang()), fields=fields) from None
+    return json_response(s.schema(s.PasswordChangedSchema).dump({"changed": True}))
+
+
 @route(f"{V1}/processes", "GET", tags=["processes"], summary="Processes you may start, with their start forms",
        description="Each process comes with the JSON Schema of its start form (titles in the request "
                    "language) and the grids you may start it in. Auditors get an empty list.",

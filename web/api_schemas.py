@@ -66,6 +66,18 @@ class TokenRequestSchema(StrictSchema):
                              load_only=True)
 
 
+class PasswordChangeSchema(StrictSchema):
+    current = fields.String(required=True, validate=[validate.Length(min=1, max=256), no_control_chars],
+                            load_only=True, metadata={"description": "your password now"})
+    new = fields.String(required=True, validate=[validate.Length(min=1, max=256), no_control_chars],
+                        load_only=True, metadata={"description": "8 to 128 characters of three kinds (lower case, "
+                                                                 "upper case, digits, other), without your username"})
+
+
+class PasswordChangedSchema(Schema):
+    changed = fields.Boolean(required=True)
+
+
 class RoleSchema(Schema):
     role = fields.String(metadata={"example": "grid_worker"})
     node = fields.String(metadata={"description": "jurisdiction node code", "example": "linxi-xinguang-g1"})

@@ -1,11 +1,13 @@
-"""Login, logout, the idle logout and the language switch."""
+"""Login, logout, the idle logout, an official's own password and the language switch."""
 import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
-from flask_login import login_required, login_user, logout_user
+from flask_login import current_user, login_required, login_user, logout_user
 
+from engine.errors import InvalidInput
 from engine.login_guard import LoginLocked
+from engine.passwords import MIN_LENGTH
 
 from .extensions import LoginUser, service
 from .i18n import LANGS, current_lang, gettext as _
@@ -70,6 +72,26 @@ def logout():
     logout_user()
     session.clear()
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    errors, status = {}, 200
+    if request.method == "POST":
+        form = request.form
+        try:
+            service().change_password(current_user.id, form.get("current", ""), form.get("new", ""),
+                                      form.get("repeat", ""), address=request.remote_addr)
+        except LoginLocked as locked:
+            errors, status = {"current": [locked.text(current_lang())]}, 429
+        except InvalidInput as refused:
+            errors = getattr(refused, "fields_zh", None) if current_lang() == "zh" else None
+            errors, status = errors or refused.fields, 400
+        else:
+            flash(_("密码已修改，下次登录请使用新密码。"))
+            return redirect(url_for("inbox.index"))
+    return render_template("account_password.html", errors=errors, min_length=MIN_LENGTH), status
 
 
 @bp.route("/lang/<code>", methods=["POST"])

@@ -27,6 +27,15 @@ MESSAGES_EN: dict[str, str] = {
     "密码": "Password",
     "用户名或密码不正确，请重新输入。": "Wrong username or password; please try again.",
     "超过 {n} 分钟未操作，已自动退出，请重新登录。": "No activity for {n} minutes: you were logged out; please log in again.",
+    "修改密码": "Change password",
+    "当前密码": "Current password",
+    "新密码": "New password",
+    "再次输入新密码": "New password again",
+    "密码未修改，请按提示修改后重试。": "The password was not changed; correct what is marked and try again.",
+    "密码已修改，下次登录请使用新密码。": "Password changed: log in with the new one next time.",
+    "新密码至少 {n} 个字符，包含小写字母、大写字母、数字、其他符号中的至少三类，且不能包含用户名。":
+        "At least {n} characters, with three of: lower case, upper case, digits, other characters; "
+        "not containing your login name.",
     "演示账号的密码均为 demo123。": "Every demo account's password is demo123.",
     "出错了": "Something went wrong",
     "返回收件箱": "Back to the inbox",

@@ -1,0 +1,141 @@
+"""An official changes their own password (/account/password): the current one is checked (a
+wrong one counts as a failed login), the new one must meet the policy, the change is recorded
+without its value, and `gridflow load-org` keeps it afterwards."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from engine.errors import InvalidInput
+from engine.login_guard import MAX_FAILURES, LoginLocked
+from engine.models import LoginAttempt, OrgChange, User
+from engine.org import load_org, load_org_file
+from engine.passwords import password_problems
+from tests.helpers import csrf_token, login
+
+WORKER = "lx_wgy1"
+GOOD = "Xinguang-2026"
+ORG = Path(__file__).resolve().parent.parent / "demo" / "org.yaml"
+
+
+@pytest.fixture
+def worker_password(service):
+    """lx_wgy1's password as the demo file gave it, again after the test."""
+    with service.db.read_session() as session:
+        user = session.scalar(select(User).where(User.username == WORKER))
+        saved = (user.password_hash, user.password_changed_at)
+    yield
+    with service.db.unit_of_work() as session:
+        user = session.scalar(select(User).where(User.username == WORKER))
+        user.password_hash, user.password_changed_at = saved
+
+
+@pytest.mark.parametrize("password,problems", [
+    ("Xinguang-2026", 0), ("abc123!@#", 0), ("ABCdef123", 0),
+    ("Ab1!", 1),                    # too short
+    ("abcdefgh123", 1),             # two kinds
+    ("x" * 129 + "A1", 1),          # too long
+    ("lx_wgy1-Strong", 1),          # the login name in it
+    ("LX_WGY1abc", 1),              # in any case
+    ("short", 2),
+])
+def test_the_password_policy(password, problems):
+    assert len(password_problems(password, WORKER)) == problems
+
+
+def test_a_changed_password_replaces_the_old_one_and_is_recorded_without_its_value(service, clock, worker_password):
+    service.change_password(WORKER, "demo123", GOOD, GOOD, address="10.1.2.3")
+    assert service.authenticate(WORKER, "demo123") is None
+    assert service.authenticate(WORKER, GOOD).username == WORKER
+    with service.db.read_session() as session:
+        user = session.scalar(select(User).where(User.username == WORKER))
+        change = session.scalars(select(OrgChange).where(OrgChange.subject == WORKER)
+                                 .order_by(OrgChange.id.desc())).first()
+    assert user.password_changed_at == clock.now()
+    assert (change.actor, change.kind, change.detail, change.source) == (
+        WORKER, "user_changed", {"password": "changed by its owner"}, "/account/password")
+    assert GOOD not in str(change.detail) and user.password_hash.startswith("scrypt$")
+
+
+@pytest.mark.parametrize("new,repeat,field", [
+    ("short", "short", "new"),
+    ("demo123", "demo123", "new"),                 # the current one (and too weak)
+    (GOOD, GOOD + "x", "repeat"),
+    ("lx_wgy1-Strong", "lx_wgy1-Strong", "new"),
+    ("\ud800Abc12345", "\ud800Abc12345", "new"),   # not storable
+])
+def test_a_refused_new_password_changes_nothing(service, worker_password, new, repeat, field):
+    with pytest.raises(InvalidInput) as refused:
+        service.change_password(WORKER, "demo123", new, repeat)
+    assert field in refused.value.fields and field in refused.value.fields_zh
+    assert service.authenticate(WORKER, "demo123") is not None
+
+
+def test_a_wrong_current_password_counts_as_a_failed_login(service, worker_password):
+    for _ in range(MAX_FAILURES):
+        with pytest.raises(InvalidInput) as refused:
+            service.change_password(WORKER, "guess", GOOD, GOOD)
+        assert refused.value.fields_zh == {"current": ["当前密码不正确"]}
+    with pytest.raises(LoginLocked):
+        service.change_password(WORKER, "demo123", GOOD, GOOD)
+    with pytest.raises(LoginLocked):
+        service.authenticate(WORKER, "demo123")
+    with service.db.read_session() as session:
+        notes = [a.note for a in session.scalars(select(LoginAttempt).where(LoginAttempt.username == WORKER))]
+    assert notes == ["password change: wrong current password"] * MAX_FAILURES + ["password change", None]
+
+
+def test_loading_the_organisation_again_keeps_a_password_its_owner_chose(service, worker_password):
+    service.change_password(WORKER, "demo123", GOOD, GOOD)
+    with service.db.unit_of_work() as session:
+        load_org_file(session, ORG, actor="tests")
+    assert service.authenticate(WORKER, GOOD) is not None
+    # unless the entry says to reset it (a forgotten password)
+    with service.db.unit_of_work() as session:
+        nodes = [{"code": "chifeng", "name": "赤峰市", "level": "city"}]
+        load_org(session, {"nodes": nodes, "users": [
+            {"username": WORKER, "password": "demo123", "reset_password": True,
+             "roles": [{"role": "grid_worker", "node": "linxi-xinguang-g1"}]}]}, actor="tests")
+    assert service.authenticate(WORKER, "demo123") is not None and service.authenticate(WORKER, GOOD) is None
+
+
+def test_the_page_changes_the_password_and_shows_what_is_wrong(service, app, worker_password):
+    assert app.test_client().get("/account/password").status_code == 302      # logged in only
+    client = app.test_client()
+    login(client, WORKER)
+    page = client.get("/account/password").get_data(as_text=True)
+    assert "修改密码" in page and 'autocomplete="new-password"' in page and "至少 8 个字符" in page
+
+    def post(current, new, repeat):
+        return client.post("/account/password", data={"current": current, "new": new, "repeat": repeat,
+                                                      "csrf_token": csrf_token(client, "/account/password")})
+    response = post("guess", GOOD, GOOD)
+    assert response.status_code == 400 and "当前密码不正确" in response.get_data(as_text=True)
+    response = post("demo123", "abcdefgh", "abcdefgh")
+    assert response.status_code == 400 and "至少包含小写字母、大写字母、数字、其他符号中的三类" in response.get_data(as_text=True)
+    client.post("/lang/en", data={"csrf_token": csrf_token(client, "/account/password")})
+    response = post("demo123", GOOD, GOOD + "!")
+    assert response.status_code == 400 and "the two new passwords differ" in response.get_data(as_text=True)
+    assert service.authenticate(WORKER, "demo123") is not None                  # nothing changed so far
+    response = post("demo123", GOOD, GOOD)
+    assert response.status_code == 302
+    assert "Password changed" in client.get(response.headers["Location"]).get_data(as_text=True)
+    assert service.authenticate(WORKER, GOOD) is not None
+
+
+def test_the_app_changes_the_password_through_the_api(service, client, worker_password):
+    token = client.post("/api/v1/auth/token", json={"username": WORKER, "password": "demo123"}).get_json()["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    response = client.post("/api/v1/auth/password", json={"current": "demo123", "new": "abcdefgh"}, headers=headers)
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid"
+    assert list(response.get_json()["fields"]) == ["new"] and "三类" in response.get_json()["fields"]["new"][0]
+    response = client.post("/api/v1/auth/password", json={"current": "guess", "new": GOOD},
+                           headers={**headers, "Accept-Language": "en"})
+    assert response.status_code == 400 and response.get_json()["fields"] == {"current": ["wrong password"]}
+    response = client.post("/api/v1/auth/password", json={"current": "demo123", "new": GOOD}, headers=headers)
+    assert response.status_code == 200 and response.get_json() == {"changed": True}
+    assert client.get("/api/v1/tasks", headers=headers).status_code == 200       # the token still works
+    assert client.post("/api/v1/auth/token", json={"username": WORKER, "password": GOOD}).status_code == 200
+    assert client.post("/api/v1/auth/password", json={"current": GOOD, "new": GOOD + "x"}).status_code == 401
