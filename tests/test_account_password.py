@@ -139,3 +139,13 @@ def test_the_app_changes_the_password_through_the_api(service, client, worker_pa
     assert client.get("/api/v1/tasks", headers=headers).status_code == 200       # the token still works
     assert client.post("/api/v1/auth/token", json={"username": WORKER, "password": GOOD}).status_code == 200
     assert client.post("/api/v1/auth/password", json={"current": GOOD, "new": GOOD + "x"}).status_code == 401
+
+
+def test_every_page_asks_an_official_with_the_initial_password_to_choose_their_own(service, app, worker_password):
+    client = app.test_client()
+    login(client, WORKER)
+    assert "您仍在使用管理员设置的初始密码" in client.get("/inbox").get_data(as_text=True)
+    assert "您仍在使用管理员设置的初始密码" not in client.get("/account/password").get_data(as_text=True)
+    client.post("/account/password", data={"current": "demo123", "new": GOOD, "repeat": GOOD,
+                                           "csrf_token": csrf_token(client, "/account/password")})
+    assert "您仍在使用管理员设置的初始密码" not in client.get("/inbox").get_data(as_text=True)

@@ -23,6 +23,8 @@ class LoginUser(UserMixin):
         self.username = user.username
         self.display_name = user.display_name
         self.roles = [(ra.role, ra.node.name, ra.node.level) for ra in user.roles]
+        # still the password an organisation file gave: every page asks them to choose their own
+        self.initial_password = user.password_changed_at is None
 
     def get_id(self):
         return str(self.id)
