@@ -16,16 +16,21 @@ asks for a login failure policy: limit the failed attempts, lock, record. Here:
 
 The rows are never updated or deleted: the count and the lock are read from them (one
 indexed range per attempt), so there is no counter to drift or to reset by mistake.
+Auditors and administrators read them (`LoginRecords`, the page 登录日志 /audit/logins).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
+from forms.safety import storable_ref
+
+from . import clock
 from .clock import CHINA
-from .errors import PermissionDenied
-from .models import LoginAttempt
+from .errors import InvalidInput, PermissionDenied
+from .models import JurisdictionNode, LoginAttempt, RoleAssignment
 
 MAX_FAILURES = 5
 WINDOW = timedelta(minutes=15)
@@ -84,3 +89,85 @@ def record(session, username: str, outcome: str, now: datetime, *, user_id: int 
         raise ValueError(f"unknown login door {via!r}")
     session.add(LoginAttempt(username=login_name(username), user_id=user_id, at=now, outcome=outcome, via=via,
                              address=(address or None) and address[:64], note=note and note[:200]))
+
+
+# ------------------------------------------------------------------ reading the record
+
+READER_ROLES = ("auditor", "admin")
+OUTCOMES = (SUCCEEDED, FAILED, REFUSED_LOCKED, UNLOCKED)
+MAX_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class LoginRow:
+    at: datetime
+    username: str
+    outcome: str
+    via: str
+    address: str | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class LoginPage:
+    rows: list[LoginRow]
+    has_more: bool
+    locked: list[tuple[str, datetime]]   # the names locked now, with when each lock ends
+
+
+class LoginRecords:
+    """The login record for auditors and administrators (登录日志): the attempts on accounts
+    holding a role within the subtrees where the reader is auditor or admin; the attempts
+    on names without an account (someone guessing) for administrators only, as they belong
+    to no jurisdiction. Newest first."""
+
+    def __init__(self, service):
+        self.service = service
+
+    def may_read(self, actor) -> bool:
+        with self.service.db.read_session() as session:
+            return bool(self._scope(self.service._user(session, actor))[0])
+
+    @staticmethod
+    def _scope(user) -> tuple[list[str], bool]:
+        """(the paths the reader reads under, whether they read names without an account)."""
+        held = [ra for ra in user.roles if ra.role in READER_ROLES]
+        return sorted({ra.node.path for ra in held}), any(ra.role == "admin" for ra in held)
+
+    def attempts(self, actor, username: str | None = None, outcome: str | None = None, failures: bool = False,
+                 limit: int = 50, offset: int = 0) -> LoginPage:
+        problems = {}
+        if username is not None and not (isinstance(username, str) and storable_ref(username)
+                                         and len(username) <= 64):
+            problems["username"] = ["not a usable value"]
+        if outcome is not None and outcome not in OUTCOMES:
+            problems["outcome"] = [f"one of {', '.join(OUTCOMES)}"]
+        if not (isinstance(limit, int) and 0 < limit <= MAX_LIMIT and isinstance(offset, int) and offset >= 0):
+            problems["limit"] = [f"1..{MAX_LIMIT}, and an offset of 0 or more"]
+        if problems:
+            raise InvalidInput("invalid filter", fields=problems, zh="查询条件无效")
+        with self.service.db.read_session() as session:
+            paths, unknown_names = self._scope(self.service._user(session, actor))
+            if not paths:
+                raise PermissionDenied("only auditors and administrators read the login record",
+                                       zh="只有督查和管理员可以查看登录日志")
+            accounts = (select(RoleAssignment.user_id)
+                        .join(JurisdictionNode, JurisdictionNode.id == RoleAssignment.node_id)
+                        .where(or_(*[JurisdictionNode.path.startswith(p, autoescape=True) for p in paths])))
+            visible = LoginAttempt.user_id.in_(accounts)
+            if unknown_names:
+                visible = or_(visible, LoginAttempt.user_id.is_(None))
+            query = select(LoginAttempt).where(visible)
+            if username:
+                query = query.where(LoginAttempt.username == username)
+            if outcome:
+                query = query.where(LoginAttempt.outcome == outcome)
+            elif failures:
+                query = query.where(LoginAttempt.outcome != SUCCEEDED)
+            found = list(session.scalars(query.order_by(LoginAttempt.id.desc()).limit(limit + 1).offset(offset)))
+            now = clock.now()
+            recent = session.scalars(select(LoginAttempt.username).where(
+                visible, LoginAttempt.outcome == FAILED, LoginAttempt.at >= now - WINDOW - LOCK).distinct())
+            locked = sorted((name, until) for name in recent if (until := locked_until(session, name, now)))
+        rows = [LoginRow(a.at, a.username, a.outcome, a.via, a.address, a.note) for a in found[:limit]]
+        return LoginPage(rows, len(found) > limit, locked)

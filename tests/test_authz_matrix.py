@@ -78,6 +78,7 @@ api.upload_pending_files       POST     401   201   201   201   201   201   201 
 audit.export_cases             GET      399   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
 audit.search                   GET      399   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
 audit.export_org_change_log    GET      399   403   403   403   403   403   403   403   403   403   403   403   403   200   200   403   200
+audit.login_records            GET      399   403   403   403   403   403   403   403   403   403   403   403   403   200   200   403   200
 audit.org_changes              GET      399   403   403   403   403   403   403   403   403   403   403   403   403   200   200   403   200
 audit.trace                    GET      399   200   403   200   403   200   403   403   403   403   403   200   200   200   403   200   200
 audit.trace_export             GET      399   200   403   200   403   200   403   403   403   403   403   200   200   200   403   200   200
@@ -256,6 +257,7 @@ REQUESTS = {
                                                     {"data": {"name": CONSULTATION_SCENARIO}}),
     # ---- the auditors' search, trace and exports
     ("audit.search", "GET"): lambda w, who: ("GET", "/audit/cases", {}),
+    ("audit.login_records", "GET"): lambda w, who: ("GET", "/audit/logins", {}),
     ("audit.org_changes", "GET"): lambda w, who: ("GET", "/audit/org-changes", {}),
     ("audit.export_org_change_log", "GET"): lambda w, who: ("GET", "/audit/org-changes/export.csv", {}),
     ("audit.export_cases", "GET"): lambda w, who: ("GET", "/audit/cases/export.csv", {}),

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from engine.cli import main as cli
+from engine.errors import InvalidInput, PermissionDenied
 from engine.login_guard import LOCK, MAX_FAILURES, LoginLocked
 from engine.models import LoginAttempt, User
 from tests.helpers import csrf_token, login
@@ -156,3 +157,33 @@ def test_a_name_without_an_account_costs_a_password_check_too(service, monkeypat
     assert service.authenticate("nobody_here", "guess") is None
     assert service.authenticate(WORKER, "guess") is None
     assert checked == ["guess"]
+
+
+def test_auditors_read_the_logins_of_their_jurisdiction_and_administrators_the_unknown_names_too(service, as_user):
+    from engine.login_guard import LoginRecords
+    _fail(service, MAX_FAILURES)                                   # lx_wgy1, 林西县: locked
+    assert service.authenticate("wy_wgy1", "demo123", via="api") is not None     # 五原县
+    _fail(service, 1, username="nobody_here")
+    records = LoginRecords(service)
+
+    def names(actor, **filters):
+        return {row.username for row in records.attempts(actor, **filters).rows}
+    assert names("lxx_dc") == {WORKER}                              # auditor, 林西县
+    assert names("by_dc") == {"wy_wgy1"}                            # auditor, 巴彦淖尔市
+    assert names("admin") == {WORKER, "wy_wgy1", "nobody_here"}     # administrator: names without accounts too
+    assert [n for n, _until in records.attempts("lxx_dc").locked] == [WORKER]
+    assert names("admin", outcome="succeeded") == {"wy_wgy1"} and names("admin", username="nobody_here") == {"nobody_here"}
+    with pytest.raises(InvalidInput):
+        records.attempts("admin", outcome="guessed")
+    with pytest.raises(PermissionDenied):
+        records.attempts("lx_wgy2")
+
+    auditor = as_user("lxx_dc")
+    assert "/audit/logins" in auditor.get("/audit/cases").get_data(as_text=True)
+    page = auditor.get("/audit/logins").get_data(as_text=True)
+    assert "当前锁定的用户名" in page and page.count(f'data-username="{WORKER}"') == MAX_FAILURES
+    assert "wy_wgy1" not in page and "登录失败" in page
+    response = auditor.get("/audit/logins?outcome=guessed")
+    assert response.status_code == 400 and "请选择有效的登录结果" in response.get_data(as_text=True)
+    assert as_user("lx_wgy2").get("/audit/logins").status_code == 403
+    assert "/audit/logins" not in as_user("lx_wgy2").get("/audit/cases").get_data(as_text=True)

@@ -1,5 +1,5 @@
-"""Auditor pages: case search (with exports), a case's trace (with exports), and the
-organisation's change log.
+"""Auditor pages: case search (with exports), a case's trace (with exports), the
+organisation's change log and the login record.
 
 Read-only by construction: every route here is a GET. The engine decides who
 sees what (jurisdiction, personal-data masking); the views parse the query
@@ -14,6 +14,7 @@ from flask_login import current_user, login_required
 
 from engine.errors import InvalidInput
 from engine.export import FORMATS, MAX_SEARCH_ROWS, export_org_changes, export_search, export_trace
+from engine.login_guard import OUTCOMES as LOGIN_OUTCOMES, LoginRecords
 from engine.org_log import KINDS as ORG_CHANGE_KINDS, OrgChangeLog
 from engine.search import MAX_LIMIT, STATUSES, CaseSearch, SearchFilters
 from engine.trace import CaseTrace
@@ -181,6 +182,39 @@ def org_change_label(kind: str) -> str:
               "user_changed": _("修改账号"), "user_deactivated": _("停用账号"), "user_reactivated": _("恢复账号"),
               "role_granted": _("授予角色"), "role_withdrawn": _("撤销角色")}
     return labels.get(kind, kind)
+
+
+@bp.route("/audit/logins")
+@login_required
+def login_records():
+    """登录日志: who logged in or tried to, when, from where; the names locked now."""
+    page = _page()
+    username = (request.args.get("username") or "").strip()[:100]
+    outcome = (request.args.get("outcome") or "").strip()[:32]
+    errors, result, status = {}, None, 200
+    try:
+        result = LoginRecords(service()).attempts(current_user.id, username=username or None, outcome=outcome or None,
+                                                  limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    except InvalidInput as exc:
+        status = 400
+        messages = {"outcome": _("请选择有效的登录结果。"), "username": _("请填写有效的用户名（如 lx_wgy1）。")}
+        errors = {name: [message] for name, message in messages.items() if name in exc.fields} \
+            or {"page": [_("页码无效。")]}
+    kept = {k: v for k, v in (("username", username), ("outcome", outcome)) if v}
+    return render_template("audit/logins.html", result=result, errors=errors, page=page, kept=kept,
+                           username=username, outcome=outcome, outcomes=LOGIN_OUTCOMES), status
+
+
+@bp.app_template_global()
+def login_outcome_label(outcome: str) -> str:
+    labels = {"succeeded": _("登录成功"), "failed": _("登录失败"), "refused_locked": _("锁定期间被拒绝"),
+              "unlocked": _("管理员解锁")}
+    return labels.get(outcome, outcome)
+
+
+@bp.app_template_global()
+def may_read_login_records() -> bool:
+    return current_user.is_authenticated and LoginRecords(service()).may_read(current_user.id)
 
 
 @bp.app_template_global()

@@ -1,5 +1,28 @@
 """English of the auditor pages (case search, trace, exports, personal data)."""
 MESSAGES = {
+    # the login record (web/audit.py, login_records)
+    "登录日志": "Login record",
+    "本辖区账号的每一次登录和登录尝试：时间、结果、方式、来源地址。连续5次失败的用户名锁定15分钟。":
+        "Every login and login attempt of the accounts in your jurisdiction: when, the outcome, by which door, "
+        "from which address. Five failures in a row lock a username for 15 minutes.",
+    "当前锁定的用户名": "Usernames locked now",
+    "锁定至 {t}": "locked until {t}",
+    "管理员可用命令 gridflow unlock-login 用户名 提前解锁。":
+        "An administrator can lift a lock early with gridflow unlock-login USERNAME.",
+    "结果": "Outcome",
+    "方式": "Door",
+    "来源地址": "Address",
+    "备注": "Note",
+    "网页": "web page",
+    "接口": "API",
+    "命令行": "command line",
+    "登录成功": "Logged in",
+    "登录失败": "Failed",
+    "锁定期间被拒绝": "Refused while locked",
+    "管理员解锁": "Unlocked by an administrator",
+    "请选择有效的登录结果。": "Choose a valid outcome.",
+    "请填写有效的用户名（如 lx_wgy1）。": "Enter a valid username (e.g. lx_wgy1).",
+    "没有符合条件的登录记录。": "No login matches.",
     # the organisation's change log (web/audit.py, org_changes)
     "组织变更记录": "Organisation changes",
     "本辖区内辖区、单位、账号和角色的每一次变更：由谁在何时导入哪个组织文件。":
