@@ -50,12 +50,12 @@ def password_problems(password: str, username: str) -> list[tuple[str, str]]:
     the login name in it."""
     problems = []
     if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
-        problems.append((f"use {MIN_LENGTH} to {MAX_LENGTH} characters", f"密码长度应为 {MIN_LENGTH}–{MAX_LENGTH} 个字符"))
+        problems.append((f"Use {MIN_LENGTH} to {MAX_LENGTH} characters.", f"密码长度应为 {MIN_LENGTH}–{MAX_LENGTH} 个字符。"))
     kinds = sum(any(test(c) for c in password) for test in (
         str.islower, str.isupper, str.isdigit, lambda c: not c.isalnum()))
     if kinds < 3:
-        problems.append(("mix at least three of: lower case, upper case, digits, other characters",
-                         "至少包含小写字母、大写字母、数字、其他符号中的三类"))
+        problems.append(("Mix at least three of: lower case, upper case, digits, other characters.",
+                         "至少包含小写字母、大写字母、数字、其他符号中的三类。"))
     if username and username.lower() in password.lower():
-        problems.append(("do not put your login name in it", "密码中不能包含用户名"))
+        problems.append(("Do not put your login name in it.", "密码中不能包含用户名。"))
     return problems

@@ -1047,7 +1047,9 @@ class WorkflowService:
         with self.db.unit_of_work() as session:
             until = login_guard.locked_until(session, login_guard.login_name(name), now)
             if until is not None:
-                login_guard.record(session, name, login_guard.REFUSED_LOCKED, now, via=via, address=address)
+                account_id = session.scalar(select(User.id).where(User.username == name)) if len(name) <= 64 else None
+                login_guard.record(session, name, login_guard.REFUSED_LOCKED, now, user_id=account_id, via=via,
+                                   address=address)
                 locked, user = login_guard.LoginLocked(until, now), None
             else:
                 account = session.scalar(select(User).where(User.username == name)) if len(name) <= 64 else None
@@ -1075,7 +1077,7 @@ class WorkflowService:
         values = {"current": current, "new": new, "repeat": repeat}
         unusable = [k for k, v in values.items() if not (isinstance(v, str) and storable_ref(v or "x"))]
         if unusable:
-            raise _password_refused({k: ("not a usable value", "内容无效") for k in unusable})
+            raise _password_refused({k: ("Not a usable value.", "内容无效。") for k in unusable})
         now, locked, wrong = clock.now(), None, False
         with self.db.unit_of_work() as session:
             user = session.get(User, self._user(session, actor).id)
@@ -1091,9 +1093,9 @@ class WorkflowService:
             else:
                 problems = {"new": password_problems(new, user.username)}
                 if new == current:
-                    problems["new"].append(("choose one that differs from the current password", "新密码不能与当前密码相同"))
+                    problems["new"].append(("Choose one that differs from the current password.", "新密码不能与当前密码相同。"))
                 if repeat != new:
-                    problems["repeat"] = [("the two new passwords differ", "两次输入的新密码不一致")]
+                    problems["repeat"] = [("The two new passwords differ.", "两次输入的新密码不一致。")]
                 problems = {k: v for k, v in problems.items() if v}
                 if problems:
                     raise _password_refused(problems)
@@ -1103,7 +1105,7 @@ class WorkflowService:
         if locked is not None:
             raise locked
         if wrong:
-            raise _password_refused({"current": [("wrong password", "当前密码不正确")]})
+            raise _password_refused({"current": [("Wrong password.", "当前密码不正确。")]})
 
     def unlock_login(self, username: str, unlocked_by: str) -> bool:
         """Lift the lock on a name (an administrator's `gridflow unlock-login`): its failures

@@ -77,7 +77,7 @@ def test_a_wrong_current_password_counts_as_a_failed_login(service, worker_passw
     for _ in range(MAX_FAILURES):
         with pytest.raises(InvalidInput) as refused:
             service.change_password(WORKER, "guess", GOOD, GOOD)
-        assert refused.value.fields_zh == {"current": ["当前密码不正确"]}
+        assert refused.value.fields_zh == {"current": ["当前密码不正确。"]}
     with pytest.raises(LoginLocked):
         service.change_password(WORKER, "demo123", GOOD, GOOD)
     with pytest.raises(LoginLocked):
@@ -117,7 +117,7 @@ def test_the_page_changes_the_password_and_shows_what_is_wrong(service, app, wor
     assert response.status_code == 400 and "至少包含小写字母、大写字母、数字、其他符号中的三类" in response.get_data(as_text=True)
     client.post("/lang/en", data={"csrf_token": csrf_token(client, "/account/password")})
     response = post("demo123", GOOD, GOOD + "!")
-    assert response.status_code == 400 and "the two new passwords differ" in response.get_data(as_text=True)
+    assert response.status_code == 400 and "The two new passwords differ." in response.get_data(as_text=True)
     assert service.authenticate(WORKER, "demo123") is not None                  # nothing changed so far
     response = post("demo123", GOOD, GOOD)
     assert response.status_code == 302
@@ -133,7 +133,7 @@ def test_the_app_changes_the_password_through_the_api(service, client, worker_pa
     assert list(response.get_json()["fields"]) == ["new"] and "三类" in response.get_json()["fields"]["new"][0]
     response = client.post("/api/v1/auth/password", json={"current": "guess", "new": GOOD},
                            headers={**headers, "Accept-Language": "en"})
-    assert response.status_code == 400 and response.get_json()["fields"] == {"current": ["wrong password"]}
+    assert response.status_code == 400 and response.get_json()["fields"] == {"current": ["Wrong password."]}
     response = client.post("/api/v1/auth/password", json={"current": "demo123", "new": GOOD}, headers=headers)
     assert response.status_code == 200 and response.get_json() == {"changed": True}
     assert client.get("/api/v1/tasks", headers=headers).status_code == 200       # the token still works

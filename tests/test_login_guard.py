@@ -172,6 +172,9 @@ def test_auditors_read_the_logins_of_their_jurisdiction_and_administrators_the_u
     assert names("by_dc") == {"wy_wgy1"}                            # auditor, 巴彦淖尔市
     assert names("admin") == {WORKER, "wy_wgy1", "nobody_here"}     # administrator: names without accounts too
     assert [n for n, _until in records.attempts("lxx_dc").locked] == [WORKER]
+    with pytest.raises(LoginLocked):
+        service.authenticate(WORKER, "demo123")
+    assert records.attempts("lxx_dc").rows[0].outcome == "refused_locked"     # the account's, so theirs to read
     assert names("admin", outcome="succeeded") == {"wy_wgy1"} and names("admin", username="nobody_here") == {"nobody_here"}
     with pytest.raises(InvalidInput):
         records.attempts("admin", outcome="guessed")
@@ -181,7 +184,7 @@ def test_auditors_read_the_logins_of_their_jurisdiction_and_administrators_the_u
     auditor = as_user("lxx_dc")
     assert "/audit/logins" in auditor.get("/audit/cases").get_data(as_text=True)
     page = auditor.get("/audit/logins").get_data(as_text=True)
-    assert "当前锁定的用户名" in page and page.count(f'data-username="{WORKER}"') == MAX_FAILURES
+    assert "当前锁定的用户名" in page and page.count(f'data-username="{WORKER}"') == MAX_FAILURES + 1
     assert "wy_wgy1" not in page and "登录失败" in page
     response = auditor.get("/audit/logins?outcome=guessed")
     assert response.status_code == 400 and "请选择有效的登录结果" in response.get_data(as_text=True)
