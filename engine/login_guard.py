@@ -25,12 +25,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
 
-from forms.safety import storable_ref
-
 from . import clock
 from .clock import CHINA
-from .errors import InvalidInput, PermissionDenied
+from .errors import PermissionDenied
 from .models import JurisdictionNode, LoginAttempt, RoleAssignment
+from .org_log import READER_ROLES, refuse_bad_filters
 
 MAX_FAILURES = 5
 WINDOW = timedelta(minutes=15)
@@ -93,9 +92,7 @@ def record(session, username: str, outcome: str, now: datetime, *, user_id: int 
 
 # ------------------------------------------------------------------ reading the record
 
-READER_ROLES = ("auditor", "admin")
 OUTCOMES = (SUCCEEDED, FAILED, REFUSED_LOCKED, UNLOCKED)
-MAX_LIMIT = 200
 
 
 @dataclass(frozen=True)
@@ -136,16 +133,7 @@ class LoginRecords:
 
     def attempts(self, actor, username: str | None = None, outcome: str | None = None, failures: bool = False,
                  limit: int = 50, offset: int = 0) -> LoginPage:
-        problems = {}
-        if username is not None and not (isinstance(username, str) and storable_ref(username)
-                                         and len(username) <= 64):
-            problems["username"] = ["not a usable value"]
-        if outcome is not None and outcome not in OUTCOMES:
-            problems["outcome"] = [f"one of {', '.join(OUTCOMES)}"]
-        if not (isinstance(limit, int) and 0 < limit <= MAX_LIMIT and isinstance(offset, int) and offset >= 0):
-            problems["limit"] = [f"1..{MAX_LIMIT}, and an offset of 0 or more"]
-        if problems:
-            raise InvalidInput("invalid filter", fields=problems, zh="查询条件无效")
+        refuse_bad_filters({"username": (username, 64)}, {"outcome": (outcome, OUTCOMES)}, limit, offset)
         with self.service.db.read_session() as session:
             paths, unknown_names = self._scope(self.service._user(session, actor))
             if not paths:

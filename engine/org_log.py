@@ -24,6 +24,23 @@ KINDS = ("node_created", "node_changed", "user_created", "user_changed", "user_d
 MAX_LIMIT = 200
 
 
+def refuse_bad_filters(texts: dict, choices: dict, limit, offset) -> None:
+    """`InvalidInput` naming every bad filter of a log's page: texts {name: (value, most
+    characters)}, choices {name: (value, allowed)} (None: no filter), a limit of 1 to
+    MAX_LIMIT and an offset of 0 or more."""
+    problems = {}
+    for name, (value, most) in texts.items():
+        if value is not None and not (isinstance(value, str) and storable_ref(value) and len(value) <= most):
+            problems[name] = ["not a usable value"]
+    for name, (value, allowed) in choices.items():
+        if value is not None and value not in allowed:
+            problems[name] = [f"one of {', '.join(allowed)}"]
+    if not (isinstance(limit, int) and 0 < limit <= MAX_LIMIT and isinstance(offset, int) and offset >= 0):
+        problems["limit"] = [f"1..{MAX_LIMIT}, and an offset of 0 or more"]
+    if problems:
+        raise InvalidInput("invalid filter", fields=problems, zh="查询条件无效")
+
+
 @dataclass(frozen=True)
 class OrgChangeRow:
     at: datetime
@@ -55,15 +72,7 @@ class OrgChangeLog:
     def changes(self, actor, subject: str | None = None, kind: str | None = None,
                 limit: int = 50, offset: int = 0) -> OrgChangePage:
         """Newest first, within the reader's jurisdiction; `subject` a node code or username."""
-        problems = {}
-        if subject is not None and not (isinstance(subject, str) and storable_ref(subject) and len(subject) <= 100):
-            problems["subject"] = ["not a usable value"]
-        if kind is not None and kind not in KINDS:
-            problems["kind"] = [f"one of {', '.join(KINDS)}"]
-        if not (isinstance(limit, int) and 0 < limit <= MAX_LIMIT and isinstance(offset, int) and offset >= 0):
-            problems["limit"] = [f"1..{MAX_LIMIT}, and an offset of 0 or more"]
-        if problems:
-            raise InvalidInput("invalid filter", fields=problems, zh="查询条件无效")
+        refuse_bad_filters({"subject": (subject, 100)}, {"kind": (kind, KINDS)}, limit, offset)
         with self.service.db.read_session() as session:
             scope = self._scope(self.service._user(session, actor))
             if not scope:

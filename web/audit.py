@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from flask import Blueprint, Response, abort, render_template, request, url_for
+from flask import Blueprint, Response, abort, render_template, request
 from flask_login import current_user, login_required
 
 from engine.errors import InvalidInput
@@ -143,21 +143,26 @@ def _org_change_filters() -> tuple[str, str]:
     return (request.args.get("subject") or "").strip()[:100], (request.args.get("kind") or "").strip()[:40]
 
 
+def _log_page(read, messages: dict):
+    """(page, field errors, status) of a log's page: the engine checks the filters and names
+    the bad ones, shown here with `messages` ({field: message})."""
+    try:
+        return read(), {}, 200
+    except InvalidInput as exc:
+        errors = {name: [message] for name, message in messages.items() if name in exc.fields}
+        return None, errors or {"page": [_("页码无效。")]}, 400
+
+
 @bp.route("/audit/org-changes")
 @login_required
 def org_changes():
     """What `gridflow load-org` changed: nodes, accounts, role grants, with who and when."""
     page = _page()
     subject, kind = _org_change_filters()
-    errors, result, status = {}, None, 200
-    try:
-        result = OrgChangeLog(service()).changes(current_user.id, subject=subject or None, kind=kind or None,
-                                                 limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-    except InvalidInput as exc:   # the engine checks the filters and names the fields
-        status = 400
-        messages = {"kind": _("请选择有效的变更类型。"), "subject": _("请填写用户名或辖区代码（如 lx_wgy1、linxi）。")}
-        errors = {name: [message] for name, message in messages.items() if name in exc.fields} \
-            or {"page": [_("页码无效。")]}
+    result, errors, status = _log_page(
+        lambda: OrgChangeLog(service()).changes(current_user.id, subject=subject or None, kind=kind or None,
+                                                limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE),
+        {"kind": _("请选择有效的变更类型。"), "subject": _("请填写用户名或辖区代码（如 lx_wgy1、linxi）。")})
     kept = {k: v for k, v in (("subject", subject), ("kind", kind)) if v}
     return render_template("audit/org_changes.html", result=result, errors=errors, page=page, kept=kept,
                            subject=subject, kind=kind, kinds=ORG_CHANGE_KINDS, formats=list(FORMATS)), status
@@ -191,15 +196,10 @@ def login_records():
     page = _page()
     username = (request.args.get("username") or "").strip()[:100]
     outcome = (request.args.get("outcome") or "").strip()[:32]
-    errors, result, status = {}, None, 200
-    try:
-        result = LoginRecords(service()).attempts(current_user.id, username=username or None, outcome=outcome or None,
-                                                  limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-    except InvalidInput as exc:
-        status = 400
-        messages = {"outcome": _("请选择有效的登录结果。"), "username": _("请填写有效的用户名（如 lx_wgy1）。")}
-        errors = {name: [message] for name, message in messages.items() if name in exc.fields} \
-            or {"page": [_("页码无效。")]}
+    result, errors, status = _log_page(
+        lambda: LoginRecords(service()).attempts(current_user.id, username=username or None, outcome=outcome or None,
+                                                 limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE),
+        {"outcome": _("请选择有效的登录结果。"), "username": _("请填写有效的用户名（如 lx_wgy1）。")})
     kept = {k: v for k, v in (("username", username), ("outcome", outcome)) if v}
     return render_template("audit/logins.html", result=result, errors=errors, page=page, kept=kept,
                            username=username, outcome=outcome, outcomes=LOGIN_OUTCOMES), status
