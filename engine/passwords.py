@@ -41,6 +41,7 @@ def check_password_of_nobody(password: str) -> bool:
 
 
 MIN_LENGTH, MAX_LENGTH = 8, 128
+MAX_AGE_DAYS = 90   # after this, every page asks the official to choose a new password
 
 
 def password_problems(password: str, username: str) -> list[tuple[str, str]]:

@@ -149,3 +149,16 @@ def test_every_page_asks_an_official_with_the_initial_password_to_choose_their_o
     client.post("/account/password", data={"current": "demo123", "new": GOOD, "repeat": GOOD,
                                            "csrf_token": csrf_token(client, "/account/password")})
     assert "您仍在使用管理员设置的初始密码" not in client.get("/inbox").get_data(as_text=True)
+
+
+def test_a_password_older_than_ninety_days_is_asked_to_be_changed(service, app, clock, worker_password):
+    from datetime import timedelta
+    client = app.test_client()
+    login(client, WORKER)
+    for age, asked in ((89, False), (91, True)):
+        with service.db.unit_of_work() as session:
+            session.scalar(select(User).where(User.username == WORKER)).password_changed_at = \
+                clock.now() - timedelta(days=age)
+        page = client.get("/inbox").get_data(as_text=True)
+        assert ("您的密码已使用超过 90 天" in page) is asked, age
+        assert "您仍在使用管理员设置的初始密码" not in page

@@ -1,8 +1,12 @@
 import os
+from datetime import timedelta
 
 from flask import current_app, send_from_directory
 from flask_login import LoginManager, UserMixin
 from flask_wtf import CSRFProtect
+
+from engine import clock
+from engine.passwords import MAX_AGE_DAYS
 
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
@@ -23,8 +27,12 @@ class LoginUser(UserMixin):
         self.username = user.username
         self.display_name = user.display_name
         self.roles = [(ra.role, ra.node.name, ra.node.level) for ra in user.roles]
-        # still the password an organisation file gave: every page asks them to choose their own
-        self.initial_password = user.password_changed_at is None
+        # every page asks them to choose a password: still the one an organisation file gave
+        # ("initial"), or one chosen more than MAX_AGE_DAYS ago ("old")
+        changed = user.password_changed_at
+        self.password_notice = "initial" if changed is None else \
+            "old" if clock.now() - changed > timedelta(days=MAX_AGE_DAYS) else None
+        self.password_max_age_days = MAX_AGE_DAYS
 
     def get_id(self):
         return str(self.id)

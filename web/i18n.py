@@ -29,6 +29,7 @@ MESSAGES_EN: dict[str, str] = {
     "超过 {n} 分钟未操作，已自动退出，请重新登录。": "No activity for {n} minutes: you were logged out; please log in again.",
     "修改密码": "Change password",
     "您仍在使用管理员设置的初始密码。": "You are still using the initial password an administrator gave you.",
+    "您的密码已使用超过 {n} 天。": "You have used your password for more than {n} days.",
     "请修改为只有您知道的密码。": "Change it to one only you know.",
     "当前密码": "Current password",
     "新密码": "New password",
