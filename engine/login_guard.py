@@ -28,7 +28,7 @@ from sqlalchemy import or_, select
 from . import clock
 from .clock import CHINA
 from .errors import PermissionDenied
-from .models import JurisdictionNode, LoginAttempt, RoleAssignment
+from .models import JurisdictionNode, LoginAttempt, RoleAssignment, User
 from .org_log import READER_ROLES, refuse_bad_filters
 
 MAX_FAILURES = 5
@@ -130,6 +130,22 @@ class LoginRecords:
         """(the paths the reader reads under, whether they read names without an account)."""
         held = [ra for ra in user.roles if ra.role in READER_ROLES]
         return sorted({ra.node.path for ra in held}), any(ra.role == "admin" for ra in held)
+
+    def unlock(self, actor, username: str) -> bool:
+        """An administrator lifts the lock on a name of their jurisdiction (an account holding
+        a role there, or a name without an account): recorded with who did it. False if the
+        name was not locked; PermissionDenied for anyone else, auditors too (they only read)."""
+        service = self.service
+        with service.db.read_session() as session:
+            reader = service._user(session, actor)
+            admin_paths = sorted({ra.node.path for ra in reader.roles if ra.role == "admin"})
+            name = login_name(username) if isinstance(username, str) else ""
+            account = session.scalar(select(User).where(User.username == name)) if name else None
+            held = [ra.node.path for ra in account.roles] if account is not None else None
+        if not admin_paths or (held is not None and not any(p.startswith(a) for p in held for a in admin_paths)):
+            raise PermissionDenied("only an administrator of the account's jurisdiction lifts a login lock",
+                                   zh="只有该账号所在辖区的管理员可以解除登录锁定")
+        return service.unlock_login(name, reader.username, via="web")
 
     def attempts(self, actor, username: str | None = None, outcome: str | None = None, failures: bool = False,
                  limit: int = 50, offset: int = 0) -> LoginPage:

@@ -1107,15 +1107,18 @@ class WorkflowService:
         if wrong:
             raise _password_refused({"current": [("Wrong password.", "当前密码不正确。")]})
 
-    def unlock_login(self, username: str, unlocked_by: str) -> bool:
-        """Lift the lock on a name (an administrator's `gridflow unlock-login`): its failures
-        count afresh from now. Recorded; False if the name was not locked."""
+    def unlock_login(self, username: str, unlocked_by: str, via: str = "cli") -> bool:
+        """Lift the lock on a name (`gridflow unlock-login`, or an administrator on the login
+        record: `LoginRecords.unlock` checks who may): its failures count afresh from now.
+        Recorded; False if the name was not locked."""
         now = clock.now()
         with self.db.unit_of_work() as session:
             name = login_guard.login_name(username)
             if login_guard.locked_until(session, name, now) is None:
                 return False
-            login_guard.record(session, name, login_guard.UNLOCKED, now, via="cli", note=f"by {unlocked_by}")
+            account_id = session.scalar(select(User.id).where(User.username == name))
+            login_guard.record(session, name, login_guard.UNLOCKED, now, user_id=account_id, via=via,
+                               note=f"by {unlocked_by}")
             return True
 
     def get_user(self, ref) -> User | None:

@@ -79,6 +79,7 @@ audit.export_cases             GET      399   200   200   200   200   200   200 
 audit.search                   GET      399   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
 audit.export_org_change_log    GET      399   403   403   403   403   403   403   403   403   403   403   403   403   200   200   403   200
 audit.login_records            GET      399   403   403   403   403   403   403   403   403   403   403   403   403   200   200   403   200
+audit.unlock_login             POST     399   403   403   403   403   403   403   403   403   403   403   403   403   403   403   403   302
 audit.org_changes              GET      399   403   403   403   403   403   403   403   403   403   403   403   403   200   200   403   200
 audit.trace                    GET      399   200   403   200   403   200   403   403   403   403   403   200   200   200   403   200   200
 audit.trace_export             GET      399   200   403   200   403   200   403   403   403   403   403   200   200   200   403   200   200
@@ -258,6 +259,7 @@ REQUESTS = {
     # ---- the auditors' search, trace and exports
     ("audit.search", "GET"): lambda w, who: ("GET", "/audit/cases", {}),
     ("audit.login_records", "GET"): lambda w, who: ("GET", "/audit/logins", {}),
+    ("audit.unlock_login", "POST"): lambda w, who: ("POST", "/audit/logins/unlock", {"data": {"username": "lx_wgy1"}}),
     ("audit.org_changes", "GET"): lambda w, who: ("GET", "/audit/org-changes", {}),
     ("audit.export_org_change_log", "GET"): lambda w, who: ("GET", "/audit/org-changes/export.csv", {}),
     ("audit.export_cases", "GET"): lambda w, who: ("GET", "/audit/cases/export.csv", {}),
@@ -347,7 +349,8 @@ class Callers:
             client = self.web(who)
         response = client.open(path, method=method, **kwargs)
         status = response.status_code
-        if status == 302 and "/login" in response.headers.get("Location", "") and key[0] != "auth.logout":
+        location = response.headers.get("Location", "").split("?")[0]
+        if status == 302 and location.endswith("/login") and key[0] != "auth.logout":
             return 399   # redirected to the login page: "log in first"
         return status
 

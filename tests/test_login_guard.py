@@ -190,3 +190,25 @@ def test_auditors_read_the_logins_of_their_jurisdiction_and_administrators_the_u
     assert response.status_code == 400 and "请选择有效的登录结果" in response.get_data(as_text=True)
     assert as_user("lx_wgy2").get("/audit/logins").status_code == 403
     assert "/audit/logins" not in as_user("lx_wgy2").get("/audit/cases").get_data(as_text=True)
+
+
+def test_an_administrator_unlocks_a_name_on_the_login_record_and_an_auditor_may_not(service, as_user):
+    from engine.login_guard import LoginRecords
+    _fail(service, MAX_FAILURES)
+    _fail(service, MAX_FAILURES, username="nobody_here")
+    with pytest.raises(PermissionDenied):
+        LoginRecords(service).unlock("lxx_dc", WORKER)              # an auditor reads, never acts
+    auditor = as_user("lxx_dc")
+    assert "解除锁定" not in auditor.get("/audit/logins").get_data(as_text=True)
+    assert auditor.post("/audit/logins/unlock", data={"username": WORKER,
+                                                       "csrf_token": csrf_token(auditor, "/audit/logins")}).status_code == 403
+    admin = as_user("admin")
+    assert "解除锁定" in admin.get("/audit/logins").get_data(as_text=True)
+    response = admin.post("/audit/logins/unlock", data={"username": WORKER,
+                                                        "csrf_token": csrf_token(admin, "/audit/logins")})
+    assert response.status_code == 302
+    assert f"已解除 {WORKER} 的登录锁定" in admin.get(response.headers["Location"]).get_data(as_text=True)
+    assert service.authenticate(WORKER, "demo123") is not None
+    assert _attempts(service)[-2] == ("unlocked", "web", "by admin")
+    assert LoginRecords(service).unlock("admin", "nobody_here") is True     # a name without an account
+    assert LoginRecords(service).unlock("admin", "nobody_here") is False    # not locked any more

@@ -1,15 +1,16 @@
 """Auditor pages: case search (with exports), a case's trace (with exports), the
 organisation's change log and the login record.
 
-Read-only by construction: every route here is a GET. The engine decides who
-sees what (jurisdiction, personal-data masking); the views parse the query
-string and hand the files of engine/export.py out.
+Read-only by construction: every route here is a GET, but an administrator's
+lifting of a login lock. The engine decides who sees what (jurisdiction,
+personal-data masking); the views parse the query string and hand the files of
+engine/export.py out.
 """
 from __future__ import annotations
 
 from datetime import date
 
-from flask import Blueprint, Response, abort, render_template, request
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from engine.errors import InvalidInput
@@ -203,6 +204,23 @@ def login_records():
     kept = {k: v for k, v in (("username", username), ("outcome", outcome)) if v}
     return render_template("audit/logins.html", result=result, errors=errors, page=page, kept=kept,
                            username=username, outcome=outcome, outcomes=LOGIN_OUTCOMES), status
+
+
+@bp.route("/audit/logins/unlock", methods=["POST"])
+@login_required
+def unlock_login():
+    """An administrator lifts the lock on a name of their jurisdiction (the engine checks)."""
+    username = (request.form.get("username") or "").strip()[:64]
+    if LoginRecords(service()).unlock(current_user.id, username):
+        flash(_("已解除 {name} 的登录锁定。", name=username))
+    else:
+        flash(_("{name} 当前未被锁定。", name=username))
+    return redirect(url_for("audit.login_records"))
+
+
+@bp.app_template_global()
+def may_unlock_logins() -> bool:
+    return current_user.is_authenticated and current_user.has_role("admin")
 
 
 @bp.app_template_global()

@@ -7,8 +7,11 @@ MESSAGES = {
         "from which address. Five failures in a row lock a username for 15 minutes.",
     "当前锁定的用户名": "Usernames locked now",
     "锁定至 {t}": "locked until {t}",
-    "管理员可用命令 gridflow unlock-login 用户名 提前解锁。":
-        "An administrator can lift a lock early with gridflow unlock-login USERNAME.",
+    "管理员可在此页或用命令 gridflow unlock-login 用户名 提前解锁。":
+        "An administrator can lift a lock early, on this page or with gridflow unlock-login USERNAME.",
+    "解除锁定": "Unlock",
+    "已解除 {name} 的登录锁定。": "{name} is unlocked.",
+    "{name} 当前未被锁定。": "{name} is not locked.",
     "结果": "Outcome",
     "方式": "Door",
     "来源地址": "Address",
