@@ -172,3 +172,38 @@ def test_every_shipped_process_imports_into_bpmn_js_without_warnings(live_server
     assert len(expected) > 10 and expected <= drawn, f"not drawn: {sorted(expected - drawn)}"
     assert page.locator("#diagram .highlight-active").count() >= 1    # the open task is marked
     shot(page, f"process-{process_id}")
+
+
+def test_the_pages_run_under_their_content_security_policy(live_server, browser, service, clock):
+    """No page breaks its own policy: the case page's bpmn-js diagram, the dashboard's charts,
+    the designer's BPMN and DMN modelers and form preview, the API docs. A refused script,
+    style or request shows in the console as a Content Security Policy violation."""
+    from engine.demo_history import DemoHistory
+    from tests.helpers import REPORT
+    DemoHistory(service, seed=4).run(12, months=2, end=clock.now())
+    case = service.start_case("grid_matter", "linxi-xinguang-g1", REPORT, "lx_wgy1")
+    violations = []
+
+    def watch(page):
+        page.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
+        page.on("pageerror", lambda error: violations.append(str(error)))
+        return page
+    worker = watch(log_in(browser, live_server, "lx_wgy1"))
+    response = worker.goto(f"{live_server}/cases/{case.business_key}")
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["x-frame-options"] == "DENY"
+    worker.locator("#diagram[data-imported=true]").wait_for(timeout=30_000)
+    leader = watch(log_in(browser, live_server, "lxx_ld1"))
+    leader.goto(f"{live_server}/dashboard")
+    assert leader.locator("svg.chart rect").count() > 0
+    designer = watch(log_in(browser, live_server, "cf_sj"))
+    designer.goto(f"{live_server}/designer/processes/grid_matter/edit")
+    designer.locator("#modeler[data-imported=true]").wait_for(timeout=20_000)
+    designer.goto(f"{live_server}/designer/processes/grid_matter/edit?file=dispatch_rules.dmn")
+    designer.locator("#modeler[data-imported=true]").wait_for(timeout=20_000)
+    designer.click("#modeler .tjs-table tbody tr td.input-cell >> nth=0")   # dmn-js at work: a cell in editing
+    designer.goto(f"{live_server}/designer/forms/satisfaction")
+    designer.locator("#form-preview select#satisfaction, #form-preview input[name=satisfaction]").first.wait_for()
+    designer.goto(f"{live_server}/api/docs")
+    designer.locator(".swagger-ui .opblock").first.wait_for(timeout=20_000)
+    assert violations == []

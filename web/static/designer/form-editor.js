@@ -10,6 +10,8 @@
     return;
   }
   var csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  // the preview's form is for looking at: pressing Enter in it submits nothing
+  preview.addEventListener("submit", function (event) { event.preventDefault(); });
   var timer = null;
   var sent = 0;
 
