@@ -162,3 +162,24 @@ def test_a_password_older_than_ninety_days_is_asked_to_be_changed(service, app, 
         page = client.get("/inbox").get_data(as_text=True)
         assert ("您的密码已使用超过 90 天" in page) is asked, age
         assert "您仍在使用管理员设置的初始密码" not in page
+
+
+def test_a_new_password_ends_the_accounts_other_sessions_and_keeps_this_one(service, app, worker_password):
+    office, phone = app.test_client(), app.test_client()
+    login(office, WORKER)
+    login(phone, WORKER)
+    response = phone.post("/account/password", data={"current": "demo123", "new": GOOD, "repeat": GOOD,
+                                                     "csrf_token": csrf_token(phone, "/account/password")})
+    assert response.status_code == 302
+    assert phone.get("/inbox").status_code == 200                     # the session that changed it goes on
+    response = office.get("/inbox")                                   # the other one ends
+    assert response.status_code == 302 and response.headers["Location"].endswith("/login")
+    assert "此账号的密码已修改，请用新密码重新登录" in office.get("/login").get_data(as_text=True)
+    assert office.get("/inbox").status_code == 302
+    # an administrator's reset (a new organisation file) ends them too
+    with service.db.unit_of_work() as session:
+        nodes = [{"code": "chifeng", "name": "赤峰市", "level": "city"}]
+        load_org(session, {"nodes": nodes, "users": [
+            {"username": WORKER, "password": "demo123", "reset_password": True,
+             "roles": [{"role": "grid_worker", "node": "linxi-xinguang-g1"}]}]}, actor="tests")
+    assert phone.get("/inbox").status_code == 302

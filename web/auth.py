@@ -37,12 +37,13 @@ def login():
             else:
                 session.clear()
                 login_user(LoginUser(user))
-                session[_SEEN] = int(time.time())
+                session[_SEEN], session[_PASSWORD] = int(time.time()), LoginUser(user).password_stamp
                 return redirect(safe_next(request.args.get("next")))
     return render_template("login.html", error=error), status
 
 
 _SEEN = "seen"           # when the session last made a request (epoch seconds, to the minute)
+_PASSWORD = "pw"         # the password the session was opened with (LoginUser.password_stamp)
 # files: they neither need a login nor keep one alive
 _NO_SESSION = ("static", "cases.vendor_bpmn", "designer.vendor_dmn")
 
@@ -63,6 +64,21 @@ def logout_when_idle():
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?") if request.method == "GET" else None))
     if not isinstance(seen, int) or now - seen >= 60:   # the cookie is rewritten once a minute at most
         session[_SEEN] = now
+    return None
+
+
+@bp.before_app_request
+def end_sessions_of_an_old_password():
+    """A session opened before the account's password changed (by its owner elsewhere, or an
+    administrator's reset) ends: a password changed because it leaked shuts out whoever
+    used it, on every browser."""
+    if "_user_id" not in session or request.blueprint == "api" or request.endpoint in _NO_SESSION:
+        return None
+    if current_user.is_authenticated and session.get(_PASSWORD) != current_user.password_stamp:
+        logout_user()
+        session.clear()
+        flash(_("此账号的密码已修改，请用新密码重新登录。"))
+        return redirect(url_for("auth.login"))
     return None
 
 
@@ -89,6 +105,8 @@ def change_password():
             errors = getattr(refused, "fields_zh", None) if current_lang() == "zh" else None
             errors, status = errors or refused.fields, 400
         else:
+            # this session goes on with the new password; the account's other sessions end
+            session[_PASSWORD] = LoginUser(service().get_user(current_user.id)).password_stamp
             flash(_("密码已修改，下次登录请使用新密码。"))
             return redirect(url_for("inbox.index"))
     return render_template("account_password.html", errors=errors, min_length=MIN_LENGTH), status

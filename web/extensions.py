@@ -1,3 +1,4 @@
+import hashlib
 import os
 from datetime import timedelta
 
@@ -33,6 +34,9 @@ class LoginUser(UserMixin):
         self.password_notice = "initial" if changed is None else \
             "old" if clock.now() - changed > timedelta(days=MAX_AGE_DAYS) else None
         self.password_max_age_days = MAX_AGE_DAYS
+        # changes with every new password (its owner's or an administrator's reset): a session
+        # opened with an older one ends (web/auth.py)
+        self.password_stamp = hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
 
     def get_id(self):
         return str(self.id)

@@ -28,6 +28,7 @@ MESSAGES_EN: dict[str, str] = {
     "用户名或密码不正确，请重新输入。": "Wrong username or password; please try again.",
     "超过 {n} 分钟未操作，已自动退出，请重新登录。": "No activity for {n} minutes: you were logged out; please log in again.",
     "修改密码": "Change password",
+    "此账号的密码已修改，请用新密码重新登录。": "This account's password was changed: log in with the new one.",
     "您仍在使用管理员设置的初始密码。": "You are still using the initial password an administrator gave you.",
     "您的密码已使用超过 {n} 天。": "You have used your password for more than {n} days.",
     "请修改为只有您知道的密码。": "Change it to one only you know.",
