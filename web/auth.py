@@ -48,12 +48,17 @@ _PASSWORD = "pw"         # the password the session was opened with (LoginUser.p
 _NO_SESSION = ("static", "cases.vendor_bpmn", "designer.vendor_dmn")
 
 
+def _page_session() -> bool:
+    """A logged-in page session's request for a page (not a file, not the API)."""
+    return "_user_id" in session and request.blueprint != "api" and request.endpoint not in _NO_SESSION
+
+
 @bp.before_app_request
 def logout_when_idle():
     """A page session unused for IDLE_LOGOUT_MINUTES ends (登录连接超时自动退出, as
     GB/T 22239-2019 asks): the next request logs out and goes to the login page, which
     then leads back. The API's bearer tokens have their own lifetime."""
-    if "_user_id" not in session or request.blueprint == "api" or request.endpoint in _NO_SESSION:
+    if not _page_session():
         return None
     now, seen = int(time.time()), session.get(_SEEN)
     minutes = current_app.config["IDLE_LOGOUT_MINUTES"]
@@ -72,7 +77,7 @@ def end_sessions_of_an_old_password():
     """A session opened before the account's password changed (by its owner elsewhere, or an
     administrator's reset) ends: a password changed because it leaked shuts out whoever
     used it, on every browser."""
-    if "_user_id" not in session or request.blueprint == "api" or request.endpoint in _NO_SESSION:
+    if not _page_session():
         return None
     if current_user.is_authenticated and session.get(_PASSWORD) != current_user.password_stamp:
         logout_user()
