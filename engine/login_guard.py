@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from . import clock
 from .clock import CHINA
@@ -93,6 +93,7 @@ def record(session, username: str, outcome: str, now: datetime, *, user_id: int 
 # ------------------------------------------------------------------ reading the record
 
 OUTCOMES = (SUCCEEDED, FAILED, REFUSED_LOCKED, UNLOCKED)
+LOCKED_SHOWN = 200
 
 
 @dataclass(frozen=True)
@@ -170,8 +171,11 @@ class LoginRecords:
                 query = query.where(LoginAttempt.outcome != SUCCEEDED)
             found = list(session.scalars(query.order_by(LoginAttempt.id.desc()).limit(limit + 1).offset(offset)))
             now = clock.now()
+            # the names that may be locked now: at most LOCKED_SHOWN, the latest failed first (a
+            # guesser trying thousands of names must not make this page read each of them)
             recent = session.scalars(select(LoginAttempt.username).where(
-                visible, LoginAttempt.outcome == FAILED, LoginAttempt.at >= now - WINDOW - LOCK).distinct())
+                visible, LoginAttempt.outcome == FAILED, LoginAttempt.at >= now - WINDOW - LOCK)
+                .group_by(LoginAttempt.username).order_by(func.max(LoginAttempt.id).desc()).limit(LOCKED_SHOWN))
             locked = sorted((name, until) for name in recent if (until := locked_until(session, name, now)))
         rows = [LoginRow(a.at, a.username, a.outcome, a.via, a.address, a.note) for a in found[:limit]]
         return LoginPage(rows, len(found) > limit, locked)

@@ -1068,7 +1068,8 @@ class WorkflowService:
             raise locked   # after the commit: the refusal is recorded
         return user
 
-    def change_password(self, actor, current: str, new: str, repeat: str, address: str | None = None) -> None:
+    def change_password(self, actor, current: str, new: str, repeat: str, address: str | None = None,
+                        via: str = "web") -> None:
         """An official chooses their own password. The current one must be given: a wrong one
         counts as a failed login (the same lock applies). The new one must meet the policy
         (`password_problems`), match its repetition and differ from the current one. Recorded
@@ -1084,11 +1085,11 @@ class WorkflowService:
             until = login_guard.locked_until(session, user.username, now)
             if until is not None:
                 login_guard.record(session, user.username, login_guard.REFUSED_LOCKED, now, user_id=user.id,
-                                   address=address, note="password change")
+                                   via=via, address=address, note="password change")
                 locked = login_guard.LoginLocked(until, now)
             elif not check_password(user.password_hash, current):
                 login_guard.record(session, user.username, login_guard.FAILED, now, user_id=user.id,
-                                   address=address, note="password change: wrong current password")
+                                   via=via, address=address, note="password change: wrong current password")
                 wrong = True
             else:
                 problems = {"new": password_problems(new, user.username)}

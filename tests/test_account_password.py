@@ -134,6 +134,10 @@ def test_the_app_changes_the_password_through_the_api(service, client, worker_pa
     response = client.post("/api/v1/auth/password", json={"current": "guess", "new": GOOD},
                            headers={**headers, "Accept-Language": "en"})
     assert response.status_code == 400 and response.get_json()["fields"] == {"current": ["Wrong password."]}
+    with service.db.read_session() as session:
+        failed = session.scalars(select(LoginAttempt).where(LoginAttempt.username == WORKER)
+                                 .order_by(LoginAttempt.id.desc())).first()
+    assert (failed.outcome, failed.via) == ("failed", "api")
     response = client.post("/api/v1/auth/password", json={"current": "demo123", "new": GOOD}, headers=headers)
     assert response.status_code == 200 and response.get_json() == {"changed": True}
     assert client.get("/api/v1/tasks", headers=headers).status_code == 200       # the token still works

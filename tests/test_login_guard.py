@@ -212,3 +212,13 @@ def test_an_administrator_unlocks_a_name_on_the_login_record_and_an_auditor_may_
     assert _attempts(service)[-2] == ("unlocked", "web", "by admin")
     assert LoginRecords(service).unlock("admin", "nobody_here") is True     # a name without an account
     assert LoginRecords(service).unlock("admin", "nobody_here") is False    # not locked any more
+
+
+def test_the_names_locked_now_are_read_for_the_latest_failures_only(service, monkeypatch):
+    """A guesser trying many names must not make the login record read each of them."""
+    import engine.login_guard as guard
+    _fail(service, MAX_FAILURES, username="guess_one")
+    _fail(service, MAX_FAILURES, username="guess_two")
+    assert [n for n, _ in guard.LoginRecords(service).attempts("admin").locked] == ["guess_one", "guess_two"]
+    monkeypatch.setattr(guard, "LOCKED_SHOWN", 1)
+    assert [n for n, _ in guard.LoginRecords(service).attempts("admin").locked] == ["guess_two"]

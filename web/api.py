@@ -593,7 +593,8 @@ def issue_api_token():
 def change_password(user):
     body = json_body(s.schema(s.PasswordChangeSchema))
     try:
-        service().change_password(user.id, body["current"], body["new"], body["new"], address=request.remote_addr)
+        service().change_password(user.id, body["current"], body["new"], body["new"], address=request.remote_addr,
+                                  via="api")
     except LoginLocked as locked:
         raise ApiError(429, locked.code, locked.text(lang()),
                        headers={"Retry-After": str(locked.retry_after)}) from None
