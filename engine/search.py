@@ -127,6 +127,9 @@ class CaseSearch:
             value = getattr(f, name)
             if value is not None and not isinstance(value, date):
                 problems[name] = ["not a date"]
+            elif value is not None and not date.min < value < date.max:
+                # its China-time day starts before year 1 in UTC (or ends after 9999)
+                problems[name] = ["out of the calendar's range"]
         if isinstance(f.created_from, date) and isinstance(f.created_to, date) and f.created_from > f.created_to:
             problems["created_to"] = ["before the start date"]
         if not (isinstance(f.limit, int) and not isinstance(f.limit, bool) and 1 <= f.limit <= MAX_LIMIT):

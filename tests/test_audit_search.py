@@ -109,6 +109,8 @@ def test_paging(service, cases):
     ({"participant": "nobody"}, "participant"),
     ({"created_from": date(2026, 3, 5), "created_to": date(2026, 3, 1)}, "created_to"),
     ({"created_from": "2026-03-01"}, "created_from"),
+    ({"created_from": date.min}, "created_from"),     # its China-time day starts before year 1 in UTC
+    ({"created_to": date.max}, "created_to"),         # the day after it is past the calendar
     ({"limit": 0}, "limit"),
     ({"limit": 5000}, "limit"),
     ({"offset": -1}, "offset"),
