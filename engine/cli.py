@@ -249,14 +249,11 @@ def login_log(username, failures, limit):
     from sqlalchemy import select
 
     from .clock import CHINA
-    from .login_guard import SUCCEEDED
+    from .login_guard import filtered
     from .models import LoginAttempt
 
-    query = select(LoginAttempt).order_by(LoginAttempt.id.desc()).limit(max(1, limit))
-    if username:
-        query = query.where(LoginAttempt.username == username.strip()[:64])
-    if failures:
-        query = query.where(LoginAttempt.outcome != SUCCEEDED)
+    query = filtered(select(LoginAttempt), username, failures=failures)
+    query = query.order_by(LoginAttempt.id.desc()).limit(max(1, limit))
     db = _db()
     try:
         with db.read_session() as session:

@@ -36,12 +36,19 @@ class Conflict(EngineError):
 
 
 class InvalidInput(EngineError):
-    """Submitted data failed the form's validation; `fields` maps field -> messages."""
+    """Submitted data failed the form's validation; `fields` maps field -> messages (English;
+    `fields_zh`, where given, the same in Chinese)."""
     code = "invalid"
 
-    def __init__(self, message: str, fields: dict | None = None, zh: str | None = None):
+    def __init__(self, message: str, fields: dict | None = None, zh: str | None = None,
+                 fields_zh: dict | None = None):
         super().__init__(message, zh=zh, fields=fields or {})
         self.fields = fields or {}
+        self.fields_zh = fields_zh
+
+    def field_texts(self, lang: str = "zh") -> dict:
+        """The field messages in `lang`, where there are Chinese ones; else as given."""
+        return self.fields_zh if lang != "en" and self.fields_zh is not None else self.fields
 
 
 class ProcessError(EngineError):

@@ -74,12 +74,24 @@ def locked_until(session, username: str, now: datetime) -> datetime | None:
             failures, until = [], None
         elif outcome == FAILED:
             if until is not None and at < until:
-                continue   # tried while locked (only before this policy recorded refusals)
+                continue   # two attempts raced past the lock check: neither counts nor extends it
             failures.append(at)
             recent = [f for f in failures if at - f < WINDOW]
             if len(recent) >= MAX_FAILURES:
                 until, failures = at + LOCK, []
     return until if until is not None and now < until else None
+
+
+def filtered(query, username: str | None = None, outcome: str | None = None, failures: bool = False):
+    """`query` of login attempts narrowed to a username (as recorded), an outcome, or all but
+    the successful logins (`failures`): the login record's filters, on the page and the CLI."""
+    if username:
+        query = query.where(LoginAttempt.username == login_name(username))
+    if outcome:
+        query = query.where(LoginAttempt.outcome == outcome)
+    elif failures:
+        query = query.where(LoginAttempt.outcome != SUCCEEDED)
+    return query
 
 
 def record(session, username: str, outcome: str, now: datetime, *, user_id: int | None = None,
@@ -148,7 +160,7 @@ class LoginRecords:
                                    zh="只有该账号所在辖区的管理员可以解除登录锁定")
         return service.unlock_login(name, reader.username, via="web")
 
-    def attempts(self, actor, username: str | None = None, outcome: str | None = None, failures: bool = False,
+    def attempts(self, actor, username: str | None = None, outcome: str | None = None,
                  limit: int = 50, offset: int = 0) -> LoginPage:
         refuse_bad_filters({"username": (username, 64)}, {"outcome": (outcome, OUTCOMES)}, limit, offset)
         with self.service.db.read_session() as session:
@@ -162,13 +174,7 @@ class LoginRecords:
             visible = LoginAttempt.user_id.in_(accounts)
             if unknown_names:
                 visible = or_(visible, LoginAttempt.user_id.is_(None))
-            query = select(LoginAttempt).where(visible)
-            if username:
-                query = query.where(LoginAttempt.username == username)
-            if outcome:
-                query = query.where(LoginAttempt.outcome == outcome)
-            elif failures:
-                query = query.where(LoginAttempt.outcome != SUCCEEDED)
+            query = filtered(select(LoginAttempt).where(visible), username, outcome)
             found = list(session.scalars(query.order_by(LoginAttempt.id.desc()).limit(limit + 1).offset(offset)))
             now = clock.now()
             # the names that may be locked now: at most LOCKED_SHOWN, the latest failed first (a

@@ -28,6 +28,12 @@ def check_password(stored: str, password: str) -> bool:
     return hmac.compare_digest(candidate.hex(), digest)
 
 
+def password_stamp(stored: str) -> str:
+    """A short fingerprint of a stored password hash: it changes with every new password,
+    and a page session carries the one it was opened with (web/auth.py)."""
+    return hashlib.sha256(stored.encode()).hexdigest()[:16]
+
+
 @functools.cache
 def _nobody() -> str:
     return hash_password("no account has this password")

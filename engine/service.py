@@ -39,7 +39,8 @@ from .models import (NO_DUE_DATE, Attachment, AuditEvent, Case, CaseSequence, Ca
 from .notifications import LoggingChannel, Notifier
 from .org import record_change
 from .org_cache import OrgCache, OrgView, current_generation, load_user, snapshot_nodes, view_of
-from .passwords import check_password, check_password_of_nobody, hash_password, password_problems
+from .passwords import (check_password, check_password_of_nobody, hash_password, password_problems,
+                        password_stamp)
 from .personal_data import mask_value, personal_fields
 from .state import (LiveWorkflowCache, StateSerializer, collect_finished_steps, find_task, private_specs,
                     prune_history, restore_trigger_connections, run_engine, specs_mutate_at_runtime,
@@ -248,13 +249,10 @@ PENDING_KEY = "~new-"  # a starting case's business key until its number is take
 
 
 def _password_refused(problems: dict) -> InvalidInput:
-    """A refused password change: {field: [(English, Chinese)]} as `InvalidInput` with the
-    Chinese messages in `fields_zh`."""
-    problems = {k: v if isinstance(v, list) else [v] for k, v in problems.items()}
-    error = InvalidInput("the password was not changed", zh="密码未修改，请按提示修改后重试",
-                         fields={k: [en for en, _zh in v] for k, v in problems.items()})
-    error.fields_zh = {k: [zh for _en, zh in v] for k, v in problems.items()}
-    return error
+    """A refused password change: {field: [(English, Chinese)]} as `InvalidInput`."""
+    return InvalidInput("the password was not changed", zh="密码未修改，请按提示修改后重试",
+                        fields={k: [en for en, _zh in v] for k, v in problems.items()},
+                        fields_zh={k: [zh for _en, zh in v] for k, v in problems.items()})
 
 
 class WorkflowService:
@@ -1045,14 +1043,13 @@ class WorkflowService:
             return None
         name, now, locked = username.strip(), clock.now(), None
         with self.db.unit_of_work() as session:
+            account = session.scalar(select(User).where(User.username == name)) if len(name) <= 64 else None
             until = login_guard.locked_until(session, login_guard.login_name(name), now)
             if until is not None:
-                account_id = session.scalar(select(User.id).where(User.username == name)) if len(name) <= 64 else None
-                login_guard.record(session, name, login_guard.REFUSED_LOCKED, now, user_id=account_id, via=via,
-                                   address=address)
+                login_guard.record(session, name, login_guard.REFUSED_LOCKED, now,
+                                   user_id=account.id if account else None, via=via, address=address)
                 locked, user = login_guard.LoginLocked(until, now), None
             else:
-                account = session.scalar(select(User).where(User.username == name)) if len(name) <= 64 else None
                 if account is None:
                     check_password_of_nobody(password or "")
                     user, note = None, "no such account"
@@ -1069,16 +1066,17 @@ class WorkflowService:
         return user
 
     def change_password(self, actor, current: str, new: str, repeat: str, address: str | None = None,
-                        via: str = "web") -> None:
+                        via: str = "web") -> str:
         """An official chooses their own password. The current one must be given: a wrong one
         counts as a failed login (the same lock applies). The new one must meet the policy
         (`password_problems`), match its repetition and differ from the current one. Recorded
         in the organisation's change log (never the value); `gridflow load-org` then keeps it.
-        Refusals are `InvalidInput` whose `fields_zh` has the Chinese messages."""
+        Refusals are `InvalidInput` with the field messages in both languages. Returns the new
+        password's stamp (`passwords.password_stamp`), which the sessions opened with it carry."""
         values = {"current": current, "new": new, "repeat": repeat}
         unusable = [k for k, v in values.items() if not (isinstance(v, str) and storable_ref(v or "x"))]
         if unusable:
-            raise _password_refused({k: ("Not a usable value.", "内容无效。") for k in unusable})
+            raise _password_refused({k: [("Not a usable value.", "内容无效。")] for k in unusable})
         now, locked, wrong = clock.now(), None, False
         with self.db.unit_of_work() as session:
             user = session.get(User, self._user(session, actor).id)
@@ -1107,6 +1105,7 @@ class WorkflowService:
             raise locked
         if wrong:
             raise _password_refused({"current": [("Wrong password.", "当前密码不正确。")]})
+        return password_stamp(user.password_hash)
 
     def unlock_login(self, username: str, unlocked_by: str, via: str = "cli") -> bool:
         """Lift the lock on a name (`gridflow unlock-login`, or an administrator on the login

@@ -34,12 +34,12 @@ from engine.access import is_read_only
 from engine.attachments import KINDS as ATTACHMENT_KINDS
 from engine.errors import (Conflict, EngineError, InactiveAccount, InvalidInput, NotFound, PermissionDenied,
                            ProcessError)
-from forms.safety import find_unstorable
 from engine.login_guard import LoginLocked
 from engine.models import JurisdictionNode
 from engine.personal_data import PersonalData, mask_data, personal_fields
 from engine.service import InboxFilters
 from forms.render import json_schema
+from forms.safety import find_unstorable
 
 from . import api_schemas as s
 from .extensions import service
@@ -197,6 +197,8 @@ def _api_error(exc: ApiError):
 def _engine_error(exc: EngineError):
     if isinstance(exc, InactiveAccount):  # what the token names is no (longer an) account
         return _api_error(_unauthorized("inactive"))
+    if isinstance(exc, LoginLocked):      # too many failed logins of the name: 429, and for how long
+        return error_response(429, exc.code, exc.text(lang()), headers={"Retry-After": str(exc.retry_after)})
     for cls, status, code in ENGINE_STATUS:
         if isinstance(exc, cls):
             break
@@ -204,7 +206,7 @@ def _engine_error(exc: EngineError):
         status, code = 422, getattr(exc, "code", "error")
     if status == 422:
         log.warning("process error on %s %s: %s", request.method, request.path, exc.message)
-    fields = exc.fields if isinstance(exc, InvalidInput) else None
+    fields = exc.field_texts(lang()) if isinstance(exc, InvalidInput) else None
     return error_response(status, code, exc.text(lang()), fields)
 
 
@@ -567,11 +569,7 @@ LOCATION = {"Location": {"schema": {"type": "string"}, "description": "URL of th
        responses={200: _json("a token and who it belongs to", s.TokenSchema)}, errors=[401, 429])
 def issue_api_token():
     body = json_body(s.schema(s.TokenRequestSchema))
-    try:
-        user = service().authenticate(body["username"], body["password"], via="api", address=request.remote_addr)
-    except LoginLocked as locked:
-        raise ApiError(429, locked.code, locked.text(lang()),
-                       headers={"Retry-After": str(locked.retry_after)}) from None
+    user = service().authenticate(body["username"], body["password"], via="api", address=request.remote_addr)
     if user is None:
         raise ApiError(401, "unauthorized", msg("bad_login"),
                        headers={"WWW-Authenticate": 'Bearer realm="gridflow"'})
@@ -592,15 +590,8 @@ def issue_api_token():
        responses={200: _json("the password was changed", s.PasswordChangedSchema)}, errors=[429])
 def change_password(user):
     body = json_body(s.schema(s.PasswordChangeSchema))
-    try:
-        service().change_password(user.id, body["current"], body["new"], body["new"], address=request.remote_addr,
-                                  via="api")
-    except LoginLocked as locked:
-        raise ApiError(429, locked.code, locked.text(lang()),
-                       headers={"Retry-After": str(locked.retry_after)}) from None
-    except InvalidInput as refused:
-        fields = refused.fields if lang() == "en" else getattr(refused, "fields_zh", refused.fields)
-        raise ApiError(400, "invalid", refused.text(lang()), fields=fields) from None
+    service().change_password(user.id, body["current"], body["new"], body["new"], address=request.remote_addr,
+                              via="api")
     return json_response(s.schema(s.PasswordChangedSchema).dump({"changed": True}))
 
 

@@ -36,8 +36,8 @@ def login():
                 error, status = _("用户名或密码不正确，请重新输入。"), 401
             else:
                 session.clear()
-                login_user(LoginUser(user))
-                session[_SEEN], session[_PASSWORD] = int(time.time()), LoginUser(user).password_stamp
+                login_user(official := LoginUser(user))
+                session[_SEEN], session[_PASSWORD] = int(time.time()), official.password_stamp
                 return redirect(safe_next(request.args.get("next")))
     return render_template("login.html", error=error), status
 
@@ -102,16 +102,15 @@ def change_password():
     if request.method == "POST":
         form = request.form
         try:
-            service().change_password(current_user.id, form.get("current", ""), form.get("new", ""),
-                                      form.get("repeat", ""), address=request.remote_addr)
+            stamp = service().change_password(current_user.id, form.get("current", ""), form.get("new", ""),
+                                              form.get("repeat", ""), address=request.remote_addr)
         except LoginLocked as locked:
             errors, status = {"current": [locked.text(current_lang())]}, 429
         except InvalidInput as refused:
-            errors = getattr(refused, "fields_zh", None) if current_lang() == "zh" else None
-            errors, status = errors or refused.fields, 400
+            errors, status = refused.field_texts(current_lang()), 400
         else:
             # this session goes on with the new password; the account's other sessions end
-            session[_PASSWORD] = LoginUser(service().get_user(current_user.id)).password_stamp
+            session[_PASSWORD] = stamp
             flash(_("密码已修改，下次登录请使用新密码。"))
             return redirect(url_for("inbox.index"))
     return render_template("account_password.html", errors=errors, min_length=MIN_LENGTH), status

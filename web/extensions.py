@@ -1,4 +1,3 @@
-import hashlib
 import os
 from datetime import timedelta
 
@@ -7,7 +6,7 @@ from flask_login import LoginManager, UserMixin
 from flask_wtf import CSRFProtect
 
 from engine import clock
-from engine.passwords import MAX_AGE_DAYS
+from engine.passwords import MAX_AGE_DAYS, password_stamp
 
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
@@ -36,7 +35,7 @@ class LoginUser(UserMixin):
         self.password_max_age_days = MAX_AGE_DAYS
         # changes with every new password (its owner's or an administrator's reset): a session
         # opened with an older one ends (web/auth.py)
-        self.password_stamp = hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+        self.password_stamp = password_stamp(user.password_hash)
 
     def get_id(self):
         return str(self.id)
