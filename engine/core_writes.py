@@ -33,9 +33,16 @@ docs/engine.md. On an idle machine a round trip costs ~75 µs; a completion make
 """
 from __future__ import annotations
 
+import itertools
+import re
+import select
+import time
 import weakref
 
 import psycopg
+import psycopg.errors
+from psycopg import pq
+from psycopg.adapt import PyFormat, Transformer
 from sqlalchemy import bindparam, event, exc, insert, inspect, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -53,7 +60,7 @@ class _DriverStatement:
     the driver's order (positional drivers), each parameter's bind processor, and the
     values the statement binds itself (`fixed`: a literal such as 'open')."""
 
-    __slots__ = ("sql", "order", "processors", "fixed")
+    __slots__ = ("sql", "order", "processors", "fixed", "_prepared")
 
     def __init__(self, statement, dialect, column_keys=None):
         # for_executemany: no RETURNING of generated keys, which nothing here reads back
@@ -63,6 +70,14 @@ class _DriverStatement:
         self.processors = {name: processor for name, bind in compiled.binds.items()
                            if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None}
         self.fixed = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
+        self._prepared: dict = {}
+
+    def prepared(self, sql: str) -> "_Prepared":
+        """PostgreSQL: `sql` (this statement's, or it guarded) as a named prepared statement."""
+        found = self._prepared.get(sql)
+        if found is None:
+            found = self._prepared[sql] = _Prepared(sql)
+        return found
 
     def driver_params(self, params: dict):
         processors = self.processors
@@ -75,47 +90,46 @@ class _DriverStatement:
 def execute(session: Session, statement, params, column_keys: tuple | None = None,
             expect_rows: int | None = None) -> None:
     """Run a Core statement built once and kept (one dict of parameters, or a list:
-    executemany) in the session's transaction by the driver's cursor. An INSERT names its
+    executemany) in the session's transaction by the driver. An INSERT names its
     `column_keys`. `expect_rows`: how many rows it must change, or `StaleDataError` (at
     once; on PostgreSQL when the pipeline's answers arrive, before the transaction commits)."""
     connection = session.connection()
     dialect = connection.dialect
+    compiled = _compiled_for(statement, dialect, column_keys)
+    many = isinstance(params, list)
+    rows = [compiled.driver_params(p) for p in params] if many else [compiled.driver_params(params)]
+    pipeline = _pipeline_for(session, connection) if dialect.name == "postgresql" else None
+    sql, guarded = compiled.sql, False
+    if pipeline is not None and pipeline.transactional and expect_rows is not None:
+        # the COMMIT goes in the same round trip as this write: the server checks the row count
+        if expect_rows != len(rows):
+            raise ValueError("a pipelined write expects exactly one row per set of parameters")
+        sql, guarded = _guarded(sql), True
+    if connection.dispatch.before_cursor_execute:  # statement counters and tracers still see it
+        connection.dispatch.before_cursor_execute(connection, None, sql, rows if many else rows[0], None, many)
+    if pipeline is not None:
+        pipeline.statement(compiled, sql, rows, many, None if guarded else expect_rows, guarded)
+        return
+    cursor = connection.connection.dbapi_connection.cursor()
+    try:
+        if many:
+            cursor.executemany(sql, rows)
+        else:
+            cursor.execute(sql, rows[0])
+        changed = cursor.rowcount
+    except dialect.loaded_dbapi.Error as error:
+        raise _driver_error(dialect, sql, rows if many else rows[0], many, error) from error
+    finally:
+        cursor.close()
+    _check_rows(sql, changed, expect_rows)
+
+
+def _compiled_for(statement, dialect, column_keys) -> _DriverStatement:
     key = (statement, dialect.name, column_keys)  # the statement itself: an id could be reused
     compiled = _compiled.get(key)
     if compiled is None:
         compiled = _compiled[key] = _DriverStatement(statement, dialect, column_keys)
-    many = isinstance(params, list)
-    driver_params = [compiled.driver_params(p) for p in params] if many else compiled.driver_params(params)
-    pipeline = _pipeline_for(session, connection) if dialect.name == "postgresql" else None
-    sql = compiled.sql
-    guarded = False
-    if pipeline is not None and pipeline.transactional and expect_rows is not None:
-        # the COMMIT goes in the same round trip as this write: the server checks the row count
-        if expect_rows != (len(params) if many else 1):
-            raise ValueError("a pipelined write expects exactly one row per set of parameters")
-        sql, guarded = _guarded(sql), True
-    cursor = connection.connection.dbapi_connection.cursor()
-    if connection.dispatch.before_cursor_execute:  # statement counters and tracers still see it
-        connection.dispatch.before_cursor_execute(connection, cursor, sql, driver_params, None, many)
-    sent = False
-    try:
-        if many:
-            cursor.executemany(sql, driver_params)
-        else:
-            cursor.execute(sql, driver_params)
-        sent = True
-    except dialect.loaded_dbapi.Error as error:
-        # this statement's own (a guarded executemany may meet its stale row while sending);
-        # an earlier pipelined write's refusal surfacing here is raised as that write's by
-        # `PipelinedCursor`
-        raise _answer_error(dialect, _Sent(cursor, sql, driver_params, many, None, guarded), error) from error
-    finally:
-        if pipeline is None or not sent:
-            cursor.close()
-    if pipeline is not None:
-        pipeline.sent.append(_Sent(cursor, sql, driver_params, many, None if guarded else expect_rows, guarded))
-    else:
-        _check_rows(sql, cursor.rowcount, expect_rows)
+    return compiled
 
 
 def _guarded(sql: str) -> str:
@@ -153,102 +167,204 @@ def _stale(table: str, expected: int, changed: int) -> StaleDataError:
 
 # ------------------------------------------------------------------ PostgreSQL pipeline
 #
-# A write transaction on PostgreSQL (`Database.unit_of_work`) runs in one psycopg pipeline
-# from its BEGIN to its COMMIT, on a connection in the driver's autocommit mode, so that
-# psycopg sends no BEGIN of its own (it waits for the answer to that one alone). The BEGIN
-# is queued when SQLAlchemy begins the transaction and reaches the server with the first
-# statement: one round trip for both. Each statement of SQLAlchemy's is answered when
-# SQLAlchemy asks for its result (`PipelinedCursor`); the driver writes here are only
-# sent, and answered with the next statement of SQLAlchemy's (the server runs it after
-# them) or, at the end, with the COMMIT queued after them. A completion makes two round
-# trips: BEGIN with the lock, the writes with the COMMIT; a start three (its number is
-# read between).
+# A write transaction on PostgreSQL (`Database.unit_of_work`) runs in libpq's pipeline mode
+# from its BEGIN to its COMMIT, driven here on the psycopg connection's own libpq connection
+# (`pgconn`), on a connection in the driver's autocommit mode, so that psycopg sends no BEGIN
+# of its own. The BEGIN is queued when SQLAlchemy begins the transaction and reaches the
+# server with the first statement: one round trip for both. The statements here are the
+# transition's hot ones (its lock read, its writes, a start's number): each is prepared once
+# per connection under a name of ours and then only executed, its parameters sent as text
+# (psycopg's dumpers) and its rows loaded by psycopg's loaders. The writes are sent, not
+# waited for, and answered with the next read or, at the end, with the COMMIT queued after
+# them. A completion makes two round trips: BEGIN with the lock, the writes with the COMMIT.
+#
+# Why not psycopg's own pipeline: per statement it runs a generator through its wait loop,
+# ~40 µs of Python each; a completion's nine statements cost ~500 µs of CPU that way and
+# ~120 µs here (docs/performance.md, session 12).
+#
+# A statement of SQLAlchemy's (the ORM's flush, a query) may come between: the pipeline is
+# answered first and libpq leaves pipeline mode, so psycopg runs it as usual, in the same
+# transaction; the next statement here enters pipeline mode again. A rollback is sent here
+# too, so psycopg never sees one: psycopg deallocates every prepared statement of the
+# connection after a ROLLBACK, ours with them (`GridflowConnection` hears of it anyway).
 
 _PIPELINE = "gf_write_pipeline"   # Connection.info (its DBAPI connection's): the open pipeline
 WRITE_TRANSACTION = "gf_write_transaction"   # execution option of the unit-of-work sessions
 _pipelines: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # DBAPI connection: _Pipeline
+_prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()    # DBAPI connection: {name}
+_names = itertools.count(1)
+
+
+class GridflowConnection(psycopg.Connection):
+    """psycopg's connection, which tells us when it deallocates every prepared statement of
+    the connection (after a ROLLBACK, DROP or ALTER it ran), ours included."""
+
+    def _deallocate(self, name):
+        if name is None:
+            _prepared.pop(self, None)
+        return super()._deallocate(name)
+
+
+def connect_gridflow(_dialect, _record, cargs, cparams):
+    """SQLAlchemy's `do_connect`: our connection class."""
+    return GridflowConnection.connect(*cargs, **cparams)
+
+
+class _Prepared:
+    """A statement's PostgreSQL form: numbered parameters, a name of its own."""
+
+    __slots__ = ("name", "sql", "order")
+
+    def __init__(self, sql: str):
+        order: list[str] = []
+
+        def number(match):
+            if match.group(0) == "%%":
+                return "%"
+            if match.group(1) not in order:
+                order.append(match.group(1))
+            return f"${order.index(match.group(1)) + 1}"
+        self.sql = re.sub(r"%%|%\(([^)]+)\)s", number, sql).encode()
+        self.order = tuple(order)
+        self.name = f"gf_{next(_names)}".encode()
 
 
 class _Sent:
-    """A write sent in the pipeline, awaiting its answer."""
+    """Something sent in the pipeline: `commands` commands, their answers in `results`."""
 
-    __slots__ = ("cursor", "sql", "params", "many", "expect_rows", "guarded")
+    __slots__ = ("sql", "params", "many", "expect_rows", "guarded", "commands", "results", "prepares")
 
-    def __init__(self, cursor, sql, params, many, expect_rows, guarded):
-        self.cursor, self.sql, self.params, self.many = cursor, sql, params, many
-        self.expect_rows, self.guarded = expect_rows, guarded
+    def __init__(self, sql, params, many=False, expect_rows=None, guarded=False, commands=1, prepares=None):
+        self.sql, self.params, self.many = sql, params, many
+        self.expect_rows, self.guarded, self.commands = expect_rows, guarded, commands
+        self.prepares = prepares   # the statement name a PREPARE makes
+        self.results: list = []
 
 
 class _Pipeline:
-    """psycopg's pipeline context, entered by hand: open for the whole write transaction
-    (`transactional`) or, elsewhere, from the first write of a burst until `end_pipeline`.
-    The writes' cursors stay open until their answers have been checked."""
+    """libpq's pipeline mode on one connection: open for the whole write transaction
+    (`transactional`) or, elsewhere, from the first write of a burst until `end_pipeline`."""
 
-    __slots__ = ("context", "pipeline", "dialect", "sent", "transactional", "syncs", "begin", "__weakref__")
+    __slots__ = ("dbapi", "pgconn", "dialect", "sent", "transactional", "syncs", "dumper", "loader",
+                 "__weakref__")
 
     def __init__(self, connection, transactional: bool):
-        dbapi_connection = connection.connection.dbapi_connection
-        self.context = dbapi_connection.pipeline()
-        self.pipeline = self.context.__enter__()
-        self.dialect = connection.dialect
+        dbapi = connection.connection.dbapi_connection
+        self.dbapi, self.pgconn, self.dialect = dbapi, dbapi.pgconn, connection.dialect
         self.sent: list[_Sent] = []
         self.transactional = transactional
-        self.syncs = 0        # answers are complete for whatever was sent before sync number `syncs`
-        self.begin = None     # the BEGIN's cursor, until it is answered
-        _pipelines[dbapi_connection] = self
+        self.syncs = 0
+        self.dumper, self.loader = Transformer(dbapi), None
+        _pipelines[dbapi] = self
 
-    def sync(self) -> None:
-        """The answers to everything sent so far: a statement's of SQLAlchemy's and those of
-        the writes sent before it, checked (`_settle`). A write's refusal is raised as that
-        write's error, any other as psycopg's (SQLAlchemy wraps it as its statement's)."""
+    def _queue(self, sent: _Sent) -> None:
+        if not self.pgconn.pipeline_status:
+            self.pgconn.enter_pipeline_mode()
+        self.sent.append(sent)
+
+    def control(self, sql: bytes) -> None:
+        """BEGIN, COMMIT or ROLLBACK."""
+        self._queue(_Sent(sql.decode(), None))
+        self.pgconn.send_query_params(sql, None)
+
+    def statement(self, compiled: "_DriverStatement", sql: str, rows: list[dict], many: bool,
+                  expect_rows=None, guarded=False) -> _Sent:
+        """Send a prepared statement for each set of parameters (prepared first on this
+        connection if it is new here) and push it towards the server: it starts on it while
+        we go on."""
+        prepared = compiled.prepared(sql)
+        names = _prepared.get(self.dbapi)
+        if names is None:
+            names = _prepared[self.dbapi] = set()
+        pgconn = self.pgconn
+        if prepared.name not in names:
+            self._queue(_Sent(f"PREPARE {sql}", None, prepares=prepared.name))
+            pgconn.send_prepare(prepared.name, prepared.sql)
+            names.add(prepared.name)
+        sent = _Sent(sql, rows if many else rows[0], many, expect_rows, guarded, commands=len(rows))
+        self._queue(sent)
+        dump, order = self.dumper.dump_sequence, prepared.order
+        formats = [PyFormat.TEXT] * len(order)
+        for params in rows:
+            pgconn.send_query_prepared(prepared.name, dump([params[name] for name in order], formats)
+                                       if order else None)
+        self._flush()
+        return sent
+
+    def _flush(self) -> None:
+        pgconn = self.pgconn
+        while pgconn.flush():   # 1: the socket took part of it; send the rest when it can
+            _wait(pgconn, select.POLLOUT | select.POLLIN)
+            pgconn.consume_input()
+
+    def sync(self) -> list[_Sent]:
+        """Wait for the answers to everything sent so far and check them: a refused write
+        raised as that write's error (SQLAlchemy's), a stale row as `StaleDataError`, any other
+        error as the statement's that failed (the BEGIN's, the COMMIT's …). Returns what was
+        sent, answered."""
         self.syncs += 1
-        _settle(self, self.dialect, self.pipeline.sync, unattributed=None)
+        sent, self.sent = self.sent, []
+        pgconn = self.pgconn
+        pgconn.pipeline_sync()
+        self._flush()
+        owners = (item for item in sent for _ in range(item.commands))
+        while True:
+            if pgconn.is_busy():
+                _wait(pgconn, select.POLLIN)
+                pgconn.consume_input()
+                continue
+            result = pgconn.get_result()
+            if result is None:
+                continue   # the end of one command's answer
+            if result.status == pq.ExecStatus.PIPELINE_SYNC:
+                break
+            next(owners).results.append(result)
+        names = _prepared.get(self.dbapi)
+        failed, error = None, None
+        for item in sent:
+            for result in item.results:
+                if result.status == pq.ExecStatus.FATAL_ERROR and failed is None:
+                    failed, error = item, psycopg.errors.error_from_result(result, self.dbapi.info.encoding)
+            if item.prepares is not None and names is not None and (
+                    not item.results or item.results[0].status != pq.ExecStatus.COMMAND_OK):
+                names.discard(item.prepares)
+        if failed is not None:
+            if failed.prepares is None and error.sqlstate == "26000" and names is not None:
+                names.clear()   # our statements were deallocated behind our back: prepare them again
+            raise _answer_error(self.dialect, failed, error) from error
+        for item in sent:
+            if item.expect_rows is not None:
+                _check_rows(item.sql, sum(int(r.command_tuples or 0) for r in item.results), item.expect_rows)
+        return sent
+
+    def rows(self, sent: _Sent) -> list[tuple]:
+        """The rows of an answered statement, loaded as psycopg loads them."""
+        loader = self.loader
+        if loader is None:
+            loader = self.loader = Transformer(self.dbapi)
+        result = sent.results[0]
+        loader.set_pgresult(result)
+        return loader.load_rows(0, result.ntuples, tuple)
+
+    def leave(self) -> None:
+        """Out of pipeline mode, everything sent answered: psycopg may use the connection."""
+        if self.sent:
+            self.sync()
+        if self.pgconn.pipeline_status:
+            self.pgconn.exit_pipeline_mode()
 
 
-class PipelinedCursor(psycopg.Cursor):
-    """psycopg's cursor, which in a pipeline fills `description` and `rowcount` only once the
-    statement's answer has arrived, while SQLAlchemy asks for them right after `execute`:
-    asking here first syncs the pipeline, if the statement was sent since its last sync."""
+SPIN_SECONDS = 0.0003
 
-    def execute(self, *args, **kwargs):
-        return self._send(super().execute, args, kwargs)
 
-    def executemany(self, *args, **kwargs):
-        return self._send(super().executemany, args, kwargs)
-
-    def _send(self, send, args, kwargs):
-        pipeline = _pipelines.get(self.connection)
-        self._gf_sync = pipeline.syncs if pipeline is not None else None
-        try:
-            return send(*args, **kwargs)
-        except psycopg.Error as error:
-            # sending reads the answers already there: an earlier write's refusal is that write's
-            failed = _refused(pipeline, None) if pipeline is not None else None
-            if failed is None:
-                raise
-            raise _answer_error(pipeline.dialect, failed, error) from error
-
-    def _answered(self) -> None:
-        sent_at = getattr(self, "_gf_sync", None)
-        if sent_at is not None:
-            pipeline = _pipelines.get(self.connection)
-            if pipeline is not None and pipeline.syncs == sent_at:
-                pipeline.sync()
-            self._gf_sync = None
-
-    @property
-    def description(self):
-        self._answered()
-        return super().description
-
-    @property
-    def rowcount(self) -> int:
-        self._answered()
-        return super().rowcount
-
-    def fetchall(self):
-        self._answered()
-        return super().fetchall()
+def _wait(pgconn, events: int) -> None:
+    poller = select.poll()
+    poller.register(pgconn.socket, events)
+    until = time.perf_counter() + SPIN_SECONDS
+    while time.perf_counter() < until:
+        if poller.poll(0):
+            return
+    poller.poll()
 
 
 def begin_in_pipeline(connection) -> None:
@@ -263,88 +379,85 @@ def begin_in_pipeline(connection) -> None:
     if pipeline is None:
         pipeline = connection.info[_PIPELINE] = _Pipeline(connection, transactional=True)
     pipeline.transactional = True
-    pipeline.begin = dbapi_connection.cursor()
-    pipeline.begin.execute("BEGIN", prepare=False)
+    pipeline.control(b"BEGIN")
 
 
-def _pipeline_for(session: Session, connection) -> _Pipeline:
+def _pipeline_for(session: Session, connection) -> _Pipeline | None:
+    """The connection's pipeline, opened for a burst if it has none; None when psycopg runs
+    the transaction itself (an isolation level asked for): its statements go the usual way."""
     pipeline = connection.info.get(_PIPELINE)
     if pipeline is None:
+        if not connection.connection.dbapi_connection.autocommit:
+            return None
         pipeline = connection.info[_PIPELINE] = _Pipeline(connection, transactional=False)
         session.info[_PIPELINE] = True
     return pipeline
 
 
-def _settle(pipeline: _Pipeline, dialect, how, unattributed: str | None = "COMMIT") -> None:
-    """Wait for the answers of everything sent in the pipeline (`how` does the waiting) and
-    check them: a refused write raised as SQLAlchemy's exception, a lost race on a row's
-    version as `StaleDataError`. An error of no write's is the `unattributed` statement's
-    (the BEGIN's or COMMIT's, the connection lost …), or re-raised as it is (None)."""
+def answer(connection, pipeline: _Pipeline) -> list[_Sent]:
+    """`pipeline.sync()`, a lost connection invalidated as SQLAlchemy would."""
     try:
-        try:
-            how()
-        except dialect.loaded_dbapi.Error as error:
-            failed = _refused(pipeline, None)
-            if failed is None:
-                if unattributed is None:
-                    raise
-                raise _driver_error(dialect, unattributed, None, False, error) from error
-            raise _answer_error(dialect, failed, error) from error
-        for sent in pipeline.sent:
-            _check_rows(sent.sql, sent.cursor.rowcount, sent.expect_rows)
-    finally:
-        _close_cursors(pipeline)
+        return pipeline.sync()
+    except psycopg.OperationalError as error:
+        if pipeline.pgconn.status == pq.ConnStatus.BAD:
+            _forget(connection)
+            connection.invalidate(error)
+            raise exc.DBAPIError.instance("(pipeline)", None, error, psycopg.Error, dialect=pipeline.dialect,
+                                          connection_invalidated=True) from error
+        raise
 
 
-def _close_cursors(pipeline: _Pipeline) -> None:
-    for sent in pipeline.sent:
-        sent.cursor.close()
-    pipeline.sent.clear()
-    if pipeline.begin is not None:
-        pipeline.begin.close()
-        pipeline.begin = None
+def _forget(connection) -> None:
+    pipeline = connection.info.pop(_PIPELINE, None)
+    if pipeline is not None:
+        _pipelines.pop(pipeline.dbapi, None)
 
 
 def settle_pipeline(connection) -> None:
-    """Before a statement of SQLAlchemy's: a burst's pipeline ends, its writes answered. A
-    transaction's stays open: the writes are answered with that statement (`_Pipeline.sync`),
-    which the server runs after them, in the same transaction."""
+    """Before a statement of SQLAlchemy's: what was sent is answered and libpq leaves
+    pipeline mode, so that psycopg runs the statement. A burst's pipeline ends; a
+    transaction's stays, to enter pipeline mode again with its next statement here."""
     pipeline = connection.info.get(_PIPELINE)
-    if pipeline is not None and not pipeline.transactional:
+    if pipeline is None:
+        return
+    if not pipeline.transactional:
         end_pipeline(connection)
+        return
+    if pipeline.sent:
+        answer(connection, pipeline)
+    if pipeline.pgconn.pipeline_status:
+        pipeline.pgconn.exit_pipeline_mode()
 
 
 def end_pipeline(connection, discard: bool = False) -> None:
     """Leave the pipeline on this SQLAlchemy connection, if any, waiting for the answers of
-    what was sent in it and checking them (`_settle`). `discard`: the transaction is being
-    rolled back; its errors do not matter any more."""
-    pipeline = connection.info.pop(_PIPELINE, None)
+    what was sent in it and checking them. `discard`: the transaction is being rolled back:
+    the ROLLBACK is sent here (psycopg then finds nothing to roll back), errors no longer
+    matter."""
+    pipeline = connection.info.get(_PIPELINE)
     if pipeline is None:
         return
-    dbapi_connection = connection.connection.dbapi_connection
-    _pipelines.pop(dbapi_connection, None)
-    leave = lambda: pipeline.context.__exit__(None, None, None)   # noqa: E731 -- Sync: every answer arrives
     if discard:
         try:
-            leave()
-        except connection.dialect.loaded_dbapi.Error:
-            pass
+            if pipeline.pgconn.transaction_status != pq.TransactionStatus.IDLE or pipeline.sent:
+                pipeline.control(b"ROLLBACK")
+            try:
+                pipeline.sync()
+            except exc.SQLAlchemyError:
+                pass   # a write's refusal: rolled back all the same
+            pipeline.leave()
+        except psycopg.Error:
+            pass   # the connection is broken: SQLAlchemy's rollback finds it so
         finally:
-            _close_cursors(pipeline)
+            _forget(connection)
         return
-    _settle(pipeline, connection.dialect, leave)
-
-
-def _refused(pipeline: _Pipeline, otherwise):
-    """The pipelined write the server refused: the one whose answer is an error (later ones
-    were not run), else the first without an answer, else `otherwise`."""
-    from psycopg import pq
-
-    for sent in pipeline.sent:
-        result = sent.cursor.pgresult
-        if result is not None and result.status == pq.ExecStatus.FATAL_ERROR:
-            return sent
-    return next((sent for sent in pipeline.sent if sent.cursor.pgresult is None), otherwise)
+    try:
+        if pipeline.sent:
+            answer(connection, pipeline)
+        pipeline.leave()
+    finally:
+        if pipeline.pgconn.pipeline_status == pq.PipelineStatus.OFF:
+            _forget(connection)
 
 
 def commit_session_pipeline(session: Session) -> None:
@@ -365,18 +478,54 @@ def commit_session_pipeline(session: Session) -> None:
             end_pipeline(connection)
         return
     session.flush()
+    pipeline.control(b"COMMIT")
+    # a refusal leaves the pipeline for the rollback, which ends the transaction here
+    answer(connection, pipeline)
+    pipeline.leave()
+    _forget(connection)
+
+
+def query(session: Session, statement, params: dict) -> list[tuple]:
+    """The rows of a Core statement (a SELECT, an UPDATE … RETURNING) built once and kept,
+    run by the driver in the session's transaction: on PostgreSQL in its pipeline, answered
+    at once together with the writes sent before it. Values as the driver loads them."""
+    connection = session.connection()
+    return query_compiled(session, connection, _compiled_for(statement, connection.dialect, None), params)
+
+
+def query_compiled(session: Session, connection, compiled: _DriverStatement, params: dict) -> list[tuple]:
+    """`query` of a statement already compiled for the connection's database."""
     dialect = connection.dialect
-    commit = connection.connection.dbapi_connection.cursor()
-    try:
-        try:
-            # a write's refusal surfacing as the COMMIT is queued is raised as that write's
-            # (`PipelinedCursor`); the rollback then ends the pipeline
-            commit.execute("COMMIT", prepare=False)
-        except dialect.loaded_dbapi.Error as error:
-            raise _driver_error(dialect, "COMMIT", None, False, error) from error
+    # with the values the statement binds itself ('open', the generation row's id)
+    driver_params = compiled.driver_params({**compiled.fixed, **params})
+    if connection.dispatch.before_cursor_execute:
+        connection.dispatch.before_cursor_execute(connection, None, compiled.sql, driver_params, None, False)
+    pipeline = _pipeline_for(session, connection) if dialect.name == "postgresql" else None
+    if pipeline is None:
+        return _cursor_rows(connection, compiled.sql, driver_params)
+    sent = pipeline.statement(compiled, compiled.sql, [driver_params], False)
+    answer(connection, pipeline)
+    rows = pipeline.rows(sent)
+    if not pipeline.transactional:
         end_pipeline(connection)
+    return rows
+
+
+def _cursor_rows(connection, sql, params) -> list[tuple]:
+    dialect = connection.dialect
+    dbapi_connection = connection.connection.dbapi_connection
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+    except dialect.loaded_dbapi.Error as error:
+        gone = dialect.is_disconnect(error, dbapi_connection, cursor)
+        if gone:
+            connection.invalidate(error)
+        raise exc.DBAPIError.instance(sql, params, error, dialect.loaded_dbapi.Error,
+                                      dialect=dialect, connection_invalidated=gone) from error
     finally:
-        commit.close()
+        cursor.close()
 
 
 def install_pipeline_listeners(engine) -> None:

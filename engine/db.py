@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .core_writes import (WRITE_TRANSACTION, PipelinedCursor, commit_session_pipeline, insert_rows_now,
+from .core_writes import (WRITE_TRANSACTION, commit_session_pipeline, connect_gridflow, insert_rows_now,
                           install_pipeline_listeners)
 
 DEFAULT_SQLITE_PATH = Path("instance") / "gridflow.sqlite"
@@ -57,8 +57,8 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
     # executemany by psycopg's pipeline (one prepared statement, rows streamed), not one
     # multi-VALUES statement per batch, which psycopg re-parses every time (too long for its
     # query cache): ~5 % of a timer firing's CPU (docs/performance.md, session 4)
-    engine = create_engine(url, pool_size=pool_size, max_overflow=20, use_insertmanyvalues=False,
-                           connect_args={"cursor_factory": PipelinedCursor})
+    engine = create_engine(url, pool_size=pool_size, max_overflow=20, use_insertmanyvalues=False)
+    event.listen(engine, "do_connect", connect_gridflow)   # it hears when psycopg deallocates our statements
     _ping_when_idle(engine)
     install_pipeline_listeners(engine)   # a transition: two round trips (BEGIN + lock, writes + COMMIT)
     return engine

@@ -17,11 +17,11 @@ as SQLAlchemy's exception, the connection invalidated when the server went away.
 """
 from __future__ import annotations
 
-from sqlalchemy import exc, inspect
+from sqlalchemy import inspect
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
-from .core_writes import _DriverStatement
+from .core_writes import _DriverStatement, query_compiled
 
 
 class Rows:
@@ -67,27 +67,8 @@ class DriverRead:
     def rows(self, session: Session, params: dict) -> list[tuple]:
         """The rows, each a tuple of persistent objects (None for a row not found) and values."""
         connection = session.connection()
-        dialect = connection.dialect
-        compiled, steps = self._plan(dialect)
-        # with the values the statement binds itself ('open', the generation row's id)
-        driver_params = compiled.driver_params({**compiled.fixed, **params})
-        dbapi_connection = connection.connection.dbapi_connection
-        cursor = dbapi_connection.cursor()
-        try:
-            if connection.dispatch.before_cursor_execute:
-                connection.dispatch.before_cursor_execute(connection, cursor, compiled.sql, driver_params,
-                                                          None, False)
-            cursor.execute(compiled.sql, driver_params)
-            fetched = cursor.fetchall()
-        except dialect.loaded_dbapi.Error as error:
-            gone = dialect.is_disconnect(error, dbapi_connection, cursor)
-            if gone:
-                connection.invalidate(error)
-            raise exc.DBAPIError.instance(compiled.sql, driver_params, error, dialect.loaded_dbapi.Error,
-                                          dialect=dialect, connection_invalidated=gone) from error
-        finally:
-            cursor.close()
-        return [self._objects(session, steps, row) for row in fetched]
+        compiled, steps = self._plan(connection.dialect)
+        return [self._objects(session, steps, row) for row in query_compiled(session, connection, compiled, params)]
 
     @staticmethod
     def _objects(session: Session, steps, row) -> tuple:

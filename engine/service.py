@@ -28,7 +28,7 @@ from . import audit, clock, login_guard
 from .access import can_view_case, is_read_only, start_node_id, start_node_path
 from .attachments import AttachmentStore
 from .bpmn import ParsedProcess, all_specs, is_user_task, parse_process, user_task_info
-from .core_writes import insert_new, insert_rows_now, update_changed_many
+from .core_writes import insert_new, insert_rows_now, query, update_changed_many
 from .db import Database, deferred_inserts
 from .diagram import highlights, process_file
 from .driver_reads import DriverRead, Rows
@@ -338,9 +338,9 @@ class WorkflowService:
 
     def _start_case(self, session, process_key: str, grid, data: dict, actor) -> CaseView:
         _check_process_key(process_key)
-        connection = session.connection()
-        generation, version_id, case_id = connection.execute(
-            _start_statement(connection.dialect.name), {"process_key": process_key}).one()
+        # by the driver: on PostgreSQL the BEGIN goes with it, in the transaction's pipeline
+        generation, version_id, case_id = query(session, _start_statement(session.connection().dialect.name),
+                                                {"process_key": process_key})[0]
         self.org.attach(session, generation)
         user = self._user(session, actor)
         grid_node = self._node(session, grid)
@@ -405,9 +405,10 @@ class WorkflowService:
                     break
         prefix = prefix or "GF"
         year = now.year
-        connection = session.connection()
         for _attempt in range(3):
-            row = connection.execute(_NEXT_NUMBER, {"key_prefix": prefix, "key_year": year}).first()
+            # by the driver: on PostgreSQL answered together with the case row sent before it
+            rows = query(session, _NEXT_NUMBER, {"key_prefix": prefix, "key_year": year})
+            row = rows[0] if rows else None
             if row is None:
                 try:
                     with session.begin_nested():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -164,19 +165,25 @@ def pg_service(service):
 
 
 def _round_trips(service, monkeypatch, transition):
-    """(the statements `transition` sent, whether the driver was in autocommit for each, the
-    pipeline's round trips: "sync" for each answer awaited, "end" for the last, with the COMMIT)."""
-    import psycopg
+    """(the statements `transition` sent, whether the driver was in autocommit for each and
+    whether it went by the pipeline (not SQLAlchemy's: psycopg runs those on a round trip of
+    their own), the pipeline's round trips: "sync" for each answer awaited, "end" for the
+    last, with the COMMIT)."""
+    from engine import core_writes
 
     sent, trips = [], []
 
-    def record(_conn, cursor, statement, *_args):
-        sent.append((" ".join(statement.split()).lower(), cursor.connection.autocommit))
+    def record(conn, cursor, statement, *_args):
+        sent.append((" ".join(statement.split()).lower(), conn.connection.dbapi_connection.autocommit,
+                     cursor is None))
 
-    real_sync, real_exit = psycopg.Pipeline.sync, psycopg.Pipeline.__exit__
-    monkeypatch.setattr(psycopg.Pipeline, "sync", lambda self: (trips.append("sync"), real_sync(self))[1])
-    monkeypatch.setattr(psycopg.Pipeline, "__exit__",
-                        lambda self, *exc: (trips.append("end"), real_exit(self, *exc))[1])
+    real_sync = core_writes._Pipeline.sync
+
+    def sync(pipeline):
+        trips.append("end" if any(item.sql == "COMMIT" for item in pipeline.sent) else "sync")
+        return real_sync(pipeline)
+
+    monkeypatch.setattr(core_writes._Pipeline, "sync", sync)
     event.listen(service.db.engine, "before_cursor_execute", record)
     try:
         result = transition()
@@ -197,13 +204,14 @@ def test_a_completion_is_two_round_trips_to_postgresql(pg_service, monkeypatch):
     item = view.open_items[0]
     after, sent, trips = _round_trips(pg_service, monkeypatch, lambda: pg_service.complete_task(
         item.id, {"resolved": False, "mediation_note": "未化解"}, "lx_wgz1"))
-    reads = [sql for sql, _ in sent if not sql.startswith(_DRIVER_WRITES)]
-    # a round trip for each read (the lock, with the BEGIN; here also the organisation's rows,
-    # which a busy server has cached), one for the writes and the COMMIT, none else
-    assert trips == ["sync"] * len(reads) + ["end"]
-    assert all(autocommit for _sql, autocommit in sent)   # the BEGIN and COMMIT are ours, in the pipeline
+    reads = [sql for sql, _, _ in sent if not sql.startswith(_DRIVER_WRITES)]
+    # a round trip for the lock, with the BEGIN (here also one for the organisation's rows, by
+    # SQLAlchemy, which a busy server has cached), one for the writes and the COMMIT, none else
+    assert trips == ["sync", "end"]
+    assert [by_driver for sql, _, by_driver in sent if sql in reads] == [True] + [False] * (len(reads) - 1)
+    assert all(autocommit for _sql, autocommit, _ in sent)   # the BEGIN and COMMIT are ours, in the pipeline
     assert sent[0][0].startswith("select work_item.id")    # the lock: the first statement, with the BEGIN
-    writes = [sql.split(" (")[0].split(" set ")[0] for sql, _ in sent[len(reads):]]
+    writes = [sql.split(" (")[0].split(" set ")[0] for sql, _, _ in sent[len(reads):]]
     assert set(writes) == {"with changed as", "insert into work_item", "insert into notification",
                            "insert into audit_event"}
     assert writes.count("with changed as") == 3   # case, item and state: versioned, checked by the server
@@ -214,14 +222,15 @@ def test_a_completion_is_two_round_trips_to_postgresql(pg_service, monkeypatch):
 
 
 def test_a_write_before_a_read_is_answered_with_it(pg_service, monkeypatch):
-    """A start writes the new case's row, then takes its number (a statement of SQLAlchemy's,
-    whose answer is needed at once): the row's answer comes back with the number's, not on a
-    round trip of its own."""
+    """A start writes the new case's row, then takes its number (a statement whose answer is
+    needed at once): the row's answer comes back with the number's, not on a round trip of
+    its own."""
     _start(pg_service)   # the organisation's rows cached
     view, sent, trips = _round_trips(pg_service, monkeypatch, lambda: _start(pg_service))
-    statements = [sql.split(" (")[0].split(" set ")[0] for sql, _ in sent]
+    statements = [sql.split(" (")[0].split(" set ")[0] for sql, _, _ in sent]
     assert statements.index("insert into gf_case") < statements.index("update case_sequence")
-    answered = [sql for sql, _ in sent if not sql.startswith(_DRIVER_WRITES)]
+    assert all(by_driver for _sql, _, by_driver in sent)
+    answered = [sql for sql, _, _ in sent if not sql.startswith(_DRIVER_WRITES)]
     assert trips == ["sync"] * len(answered) + ["end"]
     with pg_service.db.read_session() as session:
         assert session.get(Case, view.case.id).business_key == view.case.business_key
@@ -285,3 +294,57 @@ def test_a_stale_row_found_by_the_server_commits_none_of_the_writes_sent_with_it
     item = view.open_items[0]
     assert pg_service.complete_task(item.id, {"resolved": True, "mediation_note": "已化解"}, "lx_wgz1")
 
+
+
+def _probe_read():
+    from sqlalchemy import bindparam
+    return select(Case.business_key).where(Case.id == bindparam("id"))
+
+
+PROBE_READ = _probe_read()
+
+
+def test_our_prepared_statements_are_prepared_again_after_psycopg_deallocates_all(pg_service):
+    """psycopg deallocates every prepared statement of a connection after a ROLLBACK it ran
+    (ours too, by name): the connection tells us, and our statements are prepared again."""
+    from engine.core_writes import _prepared, query
+
+    view = _start(pg_service)
+    with pg_service.db.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")   # our statements go by the pipeline
+        dbapi = conn.connection.dbapi_connection
+        session = Session(bind=conn)
+        assert query(session, PROBE_READ, {"id": view.case.id}) == [(view.case.business_key,)]
+        assert _prepared[dbapi]
+        session.close()
+        dbapi.autocommit = False
+        for _ in range(dbapi.prepare_threshold + 1):   # psycopg prepares a statement of its own
+            dbapi.execute("SELECT 1 WHERE 1 = %s", (1,))
+        dbapi.rollback()
+        dbapi.execute("SELECT 1")                       # psycopg sends DEALLOCATE ALL first
+        assert dbapi not in _prepared
+        dbapi.rollback()
+        dbapi.autocommit = True
+        session = Session(bind=conn)
+        assert query(session, PROBE_READ, {"id": view.case.id}) == [(view.case.business_key,)]
+        session.close()
+
+
+def test_statements_deallocated_behind_our_back_fail_once_then_work(pg_service):
+    """A DEALLOCATE ALL no driver call of ours saw (a pooler's, an administrator's): the
+    statement that finds its prepared statement gone fails, and the next prepares it again."""
+    from sqlalchemy.exc import DBAPIError
+
+    from engine.core_writes import query
+
+    view = _start(pg_service)
+    with pg_service.db.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")   # our statements go by the pipeline
+        dbapi = conn.connection.dbapi_connection
+        session = Session(bind=conn)
+        query(session, PROBE_READ, {"id": view.case.id})
+        dbapi.pgconn.exec_(b"DEALLOCATE ALL")
+        with pytest.raises(DBAPIError, match="does not exist"):
+            query(session, PROBE_READ, {"id": view.case.id})
+        assert query(session, PROBE_READ, {"id": view.case.id}) == [(view.case.business_key,)]
+        session.close()
