@@ -495,6 +495,12 @@ def query(session: Session, statement, params: dict) -> list[tuple]:
 
 def query_compiled(session: Session, connection, compiled: _DriverStatement, params: dict) -> list[tuple]:
     """`query` of a statement already compiled for the connection's database."""
+    return send_query(session, connection, compiled, params)()
+
+
+def send_query(session: Session, connection, compiled: _DriverStatement, params: dict):
+    """Send the statement and return a function that waits for its rows: on PostgreSQL the
+    caller may work meanwhile (SQLite has answered already)."""
     dialect = connection.dialect
     # with the values the statement binds itself ('open', the generation row's id)
     driver_params = compiled.driver_params({**compiled.fixed, **params})
@@ -502,13 +508,17 @@ def query_compiled(session: Session, connection, compiled: _DriverStatement, par
         connection.dispatch.before_cursor_execute(connection, None, compiled.sql, driver_params, None, False)
     pipeline = _pipeline_for(session, connection) if dialect.name == "postgresql" else None
     if pipeline is None:
-        return _cursor_rows(connection, compiled.sql, driver_params)
+        rows = _cursor_rows(connection, compiled.sql, driver_params)
+        return lambda: rows
     sent = pipeline.statement(compiled, compiled.sql, [driver_params], False)
-    answer(connection, pipeline)
-    rows = pipeline.rows(sent)
-    if not pipeline.transactional:
-        end_pipeline(connection)
-    return rows
+
+    def receive() -> list[tuple]:
+        answer(connection, pipeline)
+        rows = pipeline.rows(sent)
+        if not pipeline.transactional:
+            end_pipeline(connection)
+        return rows
+    return receive
 
 
 def _cursor_rows(connection, sql, params) -> list[tuple]:

@@ -21,7 +21,7 @@ from sqlalchemy import inspect
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
-from .core_writes import _DriverStatement, query_compiled
+from .core_writes import _DriverStatement, send_query
 
 
 class Rows:
@@ -66,9 +66,15 @@ class DriverRead:
 
     def rows(self, session: Session, params: dict) -> list[tuple]:
         """The rows, each a tuple of persistent objects (None for a row not found) and values."""
+        return self.send(session, params)()
+
+    def send(self, session: Session, params: dict):
+        """Send the statement; returns a function that waits for `rows` (the caller may work
+        while PostgreSQL answers)."""
         connection = session.connection()
         compiled, steps = self._plan(connection.dialect)
-        return [self._objects(session, steps, row) for row in query_compiled(session, connection, compiled, params)]
+        receive = send_query(session, connection, compiled, params)
+        return lambda: [self._objects(session, steps, row) for row in receive()]
 
     @staticmethod
     def _objects(session: Session, steps, row) -> tuple:

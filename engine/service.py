@@ -538,20 +538,24 @@ class WorkflowService:
 
     # ------------------------------------------------------- claim / unclaim
 
-    def _locked_item(self, session, task_id: str, with_state: bool = False) -> tuple[WorkItem, Case]:
+    def _locked_item(self, session, task_id: str, with_state: bool = False,
+                     while_waiting=None) -> tuple[WorkItem, Case]:
         """The work item and its case, the case row locked (PostgreSQL) so that a second
         official waits here and then sees the item and the state as the first one left
         them: after a wait only the locked row is re-read, so when the case changed while
         we waited, the item (and the state, `with_state`, kept for `_load`) is read again
         by a later statement. SQLite's BEGIN IMMEDIATE has already serialised us before
-        the first read, so one statement does."""
+        the first read, so one statement does. `while_waiting` runs while PostgreSQL answers."""
         if not storable_ref(task_id):
             raise NotFound("no such task", zh="找不到该任务")
         pg = self.db.is_postgres
         task_id = str(task_id)
         statements = _hot_statements()
         lock = statements[("lock_with_state" if with_state else "lock") + ("_pg" if pg else "")]
-        rows = lock.rows(session, {"task_id": task_id})
+        receive = lock.send(session, {"task_id": task_id})
+        if while_waiting is not None:
+            while_waiting()
+        rows = receive()
         if not rows:
             raise NotFound(f"no task '{task_id}'", zh="找不到该任务")
         item, case = rows[0][0], rows[0][1]
@@ -671,37 +675,79 @@ class WorkflowService:
         return self._commit_guarded(self._complete, task_id, data, actor)
 
     def _complete(self, session, task_id, data, actor):
-        # the lock query also reads the org generation the user lookup is checked against
-        item, case = self._locked_item(session, task_id, with_state=True)
+        ahead: list[_RunAhead] = []
+        # the lock query also reads the org generation the user lookup is checked against;
+        # while PostgreSQL answers it, the case's workflow kept in memory runs ahead
+        item, case = self._locked_item(session, task_id, with_state=True,
+                                       while_waiting=lambda: ahead.append(self._run_ahead(task_id, data)))
         user = self._user(session, actor)
         if is_read_only(user):  # even a task data names them for: auditors only read
             raise PermissionDenied("auditors read cases; they cannot work tasks",
                                    zh="督查人员只能查看案件，不能办理任务")
         self._refuse_unless_open(session, item)
         self._refuse_unless_may_work(session, user, item)
-        clean = self._validate_form(item.form_key, data)
+        guess = self._run_ahead_holds(session, case, item, ahead[0] if ahead else None)
+        clean = guess.clean if guess is not None else self._validate_form(item.form_key, data)
 
         parsed = self.specs.for_case(session, case)
-        workflow = self._load(session, case, parsed, for_write=True)
+        workflow = guess.workflow if guess is not None else self._load(session, case, parsed, for_write=True)
         task = find_task(workflow, item.id)
-        if task is None or not task.has_state(TaskState.READY):
+        if guess is None and (task is None or not task.has_state(TaskState.READY)):
             raise Conflict(f"task '{item.name}' is no longer waiting; refresh the case",
                            zh=f"任务“{item.name}”已不在待办状态；请刷新案件")
         now = clock.now()
         self._claim_attachments(session, user, case, item.form_key, clean, item)
-        task.data.update(clean)
-        try:
-            task.run()
-        except SpiffWorkflowException as exc:
-            detail = describe_process_error(exc)
-            raise ProcessError(f"the process failed after '{item.name}': {detail}",
-                               zh=f"提交“{item.name}”后流程运行出错，未做任何更改；请联系流程设计员（{detail}）") from None
-        self._run(workflow, case)
+        if guess is None:
+            task.data.update(clean)
+            try:
+                task.run()
+            except SpiffWorkflowException as exc:
+                detail = describe_process_error(exc)
+                raise ProcessError(f"the process failed after '{item.name}': {detail}",
+                                   zh=f"提交“{item.name}”后流程运行出错，未做任何更改；请联系流程设计员（{detail}）") from None
+            self._run(workflow, case)
         item.status, item.completed_at, item.completed_by_id = "completed", now, user.id
         if item.assignee_id is None:
             item.assignee_id = user.id
         open_items = self._after_transition(session, case, workflow, parsed, user, now, completed={item.id: clean})
         return CaseView(case, open_items)
+
+    def _run_ahead(self, task_id, data) -> "_RunAhead | None":
+        """The completion worked on the case's workflow kept in memory (if any) before the
+        locked read says whether that workflow is still the stored state and whether the
+        official may work the task: nothing here is seen or kept unless
+        `_run_ahead_holds` says so afterwards, and any failure (a refused form, a process
+        error) just leaves the completion to the usual path, which reports it."""
+        taken = self.live.take_for_task(str(task_id))
+        if taken is None:
+            return None
+        case_id, version_id, text, workflow, form_key = taken
+        try:
+            task = find_task(workflow, str(task_id))
+            if task is None or not task.has_state(TaskState.READY):
+                return None
+            clean = self._validate_form(form_key, data)
+            task.data.update(clean)
+            task.run()
+            run_engine(workflow)
+        except Exception:  # noqa: BLE001 -- the usual path does it again and reports it
+            return None
+        return _RunAhead(case_id, version_id, text, form_key, clean, workflow)
+
+    def _run_ahead_holds(self, session, case: Case, item: WorkItem, guess: "_RunAhead | None"):
+        """`guess` if it worked on exactly the stored state of this case (its process version,
+        its state text) and the same form, else None (its workflow is dropped)."""
+        rows = session.info.get(STATE_ROWS, {})
+        row = rows.get(case.id)
+        holds = (guess is not None and row is not None and guess.case_id == case.id
+                 and guess.version_id == case.process_version_id and guess.text == row.state
+                 and guess.form_key == item.form_key)
+        if not holds:
+            return None   # `_load` restores the stored state (and counts the miss)
+        self.live.hits += 1
+        del rows[case.id]
+        guess.workflow._gf_state_row = row   # the save reuses it (`_load`)
+        return guess
 
     # --------------------------------------------------------------- timers
 
@@ -752,9 +798,9 @@ class WorkflowService:
         except StaleDataError:
             raise Conflict("someone else changed this case at the same moment; refresh and try again",
                            zh="其他人刚刚同时修改了此案件；请刷新后重试") from None
-        for case_id, version_id, text, workflow in saved:
+        for case_id, version_id, text, workflow, form_keys in saved:
             workflow._gf_state_row = None  # that session is gone; the next transition reads its own row
-            self.live.put(case_id, version_id, text, workflow)
+            self.live.put(case_id, version_id, text, workflow, form_keys)
         return result
 
     # ------------------------------------------------------ state handling
@@ -836,7 +882,8 @@ class WorkflowService:
         # else the batch's rows go in together at its end
         saved = session.info.get(LIVE_AFTER_COMMIT)
         if saved is not None:
-            saved.append((case.id, case.process_version_id, text, workflow))
+            saved.append((case.id, case.process_version_id, text, workflow,
+                          {item.id: item.form_key for item in open_items}))
         return open_items
 
     @staticmethod
@@ -1232,6 +1279,17 @@ class WorkflowService:
             data = self._case_data(self._load(session, case, parsed))
             return TaskDetail(item=item, case=case, form=self.forms.get(item.form_key) if item.form_key else None,
                               case_data=data, may_work=may_work)
+
+
+@dataclass
+class _RunAhead:
+    """A completion worked ahead on a kept workflow (`WorkflowService._run_ahead`)."""
+    case_id: int
+    version_id: int
+    text: str
+    form_key: str | None
+    clean: dict
+    workflow: BpmnWorkflow
 
 
 @dataclass

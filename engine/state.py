@@ -409,29 +409,53 @@ class LiveWorkflowCache:
 
     def __init__(self, size: int = 256):
         self.size = max(0, int(size))
-        self._entries: "OrderedDict[int, tuple[int, str, BpmnWorkflow]]" = OrderedDict()
+        # case id: (process version id, state text, workflow, {its open work item's id: form key})
+        self._entries: "OrderedDict[int, tuple[int, str, BpmnWorkflow, dict]]" = OrderedDict()
+        self._case_of_task: dict[str, int] = {}
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
+    def _pop(self, case_id: int):
+        entry = self._entries.pop(case_id, None)
+        if entry is not None:
+            for task_id in entry[3]:
+                self._case_of_task.pop(task_id, None)
+        return entry
+
     def take(self, case_id: int, version_id: int, text: str) -> BpmnWorkflow | None:
         with self._lock:
-            entry = self._entries.pop(case_id, None)
+            entry = self._pop(case_id)
             if entry is not None and entry[0] == version_id and entry[1] == text:
                 self.hits += 1
                 return entry[2]
             self.misses += 1
             return None
 
-    def put(self, case_id: int, version_id: int, text: str, workflow: BpmnWorkflow) -> None:
+    def take_for_task(self, task_id: str) -> tuple[int, int, str, BpmnWorkflow, str | None] | None:
+        """(case id, process version id, state text, workflow, the task's form key) of the
+        case whose open work item `task_id` is, removed from the cache: the caller may run it
+        ahead of reading the stored state, and uses it only if that state is still the text
+        it was saved as."""
+        with self._lock:
+            case_id = self._case_of_task.get(task_id)
+            entry = self._pop(case_id) if case_id is not None else None
+            return None if entry is None else (case_id, entry[0], entry[1], entry[2], entry[3][task_id])
+
+    def put(self, case_id: int, version_id: int, text: str, workflow: BpmnWorkflow,
+            form_keys: dict | None = None) -> None:
+        """Keep the workflow; `form_keys`: {open work item id: its form key}, for `take_for_task`."""
         if not self.size:
             return
         _as_if_restored(workflow)
         with self._lock:
-            self._entries.pop(case_id, None)
-            self._entries[case_id] = (version_id, text, workflow)
+            self._pop(case_id)
+            form_keys = dict(form_keys or {})
+            self._entries[case_id] = (version_id, text, workflow, form_keys)
+            for task_id in form_keys:
+                self._case_of_task[task_id] = case_id
             while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+                self._pop(next(iter(self._entries)))
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -348,3 +348,4 @@ def test_statements_deallocated_behind_our_back_fail_once_then_work(pg_service):
             query(session, PROBE_READ, {"id": view.case.id})
         assert query(session, PROBE_READ, {"id": view.case.id}) == [(view.case.business_key,)]
         session.close()
+        conn.invalidate()   # psycopg's own statements went too, behind its back: not for the pool

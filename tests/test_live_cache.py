@@ -142,3 +142,62 @@ def _empty_cases(db):
     with db.unit_of_work() as session:
         for table in CASE_TABLES:
             session.execute(delete(table))
+
+
+# ------------------------------------------------------------------ running ahead
+#
+# On PostgreSQL a completion works on the kept workflow while the server answers its locked
+# read (`WorkflowService._run_ahead`); SQLite has answered before, and takes the same path.
+# Whatever it did counts only once the read says the workflow is still the stored state.
+
+def _put_marker_in_stored_state(db, case_id, marker):
+    """Another writer changes the stored state and leaves the task open (as a non-interrupting
+    timer or a message would): a marker in the workflow's own data."""
+    import json
+
+    with db.unit_of_work() as session:
+        row = session.get(CaseState, case_id)
+        state = json.loads(row.state)
+        state["data"]["marker"] = marker
+        row.state = json.dumps(state)
+
+
+def _marker(db, case_id):
+    import json
+
+    return json.loads(_state(db, case_id))["data"].get("marker")
+
+
+def test_a_run_ahead_on_a_workflow_whose_stored_state_changed_is_not_used(clean_db, clock, fixture_forms):
+    svc = _loop_service(clean_db, fixture_forms)
+    view = svc.start_case("loop", GRID, {}, WORKER)
+    view = svc.complete_task(view.open_items[0].id, {"again": True}, WORKER)
+    task_id = view.open_items[0].id
+    _put_marker_in_stored_state(clean_db, view.id, "changed elsewhere")
+    hits, misses = svc.live.hits, svc.live.misses
+    view = svc.complete_task(task_id, {"again": True}, WORKER)
+    assert (svc.live.hits, svc.live.misses) == (hits, misses + 1)
+    assert _marker(clean_db, view.id) == "changed elsewhere"   # worked on the stored state
+    # and the next step runs ahead again, on what this one kept
+    view = svc.complete_task(view.open_items[0].id, {"again": True}, WORKER)
+    assert svc.live.hits == hits + 1
+    assert _marker(clean_db, view.id) == "changed elsewhere"
+
+
+def test_a_run_ahead_for_an_official_who_may_not_work_the_task_changes_nothing(clean_db, clock, fixture_forms):
+    from engine.errors import InvalidInput, PermissionDenied
+
+    svc = _loop_service(clean_db, fixture_forms)
+    view = svc.start_case("loop", GRID, {}, WORKER)
+    view = svc.complete_task(view.open_items[0].id, {"again": True}, WORKER)
+    task_id = view.open_items[0].id
+    state, trail = _state(clean_db, view.id), _trail(clean_db, view.id)
+    with pytest.raises(PermissionDenied):
+        svc.complete_task(task_id, {"again": False}, "lx_wgy2")   # another grid's worker
+    with pytest.raises(InvalidInput):
+        svc.complete_task(task_id, {"again": "perhaps"}, WORKER)  # a refused form
+    assert (_state(clean_db, view.id), _trail(clean_db, view.id)) == (state, trail)
+    view = svc.complete_task(task_id, {"again": False}, WORKER)
+    assert view.status == "completed"   # the official's own answer, not the refused one's
+    reports = [t for t in _trail(clean_db, view.id) if t[0] == "task_completed"]
+    assert len(reports) == 2
