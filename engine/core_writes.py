@@ -24,9 +24,9 @@ A batch of timer firings writes all its cases' rows at its end, one executemany 
 (`WorkflowService.write_transitions`). Rows the ORM inserts (a new case and its state) stay
 the ORM's.
 
-On PostgreSQL these writes are pipelined (psycopg's pipeline mode): sent one after the other
-without waiting for each answer, the answers read together with the transaction's next
-statement of SQLAlchemy's or, at its end, with the COMMIT queued after them. A versioned
+On PostgreSQL these writes are pipelined (libpq's pipeline mode, driven here): sent one
+after the other without waiting for each answer, the answers read together with the
+transaction's next read or, at its end, with the COMMIT queued after them. A versioned
 UPDATE's row count is then checked by the server (`_guarded`). The whole write transaction
 runs in one pipeline, its BEGIN sent with its first statement: see the section below and
 docs/engine.md. On an idle machine a round trip costs ~75 µs; a completion makes two.
@@ -246,15 +246,13 @@ class _Pipeline:
     """libpq's pipeline mode on one connection: open for the whole write transaction
     (`transactional`) or, elsewhere, from the first write of a burst until `end_pipeline`."""
 
-    __slots__ = ("dbapi", "pgconn", "dialect", "sent", "transactional", "syncs", "dumper", "loader",
-                 "__weakref__")
+    __slots__ = ("dbapi", "pgconn", "dialect", "sent", "transactional", "dumper", "loader", "__weakref__")
 
     def __init__(self, connection, transactional: bool):
         dbapi = connection.connection.dbapi_connection
         self.dbapi, self.pgconn, self.dialect = dbapi, dbapi.pgconn, connection.dialect
         self.sent: list[_Sent] = []
         self.transactional = transactional
-        self.syncs = 0
         self.dumper, self.loader = Transformer(dbapi), None
         _pipelines[dbapi] = self
 
@@ -303,7 +301,6 @@ class _Pipeline:
         raised as that write's error (SQLAlchemy's), a stale row as `StaleDataError`, any other
         error as the statement's that failed (the BEGIN's, the COMMIT's …). Returns what was
         sent, answered."""
-        self.syncs += 1
         sent, self.sent = self.sent, []
         pgconn = self.pgconn
         pgconn.pipeline_sync()
@@ -446,7 +443,8 @@ def end_pipeline(connection, discard: bool = False) -> None:
         return
     if discard:
         try:
-            if pipeline.pgconn.transaction_status != pq.TransactionStatus.IDLE or pipeline.sent:
+            # a burst's writes outside a transaction have committed one by one: nothing to undo
+            if pipeline.transactional or pipeline.pgconn.transaction_status != pq.TransactionStatus.IDLE:
                 pipeline.control(b"ROLLBACK")
             try:
                 pipeline.sync()
@@ -497,12 +495,7 @@ def query(session: Session, statement, params: dict) -> list[tuple]:
     run by the driver in the session's transaction: on PostgreSQL in its pipeline, answered
     at once together with the writes sent before it. Values as the driver loads them."""
     connection = session.connection()
-    return query_compiled(session, connection, _compiled_for(statement, connection.dialect, None), params)
-
-
-def query_compiled(session: Session, connection, compiled: _DriverStatement, params: dict) -> list[tuple]:
-    """`query` of a statement already compiled for the connection's database."""
-    return send_query(session, connection, compiled, params)()
+    return send_query(session, connection, _compiled_for(statement, connection.dialect, None), params)()
 
 
 def send_query(session: Session, connection, compiled: _DriverStatement, params: dict):
