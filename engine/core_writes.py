@@ -246,12 +246,14 @@ class _Pipeline:
     """libpq's pipeline mode on one connection: open for the whole write transaction
     (`transactional`) or, elsewhere, from the first write of a burst until `end_pipeline`."""
 
-    __slots__ = ("dbapi", "pgconn", "dialect", "sent", "transactional", "dumper", "loader", "__weakref__")
+    __slots__ = ("dbapi", "pgconn", "dialect", "sent", "asked", "transactional", "dumper", "loader",
+                 "__weakref__")
 
     def __init__(self, connection, transactional: bool):
         dbapi = connection.connection.dbapi_connection
         self.dbapi, self.pgconn, self.dialect = dbapi, dbapi.pgconn, connection.dialect
-        self.sent: list[_Sent] = []
+        self.sent: list[_Sent] = []         # sent since the last Sync
+        self.asked: list[list[_Sent]] = []  # sent up to a Sync, the answers not read yet
         self.transactional = transactional
         self.dumper, self.loader = Transformer(dbapi), None
         _pipelines[dbapi] = self
@@ -267,10 +269,10 @@ class _Pipeline:
         self.pgconn.send_query_params(sql, None)
 
     def statement(self, compiled: "_DriverStatement", sql: str, rows: list[dict], many: bool,
-                  expect_rows=None, guarded=False) -> _Sent:
+                  expect_rows=None, guarded=False, answer_now=False) -> _Sent:
         """Send a prepared statement for each set of parameters (prepared first on this
         connection if it is new here) and push it towards the server: it starts on it while
-        we go on."""
+        we go on. `answer_now`: a read whose answer is wanted back as soon as it is ready (`ask`)."""
         prepared = compiled.prepared(sql)
         names = _prepared.get(self.dbapi)
         if names is None:
@@ -287,8 +289,20 @@ class _Pipeline:
         for params in rows:
             pgconn.send_query_prepared(prepared.name, dump([params[name] for name in order], formats)
                                        if order else None)
-        self._flush()
+        if answer_now:
+            self.ask()
+        else:
+            self._flush()
         return sent
+
+    def ask(self) -> None:
+        """Send a Sync after what was sent, now: its answer (the server's ready-for-query)
+        comes back with the statements', and `sync` reads them all when they are wanted
+        without a round trip of its own."""
+        self.asked.append(self.sent)
+        self.sent = []
+        self.pgconn.pipeline_sync()
+        self._flush()
 
     def _flush(self) -> None:
         pgconn = self.pgconn
@@ -301,22 +315,24 @@ class _Pipeline:
         raised as that write's error (SQLAlchemy's), a stale row as `StaleDataError`, any other
         error as the statement's that failed (the BEGIN's, the COMMIT's …). Returns what was
         sent, answered."""
-        sent, self.sent = self.sent, []
+        if self.sent or not self.asked:
+            self.ask()
+        batches, self.asked = self.asked, []
         pgconn = self.pgconn
-        pgconn.pipeline_sync()
-        self._flush()
-        owners = (item for item in sent for _ in range(item.commands))
-        while True:
-            if pgconn.is_busy():
-                _wait(pgconn, select.POLLIN)
-                pgconn.consume_input()
-                continue
-            result = pgconn.get_result()
-            if result is None:
-                continue   # the end of one command's answer
-            if result.status == pq.ExecStatus.PIPELINE_SYNC:
-                break
-            next(owners).results.append(result)
+        for batch in batches:   # each answered up to its Sync
+            owners = (item for item in batch for _ in range(item.commands))
+            while True:
+                if pgconn.is_busy():
+                    _wait(pgconn, select.POLLIN)
+                    pgconn.consume_input()
+                    continue
+                result = pgconn.get_result()
+                if result is None:
+                    continue   # the end of one command's answer
+                if result.status == pq.ExecStatus.PIPELINE_SYNC:
+                    break
+                next(owners).results.append(result)
+        sent = [item for batch in batches for item in batch]
         names = _prepared.get(self.dbapi)
         failed, error = None, None
         for item in sent:
@@ -335,6 +351,10 @@ class _Pipeline:
                 _check_rows(item.sql, sum(int(r.command_tuples or 0) for r in item.results), item.expect_rows)
         return sent
 
+    @property
+    def unanswered(self) -> bool:
+        return bool(self.sent or self.asked)
+
     def rows(self, sent: _Sent) -> list[tuple]:
         """The rows of an answered statement, loaded as psycopg loads them."""
         loader = self.loader
@@ -346,7 +366,7 @@ class _Pipeline:
 
     def leave(self) -> None:
         """Out of pipeline mode, everything sent answered: psycopg may use the connection."""
-        if self.sent:
+        if self.unanswered:
             self.sync()
         if self.pgconn.pipeline_status:
             self.pgconn.exit_pipeline_mode()
@@ -427,7 +447,7 @@ def settle_pipeline(connection) -> None:
     if not pipeline.transactional:
         end_pipeline(connection)
         return
-    if pipeline.sent:
+    if pipeline.unanswered:
         answer(connection, pipeline)
     if pipeline.pgconn.pipeline_status:
         pipeline.pgconn.exit_pipeline_mode()
@@ -457,7 +477,7 @@ def end_pipeline(connection, discard: bool = False) -> None:
             _forget(connection)
         return
     try:
-        if pipeline.sent:
+        if pipeline.unanswered:
             answer(connection, pipeline)
         pipeline.leave()
     finally:
@@ -510,7 +530,7 @@ def send_query(session: Session, connection, compiled: _DriverStatement, params:
     if pipeline is None:
         rows = _cursor_rows(connection, compiled.sql, driver_params)
         return lambda: rows
-    sent = pipeline.statement(compiled, compiled.sql, [driver_params], False)
+    sent = pipeline.statement(compiled, compiled.sql, [driver_params], False, answer_now=True)
 
     def receive() -> list[tuple]:
         answer(connection, pipeline)

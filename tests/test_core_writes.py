@@ -349,3 +349,30 @@ def test_statements_deallocated_behind_our_back_fail_once_then_work(pg_service):
         assert query(session, PROBE_READ, {"id": view.case.id}) == [(view.case.business_key,)]
         session.close()
         conn.invalidate()   # psycopg's own statements went too, behind its back: not for the pool
+
+
+def test_the_lock_is_answered_while_the_completion_runs_ahead(pg_service, monkeypatch):
+    """The lock read goes with its Sync, so that its whole answer (the rows and the Sync's
+    ready-for-query) comes back while the completion runs ahead: reading it is not a round
+    trip of its own."""
+    import select
+
+    from engine import core_writes
+    from engine.service import WorkflowService
+
+    view = _start(pg_service)
+    arrived = []
+    real_run_ahead = WorkflowService._run_ahead
+
+    def run_ahead(self, task_id, data):
+        (pipeline,) = list(core_writes._pipelines.values())
+        poller = select.poll()
+        poller.register(pipeline.pgconn.socket, select.POLLIN)
+        arrived.append((bool(poller.poll(5000)), len(pipeline.sent), len(pipeline.asked)))
+        return real_run_ahead(self, task_id, data)
+
+    monkeypatch.setattr(WorkflowService, "_run_ahead", run_ahead)
+    after = pg_service.complete_task(view.open_items[0].id, {"resolved": False, "mediation_note": "未化解"},
+                                     "lx_wgz1")
+    assert arrived == [(True, 0, 1)]   # answered, nothing sent without its Sync
+    assert after.open_items and after.open_items[0].id != view.open_items[0].id
