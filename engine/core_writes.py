@@ -365,9 +365,8 @@ class _Pipeline:
         return loader.load_rows(0, result.ntuples, tuple)
 
     def leave(self) -> None:
-        """Out of pipeline mode, everything sent answered: psycopg may use the connection."""
-        if self.unanswered:
-            self.sync()
+        """Out of pipeline mode (everything sent has been answered): psycopg may use the
+        connection."""
         if self.pgconn.pipeline_status:
             self.pgconn.exit_pipeline_mode()
 
@@ -447,10 +446,13 @@ def settle_pipeline(connection) -> None:
     if not pipeline.transactional:
         end_pipeline(connection)
         return
+    _answer_and_leave(connection, pipeline)
+
+
+def _answer_and_leave(connection, pipeline: _Pipeline) -> None:
     if pipeline.unanswered:
         answer(connection, pipeline)
-    if pipeline.pgconn.pipeline_status:
-        pipeline.pgconn.exit_pipeline_mode()
+    pipeline.leave()
 
 
 def end_pipeline(connection, discard: bool = False) -> None:
@@ -477,10 +479,9 @@ def end_pipeline(connection, discard: bool = False) -> None:
             _forget(connection)
         return
     try:
-        if pipeline.unanswered:
-            answer(connection, pipeline)
-        pipeline.leave()
+        _answer_and_leave(connection, pipeline)
     finally:
+        # a refusal leaves the pipeline for the rollback, which ends the transaction here
         if pipeline.pgconn.pipeline_status == pq.PipelineStatus.OFF:
             _forget(connection)
 
@@ -504,10 +505,7 @@ def commit_session_pipeline(session: Session) -> None:
         return
     session.flush()
     pipeline.control(b"COMMIT")
-    # a refusal leaves the pipeline for the rollback, which ends the transaction here
-    answer(connection, pipeline)
-    pipeline.leave()
-    _forget(connection)
+    end_pipeline(connection)
 
 
 def query(session: Session, statement, params: dict) -> list[tuple]:

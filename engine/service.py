@@ -690,11 +690,14 @@ class WorkflowService:
         clean = guess.clean if guess is not None else self._validate_form(item.form_key, data)
 
         parsed = self.specs.for_case(session, case)
-        workflow = guess.workflow if guess is not None else self._load(session, case, parsed, for_write=True)
-        task = find_task(workflow, item.id)
-        if guess is None and (task is None or not task.has_state(TaskState.READY)):
-            raise Conflict(f"task '{item.name}' is no longer waiting; refresh the case",
-                           zh=f"任务“{item.name}”已不在待办状态；请刷新案件")
+        if guess is not None:
+            workflow = guess.workflow   # the task has run on it already
+        else:
+            workflow = self._load(session, case, parsed, for_write=True)
+            task = find_task(workflow, item.id)
+            if task is None or not task.has_state(TaskState.READY):
+                raise Conflict(f"task '{item.name}' is no longer waiting; refresh the case",
+                               zh=f"任务“{item.name}”已不在待办状态；请刷新案件")
         now = clock.now()
         self._claim_attachments(session, user, case, item.form_key, clean, item)
         if guess is None:
@@ -740,11 +743,10 @@ class WorkflowService:
         rows = session.info.get(STATE_ROWS, {})
         row = rows.get(case.id)
         holds = (guess is not None and row is not None and guess.case_id == case.id
-                 and guess.version_id == case.process_version_id and guess.text == row.state
-                 and guess.form_key == item.form_key)
+                 and guess.form_key == item.form_key
+                 and self.live.confirm(guess.version_id, guess.text, case.process_version_id, row.state))
         if not holds:
             return None   # `_load` restores the stored state (and counts the miss)
-        self.live.hits += 1
         del rows[case.id]
         guess.workflow._gf_state_row = row   # the save reuses it (`_load`)
         return guess

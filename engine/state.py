@@ -426,11 +426,25 @@ class LiveWorkflowCache:
     def take(self, case_id: int, version_id: int, text: str) -> BpmnWorkflow | None:
         with self._lock:
             entry = self._pop(case_id)
-            if entry is not None and entry[0] == version_id and entry[1] == text:
-                self.hits += 1
+            if entry is not None and self._hit(entry[0], entry[1], version_id, text):
                 return entry[2]
             self.misses += 1
             return None
+
+    def confirm(self, saved_version_id: int, saved_text: str, version_id: int, text: str) -> bool:
+        """For a workflow `take_for_task` gave out: is it still the stored state (`text` on
+        `version_id`)? A hit is counted as `take` counts it; a miss is left for the `take`
+        that then restores the stored state."""
+        with self._lock:
+            return self._hit(saved_version_id, saved_text, version_id, text)
+
+    def _hit(self, saved_version_id: int, saved_text: str, version_id: int, text: str) -> bool:
+        """The one rule: a kept workflow stands for the stored state only while that is
+        exactly the text it was saved as, on the same process version."""
+        same = saved_version_id == version_id and saved_text == text
+        if same:
+            self.hits += 1
+        return same
 
     def take_for_task(self, task_id: str) -> tuple[int, int, str, BpmnWorkflow, str | None] | None:
         """(case id, process version id, state text, workflow, the task's form key) of the
