@@ -30,6 +30,12 @@ class InactiveAccount(PermissionDenied):
     """The acting account is unknown or deactivated (the API answers 401, as for a bad token)."""
 
 
+class CredentialsChanged(InactiveAccount):
+    """The actor came with a credential (a bearer token) issued under an earlier password of
+    the account: a new password, its owner's or an administrator's reset, revokes it (401)."""
+    code = "token_revoked"
+
+
 class Conflict(EngineError):
     """The task was completed, claimed or changed by someone else meanwhile."""
     code = "conflict"

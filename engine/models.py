@@ -18,6 +18,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from .passwords import password_stamp
+
 LEVELS = ("city", "county", "town", "community", "grid")
 DEPARTMENT = "department"
 # Functional departments (职能部门) by type; a lane may name one: `county.petition_officer:xinfangju`.
@@ -101,6 +103,11 @@ class User(Base):
     password_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     roles: Mapped[list[RoleAssignment]] = relationship(back_populates="user", lazy="selectin")
+
+    @property
+    def password_stamp(self) -> str:
+        """Changes with every new password (`passwords.password_stamp`)."""
+        return password_stamp(self.password_hash or "")
 
 
 class RoleAssignment(Base):

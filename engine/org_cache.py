@@ -63,11 +63,13 @@ class UserSnapshot:
     phone: str | None
     active: bool
     roles: tuple[RoleSnapshot, ...]
+    password_stamp: str   # of the password when read: a bearer token names the one it was issued under
 
     @classmethod
     def of(cls, user: User) -> UserSnapshot:
         return cls(user.id, user.username, user.display_name, user.phone, user.active,
-                   tuple(RoleSnapshot(ra.id, ra.role, ra.node_id, NodeSnapshot.of(ra.node)) for ra in user.roles))
+                   tuple(RoleSnapshot(ra.id, ra.role, ra.node_id, NodeSnapshot.of(ra.node)) for ra in user.roles),
+                   user.password_stamp)
 
 
 @dataclass

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import hmac
 import os
+from dataclasses import dataclass
 
 _N, _R, _P = 2 ** 14, 8, 1
 
@@ -32,6 +33,19 @@ def password_stamp(stored: str) -> str:
     """A short fingerprint of a stored password hash: it changes with every new password,
     and a page session carries the one it was opened with (web/auth.py)."""
     return hashlib.sha256(stored.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class StampedActor:
+    """An official as a credential names them (an API bearer token): the account's id and the
+    stamp of the password the credential was issued under. The engine's transaction checks
+    both (`WorkflowService._user`): after a new password, the owner's or an administrator's
+    reset, the credential is refused (`errors.CredentialsChanged`)."""
+    id: int
+    password_stamp: str
+
+    def matches(self, stamp: str) -> bool:
+        return hmac.compare_digest(self.password_stamp.encode(), stamp.encode())
 
 
 @functools.cache

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import Integer, String, bindparam, cast, literal, null, select, union_all
 
 from .models import JurisdictionNode, RoleAssignment, User
+from .passwords import password_stamp
 
 
 def _ids(values: Iterable) -> list[int]:
@@ -100,9 +101,11 @@ class Principal:
     username: str
     display_name: str
     roles: tuple[RoleRef, ...]
+    password_stamp: str = ""   # of the account's password: a bearer token must name the same
 
 
-_PRINCIPAL = (select(User.id, User.username, User.display_name, RoleAssignment.role, RoleAssignment.node_id)
+_PRINCIPAL = (select(User.id, User.username, User.display_name, User.password_hash, RoleAssignment.role,
+                     RoleAssignment.node_id)
               .outerjoin(RoleAssignment, RoleAssignment.user_id == User.id)
               .where(User.id == bindparam("user_id"), User.active == True)  # noqa: E712 - SQL, not Python
               .order_by(RoleAssignment.id))
@@ -118,9 +121,10 @@ def active_principal(db, user_id: int) -> Principal | None:
         rows = conn.execute(_PRINCIPAL, {"user_id": user_id}).all()
     if not rows:
         return None
-    uid, username, display_name = rows[0][:3]
+    uid, username, display_name, stored = rows[0][:4]
     return Principal(uid, username, display_name,
-                     tuple(RoleRef(role, node_id) for *_, role, node_id in rows if role is not None))
+                     tuple(RoleRef(role, node_id) for *_, role, node_id in rows if role is not None),
+                     password_stamp(stored or ""))
 
 
 @contextmanager

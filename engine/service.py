@@ -32,14 +32,14 @@ from .core_writes import insert_new, insert_rows_now, query, update_changed_many
 from .db import Database, deferred_inserts
 from .diagram import highlights, process_file
 from .driver_reads import DriverRead, Rows
-from .errors import Conflict, InactiveAccount, InvalidInput, NotFound, PermissionDenied, ProcessError
+from .errors import Conflict, CredentialsChanged, InactiveAccount, InvalidInput, NotFound, PermissionDenied, ProcessError
 from .lanes import LaneResolver, stored_lane
 from .models import (NO_DUE_DATE, Attachment, AuditEvent, Case, CaseSequence, CaseState, JurisdictionNode,
                      ProcessVersion, User, WorkItem, WorkItemCandidate)
 from .notifications import LoggingChannel, Notifier
 from .org import record_change
 from .org_cache import OrgCache, OrgView, current_generation, load_user, snapshot_nodes, view_of
-from .passwords import (check_password, check_password_of_nobody, hash_password, password_problems,
+from .passwords import (StampedActor, check_password, check_password_of_nobody, hash_password, password_problems,
                         password_stamp)
 from .personal_data import mask_value, personal_fields
 from .state import (LiveWorkflowCache, StateSerializer, collect_finished_steps, find_task, private_specs,
@@ -275,14 +275,17 @@ class WorkflowService:
     def _user(session: Session, actor) -> User:
         """The acting official, roles and their nodes loaded. In a transition that attached
         the org view (`OrgCache`), a read-only snapshot shared while the org is unchanged."""
-        ref = actor.id if isinstance(actor, User) else actor
+        ref = actor.id if isinstance(actor, (User, StampedActor)) else actor
         if not storable_ref(ref):
             raise InactiveAccount(f"unknown or inactive user '{str(actor)[:40]!r}'", zh="用户不存在或已停用")
         key = ref if isinstance(ref, int) else str(ref)
         view = view_of(session)
         user = view.user(session, key) if view is not None else load_user(session, key)
         if user is None or not user.active:
-            raise InactiveAccount(f"unknown or inactive user '{actor}'", zh="用户不存在或已停用")
+            raise InactiveAccount(f"unknown or inactive user '{ref}'", zh="用户不存在或已停用")
+        if isinstance(actor, StampedActor) and not actor.matches(user.password_stamp):
+            raise CredentialsChanged("the password was changed after this token was issued; log in again",
+                                     zh="密码已更改，此前签发的访问令牌已失效；请重新登录")
         return user
 
     @staticmethod

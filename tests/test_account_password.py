@@ -6,14 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from engine.errors import InvalidInput
 from engine.login_guard import MAX_FAILURES, LoginLocked
-from engine.models import LoginAttempt, OrgChange, User
+from engine.models import AuditEvent, Case, LoginAttempt, OrgChange, User
 from engine.org import load_org, load_org_file
 from engine.passwords import password_problems
-from tests.helpers import csrf_token, login
+from tests.helpers import REPORT, csrf_token, login
 
 WORKER = "lx_wgy1"
 GOOD = "Xinguang-2026"
@@ -138,11 +138,48 @@ def test_the_app_changes_the_password_through_the_api(service, client, worker_pa
         failed = session.scalars(select(LoginAttempt).where(LoginAttempt.username == WORKER)
                                  .order_by(LoginAttempt.id.desc())).first()
     assert (failed.outcome, failed.via) == ("failed", "api")
+    other_device = client.post("/api/v1/auth/token", json={"username": WORKER, "password": "demo123"}).get_json()
+    report = {"process": "grid_matter", "grid": "linxi-xinguang-g1", "data": dict(REPORT)}
+    started = client.post("/api/v1/cases", json=report, headers=headers)
+    assert started.status_code == 201
     response = client.post("/api/v1/auth/password", json={"current": "demo123", "new": GOOD}, headers=headers)
-    assert response.status_code == 200 and response.get_json() == {"changed": True}
-    assert client.get("/api/v1/tasks", headers=headers).status_code == 200       # the token still works
+    assert response.status_code == 200
+    answer = response.get_json()
+    assert answer["changed"] is True and answer["token_type"] == "Bearer" and answer["expires_in"] > 0
+
+    # every token issued before the change stops working, on reads and on transitions alike,
+    # and a refused transition writes nothing
+    with service.db.read_session() as session:
+        cases, events = session.scalar(select(func.count(Case.id))), session.scalar(select(func.count(AuditEvent.id)))
+    task = started.get_json()["open_tasks"][0]["id"]
+    for old in (headers, {"Authorization": f"Bearer {other_device['token']}"}):
+        for refused in (client.get("/api/v1/tasks", headers=old),
+                        client.post("/api/v1/cases", json=report, headers=old),
+                        client.post(f"/api/v1/tasks/{task}/complete", headers=old,
+                                    json={"data": {"resolved": True, "mediation_note": "已化解"}})):
+            assert refused.status_code == 401 and refused.get_json()["error"] == "token_revoked"
+            assert "密码已更改" in refused.get_json()["message"]
+    with service.db.read_session() as session:
+        assert (session.scalar(select(func.count(Case.id))),
+                session.scalar(select(func.count(AuditEvent.id)))) == (cases, events)
+    # the new token the answer carries works
+    assert client.get("/api/v1/tasks", headers={"Authorization": f"Bearer {answer['token']}"}).status_code == 200
     assert client.post("/api/v1/auth/token", json={"username": WORKER, "password": GOOD}).status_code == 200
     assert client.post("/api/v1/auth/password", json={"current": GOOD, "new": GOOD + "x"}).status_code == 401
+
+
+def test_an_administrators_reset_revokes_the_accounts_tokens(service, client, worker_password):
+    token = client.post("/api/v1/auth/token", json={"username": WORKER, "password": "demo123"}).get_json()["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/tasks", headers=headers).status_code == 200
+    with service.db.unit_of_work() as session:
+        nodes = [{"code": "chifeng", "name": "赤峰市", "level": "city"}]
+        load_org(session, {"nodes": nodes, "users": [
+            {"username": WORKER, "password": GOOD, "reset_password": True,
+             "roles": [{"role": "grid_worker", "node": "linxi-xinguang-g1"}]}]}, actor="tests")
+    refused = client.get("/api/v1/tasks", headers=headers)
+    assert refused.status_code == 401 and refused.get_json()["error"] == "token_revoked"
+    assert client.post("/api/v1/auth/token", json={"username": WORKER, "password": GOOD}).status_code == 200
 
 
 def test_every_page_asks_an_official_with_the_initial_password_to_choose_their_own(service, app, worker_password):

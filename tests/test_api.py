@@ -155,7 +155,10 @@ def test_language_of_api_messages(api):
 # ------------------------------------------------------------------ authentication failures
 
 def _token_for(app, uid, secret=None, salt="gridflow-api-token"):
-    return URLSafeTimedSerializer(secret or app.config["SECRET_KEY"], salt=salt).dumps({"uid": uid})
+    """A token as the API issues it: the account's id and its password's stamp."""
+    user = app.extensions["gridflow"].get_user(uid) if isinstance(uid, int) and not isinstance(uid, bool) else None
+    stamp = user.password_stamp if user is not None else "0" * 16
+    return URLSafeTimedSerializer(secret or app.config["SECRET_KEY"], salt=salt).dumps({"uid": uid, "pw": stamp})
 
 
 def _uid(service, username):
@@ -183,6 +186,12 @@ def test_forged_and_wrong_tokens_are_refused(api, app, service):
                   URLSafeTimedSerializer(app.config["SECRET_KEY"], salt="gridflow-api-token").dumps([uid])]:
         r = api.client.get(f"{V1}/tasks", headers={"Authorization": f"Bearer {token}"})
         assert_error(r, 401, "unauthorized")
+    # a token of before tokens named the password, and one naming another password
+    for token in [URLSafeTimedSerializer(app.config["SECRET_KEY"], salt="gridflow-api-token").dumps({"uid": uid}),
+                  URLSafeTimedSerializer(app.config["SECRET_KEY"], salt="gridflow-api-token").dumps(
+                      {"uid": uid, "pw": "0" * 16})]:
+        r = api.client.get(f"{V1}/tasks", headers={"Authorization": f"Bearer {token}"})
+        assert_error(r, 401, "token_revoked")
     good = _token_for(app, uid)
     assert api.client.get(f"{V1}/tasks", headers={"Authorization": f"Bearer {good}"}).status_code == 200
     assert api.client.get(f"{V1}/tasks", headers={"Authorization": f"bearer  {good} "}).status_code == 200

@@ -16,7 +16,6 @@ import logging
 import math
 import re
 import uuid
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from functools import wraps
@@ -32,9 +31,10 @@ from werkzeug.routing import RequestRedirect
 from engine import clock, readmodels
 from engine.access import is_read_only
 from engine.attachments import KINDS as ATTACHMENT_KINDS
-from engine.errors import (Conflict, EngineError, InactiveAccount, InvalidInput, NotFound, PermissionDenied,
+from engine.errors import (Conflict, CredentialsChanged, EngineError, InactiveAccount, InvalidInput, NotFound, PermissionDenied,
                            ProcessError)
 from engine.login_guard import LoginLocked
+from engine.passwords import StampedActor
 from engine.models import JurisdictionNode
 from engine.personal_data import PersonalData, mask_data, personal_fields
 from engine.service import InboxFilters
@@ -63,6 +63,8 @@ MESSAGES = {
                  "No token: log in and send Authorization: Bearer <token>."),
     "bad_token": ("访问令牌无效，请重新登录。", "The token is not valid; log in again."),
     "expired_token": ("访问令牌已过期，请重新登录。", "The token has expired; log in again."),
+    "token_revoked": ("密码已更改，此前签发的访问令牌已失效；请重新登录。",
+                      "The password was changed after this token was issued; log in again."),
     "inactive": ("账号不存在或已停用，请联系管理员。", "The account is unknown or deactivated; ask an administrator."),
     "bad_login": ("用户名或密码不正确。", "Wrong username or password."),
     "read_only": ("督查账号只能查看，不能办理或修改。", "Auditors may read but not change anything."),
@@ -195,6 +197,8 @@ def _api_error(exc: ApiError):
 
 @bp.errorhandler(EngineError)
 def _engine_error(exc: EngineError):
+    if isinstance(exc, CredentialsChanged):  # the token is of an earlier password
+        return _api_error(_unauthorized("token_revoked", "token_revoked"))
     if isinstance(exc, InactiveAccount):  # what the token names is no (longer an) account
         return _api_error(_unauthorized("inactive"))
     if isinstance(exc, LoginLocked):      # too many failed logins of the name: 429, and for how long
@@ -243,8 +247,10 @@ def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=TOKEN_SALT)
 
 
-def issue_token(user) -> str:
-    return _serializer().dumps({"uid": user.id})
+def issue_token(user_id: int, stamp: str) -> str:
+    """A bearer token for the account, bound to its current password (`stamp`): a new
+    password, its owner's or an administrator's reset, revokes every token issued before."""
+    return _serializer().dumps({"uid": user_id, "pw": stamp})
 
 
 def _unauthorized(key: str, code: str = "unauthorized"):
@@ -252,11 +258,10 @@ def _unauthorized(key: str, code: str = "unauthorized"):
     return ApiError(401, code, msg(key), headers={"WWW-Authenticate": challenge})
 
 
-@dataclass(frozen=True)
-class TokenPrincipal:
+class TokenPrincipal(StampedActor):
     """Who a valid token names, before the account is read: for the views whose engine
-    transaction reads and checks the account itself (`route(..., account="engine")`)."""
-    id: int
+    transaction reads and checks the account and the password stamp itself
+    (`route(..., account="engine")`); they pass it to the service as the actor."""
 
 
 def _authenticate(read_account: bool = True):
@@ -273,14 +278,21 @@ def _authenticate(read_account: bool = True):
     except BadData:
         raise _unauthorized("bad_token") from None
     uid = payload.get("uid") if isinstance(payload, dict) else None
+    stamp = payload.get("pw") if isinstance(payload, dict) else None
     if not isinstance(uid, int) or isinstance(uid, bool) or not 0 < uid < 2 ** 31:
         raise _unauthorized("bad_token")
+    if not isinstance(stamp, str):   # a token of before tokens named the password
+        raise _unauthorized("token_revoked", "token_revoked")
+    principal = TokenPrincipal(uid, stamp)
     if not read_account:
-        return TokenPrincipal(uid)
-    # re-checked on every request: a deactivated account stops here (one statement)
+        return principal
+    # re-checked on every request: a deactivated account or a changed password stops here
+    # (one statement)
     user = readmodels.active_principal(service().db, uid)
     if user is None:
         raise _unauthorized("inactive")
+    if not principal.matches(user.password_stamp):
+        raise _unauthorized("token_revoked", "token_revoked")
     g.api_user = user
     return user
 
@@ -577,7 +589,7 @@ def issue_api_token():
     if user is None:
         raise _unauthorized("inactive")
     return json_response(s.schema(s.TokenSchema).dump({
-        "token": issue_token(user), "token_type": "Bearer",
+        "token": issue_token(user.id, user.password_stamp), "token_type": "Bearer",
         "expires_in": int(current_app.config["API_TOKEN_MAX_AGE"]), "user": _user(user)}))
 
 
@@ -585,14 +597,17 @@ def issue_api_token():
        description="`current` is checked: a wrong one counts as a failed login, and the lock of "
                    "POST /api/v1/auth/token applies (429). `new`: 8 to 128 characters of three kinds "
                    "(lower case, upper case, digits, other), without your username, not the current one; "
-                   "a refusal (400) names the field. Tokens already issued stay valid.",
+                   "a refusal (400) names the field. Every token issued before stops working (401 "
+                   "`token_revoked`, here and on the account's other devices); the answer carries a new one.",
        body=s.PasswordChangeSchema,
        responses={200: _json("the password was changed", s.PasswordChangedSchema)}, errors=[429])
 def change_password(user):
     body = json_body(s.schema(s.PasswordChangeSchema))
-    service().change_password(user.id, body["current"], body["new"], body["new"], address=request.remote_addr,
-                              via="api")
-    return json_response(s.schema(s.PasswordChangedSchema).dump({"changed": True}))
+    stamp = service().change_password(user.id, body["current"], body["new"], body["new"],
+                                      address=request.remote_addr, via="api")
+    return json_response(s.schema(s.PasswordChangedSchema).dump({
+        "changed": True, "token": issue_token(user.id, stamp), "token_type": "Bearer",
+        "expires_in": int(current_app.config["API_TOKEN_MAX_AGE"])}))
 
 
 @route(f"{V1}/processes", "GET", tags=["processes"], summary="Processes you may start, with their start forms",
@@ -619,7 +634,7 @@ def list_processes(user):
 def create_case(user):
     body = json_body(s.schema(s.StartCaseSchema))
     try:
-        view = service().start_case(body["process"], body["grid"], body["data"], user.id)
+        view = service().start_case(body["process"], body["grid"], body["data"], user)
     except NotFound as exc:
         # the resource is /cases; an unknown grid or process is a bad field, not a missing route
         name = exc.details.get("field") or "process"
@@ -759,7 +774,7 @@ def reassign_task(user, task_id):
 def complete_task(user, task_id):
     task_id = task_id_param(task_id)
     body = json_body(s.schema(s.CompleteTaskSchema))
-    view = service().complete_task(task_id, body["data"], user.id)
+    view = service().complete_task(task_id, body["data"], user)
     return json_response(s.schema(s.CaseStepSchema).dump(_case_step(view)))
 
 

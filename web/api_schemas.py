@@ -76,6 +76,10 @@ class PasswordChangeSchema(StrictSchema):
 
 class PasswordChangedSchema(Schema):
     changed = fields.Boolean(required=True)
+    token = fields.String(required=True, metadata={
+        "description": "a new token: the ones issued before the change no longer work"})
+    token_type = fields.String(metadata={"example": "Bearer"})
+    expires_in = fields.Integer(metadata={"description": "seconds the token stays valid"})
 
 
 class RoleSchema(Schema):

@@ -19,7 +19,7 @@ down_revision = '0010'
 branch_labels = None
 depends_on = None
 
-# (table, the changes that matter): a password change does not touch lane resolution
+# (table, the changes that matter); migration 0018 adds password_hash (bearer tokens name it)
 WATCHED = (
     ("jurisdiction_node", "INSERT OR DELETE OR UPDATE"),
     ("role_assignment", "INSERT OR DELETE OR UPDATE"),
