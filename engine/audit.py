@@ -61,6 +61,20 @@ def chain_hash(prev_hash: str, row: dict) -> str:
     return hashlib.sha256((prev_hash + "\n" + canonical(row)).encode("utf-8")).hexdigest()
 
 
+_PLAIN = (str, int, bool, type(None))
+
+
+def _as_stored(data: dict) -> dict:
+    """`data` as a JSON column hands it back. Text keys with text, whole-number, true/false or
+    null values (or lists of those), as most events carry, come back as they are: a copy. Anything
+    else takes the JSON round trip (a tuple comes back a list, a number key as text …)."""
+    if all(type(key) is str and (type(value) in _PLAIN
+                                 or type(value) is list and all(type(item) in _PLAIN for item in value))
+           for key, value in data.items()):
+        return dict(data)
+    return json.loads(json.dumps(data, ensure_ascii=False))
+
+
 def append(session, case: Case, events: list[Event]) -> None:
     """Append events of one case, in order, in the caller's transaction (one multi-row
     INSERT, or part of a batch's: audit rows are never read back in the same transaction).
@@ -73,7 +87,7 @@ def append(session, case: Case, events: list[Event]) -> None:
         row = {c: getattr(e, c) for c in _COLUMNS}
         row["case_id"] = case.id
         # the value the database will hand back, so the hash verifies after the round trip
-        row["data"] = json.loads(json.dumps(e.data or {}, ensure_ascii=False))
+        row["data"] = _as_stored(e.data or {})
         row["prev_hash"] = head
         head = row["hash"] = chain_hash(head, row)
         rows.append(row)

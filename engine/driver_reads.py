@@ -18,10 +18,10 @@ as SQLAlchemy's exception, the connection invalidated when the server went away.
 from __future__ import annotations
 
 from sqlalchemy import inspect
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
-from .core_writes import _DriverStatement, send_query
+from .core_writes import _DriverStatement, attach_persistent, connection_of, send_query
 
 
 class Rows:
@@ -71,7 +71,7 @@ class DriverRead:
     def send(self, session: Session, params: dict):
         """Send the statement; returns a function that waits for `rows` (the caller may work
         while PostgreSQL answers)."""
-        connection = session.connection()
+        connection = connection_of(session)
         compiled, steps = self._plan(connection.dialect)
         receive = send_query(session, connection, compiled, params)
         return lambda: [self._objects(session, steps, row) for row in receive()]
@@ -101,13 +101,15 @@ def _processor(column, dialect):
 
 def _persistent(session: Session, mapper, loaded: dict, pk: list):
     """The session's object for this row, holding what was read and no pending change."""
-    existing = session.identity_map.get(mapper.identity_key_from_primary_key(pk))
+    key = mapper.identity_key_from_primary_key(pk)
+    identity_map = session.identity_map
+    existing = identity_map.get(key)
     if existing is not None:
-        for key, value in loaded.items():
-            set_committed_value(existing, key, value)
+        for name, value in loaded.items():
+            set_committed_value(existing, name, value)
         return existing
     obj = mapper.class_manager.new_instance()
-    instance_state(obj).dict.update(loaded)
-    make_transient_to_detached(obj)
-    session.add(obj)
+    state = instance_state(obj)
+    state.dict.update(loaded)
+    attach_persistent(session, state, key)
     return obj

@@ -28,7 +28,7 @@ from . import audit, clock, login_guard
 from .access import can_view_case, is_read_only, start_node_id, start_node_path
 from .attachments import AttachmentStore
 from .bpmn import ParsedProcess, all_specs, is_user_task, parse_process, user_task_info
-from .core_writes import insert_new, insert_rows_now, query, update_changed_many
+from .core_writes import connection_of, insert_new, new_row_object, insert_rows_now, query, update_changed_many
 from .db import Database, deferred_inserts
 from .diagram import highlights, process_file
 from .driver_reads import DriverRead, Rows
@@ -342,7 +342,7 @@ class WorkflowService:
     def _start_case(self, session, process_key: str, grid, data: dict, actor) -> CaseView:
         _check_process_key(process_key)
         # by the driver: on PostgreSQL the BEGIN goes with it, in the transaction's pipeline
-        generation, version_id, case_id = query(session, _start_statement(session.connection().dialect.name),
+        generation, version_id, case_id = query(session, _start_statement(connection_of(session).dialect.name),
                                                 {"process_key": process_key})[0]
         self.org.attach(session, generation)
         user = self._user(session, actor)
@@ -945,8 +945,8 @@ class WorkflowService:
             lane = info.effective_lane
             cands = resolver.resolve(lane, case.grid_path, task.data, info.assignee, info.candidate_users)
             due = _due_at(info.due, task.data, now)
-            item = WorkItem(
-                id=tid, case_id=case.id, process_key=case.process_key, spec_id=info.bpmn_id, name=info.name,
+            item = new_row_object(
+                WorkItem, id=tid, case_id=case.id, process_key=case.process_key, spec_id=info.bpmn_id, name=info.name,
                 lane=stored_lane(lane), role=cands.role, candidate_node_id=cands.node_id, grid_path=case.grid_path,
                 assignee_id=cands.assignee_id, unresolved=cands.unresolved, form_key=info.form_key,
                 status="open", created_at=now, due_at=due, sort_due=due or NO_DUE_DATE,

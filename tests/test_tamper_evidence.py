@@ -2,6 +2,7 @@
 chained to the previous row of its case, checkpoints chain the whole trail, and
 `gridflow audit verify` reports every broken link. A one-byte change to any audit
 row is detected."""
+import json
 import threading
 
 import pytest
@@ -236,3 +237,17 @@ def test_rows_written_before_the_chain_existed_are_sealed_by_the_migration(tmp_p
         checked, broken = audit.verify(session)
     db.dispose()
     assert (checked, broken) == (3, [])
+
+
+@pytest.mark.parametrize("data", [
+    {}, {"again": True, "iterations": 100}, {"type": "ScriptTask"}, {"note": "已化解", "by": None},
+    {"role": "grid_worker", "node_id": 16, "assignee_id": None, "candidates": [1, 2]},
+    {"tags": ("a", "b")}, {1: "number key"}, {"score": 4.5}, {"nested": {"a": [1, {"b": 2}]}},
+    {"big": 2 ** 70}, {"flag": False, "list": []}, {"mixed": [1, "x", None, True, 2.5]},
+])
+def test_event_data_is_hashed_as_the_database_hands_it_back(data):
+    from engine.audit import _as_stored
+    stored = _as_stored(data)
+    assert stored == json.loads(json.dumps(data, ensure_ascii=False))
+    assert json.dumps(stored, sort_keys=True) == json.dumps(json.loads(json.dumps(data)), sort_keys=True)
+    assert stored is not data   # a copy: the caller's dict may change afterwards
