@@ -10,7 +10,7 @@ from forms import FormDefinitionError, FormRegistry
 
 from . import schema
 from .db import Database
-from .deploy import DeployError, deploy_files, read_process_dir, validate_files
+from .deploy import DeployError, dashboard_notes, deploy_files, read_process_dir, validate_files
 from .org import OrgFileError, load_org_file
 
 
@@ -100,6 +100,8 @@ def deploy(directory, actor):
                    f"from {', '.join(sorted(version.files))}")
     for key in result.unchanged:
         click.echo(f"unchanged {key}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
 
 
 @main.command()
@@ -123,6 +125,9 @@ def validate(paths):
     problems = [p for p in problems if p.file in files or p.file not in context]
     for problem in problems:
         click.echo(str(problem))
+    for note in dashboard_notes({**context, **files}):
+        if note.file in files:
+            click.echo(f"note: {note}")   # refuses nothing: the exit status is the problems'
     if problems:
         click.echo(f"{len(problems)} problem(s) in {len(files)} file(s)", err=True)
         sys.exit(1)

@@ -14,7 +14,7 @@ import hashlib
 import io
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lxml import etree
@@ -193,6 +193,48 @@ def validate_files(files: dict[str, str], form_keys: set[str] | None = None) -> 
             seen.add(p)
             unique.append(p)
     return unique
+
+
+def dashboard_notes(files: dict[str, str], processes=None) -> list[Problem]:
+    """Notes, not problems (they refuse nothing): each element the dashboard's figures read
+    (`metrics.DASHBOARD_ELEMENTS`) that a process in `files` (of `processes`, if given) no
+    longer has. A designer may rename or remove it on purpose, but the figure then misses the
+    cases that run on the new version, so deploying and checking say which figure and how to
+    keep it."""
+    from .metrics import DASHBOARD_ELEMENTS
+    notes = []
+    for filename in sorted(files):
+        if not any(f'id="{pid}"' in files[filename] for pid in DASHBOARD_ELEMENTS):
+            continue   # only the XML of the files that may hold such a process is read
+        try:
+            root = etree.parse(io.BytesIO(files[filename].encode("utf-8"))).getroot()
+        except (etree.XMLSyntaxError, ValueError):
+            continue   # a problem of its own, which the check reports
+        for process in root.iter(f"{{{BPMN_NS}}}process"):
+            pid = process.get("id")
+            wanted = DASHBOARD_ELEMENTS.get(pid)
+            if not wanted or (processes is not None and pid not in processes):
+                continue
+            present = set(process.xpath(".//@id"))
+            notes += _missing_elements(filename, pid, wanted, present)
+    return notes
+
+
+def _missing_elements(filename: str, pid: str, wanted: dict, present: set) -> list[Problem]:
+    notes = []
+    for element, (figure, figure_zh) in wanted.items():
+        if element not in present:
+            notes.append(Problem(
+                filename, element,
+                f"the dashboard counts the element '{element}' of {pid} for {figure}; this version has "
+                "no element with that id, so its cases will be missing from that figure",
+                "keep the element's id when you change the element (its name may change freely), or "
+                "have engine/metrics.py (DASHBOARD_ELEMENTS) read the new one",
+                f"统计看板的“{figure_zh}”读取 {pid} 的元素 “{element}”；此版本中没有这个 id，"
+                "按此版本运行的案件将不计入该指标",
+                "修改该元素时请保留其 id（名称可以随意改），或请开发人员让 engine/metrics.py"
+                "（DASHBOARD_ELEMENTS）读取新的元素"))
+    return notes
 
 
 def _check_process(analysis: _Analysis, pid: str, form_keys) -> list[Problem]:
@@ -521,6 +563,7 @@ def content_hash(files: dict[str, str]) -> str:
 class DeployResult:
     created: list[ProcessVersion]
     unchanged: list[str]
+    notes: list[Problem] = field(default_factory=list)   # `dashboard_notes` of the new versions
 
 
 def deploy_files(session: Session, files: dict[str, str], form_keys: set[str] | None = None,
@@ -547,4 +590,5 @@ def deploy_files(session: Session, files: dict[str, str], form_keys: set[str] | 
         session.add(version)
         created.append(version)
     session.flush()
-    return DeployResult(created, unchanged)
+    notes = dashboard_notes(files, {v.process_key for v in created}) if created else []
+    return DeployResult(created, unchanged, notes)

@@ -21,7 +21,7 @@ from datetime import datetime
 from lxml import etree
 from sqlalchemy import func, select
 
-from .deploy import DeployError, Problem, _analyse, deploy_files, validate_files
+from .deploy import DeployError, Problem, _analyse, dashboard_notes, deploy_files, validate_files
 from .diagram import process_file
 from .errors import InvalidInput, NotFound, PermissionDenied
 from .models import Case, ProcessVersion, User
@@ -81,6 +81,7 @@ class CheckResult:
     files: list[str]
     problems: list[Problem]
     processes: list[str]                 # executable processes the files define
+    notes: list[Problem] = field(default_factory=list)   # `deploy.dashboard_notes`: refuse nothing
 
     @property
     def ok(self) -> bool:
@@ -302,7 +303,11 @@ class Designer:
                                 "文件中没有可执行的流程，没有可以运行的内容",
                                 "请在建模器中把流程标为可执行（isExecutable=\"true\"）")
                         for name in sorted(files) if not name.lower().endswith(".dmn")]
-        return CheckResult(files=sorted(files), problems=problems, processes=processes), groups
+        notes = []
+        if not problems:
+            for merged in groups:
+                notes += [n for n in dashboard_notes(merged) if n.file in files and n not in notes]
+        return CheckResult(files=sorted(files), problems=problems, processes=processes, notes=notes), groups
 
     def check(self, actor, files) -> CheckResult:
         """The same validation as `gridflow validate`, stores nothing."""

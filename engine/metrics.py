@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from . import clock
 from .models import (DEPARTMENT, AuditEvent, Case, EvaluationScore, JurisdictionNode, RoleAssignment, User,
                      WorkItem)
-from .rollup import RECORD_PROCESSES
+from .rollup import PETITION_TASKS, RECORD_PROCESSES
 
 LEVELS_UP = ("grid", "town", "county", "city")
 SATISFIED = ("satisfied", "basically_satisfied")
@@ -35,12 +35,37 @@ GRID_START_TASK = "micro_mediation"
 SUPERVISION_TASKS = ("supervise_acceptance", "supervise_handling", "supervise_report", "county_supervise",
                      "flag_missing_report")
 PETITION = "petition"
-PETITION_TASKS = ("decide", "handle", "handle_extended", "approve_extension", "notify_extension",
-                  "written_reply", "review_request", "recheck_request")
 PETITION_CLOSED = ("closed_after_reply", "closed_after_review", "closed_after_recheck")
 PETITION_CEASED = ("closed_after_reply", "closed_after_review")  # the petitioner asked no further (息诉罢访)
 HANDLING = "handle+extended"  # engine/rollup.py's pseudo task: handling before or after an extension
 DASHBOARD_ROLES = ("leader", "center_dispatcher", "auditor")
+
+# The BPMN elements the figures read, by the process that holds them, with the figure (English,
+# Chinese). A new version of the process without one of them leaves that figure short of the
+# cases it runs; deploying it says so (engine/deploy.py, `dashboard_notes`), and a test holds the
+# shipped processes to it.
+_LEVEL_ZH = {"town": "镇", "county": "县", "city": "市"}
+_VERIFY = ("verifications and the rework rate (核查, 返工率)", "核查数、返工率")
+_SUPERVISION = ("supervision tasks opened (督办)", "督办任务数")
+DASHBOARD_ELEMENTS: dict[str, dict[str, tuple[str, str]]] = {
+    "grid_matter": {
+        GRID_START_TASK: ("escalations into the town, which count only matters that began with it",
+                          "升级到镇的事项数（只统计从此任务开始的事项）"),
+        **{task: _VERIFY for task in VERIFY_TASKS},
+        **{step: ("failed verifications: the rework rate (返工率)", "核查不通过数、返工率") for step in REWORK_STEPS},
+        **{task: ("each grid worker's follow-ups", "网格员跟进次数") for task in FOLLOW_UP_TASKS},
+        **{task: ("each grid worker's visits back (回访)", "网格员回访次数") for task in VISIT_TASKS},
+        **{step: (f"escalations into the {level}", f"升级到{_LEVEL_ZH[level]}的事项数")
+           for step, level in ESCALATION_STEPS.items()},
+        "county_supervise": _SUPERVISION, "flag_missing_report": _SUPERVISION,
+    },
+    PETITION: {
+        **{task: ("the petitions' handling by step and their time limits (信访时限)", "信访各环节办理情况与时限")
+           for task in PETITION_TASKS},
+        "supervise_acceptance": _SUPERVISION, "supervise_handling": _SUPERVISION,
+    },
+    "leader_case": {"supervise_report": _SUPERVISION},
+}
 WORKER_ROWS = 100
 
 

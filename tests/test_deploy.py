@@ -267,3 +267,58 @@ def test_every_finding_of_our_own_checks_has_its_chinese_for_the_designer():
         message, fix = p.text("zh")
         assert p.zh and p.fix_zh and any("\u4e00" <= ch <= "\u9fff" for ch in message + fix), p
         assert p.text("en") == (p.message, p.fix)
+
+
+# ---------------------------------------------------------------- the dashboard's elements
+
+def grid_matter_renamed(old: str, new: str) -> str:
+    """grid_matter.bpmn with the element `old` given the id `new` wherever the id is used
+    (its form key, a value of its own, stays)."""
+    text = (ROOT / "processes" / "grid_matter.bpmn").read_text(encoding="utf-8")
+    for before, after in ((f'id="{old}"', f'id="{new}"'), (f">{old}<", f">{new}<"),
+                          (f'Ref="{old}"', f'Ref="{new}"'), (f'bpmnElement="{old}"', f'bpmnElement="{new}"')):
+        text = text.replace(before, after)
+    return text
+
+
+def test_the_shipped_processes_hold_every_element_the_dashboard_reads():
+    from engine import metrics
+    from engine.deploy import dashboard_notes, read_process_dir
+    read = {element for elements in metrics.DASHBOARD_ELEMENTS.values() for element in elements}
+    # every id the figures name is in the contract the deployment checks
+    named = (set(metrics.VERIFY_TASKS) | set(metrics.REWORK_STEPS) | set(metrics.FOLLOW_UP_TASKS)
+             | set(metrics.VISIT_TASKS) | set(metrics.ESCALATION_STEPS) | set(metrics.SUPERVISION_TASKS)
+             | set(metrics.PETITION_TASKS) | {metrics.GRID_START_TASK})
+    assert named <= read, named - read
+    assert dashboard_notes(read_process_dir(ROOT / "processes")) == []
+
+
+def test_an_element_the_dashboard_reads_renamed_is_a_note_not_a_refusal(clean_db, tmp_path):
+    from engine.deploy import dashboard_notes, read_process_dir
+    files = {**read_process_dir(ROOT / "processes"),
+             "grid_matter.bpmn": grid_matter_renamed("micro_mediation", "grid_mediation")}
+    assert validate_files(files, FormRegistry().keys()) == []
+    notes = dashboard_notes(files)
+    assert [(n.file, n.element) for n in notes] == [("grid_matter.bpmn", "micro_mediation")]
+    assert "escalations into the town" in notes[0].message and "keep the element's id" in notes[0].fix
+    assert "升级到镇" in notes[0].text("zh")[0] and "保留其 id" in notes[0].text("zh")[1]
+    shipped = [v.id for v in versions(clean_db, "grid_matter")]
+    session = clean_db.Session()   # rolled back: the other tests run the shipped grid_matter
+    try:
+        result = deploy_files(session, files, FormRegistry().keys(), actor="tests")
+        assert [v.process_key for v in result.created] == ["grid_matter"] and result.notes == notes
+    finally:
+        session.rollback()
+        session.close()
+    assert [v.id for v in versions(clean_db, "grid_matter")] == shipped
+    # the CLI: a note line, and the exit status is the problems' (none)
+    path = tmp_path / "grid_matter.bpmn"
+    path.write_text(files["grid_matter.bpmn"], encoding="utf-8")
+    for name in ("dispatch_rules.dmn", "mediation.bpmn", "mediation_channel.dmn"):
+        (tmp_path / name).write_text(files[name], encoding="utf-8")
+    out = CliRunner().invoke(cli, ["validate", str(path)])
+    assert out.exit_code == 0, out.output
+    assert "note: grid_matter.bpmn:micro_mediation: the dashboard counts the element 'micro_mediation'" in out.output
+    # an element it does not read renamed: no note
+    quiet = {**files, "grid_matter.bpmn": grid_matter_renamed("grid_reminder", "grid_reminder_80")}
+    assert dashboard_notes(quiet) == []

@@ -147,3 +147,33 @@ def test_dmn_problems_mark_their_cells_and_open_them_when_clicked(live_server, b
     page.click("#btn-deploy")
     page.locator("#modeler[data-deployed=refused]").wait_for(timeout=20_000)
     page.evaluate("() => window.localStorage.clear()")
+
+
+def test_a_note_on_an_element_the_dashboard_reads_shows_and_saving_passes(live_server, browser):  # noqa: F811
+    """grid_matter with the id of 网格微调处 changed (a draft in this browser): the check passes,
+    and the note says which dashboard figure reads that element (listed, not counted as a
+    problem)."""
+    base = live_server
+    page = log_in(browser, base, "cf_sj")
+    page.goto(f"{base}/designer/processes/grid_matter/edit")
+    page.locator("#modeler[data-imported=true]").wait_for(timeout=20_000)
+    page.evaluate("""async () => {
+        const src = document.getElementById('modeler').getAttribute('data-src');
+        let xml = await (await fetch(src)).text();
+        for (const [a, b] of [['id="micro_mediation"', 'id="grid_mediation"'], ['>micro_mediation<', '>grid_mediation<'],
+                              ['Ref="micro_mediation"', 'Ref="grid_mediation"'],
+                              ['bpmnElement="micro_mediation"', 'bpmnElement="grid_mediation"']]) {
+            xml = xml.split(a).join(b);
+        }
+        window.localStorage.setItem('gridflow-draft:grid_matter:grid_matter.bpmn', xml);
+    }""")
+    page.reload()
+    page.locator("#modeler[data-imported=true]").wait_for(timeout=20_000)
+    page.click("#btn-save")
+    page.locator("#modeler[data-checked=ok]").wait_for(timeout=20_000)
+    assert page.locator("#modeler").get_attribute("data-problems") == "0"
+    assert page.locator("#modeler").get_attribute("data-notes") == "1"
+    note = page.locator("#problems button.problem.note")
+    assert note.get_attribute("data-element") == "micro_mediation" and "升级到镇" in note.text_content()
+    shot(page, "designer-07-dashboard-note")
+    page.evaluate("() => window.localStorage.clear()")

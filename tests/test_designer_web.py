@@ -223,3 +223,23 @@ def test_every_designer_ui_string_has_english():
             if text not in MESSAGES_EN:
                 missing.append(f"{Path(path).name}: {text}")
     assert found > 40 and not missing, missing
+
+
+def test_check_notes_an_element_the_dashboard_reads_and_deploys_all_the_same(as_user):
+    from tests.test_deploy import grid_matter_renamed
+    client = as_user(DESIGNER)
+    text = grid_matter_renamed("micro_mediation", "grid_mediation")
+    checked = post_json(client, "/designer/check", {"files": {"grid_matter.bpmn": text}})
+    body = checked.get_json()
+    assert checked.status_code == 200 and body["ok"] is True and body["problems"] == []
+    assert [(n["file"], n["element"]) for n in body["notes"]] == [("grid_matter.bpmn", "micro_mediation")]
+    assert "升级到镇" in body["notes"][0]["message"] and "保留其 id" in body["notes"][0]["fix"]
+    # the shipped file: nothing to note
+    shipped = (ROOT / "processes" / "grid_matter.bpmn").read_text(encoding="utf-8")
+    assert post_json(client, "/designer/check", {"files": {"grid_matter.bpmn": shipped}}).get_json()["notes"] == []
+    # the upload page shows the note beside "no problems"
+    token = csrf_token(client, "/designer/upload")
+    page = client.post("/designer/upload", data={"csrf_token": token, "action": "check",
+                                                 "file": (io.BytesIO(text.encode()), "grid_matter.bpmn")},
+                       content_type="multipart/form-data").get_data(as_text=True)
+    assert 'id="report-ok"' in page and 'id="report-notes"' in page and "micro_mediation" in page

@@ -130,7 +130,8 @@ def check():
         result = designer().check(current_user.id, _json_files())
     except EngineError as exc:
         return _error_json(exc, 403 if exc.code == "forbidden" else 400)
-    return jsonify(ok=result.ok, problems=_problems_json(result.problems), processes=result.processes)
+    return jsonify(ok=result.ok, problems=_problems_json(result.problems), notes=_problems_json(result.notes),
+                   processes=result.processes)
 
 
 @bp.route("/deploy", methods=["POST"])
@@ -143,7 +144,8 @@ def deploy():
     created = [{"process": v.process_key, "version": v.version, "hash": v.content_hash[:12],
                 "url": f"/designer/processes/{v.process_key}?v={v.version}"} for v in outcome.created]
     return jsonify(ok=outcome.check.ok, problems=_problems_json(outcome.check.problems),
-                   created=created, unchanged=outcome.unchanged), (200 if outcome.check.ok else 400)
+                   notes=_problems_json(outcome.check.notes), created=created,
+                   unchanged=outcome.unchanged), (200 if outcome.check.ok else 400)
 
 
 # ------------------------------------------------------------------ vendor

@@ -211,6 +211,28 @@
     container.setAttribute("data-problems", String(problems.length));
   }
 
+  // notes refuse nothing (an element the dashboard reads is gone): listed after the problems
+  function showNotes(notes) {
+    notes.forEach(function (n) {
+      var li = document.createElement("li");
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "problem note";
+      button.setAttribute("data-element", n.element || "");
+      button.textContent = "ℹ " + (n.element ? n.element + ": " : "") + n.message;
+      button.addEventListener("click", function () { selectElement(n.element); });
+      li.appendChild(button);
+      if (n.fix) {
+        var fix = document.createElement("div");
+        fix.className = "fix";
+        fix.textContent = n.fix;
+        li.appendChild(fix);
+      }
+      list.appendChild(li);
+    });
+    container.setAttribute("data-notes", String(notes.length));
+  }
+
   function post(url, xml) {
     var files = {};
     files[filename] = xml;
@@ -242,6 +264,7 @@
         return;
       }
       showProblems(res.body.problems || []);
+      showNotes(res.body.notes || []);
       container.setAttribute("data-checked", res.body.ok ? "ok" : "problems");
       status(res.body.ok ? msg("ok") : msg("problems"));
     }).catch(function (error) {
@@ -260,6 +283,7 @@
         return;
       }
       showProblems(res.body.problems || []);
+      showNotes(res.body.notes || []);
       if (!res.body.ok) {
         status(msg("refused"));
         container.setAttribute("data-deployed", "refused");
