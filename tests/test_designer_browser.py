@@ -111,24 +111,32 @@ def test_read_only_diagrams_say_when_their_source_fails_to_load(service, live_se
         assert page.locator("#diagram-status").inner_text() == message, path
 
 
+def open_with_draft(browser, base, filename, replacements):  # noqa: F811
+    """grid_matter's `filename` in the modeler, opened from a draft in this browser: the stored
+    file with `replacements` made: (old, new) everywhere, (old, new, "first") the first one only.
+    The editor opens a draft when there is one."""
+    page = log_in(browser, base, "cf_sj")
+    page.goto(f"{base}/designer/processes/grid_matter/edit?file={filename}")
+    page.locator("#modeler[data-imported=true]").wait_for(timeout=20_000)
+    page.evaluate("""async ([filename, replacements]) => {
+        const src = document.getElementById('modeler').getAttribute('data-src');
+        let xml = await (await fetch(src)).text();
+        for (const [a, b, first] of replacements) { xml = first ? xml.replace(a, b) : xml.split(a).join(b); }
+        window.localStorage.setItem('gridflow-draft:grid_matter:' + filename, xml);
+    }""", [filename, replacements])
+    page.reload()
+    page.locator("#modeler[data-imported=true]").wait_for(timeout=20_000)
+    return page
+
+
 def test_dmn_problems_mark_their_cells_and_open_them_when_clicked(live_server, browser):  # noqa: F811
     """A broken rule cell and a broken input expression in a decision table: saving lists
     both, marks the cell and the column head in the table, and clicking a problem points
     at its cell. Nothing is deployed."""
-    base = live_server
-    page = log_in(browser, base, "cf_sj")
-    page.goto(f"{base}/designer/processes/grid_matter/edit?file=dispatch_rules.dmn")
-    page.locator("#modeler[data-imported=true]").wait_for(timeout=20_000)
     # the broken table as a draft in this browser: the editor opens a draft when there is one
-    page.evaluate("""async () => {
-        const src = document.getElementById('modeler').getAttribute('data-src');
-        const xml = await (await fetch(src)).text();
-        const broken = xml.replace('<text>"red"</text>', '<text>"red" ++ (</text>')
-                          .replace('<text>category</text>', '<text>category +</text>');
-        window.localStorage.setItem('gridflow-draft:grid_matter:dispatch_rules.dmn', broken);
-    }""")
-    page.reload()
-    page.locator("#modeler[data-imported=true]").wait_for(timeout=20_000)
+    page = open_with_draft(browser, live_server, "dispatch_rules.dmn", [
+        ('<text>"red"</text>', '<text>"red" ++ (</text>', "first"),
+        ("<text>category</text>", "<text>category +</text>", "first")])
     page.click("#btn-save")
     page.locator("#modeler[data-checked=problems]").wait_for(timeout=20_000)
     buttons = page.locator("#problems button.problem")
@@ -153,22 +161,9 @@ def test_a_note_on_an_element_the_dashboard_reads_shows_and_saving_passes(live_s
     """grid_matter with the id of 网格微调处 changed (a draft in this browser): the check passes,
     and the note says which dashboard figure reads that element (listed, not counted as a
     problem)."""
-    base = live_server
-    page = log_in(browser, base, "cf_sj")
-    page.goto(f"{base}/designer/processes/grid_matter/edit")
-    page.locator("#modeler[data-imported=true]").wait_for(timeout=20_000)
-    page.evaluate("""async () => {
-        const src = document.getElementById('modeler').getAttribute('data-src');
-        let xml = await (await fetch(src)).text();
-        for (const [a, b] of [['id="micro_mediation"', 'id="grid_mediation"'], ['>micro_mediation<', '>grid_mediation<'],
-                              ['Ref="micro_mediation"', 'Ref="grid_mediation"'],
-                              ['bpmnElement="micro_mediation"', 'bpmnElement="grid_mediation"']]) {
-            xml = xml.split(a).join(b);
-        }
-        window.localStorage.setItem('gridflow-draft:grid_matter:grid_matter.bpmn', xml);
-    }""")
-    page.reload()
-    page.locator("#modeler[data-imported=true]").wait_for(timeout=20_000)
+    page = open_with_draft(browser, live_server, "grid_matter.bpmn", [
+        (f'{before}"micro_mediation"', f'{before}"grid_mediation"') for before in ("id=", "Ref=", "bpmnElement=")]
+        + [(">micro_mediation<", ">grid_mediation<")])
     page.click("#btn-save")
     page.locator("#modeler[data-checked=ok]").wait_for(timeout=20_000)
     assert page.locator("#modeler").get_attribute("data-problems") == "0"

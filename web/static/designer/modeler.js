@@ -166,6 +166,28 @@
     });
   }
 
+  // one entry of the panel: the finding (a button that selects its element), how to fix it,
+  // and its file when it is not the one open
+  function listFinding(p, className, prefix) {
+    var li = document.createElement("li");
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = className;
+    button.setAttribute("data-element", p.element || "");
+    button.textContent = prefix + (p.element ? p.element + ": " : "") + p.message;
+    button.addEventListener("click", function () { selectElement(p.element); });
+    li.appendChild(button);
+    [p.fix, p.file && p.file !== filename ? p.file : ""].forEach(function (text) {
+      if (text) {
+        var line = document.createElement("div");
+        line.className = "fix";
+        line.textContent = text;
+        li.appendChild(line);
+      }
+    });
+    list.appendChild(li);
+  }
+
   function showProblems(problems) {
     clearMarks();
     list.innerHTML = "";
@@ -173,27 +195,7 @@
     var overlays = service("overlays");
     var canvas = service("canvas");
     problems.forEach(function (p) {
-      var li = document.createElement("li");
-      var button = document.createElement("button");
-      button.type = "button";
-      button.className = "problem";
-      button.setAttribute("data-element", p.element || "");
-      button.textContent = (p.element ? p.element + ": " : "") + p.message;
-      button.addEventListener("click", function () { selectElement(p.element); });
-      li.appendChild(button);
-      if (p.fix) {
-        var fix = document.createElement("div");
-        fix.className = "fix";
-        fix.textContent = p.fix;
-        li.appendChild(fix);
-      }
-      if (p.file && p.file !== filename) {
-        var where = document.createElement("div");
-        where.className = "fix";
-        where.textContent = p.file;
-        li.appendChild(where);
-      }
-      list.appendChild(li);
+      listFinding(p, "problem", "");
       if (canvas && overlays && registry && p.element && registry.get(p.element)) {
         if (marked.indexOf(p.element) < 0) {
           canvas.addMarker(p.element, "has-problem");
@@ -213,23 +215,7 @@
 
   // notes refuse nothing (an element the dashboard reads is gone): listed after the problems
   function showNotes(notes) {
-    notes.forEach(function (n) {
-      var li = document.createElement("li");
-      var button = document.createElement("button");
-      button.type = "button";
-      button.className = "problem note";
-      button.setAttribute("data-element", n.element || "");
-      button.textContent = "ℹ " + (n.element ? n.element + ": " : "") + n.message;
-      button.addEventListener("click", function () { selectElement(n.element); });
-      li.appendChild(button);
-      if (n.fix) {
-        var fix = document.createElement("div");
-        fix.className = "fix";
-        fix.textContent = n.fix;
-        li.appendChild(fix);
-      }
-      list.appendChild(li);
-    });
+    notes.forEach(function (n) { listFinding(n, "problem note", "ℹ "); });
     container.setAttribute("data-notes", String(notes.length));
   }
 
