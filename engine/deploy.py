@@ -204,7 +204,7 @@ def dashboard_notes(files: dict[str, str], processes=None) -> list[Problem]:
     from .metrics import DASHBOARD_ELEMENTS
     notes = []
     for filename in sorted(files):
-        if not any(f'id="{pid}"' in files[filename] for pid in DASHBOARD_ELEMENTS):
+        if not any(pid in files[filename] for pid in DASHBOARD_ELEMENTS):
             continue   # only the XML of the files that may hold such a process is read
         try:
             root = etree.parse(io.BytesIO(files[filename].encode("utf-8"))).getroot()

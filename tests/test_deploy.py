@@ -319,6 +319,9 @@ def test_an_element_the_dashboard_reads_renamed_is_a_note_not_a_refusal(clean_db
     out = CliRunner().invoke(cli, ["validate", str(path)])
     assert out.exit_code == 0, out.output
     assert "note: grid_matter.bpmn:micro_mediation: the dashboard counts the element 'micro_mediation'" in out.output
+    # XML allows single quotes: a process written so is read as well
+    single = files["grid_matter.bpmn"].replace('id="grid_matter"', "id='grid_matter'")
+    assert [n.element for n in dashboard_notes({"grid_matter.bpmn": single})] == ["micro_mediation"]
     # an element it does not read renamed: no note
     quiet = {**files, "grid_matter.bpmn": grid_matter_renamed("grid_reminder", "grid_reminder_80")}
     assert dashboard_notes(quiet) == []
