@@ -193,6 +193,10 @@ _PIPELINE = "gf_write_pipeline"   # Connection.info (its DBAPI connection's): th
 WRITE_TRANSACTION = "gf_write_transaction"   # execution option of the unit-of-work sessions
 _CONNECTION = "gf_connection"   # Session.info: the connection of its transaction (`connection_of`)
 
+_pipelines: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # DBAPI connection: _Pipeline
+_prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()    # DBAPI connection: {name}
+_names = itertools.count(1)
+
 
 def connection_of(session: Session):
     """`session.connection()`, kept in the session's info while it stays the transaction's:
@@ -203,9 +207,6 @@ def connection_of(session: Session):
     if connection is None or connection.closed or connection.invalidated:
         connection = session.info[_CONNECTION] = session.connection()
     return connection
-_pipelines: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # DBAPI connection: _Pipeline
-_prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()    # DBAPI connection: {name}
-_names = itertools.count(1)
 
 
 class GridflowConnection(psycopg.Connection):

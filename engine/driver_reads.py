@@ -21,7 +21,7 @@ from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
-from .core_writes import _DriverStatement, attach_persistent, connection_of, send_query
+from .core_writes import _DriverStatement, attach_persistent, connection_of, new_row_object, send_query
 
 
 class Rows:
@@ -108,8 +108,6 @@ def _persistent(session: Session, mapper, loaded: dict, pk: list):
         for name, value in loaded.items():
             set_committed_value(existing, name, value)
         return existing
-    obj = mapper.class_manager.new_instance()
-    state = instance_state(obj)
-    state.dict.update(loaded)
-    attach_persistent(session, state, key)
+    obj = new_row_object(mapper.class_, **loaded)
+    attach_persistent(session, instance_state(obj), key)
     return obj

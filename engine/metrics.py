@@ -31,9 +31,11 @@ HOUSEHOLD_VISIT = "household_visit"  # 入户走访: the process a grid worker r
 # the stage a matter is escalated into, by the script that accepts it there
 ESCALATION_STEPS = {"town_accept": "town", "county_accept": "county", "city_accept": "city"}
 GRID_START_TASK = "micro_mediation"
-# tasks the processes themselves open to supervise an overdue step (督办)
-SUPERVISION_TASKS = ("supervise_acceptance", "supervise_handling", "supervise_report", "county_supervise",
-                     "flag_missing_report")
+# tasks the processes themselves open to supervise an overdue step (督办), by process
+SUPERVISION_BY_PROCESS = {"petition": ("supervise_acceptance", "supervise_handling"),
+                          "leader_case": ("supervise_report",),
+                          "grid_matter": ("county_supervise", "flag_missing_report")}
+SUPERVISION_TASKS = tuple(task for tasks in SUPERVISION_BY_PROCESS.values() for task in tasks)
 PETITION = "petition"
 PETITION_CLOSED = ("closed_after_reply", "closed_after_review", "closed_after_recheck")
 PETITION_CEASED = ("closed_after_reply", "closed_after_review")  # the petitioner asked no further (息诉罢访)
@@ -57,14 +59,14 @@ DASHBOARD_ELEMENTS: dict[str, dict[str, tuple[str, str]]] = {
         **{task: ("each grid worker's visits back (回访)", "网格员回访次数") for task in VISIT_TASKS},
         **{step: (f"escalations into the {level}", f"升级到{_LEVEL_ZH[level]}的事项数")
            for step, level in ESCALATION_STEPS.items()},
-        "county_supervise": _SUPERVISION, "flag_missing_report": _SUPERVISION,
+        **{task: _SUPERVISION for task in SUPERVISION_BY_PROCESS["grid_matter"]},
     },
     PETITION: {
         **{task: ("the petitions' handling by step and their time limits (信访时限)", "信访各环节办理情况与时限")
            for task in PETITION_TASKS},
-        "supervise_acceptance": _SUPERVISION, "supervise_handling": _SUPERVISION,
+        **{task: _SUPERVISION for task in SUPERVISION_BY_PROCESS[PETITION]},
     },
-    "leader_case": {"supervise_report": _SUPERVISION},
+    "leader_case": {task: _SUPERVISION for task in SUPERVISION_BY_PROCESS["leader_case"]},
 }
 WORKER_ROWS = 100
 

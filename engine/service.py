@@ -28,19 +28,21 @@ from . import audit, clock, login_guard
 from .access import can_view_case, is_read_only, start_node_id, start_node_path
 from .attachments import AttachmentStore
 from .bpmn import ParsedProcess, all_specs, is_user_task, parse_process, user_task_info
-from .core_writes import connection_of, insert_new, new_row_object, insert_rows_now, query, update_changed_many
+from .core_writes import (connection_of, insert_new, insert_rows_now, new_row_object, query,
+                          update_changed_many)
 from .db import Database, deferred_inserts
 from .diagram import highlights, process_file
 from .driver_reads import DriverRead, Rows
-from .errors import Conflict, CredentialsChanged, InactiveAccount, InvalidInput, NotFound, PermissionDenied, ProcessError
+from .errors import (Conflict, CredentialsChanged, InactiveAccount, InvalidInput, NotFound, PermissionDenied,
+                     ProcessError)
 from .lanes import LaneResolver, stored_lane
 from .models import (NO_DUE_DATE, Attachment, AuditEvent, Case, CaseSequence, CaseState, JurisdictionNode,
                      ProcessVersion, User, WorkItem, WorkItemCandidate)
 from .notifications import LoggingChannel, Notifier
 from .org import record_change
 from .org_cache import OrgCache, OrgView, current_generation, load_user, snapshot_nodes, view_of
-from .passwords import (StampedActor, check_password, check_password_of_nobody, hash_password, password_problems,
-                        password_stamp)
+from .passwords import (StampedActor, check_password, check_password_of_nobody, hash_password,
+                        password_problems, password_stamp)
 from .personal_data import mask_value, personal_fields
 from .state import (LiveWorkflowCache, StateSerializer, collect_finished_steps, find_task, private_specs,
                     prune_history, restore_trigger_connections, run_engine, specs_mutate_at_runtime,

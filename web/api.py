@@ -31,11 +31,11 @@ from werkzeug.routing import RequestRedirect
 from engine import clock, readmodels
 from engine.access import is_read_only
 from engine.attachments import KINDS as ATTACHMENT_KINDS
-from engine.errors import (Conflict, CredentialsChanged, EngineError, InactiveAccount, InvalidInput, NotFound, PermissionDenied,
-                           ProcessError)
+from engine.errors import (Conflict, CredentialsChanged, EngineError, InactiveAccount, InvalidInput, NotFound,
+                           PermissionDenied, ProcessError)
 from engine.login_guard import LoginLocked
-from engine.passwords import StampedActor
 from engine.models import JurisdictionNode
+from engine.passwords import StampedActor
 from engine.personal_data import PersonalData, mask_data, personal_fields
 from engine.service import InboxFilters
 from forms.render import json_schema
