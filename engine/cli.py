@@ -63,14 +63,18 @@ def _login_name(fallback: str = "load-org") -> str:
         return fallback
 
 
-def _form_keys(db: Database | None = None) -> set[str]:
-    """The shipped forms' keys, and with a database the designer's saved revisions (key@N).
-    Read before any transaction opens: on SQLite a second session would wait on the first."""
+def _forms(db: Database | None = None) -> FormRegistry:
+    """The shipped forms, and with a database the designer's saved revisions (key@N), their
+    keys read. Read before any transaction opens: on SQLite a second session would wait on
+    the first."""
     try:
         if db is not None:
             from .form_store import VersionedForms
-            return VersionedForms(db=db).keys()
-        return FormRegistry().keys()
+            forms = VersionedForms(db=db)
+        else:
+            forms = FormRegistry()
+        forms.keys()
+        return forms
     except FormDefinitionError as exc:
         click.echo(f"error in a form definition: {exc}", err=True)
         sys.exit(1)
@@ -86,10 +90,10 @@ def deploy(directory, actor):
         click.echo(f"error: no .bpmn or .dmn files in {directory}", err=True)
         sys.exit(1)
     db = _db()
-    form_keys = _form_keys(db)
+    forms = _forms(db)
     try:
         with db.unit_of_work() as session:
-            result = deploy_files(session, files, form_keys, actor=actor)
+            result = deploy_files(session, files, forms.keys(), actor=actor, forms=forms)
     except DeployError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
@@ -121,11 +125,12 @@ def validate(paths):
         for sibling in list(path.parent.glob("*.bpmn")) + list(path.parent.glob("*.dmn")):
             if sibling.resolve() not in given and sibling.name not in files:
                 context[sibling.name] = sibling.read_text(encoding="utf-8")
-    problems = validate_files({**context, **files}, _form_keys())
+    forms = _forms()
+    problems = validate_files({**context, **files}, forms.keys())
     problems = [p for p in problems if p.file in files or p.file not in context]
     for problem in problems:
         click.echo(str(problem))
-    for note in dashboard_notes({**context, **files}):
+    for note in dashboard_notes({**context, **files}, forms=forms):
         if note.file in files:
             click.echo(f"note: {note}")   # refuses nothing: the exit status is the problems'
     if problems:
@@ -156,7 +161,8 @@ def scenarios(paths, processes_dir, org_path):
         schema.upgrade(db)
         with db.unit_of_work() as session:
             load_org_file(session, org_path)
-            deploy_files(session, read_process_dir(processes_dir), _form_keys(), actor="scenarios")
+            forms = _forms()
+            deploy_files(session, read_process_dir(processes_dir), forms.keys(), actor="scenarios", forms=forms)
         failures = 0
         for path in files:
             frozen = clock_module.FrozenClock(datetime(2026, 3, 2, 8, 30, tzinfo=timezone.utc))

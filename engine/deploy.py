@@ -10,6 +10,7 @@ A set of files with any problem is refused whole; nothing is stored.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import io
 import re
@@ -195,16 +196,20 @@ def validate_files(files: dict[str, str], form_keys: set[str] | None = None) -> 
     return unique
 
 
-def dashboard_notes(files: dict[str, str], processes=None) -> list[Problem]:
+def dashboard_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:
     """Notes, not problems (they refuse nothing): each element the dashboard's figures read
     (`metrics.DASHBOARD_ELEMENTS`) that a process in `files` (of `processes`, if given) no
-    longer has. A designer may rename or remove it on purpose, but the figure then misses the
-    cases that run on the new version, so deploying and checking say which figure and how to
-    keep it."""
-    from .metrics import DASHBOARD_ELEMENTS
-    notes = []
+    longer has, and each case data key they read (`metrics.DASHBOARD_DATA`) that nothing of
+    the process sets any more: no script assigns it, no decision outputs it, no form its
+    tasks or its start show has a field of that name (`forms`: the forms in use, by key;
+    the shipped ones if not given). A designer may rename or remove it on purpose, but the
+    figure then misses the cases that run on the new version, so deploying and checking say
+    which figure and how to keep it."""
+    from .metrics import DASHBOARD_DATA, DASHBOARD_ELEMENTS
+    read = DASHBOARD_ELEMENTS.keys() | DASHBOARD_DATA.keys()
+    notes, setting = [], []
     for filename in sorted(files):
-        if not any(pid in files[filename] for pid in DASHBOARD_ELEMENTS):
+        if not any(pid in files[filename] for pid in read):
             continue   # only the XML of the files that may hold such a process is read
         try:
             root = etree.parse(io.BytesIO(files[filename].encode("utf-8"))).getroot()
@@ -212,12 +217,98 @@ def dashboard_notes(files: dict[str, str], processes=None) -> list[Problem]:
             continue   # a problem of its own, which the check reports
         for process in root.iter(f"{{{BPMN_NS}}}process"):
             pid = process.get("id")
-            wanted = DASHBOARD_ELEMENTS.get(pid)
-            if not wanted or (processes is not None and pid not in processes):
+            if pid not in read or (processes is not None and pid not in processes):
                 continue
             present = set(process.xpath(".//@id"))
-            notes += _missing_elements(filename, pid, wanted, present)
+            notes += _missing_elements(filename, pid, DASHBOARD_ELEMENTS.get(pid, {}), present)
+            if pid in DASHBOARD_DATA:
+                setting.append((filename, pid))
+    if setting:
+        notes += _unset_data(files, setting, forms)
     return notes
+
+
+def _unset_data(files: dict[str, str], setting: list[tuple[str, str]], forms) -> list[Problem]:
+    from .metrics import DASHBOARD_DATA
+    forms = forms if forms is not None else _shipped_forms()
+    notes = []
+    for filename, pid in setting:
+        keys = _keys_set_by(tuple(sorted(files.items())), pid, forms)
+        if keys is None:
+            continue   # it cannot be told (a form that cannot be read, a process that does not parse): no note
+        for key, (figure, figure_zh) in DASHBOARD_DATA[pid].items():
+            if key in keys:
+                continue
+            notes.append(Problem(
+                filename, pid,
+                f"the dashboard reads the case data '{key}' of {pid} for {figure}; nothing in this version "
+                "sets it (no script assigns it, no decision outputs it, no form has a field of that name), "
+                "so its cases will be missing from that figure",
+                f"set '{key}' where the version decides it (a script, a decision's output or a form field of "
+                "that name), or have engine/metrics.py (DASHBOARD_DATA) and engine/case_facts.py read the new key",
+                f"统计看板的“{figure_zh}”读取 {pid} 的案件数据 “{key}”；此版本中没有任何脚本、决策输出或表单字段"
+                "设置它，按此版本运行的案件将不计入该指标",
+                f"请在此版本作出相应判断的地方设置 “{key}”（脚本、决策输出或同名表单字段），或请开发人员让 "
+                "engine/metrics.py（DASHBOARD_DATA）和 engine/case_facts.py 读取新的数据项"))
+    return notes
+
+
+@functools.cache
+def _shipped_forms():
+    from forms import FormRegistry
+    return FormRegistry()
+
+
+def _keys_set_by(files: tuple, pid: str, forms) -> set[str] | None:
+    """The task data keys that the process `pid` may set: the names its scripts assign, its
+    decisions' outputs and the fields of the forms its user tasks and its start show, with
+    what the processes it calls give back (only their data outputs, where they declare
+    some). None when that cannot be told."""
+    found = _data_sources(files, pid)
+    if found is None:
+        return None
+    keys, form_keys = found
+    for key in form_keys:
+        form = forms.get(key)
+        if form is None:
+            return None
+        keys = keys | {f.name for f in form.fields}
+    return keys
+
+
+@functools.lru_cache(maxsize=16)
+def _data_sources(files: tuple, pid: str) -> tuple[frozenset, tuple] | None:
+    """(names that scripts assign or decisions output, form keys shown) for `_keys_set_by`:
+    SpiffWorkflow's parse of the files, kept for the next check or deploy of the same files."""
+    texts = dict(files)
+    analysis = _analyse(texts)
+    try:
+        specs = [analysis.parser.get_spec(pid), *analysis.parser.get_subprocess_specs(pid).values()]
+    except Exception:  # noqa: BLE001 -- the check reports the process's own problem
+        return None
+    decided = {node.get("name") for root in analysis.trees.values() for node in root.iter()
+               if isinstance(node.tag, str) and etree.QName(node).namespace in DMN_NAMESPACES
+               and etree.QName(node).localname == "output"}
+    names, form_keys = set(), [process_properties(texts, pid).get("startForm")]
+    for proc_spec in specs:
+        io = getattr(proc_spec, "io_specification", None)
+        if io is not None and io.data_outputs:
+            names |= {output.bpmn_id for output in io.data_outputs}   # a called process gives back these only
+            continue
+        for task_spec in proc_spec.task_specs.values():
+            sources = [source for _what, source, mode in _scripts_of(task_spec) if mode == "exec"]
+            sources += [script for script in (getattr(task_spec, "prescript", None),
+                                              getattr(task_spec, "postscript", None)) if isinstance(script, str)]
+            for source in sources:
+                try:
+                    tree = ast.parse(source)
+                except SyntaxError:
+                    return None   # a problem of its own, which the check reports
+                names |= {node.id for node in ast.walk(tree)
+                          if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
+            if is_user_task(task_spec):
+                form_keys.append(user_task_info(task_spec, analysis.parser.camunda_attrs).form_key)
+    return frozenset(names | decided), tuple(filter(None, form_keys))
 
 
 def _missing_elements(filename: str, pid: str, wanted: dict, present: set) -> list[Problem]:
@@ -567,7 +658,10 @@ class DeployResult:
 
 
 def deploy_files(session: Session, files: dict[str, str], form_keys: set[str] | None = None,
-                 actor: str | None = None) -> DeployResult:
+                 actor: str | None = None, forms=None) -> DeployResult:
+    """Validate `files` and store a new version of each process they change (DeployError
+    and nothing stored if any problem). `forms`: the forms in use, by key, for the
+    dashboard's notes (the shipped ones if not given)."""
     problems = validate_files(files, form_keys)
     if problems:
         raise DeployError(problems)
@@ -590,5 +684,5 @@ def deploy_files(session: Session, files: dict[str, str], form_keys: set[str] | 
         session.add(version)
         created.append(version)
     session.flush()
-    notes = dashboard_notes(files, {v.process_key for v in created}) if created else []
+    notes = dashboard_notes(files, {v.process_key for v in created}, forms) if created else []
     return DeployResult(created, unchanged, notes)

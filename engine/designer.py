@@ -306,7 +306,8 @@ class Designer:
         notes = []
         if not problems:
             for merged in groups:
-                notes += [n for n in dashboard_notes(merged) if n.file in files and n not in notes]
+                notes += [n for n in dashboard_notes(merged, forms=self.service.forms)
+                          if n.file in files and n not in notes]
         return CheckResult(files=sorted(files), problems=problems, processes=processes, notes=notes), groups
 
     def check(self, actor, files) -> CheckResult:
@@ -334,7 +335,7 @@ class Designer:
                 # per group, only the processes the sent files define or feed (a DMN feeds every caller)
                 for merged in groups:
                     deployed = deploy_files(session, self._affected(merged, files), form_keys,
-                                            actor=user.username)
+                                            actor=user.username, forms=self.service.forms)
                     created += deployed.created
                     unchanged += [k for k in deployed.unchanged if k not in unchanged]
             except DeployError as exc:

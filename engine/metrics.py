@@ -68,6 +68,18 @@ DASHBOARD_ELEMENTS: dict[str, dict[str, tuple[str, str]]] = {
     },
     "leader_case": {task: _SUPERVISION for task in SUPERVISION_BY_PROCESS["leader_case"]},
 }
+# The case data the figures read (copied into gf_case's columns by engine/case_facts.py), by
+# the process whose scripts, decisions or forms set it, with the figure. A new version that no
+# longer sets a key leaves its cases out of that figure; deploying it says so too.
+DASHBOARD_DATA: dict[str, dict[str, tuple[str, str]]] = {
+    "grid_matter": {
+        "deadline_days": ("the time limit to close: the closure and on-time rates (办结率, 按期办结率)",
+                          "办结时限：办结率、按期办结率"),
+        "resolved_level": ("where matters were resolved (小事不出格)", "化解层级（小事不出格）"),
+        "satisfaction": ("the satisfaction rate (满意率)", "满意率"),
+    },
+    PETITION: {"outcome": ("the petitions closed and ceased (办结, 息诉罢访)", "信访办结数、息诉罢访数")},
+}
 WORKER_ROWS = 100
 
 

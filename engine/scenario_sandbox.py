@@ -100,7 +100,7 @@ def _child(payload: dict) -> dict:
             schema.upgrade(db)
             with db.unit_of_work() as session:
                 load_org_file(session, payload["org"])
-                deploy_files(session, payload["files"], forms.keys(), actor="scenario")
+                deploy_files(session, payload["files"], forms.keys(), actor="scenario", forms=forms)
         except DeployError as exc:
             db.dispose()
             result.update(step="deploy", message="; ".join(str(p) for p in exc.problems))

@@ -1,13 +1,12 @@
 """Deployment versions and validation messages (API and `gridflow` CLI)."""
 import uuid
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from engine.cli import main as cli
-from engine.deploy import DeployError, deploy_files, validate_files
+from engine.deploy import DeployError, deploy_files, read_process_dir, validate_files
 from engine.models import ProcessVersion
 from engine.service import WorkflowService
 from forms import FormRegistry
@@ -283,7 +282,7 @@ def grid_matter_renamed(old: str, new: str) -> str:
 
 def test_the_shipped_processes_hold_every_element_the_dashboard_reads():
     from engine import metrics
-    from engine.deploy import dashboard_notes, read_process_dir
+    from engine.deploy import dashboard_notes
     read = {element for elements in metrics.DASHBOARD_ELEMENTS.values() for element in elements}
     # every id the figures name is in the contract the deployment checks
     named = (set(metrics.VERIFY_TASKS) | set(metrics.REWORK_STEPS) | set(metrics.FOLLOW_UP_TASKS)
@@ -293,8 +292,97 @@ def test_the_shipped_processes_hold_every_element_the_dashboard_reads():
     assert dashboard_notes(read_process_dir(ROOT / "processes")) == []
 
 
+def test_every_case_data_key_in_the_dashboard_contract_feeds_a_case_column():
+    """The keys `DASHBOARD_DATA` names are the ones engine/case_facts.py copies into the
+    columns the figures aggregate: a key that fed nothing would make its notes false alarms."""
+    from datetime import datetime, timezone
+
+    from engine import case_facts, metrics
+    from engine.models import Case
+    columns = ("due_at", "resolved_level", "satisfaction", "outcome")
+
+    def facts(summary):
+        case = Case(created_at=datetime(2026, 3, 2, tzinfo=timezone.utc), grid_path="/1/2/", summary=summary)
+        case_facts.fill(case)
+        return tuple(getattr(case, c) for c in columns)
+
+    keys = {key for data in metrics.DASHBOARD_DATA.values() for key in data}
+    assert keys
+    for key in keys:
+        assert any(facts({key: value}) != facts({}) for value in (5, "grid")), key
+
+
+def _processes_with(**changes):
+    files = read_process_dir(ROOT / "processes")
+    for name, (before, after) in changes.items():
+        name = name.replace("_bpmn", ".bpmn").replace("_dmn", ".dmn")
+        assert before in files[name], (name, before)
+        files[name] = files[name].replace(before, after)
+    return files
+
+
+def test_case_data_the_dashboard_reads_no_longer_set_is_a_note_not_a_refusal(clean_db, tmp_path):
+    """A grid matter version whose scripts no longer set `resolved_level` still deploys, with
+    a note naming the key, the figure and how to keep it; the CLI prints it and exits 0."""
+    from engine.deploy import dashboard_notes
+    files = _processes_with(grid_matter_bpmn=("resolved_level = ", "where_resolved = "))
+    assert validate_files(files, FormRegistry().keys()) == []
+    notes = dashboard_notes(files)
+    assert [(n.file, n.element) for n in notes] == [("grid_matter.bpmn", "grid_matter")]
+    assert "'resolved_level'" in notes[0].message and "小事不出格" in notes[0].message
+    assert "a script, a decision's output or a form field" in notes[0].fix
+    assert "化解层级" in notes[0].text("zh")[0] and "resolved_level" in notes[0].text("zh")[1]
+    session = clean_db.Session()   # rolled back: the other tests run the shipped grid_matter
+    try:
+        result = deploy_files(session, files, FormRegistry().keys(), actor="tests")
+        assert [v.process_key for v in result.created] == ["grid_matter"] and result.notes == notes
+    finally:
+        session.rollback()
+        session.close()
+    for name in ("grid_matter.bpmn", "dispatch_rules.dmn", "mediation.bpmn", "mediation_channel.dmn"):
+        (tmp_path / name).write_text(files[name], encoding="utf-8")
+    out = CliRunner().invoke(cli, ["validate", str(tmp_path / "grid_matter.bpmn")])
+    assert out.exit_code == 0, out.output
+    assert "note: grid_matter.bpmn:grid_matter: the dashboard reads the case data 'resolved_level'" in out.output
+
+
+def test_case_data_is_set_by_scripts_decisions_and_forms_and_a_called_process_gives_back_its_outputs_only():
+    from dataclasses import replace
+
+    from engine.deploy import dashboard_notes
+
+    def unset(files, forms=None):
+        return [n.message.split("'")[1] for n in dashboard_notes(files, forms=forms)]
+
+    # a decision's output: the dispatch rules' deadline_days renamed
+    assert unset(_processes_with(dispatch_rules_dmn=('name="deadline_days"', 'name="days_allowed"'))) \
+        == ["deadline_days"]
+    # a form's field: the satisfaction visit's form without its `satisfaction` field
+
+    class Forms:
+        def __init__(self, drop=None, missing=None):
+            self.shipped, self.drop, self.missing = FormRegistry(), drop, missing
+
+        def get(self, key):
+            form = self.shipped.get(key)
+            if key == self.missing:
+                return None
+            if key == self.drop and form is not None:
+                form = replace(form, fields=[f for f in form.fields if f.name != self.drop])
+            return form
+    shipped = read_process_dir(ROOT / "processes")
+    assert unset(shipped, Forms()) == []
+    assert unset(shipped, Forms(drop="satisfaction")) == ["satisfaction"]
+    # a form that cannot be read: it may set anything, so nothing is noted
+    assert unset(_processes_with(grid_matter_bpmn=("resolved_level = ", "where_resolved = ")),
+                 Forms(missing="satisfaction")) == []
+    # a petition whose own scripts no longer set `outcome`: the mediation it calls sets an
+    # `outcome` of its own, but gives back only its data outputs (mediation_outcome …)
+    assert unset(_processes_with(petition_bpmn=("outcome = ", "result = "))) == ["outcome"]
+
+
 def test_an_element_the_dashboard_reads_renamed_is_a_note_not_a_refusal(clean_db, tmp_path):
-    from engine.deploy import dashboard_notes, read_process_dir
+    from engine.deploy import dashboard_notes
     files = {**read_process_dir(ROOT / "processes"),
              "grid_matter.bpmn": grid_matter_renamed("micro_mediation", "grid_mediation")}
     assert validate_files(files, FormRegistry().keys()) == []
