@@ -312,6 +312,26 @@ def test_every_case_data_key_in_the_dashboard_contract_feeds_a_case_column():
         assert any(facts({key: value}) != facts({}) for value in (5, "grid")), key
 
 
+def deploys_with_notes_and_validates(db, tmp_path, files, notes):
+    """`files` deploy (in a transaction rolled back: the other tests run the shipped
+    grid_matter) a new grid_matter with `notes`; the CLI's validate of its grid_matter.bpmn,
+    beside the files it calls, exits 0. Returns what the CLI printed."""
+    shipped = [v.id for v in versions(db, "grid_matter")]
+    session = db.Session()
+    try:
+        result = deploy_files(session, files, FormRegistry().keys(), actor="tests")
+        assert [v.process_key for v in result.created] == ["grid_matter"] and result.notes == notes
+    finally:
+        session.rollback()
+        session.close()
+    assert [v.id for v in versions(db, "grid_matter")] == shipped
+    for name in ("grid_matter.bpmn", "dispatch_rules.dmn", "mediation.bpmn", "mediation_channel.dmn"):
+        (tmp_path / name).write_text(files[name], encoding="utf-8")
+    out = CliRunner().invoke(cli, ["validate", str(tmp_path / "grid_matter.bpmn")])
+    assert out.exit_code == 0, out.output
+    return out.output
+
+
 def _processes_with(**changes):
     files = read_process_dir(ROOT / "processes")
     for name, (before, after) in changes.items():
@@ -332,18 +352,8 @@ def test_case_data_the_dashboard_reads_no_longer_set_is_a_note_not_a_refusal(cle
     assert "'resolved_level'" in notes[0].message and "小事不出格" in notes[0].message
     assert "a script, a decision's output or a form field" in notes[0].fix
     assert "化解层级" in notes[0].text("zh")[0] and "resolved_level" in notes[0].text("zh")[1]
-    session = clean_db.Session()   # rolled back: the other tests run the shipped grid_matter
-    try:
-        result = deploy_files(session, files, FormRegistry().keys(), actor="tests")
-        assert [v.process_key for v in result.created] == ["grid_matter"] and result.notes == notes
-    finally:
-        session.rollback()
-        session.close()
-    for name in ("grid_matter.bpmn", "dispatch_rules.dmn", "mediation.bpmn", "mediation_channel.dmn"):
-        (tmp_path / name).write_text(files[name], encoding="utf-8")
-    out = CliRunner().invoke(cli, ["validate", str(tmp_path / "grid_matter.bpmn")])
-    assert out.exit_code == 0, out.output
-    assert "note: grid_matter.bpmn:grid_matter: the dashboard reads the case data 'resolved_level'" in out.output
+    printed = deploys_with_notes_and_validates(clean_db, tmp_path, files, notes)
+    assert "note: grid_matter.bpmn:grid_matter: the dashboard reads the case data 'resolved_level'" in printed
     # beside a problem the CLI prints the problem only, as the designer does: notes are about
     # a version that could be deployed
     (tmp_path / "grid_matter.bpmn").write_text(files["grid_matter.bpmn"].replace(
@@ -398,23 +408,9 @@ def test_an_element_the_dashboard_reads_renamed_is_a_note_not_a_refusal(clean_db
     assert [(n.file, n.element) for n in notes] == [("grid_matter.bpmn", "micro_mediation")]
     assert "escalations into the town" in notes[0].message and "keep the element's id" in notes[0].fix
     assert "升级到镇" in notes[0].text("zh")[0] and "保留其 id" in notes[0].text("zh")[1]
-    shipped = [v.id for v in versions(clean_db, "grid_matter")]
-    session = clean_db.Session()   # rolled back: the other tests run the shipped grid_matter
-    try:
-        result = deploy_files(session, files, FormRegistry().keys(), actor="tests")
-        assert [v.process_key for v in result.created] == ["grid_matter"] and result.notes == notes
-    finally:
-        session.rollback()
-        session.close()
-    assert [v.id for v in versions(clean_db, "grid_matter")] == shipped
     # the CLI: a note line, and the exit status is the problems' (none)
-    path = tmp_path / "grid_matter.bpmn"
-    path.write_text(files["grid_matter.bpmn"], encoding="utf-8")
-    for name in ("dispatch_rules.dmn", "mediation.bpmn", "mediation_channel.dmn"):
-        (tmp_path / name).write_text(files[name], encoding="utf-8")
-    out = CliRunner().invoke(cli, ["validate", str(path)])
-    assert out.exit_code == 0, out.output
-    assert "note: grid_matter.bpmn:micro_mediation: the dashboard counts the element 'micro_mediation'" in out.output
+    printed = deploys_with_notes_and_validates(clean_db, tmp_path, files, notes)
+    assert "note: grid_matter.bpmn:micro_mediation: the dashboard counts the element 'micro_mediation'" in printed
     # XML allows single quotes: a process written so is read as well
     single = files["grid_matter.bpmn"].replace('id="grid_matter"', "id='grid_matter'")
     assert [n.element for n in dashboard_notes({"grid_matter.bpmn": single})] == ["micro_mediation"]
