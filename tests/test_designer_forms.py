@@ -132,6 +132,26 @@ def test_tasks_keep_the_form_their_version_was_deployed_with(svc, clean_db):
     assert svc.forms.get(ref).input_fields[-1].label["zh"] == "工时"
 
 
+def test_a_saved_form_revision_without_a_field_the_dashboard_reads_is_noted_at_check(svc):
+    """The designer's check reads the forms in use, saved revisions included: grid_matter
+    pointed at a revision of its satisfaction form that lost the `satisfaction` field
+    checks clean, with a note naming the key and the satisfaction rate."""
+    from tests.conftest import ROOT
+    without = ("key: satisfaction\ntitle: {zh: 群众满意度回访, en: Satisfaction follow-up}\nfields:\n"
+               "  - name: feedback\n    type: long_text\n    label: {zh: 群众意见, en: Feedback}\n")
+    ref, created = FormEditor(svc).save(DESIGNER, "satisfaction", without)
+    assert created
+    shipped = (ROOT / "processes" / "grid_matter.bpmn").read_text(encoding="utf-8")
+    assert shipped.count('name="formKey" value="satisfaction"') == 1
+    pointed = shipped.replace('name="formKey" value="satisfaction"', f'name="formKey" value="{ref}"')
+    designer = Designer(svc)
+    result = designer.check(DESIGNER, {"grid_matter.bpmn": pointed})
+    assert result.problems == []
+    assert [(n.element, n.message.split("'")[1]) for n in result.notes] == [("grid_matter", "satisfaction")]
+    assert "满意率" in result.notes[0].text("zh")[0]
+    assert designer.check(DESIGNER, {"grid_matter.bpmn": shipped}).notes == []
+
+
 def test_adopting_an_unknown_revision_is_refused(svc):
     with pytest.raises(Exception) as exc:
         FormEditor(svc).adopt(DESIGNER, "progress_report@999", ["grid_matter"])
