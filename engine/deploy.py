@@ -290,9 +290,9 @@ def _data_sources(files: tuple, pid: str) -> tuple[frozenset, tuple] | None:
                if isinstance(node.tag, str) and etree.QName(node).namespace in DMN_NAMESPACES
                and etree.QName(node).localname == "output"}
     names, form_keys = set(), [process_properties(texts, pid).get("startForm")]
-    for proc_spec in specs:
+    for n, proc_spec in enumerate(specs):
         io = getattr(proc_spec, "io_specification", None)
-        if io is not None and io.data_outputs:
+        if n and io is not None and io.data_outputs:
             names |= {output.bpmn_id for output in io.data_outputs}   # a called process gives back these only
             continue
         for task_spec in proc_spec.task_specs.values():

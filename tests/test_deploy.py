@@ -397,6 +397,15 @@ def test_case_data_is_set_by_scripts_decisions_and_forms_and_a_called_process_gi
     # a petition whose own scripts no longer set `outcome`: the mediation it calls sets an
     # `outcome` of its own, but gives back only its data outputs (mediation_outcome …)
     assert unset(_processes_with(petition_bpmn=("outcome = ", "result = "))) == ["outcome"]
+    # a process that declares data outputs itself (as one meant to be called does) still sets
+    # all its own scripts, decisions and forms set
+    outputs = ('<bpmn:ioSpecification id="io_grid_matter"><bpmn:dataOutput id="resolution" name="r"/>'
+               '<bpmn:inputSet id="in_none"/><bpmn:outputSet id="out_resolution">'
+               '<bpmn:dataOutputRefs>resolution</bpmn:dataOutputRefs></bpmn:outputSet></bpmn:ioSpecification>')
+    declaring = dict(shipped)
+    declaring["grid_matter.bpmn"] = shipped["grid_matter.bpmn"].replace("<bpmn:laneSet", outputs + "<bpmn:laneSet", 1)
+    assert validate_files(declaring, FormRegistry().keys()) == []
+    assert unset(declaring) == []
 
 
 def test_an_element_the_dashboard_reads_renamed_is_a_note_not_a_refusal(clean_db, tmp_path):
