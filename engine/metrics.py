@@ -75,6 +75,9 @@ DASHBOARD_DATA: dict[str, dict[str, tuple[str, str]]] = {
     "grid_matter": {
         "deadline_days": ("the time limit to close: the closure and on-time rates (办结率, 按期办结率)",
                           "办结时限：办结率、按期办结率"),
+        # an escalated matter's limit adds the days of each level it reached (engine/case_facts.py)
+        **{key: ("the time limit of escalated matters: the on-time rate (按期办结率)", "升级事项的办结时限：按期办结率")
+           for key in ("handling_level", "current_level", "town_days", "county_days", "city_days")},
         "resolved_level": ("where matters were resolved (小事不出格)", "化解层级（小事不出格）"),
         "satisfaction": ("the satisfaction rate (满意率)", "满意率"),
     },
