@@ -14,11 +14,34 @@ from .deploy import DeployError, dashboard_notes, deploy_files, read_process_dir
 from .org import OrgFileError, load_org_file
 
 
+_in_use: list[str] = []   # the database a command opened (`_db`), for `_Commands`' message
+
+
 def _db() -> Database:
-    return Database()
+    db = Database()
+    _in_use[:] = [db.shown_url]
+    return db
 
 
-@click.group()
+class _Commands(click.Group):
+    """The command group, which turns a database that cannot be reached or used into one
+    line saying so and what to check (exit 1) instead of a traceback."""
+
+    def invoke(self, ctx):
+        from sqlalchemy.exc import InterfaceError, OperationalError
+        try:
+            return super().invoke(ctx)
+        except (OperationalError, InterfaceError) as exc:
+            driver = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            where = f" at {_in_use[0]}" if _in_use else ""
+            click.echo(f"error: the database{where} could not be used: "
+                       f"{' '.join(line.strip() for line in driver[:2])}", err=True)
+            click.echo("check DATABASE_URL (unset: the SQLite file instance/gridflow.sqlite), that the "
+                       "database server is running and that the database exists", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Commands)
 def main():
     """gridflow: grid governance workflows (网格化治理) on SpiffWorkflow."""
 
@@ -28,7 +51,7 @@ def init_db():
     """Create or upgrade the database schema (Alembic)."""
     db = _db()
     schema.upgrade(db)
-    click.echo(f"schema up to date: {db.url}")
+    click.echo(f"schema up to date: {db.shown_url}")
 
 
 @main.command("load-org")
@@ -353,7 +376,7 @@ def setup_demo(org_path, processes_dir):
     click.echo(f"organisation from {org_path}: {report}")
     ctx = click.get_current_context()
     ctx.invoke(deploy, directory=processes_dir, actor="setup-demo")
-    click.echo(f"database: {db.url}")
+    click.echo(f"database: {db.shown_url}")
 
 
 if __name__ == "__main__":

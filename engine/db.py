@@ -11,7 +11,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,6 +31,14 @@ def database_url(url: str | None = None) -> str:
         return env
     DEFAULT_SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{DEFAULT_SQLITE_PATH}"
+
+
+def shown_url(url: str) -> str:
+    """`url` with its password, if any, masked: for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 -- not a URL SQLAlchemy can read: show nothing of it
+        return "(unreadable database URL)"
 
 
 def make_engine(url: str, pool_size: int = 10) -> Engine:
@@ -111,6 +119,11 @@ class Database:
             # touches is ever written.
             self.ReadSession = sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"),
                                             expire_on_commit=False, autoflush=False)
+
+    @property
+    def shown_url(self) -> str:
+        """The URL to print or log: its password, if any, masked."""
+        return shown_url(self.url)
 
     @property
     def is_postgres(self) -> bool:
