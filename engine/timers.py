@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from . import audit, clock
 from .db import deferred_inserts
@@ -182,17 +182,24 @@ class TimerWorker:
         log.info("timer worker started (batch %d, every %.1fs)", self.batch, interval)
         next_checkpoint = next_rollups = clock.now()
         while not stop.is_set():
-            stats = self.run_once()
-            scheduled.run_safely()   # timer start events: new cases on a schedule
-            if stats.fired or stats.failed:
-                log.info("fired %d, failed %d, skipped %d", stats.fired, stats.failed, stats.skipped)
-            if clock.now() >= next_checkpoint:
-                self.seal_audit_trail()
-                self.refresh_statistics()
-                next_checkpoint = clock.now() + checkpoint_every
-            if clock.now() >= next_rollups:
-                self.refresh_rollups()
-                next_rollups = clock.now() + rollups_every
+            try:
+                stats = self.run_once()
+                scheduled.run_safely()   # timer start events: new cases on a schedule
+                if stats.fired or stats.failed:
+                    log.info("fired %d, failed %d, skipped %d", stats.fired, stats.failed, stats.skipped)
+                if clock.now() >= next_checkpoint:
+                    self.seal_audit_trail()
+                    self.refresh_statistics()
+                    next_checkpoint = clock.now() + checkpoint_every
+                if clock.now() >= next_rollups:
+                    self.refresh_rollups()
+                    next_rollups = clock.now() + rollups_every
+            except DBAPIError as exc:
+                # the database went away (restarted, unreachable): nothing of this round was
+                # committed half-way (each firing is its own transaction), so wait and take the
+                # due timers again; the worker must outlive the outage, not end with it
+                log.error("database unavailable, retrying in %.0f s: %s", interval,
+                          str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
             stop.wait(interval)
         log.info("timer worker stopped")
 

@@ -192,3 +192,27 @@ def test_a_failed_statistics_refresh_does_not_stop_the_worker(timed, monkeypatch
     with caplog.at_level("WARNING", logger="gridflow.timers"):
         TimerWorker(timed).run_forever(stop, interval=0.01)     # returns: the round went on
     assert "planner statistics not refreshed" in caplog.text and "database is locked" in caplog.text
+
+
+def test_the_worker_outlives_a_database_outage(service, monkeypatch, caplog):
+    """A round that meets an unreachable database is logged and retried after the interval;
+    the worker goes on (before, the error ended the worker and with it every deadline)."""
+    import logging
+
+    from sqlalchemy.exc import OperationalError
+
+    from engine.timers import RunStats
+    worker = TimerWorker(service)
+    stop, rounds = threading.Event(), []
+
+    def outage_then_back(now=None):
+        rounds.append(now)
+        if len(rounds) == 1:
+            raise OperationalError("SELECT …", {}, Exception('connection to server at "127.0.0.1" failed'))
+        stop.set()
+        return RunStats()
+    monkeypatch.setattr(worker, "run_once", outage_then_back)
+    with caplog.at_level(logging.ERROR, logger="gridflow.timers"):
+        worker.run_forever(stop, interval=0.01)
+    assert len(rounds) == 2
+    assert "database unavailable, retrying in 0 s: connection to server at" in caplog.text
