@@ -25,6 +25,7 @@ from flask import Blueprint, current_app, g, render_template, request, send_file
 from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from marshmallow import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, NotFound as HTTPNotFound
 from werkzeug.routing import RequestRedirect
 
@@ -42,6 +43,7 @@ from forms.render import json_schema
 from forms.safety import find_unstorable
 
 from . import api_schemas as s
+from .errors import RETRY_AFTER_SECONDS, log_database_unavailable
 from .extensions import service
 from .openapi import build_spec, document
 
@@ -82,6 +84,8 @@ MESSAGES = {
     "too_large": ("请求内容太大。", "The request is too large."),
     "internal": ("服务器内部错误，已记录（编号 {ref}）。请稍后重试。",
                  "Internal error; it has been logged (reference {ref}). Please try again later."),
+    "unavailable": ("数据库暂时无法连接，本次提交没有保存；请稍后重试。",
+                    "The database cannot be reached at the moment; nothing was saved. Please try again shortly."),
     "choose_file": ("请选择要上传的文件（字段 file）。", "Choose at least one file (field `file`)."),
     "too_many_files": ("一次最多上传 {n} 个文件。", "At most {n} files per request."),
     "unknown_field": ("未知字段。", "Unknown field."),
@@ -225,6 +229,15 @@ def _http_error(exc: HTTPException):
         return error_response(405, "method_not_allowed", msg("method"),
                               headers={"Allow": ", ".join(sorted(getattr(exc, "valid_methods", None) or []))})
     return error_response(status, HTTP_CODES.get(status, "error"), exc.description or exc.name)
+
+
+@bp.errorhandler(OperationalError)
+@bp.errorhandler(InterfaceError)
+def _database_unavailable(exc: Exception):
+    """The database is down, unreachable or busy past its wait: the transaction rolled back
+    whole, so the caller is told nothing was saved and when to try again (503), not a 500."""
+    log_database_unavailable(log, exc)
+    return error_response(503, "unavailable", msg("unavailable"), headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 @bp.errorhandler(Exception)

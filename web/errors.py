@@ -3,6 +3,7 @@ import logging
 
 from flask import render_template, request
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from engine.errors import Conflict, EngineError, InvalidInput, NotFound, PermissionDenied
@@ -21,6 +22,15 @@ def engine_status(exc: EngineError) -> int:
     return 422
 
 
+RETRY_AFTER_SECONDS = 5
+
+
+def log_database_unavailable(logger, exc: Exception) -> None:
+    """One line per failed request while the database is away (not a traceback each)."""
+    driver = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    logger.error("database unavailable on %s %s: %s", request.method, request.path, driver[0] if driver else exc)
+
+
 def register(app):
     @app.errorhandler(EngineError)
     def engine_error(exc):
@@ -34,6 +44,13 @@ def register(app):
     def http_error(exc):
         messages = {404: _("页面不存在。"), 403: _("您无权查看此内容。"), 413: _("上传的文件太大。")}
         return render_template("error.html", message=messages.get(exc.code, _("请求无效，请刷新页面后重试。"))), exc.code
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def database_unavailable(exc):
+        log_database_unavailable(log, exc)
+        return (render_template("error.html", message=_("数据库暂时无法连接，本次提交没有保存；请稍后重试。")), 503,
+                {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @app.errorhandler(Exception)
     def unexpected(exc):

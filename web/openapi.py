@@ -39,6 +39,8 @@ ERRORS = {
     429: ("LoginLocked", "Too many failed logins of this username (`error: login_locked`): it is locked "
                          "for a while, whatever the password; `Retry-After` gives the seconds left."),
     500: ("InternalError", "Unexpected server error; it has been logged."),
+    503: ("Unavailable", "The database cannot be reached for the moment (`error: unavailable`); nothing was "
+                         "saved. Try again after the seconds `Retry-After` gives."),
 }
 
 DESCRIPTION = """\
@@ -121,7 +123,7 @@ def _operation(name: str, op: Operation, arguments) -> dict:
     params.append("AcceptLanguage")
     out["parameters"] = params
     out["security"] = [{"bearerAuth": []}] if op.auth else []
-    errors = set(op.errors) | {500}
+    errors = set(op.errors) | {500, 503}
     if op.auth:
         errors.add(401)
     if op.body is not None:
