@@ -21,7 +21,7 @@ def test_the_api_answers_503_and_documents_it(client, service, monkeypatch, capl
     monkeypatch.setattr(service, "inbox_page", _down)
     r = api.get(f"{V1}/tasks", "lx_wgy1")
     assert r.status_code == 503 and r.headers["Retry-After"] == "5"
-    assert r.get_json() == {"error": "unavailable", "message": "数据库暂时无法连接，本次提交没有保存；请稍后重试。"}
+    assert r.get_json() == {"error": "unavailable", "message": "数据库暂时无法使用，本次提交没有保存；请稍后重试。"}
     english = api.get(f"{V1}/tasks", "lx_wgy1", headers={"Accept-Language": "en"}).get_json()
     assert "nothing was saved" in english["message"]
     assert f"database unavailable on GET {V1}/tasks: {DRIVER}" in caplog.text and "Traceback" not in caplog.text
@@ -55,5 +55,5 @@ def test_pages_say_the_database_is_away_and_nothing_was_saved(client, service, m
     monkeypatch.setattr(service, "inbox_page", _down)
     r = client.get("/inbox")
     assert r.status_code == 503 and r.headers["Retry-After"] == "5"
-    assert "数据库暂时无法连接，本次提交没有保存；请稍后重试。" in r.get_data(as_text=True)
+    assert "数据库暂时无法使用，本次提交没有保存；请稍后重试。" in r.get_data(as_text=True)
     assert f"database unavailable on GET /inbox: {DRIVER}" in caplog.text

@@ -49,7 +49,7 @@ def register(app):
     @app.errorhandler(InterfaceError)
     def database_unavailable(exc):
         log_database_unavailable(log, exc)
-        return (render_template("error.html", message=_("数据库暂时无法连接，本次提交没有保存；请稍后重试。")), 503,
+        return (render_template("error.html", message=_("数据库暂时无法使用，本次提交没有保存；请稍后重试。")), 503,
                 {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @app.errorhandler(Exception)

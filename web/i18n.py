@@ -48,8 +48,8 @@ MESSAGES_EN: dict[str, str] = {
     "请求无效，请刷新页面后重试。": "The request was not valid; refresh the page and try again.",
     "上传的文件太大。": "The upload is too large.",
     "服务器内部错误，已记录。请稍后重试。": "Internal error; it has been logged. Please try again later.",
-    "数据库暂时无法连接，本次提交没有保存；请稍后重试。":
-        "The database cannot be reached at the moment; nothing was saved. Please try again shortly.",
+    "数据库暂时无法使用，本次提交没有保存；请稍后重试。":
+        "The database is unavailable at the moment; nothing was saved. Please try again shortly.",
     "页面已过期，请刷新后重新提交。": "The page has expired; refresh it and submit again.",
     "语言": "Language",
     # inbox, task, start and case pages (web/inbox.py, web/tasks.py, web/cases.py)
