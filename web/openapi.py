@@ -39,8 +39,9 @@ ERRORS = {
     429: ("LoginLocked", "Too many failed logins of this username (`error: login_locked`): it is locked "
                          "for a while, whatever the password; `Retry-After` gives the seconds left."),
     500: ("InternalError", "Unexpected server error; it has been logged."),
-    503: ("Unavailable", "The database is unavailable for the moment: down, unreachable or busy (`error: unavailable`); nothing was "
-                         "saved. Try again after the seconds `Retry-After` gives."),
+    503: ("Unavailable", "The database is unavailable for the moment: down, unreachable or busy "
+                         "(`error: unavailable`); nothing was saved. Try again after the seconds "
+                         "`Retry-After` gives."),
 }
 
 DESCRIPTION = """\
