@@ -9,7 +9,7 @@ import click
 from forms import FormDefinitionError, FormRegistry
 
 from . import schema
-from .db import Database
+from .db import Database, driver_message
 from .deploy import DeployError, dashboard_notes, deploy_files, read_process_dir, validate_files
 from .org import OrgFileError, load_org_file
 
@@ -32,10 +32,8 @@ class _Commands(click.Group):
         try:
             return super().invoke(ctx)
         except (OperationalError, InterfaceError) as exc:
-            driver = str(getattr(exc, "orig", None) or exc).strip().splitlines()
             where = f" at {_in_use[0]}" if _in_use else ""
-            click.echo(f"error: the database{where} could not be used: "
-                       f"{' '.join(line.strip() for line in driver[:2])}", err=True)
+            click.echo(f"error: the database{where} could not be used: {driver_message(exc, lines=2)}", err=True)
             click.echo("check DATABASE_URL (unset: the SQLite file instance/gridflow.sqlite), that the "
                        "database server is running and that the database exists", err=True)
             sys.exit(1)

@@ -41,6 +41,13 @@ def shown_url(url: str) -> str:
         return "(unreadable database URL)"
 
 
+def driver_message(exc: Exception, lines: int = 1) -> str:
+    """What the database driver said (a SQLAlchemy error's `orig`), its first `lines` lines
+    joined: for one-line messages and logs while the database is away."""
+    said = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return " ".join(line.strip() for line in said[:lines])
+
+
 def make_engine(url: str, pool_size: int = 10) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})

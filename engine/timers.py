@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from . import audit, clock
-from .db import deferred_inserts
+from .db import deferred_inserts, driver_message
 from .models import Case, Incident
 from .service import WorkflowService
 
@@ -198,8 +198,7 @@ class TimerWorker:
                 # the database went away (restarted, unreachable): nothing of this round was
                 # committed half-way (each firing is its own transaction), so wait and take the
                 # due timers again; the worker must outlive the outage, not end with it
-                log.error("database unavailable, retrying in %.0f s: %s", interval,
-                          str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
+                log.error("database unavailable, retrying in %.0f s: %s", interval, driver_message(exc))
             stop.wait(interval)
         log.info("timer worker stopped")
 

@@ -6,6 +6,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from engine.db import driver_message
 from engine.errors import Conflict, EngineError, InvalidInput, NotFound, PermissionDenied
 
 from .i18n import current_lang, gettext as _
@@ -27,8 +28,7 @@ RETRY_AFTER_SECONDS = 5
 
 def log_database_unavailable(logger, exc: Exception) -> None:
     """One line per failed request while the database is away (not a traceback each)."""
-    driver = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    logger.error("database unavailable on %s %s: %s", request.method, request.path, driver[0] if driver else exc)
+    logger.error("database unavailable on %s %s: %s", request.method, request.path, driver_message(exc))
 
 
 def register(app):
