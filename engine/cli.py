@@ -9,7 +9,7 @@ import click
 from forms import FormDefinitionError, FormRegistry
 
 from . import schema
-from .db import Database, driver_message
+from .db import DATABASE_UNAVAILABLE, Database, driver_message
 from .deploy import DeployError, dashboard_notes, deploy_files, read_process_dir, validate_files
 from .org import OrgFileError, load_org_file
 
@@ -28,10 +28,9 @@ class _Commands(click.Group):
     line saying so and what to check (exit 1) instead of a traceback."""
 
     def invoke(self, ctx):
-        from sqlalchemy.exc import InterfaceError, OperationalError
         try:
             return super().invoke(ctx)
-        except (OperationalError, InterfaceError) as exc:
+        except DATABASE_UNAVAILABLE as exc:
             where = f" at {_in_use[0]}" if _in_use else ""
             click.echo(f"error: the database{where} could not be used: {driver_message(exc, lines=2)}", err=True)
             click.echo("check DATABASE_URL (unset: the SQLite file instance/gridflow.sqlite), that the "

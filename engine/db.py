@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .core_writes import (WRITE_TRANSACTION, commit_session_pipeline, connect_gridflow, insert_rows_now,
@@ -39,6 +39,11 @@ def shown_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 -- not a URL SQLAlchemy can read: show nothing of it
         return "(unreadable database URL)"
+
+
+# The driver's errors that say the database is down, unreachable or busy past its wait (not a
+# bug in a statement): the CLI, the timer worker and the web answer these as an outage.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 
 
 def driver_message(exc: Exception, lines: int = 1) -> str:

@@ -231,9 +231,9 @@ def dashboard_notes(files: dict[str, str], processes=None, forms=None) -> list[P
 def _unset_data(files: dict[str, str], setting: list[tuple[str, str]], forms) -> list[Problem]:
     from .metrics import DASHBOARD_DATA
     forms = forms if forms is not None else _shipped_forms()
-    notes = []
+    notes, frozen = [], tuple(sorted(files.items()))   # hashable: the parse's cache key
     for filename, pid in setting:
-        keys = _keys_set_by(tuple(sorted(files.items())), pid, forms)
+        keys = _keys_set_by(frozen, pid, forms)
         if keys is None:
             continue   # it cannot be told (a form that cannot be read, a process that does not parse): no note
         for key, (figure, figure_zh) in DASHBOARD_DATA[pid].items():

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from . import audit, clock
-from .db import deferred_inserts, driver_message
+from .db import DATABASE_UNAVAILABLE, deferred_inserts, driver_message
 from .models import Case, Incident
 from .service import WorkflowService
 
@@ -194,7 +194,7 @@ class TimerWorker:
                 if clock.now() >= next_rollups:
                     self.refresh_rollups()
                     next_rollups = clock.now() + rollups_every
-            except DBAPIError as exc:
+            except DATABASE_UNAVAILABLE as exc:
                 # the database went away (restarted, unreachable): nothing of this round was
                 # committed half-way (each firing is its own transaction), so wait and take the
                 # due timers again; the worker must outlive the outage, not end with it

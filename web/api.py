@@ -25,13 +25,13 @@ from flask import Blueprint, current_app, g, render_template, request, send_file
 from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from marshmallow import ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, NotFound as HTTPNotFound
 from werkzeug.routing import RequestRedirect
 
 from engine import clock, readmodels
 from engine.access import is_read_only
 from engine.attachments import KINDS as ATTACHMENT_KINDS
+from engine.db import DATABASE_UNAVAILABLE
 from engine.errors import (Conflict, CredentialsChanged, EngineError, InactiveAccount, InvalidInput, NotFound,
                            PermissionDenied, ProcessError)
 from engine.login_guard import LoginLocked
@@ -231,13 +231,15 @@ def _http_error(exc: HTTPException):
     return error_response(status, HTTP_CODES.get(status, "error"), exc.description or exc.name)
 
 
-@bp.errorhandler(OperationalError)
-@bp.errorhandler(InterfaceError)
 def _database_unavailable(exc: Exception):
     """The database is down, unreachable or busy past its wait: the transaction rolled back
     whole, so the caller is told nothing was saved and when to try again (503), not a 500."""
     log_database_unavailable(log, exc)
     return error_response(503, "unavailable", msg("unavailable"), headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+for _unavailable in DATABASE_UNAVAILABLE:
+    bp.register_error_handler(_unavailable, _database_unavailable)
 
 
 @bp.errorhandler(Exception)

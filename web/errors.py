@@ -3,10 +3,9 @@ import logging
 
 from flask import render_template, request
 from flask_wtf.csrf import CSRFError
-from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from engine.db import driver_message
+from engine.db import DATABASE_UNAVAILABLE, driver_message
 from engine.errors import Conflict, EngineError, InvalidInput, NotFound, PermissionDenied
 
 from .i18n import current_lang, gettext as _
@@ -45,12 +44,13 @@ def register(app):
         messages = {404: _("页面不存在。"), 403: _("您无权查看此内容。"), 413: _("上传的文件太大。")}
         return render_template("error.html", message=messages.get(exc.code, _("请求无效，请刷新页面后重试。"))), exc.code
 
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(InterfaceError)
     def database_unavailable(exc):
         log_database_unavailable(log, exc)
         return (render_template("error.html", message=_("数据库暂时无法使用，本次提交没有保存；请稍后重试。")), 503,
                 {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    for unavailable in DATABASE_UNAVAILABLE:
+        app.register_error_handler(unavailable, database_unavailable)
 
     @app.errorhandler(Exception)
     def unexpected(exc):
