@@ -14,12 +14,14 @@ from .deploy import DeployError, dashboard_notes, deploy_files, read_process_dir
 from .org import OrgFileError, load_org_file
 
 
-_in_use: list[str] = []   # the database a command opened (`_db`), for `_Commands`' message
+_DATABASE_SHOWN = "gridflow.database"   # key in the click context's meta: the database a command opened
 
 
 def _db() -> Database:
     db = Database()
-    _in_use[:] = [db.shown_url]
+    context = click.get_current_context(silent=True)
+    if context is not None:   # meta is shared by the group's context and its command's
+        context.meta[_DATABASE_SHOWN] = db.shown_url
     return db
 
 
@@ -31,7 +33,8 @@ class _Commands(click.Group):
         try:
             return super().invoke(ctx)
         except DATABASE_UNAVAILABLE as exc:
-            where = f" at {_in_use[0]}" if _in_use else ""
+            shown = ctx.meta.get(_DATABASE_SHOWN)
+            where = f" at {shown}" if shown else ""
             click.echo(f"error: the database{where} could not be used: {driver_message(exc, lines=2)}", err=True)
             click.echo("check DATABASE_URL (unset: the SQLite file instance/gridflow.sqlite), that the "
                        "database server is running and that the database exists", err=True)
