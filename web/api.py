@@ -43,7 +43,7 @@ from forms.render import json_schema
 from forms.safety import find_unstorable
 
 from . import api_schemas as s
-from .errors import RETRY_AFTER_SECONDS, log_database_unavailable
+from .errors import DATABASE_UNAVAILABLE_MESSAGES, RETRY_AFTER_SECONDS, log_database_unavailable
 from .extensions import service
 from .openapi import build_spec, document
 
@@ -84,8 +84,7 @@ MESSAGES = {
     "too_large": ("请求内容太大。", "The request is too large."),
     "internal": ("服务器内部错误，已记录（编号 {ref}）。请稍后重试。",
                  "Internal error; it has been logged (reference {ref}). Please try again later."),
-    "unavailable": ("数据库暂时无法使用，本次提交没有保存；请稍后重试。",
-                    "The database is unavailable at the moment; nothing was saved. Please try again shortly."),
+    "unavailable": DATABASE_UNAVAILABLE_MESSAGES,
     "choose_file": ("请选择要上传的文件（字段 file）。", "Choose at least one file (field `file`)."),
     "too_many_files": ("一次最多上传 {n} 个文件。", "At most {n} files per request."),
     "unknown_field": ("未知字段。", "Unknown field."),

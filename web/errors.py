@@ -8,7 +8,7 @@ from werkzeug.exceptions import HTTPException
 from engine.db import DATABASE_UNAVAILABLE, driver_message
 from engine.errors import Conflict, EngineError, InvalidInput, NotFound, PermissionDenied
 
-from .i18n import current_lang, gettext as _
+from .i18n import MESSAGES_EN, current_lang, gettext as _
 
 log = logging.getLogger("gridflow.web")
 
@@ -23,6 +23,9 @@ def engine_status(exc: EngineError) -> int:
 
 
 RETRY_AFTER_SECONDS = 5
+# The one wording of an outage, for pages (through the catalogue) and the API (web/api.py MESSAGES).
+DATABASE_UNAVAILABLE_ZH = "数据库暂时无法使用，本次提交没有保存；请稍后重试。"
+DATABASE_UNAVAILABLE_MESSAGES = (DATABASE_UNAVAILABLE_ZH, MESSAGES_EN[DATABASE_UNAVAILABLE_ZH])
 
 
 def log_database_unavailable(logger, exc: Exception) -> None:
@@ -46,7 +49,7 @@ def register(app):
 
     def database_unavailable(exc):
         log_database_unavailable(log, exc)
-        return (render_template("error.html", message=_("数据库暂时无法使用，本次提交没有保存；请稍后重试。")), 503,
+        return (render_template("error.html", message=_(DATABASE_UNAVAILABLE_ZH)), 503,
                 {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     for unavailable in DATABASE_UNAVAILABLE:
