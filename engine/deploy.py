@@ -658,10 +658,11 @@ class DeployResult:
 
 
 def deploy_files(session: Session, files: dict[str, str], form_keys: set[str] | None = None,
-                 actor: str | None = None, forms=None) -> DeployResult:
+                 actor: str | None = None, forms=None, with_notes: bool = True) -> DeployResult:
     """Validate `files` and store a new version of each process they change (DeployError
     and nothing stored if any problem). `forms`: the forms in use, by key, for the
-    dashboard's notes (the shipped ones if not given)."""
+    dashboard's notes (the shipped ones if not given); `with_notes=False` for a caller
+    that noted the files already (the designer's check)."""
     problems = validate_files(files, form_keys)
     if problems:
         raise DeployError(problems)
@@ -684,5 +685,5 @@ def deploy_files(session: Session, files: dict[str, str], form_keys: set[str] | 
         session.add(version)
         created.append(version)
     session.flush()
-    notes = dashboard_notes(files, {v.process_key for v in created}, forms) if created else []
+    notes = dashboard_notes(files, {v.process_key for v in created}, forms) if created and with_notes else []
     return DeployResult(created, unchanged, notes)

@@ -335,7 +335,7 @@ class Designer:
                 # per group, only the processes the sent files define or feed (a DMN feeds every caller)
                 for merged in groups:
                     deployed = deploy_files(session, self._affected(merged, files), form_keys,
-                                            actor=user.username, forms=self.service.forms)
+                                            actor=user.username, with_notes=False)   # _check noted them
                     created += deployed.created
                     unchanged += [k for k in deployed.unchanged if k not in unchanged]
             except DeployError as exc:
