@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from engine import clock as clock_module
 from engine.models import (Attachment, AuditCheckpoint, AuditEvent, Case, CaseSequence, Incident, Notification,
                            WorkItem, WorkItemCandidate)
 from tests.helpers import REPORT, csrf_token, login, open_item

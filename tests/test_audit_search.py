@@ -162,7 +162,7 @@ def test_search_api(client, cases):
     body = client.get("/api/v1/cases?limit=2", headers=headers).get_json()
     assert [c["business_key"] for c in body["items"]] == [cases["g1_b"], cases["g2"]]
     assert body["has_more"] is True
-    body = client.get(f"/api/v1/cases?participant=lx_wgz1&task=micro_mediation", headers=headers).get_json()
+    body = client.get("/api/v1/cases?participant=lx_wgz1&task=micro_mediation", headers=headers).get_json()
     assert [c["business_key"] for c in body["items"]] == [cases["g1_b"]]
     bad = client.get("/api/v1/cases?status=lost&limit=0", headers=headers)
     assert bad.status_code == 400 and {"status", "limit"} <= set(bad.get_json()["fields"])

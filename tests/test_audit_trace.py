@@ -11,7 +11,6 @@ from openpyxl import load_workbook
 
 from engine.errors import PermissionDenied
 from engine.export import export_trace
-from engine.models import AuditEvent
 from engine.scenarios import Scenario, run_scenario
 from engine.trace import CaseTrace
 from tests.helpers import REPORT, login, open_item

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from engine.metrics import compute
-from engine.models import (NO_DUE_DATE, Case, EvaluationScore, JurisdictionNode, ProcessVersion, RoleAssignment,
-                           ScheduledStart, User, WorkItem)
+from engine.models import (NO_DUE_DATE, Case, EvaluationScore, JurisdictionNode, RoleAssignment, ScheduledStart,
+                           WorkItem)
 from engine.scheduled_starts import Schedule, ScheduledStarts, read_schedule
 from engine.service import InboxFilters
 from engine.timers import TimerWorker

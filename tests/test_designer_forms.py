@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from engine.designer import Designer
 from engine.errors import InvalidInput, PermissionDenied
 from engine.form_store import FormEditor, VersionedForms, check_definition
-from engine.models import FormRevision, WorkItem
+from engine.models import FormRevision
 from engine.service import WorkflowService
 from tests.conftest import FIXTURES
 from tests.helpers import csrf_token, login

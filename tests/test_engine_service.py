@@ -296,7 +296,7 @@ def test_lane_nobody_holds_goes_to_next_level_dispatchers_flagged(service):
 # ------------------------------------------------------------ persistence
 
 def test_case_resumes_with_a_fresh_engine_over_the_same_database(service, clean_db):
-    case = start(service)
+    start(service)
     work(service, "lx_wgz1", "micro_mediation", {"resolved": False, "mediation_note": "未化解"})
     fresh = WorkflowService(Database(clean_db.url))
     try:

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from engine import audit, rollup
 from engine.errors import InvalidInput, NotFound, PermissionDenied
 from engine.metrics import Dashboards, Metrics, Scope, compute, dashboard_roots, may_view, user_with_roles
-from engine.models import (NO_DUE_DATE, AuditEvent, Case, EvaluationScore, JurisdictionNode, ProcessVersion,
+from engine.models import (NO_DUE_DATE, Case, EvaluationScore, JurisdictionNode, ProcessVersion,
                            ScheduledStart, User, WorkItem)
 from tests.helpers import REPORT, work
 

@@ -4,7 +4,7 @@ page, API, trace, exports, search."""
 import json
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from engine.models import AuditEvent, Case
 from engine.personal_data import VIEW_EVENT, mask_text, mask_value, personal_fields

@@ -130,7 +130,6 @@ def test_a_script_may_call_its_own_function_named_like_a_builtin():
 
 def test_a_refused_script_in_a_running_case_changes_nothing(service, clean_db):
     """Deployed anyway (e.g. straight into the database), the sandbox still refuses at run time."""
-    from engine.bpmn import parse_process  # noqa: F401 -- the engine parses what deploy stored
     bpmn = SCRIPT_BPMN.format(script=escape("x = open('/etc/passwd').read()"))
     with clean_db.unit_of_work() as session:
         # bypass validation to prove the run-time wall holds on its own

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from engine.models import Attachment, AuditEvent, Case, WorkItem
 from engine.service import InboxFilters
-from tests.helpers import REPORT, csrf_token, login
+from tests.helpers import REPORT, csrf_token
 
 ROOT = Path(__file__).resolve().parent.parent
 GRID, OTHER_GRID = "linxi-xinguang-g1", "linxi-dongsheng-g1"

@@ -25,7 +25,7 @@ from engine.errors import InvalidInput
 from engine.metrics import Dashboards
 
 from .extensions import service
-from .i18n import CHINA, current_lang, gettext as _, label
+from .i18n import CHINA, gettext as _, label
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
