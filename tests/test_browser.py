@@ -109,7 +109,25 @@ def test_report_with_photo_then_close_it_from_the_inboxes(live_server, browser, 
     assert done.count() >= 7 and flows.count() >= 6
     assert leader.locator("#diagram [data-element-id=end_grid].highlight-done").count() == 1
     assert leader.locator("#diagram [data-element-id=town_dispatch].highlight-done").count() == 0
+    # a closed case opens on the path it took, readable, not the whole chain shrunk to fit
+    assert diagram.get_attribute("data-focus") == "path"
+    assert _shown(leader, "end_grid") and not _shown(leader, "town_dispatch")
     shot(leader, "04-case-page-diagram")
+    leader.click("[data-diagram-zoom=all]")
+    assert diagram.get_attribute("data-focus") == "all"
+    assert _shown(leader, "end_grid") and _shown(leader, "town_dispatch")
+    leader.click("[data-diagram-zoom=focus]")
+    assert diagram.get_attribute("data-focus") == "path"
+
+
+def _shown(page, element_id) -> bool:
+    """Whether the element's box lies inside the diagram's visible area."""
+    return page.evaluate("""id => {
+        const outer = document.getElementById("diagram").getBoundingClientRect();
+        const box = document.querySelector(`#diagram [data-element-id="${id}"]`).getBoundingClientRect();
+        return box.width > 0 && box.left >= outer.left && box.right <= outer.right
+            && box.top >= outer.top && box.bottom <= outer.bottom;
+    }""", element_id)
 
 
 def test_a_grid_matter_in_the_called_mediation_highlights_the_call_activity(live_server, browser, service, clock):
@@ -128,6 +146,8 @@ def test_a_grid_matter_in_the_called_mediation_highlights_the_call_activity(live
         assert page.locator("#diagram [data-element-id=mediation].highlight-done").count() == 0
         assert page.locator("#diagram [data-element-id=micro_mediation].highlight-done").count() == 1
         assert page.locator(".diagram-in-called").inner_text() == "进行中：多元调解 → 确定调解渠道"
+        assert page.locator("#diagram").get_attribute("data-focus") == "active"   # opens on the open step
+        assert _shown(page, "mediation")
         shot(page, f"05-in-called-mediation-{username}")
 
 

@@ -48,6 +48,9 @@ MESSAGES_EN: dict[str, str] = {
     "请求无效，请刷新页面后重试。": "The request was not valid; refresh the page and try again.",
     "上传的文件太大。": "The upload is too large.",
     "服务器内部错误，已记录。请稍后重试。": "Internal error; it has been logged. Please try again later.",
+    "聚焦当前环节与路径": "Focus on the current step and the path",
+    "显示全图": "Whole diagram",
+    "滚轮缩放，拖动平移。": "Scroll to zoom, drag to pan.",
     "数据库暂时无法使用，本次提交没有保存；请稍后重试。":
         "The database is unavailable at the moment; nothing was saved. Please try again shortly.",
     "页面已过期，请刷新后重新提交。": "The page has expired; refresh it and submit again.",
