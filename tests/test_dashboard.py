@@ -68,6 +68,17 @@ def test_page_shows_charts_kpis_and_drill_down(client, matters):
         assert f"/dashboard/export/{name}.csv?" in html and f"/dashboard/export/{name}.xlsx?" in html
 
 
+def test_categories_of_every_chain_are_named(client, matters):
+    """A consultation's category is named from its own form, not shown as its stored value."""
+    matters.start_case("consultation", "linxi-xinguang-g1", {
+        "title": "小区公共收益用于加装健身器材", "background": "居民希望用小区广告公共收益加装健身器材。",
+        "raised_by": "party_group", "category": "public_funds"}, "lx_wgy1")
+    login(client, "lxx_ld1")
+    html = client.get(f"/dashboard?{PERIOD}").get_data(as_text=True)
+    assert "公共收益与维修资金" in html and ">public_funds<" not in html
+    assert "矛盾纠纷" in html   # the grid matter's wording still wins for its own values
+
+
 def test_page_in_english(client, matters):
     login(client, "lxx_dc")
     client.post("/lang/en", data={"csrf_token": _csrf(client)})

@@ -100,13 +100,19 @@ def colour_label(colour: str | None) -> str:
 
 
 def category_labels() -> dict[str, str]:
-    form = service().forms.get("grid_matter_report")
-    if form is None:
-        return {}
-    for f in form.fields:
-        if f.name == "category":
-            return {c["value"]: label(c) for c in f.choices}
-    return {}
+    """Every `category` choice of every form (shipped and saved revisions): each chain has
+    its own categories (a consultation's 公共收益与维修资金 is no grid matter's). The grid
+    matter report's wording wins where forms share a value."""
+    forms = service().forms
+    keys = sorted(forms.keys(), key=lambda key: (not key.startswith("grid_matter_report"), key))
+    labels: dict[str, str] = {}
+    for key in keys:
+        form = forms.get(key)
+        for f in (form.fields if form is not None else ()):
+            if f.name == "category":
+                for choice in f.choices or ():
+                    labels.setdefault(choice["value"], label(choice))
+    return labels
 
 
 def process_labels() -> dict[str, str]:
