@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from engine.models import Attachment, AuditEvent, Case, WorkItem
 from engine.service import InboxFilters
-from tests.helpers import REPORT, csrf_token
+from tests.helpers import REPORT, csrf_token, login
 
 ROOT = Path(__file__).resolve().parent.parent
 GRID, OTHER_GRID = "linxi-xinguang-g1", "linxi-dongsheng-g1"
@@ -546,3 +546,28 @@ def test_due_classes(app, clock):
     assert due_class(now - timedelta(minutes=1)) == "overdue"
     assert due_class(now + timedelta(hours=23)) == "due-soon"
     assert due_class(now + timedelta(hours=25)) == ""
+
+
+def test_every_recorded_event_type_has_a_label_on_the_case_page_and_the_trace(app, service, clock):
+    """A year of demo history writes every kind of audit event the chains produce (timer
+    firings, escalations, reassignments …): each is named in words on the case page and the
+    auditor's trace, never shown as its stored type."""
+    from engine.demo_history import DemoHistory
+    from web.tasks import event_label
+    DemoHistory(service, seed=5).run(60, months=12, end=clock.now())
+    with service.db.read_session() as session:
+        types = set(session.scalars(select(AuditEvent.event_type).distinct()))
+        timed = session.scalar(select(Case.business_key).join(AuditEvent, AuditEvent.case_id == Case.id)
+                               .where(AuditEvent.event_type == "timers_fired", Case.business_key.like("LX-%"))
+                               .limit(1))
+    assert {"timers_fired", "task_completed", "case_closed"} <= types and timed
+    with app.test_request_context():
+        unnamed = sorted(t for t in types if event_label(t) == t)
+    assert unnamed == []
+    for username, url in (("lxz_pd", f"/cases/{timed}"), ("lxx_dc", f"/audit/cases/{timed}/trace")):
+        client = app.test_client()
+        login(client, username)
+        page = client.get(url)
+        assert page.status_code == 200
+        assert "时限到期处理" in page.get_data(as_text=True)
+        assert not re.search(r">\s*timers_fired\s*<", page.get_data(as_text=True))

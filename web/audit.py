@@ -258,9 +258,3 @@ def trace_kind_label(kind: str) -> str:
     return labels.get(kind, "")
 
 
-@bp.app_template_global()
-def trace_event_label(event_type: str) -> str:
-    from .tasks import event_label
-    labels = {"timers_fired": _("时限到期处理"), "personal_data_viewed": _("查看个人信息"),
-              "case_migrated": _("版本迁移")}
-    return labels.get(event_type) or event_label(event_type)

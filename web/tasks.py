@@ -53,7 +53,8 @@ def event_label(event_type: str) -> str:
         "lane_unresolved": _("无人承办·转上级"), "task_cancelled": _("取消"),
         "attachment_added": _("上传附件"), "case_closed": _("办结"),
         "urged": _("督办"), "task_reassigned": _("改派"), "incident": _("系统异常"),
-        "incident_resolved": _("异常已处理"),
+        "incident_resolved": _("异常已处理"), "timers_fired": _("时限到期处理"),
+        "personal_data_viewed": _("查看个人信息"), "case_migrated": _("版本迁移"),
     }
     return labels.get(event_type, event_type)
 
