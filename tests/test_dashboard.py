@@ -79,6 +79,23 @@ def test_categories_of_every_chain_are_named(client, matters):
     assert "矛盾纠纷" in html   # the grid matter's wording still wins for its own values
 
 
+def test_a_forms_latest_revision_names_its_categories(service, tmp_path):
+    from engine.form_store import VersionedForms, load_revision
+    from tests.conftest import ROOT
+    from web import create_app
+    from web.dashboard import category_labels
+    shipped = (ROOT / "forms" / "grid_matter_report.yaml").read_text(encoding="utf-8")
+    service.forms = VersionedForms()
+    for number, wording in ((2, "矛盾纠纷（旧）"), (3, "邻里矛盾纠纷")):
+        key = f"grid_matter_report@{number}"
+        service.forms.add_revision(key, load_revision(shipped.replace("zh: 矛盾纠纷", f"zh: {wording}"), key))
+    app = create_app({"TESTING": True, "SECRET_KEY": "test-secret", "SERVICE": service,
+                      "UPLOAD_FOLDER": str(tmp_path)})
+    with app.test_request_context():
+        labels = category_labels()
+    assert labels["dispute"] == "邻里矛盾纠纷" and labels["public_funds"] == "公共收益与维修资金"
+
+
 def test_page_in_english(client, matters):
     login(client, "lxx_dc")
     client.post("/lang/en", data={"csrf_token": _csrf(client)})

@@ -102,9 +102,15 @@ def colour_label(colour: str | None) -> str:
 def category_labels() -> dict[str, str]:
     """Every `category` choice of every form (shipped and saved revisions): each chain has
     its own categories (a consultation's 公共收益与维修资金 is no grid matter's). The grid
-    matter report's wording wins where forms share a value."""
+    matter report's wording wins where forms share a value, and a form's latest saved
+    revision wins over its earlier ones and the shipped file."""
+    from engine.form_store import split_key
     forms = service().forms
-    keys = sorted(forms.keys(), key=lambda key: (not key.startswith("grid_matter_report"), key))
+
+    def precedence(key):
+        base, number = split_key(key)
+        return base != "grid_matter_report", base, -(number or 0)
+    keys = sorted(forms.keys(), key=precedence)
     labels: dict[str, str] = {}
     for key in keys:
         form = forms.get(key)
