@@ -27,8 +27,19 @@ def _secret_key(instance_path: str) -> str:
     path = Path(instance_path) / "secret_key"
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
+        # gunicorn's workers start together on a fresh install, each making its app: the key
+        # is written whole to a file of its own and linked into place, which only the first
+        # worker gets to do; the others read the winner's key. (Written in place, two workers
+        # could keep different keys, and a session signed by one was refused by the other.)
+        draft = path.with_name(f"secret_key.{os.getpid()}.{secrets.token_hex(4)}")
+        draft.write_text(secrets.token_hex(32))
+        draft.chmod(0o600)
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
     return path.read_text().strip()
 
 
