@@ -30,6 +30,7 @@ from .i18n import CHINA, gettext as _, label
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+EARLIEST, LATEST = date(2000, 1, 1), date(2099, 12, 31)   # the periods a dashboard may show
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")
 FORMATS = ("csv", "xlsx")
 
@@ -55,6 +56,10 @@ def parse_period(args) -> tuple[date, date]:
     if problems:
         raise InvalidInput("dates are written YYYY-MM-DD, e.g. 2026-01-31", fields=problems,
                            zh="日期格式应为 年-月-日，如 2026-01-31，请重新选择")
+    outside = {name: [f"{EARLIEST} … {LATEST}"] for name, value in values.items() if not EARLIEST <= value <= LATEST}
+    if outside:   # a year 1 or 9999 would overflow the period's arithmetic (found by schemathesis)
+        raise InvalidInput(f"dates lie between {EARLIEST} and {LATEST}", fields=outside,
+                           zh=f"日期应在 {EARLIEST} 至 {LATEST} 之间，请重新选择")
     end = values.get("end", today)
     first_of_month = end.replace(day=1)
     default_start = (first_of_month.replace(year=first_of_month.year - 1) if first_of_month.month == 12
@@ -409,8 +414,9 @@ def export(name, fmt):
 # ------------------------------------------------------------------ JSON API (registered in web/api.py)
 
 class DashboardQuerySchema(Schema):
-    start = fields.Date(metadata={"description": "first day (YYYY-MM-DD, China time); default: 12 months ago"})
-    end = fields.Date(metadata={"description": "last day, inclusive; default: today"})
+    start = fields.Date(metadata={"description": "first day (YYYY-MM-DD, China time, 2000-01-01 … 2099-12-31); "
+                                                 "default: 12 months ago"})
+    end = fields.Date(metadata={"description": "last day, inclusive (2000-01-01 … 2099-12-31); default: today"})
     node = fields.String(metadata={"description": "jurisdiction node code; default: your jurisdiction"})
 
 
