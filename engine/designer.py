@@ -136,6 +136,23 @@ def require_roles(service, session, actor, roles, refusal: str, refusal_zh: str)
     return user
 
 
+def version_row(session, process_key: str, number) -> ProcessVersion:
+    """Version `number` of a process, or NotFound saying which; a number outside the column's
+    range is no version either (it used to overflow the query: a 500)."""
+    try:
+        number = int(number)
+    except (TypeError, ValueError):
+        raise NotFound("no such version", zh="找不到该版本") from None
+    version = None
+    if 1 <= number <= 2**31 - 1:
+        version = session.scalar(select(ProcessVersion).where(
+            ProcessVersion.process_key == str(process_key)[:100], ProcessVersion.version == number))
+    if version is None:
+        raise NotFound(f"process '{str(process_key)[:60]}' has no version {str(number)[:20]}",
+                       zh=f"流程“{str(process_key)[:60]}”没有第 {str(number)[:20]} 版")
+    return version
+
+
 class Designer:
     """The designer's operations over a `WorkflowService` (its database, forms and spec cache)."""
 
@@ -190,18 +207,6 @@ class Designer:
             query = query.where(Case.process_key == process_key)
         return {(vid, status): n for vid, status, n in session.execute(query)}
 
-    def _version_row(self, session, process_key: str, number) -> ProcessVersion:
-        try:
-            number = int(number)
-        except (TypeError, ValueError):
-            raise NotFound("no such version", zh="找不到该版本") from None
-        version = session.scalar(select(ProcessVersion).where(
-            ProcessVersion.process_key == str(process_key)[:100], ProcessVersion.version == number))
-        if version is None:
-            raise NotFound(f"process '{str(process_key)[:60]}' has no version {number}",
-                           zh=f"流程“{str(process_key)[:60]}”没有第 {number} 版")
-        return version
-
     def version(self, actor, process_key: str, number=None) -> VersionDetail:
         """One version with its files (the newest when `number` is None)."""
         with self.db.read_session() as session:
@@ -209,7 +214,7 @@ class Designer:
             if number is None:
                 version = self.service.latest_version(session, process_key)
             else:
-                version = self._version_row(session, process_key, number)
+                version = version_row(session, process_key, number)
             counts = self._case_counts(session, version.process_key)
             return VersionDetail(info=_info(version, counts), files=dict(version.files),
                                  main_file=process_file(version.files, version.process_key))
@@ -367,8 +372,8 @@ class Designer:
     def diff(self, actor, process_key: str, old_number, new_number) -> VersionDiff:
         with self.db.read_session() as session:
             self._actor(session, actor, READ_ROLES)
-            old = self._version_row(session, process_key, old_number)
-            new = self._version_row(session, process_key, new_number)
+            old = version_row(session, process_key, old_number)
+            new = version_row(session, process_key, new_number)
             added, removed, changed, layout = diff_files(old.files, new.files)
             counts = self._case_counts(session, process_key)
             return VersionDiff(process_key=old.process_key, old=_info(old, counts), new=_info(new, counts),

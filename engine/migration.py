@@ -36,8 +36,8 @@ from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.util.task import TaskState
 
 from . import audit, clock
-from .designer import EDIT_ROLES, READ_ROLES, require_roles
-from .errors import InvalidInput, NotFound, PermissionDenied
+from .designer import EDIT_ROLES, READ_ROLES, require_roles, version_row
+from .errors import InvalidInput, PermissionDenied
 from .bpmn import user_task_info
 from .lanes import LaneResolver, stored_lane
 from .models import Case, ProcessVersion, User, WorkItem, WorkItemCandidate
@@ -165,19 +165,7 @@ class Migrator:
                              "只有流程设计员和管理员可以迁移案件")
 
     def _versions(self, session, process_key, from_number, to_number):
-        rows = {}
-        for number in (from_number, to_number):
-            try:
-                number = int(number)
-            except (TypeError, ValueError):
-                raise NotFound("no such version", zh="找不到该版本") from None
-            row = session.scalar(select(ProcessVersion).where(ProcessVersion.process_key == str(process_key)[:100],
-                                                              ProcessVersion.version == number))
-            if row is None:
-                raise NotFound(f"process '{str(process_key)[:60]}' has no version {number}",
-                               zh=f"流程“{str(process_key)[:60]}”没有第 {number} 版")
-            rows[number] = row
-        old, new = rows[int(from_number)], rows[int(to_number)]
+        old, new = (version_row(session, process_key, number) for number in (from_number, to_number))
         if new.version <= old.version:
             raise InvalidInput("cases move only to a later version", fields={"to": ["must be later than from"]},
                                zh="案件只能迁移到更新的版本")

@@ -59,6 +59,19 @@ def test_process_page_shows_the_diagram_source_and_versions(as_user):
     assert client.get("/designer/processes/nope").status_code == 404
 
 
+@pytest.mark.parametrize("url", [
+    "/designer/processes/grid_matter?v=99999999999999999999", "/designer/processes/grid_matter?v=-1",
+    "/designer/processes/grid_matter/diff?old=99999999999999999999", "/designer/processes/grid_matter/diff?new=99999999999999999999",
+    "/designer/processes/grid_matter/v99999999999999999999/files/grid_matter.bpmn",
+    "/designer/processes/grid_matter/edit?v=99999999999999999999",
+    "/designer/processes/grid_matter/migrate?from=99999999999999999999", "/designer/processes/grid_matter/migrate?to=99999999999999999999",
+])
+def test_a_version_number_out_of_range_is_no_such_version(as_user, url):
+    """Found by crawling the pages with extreme parameters: these were 500s."""
+    r = as_user(DESIGNER).get(url)
+    assert r.status_code == 404 and "没有第" in r.get_data(as_text=True)
+
+
 def test_modeler_page_loads_the_modeler_locally(as_user, app):
     client = as_user(DESIGNER)
     html = client.get("/designer/processes/grid_matter/edit").get_data(as_text=True)
