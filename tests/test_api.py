@@ -688,6 +688,17 @@ def test_upload_without_a_file_is_400(api):
                  400, "invalid", ["note"])
 
 
+@pytest.mark.parametrize("disposition", ["form-data", 'form-data; filename="x.png"'])
+def test_a_part_without_a_name_is_400(api, disposition):
+    """Found by schemathesis: a multipart part without a name (read as the key None) was a 500."""
+    case = api.start()
+    body = (f'--b\r\nContent-Disposition: {disposition}\r\n\r\nnull\r\n'
+            '--b\r\nContent-Disposition: form-data; name="note"\r\n\r\nx\r\n--b--\r\n').encode()
+    for url in (f"{V1}/cases/{case['id']}/attachments", f"{V1}/attachments"):
+        r = api.post(url, WORKER, data=body, content_type="multipart/form-data; boundary=b")
+        assert_error(r, 400, "invalid", ["", "note"])
+
+
 def test_too_many_files_is_400(api):
     case = api.start()
     files = [(io.BytesIO(tiny_png()), f"{i}.png") for i in range(11)]

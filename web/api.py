@@ -405,7 +405,8 @@ def uploaded_files() -> list[tuple[str, bytes]]:
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", msg("not_multipart"))
     files, form = request.files, request.form  # 413 when over MAX_CONTENT_LENGTH
-    unknown = {k for k in form.keys()} | {k for k in files.keys() if k != "file"}
+    # a part without a name is read as the key None: named "" here, refused like any other
+    unknown = {k or "" for k in form.keys()} | {k or "" for k in files.keys() if k != "file"}
     if unknown:
         raise ApiError(400, "invalid", msg("invalid"), fields={
             k[:100]: [msg("choose_file") if k == "file" else msg("unknown_field")] for k in sorted(unknown)[:20]})
