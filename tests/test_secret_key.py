@@ -47,3 +47,16 @@ def test_the_environment_wins(tmp_path, monkeypatch):
     monkeypatch.setenv("SECRET_KEY", "from-the-environment")
     assert _secret_key(str(tmp_path)) == "from-the-environment"
     assert not (tmp_path / "secret_key").exists()
+
+
+def test_without_hard_links_the_key_is_still_made_once(tmp_path, monkeypatch):
+    from web import _secret_key
+
+    def no_links(*_args):
+        raise PermissionError("hard links not supported here")
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    monkeypatch.setattr(os, "link", no_links)
+    key = _secret_key(str(tmp_path))
+    assert len(key) == 64 and _secret_key(str(tmp_path)) == key
+    assert os.listdir(tmp_path) == ["secret_key"]
+    assert stat.S_IMODE(os.stat(tmp_path / "secret_key").st_mode) == 0o600

@@ -38,6 +38,12 @@ def _secret_key(instance_path: str) -> str:
             os.link(draft, path)
         except FileExistsError:
             pass
+        except OSError:   # a file system without hard links: created exclusively instead
+            try:
+                with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+                    out.write(draft.read_text())
+            except FileExistsError:
+                pass
         finally:
             draft.unlink()
     return path.read_text().strip()
