@@ -10,7 +10,7 @@ from forms import FormDefinitionError, FormRegistry
 
 from . import schema
 from .db import DATABASE_UNAVAILABLE, Database, driver_message
-from .deploy import DeployError, dashboard_notes, deploy_files, read_process_dir, validate_files
+from .deploy import DeployError, dashboard_notes, deploy_files, read_model_files, read_process_dir, validate_files
 from .org import OrgFileError, load_org_file
 
 
@@ -108,7 +108,10 @@ def _forms(db: Database | None = None) -> FormRegistry:
 @click.option("--actor", default=None, help="who deploys (recorded on the version)")
 def deploy(directory, actor):
     """Validate and deploy every BPMN/DMN file in DIRECTORY; unchanged processes create nothing."""
-    files = read_process_dir(directory)
+    try:
+        files = read_process_dir(directory)
+    except DeployError as exc:
+        _refuse(exc)
     if not files:
         click.echo(f"error: no .bpmn or .dmn files in {directory}", err=True)
         sys.exit(1)
@@ -118,10 +121,7 @@ def deploy(directory, actor):
         with db.unit_of_work() as session:
             result = deploy_files(session, files, forms.keys(), actor=actor, forms=forms)
     except DeployError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        click.echo(f"nothing deployed: {len(exc.problems)} problem(s)", err=True)
-        sys.exit(1)
+        _refuse(exc)
     for version in result.created:
         click.echo(f"deployed {version.process_key} v{version.version} ({version.content_hash[:12]}) "
                    f"from {', '.join(sorted(version.files))}")
@@ -142,24 +142,41 @@ def validate(paths):
     given = set()
     for p in map(Path, paths):
         given.update(f.resolve() for f in (sorted(p.glob("*.bpmn")) + sorted(p.glob("*.dmn")) if p.is_dir() else [p]))
-    files, context = {}, {}
-    for path in given:
-        files[path.name] = path.read_text(encoding="utf-8")
+    given = {path for path in given if path.is_file()}
+    if not given:
+        click.echo(f"error: no .bpmn or .dmn files in {' '.join(paths)}", err=True)
+        sys.exit(1)
+    files, context, unreadable = {}, {}, []
+    for path in sorted(given):
+        try:
+            files.update(read_model_files([path]))
+        except DeployError as exc:
+            unreadable += exc.problems
         for sibling in list(path.parent.glob("*.bpmn")) + list(path.parent.glob("*.dmn")):
-            if sibling.resolve() not in given and sibling.name not in files:
-                context[sibling.name] = sibling.read_text(encoding="utf-8")
+            if sibling.resolve() not in given and sibling.name not in files and sibling.name not in context:
+                try:
+                    context.update(read_model_files([sibling]))
+                except DeployError:
+                    pass   # only context: a sibling that cannot be read is not this check's finding
     forms = _forms()
-    problems = validate_files({**context, **files}, forms.keys())
+    problems = unreadable + validate_files({**context, **files}, forms.keys())
     problems = [p for p in problems if p.file in files or p.file not in context]
     for problem in problems:
         click.echo(str(problem))
     if problems:   # notes are about a version that could be deployed: as the designer shows them
-        click.echo(f"{len(problems)} problem(s) in {len(files)} file(s)", err=True)
+        click.echo(f"{len(problems)} problem(s) in {len(given)} file(s)", err=True)
         sys.exit(1)
     for note in dashboard_notes({**context, **files}, forms=forms):
         if note.file in files:
             click.echo(f"note: {note}")   # refuses nothing: the exit status is the problems'
     click.echo(f"ok: {len(files)} file(s) valid")
+
+
+def _refuse(exc: DeployError) -> None:
+    for problem in exc.problems:
+        click.echo(str(problem), err=True)
+    click.echo(f"nothing deployed: {len(exc.problems)} problem(s)", err=True)
+    sys.exit(1)
 
 
 @main.command()
@@ -182,10 +199,13 @@ def scenarios(paths, processes_dir, org_path):
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(f"sqlite:///{tmp}/scenarios.sqlite")
         schema.upgrade(db)
-        with db.unit_of_work() as session:
-            load_org_file(session, org_path)
-            forms = _forms()
-            deploy_files(session, read_process_dir(processes_dir), forms.keys(), actor="scenarios", forms=forms)
+        try:
+            with db.unit_of_work() as session:
+                load_org_file(session, org_path)
+                forms = _forms()
+                deploy_files(session, read_process_dir(processes_dir), forms.keys(), actor="scenarios", forms=forms)
+        except DeployError as exc:
+            _refuse(exc)
         failures = 0
         for path in files:
             frozen = clock_module.FrozenClock(datetime(2026, 3, 2, 8, 30, tzinfo=timezone.utc))

@@ -74,9 +74,26 @@ class DeployError(Exception):
 
 def read_process_dir(directory) -> dict[str, str]:
     directory = Path(directory)
-    files = {}
-    for path in sorted(list(directory.glob("*.bpmn")) + list(directory.glob("*.dmn"))):
-        files[path.name] = path.read_text(encoding="utf-8")
+    return read_model_files(sorted(list(directory.glob("*.bpmn")) + list(directory.glob("*.dmn"))))
+
+
+def read_model_files(paths) -> dict[str, str]:
+    """{name: text} of BPMN/DMN files (a folder with such a name is passed over); a file that
+    is not UTF-8 (a modeler that saved GBK) is a DeployError naming each such file, not a
+    traceback."""
+    files, problems = {}, []
+    for path in map(Path, paths):
+        if not path.is_file():
+            continue
+        try:
+            files[path.name] = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(Problem(
+                path.name, f"byte {exc.start}", "the file is not UTF-8 text (perhaps GBK)",
+                "save it again from the modeler as UTF-8, or convert it: iconv -f GBK -t UTF-8",
+                "文件不是 UTF-8 文本（可能是 GBK 编码）", "请在建模器中另存为 UTF-8，或用 iconv -f GBK -t UTF-8 转换"))
+    if problems:
+        raise DeployError(problems)
     return files
 
 

@@ -116,6 +116,27 @@ def test_cli_validate_exit_codes_and_lines(tmp_path):
     assert good.exit_code == 0, good.output
 
 
+def test_cli_names_a_file_that_is_not_utf8_and_changes_nothing(tmp_path, clean_db):
+    """A modeler that saved GBK: one line naming the file and the way out, never a traceback."""
+    gbk = tmp_path / "grid_matter.bpmn"
+    gbk.write_bytes((ROOT / "processes" / "grid_matter.bpmn").read_text(encoding="utf-8").encode("gbk"))
+    (tmp_path / "folder.bpmn").mkdir()   # a folder with a model's name is passed over
+    env = {"DATABASE_URL": clean_db.url}
+    with clean_db.read_session() as s:
+        before = s.scalar(select(func.count()).select_from(ProcessVersion))
+    for args in (["validate", str(gbk)], ["validate", str(tmp_path)], ["deploy", str(tmp_path)]):
+        out = CliRunner().invoke(cli, args, env=env)
+        assert out.exit_code == 1 and "Traceback" not in out.output, (args, out.output)
+        assert "grid_matter.bpmn:byte " in out.output and "not UTF-8" in out.output and "iconv" in out.output
+    with clean_db.read_session() as s:
+        assert s.scalar(select(func.count()).select_from(ProcessVersion)) == before
+    scenarios = CliRunner().invoke(cli, ["scenarios", "--processes", str(tmp_path), "--org", str(ROOT / "demo" / "org.yaml"),
+                                         str(ROOT / "processes" / "scenarios" / "grid_matter")])
+    assert scenarios.exit_code == 1 and "not UTF-8" in scenarios.output and "Traceback" not in scenarios.output
+    empty = CliRunner().invoke(cli, ["validate", str(tmp_path / "folder.bpmn")])
+    assert empty.exit_code == 1 and "no .bpmn or .dmn files" in empty.output
+
+
 # beside the checkout (/work/main) or beside the worktrees folder (/work/wt/<name>)
 MIWG = next((p for p in (ROOT.parent / "shared" / "miwg", ROOT.parent.parent / "shared" / "miwg") if p.is_dir()),
             ROOT.parent / "shared" / "miwg")
