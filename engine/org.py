@@ -77,6 +77,9 @@ def load_org_file(session: Session, path, actor: str | None = None) -> LoadRepor
             raw = yaml.safe_load(fh)
         except yaml.YAMLError as exc:
             raise OrgFileError(f"{path}: not valid YAML ({exc})") from None
+        except UnicodeDecodeError as exc:   # saved as GBK by an editor: say so, not a traceback
+            raise OrgFileError(f"{path}: not UTF-8 text (byte {exc.start}, perhaps GBK); save it as UTF-8 "
+                               f"or convert it: iconv -f GBK -t UTF-8") from None
     return load_org(session, raw, source=str(path), actor=actor)
 
 

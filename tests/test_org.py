@@ -87,6 +87,17 @@ def test_bad_org_files_are_refused_with_a_clear_message_and_change_nothing(org_d
     assert snapshot(org_db) == ([], [])
 
 
+def test_an_org_file_that_is_not_utf8_is_refused_with_a_clear_message(org_db, tmp_path):
+    from engine.org import load_org_file
+    from tests.conftest import ROOT
+    gbk = tmp_path / "org.yaml"
+    gbk.write_bytes((ROOT / "demo" / "org.yaml").read_text(encoding="utf-8").encode("gbk"))
+    with pytest.raises(OrgFileError, match=r"not UTF-8 text \(byte \d+, perhaps GBK\).*iconv -f GBK -t UTF-8"):
+        with org_db.unit_of_work() as s:
+            load_org_file(s, gbk)
+    assert snapshot(org_db) == ([], [])
+
+
 def test_demo_org_has_every_role():
     import yaml
     from engine.models import ROLES
