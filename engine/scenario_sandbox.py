@@ -88,10 +88,6 @@ def _child(payload: dict) -> dict:
         except (ValueError, yaml.YAMLError, OSError) as exc:
             result.update(step="load", message=f"the scenario file cannot be read: {exc}")
             return result
-        if not isinstance(scenario.start, dict) or not isinstance(scenario.steps, list) \
-                or not all(isinstance(s, dict) for s in scenario.steps):
-            result.update(step="load", message="'start' must be a mapping and 'steps' a list of mappings")
-            return result
         db = Database(f"sqlite:///{tmp}/scenario.sqlite")
         forms = VersionedForms(payload["forms_dir"])
         for key, text in (payload.get("form_revisions") or {}).items():

@@ -61,9 +61,17 @@ class Scenario:
     @classmethod
     def load(cls, path: Path | str) -> Scenario:
         path = Path(path)
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path.name}: not UTF-8 text (byte {exc.start}, perhaps GBK); save it as UTF-8") from None
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path.name}: not valid YAML ({' '.join(str(exc).split())})") from None
         if not isinstance(raw, dict) or "process" not in raw or "start" not in raw:
             raise ValueError(f"{path.name}: a scenario needs 'process' and 'start'")
+        steps = raw.get("steps") or []
+        if not isinstance(raw["start"], dict) or not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
+            raise ValueError(f"{path.name}: 'start' must be a mapping and 'steps' a list of mappings")
         return cls(name=path.stem, process=raw["process"], title=raw.get("title", path.stem),
                    start=raw["start"], steps=raw.get("steps") or [], expect=raw.get("expect") or {},
                    source=str(path))

@@ -116,6 +116,22 @@ def test_cli_validate_exit_codes_and_lines(tmp_path):
     assert good.exit_code == 0, good.output
 
 
+def test_cli_scenarios_names_files_that_are_no_scenario(tmp_path):
+    """GBK, broken YAML, a missing start, steps that are no list: each one FAIL line, exit 1."""
+    scenario = (ROOT / "processes" / "scenarios" / "grid_matter").glob("*.yaml").__next__()
+    (tmp_path / "gbk.yaml").write_bytes(scenario.read_text(encoding="utf-8").encode("gbk"))
+    (tmp_path / "broken.yaml").write_text("a: [\n", encoding="utf-8")
+    (tmp_path / "no_start.yaml").write_text("process: grid_matter\n", encoding="utf-8")
+    (tmp_path / "steps.yaml").write_text("process: grid_matter\nstart: {as: lx_wgy1}\nsteps: 5\n", encoding="utf-8")
+    out = CliRunner().invoke(cli, ["scenarios", str(tmp_path), str(scenario)])
+    assert out.exit_code == 1 and "Traceback" not in out.output, out.output
+    lines = out.output.splitlines()
+    for name, why in (("gbk", "not UTF-8"), ("broken", "not valid YAML"), ("no_start", "needs 'process' and 'start'"),
+                      ("steps", "'steps' a list of mappings")):
+        assert any(line.startswith(f"FAIL {tmp_path.name}/{name} ") and why in line for line in lines), (name, lines)
+    assert f"PASS grid_matter/{scenario.stem}" in out.output and "1 passed, 4 failed" in out.output
+
+
 def test_cli_names_a_file_that_is_not_utf8_and_changes_nothing(tmp_path, clean_db):
     """A modeler that saved GBK: one line naming the file and the way out, never a traceback."""
     gbk = tmp_path / "grid_matter.bpmn"
