@@ -231,8 +231,8 @@ def scenarios(paths, processes_dir, org_path):
 
 
 @main.command()
-@click.option("--interval", default=5.0, show_default=True, help="seconds between looks for due timers")
-@click.option("--batch", default=200, show_default=True, help="cases taken per query")
+@click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(min=0.1), help="seconds between looks for due timers")
+@click.option("--batch", default=200, show_default=True, type=click.IntRange(min=1), help="cases taken per query")
 @click.option("--once", is_flag=True, help="fire what is due now and exit")
 def worker(interval, batch, once):
     """Fire due BPMN timers until stopped (SIGTERM/SIGINT finish the current case, then exit)."""
@@ -304,7 +304,7 @@ def unlock_login(username, unlocked_by):
 @main.command("login-log")
 @click.option("--user", "username", default=None, help="only this username (as typed at login)")
 @click.option("--failures", is_flag=True, help="only failed, refused and unlocking attempts")
-@click.option("--limit", default=50, show_default=True, help="how many, newest first")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1), help="how many, newest first")
 def login_log(username, failures, limit):
     """The recorded logins, newest first: time (UTC+8), outcome, username, door, address, note."""
     from sqlalchemy import select
@@ -363,8 +363,8 @@ def audit_checkpoint():
 
 
 @main.command()
-@click.option("--cases", default=2000, show_default=True, help="how many cases to create")
-@click.option("--months", default=12, show_default=True, help="spread over this many months up to now")
+@click.option("--cases", default=2000, show_default=True, type=click.IntRange(min=0), help="how many cases to create")
+@click.option("--months", default=12, show_default=True, type=click.IntRange(min=1), help="spread over this many months up to now")
 @click.option("--seed", default=8, show_default=True, help="random seed (the same seed, the same history)")
 @click.option("--if-empty", is_flag=True, help="do nothing if the database already has cases (for make run)")
 def demo(cases, months, seed, if_empty):

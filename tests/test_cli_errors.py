@@ -27,3 +27,13 @@ def test_database_urls_are_shown_with_the_password_masked(tmp_path):
     url = f"sqlite:///{tmp_path}/cli.sqlite"
     out = CliRunner().invoke(cli, ["init-db"], env={"DATABASE_URL": url})
     assert out.exit_code == 0 and f"schema up to date: {url}" in out.output, out.output
+
+
+def test_numbers_out_of_range_are_refused_before_anything_runs():
+    from click.testing import CliRunner
+    from engine.cli import main as cli
+    for args, option in ((["demo", "--cases", "1", "--months", "0"], "--months"), (["demo", "--cases", "-5"], "--cases"),
+                         (["login-log", "--limit", "-3"], "--limit"), (["worker", "--once", "--interval", "0"], "--interval"),
+                         (["worker", "--once", "--batch", "0"], "--batch")):
+        out = CliRunner().invoke(cli, args, env={"DATABASE_URL": "sqlite:////nonexistent/never.sqlite"})
+        assert out.exit_code == 2 and f"Invalid value for '{option}'" in out.output, (args, out.output)
