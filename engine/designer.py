@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 
 from .deploy import DeployError, Problem, _analyse, dashboard_notes, deploy_files, validate_files
 from .diagram import process_file
-from .errors import InvalidInput, NotFound, PermissionDenied
+from .errors import InvalidInput, NotFound, PermissionDenied, not_utf8
 from .models import Case, ProcessVersion, User
 
 EDIT_ROLES = {"designer", "admin"}
@@ -261,32 +261,40 @@ class Designer:
         if len(files) > MAX_FILES:
             raise InvalidInput(f"at most {MAX_FILES} files at once", fields={"files": ["too many files"]},
                                zh=f"一次最多提交 {MAX_FILES} 个文件")
-        clean, errors = {}, {}
+        clean, errors, errors_zh = {}, {}, {}
+
+        def refuse(base, en, zh):
+            errors[base], errors_zh[base] = [en], zh
+
         for name, content in files.items():
             base = str(name or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
             if not base.lower().endswith((".bpmn", ".dmn")) or len(base) > 120 or base.startswith("."):
-                errors[base or "?"] = ["only .bpmn and .dmn files can be deployed"]
+                refuse(base or "?", "only .bpmn and .dmn files can be deployed", "只能部署 .bpmn 和 .dmn 文件")
                 continue
             if isinstance(content, bytes):
                 try:
                     content = content.decode("utf-8-sig")
-                except UnicodeDecodeError:
-                    errors[base] = ["the file is not UTF-8 text; save it again from the modeler"]
+                except UnicodeDecodeError as exc:
+                    refuse(base, f"the file is {not_utf8(exc)}",
+                           f"文件不是 UTF-8 文本（第 {exc.start} 字节，可能是 GBK 编码）；"
+                           f"请在建模器中另存为 UTF-8，或用 iconv -f GBK -t UTF-8 转换")
                     continue
             if not isinstance(content, str) or not content.strip():
-                errors[base] = ["the file is empty"]
+                refuse(base, "the file is empty", "文件为空")
                 continue
             if len(content) > MAX_FILE_CHARS:
-                errors[base] = [f"the file is larger than {MAX_FILE_CHARS // 1_000_000} MB"]
+                refuse(base, f"the file is larger than {MAX_FILE_CHARS // 1_000_000} MB",
+                       f"文件超过 {MAX_FILE_CHARS // 1_000_000} MB")
                 continue
             if "\x00" in content:
-                errors[base] = ["the file contains NUL characters; it is not a BPMN/DMN text file"]
+                refuse(base, "the file contains NUL characters; it is not a BPMN/DMN text file",
+                       "文件含有空字符，不是 BPMN/DMN 文本文件")
                 continue
             clean[base] = content
         if errors:
             raise InvalidInput("some files cannot be checked: " + "; ".join(
                 f"{k}: {', '.join(v)}" for k, v in errors.items()), fields=errors,
-                zh="部分文件无法检查：" + "；".join(f"{k}：{_ZH_UPLOAD.get(v[0], v[0])}" for k, v in errors.items()))
+                zh="部分文件无法检查：" + "；".join(f"{k}：{v}" for k, v in errors_zh.items()))
         return clean
 
     def _check(self, session, files: dict[str, str], form_keys: set[str]) -> tuple[CheckResult, list[dict[str, str]]]:
@@ -378,14 +386,6 @@ class Designer:
             counts = self._case_counts(session, process_key)
             return VersionDiff(process_key=old.process_key, old=_info(old, counts), new=_info(new, counts),
                                added=added, removed=removed, changed=changed, layout_only=layout)
-
-
-_ZH_UPLOAD = {
-    "only .bpmn and .dmn files can be deployed": "只能部署 .bpmn 和 .dmn 文件",
-    "the file is not UTF-8 text; save it again from the modeler": "文件不是 UTF-8 文本，请在建模器中重新保存",
-    "the file is empty": "文件为空",
-    "the file contains NUL characters; it is not a BPMN/DMN text file": "文件含有空字符，不是 BPMN/DMN 文本文件",
-}
 
 
 # ---------------------------------------------------------------------- diff

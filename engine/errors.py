@@ -5,6 +5,13 @@ Conflict 409, InvalidInput 400); the CLI prints the message.
 """
 
 
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """What to say of a text file an editor saved in another encoding (GBK, on many officials'
+    Windows machines): where, and how to convert it."""
+    return (f"not UTF-8 text (byte {exc.start}, perhaps GBK); save it as UTF-8 "
+            f"or convert it: iconv -f GBK -t UTF-8")
+
+
 class EngineError(Exception):
     code = "error"
 

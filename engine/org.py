@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from . import clock
+from .errors import not_utf8
 from .models import DEPARTMENT, DEPT_TYPES, LEVELS, ROLES, JurisdictionNode, OrgChange, RoleAssignment, User, WorkItem
 from .passwords import check_password, hash_password
 
@@ -78,8 +79,7 @@ def load_org_file(session: Session, path, actor: str | None = None) -> LoadRepor
         except yaml.YAMLError as exc:
             raise OrgFileError(f"{path}: not valid YAML ({exc})") from None
         except UnicodeDecodeError as exc:   # saved as GBK by an editor: say so, not a traceback
-            raise OrgFileError(f"{path}: not UTF-8 text (byte {exc.start}, perhaps GBK); save it as UTF-8 "
-                               f"or convert it: iconv -f GBK -t UTF-8") from None
+            raise OrgFileError(f"{path}: {not_utf8(exc)}") from None
     return load_org(session, raw, source=str(path), actor=actor)
 
 

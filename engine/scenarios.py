@@ -36,7 +36,7 @@ from pathlib import Path
 import yaml
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
-from .errors import EngineError
+from .errors import EngineError, not_utf8
 from .service import InboxFilters, WorkflowService
 
 ERROR_CODES = {"forbidden", "not_found", "conflict", "invalid", "process_error"}
@@ -64,7 +64,7 @@ class Scenario:
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         except UnicodeDecodeError as exc:
-            raise ValueError(f"{path.name}: not UTF-8 text (byte {exc.start}, perhaps GBK); save it as UTF-8") from None
+            raise ValueError(f"{path.name}: {not_utf8(exc)}") from None
         except yaml.YAMLError as exc:
             raise ValueError(f"{path.name}: not valid YAML ({' '.join(str(exc).split())})") from None
         if not isinstance(raw, dict) or "process" not in raw or "start" not in raw:

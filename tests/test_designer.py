@@ -163,18 +163,22 @@ def test_an_unreachable_element_is_reported_at_that_element(designer):
     assert [(p.element, "never be reached" in p.message) for p in result.problems] == [("orphan", True)]
 
 
-@pytest.mark.parametrize("files, field", [
-    ({}, "files"),
-    ({"notes.txt": "hello"}, "notes.txt"),
-    ({"x.bpmn": b"\xff\xfe\x00garbage"}, "x.bpmn"),
-    ({"x.bpmn": "   "}, "x.bpmn"),
-    ({"x.bpmn": "<a>\x00</a>"}, "x.bpmn"),
+@pytest.mark.parametrize("files, field, en, zh", [
+    ({}, "files", "at least one", "至少提交一个"),
+    ({"notes.txt": "hello"}, "notes.txt", "only .bpmn and .dmn", "只能部署"),
+    ({"x.bpmn": b"\xff\xfe\x00garbage"}, "x.bpmn", "not UTF-8 text (byte 0, perhaps GBK)", "可能是 GBK 编码"),
+    ({"x.bpmn": "<bpmn/>".encode("utf-8") + "流程".encode("gbk")}, "x.bpmn", "(byte 7, perhaps GBK)", "第 7 字节"),
+    ({"x.bpmn": "   "}, "x.bpmn", "empty", "文件为空"),
+    ({"x.bpmn": "<a>\x00</a>"}, "x.bpmn", "NUL characters", "空字符"),
+    ({"x.bpmn": "<a>" + "x" * 2_000_001 + "</a>"}, "x.bpmn", "larger than", "文件超过"),
 ])
-def test_bad_uploads_are_refused_whole(designer, clean_db, files, field):
+def test_bad_uploads_are_refused_whole(designer, clean_db, files, field, en, zh):
+    """Refused with what was wrong in both languages, and nothing stored."""
     before = version_count(clean_db)
     with pytest.raises(InvalidInput) as exc:
         designer.deploy(DESIGNER, files)
     assert field in exc.value.fields
+    assert en in exc.value.text("en") and zh in exc.value.text("zh")
     assert version_count(clean_db) == before
 
 
