@@ -252,11 +252,15 @@ class Notifier:
     # reading
 
     def unread_count(self, actor) -> int:
-        """Shown on every page: with a user id, one indexed COUNT and nothing else."""
+        """Shown on every page: with a user id, one indexed COUNT (and a primary-key look-up of
+        each unread notice's task) and nothing else. A notice of a task no longer open (done,
+        by the official or by another, or withdrawn) asks nothing of anyone: not counted."""
         with self.service.db.read_session() as session:
             user_id = actor if type(actor) is int else self.service._user(session, actor).id
-            return session.scalar(select(func.count()).select_from(Notification).where(
-                Notification.user_id == user_id, Notification.read_at.is_(None)))
+            return session.scalar(select(func.count()).select_from(Notification)
+                                  .outerjoin(WorkItem, WorkItem.id == Notification.work_item_id)
+                                  .where(Notification.user_id == user_id, Notification.read_at.is_(None),
+                                         _TASK_OPEN_OR_NONE))
 
     def count(self, actor) -> int:
         with self.service.db.read_session() as session:
@@ -273,12 +277,13 @@ class Notifier:
         with self.service.db.read_session() as session:
             user_id = self.service._user(session, actor).id
             rows = session.execute(
-                select(Notification, Case.business_key, sender.c.display_name)
+                select(Notification, Case.business_key, sender.c.display_name, WorkItem.status)
                 .outerjoin(Case, Case.id == Notification.case_id)
                 .outerjoin(sender, sender.c.id == Notification.actor_id)
+                .outerjoin(WorkItem, WorkItem.id == Notification.work_item_id)
                 .where(Notification.user_id == user_id)
                 .order_by(Notification.id.desc()).limit(limit).offset(offset)).all()
-            return [NotificationRow(n, key, name) for n, key, name in rows]
+            return [NotificationRow(n, key, name, status) for n, key, name, status in rows]
 
     def mark_read(self, actor, notification_id: int) -> Notification:
         """Mark one of my notifications read (someone else's is NotFound)."""
@@ -304,8 +309,22 @@ class Notifier:
             return result.rowcount or 0
 
 
+# a notice without a task, or whose task is still open (a missing task row counts as none)
+_TASK_OPEN_OR_NONE = or_(WorkItem.id.is_(None), WorkItem.status == "open")
+
+
 @dataclass
 class NotificationRow:
     notification: Notification
     business_key: str | None
     actor_name: str | None
+    task_status: str | None = None     # the notice's task: open, completed, cancelled (None: no task)
+
+    @property
+    def task_closed(self) -> bool:
+        return self.task_status not in (None, "open")
+
+    @property
+    def unread(self) -> bool:
+        """Not read, and still asking something of the official (as `unread_count` counts)."""
+        return self.notification.read_at is None and not self.task_closed

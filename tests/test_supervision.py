@@ -306,6 +306,37 @@ def test_unread_count_and_marking_read(sv):
     assert sv.notifier.count("lx_wgz1") == 3
 
 
+def test_a_notice_whose_task_is_no_longer_open_asks_nothing_more(sv, app, client, clock):
+    """A 新任务 notice of a task done meanwhile (from the inbox, without opening the notice),
+    or withdrawn by the process (the grid's deadline passed and the matter went up to the
+    town), is not counted unread and says what became of the task; one still open is."""
+    done, escalated = start(sv), start(sv)
+    assert sv.notifier.unread_count("lx_wgz1") == 2
+    sv.complete_task(done.open_items[0].id, {"resolved": True, "mediation_note": "已调解"}, "lx_wgz1")
+    assert sv.notifier.unread_count("lx_wgz1") == 1
+    clock.advance(days=7, minutes=1)                           # 网格微调处 is due in 7 days (blue dispute)
+    TimerWorker(sv).run_once()
+    assert "micro_mediation" not in [i.spec_id for i in sv.get_case(escalated.business_key).open_items]
+    assert sv.notifier.unread_count("lx_wgz1") == 0
+    waiting = start(sv)
+    assert sv.notifier.unread_count("lx_wgz1") == 1
+    rows = sv.notifier.page("lx_wgz1")
+    statuses = {r.business_key: (r.task_status, r.unread) for r in rows if r.notification.kind == "new_task"}
+    assert statuses == {done.business_key: ("completed", False), escalated.business_key: ("cancelled", False),
+                        waiting.business_key: ("open", True)}
+    assert all(r.notification.read_at is None for r in rows)   # nothing was written: it is how they are read
+
+    login(client, "lx_wgz1")
+    page = html(client.get("/notifications"))
+    assert page.count('<small data-task-status="completed">任务已办结</small>') == 1
+    assert '<small data-task-status="cancelled">任务已撤销</small>' in page
+    assert "未读 1 条" in page and page.count('class="unread"') == 1 and page.count(">标为已读</button>") == 1
+    assert re.search(r'通知 <span class="badge">1<', page)
+    client.post("/lang/en", data={"csrf_token": csrf_token(client, "/notifications"), "next": "/notifications"})
+    page = html(client.get("/notifications"))
+    assert "task done" in page and "task withdrawn" in page
+
+
 # ---------------------------------------------------------------- channels
 
 def test_channels_are_called_after_the_commit_and_a_failing_one_changes_nothing(sv, caplog):

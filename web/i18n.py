@@ -226,6 +226,8 @@ MESSAGES_EN: dict[str, str] = {
     "类型": "Type",
     "内容": "Content",
     "未读": "unread",
+    "任务已办结": "task done",
+    "任务已撤销": "task withdrawn",
     "督办人：{name}": "Urged by {name}",
     "标为已读": "Mark read",
     "暂无通知。": "No notifications.",
