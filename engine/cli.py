@@ -10,7 +10,7 @@ from forms import FormDefinitionError, FormRegistry
 
 from . import schema
 from .db import DATABASE_UNAVAILABLE, Database, driver_message
-from .deploy import DeployError, dashboard_notes, deploy_files, read_model_files, read_process_dir, validate_files
+from .deploy import DeployError, deploy_files, read_model_files, read_process_dir, validate_files, version_notes
 from .org import OrgFileError, load_org_file
 
 
@@ -166,7 +166,7 @@ def validate(paths):
     if problems:   # notes are about a version that could be deployed: as the designer shows them
         click.echo(f"{len(problems)} problem(s) in {len(given)} file(s)", err=True)
         sys.exit(1)
-    for note in dashboard_notes({**context, **files}, forms=forms):
+    for note in version_notes({**context, **files}, forms=forms):
         if note.file in files:
             click.echo(f"note: {note}")   # refuses nothing: the exit status is the problems'
     click.echo(f"ok: {len(files)} file(s) valid")

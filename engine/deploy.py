@@ -116,6 +116,13 @@ class _Analysis:
     problems: list
 
 
+@functools.lru_cache(maxsize=4)
+def _analysis_of(files: tuple) -> _Analysis:
+    """`_analyse` of a file set ((name, text) pairs, sorted) for the notes, which read it per
+    process: parsed once for all of them (and for the next check or deploy of the same files)."""
+    return _analyse(dict(files))
+
+
 def _analyse(files: dict[str, str]) -> _Analysis:
     problems: list[Problem] = []
     trees = {}
@@ -245,6 +252,168 @@ def dashboard_notes(files: dict[str, str], processes=None, forms=None) -> list[P
     return notes
 
 
+def version_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:
+    """All a check or deploy notes without refusing: the dashboard's (`dashboard_notes`) and
+    the decisions that leave some of the form's values without a rule (`decision_gap_notes`)."""
+    return dashboard_notes(files, processes, forms) + decision_gap_notes(files, processes, forms)
+
+
+# More combinations than this of a decision's input values are not tried (the notes stay quick).
+GAP_COMBINATIONS_MAX = 5000
+_GAPS_SHOWN = 4
+
+
+def decision_gap_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:
+    """Notes for each decision a process in `files` (of `processes`, if given) calls that has
+    no rule for some combination of the values its forms offer: where every input of the
+    table is a form field with fixed choices (a choice or a yes/no field of the forms its
+    start and user tasks show), each combination is run through the rules as SpiffWorkflow's
+    DMN engine runs them. Such a case gets none of the decision's outputs, and the first step
+    that reads one stops with an error, typically right after the report is submitted.
+    A table with any other input (a number, an expression), a rule that cannot be run on a
+    value, or a form that cannot be read is not judged: no false alarms."""
+    forms = forms if forms is not None else _shipped_forms()
+    frozen, notes = tuple(sorted(files.items())), []
+    for pid in sorted(_analysis_of(frozen).executable):
+        if processes is not None and pid not in processes:
+            continue
+        found = _data_sources(frozen, pid)
+        if found is None:
+            continue
+        offered = _offered_values(found[1], forms)
+        if offered is None:
+            continue
+        for table in _called_tables(frozen, pid):
+            note = _gap_note(table, offered)
+            if note is not None and note not in notes:
+                notes.append(note)
+    return notes
+
+
+def _offered_values(form_keys, forms) -> dict[str, list] | None:
+    """{field name: the values a form offers for it} over the forms shown (None: a form cannot be read)."""
+    offered: dict[str, list] = {}
+    for key in form_keys:
+        form = forms.get(key)
+        if form is None:
+            return None
+        for f in form.fields:
+            values = f.choice_values if f.type == "choice" else [True, False] if f.type == "boolean" else []
+            known = offered.setdefault(f.name, []) if values else []
+            known += [v for v in values if v not in known]
+    return offered
+
+
+@dataclass(frozen=True)
+class _Table:
+    file: str
+    decision: str            # the decision's id, where a designer finds it
+    label: str
+    inputs: tuple            # input expressions
+    outputs: tuple           # output names
+    rules: tuple             # per rule: one cell per input (None: any value)
+
+
+@functools.lru_cache(maxsize=16)
+def _called_tables(files: tuple, pid: str) -> tuple[_Table, ...]:
+    """The decision tables the business rule tasks of `pid` (and its subprocesses) call,
+    as SpiffWorkflow parsed them; not those whose hit policy collects (no rule is an answer there)."""
+    analysis = _analysis_of(files)
+    try:
+        specs = [analysis.parser.get_spec(pid), *analysis.parser.get_subprocess_specs(pid).values()]
+    except Exception:  # noqa: BLE001 -- the check reports the process's own problem
+        return ()
+    where = {}   # decision table id -> (file, decision id, decision name)
+    for filename, root in analysis.trees.items():
+        for node in root.iter():
+            if _local(node) == "decisionTable" and node.getparent() is not None:
+                decision = node.getparent()
+                where[node.get("id")] = (filename, decision.get("id") or "", decision.get("name") or "")
+    tables, seen = [], set()
+    for spec in specs:
+        for task_spec in spec.task_specs.values():
+            table = getattr(getattr(task_spec, "dmnEngine", None), "decision_table", None)
+            if table is None or table.id in seen or table.id not in where or str(table.hit_policy) == "COLLECT":
+                continue
+            seen.add(table.id)
+            filename, decision_id, name = where[table.id]
+            tables.append(_Table(
+                filename, decision_id, name or decision_id,
+                tuple((i.expression or "").strip() for i in table.inputs),
+                tuple(o.name or o.label or "" for o in table.outputs),
+                tuple(tuple(e.lhs[0] if len(e.lhs) == 1 else None for e in rule.inputEntries)
+                      for rule in table.rules)))
+    return tuple(tables)
+
+
+def _gap_note(table: _Table, offered: dict[str, list]) -> Problem | None:
+    if not table.inputs or not all(name in offered for name in table.inputs):
+        return None
+    domains = [offered[name] for name in table.inputs]
+    total = 1
+    for values in domains:
+        total *= len(values)
+    if total > GAP_COMBINATIONS_MAX:
+        return None
+    gaps = _unmatched(table, domains)
+    if not gaps:
+        return None
+    shown = "; ".join(", ".join(f"{name} = {_dmn_value(value)}" for name, value in zip(table.inputs, combination))
+                      for combination in gaps[:_GAPS_SHOWN]) + (" …" if len(gaps) > _GAPS_SHOWN else "")
+    outputs = ", ".join(table.outputs)
+    return Problem(
+        table.file, table.decision,
+        f"decision '{table.label}' has no rule for {len(gaps)} of the {total} combinations of the values "
+        f"the forms offer ({shown}): such a case gets none of its outputs ({outputs}) and stops with an "
+        "error at the first step that reads one",
+        "add rules for those values, or a last rule with - in every input (the default)",
+        f"决策“{table.label}”对表单可选值的 {total} 种组合中的 {len(gaps)} 种没有匹配的规则（{shown}）："
+        f"这样的案件得不到它的任何输出（{outputs}），会在第一个读取输出的环节出错停下",
+        "请为这些值补充规则，或在最后加一条各输入均为 - 的兜底规则")
+
+
+def _unmatched(table: _Table, domains: list[list]):
+    """The combinations of input values no rule matches, in the table's order; None when a
+    cell cannot be run on a value (then it cannot be told)."""
+    import itertools
+
+    answers: dict[tuple, bool] = {}
+
+    def holds(column: int, cell: str, value) -> bool:
+        key = (column, cell, repr(value))
+        if key not in answers:
+            expression = table.inputs[column]
+            test, why = _input_test(expression, cell)
+            if why or not _names_in(test) <= {expression, "dmninputexpr"}:
+                raise LookupError(cell)   # a cell reading other data: not judged
+            answers[key] = bool(SCRIPT_ENGINE.environment.evaluate(test, {expression: value, "dmninputexpr": value}))
+        return answers[key]
+
+    gaps = []
+    try:
+        for combination in itertools.product(*domains):
+            if not any(all(cell is None or holds(column, cell, value)
+                           for column, (cell, value) in enumerate(zip(rule, combination)))
+                       for rule in table.rules):
+                gaps.append(combination)
+    except Exception:  # noqa: BLE001 -- a cell that fails on a value: the engine's error, not this note's
+        return None
+    return gaps
+
+
+def _dmn_value(value) -> str:
+    """A value as a DMN cell would test it: "other", True."""
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def _names_in(expression: str) -> set[str]:
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError:
+        return {"?"}
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)} - {"True", "False", "None"}
+
+
 def _unset_data(files: dict[str, str], setting: list[tuple[str, str]], forms) -> list[Problem]:
     from .metrics import DASHBOARD_DATA
     forms = forms if forms is not None else _shipped_forms()
@@ -298,7 +467,7 @@ def _data_sources(files: tuple, pid: str) -> tuple[frozenset, tuple] | None:
     """(names that scripts assign or decisions output, form keys shown) for `_keys_set_by`:
     SpiffWorkflow's parse of the files, kept for the next check or deploy of the same files."""
     texts = dict(files)
-    analysis = _analyse(texts)
+    analysis = _analysis_of(files)
     try:
         specs = [analysis.parser.get_spec(pid), *analysis.parser.get_subprocess_specs(pid).values()]
     except Exception:  # noqa: BLE001 -- the check reports the process's own problem
@@ -671,14 +840,14 @@ def content_hash(files: dict[str, str]) -> str:
 class DeployResult:
     created: list[ProcessVersion]
     unchanged: list[str]
-    notes: list[Problem] = field(default_factory=list)   # `dashboard_notes` of the new versions
+    notes: list[Problem] = field(default_factory=list)   # `version_notes` of the new versions
 
 
 def deploy_files(session: Session, files: dict[str, str], form_keys: set[str] | None = None,
                  actor: str | None = None, forms=None, with_notes: bool = True) -> DeployResult:
     """Validate `files` and store a new version of each process they change (DeployError
     and nothing stored if any problem). `forms`: the forms in use, by key, for the
-    dashboard's notes (the shipped ones if not given); `with_notes=False` for a caller
+    notes (the shipped ones if not given); `with_notes=False` for a caller
     that noted the files already (the designer's check)."""
     problems = validate_files(files, form_keys)
     if problems:
@@ -702,5 +871,5 @@ def deploy_files(session: Session, files: dict[str, str], form_keys: set[str] | 
         session.add(version)
         created.append(version)
     session.flush()
-    notes = dashboard_notes(files, {v.process_key for v in created}, forms) if created and with_notes else []
+    notes = version_notes(files, {v.process_key for v in created}, forms) if created and with_notes else []
     return DeployResult(created, unchanged, notes)

@@ -21,7 +21,7 @@ from datetime import datetime
 from lxml import etree
 from sqlalchemy import func, select
 
-from .deploy import DeployError, Problem, _analyse, dashboard_notes, deploy_files, validate_files
+from .deploy import DeployError, Problem, _analyse, deploy_files, validate_files, version_notes
 from .diagram import process_file
 from .errors import InvalidInput, NotFound, PermissionDenied, not_utf8
 from .models import Case, ProcessVersion, User
@@ -81,7 +81,7 @@ class CheckResult:
     files: list[str]
     problems: list[Problem]
     processes: list[str]                 # executable processes the files define
-    notes: list[Problem] = field(default_factory=list)   # `deploy.dashboard_notes`: refuse nothing
+    notes: list[Problem] = field(default_factory=list)   # `deploy.version_notes`: refuse nothing
 
     @property
     def ok(self) -> bool:
@@ -319,7 +319,7 @@ class Designer:
         notes = []
         if not problems:
             for merged in groups:
-                notes += [n for n in dashboard_notes(merged, forms=self.service.forms)
+                notes += [n for n in version_notes(merged, forms=self.service.forms)
                           if n.file in files and n not in notes]
         return CheckResult(files=sorted(files), problems=problems, processes=processes, notes=notes), groups
 

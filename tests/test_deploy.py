@@ -1,4 +1,5 @@
 """Deployment versions and validation messages (API and `gridflow` CLI)."""
+import re
 import uuid
 
 import pytest
@@ -449,6 +450,62 @@ def test_case_data_is_set_by_scripts_decisions_and_forms_and_a_called_process_gi
     declaring["grid_matter.bpmn"] = shipped["grid_matter.bpmn"].replace("<bpmn:laneSet", outputs + "<bpmn:laneSet", 1)
     assert validate_files(declaring, FormRegistry().keys()) == []
     assert unset(declaring) == []
+
+
+def _without_rules(text: str, *rule_ids: str) -> str:
+    for rule_id in rule_ids:
+        text, n = re.subn(rf'<rule id="{rule_id}">.*?</rule>\s*', "", text, flags=re.DOTALL)
+        assert n == 1, rule_id
+    return text
+
+
+def test_a_decision_without_a_rule_for_some_form_values_is_a_note_not_a_refusal(clean_db, tmp_path):
+    """The dispatch rules without their rule for 其他 (other, any colour) and their default
+    (rules 24 and 25): an 'other' matter reported blue or yellow gets no handling level, and
+    the report would fail on submission. It deploys, with a note on the decision naming the
+    combinations and the fix; the CLI prints it for the DMN file and exits 0."""
+    from engine.deploy import decision_gap_notes
+    shipped = read_process_dir(ROOT / "processes")
+    assert decision_gap_notes(shipped) == []
+    files = {**shipped, "dispatch_rules.dmn": _without_rules(shipped["dispatch_rules.dmn"], "rule_24", "rule_25")}
+    assert validate_files(files, FormRegistry().keys()) == []
+    notes = decision_gap_notes(files)
+    assert [(n.file, n.element) for n in notes] == [("dispatch_rules.dmn", "dispatch_rules")]
+    message, fix = notes[0].text("en")
+    assert "has no rule for 2 of the 28 combinations" in message
+    assert '(category = "other", colour = "blue"; category = "other", colour = "yellow")' in message
+    assert "handling_level, department" in message and "a last rule with - in every input" in fix
+    message_zh, fix_zh = notes[0].text("zh")
+    assert "决策“分级分类派单规则”对表单可选值的 28 种组合中的 2 种没有匹配的规则" in message_zh and "兜底规则" in fix_zh
+
+    session = clean_db.Session()
+    try:   # rolled back: the other tests run the shipped dispatch rules
+        result = deploy_files(session, files, FormRegistry().keys(), actor="tests")
+        assert sorted(v.process_key for v in result.created) == ["grid_matter"] and notes[0] in result.notes
+    finally:
+        session.rollback()
+        session.close()
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    out = CliRunner().invoke(cli, ["validate", str(tmp_path / "dispatch_rules.dmn")])
+    assert out.exit_code == 0, out.output
+    assert "note: dispatch_rules.dmn:dispatch_rules: decision '分级分类派单规则' has no rule for 2 of" in out.output
+
+    # the default rule alone covers what rule 24 did: nothing to note
+    assert decision_gap_notes({**shipped, "dispatch_rules.dmn": _without_rules(
+        shipped["dispatch_rules.dmn"], "rule_24")}) == []
+    # the petition routing without its default and its rule for 民间纠纷: that subject of
+    # the register form's is the one left without a rule
+    routing = _without_rules(shipped["petition_routing.dmn"], "rule_10", "rule_11")
+    [subjects] = [f.choice_values for f in FormRegistry().get("petition_register").fields if f.name == "subject"]
+    [note] = decision_gap_notes({**shipped, "petition_routing.dmn": routing})
+    assert note.element == "petition_routing"
+    assert f'has no rule for 1 of the {len(subjects)} combinations of the values the forms offer (subject = "civil_dispute")' \
+        in note.message
+    # a table with an input no form offers fixed values for (an amount) is not judged: the
+    # mediation channel without its default rule says nothing
+    assert decision_gap_notes({**shipped, "mediation_channel.dmn": _without_rules(
+        shipped["mediation_channel.dmn"], "rule_06")}) == []
 
 
 def test_an_element_the_dashboard_reads_renamed_is_a_note_not_a_refusal(clean_db, tmp_path):

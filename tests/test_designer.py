@@ -192,6 +192,19 @@ def test_a_bad_file_beside_a_good_one_deploys_nothing(designer, clean_db):
     assert version_count(clean_db) == before
 
 
+def test_a_decision_table_left_without_a_rule_for_some_form_values_is_noted_at_check(designer):
+    """The modeler's check of the dispatch rules without their 其他 and default rules: no
+    problem (it may be deployed), a note on the decision naming what would fail."""
+    import re
+    dmn = designer.version(DESIGNER, "grid_matter").files["dispatch_rules.dmn"]
+    for rule_id in ("rule_24", "rule_25"):
+        dmn = re.sub(rf'<rule id="{rule_id}">.*?</rule>\s*', "", dmn, flags=re.DOTALL)
+    result = designer.check(DESIGNER, {"dispatch_rules.dmn": dmn})
+    assert result.ok and result.problems == []
+    assert [(n.file, n.element) for n in result.notes] == [("dispatch_rules.dmn", "dispatch_rules")]
+    assert '"other"' in result.notes[0].message and "兜底规则" in result.notes[0].text("zh")[1]
+
+
 def test_editing_a_decision_table_redeploys_the_processes_that_call_it(designer, clean_db):
     """The DMN is checked with the deployed BPMN that calls it; a broken table is refused."""
     dmn = designer.version(DESIGNER, "grid_matter").files["dispatch_rules.dmn"]
