@@ -243,11 +243,23 @@ class Notifier:
 
     def incident(self, session: Session, case: Case, error: str, now) -> None:
         """Every official holding `admin` anywhere hears of it."""
-        admins = session.scalars(select(RoleAssignment.user_id).join(User, User.id == RoleAssignment.user_id)
-                                 .where(RoleAssignment.role == "admin", User.active.is_(True))
-                                 .distinct().order_by(RoleAssignment.user_id)).all()
         self.add(session, [Notice(user_id=u, kind="incident", subject=case.title or "", case_id=case.id,
-                                  business_key=case.business_key, note=error, created_at=now) for u in admins])
+                                  business_key=case.business_key, note=error, created_at=now)
+                           for u in _holders_of(session, ("admin",))])
+
+    def process_failed(self, session: Session, subject: str, error: str, case: Case | None, now) -> None:
+        """A process failed on an official's step (`WorkflowService._process_failed`): every
+        admin and designer hears of it, unless the same notice is still unread."""
+        subject, error = subject[:SUBJECT_MAX], error[:NOTE_MAX]
+        holders = _holders_of(session, ("admin", "designer"))
+        told = set(session.scalars(select(Notification.user_id).where(   # by the unread index
+            Notification.user_id.in_(holders), Notification.read_at.is_(None),
+            Notification.kind == "incident", Notification.subject == subject, Notification.note == error))) \
+            if holders else set()
+        self.add(session, [Notice(user_id=u, kind="incident", subject=subject, note=error, created_at=now,
+                                  case_id=case.id if case is not None else None,
+                                  business_key=case.business_key if case is not None else None)
+                           for u in holders if u not in told])
 
     # reading
 
@@ -307,6 +319,13 @@ class Notifier:
             result = session.execute(update(Notification).where(
                 Notification.user_id == user_id, Notification.read_at.is_(None)).values(read_at=clock.now()))
             return result.rowcount or 0
+
+
+def _holders_of(session: Session, roles: tuple[str, ...]) -> list[int]:
+    """The active officials holding any of `roles` anywhere."""
+    return session.scalars(select(RoleAssignment.user_id).join(User, User.id == RoleAssignment.user_id)
+                           .where(RoleAssignment.role.in_(roles), User.active.is_(True))
+                           .distinct().order_by(RoleAssignment.user_id)).all()
 
 
 # a notice without a task, or whose task is still open (a missing task row counts as none)

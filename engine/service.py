@@ -9,6 +9,7 @@ append audit events, commit. Any error rolls the whole transition back.
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -49,6 +50,8 @@ from .state import (LiveWorkflowCache, StateSerializer, collect_finished_steps, 
                     tasks_in_tree_order, waiting_event_ids)
 from .sandbox import SCRIPT_ENGINE, SandboxedEnvironment
 from .supervision import Supervision
+
+log = logging.getLogger("gridflow.engine")
 
 SUMMARY_VALUE_MAX = 200
 # Due first (no due date last), then older tasks, older cases; the same order inside
@@ -339,7 +342,11 @@ class WorkflowService:
     # ----------------------------------------------------------- start a case
 
     def start_case(self, process_key: str, grid, data: dict, actor) -> CaseView:
-        return self._commit_guarded(self._start_case, process_key, grid, data, actor)
+        try:
+            return self._commit_guarded(self._start_case, process_key, grid, data, actor)
+        except ProcessError as exc:
+            self._process_failed(exc, actor, process_key=process_key)
+            raise
 
     def _start_case(self, session, process_key: str, grid, data: dict, actor) -> CaseView:
         _check_process_key(process_key)
@@ -677,7 +684,31 @@ class WorkflowService:
     # ------------------------------------------------------------- complete
 
     def complete_task(self, task_id: str, data: dict, actor) -> CaseView:
-        return self._commit_guarded(self._complete, task_id, data, actor)
+        try:
+            return self._commit_guarded(self._complete, task_id, data, actor)
+        except ProcessError as exc:
+            self._process_failed(exc, actor, task_id=task_id)
+            raise
+
+    def _process_failed(self, exc: ProcessError, actor, process_key: str | None = None,
+                        task_id: str | None = None) -> None:
+        """A process that fails on an official's step changed nothing (its transaction rolled
+        back), and the official can do nothing about it but try again: the admins and
+        designers hear of it, as of a timer that keeps failing. Logged, and each of them gets
+        an `incident` notice (not a second one while the same is unread, however many times
+        officials meet it). Recording it never hides the official's own error."""
+        try:
+            with self.db.unit_of_work() as session:
+                item = session.get(WorkItem, str(task_id)) if task_id else None
+                case = session.get(Case, item.case_id) if item is not None else None
+                where = (f"{case.business_key} {item.name}" if case is not None
+                         else f"{process_key or '?'} (start)")
+                log.error("process failed on %s's step %s: %s", getattr(actor, "username", actor), where, exc.message)
+                subject = (f"流程运行出错：{item.name}" if item is not None
+                           else f"流程运行出错：发起 {process_key or '?'}")
+                self.notifier.process_failed(session, subject, exc.message, case, clock.now())
+        except Exception:  # noqa: BLE001 -- the official still gets the process error, which matters more
+            log.exception("could not record the failed step of %s", process_key or task_id)
 
     def _complete(self, session, task_id, data, actor):
         ahead: list[_RunAhead] = []

@@ -337,6 +337,44 @@ def test_a_notice_whose_task_is_no_longer_open_asks_nothing_more(sv, app, client
     assert "task done" in page and "task withdrawn" in page
 
 
+def test_a_process_that_fails_on_an_officials_step_tells_the_admins_and_designers(sv, monkeypatch, caplog):
+    """The official gets the process error and nothing is stored; those who can mend the
+    process hear of it (an incident notice, a log line), once while it stays unread."""
+    import engine.service as service_module
+    from SpiffWorkflow.exceptions import SpiffWorkflowException
+
+    from engine.errors import ProcessError
+    case = start(sv)
+
+    def failing(workflow, **_options):
+        raise SpiffWorkflowException("division by zero")
+
+    monkeypatch.setattr(service_module, "run_engine", failing)
+    with caplog.at_level(logging.ERROR, logger="gridflow.engine"):
+        for _ in range(2):   # the worker tries again: still one notice each
+            with pytest.raises(ProcessError):
+                start(sv)
+    for mender in ("admin", "cf_sj"):
+        [n] = notes(sv, mender, "incident")
+        assert (n.subject, n.case_id) == ("流程运行出错：发起 grid_matter", None) and "division by zero" in n.note
+    for official in ("lx_wgy1", "lx_wgz1", "lxz_pd", "lxx_dc"):
+        assert not notes(sv, official, "incident")
+    assert "process failed on lx_wgy1's step grid_matter (start)" in caplog.text
+    sent = [x for x in sv.channels[0].sent if x.kind == "incident"]
+    assert sorted(x.user_id for x in sent) == sorted([uid(sv, "admin"), uid(sv, "cf_sj")]) and all(sv.channels[0].committed)
+
+    with pytest.raises(ProcessError):
+        sv.complete_task(case.open_items[0].id, {"resolved": True, "mediation_note": "已调解"}, "lx_wgz1")
+    [n] = [n for n in notes(sv, "admin", "incident") if n.case_id == case.id]
+    assert n.subject == "流程运行出错：网格微调处" and case.business_key in caplog.text
+    assert [i.spec_id for i in sv.get_case(case.business_key).open_items] == ["micro_mediation"]   # nothing stored
+
+    sv.notifier.mark_all_read("admin")                         # read: the next failure is news again
+    with pytest.raises(ProcessError):
+        start(sv)
+    assert len(notes(sv, "admin", "incident")) == 3 and len(notes(sv, "cf_sj", "incident")) == 2
+
+
 # ---------------------------------------------------------------- channels
 
 def test_channels_are_called_after_the_commit_and_a_failing_one_changes_nothing(sv, caplog):
