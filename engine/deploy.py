@@ -708,6 +708,16 @@ def _check_decision_tables(filename: str, root) -> list[Problem]:
             for cell, column in zip(_children(rule, "outputEntry"), outputs):
                 value = _text_of(cell)
                 why = check_source(value, "eval") if value else None
+                unknown = _unknown_department(column, value) if not why else None
+                if unknown is not None:
+                    # the lanes of department tasks read `department`: an unknown type would
+                    # leave every such task without a holder (sent up to the dispatchers)
+                    problems.append(Problem(
+                        filename, cell.get("id") or rule.get("id") or "",
+                        f"decision '{label}', rule {row}, output 'department': '{unknown}' is no department type",
+                        f"use one of: {', '.join(DEPT_TYPES)}",
+                        f"决策“{label}”第 {row} 条规则，输出“department”：“{unknown}”不是部门类型",
+                        f"可选：{', '.join(DEPT_TYPES)}"))
                 if why:
                     name = column.get("label") or column.get("name") or column.get("id") or "?"
                     problems.append(Problem(
@@ -717,6 +727,18 @@ def _check_decision_tables(filename: str, root) -> list[Problem]:
                         f"决策“{label}”第 {row} 条规则，输出“{name}”：“{value[:60]}”无效：{why}",
                         '输出请写成一个值（"town"、3）或案件字段的表达式'))
     return problems
+
+
+def _unknown_department(column, value: str | None) -> str | None:
+    """The department type an output cell named `department` gives, if it is a plain value
+    and not one of DEPT_TYPES (an expression is not judged)."""
+    if column.get("name") != "department" or not value:
+        return None
+    try:
+        given = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return None
+    return given if isinstance(given, str) and given and given not in DEPT_TYPES else None
 
 
 # Start events of event subprocesses that SpiffWorkflow 3.2 parses as plain (none) starts:

@@ -276,6 +276,24 @@ def test_broken_input_expression_and_output_cell_are_reported():
     assert not any(p.element.endswith("_category") for p in problems)
 
 
+@pytest.mark.parametrize("value, flagged", [('"sifasou"', True), ('"Sifasuo"', True), ('"sifasuo"', False),
+                                            ('""', False), ("None", False), ('"si" + "fasuo"', False)])
+def test_a_department_output_that_is_no_department_type_is_reported_on_the_cell(value, flagged):
+    """The lanes of department tasks read `department`: a typo would leave every such task
+    without a holder. A plain value is checked; an expression is not judged."""
+    shipped = '<outputEntry id="rule_01_department"><text>"sifasuo"</text>'
+    assert shipped in RULES
+    changed = RULES.replace(shipped, f'<outputEntry id="rule_01_department"><text>{value}</text>')
+    problems = grid_matter_with(changed)
+    if not flagged:
+        assert problems == []
+        return
+    assert [(p.file, p.element) for p in problems] == [("dispatch_rules.dmn", "rule_01_department")]
+    assert f"rule 1, output 'department': {value.replace(chr(34), chr(39))} is no department type" \
+        in problems[0].message
+    assert "sifasuo" in problems[0].fix and "不是部门类型" in problems[0].text("zh")[0]
+
+
 def test_a_broken_decision_deploys_nothing(clean_db):
     broken = RULES.replace('<text>"red"</text>', '<text>"red" ++ (</text>', 1)
     with clean_db.read_session() as s:
