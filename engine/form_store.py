@@ -30,7 +30,7 @@ from forms import FieldDef, FormDef, FormDefinitionError, FormRegistry, parse_de
 
 from . import clock
 from .errors import InvalidInput, NotFound, PermissionDenied
-from .models import FormRevision, ProcessVersion
+from .models import DEPT_TYPES, FormRevision, ProcessVersion
 
 REVISION_RE = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*)@(?P<n>[1-9][0-9]{0,5})$")
 MAX_DEFINITION_CHARS = 100_000
@@ -217,6 +217,13 @@ def _field_problem(f: FieldDef) -> tuple[str, str] | None:
         return "two choices have the same value", "有两个选项的 value 相同"
     if f.readonly and f.required:
         return "a read-only field cannot be required", "只读字段不能设为必填"
+    if f.name in ("department", "departments"):
+        # the lanes of department tasks read these: a value that is no department type
+        # would leave the task it picks without a holder
+        unknown = [str(v) for v in f.choice_values if v not in DEPT_TYPES]
+        if unknown:
+            return (f"choice {', '.join(unknown)} is no department type; use one of: {', '.join(DEPT_TYPES)}",
+                    f"选项 {', '.join(unknown)} 不是部门类型；可选：{', '.join(DEPT_TYPES)}")
     return None
 
 

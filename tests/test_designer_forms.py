@@ -61,6 +61,21 @@ def test_definition_errors_point_at_the_field_and_line(text, field, line, words)
     assert error.text("en") == error.message
 
 
+@pytest.mark.parametrize("name, kind", [("department", "choice"), ("departments", "multi_choice")])
+def test_a_department_choice_that_is_no_department_type_is_an_error_on_its_field(name, kind):
+    """The lanes of department tasks read `department` (and each of `departments`): a value
+    with a typo would leave the task it picks without a holder."""
+    text = (f"key: progress_report\nfields:\n  - name: {name}\n    type: {kind}\n"
+            f"    label: {{zh: 承办部门, en: Department}}\n    choices:\n"
+            f"      - {{value: sifasuo, zh: 司法所, en: Judicial office}}\n"
+            f"      - {{value: sifasou, zh: 司法所（错）, en: Typo}}\n")
+    result = check_definition(text, "progress_report")
+    assert [(e.field, e.line) for e in result.errors] == [(name, 3)]
+    assert "choice sifasou is no department type" in result.errors[0].message
+    assert "不是部门类型" in result.errors[0].zh
+    assert check_definition(text.replace("value: sifasou", "value: zhujian"), "progress_report").ok
+
+
 def test_every_shipped_form_is_a_valid_definition(fixture_forms):
     for key in fixture_forms.keys():
         text = (fixture_forms.directory / f"{key}.yaml").read_text(encoding="utf-8")
