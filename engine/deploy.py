@@ -26,7 +26,7 @@ from . import clock
 from .bpmn import (BPMN_NS, CamundaAwareParser, is_dmn, is_user_task, lane_parts, parse_lane,
                    process_properties, user_task_info)
 from .models import DEPT_TYPES, LEVELS, ROLES, ProcessVersion
-from .sandbox import SCRIPT_ENGINE, check_source
+from .sandbox import SAFE_BUILTINS, SCRIPT_ENGINE, check_source
 
 SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
@@ -253,9 +253,102 @@ def dashboard_notes(files: dict[str, str], processes=None, forms=None) -> list[P
 
 
 def version_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:
-    """All a check or deploy notes without refusing: the dashboard's (`dashboard_notes`) and
-    the decisions that leave some of the form's values without a rule (`decision_gap_notes`)."""
-    return dashboard_notes(files, processes, forms) + decision_gap_notes(files, processes, forms)
+    """All a check or deploy notes without refusing: the dashboard's (`dashboard_notes`),
+    the decisions that leave some of the form's values without a rule (`decision_gap_notes`)
+    and the conditions and timers that read a name nothing sets (`unset_name_notes`)."""
+    return (dashboard_notes(files, processes, forms) + decision_gap_notes(files, processes, forms)
+            + unset_name_notes(files, processes, forms))
+
+
+def unset_name_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:
+    """Notes for each gateway condition and timer expression of a process in `files` (of
+    `processes`, if given) that reads a name nothing in the files sets: no script assigns
+    it, no decision outputs it, no form shown has a field of that name, no data input,
+    multi-instance item or data object declares it. A misspelt `handlinglevel` would
+    otherwise stop the first case that reaches the gateway ("Error evaluating
+    expression"). Names from anywhere in the files count (a called process may read what
+    its caller set); when what is set cannot be told (a form that cannot be read), nothing
+    is noted."""
+    forms = forms if forms is not None else _shipped_forms()
+    frozen = tuple(sorted(files.items()))
+    analysis = _analysis_of(frozen)
+    from .scheduled_starts import ScheduledStarts
+    known = set(SAFE_BUILTINS) | {"dir"} | ScheduledStarts.START_DATA_KEYS   # what a scheduled start gives
+    for pid in analysis.executable:
+        keys = _keys_set_by(frozen, pid, forms)
+        if keys is None:
+            return []
+        known |= keys
+    for root in analysis.trees.values():
+        for node in root.iter():
+            local = _local(node)
+            if local in ("dataInput", "dataOutput", "inputDataItem", "outputDataItem", "dataObject",
+                         "dataObjectReference", "property"):
+                known |= {node.get("id"), node.get("name")} - {None}
+            elif local in ("loopDataInputRef", "loopDataOutputRef", "loopCardinality"):
+                known.add((node.text or "").strip())
+    notes = []
+    for filename, root in sorted(analysis.trees.items()):
+        for process in root.iter(f"{{{BPMN_NS}}}process"):
+            pid = process.get("id")
+            if pid not in analysis.executable or (processes is not None and pid not in processes):
+                continue
+            for node in process.iter():
+                local = _local(node)
+                if local == "conditionExpression":
+                    holder, what, what_zh = node.getparent(), "condition", "条件"
+                elif local in ("timeDuration", "timeDate", "timeCycle"):
+                    holder, what, what_zh = node.getparent().getparent(), "timer", "定时器表达式"
+                else:
+                    continue
+                text = (node.text or "").strip()
+                unset = sorted(_free_names(text) - known) if text else []
+                if not unset or holder is None:
+                    continue
+                element = holder.get("id") or ""
+                label = holder.get("name") or element
+                if what == "timer" and _ISO_8601_TEXT.fullmatch(text):
+                    notes.append(Problem(   # as Camunda Modeler writes timers
+                        filename, element,
+                        f"the timer '{text}' of '{label}' is ISO 8601 text without quotes: the engine reads a "
+                        "timer as an expression, so the first case that reaches it stops with an error",
+                        f'write it in quotes: "{text}" (or an expression giving such text)',
+                        f"“{label}”的定时器“{text}”是未加引号的 ISO 8601 文本：引擎把定时器当作表达式计算，"
+                        "第一个运行到这里的案件会出错停下",
+                        f'请加上引号："{text}"（或写成得出这种文本的表达式）'))
+                    continue
+                names = ", ".join(f"'{n}'" for n in unset)
+                notes.append(Problem(
+                    filename, element,
+                    f"the {what} '{text[:80]}' of '{label}' reads {names}, which nothing "
+                    "in this version sets (no script, decision output, form field or data input of that name): "
+                    "the first case that reaches it stops with an error",
+                    "correct the name, or set it before this point (a form field, a script, a decision's output)",
+                    f"“{label}”的{what_zh}“{text[:80]}”读取 {names}，但此版本中没有任何脚本、"
+                    "决策输出、表单字段或数据输入设置它：第一个运行到这里的案件会出错停下",
+                    "请改正名称，或在此之前设置它（表单字段、脚本或决策输出）"))
+    return notes
+
+
+# a duration (P7D, PT4H), a repetition (R6/P1D, R/2026-01-01T01:00:00+08:00/P1M) or a date
+_ISO_8601_TEXT = re.compile(r"(R\d*/)?(P[0-9YMWDTHS.,]+|\d{4}-\d\d-\d\d[0-9T:.+\-Z]*)(/P[0-9YMWDTHS.,]+)?")
+
+
+def _free_names(expression: str) -> set[str]:
+    """The names an expression reads that it does not bind itself (comprehension and lambda
+    variables); nothing when it does not parse (a problem the check reports on its own)."""
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError:
+        return set()
+    bound = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.comprehension):
+            bound |= {n.id for n in ast.walk(node.target) if isinstance(n, ast.Name)}
+        elif isinstance(node, ast.Lambda):
+            bound |= {a.arg for a in node.args.args + node.args.kwonlyargs}
+    return {node.id for node in ast.walk(tree)
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)} - bound - {"True", "False", "None"}
 
 
 # More combinations than this of a decision's input values are not tried (the notes stay quick).

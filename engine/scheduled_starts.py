@@ -177,6 +177,11 @@ class ScheduledStarts:
         except IntegrityError:
             return None
 
+    # every key `start_data` may give a case (the deploy notes count them as set)
+    START_DATA_KEYS = frozenset({"scheduled_for", "period", "evaluator", "matters", "community_node_id",
+                                 "community_name", "town_node_id", "town_name", "departments",
+                                 *(f"dept_{t}_node_id" for t in EVALUATED_DEPT_TYPES)})
+
     def start_data(self, user_id: int, grid_id: int, since: datetime, until: datetime) -> dict:
         """Who evaluates what: the person's community and town, and the departments that
         worked on the matters they reported, in [since, until)."""

@@ -107,6 +107,7 @@ def test_two_workers_start_one_evaluation_per_grid_worker_per_month(starts, cloc
     assert (data["town_node_id"], data["community_node_id"]) == (town.id, community.id)
     assert data["dept_chengguan_node_id"] == cg.id and data["departments"] == "林西镇城管中队"
     assert "dept_zhujian_node_id" not in data
+    assert set(data) <= ScheduledStarts.START_DATA_KEYS   # what the deploy notes count as set
 
     # a month later: one more each, the same exactly-once
     clock.advance(timedelta(days=31))

@@ -382,7 +382,8 @@ def deploys_with_notes_and_validates(db, tmp_path, files, notes):
     session = db.Session()
     try:
         result = deploy_files(session, files, FormRegistry().keys(), actor="tests")
-        assert [v.process_key for v in result.created] == ["grid_matter"] and result.notes == notes
+        assert [v.process_key for v in result.created] == ["grid_matter"]
+        assert [n for n in result.notes if n in notes] == notes   # (with what else the change broke)
     finally:
         session.rollback()
         session.close()
@@ -524,6 +525,41 @@ def test_a_decision_without_a_rule_for_some_form_values_is_a_note_not_a_refusal(
     # mediation channel without its default rule says nothing
     assert decision_gap_notes({**shipped, "mediation_channel.dmn": _without_rules(
         shipped["mediation_channel.dmn"], "rule_06")}) == []
+
+
+def test_a_condition_or_timer_reading_a_name_nothing_sets_is_a_note_not_a_refusal(tmp_path):
+    """A misspelt name in a gateway's condition, or a timer written as Camunda Modeler writes
+    it (ISO 8601 without quotes), passes the compile checks but stops the first case that
+    reaches it: each is noted on its element, in both languages; the CLI prints them."""
+    from engine.deploy import _analyse, _closure_files, unset_name_notes, version_notes
+    shipped = read_process_dir(ROOT / "processes")
+    assert version_notes(shipped) == []
+    analysis = _analyse(shipped)
+    for pid in analysis.executable:   # as the designer checks them: each with its own files
+        assert unset_name_notes(_closure_files(analysis, pid, shipped)) == [], pid
+
+    files = _processes_with(grid_matter_bpmn=('handling_level == "grid"', 'handlinglevel == "grid"'))
+    assert validate_files(files, FormRegistry().keys()) == []
+    [note] = unset_name_notes(files)
+    assert (note.file, note.element) == ("grid_matter.bpmn", "flow_to_grid")
+    assert "the condition 'handlinglevel == \"grid\"' of '格内处置' reads 'handlinglevel'" in note.message
+    assert "correct the name" in note.fix and "读取 'handlinglevel'" in note.text("zh")[0]
+
+    timer = _processes_with(grid_matter_bpmn=('>f"P{grid_days}D"</bpmn:timeDuration>', '>P7D</bpmn:timeDuration>'))
+    [note] = unset_name_notes(timer)
+    assert note.element == "grid_overdue" and "ISO 8601 text without quotes" in note.message
+    assert note.fix.startswith('write it in quotes: "P7D"') and "未加引号" in note.text("zh")[0]
+
+    # what a condition binds itself, and what a scheduled start gives, are no unset names
+    bound = _processes_with(grid_matter_bpmn=("len(departments) &gt; 0",
+                                              'any(d != "" for d in departments) and (lambda n: n)(1) &gt; 0'))
+    assert unset_name_notes(bound) == []
+
+    for name in ("grid_matter.bpmn", "dispatch_rules.dmn", "mediation.bpmn", "mediation_channel.dmn"):
+        (tmp_path / name).write_text(files[name], encoding="utf-8")
+    out = CliRunner().invoke(cli, ["validate", str(tmp_path / "grid_matter.bpmn")])
+    assert out.exit_code == 0, out.output
+    assert "note: grid_matter.bpmn:flow_to_grid: the condition" in out.output
 
 
 def test_an_element_the_dashboard_reads_renamed_is_a_note_not_a_refusal(clean_db, tmp_path):
