@@ -288,6 +288,24 @@ def unset_name_notes(files: dict[str, str], processes=None, forms=None) -> list[
             elif local in ("loopDataInputRef", "loopDataOutputRef", "loopCardinality"):
                 known.add((node.text or "").strip())
     notes = []
+    for pid in sorted(analysis.executable):
+        if processes is not None and pid not in processes:
+            continue
+        for table in _called_tables(frozen, pid):
+            for expression, (column, label) in zip(table.inputs, table.input_columns):
+                unset = sorted(_free_names(expression) - known)
+                note = Problem(
+                    table.file, column,
+                    f"decision '{table.label}', input '{label}': '{expression[:80]}' reads "
+                    f"{', '.join(repr(n) for n in unset)}, which nothing in this version sets (no script, decision "
+                    "output, form field or data input of that name): the first case that asks the decision stops "
+                    "with an error",
+                    "give the input the case field it tests (a form field's name), or set that name first",
+                    f"决策“{table.label}”的输入“{label}”：“{expression[:80]}”读取 {', '.join(repr(n) for n in unset)}，"
+                    "但此版本中没有任何脚本、决策输出、表单字段或数据输入设置它：第一个使用该决策的案件会出错停下",
+                    "请让输入列检查案件中确有的字段（表单字段名），或先设置该名称") if unset else None
+                if note is not None and note not in notes:
+                    notes.append(note)
     for filename, root in sorted(analysis.trees.items()):
         for process in root.iter(f"{{{BPMN_NS}}}process"):
             pid = process.get("id")
@@ -405,12 +423,14 @@ class _Table:
     inputs: tuple            # input expressions
     outputs: tuple           # output names
     rules: tuple             # per rule: one cell per input (None: any value)
+    input_columns: tuple = ()   # (id, label) of each input column
+    collects: bool = False   # hit policy COLLECT: no rule is an answer there
 
 
 @functools.lru_cache(maxsize=16)
 def _called_tables(files: tuple, pid: str) -> tuple[_Table, ...]:
     """The decision tables the business rule tasks of `pid` (and its subprocesses) call,
-    as SpiffWorkflow parsed them; not those whose hit policy collects (no rule is an answer there)."""
+    as SpiffWorkflow parsed them."""
     analysis = _analysis_of(files)
     try:
         specs = [analysis.parser.get_spec(pid), *analysis.parser.get_subprocess_specs(pid).values()]
@@ -426,7 +446,7 @@ def _called_tables(files: tuple, pid: str) -> tuple[_Table, ...]:
     for spec in specs:
         for task_spec in spec.task_specs.values():
             table = getattr(getattr(task_spec, "dmnEngine", None), "decision_table", None)
-            if table is None or table.id in seen or table.id not in where or str(table.hit_policy) == "COLLECT":
+            if table is None or table.id in seen or table.id not in where:
                 continue
             seen.add(table.id)
             filename, decision_id, name = where[table.id]
@@ -435,12 +455,14 @@ def _called_tables(files: tuple, pid: str) -> tuple[_Table, ...]:
                 tuple((i.expression or "").strip() for i in table.inputs),
                 tuple(o.name or o.label or "" for o in table.outputs),
                 tuple(tuple(e.lhs[0] if len(e.lhs) == 1 else None for e in rule.inputEntries)
-                      for rule in table.rules)))
+                      for rule in table.rules),
+                tuple((i.id or "", i.label or i.id or "") for i in table.inputs),
+                str(table.hit_policy) == "COLLECT"))
     return tuple(tables)
 
 
 def _gap_note(table: _Table, offered: dict[str, list]) -> Problem | None:
-    if not table.inputs or not all(name in offered for name in table.inputs):
+    if table.collects or not table.inputs or not all(name in offered for name in table.inputs):
         return None
     domains = [offered[name] for name in table.inputs]
     total = 1

@@ -550,6 +550,13 @@ def test_a_condition_or_timer_reading_a_name_nothing_sets_is_a_note_not_a_refusa
     assert note.element == "grid_overdue" and "ISO 8601 text without quotes" in note.message
     assert note.fix.startswith('write it in quotes: "P7D"') and "未加引号" in note.text("zh")[0]
 
+    # a decision's input column that tests a name no form has (colour spelt color)
+    color = _processes_with(dispatch_rules_dmn=("<text>colour</text>", "<text>color</text>"))
+    [note] = unset_name_notes(color)
+    assert (note.file, note.element) == ("dispatch_rules.dmn", "input_colour")
+    assert "decision '分级分类派单规则', input '风险等级颜色': 'color' reads 'color'" in note.message
+    assert "第一个使用该决策的案件会出错停下" in note.text("zh")[0]
+
     # what a condition binds itself, and what a scheduled start gives, are no unset names
     bound = _processes_with(grid_matter_bpmn=("len(departments) &gt; 0",
                                               'any(d != "" for d in departments) and (lambda n: n)(1) &gt; 0'))
