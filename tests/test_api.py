@@ -606,6 +606,38 @@ def test_claim_ignores_a_body(api):
 
 # ------------------------------------------------------------------ cases
 
+def test_notifications_with_the_unread_count_and_marking_read(api):
+    """What the grid app's badge and list read: a new task's notice for the grid leader,
+    unread until read, or until its task is done; someone else's is a 404."""
+    before = api.get(f"{V1}/notifications", LEADER).get_json()
+    case = api.start()
+    page = api.get(f"{V1}/notifications", LEADER, query_string={"limit": 1}).get_json()
+    [newest] = page["items"]
+    assert (newest["kind"], newest["subject"], newest["business_key"]) == ("new_task", "网格微调处", case["business_key"])
+    assert (newest["task_id"], newest["task_status"], newest["unread"]) == (case["open_tasks"][0]["id"], "open", True)
+    assert (page["total"], page["unread"], page["limit"]) == (before["total"] + 1, before["unread"] + 1, 1)
+    assert_error(api.post(f"{V1}/notifications/{newest['id']}/read", WORKER), 404, "not_found")
+    r = api.post(f"{V1}/notifications/{newest['id']}/read", LEADER)
+    assert r.status_code == 200 and r.get_json() == {"marked": 1, "unread": before["unread"]}
+    assert api.post(f"{V1}/notifications/{newest['id']}/read", LEADER).get_json()["marked"] == 0
+
+    done = api.start()   # its task completed from the inbox, the notice never opened
+    task_id = done["open_tasks"][0]["id"]
+    r = api.post(f"{V1}/tasks/{task_id}/complete", LEADER, json={"data": {"resolved": True, "mediation_note": "已调解"}})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    page = api.get(f"{V1}/notifications", LEADER).get_json()
+    [notice] = [n for n in page["items"] if n["task_id"] == task_id]
+    assert (notice["task_status"], notice["unread"], notice["read_at"]) == ("completed", False, None)
+    assert page["unread"] == before["unread"]
+
+    r = api.post(f"{V1}/notifications/read-all", LEADER)
+    assert r.status_code == 200 and r.get_json()["unread"] == 0
+    assert api.get(f"{V1}/notifications", LEADER).get_json()["unread"] == 0
+    assert_error(api.get(f"{V1}/notifications", LEADER, query_string={"limit": 500}), 400, "invalid", ["limit"])
+    assert_error(api.get(f"{V1}/notifications", LEADER, query_string={"unread": 1}), 400, "invalid", ["unread"])
+    assert_error(api.get(f"{V1}/notifications"), 401)
+
+
 def test_case_by_id_or_business_key_with_history(api):
     case = api.start()
     by_id = api.get(f"{V1}/cases/{case['id']}", WORKER).get_json()

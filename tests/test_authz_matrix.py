@@ -69,7 +69,10 @@ api.get_task                   GET      401   200   403   200   403   200   403 
 api.issue_api_token            POST     401   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
 api.list_processes             GET      401   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
 api.list_tasks                 GET      401   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
+api.list_notifications         GET      401   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
 api.openapi_document           GET      200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
+api.read_all_notifications     POST     401   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
+api.read_notification          POST     401   404   404   200   404   404   404   404   404   404   404   404   404   404   404   404   404
 api.search_cases               GET      401   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200   200
 api.reassign_task              POST     401   403   403   403   403   200   403   403   403   403   403   200   403   403   403   403   403
 api.unclaim_task               POST     401   403   403   200   403   403   403   403   403   403   403   403   403   403   403   403   403
@@ -287,6 +290,9 @@ REQUESTS = {
     ("api.upload_pending_files", "POST"): lambda w, who: ("POST", "/api/v1/attachments", {"data": _files()}),
     ("api.download_file", "GET"): lambda w, who: ("GET", f"/api/v1/attachments/{w.attachment}", {}),
     ("api.list_tasks", "GET"): lambda w, who: ("GET", "/api/v1/tasks", {}),
+    ("api.list_notifications", "GET"): lambda w, who: ("GET", "/api/v1/notifications", {}),
+    ("api.read_notification", "POST"): lambda w, who: ("POST", f"/api/v1/notifications/{w.notification}/read", {}),
+    ("api.read_all_notifications", "POST"): lambda w, who: ("POST", "/api/v1/notifications/read-all", {}),
     ("api.get_task", "GET"): lambda w, who: ("GET", f"/api/v1/tasks/{w.task}", {}),
     ("api.change_password", "POST"): lambda w, who: ("POST", "/api/v1/auth/password", {
         "json": {"current": "not-the-password", "new": "Xinguang-2026"}}),

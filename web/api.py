@@ -793,6 +793,49 @@ def complete_task(user, task_id):
     return json_response(s.schema(s.CaseStepSchema).dump(_case_step(view)))
 
 
+# ------------------------------------------------------------------ routes: notifications
+
+@route(f"{V1}/notifications", "GET", tags=["notifications"], summary="My notifications, newest first",
+       description="New tasks, reminders, escalations, 督办 and (for admins and designers) incidents, with the "
+                   "unread count the app shows as its badge. A notice of a task no longer open (done, or "
+                   "withdrawn when a deadline sent the matter up) is not unread.",
+       query=s.NotificationsQuerySchema,
+       responses={200: _json("a page of notifications, the total and the unread count", s.NotificationsSchema)})
+def list_notifications(user):
+    q = query_args(s.schema(s.NotificationsQuerySchema))
+    notifier = service().notifier
+    total = notifier.count(user.id)
+    rows = notifier.page(user.id, limit=q["limit"], offset=q["offset"]) if total else []
+    items = [{"id": r.notification.id, "kind": r.notification.kind, "subject": r.notification.subject,
+              "note": r.notification.note, "business_key": r.business_key, "task_id": r.notification.work_item_id,
+              "task_status": r.task_status, "sent_by": r.actor_name, "created_at": r.notification.created_at,
+              "read_at": r.notification.read_at, "unread": r.unread} for r in rows]
+    return json_response(s.schema(s.NotificationsSchema).dump(
+        {"items": items, "total": total, "unread": notifier.unread_count(user.id), "limit": q["limit"],
+         "offset": q["offset"]}))
+
+
+@route(f"{V1}/notifications/<int:notification_id>/read", "POST", tags=["notifications"],
+       summary="Mark one of your notifications read",
+       description="Someone else's notification is a 404, as one that does not exist.",
+       path_params={"notification_id": ({"type": "integer", "minimum": 1}, "notification id (from the list)")},
+       responses={200: _json("the unread count after it", s.UnreadSchema)}, errors=[404])
+def read_notification(user, notification_id):
+    notifier = service().notifier
+    before = notifier.unread_count(user.id)
+    notifier.mark_read(user.id, notification_id)
+    after = notifier.unread_count(user.id)
+    return json_response(s.schema(s.UnreadSchema).dump({"marked": before - after, "unread": after}))
+
+
+@route(f"{V1}/notifications/read-all", "POST", tags=["notifications"], summary="Mark all your notifications read",
+       responses={200: _json("how many were marked, and the unread count after it (0)", s.UnreadSchema)})
+def read_all_notifications(user):
+    notifier = service().notifier
+    marked = notifier.mark_all_read(user.id)
+    return json_response(s.schema(s.UnreadSchema).dump({"marked": marked, "unread": notifier.unread_count(user.id)}))
+
+
 # ------------------------------------------------------------------ routes: dashboard (web/dashboard.py)
 
 from . import dashboard as _dashboard  # noqa: E402  (it uses this module's helpers)

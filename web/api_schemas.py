@@ -222,6 +222,41 @@ class InboxSchema(Schema):
     offset = fields.Integer()
 
 
+class NotificationsQuerySchema(StrictSchema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=1_000_000))
+
+
+class NotificationSchema(Schema):
+    id = fields.Integer()
+    kind = fields.String(metadata={"description": "new_task, reminder, escalation, urge (督办) or incident"})
+    subject = fields.String(metadata={"description": "the task's or the process element's name"})
+    note = fields.String(allow_none=True, metadata={
+        "description": "the 督办 note, the reassignment's reason, the incident's error"})
+    business_key = fields.String(allow_none=True, metadata={"description": "the case it is about"})
+    task_id = fields.String(allow_none=True, metadata={"description": "the task it is about (GET /api/v1/tasks/{id})"})
+    task_status = fields.String(allow_none=True, metadata={
+        "description": "that task now: open, completed or cancelled; a notice of a task no longer open is not "
+                       "unread"})
+    sent_by = fields.String(allow_none=True, metadata={"description": "who pressed 督办 or reassigned the task"})
+    created_at = fields.DateTime()
+    read_at = fields.DateTime(allow_none=True)
+    unread = fields.Boolean()
+
+
+class NotificationsSchema(Schema):
+    items = fields.List(fields.Nested(NotificationSchema))
+    total = fields.Integer(metadata={"description": "all your notifications"})
+    unread = fields.Integer(metadata={"description": "those still unread (the badge)"})
+    limit = fields.Integer()
+    offset = fields.Integer()
+
+
+class UnreadSchema(Schema):
+    marked = fields.Integer(metadata={"description": "notifications this request marked read"})
+    unread = fields.Integer(metadata={"description": "those still unread after it"})
+
+
 class TaskSchema(TaskBriefSchema):
     may_work = fields.Boolean(metadata={"description": "you may claim and complete it"})
     case = fields.Nested(CaseRefSchema)

@@ -154,6 +154,7 @@ def build_spec(app) -> dict:
               {"name": "processes", "description": "what you may start, with the start forms"},
               {"name": "tasks", "description": "your inbox; claim, release and complete tasks"},
               {"name": "cases", "description": "cases, their history and attachments"},
+              {"name": "notifications", "description": "your notifications and the unread count"},
               {"name": "dashboard", "description": "governance figures of a jurisdiction (docs/metrics.md)"},
               {"name": "meta", "description": "this document"}],
     )
