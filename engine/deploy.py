@@ -285,8 +285,14 @@ def unset_name_notes(files: dict[str, str], processes=None, forms=None) -> list[
             if local in ("dataInput", "dataOutput", "inputDataItem", "outputDataItem", "dataObject",
                          "dataObjectReference", "property"):
                 known |= {node.get("id"), node.get("name")} - {None}
-            elif local in ("loopDataInputRef", "loopDataOutputRef", "loopCardinality"):
+            elif local in ("loopDataInputRef", "loopDataOutputRef", "loopCardinality", "messageVariable",
+                           "variableName"):   # what an event brings in lands under these
                 known.add((node.text or "").strip())
+            elif local in ("outputParameter", "inputParameter"):   # Camunda's input/output mappings
+                known.add(node.get("name") or "")
+            for attribute, value in (node.attrib.items() if isinstance(node.tag, str) else ()):
+                if etree.QName(attribute).localname in ("resultVariable", "variableName"):
+                    known.add(value)
     notes = []
     for pid in sorted(analysis.executable):
         if processes is not None and pid not in processes:
