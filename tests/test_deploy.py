@@ -557,6 +557,15 @@ def test_a_condition_or_timer_reading_a_name_nothing_sets_is_a_note_not_a_refusa
     assert "decision '分级分类派单规则', input '风险等级颜色': 'color' reads 'color'" in note.message
     assert "第一个使用该决策的案件会出错停下" in note.text("zh")[0]
 
+    # what a message brings in counts as set
+    reply = _processes_with(grid_matter_bpmn=('handling_level == "grid"', 'reply == "grid"'))
+    assert [n.element for n in unset_name_notes(reply)] == ["flow_to_grid"]
+    reply["grid_matter.bpmn"] = reply["grid_matter.bpmn"].replace(
+        "</bpmn:definitions>", '<bpmn:message id="m_reply" name="reply"><bpmn:extensionElements>'
+        "<spiffworkflow:messageVariable>reply</spiffworkflow:messageVariable></bpmn:extensionElements>"
+        "</bpmn:message></bpmn:definitions>")
+    assert unset_name_notes(reply) == []
+
     # what a condition binds itself, and what a scheduled start gives, are no unset names
     bound = _processes_with(grid_matter_bpmn=("len(departments) &gt; 0",
                                               'any(d != "" for d in departments) and (lambda n: n)(1) &gt; 0'))
