@@ -371,6 +371,10 @@ def _free_names(expression: str) -> set[str]:
             bound |= {n.id for n in ast.walk(node.target) if isinstance(n, ast.Name)}
         elif isinstance(node, ast.Lambda):
             bound |= {a.arg for a in node.args.args + node.args.kwonlyargs}
+        elif (isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant)
+              and isinstance(node.left.value, str) and isinstance(node.ops[0], ast.In)
+              and isinstance(node.comparators[0], ast.Call) and getattr(node.comparators[0].func, "id", "") == "dir"):
+            bound.add(node.left.value)   # `"x" in dir() and x == …`: read only where it is set
     return {node.id for node in ast.walk(tree)
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)} - bound - {"True", "False", "None"}
 

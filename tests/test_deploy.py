@@ -565,6 +565,10 @@ def test_a_condition_or_timer_reading_a_name_nothing_sets_is_a_note_not_a_refusa
         "<spiffworkflow:messageVariable>reply</spiffworkflow:messageVariable></bpmn:extensionElements>"
         "</bpmn:message></bpmn:definitions>")
     assert unset_name_notes(reply) == []
+    # a name read only where `dir()` says it is set
+    guarded = _processes_with(grid_matter_bpmn=('handling_level == "grid"',
+                                                '"reply" in dir() and reply == "grid"'))
+    assert unset_name_notes(guarded) == []
 
     # what a condition binds itself, and what a scheduled start gives, are no unset names
     bound = _processes_with(grid_matter_bpmn=("len(departments) &gt; 0",
