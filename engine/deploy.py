@@ -257,7 +257,79 @@ def version_notes(files: dict[str, str], processes=None, forms=None) -> list[Pro
     the decisions that leave some of the form's values without a rule (`decision_gap_notes`)
     and the conditions and timers that read a name nothing sets (`unset_name_notes`)."""
     return (dashboard_notes(files, processes, forms) + decision_gap_notes(files, processes, forms)
-            + unset_name_notes(files, processes, forms))
+            + gateway_gap_notes(files, processes, forms) + unset_name_notes(files, processes, forms))
+
+
+def gateway_gap_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:
+    """Notes for each exclusive or inclusive gateway without a default flow whose outgoing
+    conditions all test form fields with fixed choices, where some combination of those
+    values satisfies none of them: such a case stops at the gateway with an error. As for
+    decisions, a gateway whose conditions read anything else is not judged."""
+    forms = forms if forms is not None else _shipped_forms()
+    frozen, notes = tuple(sorted(files.items())), []
+    analysis = _analysis_of(frozen)
+    for filename, root in sorted(analysis.trees.items()):
+        for process in root.iter(f"{{{BPMN_NS}}}process"):
+            pid = process.get("id")
+            if pid not in analysis.executable or (processes is not None and pid not in processes):
+                continue
+            found = _data_sources(frozen, pid)
+            offered = _offered_values(found[1], forms) if found is not None else None
+            if not offered:
+                continue
+            for gateway in process.iter(f"{{{BPMN_NS}}}exclusiveGateway", f"{{{BPMN_NS}}}inclusiveGateway"):
+                note = _gateway_gap(filename, gateway, offered)
+                if note is not None:
+                    notes.append(note)
+    return notes
+
+
+def _gateway_gap(filename: str, gateway, offered: dict[str, list]) -> Problem | None:
+    if gateway.get("default") or gateway.getparent() is None:
+        return None
+    gid = gateway.get("id") or ""
+    conditions = []
+    for flow in gateway.getparent().iter(f"{{{BPMN_NS}}}sequenceFlow"):
+        if flow.get("sourceRef") != gid:
+            continue
+        condition = flow.find(f"{{{BPMN_NS}}}conditionExpression")
+        text = (condition.text or "").strip() if condition is not None else ""
+        if not text:
+            return None   # a flow without a condition is always a way out
+        conditions.append(text)
+    if len(conditions) < 2:
+        return None
+    names = sorted(set().union(*map(_free_names, conditions)))
+    if not names or not all(name in offered for name in names):
+        return None
+    domains = [offered[name] for name in names]
+    total = 1
+    for values in domains:
+        total *= len(values)
+    if total > GAP_COMBINATIONS_MAX:
+        return None
+    import itertools
+    gaps = []
+    try:
+        for combination in itertools.product(*domains):
+            context = dict(zip(names, combination))
+            if not any(SCRIPT_ENGINE.environment.evaluate(text, dict(context)) for text in conditions):
+                gaps.append(combination)
+    except Exception:  # noqa: BLE001 -- a condition that fails on a value is not judged here
+        return None
+    if not gaps:
+        return None
+    label = gateway.get("name") or gid
+    shown = "; ".join(", ".join(f"{n} = {_dmn_value(v)}" for n, v in zip(names, combination))
+                      for combination in gaps[:_GAPS_SHOWN]) + (" …" if len(gaps) > _GAPS_SHOWN else "")
+    return Problem(
+        filename, gid,
+        f"gateway '{label}' has no way out for {len(gaps)} of the {total} combinations of the values the forms "
+        f"offer ({shown}) and no default flow: such a case stops there with an error",
+        "add a condition for those values, or make one outgoing flow the default",
+        f"网关“{label}”对表单可选值的 {total} 种组合中的 {len(gaps)} 种没有可走的出口（{shown}），也没有默认流："
+        "这样的案件会在此出错停下",
+        "请为这些值加上条件，或把一条出口设为默认流")
 
 
 def unset_name_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:

@@ -527,6 +527,28 @@ def test_a_decision_without_a_rule_for_some_form_values_is_a_note_not_a_refusal(
         shipped["mediation_channel.dmn"], "rule_06")}) == []
 
 
+def test_a_gateway_with_no_way_out_for_some_form_values_is_a_note_not_a_refusal():
+    """受理决定? without its default flow, its third flow testing a value the form does not
+    offer ("reject" for "not_accept"): a petition not accepted would stop at the gateway."""
+    from engine.deploy import gateway_gap_notes
+    shipped = read_process_dir(ROOT / "processes")
+    assert gateway_gap_notes(shipped) == []
+    flow = '<bpmn:sequenceFlow id="flow_not_accept" name="不予受理" sourceRef="gw_acceptance" targetRef="mark_not_accepted" />'
+    tested = flow.replace(" />", '><bpmn:conditionExpression xsi:type="bpmn:tFormalExpression">acceptance == '
+                                 '"reject"</bpmn:conditionExpression></bpmn:sequenceFlow>')
+    files = _processes_with(petition_bpmn=(' default="flow_not_accept"', ""))
+    files["petition.bpmn"] = files["petition.bpmn"].replace(flow, tested)
+    assert validate_files(files, FormRegistry().keys()) == []
+    [note] = gateway_gap_notes(files)
+    assert (note.file, note.element) == ("petition.bpmn", "gw_acceptance")
+    assert ("gateway '受理决定?' has no way out for 1 of the 3 combinations of the values the forms offer "
+            '(acceptance = "not_accept") and no default flow') in note.message
+    assert "make one outgoing flow the default" in note.fix and "没有可走的出口" in note.text("zh")[0]
+    # the same flow testing the form's own value: every choice has a way out
+    files["petition.bpmn"] = files["petition.bpmn"].replace('acceptance == "reject"', 'acceptance == "not_accept"')
+    assert gateway_gap_notes(files) == []
+
+
 def test_a_condition_or_timer_reading_a_name_nothing_sets_is_a_note_not_a_refusal(tmp_path):
     """A misspelt name in a gateway's condition, or a timer written as Camunda Modeler writes
     it (ISO 8601 without quotes), passes the compile checks but stops the first case that
