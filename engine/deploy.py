@@ -257,7 +257,8 @@ def version_notes(files: dict[str, str], processes=None, forms=None) -> list[Pro
     the decisions that leave some of the form's values without a rule (`decision_gap_notes`)
     and the conditions and timers that read a name nothing sets (`unset_name_notes`)."""
     return (dashboard_notes(files, processes, forms) + decision_gap_notes(files, processes, forms)
-            + gateway_gap_notes(files, processes, forms) + unset_name_notes(files, processes, forms))
+            + gateway_gap_notes(files, processes, forms) + unset_name_notes(files, processes, forms)
+            + call_input_notes(files, processes, forms))
 
 
 def gateway_gap_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:
@@ -352,19 +353,7 @@ def unset_name_notes(files: dict[str, str], processes=None, forms=None) -> list[
             return []
         known |= keys
     for root in analysis.trees.values():
-        for node in root.iter():
-            local = _local(node)
-            if local in ("dataInput", "dataOutput", "inputDataItem", "outputDataItem", "dataObject",
-                         "dataObjectReference", "property"):
-                known |= {node.get("id"), node.get("name")} - {None}
-            elif local in ("loopDataInputRef", "loopDataOutputRef", "loopCardinality", "messageVariable",
-                           "variableName"):   # what an event brings in lands under these
-                known.add((node.text or "").strip())
-            elif local in ("outputParameter", "inputParameter"):   # Camunda's input/output mappings
-                known.add(node.get("name") or "")
-            for attribute, value in (node.attrib.items() if isinstance(node.tag, str) else ()):
-                if etree.QName(attribute).localname in ("resultVariable", "variableName"):
-                    known.add(value)
+        known |= _declared_names(root)
     notes = []
     for pid in sorted(analysis.executable):
         if processes is not None and pid not in processes:
@@ -428,6 +417,71 @@ def unset_name_notes(files: dict[str, str], processes=None, forms=None) -> list[
 
 # a duration (P7D, PT4H), a repetition (R6/P1D, R/2026-01-01T01:00:00+08:00/P1M) or a date
 _ISO_8601_TEXT = re.compile(r"(R\d*/)?(P[0-9YMWDTHS.,]+|\d{4}-\d\d-\d\d[0-9T:.+\-Z]*)(/P[0-9YMWDTHS.,]+)?")
+
+
+def _declared_names(element) -> set[str]:
+    """The data names the model under `element` declares: data inputs and outputs,
+    multi-instance items, data objects, what a message or an event brings in, Camunda's
+    input/output parameters and result variables."""
+    known = set()
+    for node in element.iter():
+        local = _local(node)
+        if local in ("dataInput", "dataOutput", "inputDataItem", "outputDataItem", "dataObject",
+                     "dataObjectReference", "property"):
+            known |= {node.get("id"), node.get("name")} - {None}
+        elif local in ("loopDataInputRef", "loopDataOutputRef", "loopCardinality", "messageVariable",
+                       "variableName"):   # what an event brings in lands under these
+            known.add((node.text or "").strip())
+        elif local in ("outputParameter", "inputParameter"):   # Camunda's input/output mappings
+            known.add(node.get("name") or "")
+        for attribute, value in (node.attrib.items() if isinstance(node.tag, str) else ()):
+            if etree.QName(attribute).localname in ("resultVariable", "variableName"):
+                known.add(value)
+    return known
+
+
+def call_input_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:
+    """Notes for each call activity of a process in `files` (of `processes`, if given)
+    whose called process declares data inputs the caller never sets (no script, decision
+    output, form field or declared name of the caller's): SpiffWorkflow stops the call
+    ("You are missing a required Data Input for a call activity")."""
+    from .scheduled_starts import ScheduledStarts
+    forms = forms if forms is not None else _shipped_forms()
+    frozen, notes = tuple(sorted(files.items())), []
+    analysis = _analysis_of(frozen)
+    for filename, root in sorted(analysis.trees.items()):
+        for process in root.iter(f"{{{BPMN_NS}}}process"):
+            pid = process.get("id")
+            if pid not in analysis.executable or (processes is not None and pid not in processes):
+                continue
+            keys = _keys_set_by(frozen, pid, forms)
+            if keys is None:
+                continue
+            keys = keys | _declared_names(process) | ScheduledStarts.START_DATA_KEYS
+            try:
+                callees = analysis.parser.get_subprocess_specs(pid)
+            except Exception:  # noqa: BLE001 -- the check reports the process's own problem
+                continue
+            for call in process.iter(f"{{{BPMN_NS}}}callActivity"):
+                callee = callees.get(call.get("calledElement") or "")
+                io = getattr(callee, "io_specification", None)
+                if io is None:
+                    continue
+                missing = [i.bpmn_id for i in io.data_inputs if i.bpmn_id not in keys]
+                if not missing:
+                    continue
+                label, names = call.get("name") or call.get("id"), ", ".join(f"'{n}'" for n in missing)
+                notes.append(Problem(
+                    filename, call.get("id") or "",
+                    f"call activity '{label}' calls '{call.get('calledElement')}', which needs the data input(s) "
+                    f"{names}; nothing in '{pid}' sets them (no script, decision output or form field of that "
+                    "name), so the call stops with an error",
+                    "set them before the call (a form field, a script, a decision's output), or take them out of "
+                    "the called process's data inputs",
+                    f"调用活动“{label}”调用的“{call.get('calledElement')}”需要数据输入 {names}，但“{pid}”中没有任何"
+                    "脚本、决策输出或表单字段设置它们：调用会出错停下",
+                    "请在调用之前设置它们（表单字段、脚本或决策输出），或从被调用流程的数据输入中去掉"))
+    return notes
 
 
 def _free_names(expression: str) -> set[str]:

@@ -549,6 +549,21 @@ def test_a_gateway_with_no_way_out_for_some_form_values_is_a_note_not_a_refusal(
     assert gateway_gap_notes(files) == []
 
 
+def test_a_call_activity_whose_callee_needs_a_data_input_the_caller_never_sets_is_a_note():
+    """Mediation asking for `complex_cases` (its data input renamed) from the grid matter and
+    the petition that call it, neither of which sets it: SpiffWorkflow stops such a call."""
+    from engine.deploy import call_input_notes
+    shipped = read_process_dir(ROOT / "processes")
+    assert call_input_notes(shipped) == []
+    files = {**shipped, "mediation.bpmn": shipped["mediation.bpmn"].replace("complex_case", "complex_cases")}
+    assert validate_files(files, FormRegistry().keys()) == []
+    notes = call_input_notes(files)
+    assert [(n.file, n.element) for n in notes] == [("grid_matter.bpmn", "mediation"), ("petition.bpmn", "mediation")]
+    assert "calls 'mediation', which needs the data input(s) 'complex_cases'; nothing in 'grid_matter' sets them" \
+        in notes[0].message
+    assert "take them out of the called process's data inputs" in notes[0].fix and "调用会出错停下" in notes[0].zh
+
+
 def test_a_condition_or_timer_reading_a_name_nothing_sets_is_a_note_not_a_refusal(tmp_path):
     """A misspelt name in a gateway's condition, or a timer written as Camunda Modeler writes
     it (ISO 8601 without quotes), passes the compile checks but stops the first case that
