@@ -10,7 +10,8 @@ from forms import FormDefinitionError, FormRegistry
 
 from . import schema
 from .db import DATABASE_UNAVAILABLE, Database, driver_message
-from .deploy import DeployError, deploy_files, read_model_files, read_process_dir, validate_files, version_notes
+from .deploy import DeployError, deploy_files, read_model_files, read_process_dir, validate_files
+from .notes import version_notes
 from .org import OrgFileError, load_org_file
 
 

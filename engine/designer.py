@@ -21,7 +21,8 @@ from datetime import datetime
 from lxml import etree
 from sqlalchemy import func, select
 
-from .deploy import DeployError, Problem, _analyse, deploy_files, validate_files, version_notes
+from .deploy import DeployError, Problem, _analyse, deploy_files, validate_files
+from .notes import version_notes
 from .diagram import process_file
 from .errors import InvalidInput, NotFound, PermissionDenied, not_utf8
 from .models import Case, ProcessVersion, User

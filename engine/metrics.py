@@ -44,7 +44,7 @@ DASHBOARD_ROLES = ("leader", "center_dispatcher", "auditor")
 
 # The BPMN elements the figures read, by the process that holds them, with the figure (English,
 # Chinese). A new version of the process without one of them leaves that figure short of the
-# cases it runs; deploying it says so (engine/deploy.py, `dashboard_notes`), and a test holds the
+# cases it runs; deploying it says so (engine/notes.py, `dashboard_notes`), and a test holds the
 # shipped processes to it.
 _LEVEL_ZH = {"town": "镇", "county": "县", "city": "市"}
 _VERIFY = ("verifications and the rework rate (核查, 返工率)", "核查数、返工率")

@@ -338,7 +338,7 @@ def grid_matter_renamed(old: str, new: str) -> str:
 
 def test_the_shipped_processes_hold_every_element_the_dashboard_reads():
     from engine import metrics
-    from engine.deploy import dashboard_notes
+    from engine.notes import dashboard_notes
     read = {element for elements in metrics.DASHBOARD_ELEMENTS.values() for element in elements}
     # every id the figures name is in the contract the deployment checks
     named = (set(metrics.VERIFY_TASKS) | set(metrics.REWORK_STEPS) | set(metrics.FOLLOW_UP_TASKS)
@@ -407,7 +407,7 @@ def _processes_with(**changes):
 def test_case_data_the_dashboard_reads_no_longer_set_is_a_note_not_a_refusal(clean_db, tmp_path):
     """A grid matter version whose scripts no longer set `resolved_level` still deploys, with
     a note naming the key, the figure and how to keep it; the CLI prints it and exits 0."""
-    from engine.deploy import dashboard_notes
+    from engine.notes import dashboard_notes
     files = _processes_with(grid_matter_bpmn=("resolved_level = ", "where_resolved = "))
     assert validate_files(files, FormRegistry().keys()) == []
     notes = dashboard_notes(files)
@@ -430,7 +430,7 @@ def test_case_data_the_dashboard_reads_no_longer_set_is_a_note_not_a_refusal(cle
 def test_case_data_is_set_by_scripts_decisions_and_forms_and_a_called_process_gives_back_its_outputs_only():
     from dataclasses import replace
 
-    from engine.deploy import dashboard_notes
+    from engine.notes import dashboard_notes
 
     def unset(files, forms=None):
         return [n.message.split("'")[1] for n in dashboard_notes(files, forms=forms)]
@@ -483,7 +483,7 @@ def test_a_decision_without_a_rule_for_some_form_values_is_a_note_not_a_refusal(
     (rules 24 and 25): an 'other' matter reported blue or yellow gets no handling level, and
     the report would fail on submission. It deploys, with a note on the decision naming the
     combinations and the fix; the CLI prints it for the DMN file and exits 0."""
-    from engine.deploy import decision_gap_notes
+    from engine.notes import decision_gap_notes
     shipped = read_process_dir(ROOT / "processes")
     assert decision_gap_notes(shipped) == []
     files = {**shipped, "dispatch_rules.dmn": _without_rules(shipped["dispatch_rules.dmn"], "rule_24", "rule_25")}
@@ -530,7 +530,7 @@ def test_a_decision_without_a_rule_for_some_form_values_is_a_note_not_a_refusal(
 def test_a_gateway_with_no_way_out_for_some_form_values_is_a_note_not_a_refusal():
     """受理决定? without its default flow, its third flow testing a value the form does not
     offer ("reject" for "not_accept"): a petition not accepted would stop at the gateway."""
-    from engine.deploy import gateway_gap_notes
+    from engine.notes import gateway_gap_notes
     shipped = read_process_dir(ROOT / "processes")
     assert gateway_gap_notes(shipped) == []
     flow = '<bpmn:sequenceFlow id="flow_not_accept" name="不予受理" sourceRef="gw_acceptance" targetRef="mark_not_accepted" />'
@@ -552,7 +552,7 @@ def test_a_gateway_with_no_way_out_for_some_form_values_is_a_note_not_a_refusal(
 def test_a_call_activity_whose_callee_needs_a_data_input_the_caller_never_sets_is_a_note():
     """Mediation asking for `complex_cases` (its data input renamed) from the grid matter and
     the petition that call it, neither of which sets it: SpiffWorkflow stops such a call."""
-    from engine.deploy import call_input_notes
+    from engine.notes import call_input_notes
     shipped = read_process_dir(ROOT / "processes")
     assert call_input_notes(shipped) == []
     files = {**shipped, "mediation.bpmn": shipped["mediation.bpmn"].replace("complex_case", "complex_cases")}
@@ -568,7 +568,8 @@ def test_a_condition_or_timer_reading_a_name_nothing_sets_is_a_note_not_a_refusa
     """A misspelt name in a gateway's condition, or a timer written as Camunda Modeler writes
     it (ISO 8601 without quotes), passes the compile checks but stops the first case that
     reaches it: each is noted on its element, in both languages; the CLI prints them."""
-    from engine.deploy import _analyse, _closure_files, unset_name_notes, version_notes
+    from engine.deploy import _analyse, _closure_files
+    from engine.notes import unset_name_notes, version_notes
     shipped = read_process_dir(ROOT / "processes")
     assert version_notes(shipped) == []
     analysis = _analyse(shipped)
@@ -620,7 +621,7 @@ def test_a_condition_or_timer_reading_a_name_nothing_sets_is_a_note_not_a_refusa
 
 
 def test_an_element_the_dashboard_reads_renamed_is_a_note_not_a_refusal(clean_db, tmp_path):
-    from engine.deploy import dashboard_notes
+    from engine.notes import dashboard_notes
     files = {**read_process_dir(ROOT / "processes"),
              "grid_matter.bpmn": grid_matter_renamed("micro_mediation", "grid_mediation")}
     assert validate_files(files, FormRegistry().keys()) == []

@@ -1,0 +1,575 @@
+"""Notes on a version: what it would do at run time that a designer should hear of before
+its cases do. Notes refuse nothing (a designer may mean it); `gridflow validate`,
+`gridflow deploy`, the designer's check, modeler and upload report show them beside
+the problems of `engine.deploy.validate_files`.
+
+- the elements and case data the dashboard's figures read, gone from the version
+  (`dashboard_notes`; `engine/metrics.py` lists them);
+- a decision, or a gateway without a default flow, that leaves some combination of the
+  values its forms offer without a rule or a way out (`decision_gap_notes`,
+  `gateway_gap_notes`);
+- a condition, timer or decision input reading a name nothing sets, and a timer written
+  as ISO 8601 without quotes (`unset_name_notes`);
+- a call activity whose called process needs a data input the caller never sets
+  (`call_input_notes`).
+
+Each reads SpiffWorkflow's parse of the file set once (`deploy._analysis_of`), and only
+judges what it can tell: a form that cannot be read, or an expression reading other data,
+means nothing is noted (no false alarms).
+"""
+from __future__ import annotations
+
+import ast
+import functools
+import io
+import itertools
+import re
+from dataclasses import dataclass
+
+from lxml import etree
+
+from .bpmn import BPMN_NS, is_user_task, process_properties, user_task_info
+from .deploy import (DMN_NAMESPACES, Problem, _analysis_of, _input_test, _local, _scripts_of)
+from .sandbox import SAFE_BUILTINS, SCRIPT_ENGINE
+
+
+def dashboard_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:
+    """Notes, not problems (they refuse nothing): each element the dashboard's figures read
+    (`metrics.DASHBOARD_ELEMENTS`) that a process in `files` (of `processes`, if given) no
+    longer has, and each case data key they read (`metrics.DASHBOARD_DATA`) that nothing of
+    the process sets any more: no script assigns it, no decision outputs it, no form its
+    tasks or its start show has a field of that name (`forms`: the forms in use, by key;
+    the shipped ones if not given). A designer may rename or remove it on purpose, but the
+    figure then misses the cases that run on the new version, so deploying and checking say
+    which figure and how to keep it."""
+    from .metrics import DASHBOARD_DATA, DASHBOARD_ELEMENTS
+    read = DASHBOARD_ELEMENTS.keys() | DASHBOARD_DATA.keys()
+    notes, setting = [], []
+    for filename in sorted(files):
+        if not any(pid in files[filename] for pid in read):
+            continue   # only the XML of the files that may hold such a process is read
+        try:
+            root = etree.parse(io.BytesIO(files[filename].encode("utf-8"))).getroot()
+        except (etree.XMLSyntaxError, ValueError):
+            continue   # a problem of its own, which the check reports
+        for process in root.iter(f"{{{BPMN_NS}}}process"):
+            pid = process.get("id")
+            if pid not in read or (processes is not None and pid not in processes):
+                continue
+            present = set(process.xpath(".//@id"))
+            notes += _missing_elements(filename, pid, DASHBOARD_ELEMENTS.get(pid, {}), present)
+            if pid in DASHBOARD_DATA:
+                setting.append((filename, pid))
+    if setting:
+        notes += _unset_data(files, setting, forms)
+    return notes
+
+
+def version_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:
+    """All a check or deploy notes without refusing: the dashboard's (`dashboard_notes`),
+    the decisions that leave some of the form's values without a rule (`decision_gap_notes`)
+    and the conditions and timers that read a name nothing sets (`unset_name_notes`)."""
+    return (dashboard_notes(files, processes, forms) + decision_gap_notes(files, processes, forms)
+            + gateway_gap_notes(files, processes, forms) + unset_name_notes(files, processes, forms)
+            + call_input_notes(files, processes, forms))
+
+
+def gateway_gap_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:
+    """Notes for each exclusive or inclusive gateway without a default flow whose outgoing
+    conditions all test form fields with fixed choices, where some combination of those
+    values satisfies none of them: such a case stops at the gateway with an error. As for
+    decisions, a gateway whose conditions read anything else is not judged."""
+    forms = forms if forms is not None else _shipped_forms()
+    frozen, notes = tuple(sorted(files.items())), []
+    analysis = _analysis_of(frozen)
+    for filename, root in sorted(analysis.trees.items()):
+        for process in root.iter(f"{{{BPMN_NS}}}process"):
+            pid = process.get("id")
+            if pid not in analysis.executable or (processes is not None and pid not in processes):
+                continue
+            found = _data_sources(frozen, pid)
+            offered = _offered_values(found[1], forms) if found is not None else None
+            if not offered:
+                continue
+            for gateway in process.iter(f"{{{BPMN_NS}}}exclusiveGateway", f"{{{BPMN_NS}}}inclusiveGateway"):
+                note = _gateway_gap(filename, gateway, offered)
+                if note is not None:
+                    notes.append(note)
+    return notes
+
+
+def _gateway_gap(filename: str, gateway, offered: dict[str, list]) -> Problem | None:
+    if gateway.get("default") or gateway.getparent() is None:
+        return None
+    gid = gateway.get("id") or ""
+    conditions = []
+    for flow in gateway.getparent().iter(f"{{{BPMN_NS}}}sequenceFlow"):
+        if flow.get("sourceRef") != gid:
+            continue
+        condition = flow.find(f"{{{BPMN_NS}}}conditionExpression")
+        text = (condition.text or "").strip() if condition is not None else ""
+        if not text:
+            return None   # a flow without a condition is always a way out
+        conditions.append(text)
+    if len(conditions) < 2:
+        return None
+    names = sorted(set().union(*map(_free_names, conditions)))
+    if not names or not all(name in offered for name in names):
+        return None
+    domains = [offered[name] for name in names]
+    total = 1
+    for values in domains:
+        total *= len(values)
+    if total > GAP_COMBINATIONS_MAX:
+        return None
+    gaps = []
+    try:
+        for combination in itertools.product(*domains):
+            context = dict(zip(names, combination))
+            if not any(SCRIPT_ENGINE.environment.evaluate(text, dict(context)) for text in conditions):
+                gaps.append(combination)
+    except Exception:  # noqa: BLE001 -- a condition that fails on a value is not judged here
+        return None
+    if not gaps:
+        return None
+    label = gateway.get("name") or gid
+    shown = "; ".join(", ".join(f"{n} = {_dmn_value(v)}" for n, v in zip(names, combination))
+                      for combination in gaps[:_GAPS_SHOWN]) + (" …" if len(gaps) > _GAPS_SHOWN else "")
+    return Problem(
+        filename, gid,
+        f"gateway '{label}' has no way out for {len(gaps)} of the {total} combinations of the values the forms "
+        f"offer ({shown}) and no default flow: such a case stops there with an error",
+        "add a condition for those values, or make one outgoing flow the default",
+        f"网关“{label}”对表单可选值的 {total} 种组合中的 {len(gaps)} 种没有可走的出口（{shown}），也没有默认流："
+        "这样的案件会在此出错停下",
+        "请为这些值加上条件，或把一条出口设为默认流")
+
+
+def unset_name_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:
+    """Notes for each gateway condition and timer expression of a process in `files` (of
+    `processes`, if given) that reads a name nothing in the files sets: no script assigns
+    it, no decision outputs it, no form shown has a field of that name, no data input,
+    multi-instance item or data object declares it. A misspelt `handlinglevel` would
+    otherwise stop the first case that reaches the gateway ("Error evaluating
+    expression"). Names from anywhere in the files count (a called process may read what
+    its caller set); when what is set cannot be told (a form that cannot be read), nothing
+    is noted."""
+    forms = forms if forms is not None else _shipped_forms()
+    frozen = tuple(sorted(files.items()))
+    analysis = _analysis_of(frozen)
+    from .scheduled_starts import ScheduledStarts
+    known = set(SAFE_BUILTINS) | {"dir"} | ScheduledStarts.START_DATA_KEYS   # what a scheduled start gives
+    for pid in analysis.executable:
+        keys = _keys_set_by(frozen, pid, forms)
+        if keys is None:
+            return []
+        known |= keys
+    for root in analysis.trees.values():
+        known |= _declared_names(root)
+    notes = []
+    for pid in sorted(analysis.executable):
+        if processes is not None and pid not in processes:
+            continue
+        for table in _called_tables(frozen, pid):
+            for expression, (column, label) in zip(table.inputs, table.input_columns):
+                unset = sorted(_free_names(expression) - known)
+                note = Problem(
+                    table.file, column,
+                    f"decision '{table.label}', input '{label}': '{expression[:80]}' reads "
+                    f"{', '.join(repr(n) for n in unset)}, which nothing in this version sets (no script, decision "
+                    "output, form field or data input of that name): the first case that asks the decision stops "
+                    "with an error",
+                    "give the input the case field it tests (a form field's name), or set that name first",
+                    f"决策“{table.label}”的输入“{label}”：“{expression[:80]}”读取 {', '.join(repr(n) for n in unset)}，"
+                    "但此版本中没有任何脚本、决策输出、表单字段或数据输入设置它：第一个使用该决策的案件会出错停下",
+                    "请让输入列检查案件中确有的字段（表单字段名），或先设置该名称") if unset else None
+                if note is not None and note not in notes:
+                    notes.append(note)
+    for filename, root in sorted(analysis.trees.items()):
+        for process in root.iter(f"{{{BPMN_NS}}}process"):
+            pid = process.get("id")
+            if pid not in analysis.executable or (processes is not None and pid not in processes):
+                continue
+            for node in process.iter():
+                local = _local(node)
+                if local == "conditionExpression":
+                    holder, what, what_zh = node.getparent(), "condition", "条件"
+                elif local in ("timeDuration", "timeDate", "timeCycle"):
+                    holder, what, what_zh = node.getparent().getparent(), "timer", "定时器表达式"
+                else:
+                    continue
+                text = (node.text or "").strip()
+                unset = sorted(_free_names(text) - known) if text else []
+                if not unset or holder is None:
+                    continue
+                element = holder.get("id") or ""
+                label = holder.get("name") or element
+                if what == "timer" and _ISO_8601_TEXT.fullmatch(text):
+                    notes.append(Problem(   # as Camunda Modeler writes timers
+                        filename, element,
+                        f"the timer '{text}' of '{label}' is ISO 8601 text without quotes: the engine reads a "
+                        "timer as an expression, so the first case that reaches it stops with an error",
+                        f'write it in quotes: "{text}" (or an expression giving such text)',
+                        f"“{label}”的定时器“{text}”是未加引号的 ISO 8601 文本：引擎把定时器当作表达式计算，"
+                        "第一个运行到这里的案件会出错停下",
+                        f'请加上引号："{text}"（或写成得出这种文本的表达式）'))
+                    continue
+                names = ", ".join(f"'{n}'" for n in unset)
+                notes.append(Problem(
+                    filename, element,
+                    f"the {what} '{text[:80]}' of '{label}' reads {names}, which nothing "
+                    "in this version sets (no script, decision output, form field or data input of that name): "
+                    "the first case that reaches it stops with an error",
+                    "correct the name, or set it before this point (a form field, a script, a decision's output)",
+                    f"“{label}”的{what_zh}“{text[:80]}”读取 {names}，但此版本中没有任何脚本、"
+                    "决策输出、表单字段或数据输入设置它：第一个运行到这里的案件会出错停下",
+                    "请改正名称，或在此之前设置它（表单字段、脚本或决策输出）"))
+    return notes
+
+
+# a duration (P7D, PT4H), a repetition (R6/P1D, R/2026-01-01T01:00:00+08:00/P1M) or a date
+_ISO_8601_TEXT = re.compile(r"(R\d*/)?(P[0-9YMWDTHS.,]+|\d{4}-\d\d-\d\d[0-9T:.+\-Z]*)(/P[0-9YMWDTHS.,]+)?")
+
+
+def _declared_names(element) -> set[str]:
+    """The data names the model under `element` declares: data inputs and outputs,
+    multi-instance items, data objects, what a message or an event brings in, Camunda's
+    input/output parameters and result variables."""
+    known = set()
+    for node in element.iter():
+        local = _local(node)
+        if local in ("dataInput", "dataOutput", "inputDataItem", "outputDataItem", "dataObject",
+                     "dataObjectReference", "property"):
+            known |= {node.get("id"), node.get("name")} - {None}
+        elif local in ("loopDataInputRef", "loopDataOutputRef", "loopCardinality", "messageVariable",
+                       "variableName"):   # what an event brings in lands under these
+            known.add((node.text or "").strip())
+        elif local in ("outputParameter", "inputParameter"):   # Camunda's input/output mappings
+            known.add(node.get("name") or "")
+        for attribute, value in (node.attrib.items() if isinstance(node.tag, str) else ()):
+            if etree.QName(attribute).localname in ("resultVariable", "variableName"):
+                known.add(value)
+    return known
+
+
+def call_input_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:
+    """Notes for each call activity of a process in `files` (of `processes`, if given)
+    whose called process declares data inputs the caller never sets (no script, decision
+    output, form field or declared name of the caller's): SpiffWorkflow stops the call
+    ("You are missing a required Data Input for a call activity")."""
+    from .scheduled_starts import ScheduledStarts
+    forms = forms if forms is not None else _shipped_forms()
+    frozen, notes = tuple(sorted(files.items())), []
+    analysis = _analysis_of(frozen)
+    for filename, root in sorted(analysis.trees.items()):
+        for process in root.iter(f"{{{BPMN_NS}}}process"):
+            pid = process.get("id")
+            if pid not in analysis.executable or (processes is not None and pid not in processes):
+                continue
+            keys = _keys_set_by(frozen, pid, forms)
+            if keys is None:
+                continue
+            keys = keys | _declared_names(process) | ScheduledStarts.START_DATA_KEYS
+            try:
+                callees = analysis.parser.get_subprocess_specs(pid)
+            except Exception:  # noqa: BLE001 -- the check reports the process's own problem
+                continue
+            for call in process.iter(f"{{{BPMN_NS}}}callActivity"):
+                callee = callees.get(call.get("calledElement") or "")
+                io = getattr(callee, "io_specification", None)
+                if io is None:
+                    continue
+                missing = [i.bpmn_id for i in io.data_inputs if i.bpmn_id not in keys]
+                if not missing:
+                    continue
+                label, names = call.get("name") or call.get("id"), ", ".join(f"'{n}'" for n in missing)
+                notes.append(Problem(
+                    filename, call.get("id") or "",
+                    f"call activity '{label}' calls '{call.get('calledElement')}', which needs the data input(s) "
+                    f"{names}; nothing in '{pid}' sets them (no script, decision output or form field of that "
+                    "name), so the call stops with an error",
+                    "set them before the call (a form field, a script, a decision's output), or take them out of "
+                    "the called process's data inputs",
+                    f"调用活动“{label}”调用的“{call.get('calledElement')}”需要数据输入 {names}，但“{pid}”中没有任何"
+                    "脚本、决策输出或表单字段设置它们：调用会出错停下",
+                    "请在调用之前设置它们（表单字段、脚本或决策输出），或从被调用流程的数据输入中去掉"))
+    return notes
+
+
+def _free_names(expression: str) -> set[str]:
+    """The names an expression reads that it does not bind itself (comprehension and lambda
+    variables); nothing when it does not parse (a problem the check reports on its own)."""
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError:
+        return set()
+    bound = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.comprehension):
+            bound |= {n.id for n in ast.walk(node.target) if isinstance(n, ast.Name)}
+        elif isinstance(node, ast.Lambda):
+            bound |= {a.arg for a in node.args.args + node.args.kwonlyargs}
+        elif (isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant)
+              and isinstance(node.left.value, str) and isinstance(node.ops[0], ast.In)
+              and isinstance(node.comparators[0], ast.Call) and getattr(node.comparators[0].func, "id", "") == "dir"):
+            bound.add(node.left.value)   # `"x" in dir() and x == …`: read only where it is set
+    return {node.id for node in ast.walk(tree)
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)} - bound - {"True", "False", "None"}
+
+
+# More combinations than this of a decision's input values are not tried (the notes stay quick).
+GAP_COMBINATIONS_MAX = 5000
+_GAPS_SHOWN = 4
+
+
+def decision_gap_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:
+    """Notes for each decision a process in `files` (of `processes`, if given) calls that has
+    no rule for some combination of the values its forms offer: where every input of the
+    table is a form field with fixed choices (a choice or a yes/no field of the forms its
+    start and user tasks show), each combination is run through the rules as SpiffWorkflow's
+    DMN engine runs them. Such a case gets none of the decision's outputs, and the first step
+    that reads one stops with an error, typically right after the report is submitted.
+    A table with any other input (a number, an expression), a rule that cannot be run on a
+    value, or a form that cannot be read is not judged: no false alarms."""
+    forms = forms if forms is not None else _shipped_forms()
+    frozen, notes = tuple(sorted(files.items())), []
+    for pid in sorted(_analysis_of(frozen).executable):
+        if processes is not None and pid not in processes:
+            continue
+        found = _data_sources(frozen, pid)
+        if found is None:
+            continue
+        offered = _offered_values(found[1], forms)
+        if offered is None:
+            continue
+        for table in _called_tables(frozen, pid):
+            note = _gap_note(table, offered)
+            if note is not None and note not in notes:
+                notes.append(note)
+    return notes
+
+
+def _offered_values(form_keys, forms) -> dict[str, list] | None:
+    """{field name: the values a form offers for it} over the forms shown (None: a form cannot be read)."""
+    offered: dict[str, list] = {}
+    for key in form_keys:
+        form = forms.get(key)
+        if form is None:
+            return None
+        for f in form.fields:
+            values = f.choice_values if f.type == "choice" else [True, False] if f.type == "boolean" else []
+            known = offered.setdefault(f.name, []) if values else []
+            known += [v for v in values if v not in known]
+    return offered
+
+
+@dataclass(frozen=True)
+class _Table:
+    file: str
+    decision: str            # the decision's id, where a designer finds it
+    label: str
+    inputs: tuple            # input expressions
+    outputs: tuple           # output names
+    rules: tuple             # per rule: one cell per input (None: any value)
+    input_columns: tuple = ()   # (id, label) of each input column
+    collects: bool = False   # hit policy COLLECT: no rule is an answer there
+
+
+@functools.lru_cache(maxsize=16)
+def _called_tables(files: tuple, pid: str) -> tuple[_Table, ...]:
+    """The decision tables the business rule tasks of `pid` (and its subprocesses) call,
+    as SpiffWorkflow parsed them."""
+    analysis = _analysis_of(files)
+    try:
+        specs = [analysis.parser.get_spec(pid), *analysis.parser.get_subprocess_specs(pid).values()]
+    except Exception:  # noqa: BLE001 -- the check reports the process's own problem
+        return ()
+    where = {}   # decision table id -> (file, decision id, decision name)
+    for filename, root in analysis.trees.items():
+        for node in root.iter():
+            if _local(node) == "decisionTable" and node.getparent() is not None:
+                decision = node.getparent()
+                where[node.get("id")] = (filename, decision.get("id") or "", decision.get("name") or "")
+    tables, seen = [], set()
+    for spec in specs:
+        for task_spec in spec.task_specs.values():
+            table = getattr(getattr(task_spec, "dmnEngine", None), "decision_table", None)
+            if table is None or table.id in seen or table.id not in where:
+                continue
+            seen.add(table.id)
+            filename, decision_id, name = where[table.id]
+            tables.append(_Table(
+                filename, decision_id, name or decision_id,
+                tuple((i.expression or "").strip() for i in table.inputs),
+                tuple(o.name or o.label or "" for o in table.outputs),
+                tuple(tuple(e.lhs[0] if len(e.lhs) == 1 else None for e in rule.inputEntries)
+                      for rule in table.rules),
+                tuple((i.id or "", i.label or i.id or "") for i in table.inputs),
+                str(table.hit_policy) == "COLLECT"))
+    return tuple(tables)
+
+
+def _gap_note(table: _Table, offered: dict[str, list]) -> Problem | None:
+    if table.collects or not table.inputs or not all(name in offered for name in table.inputs):
+        return None
+    domains = [offered[name] for name in table.inputs]
+    total = 1
+    for values in domains:
+        total *= len(values)
+    if total > GAP_COMBINATIONS_MAX:
+        return None
+    gaps = _unmatched(table, domains)
+    if not gaps:
+        return None
+    shown = "; ".join(", ".join(f"{name} = {_dmn_value(value)}" for name, value in zip(table.inputs, combination))
+                      for combination in gaps[:_GAPS_SHOWN]) + (" …" if len(gaps) > _GAPS_SHOWN else "")
+    outputs = ", ".join(table.outputs)
+    return Problem(
+        table.file, table.decision,
+        f"decision '{table.label}' has no rule for {len(gaps)} of the {total} combinations of the values "
+        f"the forms offer ({shown}): such a case gets none of its outputs ({outputs}) and stops with an "
+        "error at the first step that reads one",
+        "add rules for those values, or a last rule with - in every input (the default)",
+        f"决策“{table.label}”对表单可选值的 {total} 种组合中的 {len(gaps)} 种没有匹配的规则（{shown}）："
+        f"这样的案件得不到它的任何输出（{outputs}），会在第一个读取输出的环节出错停下",
+        "请为这些值补充规则，或在最后加一条各输入均为 - 的兜底规则")
+
+
+def _unmatched(table: _Table, domains: list[list]):
+    """The combinations of input values no rule matches, in the table's order; None when a
+    cell cannot be run on a value (then it cannot be told)."""
+    answers: dict[tuple, bool] = {}
+
+    def holds(column: int, cell: str, value) -> bool:
+        key = (column, cell, repr(value))
+        if key not in answers:
+            expression = table.inputs[column]
+            test, why = _input_test(expression, cell)
+            if why or not _names_in(test) <= {expression, "dmninputexpr"}:
+                raise LookupError(cell)   # a cell reading other data: not judged
+            answers[key] = bool(SCRIPT_ENGINE.environment.evaluate(test, {expression: value, "dmninputexpr": value}))
+        return answers[key]
+
+    gaps = []
+    try:
+        for combination in itertools.product(*domains):
+            if not any(all(cell is None or holds(column, cell, value)
+                           for column, (cell, value) in enumerate(zip(rule, combination)))
+                       for rule in table.rules):
+                gaps.append(combination)
+    except Exception:  # noqa: BLE001 -- a cell that fails on a value: the engine's error, not this note's
+        return None
+    return gaps
+
+
+def _dmn_value(value) -> str:
+    """A value as a DMN cell would test it: "other", True."""
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def _names_in(expression: str) -> set[str]:
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError:
+        return {"?"}
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)} - {"True", "False", "None"}
+
+
+def _unset_data(files: dict[str, str], setting: list[tuple[str, str]], forms) -> list[Problem]:
+    from .metrics import DASHBOARD_DATA
+    forms = forms if forms is not None else _shipped_forms()
+    notes, frozen = [], tuple(sorted(files.items()))   # hashable: the parse's cache key
+    for filename, pid in setting:
+        keys = _keys_set_by(frozen, pid, forms)
+        if keys is None:
+            continue   # it cannot be told (a form that cannot be read, a process that does not parse): no note
+        for key, (figure, figure_zh) in DASHBOARD_DATA[pid].items():
+            if key in keys:
+                continue
+            notes.append(Problem(
+                filename, pid,
+                f"the dashboard reads the case data '{key}' of {pid} for {figure}; nothing in this version "
+                "sets it (no script assigns it, no decision outputs it, no form has a field of that name), "
+                "so its cases will be missing from that figure",
+                f"set '{key}' where the version decides it (a script, a decision's output or a form field of "
+                "that name), or have engine/metrics.py (DASHBOARD_DATA) and engine/case_facts.py read the new key",
+                f"统计看板的“{figure_zh}”读取 {pid} 的案件数据 “{key}”；此版本中没有任何脚本、决策输出或表单字段"
+                "设置它，按此版本运行的案件将不计入该指标",
+                f"请在此版本作出相应判断的地方设置 “{key}”（脚本、决策输出或同名表单字段），或请开发人员让 "
+                "engine/metrics.py（DASHBOARD_DATA）和 engine/case_facts.py 读取新的数据项"))
+    return notes
+
+
+@functools.cache
+def _shipped_forms():
+    from forms import FormRegistry
+    return FormRegistry()
+
+
+def _keys_set_by(files: tuple, pid: str, forms) -> set[str] | None:
+    """The task data keys that the process `pid` may set: the names its scripts assign, its
+    decisions' outputs and the fields of the forms its user tasks and its start show, with
+    what the processes it calls give back (only their data outputs, where they declare
+    some). None when that cannot be told."""
+    found = _data_sources(files, pid)
+    if found is None:
+        return None
+    keys, form_keys = found
+    for key in form_keys:
+        form = forms.get(key)
+        if form is None:
+            return None
+        keys = keys | {f.name for f in form.fields}
+    return keys
+
+
+@functools.lru_cache(maxsize=16)
+def _data_sources(files: tuple, pid: str) -> tuple[frozenset, tuple] | None:
+    """(names that scripts assign or decisions output, form keys shown) for `_keys_set_by`:
+    SpiffWorkflow's parse of the files, kept for the next check or deploy of the same files."""
+    texts = dict(files)
+    analysis = _analysis_of(files)
+    try:
+        specs = [analysis.parser.get_spec(pid), *analysis.parser.get_subprocess_specs(pid).values()]
+    except Exception:  # noqa: BLE001 -- the check reports the process's own problem
+        return None
+    decided = {node.get("name") for root in analysis.trees.values() for node in root.iter()
+               if isinstance(node.tag, str) and etree.QName(node).namespace in DMN_NAMESPACES
+               and etree.QName(node).localname == "output"}
+    names, form_keys = set(), [process_properties(texts, pid).get("startForm")]
+    for n, proc_spec in enumerate(specs):
+        io = getattr(proc_spec, "io_specification", None)
+        if n and io is not None and io.data_outputs:
+            names |= {output.bpmn_id for output in io.data_outputs}   # a called process gives back these only
+            continue
+        for task_spec in proc_spec.task_specs.values():
+            sources = [source for _what, source, mode in _scripts_of(task_spec) if mode == "exec"]
+            sources += [script for script in (getattr(task_spec, "prescript", None),
+                                              getattr(task_spec, "postscript", None)) if isinstance(script, str)]
+            for source in sources:
+                try:
+                    tree = ast.parse(source)
+                except SyntaxError:
+                    return None   # a problem of its own, which the check reports
+                names |= {node.id for node in ast.walk(tree)
+                          if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
+            if is_user_task(task_spec):
+                form_keys.append(user_task_info(task_spec, analysis.parser.camunda_attrs).form_key)
+    return frozenset(names | decided), tuple(filter(None, form_keys))
+
+
+def _missing_elements(filename: str, pid: str, wanted: dict, present: set) -> list[Problem]:
+    notes = []
+    for element, (figure, figure_zh) in wanted.items():
+        if element not in present:
+            notes.append(Problem(
+                filename, element,
+                f"the dashboard counts the element '{element}' of {pid} for {figure}; this version has "
+                "no element with that id, so its cases will be missing from that figure",
+                "keep the element's id when you change the element (its name may change freely), or "
+                "have engine/metrics.py (DASHBOARD_ELEMENTS) read the new one",
+                f"统计看板的“{figure_zh}”读取 {pid} 的元素 “{element}”；此版本中没有这个 id，"
+                "按此版本运行的案件将不计入该指标",
+                "修改该元素时请保留其 id（名称可以随意改），或请开发人员让 engine/metrics.py"
+                "（DASHBOARD_ELEMENTS）读取新的元素"))
+    return notes
