@@ -66,12 +66,19 @@ def dashboard_notes(files: dict[str, str], processes=None, forms=None) -> list[P
 
 
 def version_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:
-    """All a check or deploy notes without refusing: the dashboard's (`dashboard_notes`),
-    the decisions that leave some of the form's values without a rule (`decision_gap_notes`)
-    and the conditions and timers that read a name nothing sets (`unset_name_notes`)."""
+    """All a check or deploy notes without refusing (the module's docstring lists them)."""
     return (dashboard_notes(files, processes, forms) + decision_gap_notes(files, processes, forms)
             + gateway_gap_notes(files, processes, forms) + unset_name_notes(files, processes, forms)
             + call_input_notes(files, processes, forms))
+
+
+def _processes_in(analysis, processes):
+    """(file, <process> element, id) of each executable process of the files (of `processes`, if given)."""
+    for filename, root in sorted(analysis.trees.items()):
+        for process in root.iter(f"{{{BPMN_NS}}}process"):
+            pid = process.get("id")
+            if pid in analysis.executable and (processes is None or pid in processes):
+                yield filename, process, pid
 
 
 def gateway_gap_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:
@@ -82,19 +89,15 @@ def gateway_gap_notes(files: dict[str, str], processes=None, forms=None) -> list
     forms = forms if forms is not None else _shipped_forms()
     frozen, notes = tuple(sorted(files.items())), []
     analysis = _analysis_of(frozen)
-    for filename, root in sorted(analysis.trees.items()):
-        for process in root.iter(f"{{{BPMN_NS}}}process"):
-            pid = process.get("id")
-            if pid not in analysis.executable or (processes is not None and pid not in processes):
-                continue
-            found = _data_sources(frozen, pid)
-            offered = _offered_values(found[1], forms) if found is not None else None
-            if not offered:
-                continue
-            for gateway in process.iter(f"{{{BPMN_NS}}}exclusiveGateway", f"{{{BPMN_NS}}}inclusiveGateway"):
-                note = _gateway_gap(filename, gateway, offered)
-                if note is not None:
-                    notes.append(note)
+    for filename, process, pid in _processes_in(analysis, processes):
+        found = _data_sources(frozen, pid)
+        offered = _offered_values(found[1], forms) if found is not None else None
+        if not offered:
+            continue
+        for gateway in process.iter(f"{{{BPMN_NS}}}exclusiveGateway", f"{{{BPMN_NS}}}inclusiveGateway"):
+            note = _gateway_gap(filename, gateway, offered)
+            if note is not None:
+                notes.append(note)
     return notes
 
 
@@ -185,45 +188,41 @@ def unset_name_notes(files: dict[str, str], processes=None, forms=None) -> list[
                     "请让输入列检查案件中确有的字段（表单字段名），或先设置该名称") if unset else None
                 if note is not None and note not in notes:
                     notes.append(note)
-    for filename, root in sorted(analysis.trees.items()):
-        for process in root.iter(f"{{{BPMN_NS}}}process"):
-            pid = process.get("id")
-            if pid not in analysis.executable or (processes is not None and pid not in processes):
+    for filename, process, pid in _processes_in(analysis, processes):
+        for node in process.iter():
+            local = _local(node)
+            if local == "conditionExpression":
+                holder, what, what_zh = node.getparent(), "condition", "条件"
+            elif local in ("timeDuration", "timeDate", "timeCycle"):
+                holder, what, what_zh = node.getparent().getparent(), "timer", "定时器表达式"
+            else:
                 continue
-            for node in process.iter():
-                local = _local(node)
-                if local == "conditionExpression":
-                    holder, what, what_zh = node.getparent(), "condition", "条件"
-                elif local in ("timeDuration", "timeDate", "timeCycle"):
-                    holder, what, what_zh = node.getparent().getparent(), "timer", "定时器表达式"
-                else:
-                    continue
-                text = (node.text or "").strip()
-                unset = sorted(_free_names(text) - known) if text else []
-                if not unset or holder is None:
-                    continue
-                element = holder.get("id") or ""
-                label = holder.get("name") or element
-                if what == "timer" and _ISO_8601_TEXT.fullmatch(text):
-                    notes.append(Problem(   # as Camunda Modeler writes timers
-                        filename, element,
-                        f"the timer '{text}' of '{label}' is ISO 8601 text without quotes: the engine reads a "
-                        "timer as an expression, so the first case that reaches it stops with an error",
-                        f'write it in quotes: "{text}" (or an expression giving such text)',
-                        f"“{label}”的定时器“{text}”是未加引号的 ISO 8601 文本：引擎把定时器当作表达式计算，"
-                        "第一个运行到这里的案件会出错停下",
-                        f'请加上引号："{text}"（或写成得出这种文本的表达式）'))
-                    continue
-                names = ", ".join(f"'{n}'" for n in unset)
-                notes.append(Problem(
+            text = (node.text or "").strip()
+            unset = sorted(_free_names(text) - known) if text else []
+            if not unset or holder is None:
+                continue
+            element = holder.get("id") or ""
+            label = holder.get("name") or element
+            if what == "timer" and _ISO_8601_TEXT.fullmatch(text):
+                notes.append(Problem(   # as Camunda Modeler writes timers
                     filename, element,
-                    f"the {what} '{text[:80]}' of '{label}' reads {names}, which nothing "
-                    "in this version sets (no script, decision output, form field or data input of that name): "
-                    "the first case that reaches it stops with an error",
-                    "correct the name, or set it before this point (a form field, a script, a decision's output)",
-                    f"“{label}”的{what_zh}“{text[:80]}”读取 {names}，但此版本中没有任何脚本、"
-                    "决策输出、表单字段或数据输入设置它：第一个运行到这里的案件会出错停下",
-                    "请改正名称，或在此之前设置它（表单字段、脚本或决策输出）"))
+                    f"the timer '{text}' of '{label}' is ISO 8601 text without quotes: the engine reads a "
+                    "timer as an expression, so the first case that reaches it stops with an error",
+                    f'write it in quotes: "{text}" (or an expression giving such text)',
+                    f"“{label}”的定时器“{text}”是未加引号的 ISO 8601 文本：引擎把定时器当作表达式计算，"
+                    "第一个运行到这里的案件会出错停下",
+                    f'请加上引号："{text}"（或写成得出这种文本的表达式）'))
+                continue
+            names = ", ".join(f"'{n}'" for n in unset)
+            notes.append(Problem(
+                filename, element,
+                f"the {what} '{text[:80]}' of '{label}' reads {names}, which nothing "
+                "in this version sets (no script, decision output, form field or data input of that name): "
+                "the first case that reaches it stops with an error",
+                "correct the name, or set it before this point (a form field, a script, a decision's output)",
+                f"“{label}”的{what_zh}“{text[:80]}”读取 {names}，但此版本中没有任何脚本、"
+                "决策输出、表单字段或数据输入设置它：第一个运行到这里的案件会出错停下",
+                "请改正名称，或在此之前设置它（表单字段、脚本或决策输出）"))
     return notes
 
 
@@ -261,38 +260,34 @@ def call_input_notes(files: dict[str, str], processes=None, forms=None) -> list[
     forms = forms if forms is not None else _shipped_forms()
     frozen, notes = tuple(sorted(files.items())), []
     analysis = _analysis_of(frozen)
-    for filename, root in sorted(analysis.trees.items()):
-        for process in root.iter(f"{{{BPMN_NS}}}process"):
-            pid = process.get("id")
-            if pid not in analysis.executable or (processes is not None and pid not in processes):
+    for filename, process, pid in _processes_in(analysis, processes):
+        keys = _keys_set_by(frozen, pid, forms)
+        if keys is None:
+            continue
+        keys = keys | _declared_names(process) | ScheduledStarts.START_DATA_KEYS
+        try:
+            callees = analysis.parser.get_subprocess_specs(pid)
+        except Exception:  # noqa: BLE001 -- the check reports the process's own problem
+            continue
+        for call in process.iter(f"{{{BPMN_NS}}}callActivity"):
+            callee = callees.get(call.get("calledElement") or "")
+            io = getattr(callee, "io_specification", None)
+            if io is None:
                 continue
-            keys = _keys_set_by(frozen, pid, forms)
-            if keys is None:
+            missing = [i.bpmn_id for i in io.data_inputs if i.bpmn_id not in keys]
+            if not missing:
                 continue
-            keys = keys | _declared_names(process) | ScheduledStarts.START_DATA_KEYS
-            try:
-                callees = analysis.parser.get_subprocess_specs(pid)
-            except Exception:  # noqa: BLE001 -- the check reports the process's own problem
-                continue
-            for call in process.iter(f"{{{BPMN_NS}}}callActivity"):
-                callee = callees.get(call.get("calledElement") or "")
-                io = getattr(callee, "io_specification", None)
-                if io is None:
-                    continue
-                missing = [i.bpmn_id for i in io.data_inputs if i.bpmn_id not in keys]
-                if not missing:
-                    continue
-                label, names = call.get("name") or call.get("id"), ", ".join(f"'{n}'" for n in missing)
-                notes.append(Problem(
-                    filename, call.get("id") or "",
-                    f"call activity '{label}' calls '{call.get('calledElement')}', which needs the data input(s) "
-                    f"{names}; nothing in '{pid}' sets them (no script, decision output or form field of that "
-                    "name), so the call stops with an error",
-                    "set them before the call (a form field, a script, a decision's output), or take them out of "
-                    "the called process's data inputs",
-                    f"调用活动“{label}”调用的“{call.get('calledElement')}”需要数据输入 {names}，但“{pid}”中没有任何"
-                    "脚本、决策输出或表单字段设置它们：调用会出错停下",
-                    "请在调用之前设置它们（表单字段、脚本或决策输出），或从被调用流程的数据输入中去掉"))
+            label, names = call.get("name") or call.get("id"), ", ".join(f"'{n}'" for n in missing)
+            notes.append(Problem(
+                filename, call.get("id") or "",
+                f"call activity '{label}' calls '{call.get('calledElement')}', which needs the data input(s) "
+                f"{names}; nothing in '{pid}' sets them (no script, decision output or form field of that "
+                "name), so the call stops with an error",
+                "set them before the call (a form field, a script, a decision's output), or take them out of "
+                "the called process's data inputs",
+                f"调用活动“{label}”调用的“{call.get('calledElement')}”需要数据输入 {names}，但“{pid}”中没有任何"
+                "脚本、决策输出或表单字段设置它们：调用会出错停下",
+                "请在调用之前设置它们（表单字段、脚本或决策输出），或从被调用流程的数据输入中去掉"))
     return notes
 
 
