@@ -337,7 +337,7 @@ def test_a_notice_whose_task_is_no_longer_open_asks_nothing_more(sv, app, client
     assert "task done" in page and "task withdrawn" in page
 
 
-def test_a_process_that_fails_on_an_officials_step_tells_the_admins_and_designers(sv, monkeypatch, caplog):
+def test_a_process_that_fails_on_an_officials_step_tells_the_admins_and_designers(sv, app, monkeypatch, caplog):
     """The official gets the process error and nothing is stored; those who can mend the
     process hear of it (an incident notice, a log line), once while it stays unread."""
     import engine.service as service_module
@@ -369,10 +369,18 @@ def test_a_process_that_fails_on_an_officials_step_tells_the_admins_and_designer
     assert n.subject == "流程运行出错：网格微调处" and case.business_key in caplog.text
     assert [i.spec_id for i in sv.get_case(case.business_key).open_items] == ["micro_mediation"]   # nothing stored
 
+    # opened, a start's incident leads the designer to the process library (there is no case)
+    [start_notice] = [n for n in notes(sv, "cf_sj", "incident") if n.case_id is None]
+    client = app.test_client()
+    login(client, "cf_sj")
+    response = client.get(f"/notifications/{start_notice.id}/open")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/designer/")
+
     sv.notifier.mark_all_read("admin")                         # read: the next failure is news again
     with pytest.raises(ProcessError):
         start(sv)
-    assert len(notes(sv, "admin", "incident")) == 3 and len(notes(sv, "cf_sj", "incident")) == 2
+    assert len(notes(sv, "admin", "incident")) == 3
+    assert len(notes(sv, "cf_sj", "incident")) == 3            # (opening it read it too)
 
 
 # ---------------------------------------------------------------- channels

@@ -97,6 +97,8 @@ def _target(row) -> str:
         return url_for("tasks.show", task_id=n.work_item_id)
     if row.business_key:
         return url_for("cases.show", business_key=row.business_key)
+    if n.kind == "incident" and current_user.has_role("designer", "admin"):
+        return url_for("designer.library")   # a process that failed on a start: where it is mended
     return url_for("supervision.notifications")
 
 
