@@ -29,6 +29,7 @@ SESSION_ONLY = {"auth.login", "auth.logout", "auth.set_language", "api.issue_api
 # The caller's own notifications: an auditor has none (they hold no task); the
 # route may answer, but nothing may change.
 OWN_STATE = {"supervision.mark_read", "supervision.mark_all_read",
+             "api.read_notification", "api.read_all_notifications",
              # the auditor's own password (refused here as incomplete: nothing may change)
              "auth.change_password", "api.change_password"}
 
