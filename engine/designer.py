@@ -82,7 +82,7 @@ class CheckResult:
     files: list[str]
     problems: list[Problem]
     processes: list[str]                 # executable processes the files define
-    notes: list[Problem] = field(default_factory=list)   # `deploy.version_notes`: refuse nothing
+    notes: list[Problem] = field(default_factory=list)   # `notes.version_notes`: refuse nothing
 
     @property
     def ok(self) -> bool:

@@ -23,6 +23,7 @@ import ast
 import functools
 import io
 import itertools
+import math
 import re
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ from lxml import etree
 from .bpmn import BPMN_NS, is_user_task, process_properties, user_task_info
 from .deploy import (DMN_NAMESPACES, Problem, _analysis_of, _input_test, _local, _scripts_of)
 from .sandbox import SAFE_BUILTINS, SCRIPT_ENGINE
+from .scheduled_starts import ScheduledStarts
 
 
 def dashboard_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:
@@ -120,9 +122,7 @@ def _gateway_gap(filename: str, gateway, offered: dict[str, list]) -> Problem | 
     if not names or not all(name in offered for name in names):
         return None
     domains = [offered[name] for name in names]
-    total = 1
-    for values in domains:
-        total *= len(values)
+    total = math.prod(map(len, domains))
     if total > GAP_COMBINATIONS_MAX:
         return None
     gaps = []
@@ -136,8 +136,7 @@ def _gateway_gap(filename: str, gateway, offered: dict[str, list]) -> Problem | 
     if not gaps:
         return None
     label = gateway.get("name") or gid
-    shown = "; ".join(", ".join(f"{n} = {_dmn_value(v)}" for n, v in zip(names, combination))
-                      for combination in gaps[:_GAPS_SHOWN]) + (" …" if len(gaps) > _GAPS_SHOWN else "")
+    shown = _combinations_shown(names, gaps)
     return Problem(
         filename, gid,
         f"gateway '{label}' has no way out for {len(gaps)} of the {total} combinations of the values the forms "
@@ -160,7 +159,6 @@ def unset_name_notes(files: dict[str, str], processes=None, forms=None) -> list[
     forms = forms if forms is not None else _shipped_forms()
     frozen = tuple(sorted(files.items()))
     analysis = _analysis_of(frozen)
-    from .scheduled_starts import ScheduledStarts
     known = set(SAFE_BUILTINS) | {"dir"} | ScheduledStarts.START_DATA_KEYS   # what a scheduled start gives
     for pid in analysis.executable:
         keys = _keys_set_by(frozen, pid, forms)
@@ -256,7 +254,6 @@ def call_input_notes(files: dict[str, str], processes=None, forms=None) -> list[
     whose called process declares data inputs the caller never sets (no script, decision
     output, form field or declared name of the caller's): SpiffWorkflow stops the call
     ("You are missing a required Data Input for a call activity")."""
-    from .scheduled_starts import ScheduledStarts
     forms = forms if forms is not None else _shipped_forms()
     frozen, notes = tuple(sorted(files.items())), []
     analysis = _analysis_of(frozen)
@@ -265,10 +262,10 @@ def call_input_notes(files: dict[str, str], processes=None, forms=None) -> list[
         if keys is None:
             continue
         keys = keys | _declared_names(process) | ScheduledStarts.START_DATA_KEYS
-        try:
-            callees = analysis.parser.get_subprocess_specs(pid)
-        except Exception:  # noqa: BLE001 -- the check reports the process's own problem
+        built = _specs_of(frozen, pid)
+        if built is None:
             continue
+        callees = built[1]
         for call in process.iter(f"{{{BPMN_NS}}}callActivity"):
             callee = callees.get(call.get("calledElement") or "")
             io = getattr(callee, "io_specification", None)
@@ -371,14 +368,26 @@ class _Table:
 
 
 @functools.lru_cache(maxsize=16)
+def _specs_of(files: tuple, pid: str) -> tuple | None:
+    """(the process's spec, {id: spec} of its subprocesses and the processes it calls) as
+    SpiffWorkflow builds them from the files, once per file set and process; None when they
+    cannot be built (the check reports the process's own problem)."""
+    parser = _analysis_of(files).parser
+    try:
+        return parser.get_spec(pid), parser.get_subprocess_specs(pid)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+@functools.lru_cache(maxsize=16)
 def _called_tables(files: tuple, pid: str) -> tuple[_Table, ...]:
     """The decision tables the business rule tasks of `pid` (and its subprocesses) call,
     as SpiffWorkflow parsed them."""
-    analysis = _analysis_of(files)
-    try:
-        specs = [analysis.parser.get_spec(pid), *analysis.parser.get_subprocess_specs(pid).values()]
-    except Exception:  # noqa: BLE001 -- the check reports the process's own problem
+    built = _specs_of(files, pid)
+    if built is None:
         return ()
+    specs = [built[0], *built[1].values()]
+    analysis = _analysis_of(files)
     where = {}   # decision table id -> (file, decision id, decision name)
     for filename, root in analysis.trees.items():
         for node in root.iter():
@@ -408,16 +417,13 @@ def _gap_note(table: _Table, offered: dict[str, list]) -> Problem | None:
     if table.collects or not table.inputs or not all(name in offered for name in table.inputs):
         return None
     domains = [offered[name] for name in table.inputs]
-    total = 1
-    for values in domains:
-        total *= len(values)
+    total = math.prod(map(len, domains))
     if total > GAP_COMBINATIONS_MAX:
         return None
     gaps = _unmatched(table, domains)
     if not gaps:
         return None
-    shown = "; ".join(", ".join(f"{name} = {_dmn_value(value)}" for name, value in zip(table.inputs, combination))
-                      for combination in gaps[:_GAPS_SHOWN]) + (" …" if len(gaps) > _GAPS_SHOWN else "")
+    shown = _combinations_shown(table.inputs, gaps)
     outputs = ", ".join(table.outputs)
     return Problem(
         table.file, table.decision,
@@ -440,7 +446,7 @@ def _unmatched(table: _Table, domains: list[list]):
         if key not in answers:
             expression = table.inputs[column]
             test, why = _input_test(expression, cell)
-            if why or not _names_in(test) <= {expression, "dmninputexpr"}:
+            if why or not _free_names(test) <= {expression, "dmninputexpr"}:
                 raise LookupError(cell)   # a cell reading other data: not judged
             answers[key] = bool(SCRIPT_ENGINE.environment.evaluate(test, {expression: value, "dmninputexpr": value}))
         return answers[key]
@@ -457,17 +463,15 @@ def _unmatched(table: _Table, domains: list[list]):
     return gaps
 
 
+def _combinations_shown(names, combinations) -> str:
+    """The first few combinations as a designer would test them: `category = "other", colour = "blue"; …`."""
+    return "; ".join(", ".join(f"{name} = {_dmn_value(value)}" for name, value in zip(names, combination))
+                     for combination in combinations[:_GAPS_SHOWN]) + (" …" if len(combinations) > _GAPS_SHOWN else "")
+
+
 def _dmn_value(value) -> str:
     """A value as a DMN cell would test it: "other", True."""
     return f'"{value}"' if isinstance(value, str) else repr(value)
-
-
-def _names_in(expression: str) -> set[str]:
-    try:
-        tree = ast.parse(expression, mode="eval")
-    except SyntaxError:
-        return {"?"}
-    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)} - {"True", "False", "None"}
 
 
 def _unset_data(files: dict[str, str], setting: list[tuple[str, str]], forms) -> list[Problem]:
@@ -524,10 +528,10 @@ def _data_sources(files: tuple, pid: str) -> tuple[frozenset, tuple] | None:
     SpiffWorkflow's parse of the files, kept for the next check or deploy of the same files."""
     texts = dict(files)
     analysis = _analysis_of(files)
-    try:
-        specs = [analysis.parser.get_spec(pid), *analysis.parser.get_subprocess_specs(pid).values()]
-    except Exception:  # noqa: BLE001 -- the check reports the process's own problem
+    built = _specs_of(files, pid)
+    if built is None:
         return None
+    specs = [built[0], *built[1].values()]
     decided = {node.get("name") for root in analysis.trees.values() for node in root.iter()
                if isinstance(node.tag, str) and etree.QName(node).namespace in DMN_NAMESPACES
                and etree.QName(node).localname == "output"}

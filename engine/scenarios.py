@@ -73,7 +73,7 @@ class Scenario:
         if not isinstance(raw["start"], dict) or not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
             raise ValueError(f"{path.name}: 'start' must be a mapping and 'steps' a list of mappings")
         return cls(name=path.stem, process=raw["process"], title=raw.get("title", path.stem),
-                   start=raw["start"], steps=raw.get("steps") or [], expect=raw.get("expect") or {},
+                   start=raw["start"], steps=steps, expect=raw.get("expect") or {},
                    source=str(path))
 
 

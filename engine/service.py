@@ -700,12 +700,13 @@ class WorkflowService:
         try:
             with self.db.unit_of_work() as session:
                 item = session.get(WorkItem, str(task_id)) if task_id else None
-                case = session.get(Case, item.case_id) if item is not None else None
-                where = (f"{case.business_key} {item.name}" if case is not None
-                         else f"{process_key or '?'} (start)")
+                if item is not None:
+                    case = session.get(Case, item.case_id)
+                    where, subject = f"{case.business_key} {item.name}", f"流程运行出错：{item.name}"
+                else:
+                    case = None
+                    where, subject = f"{process_key or '?'} (start)", f"流程运行出错：发起 {process_key or '?'}"
                 log.error("process failed on %s's step %s: %s", getattr(actor, "username", actor), where, exc.message)
-                subject = (f"流程运行出错：{item.name}" if item is not None
-                           else f"流程运行出错：发起 {process_key or '?'}")
                 self.notifier.process_failed(session, subject, exc.message, case, clock.now())
         except Exception:  # noqa: BLE001 -- the official still gets the process error, which matters more
             log.exception("could not record the failed step of %s", process_key or task_id)
