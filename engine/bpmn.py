@@ -111,6 +111,29 @@ def process_properties(files: dict[str, str], process_key: str) -> dict[str, str
     return {}
 
 
+ENGLISH_NAME = "nameEn"   # the English name of a process or element, for the English UI
+
+
+def english_names(files: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(element id, its name, its English name) of every element of these BPMN files that
+    carries a `nameEn` property (`spiffworkflow:properties`, as on the process for its own
+    name): what the English UI shows instead of the element's (Chinese) name. Two processes
+    (a caller and the process it calls) may each have an element of the same id."""
+    names = []
+    for filename, text in sorted(files.items()):
+        if is_dmn(filename):
+            continue
+        root = etree.fromstring(text.encode("utf-8") if isinstance(text, str) else text)
+        for extensions in root.iter(f"{{{BPMN_NS}}}extensionElements"):
+            owner = extensions.getparent()
+            for prop in extensions.iterfind("*/*"):
+                value = (prop.get("value") or "").strip()
+                if (owner.get("id") and value and prop.get("name") == ENGLISH_NAME
+                        and etree.QName(prop).localname == "property"):
+                    names.append((owner.get("id"), (owner.get("name") or "").strip(), value))
+    return names
+
+
 LANE_RE = re.compile(r"^(?:(?P<level>[a-z_]+)\.)?(?P<role>[a-z_]+)(?::(?P<dept>[a-z_]+))?$")
 LANE_IN_BRACKETS_RE = re.compile(r"[\[(（【]\s*((?:[a-z_]+\.)?[a-z_]+(?::[a-z_]+)?)\s*[\])）】]\s*$")
 

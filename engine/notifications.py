@@ -289,13 +289,13 @@ class Notifier:
         with self.service.db.read_session() as session:
             user_id = self.service._user(session, actor).id
             rows = session.execute(
-                select(Notification, Case.business_key, sender.c.display_name, WorkItem.status)
+                select(Notification, Case.business_key, sender.c.display_name, WorkItem.status, Case.process_key)
                 .outerjoin(Case, Case.id == Notification.case_id)
                 .outerjoin(sender, sender.c.id == Notification.actor_id)
                 .outerjoin(WorkItem, WorkItem.id == Notification.work_item_id)
                 .where(Notification.user_id == user_id)
                 .order_by(Notification.id.desc()).limit(limit).offset(offset)).all()
-            return [NotificationRow(n, key, name, status) for n, key, name, status in rows]
+            return [NotificationRow(*row) for row in rows]
 
     def mark_read(self, actor, notification_id: int) -> Notification:
         """Mark one of my notifications read (someone else's is NotFound)."""
@@ -338,6 +338,7 @@ class NotificationRow:
     business_key: str | None
     actor_name: str | None
     task_status: str | None = None     # the notice's task: open, completed, cancelled (None: no task)
+    process_key: str | None = None     # the case's process, whose element the subject may name
 
     @property
     def task_closed(self) -> bool:

@@ -34,6 +34,7 @@ from .core_writes import (connection_of, insert_new, insert_rows_now, new_row_ob
 from .db import Database, deferred_inserts
 from .diagram import highlights, process_file
 from .driver_reads import DriverRead, Rows
+from .english_names import EnglishNames
 from .errors import (Conflict, CredentialsChanged, InactiveAccount, InvalidInput, NotFound, PermissionDenied,
                      ProcessError)
 from .lanes import LaneResolver, stored_lane
@@ -273,6 +274,7 @@ class WorkflowService:
         self.channels = list(channels) if channels is not None else [LoggingChannel()]
         self.notifier = Notifier(self)
         self.supervision = Supervision(self)
+        self.english_names = EnglishNames(db)   # for the English UI
 
     # ---------------------------------------------------------------- lookups
 

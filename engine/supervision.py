@@ -72,6 +72,7 @@ class BoardItem(NamedTuple):
     board lists up to 500, and loading them as ORM objects cost more than the query."""
     id: str
     case_id: int
+    process_key: str
     spec_id: str
     name: str
     role: str | None

@@ -56,7 +56,7 @@ def test_a_grid_matter_in_mediation_marks_the_call_activity_on_the_case_page_and
     trace = auditor.get(f"/audit/cases/{key}/trace").get_data(as_text=True)
     assert hints(trace) == ["进行中：多元调解 → 征询当事人调解意愿"]
     english = official.get(f"/cases/{key}", headers={"Accept-Language": "en"}).get_data(as_text=True)
-    assert hints(english) == ["In progress: 多元调解 → 征询当事人调解意愿"]
+    assert hints(english) == ["In progress: Multi-party mediation → Ask every party for consent"]   # their nameEn
 
 
 def test_where_a_case_waits_without_a_task_is_marked_too(app, service, clock):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from flask import request, session
+from flask import current_app, g, request, session
 
 from engine.clock import CHINA
 
@@ -283,6 +283,34 @@ def label(value, lang: str | None = None) -> str:
     return value or ""
 
 
+def _names():
+    """This request's catalogue of the processes' English names (engine/english_names.py)."""
+    catalogue = g.get("english_names")
+    if catalogue is None:
+        catalogue = g.english_names = current_app.extensions["gridflow"].english_names.catalogue()
+    return catalogue
+
+
+def process_name(process_key: str | None, name: str | None) -> str:
+    """A process's name in the current language: its English name (`nameEn`) in English."""
+    return (_names().process(process_key, name) if current_lang() == "en" else name) or ""
+
+
+def element_name(process_key: str | None, element_id: str | None, name: str | None) -> str:
+    """A BPMN element's name (a task, an event …) in the current language."""
+    return (_names().element(process_key, element_id, name) if current_lang() == "en" else name) or ""
+
+
+def named_element(process_key: str | None, name: str | None) -> str:
+    """A text that kept only an element's name (a notice's subject) in the current language."""
+    return (_names().named(process_key, name) if current_lang() == "en" else name) or ""
+
+
+def task_name(item) -> str:
+    """A work item's task name in the current language."""
+    return element_name(item.process_key, item.spec_id, item.name)
+
+
 def local_time(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     """UTC in the database; China Standard Time on screen."""
     if moment is None:
@@ -293,5 +321,7 @@ def local_time(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 
 def init_app(app):
-    app.jinja_env.globals.update(_=gettext, current_lang=current_lang, label=label, LANGS=LANGS)
+    app.jinja_env.globals.update(_=gettext, current_lang=current_lang, label=label, LANGS=LANGS,
+                                 process_name=process_name, element_name=element_name, task_name=task_name,
+                                 named_element=named_element)
     app.jinja_env.filters["local_time"] = local_time

@@ -14,7 +14,7 @@ from flask_login import current_user, login_required
 
 from .auth import safe_next
 from .extensions import service
-from .i18n import gettext as _
+from .i18n import gettext as _, task_name
 
 log = logging.getLogger("gridflow.web")
 
@@ -61,7 +61,7 @@ def board():
 @login_required
 def urge(task_id):
     item = service().supervision.urge(task_id, current_user.id, request.form.get("note", ""))
-    flash(_("已督办：{name}（第 {n} 次）", name=item.name, n=item.urge_count))
+    flash(_("已督办：{name}（第 {n} 次）", name=task_name(item), n=item.urge_count))
     return redirect(safe_next(request.form.get("next") or url_for("supervision.board")))
 
 
@@ -72,9 +72,9 @@ def reassign(task_id):
     item = service().supervision.reassign(task_id, request.form.get("to"), request.form.get("reason"),
                                           current_user.id)
     if item.assignee_id:
-        flash(_("已改派：{name}", name=item.name))
+        flash(_("已改派：{name}", name=task_name(item)))
     else:
-        flash(_("已退回组内：{name}（同岗位人员可认领）", name=item.name))
+        flash(_("已退回组内：{name}（同岗位人员可认领）", name=task_name(item)))
     return redirect(safe_next(request.form.get("next") or url_for("supervision.board")))
 
 

@@ -20,7 +20,7 @@ from forms.render import coerce_form_post, form_context
 
 from .auth import safe_next
 from .extensions import service
-from .i18n import current_lang, gettext as _
+from .i18n import current_lang, gettext as _, task_name
 
 bp = Blueprint("tasks", __name__)
 
@@ -263,7 +263,7 @@ def complete(task_id):
     if not detail.may_work:
         # Not (or no longer) theirs: the engine says why (403 not yours, 409 already done).
         service().complete_task(task_id, data, current_user.id)
-        flash(_("已提交：{name}", name=detail.item.name))  # it became theirs meanwhile (rare)
+        flash(_("已提交：{name}", name=task_name(detail.item)))  # it became theirs meanwhile (rare)
         return redirect(url_for("inbox.index"))
     files = collect_files(form)
     errors = validate_submission(form, data, files)
@@ -275,7 +275,7 @@ def complete(task_id):
         service().complete_task(task_id, data, current_user.id)
     except InvalidInput as exc:
         return _render(task_id, detail, data, localise_errors(exc.fields) or {"_schema": [exc.text(current_lang())]}, 400)
-    flash(_("已提交：{name}", name=detail.item.name))
+    flash(_("已提交：{name}", name=task_name(detail.item)))
     return redirect(url_for("inbox.index"))
 
 
@@ -283,7 +283,7 @@ def complete(task_id):
 @login_required
 def claim(task_id):
     item = service().claim(task_id, current_user.id)
-    flash(_("已认领：{name}", name=item.name))
+    flash(_("已认领：{name}", name=task_name(item)))
     return redirect(safe_next(request.form.get("next")))
 
 
@@ -291,7 +291,7 @@ def claim(task_id):
 @login_required
 def unclaim(task_id):
     item = service().unclaim(task_id, current_user.id)
-    flash(_("已退回：{name}（其他同事可认领）", name=item.name))
+    flash(_("已退回：{name}（其他同事可认领）", name=task_name(item)))
     return redirect(safe_next(request.form.get("next")))
 
 
