@@ -1,6 +1,7 @@
 """A real browser on the designer's modeler: open a process in bpmn-js's Modeler,
 rename a task on the canvas, save (the server's check runs and problems show on
 their elements), deploy, and see the new version in the library."""
+import re
 import uuid
 
 from engine.designer import Designer
@@ -31,6 +32,13 @@ def test_modeler_rename_task_save_deploy_and_see_the_new_version(service, live_s
     page.keyboard.type("现场核实（新）")
     page.mouse.click(page.locator("#modeler").bounding_box()["x"] + 20, page.locator("#modeler").bounding_box()["y"] + 400)
     assert page.locator("#modeler [data-element-id=Task_Verify] text").text_content() == "现场核实（新）"
+    # …and give it an English name in the element panel: a Camunda file, no spiffworkflow namespace yet
+    page.evaluate("""() => { const m = window.gridflowModeler;
+                             m.get('selection').select(m.get('elementRegistry').get('Task_Verify')); }""")
+    page.locator("#element-panel[data-element=Task_Verify]").wait_for(timeout=5_000)
+    assert page.input_value("#el-name") == "现场核实（新）"
+    page.fill("#el-name-en", "On-site check (new)")
+    page.locator("#el-name-en").dispatch_event("change")
 
     page.click("#btn-save")
     page.locator("#modeler[data-checked=ok]").wait_for(timeout=20_000)
@@ -47,6 +55,8 @@ def test_modeler_rename_task_save_deploy_and_see_the_new_version(service, live_s
     page.locator("#diagram[data-imported=true]").wait_for(timeout=20_000)
     assert page.locator("#diagram [data-element-id=Task_Verify] text").text_content() == "现场核实（新）"
     shot(page, "designer-02-new-version")
+    names = service.english_names.catalogue()
+    assert names.element(key, "Task_Verify", "现场核实（新）") == "On-site check (new)"
 
     page.goto(f"{base}/designer/")
     row = page.locator(f"[data-process={key}] tr[data-version='2']")
@@ -172,3 +182,88 @@ def test_a_note_on_an_element_the_dashboard_reads_shows_and_saving_passes(live_s
     assert note.get_attribute("data-element") == "micro_mediation" and "升级到镇" in note.text_content()
     shot(page, "designer-07-dashboard-note")
     page.evaluate("() => window.localStorage.clear()")
+
+
+def test_element_panel_edits_what_the_engine_reads_with_undo(live_server, browser):  # noqa: F811
+    """The modeler's element panel shows and changes a task's form and English name, a flow's
+    condition, a script, a timer, a decision, a called process and the process's own
+    properties; each change is a bpmn-js command (undo takes it back), and the edited XML
+    passes the server's check. Nothing is deployed."""
+    page = log_in(browser, live_server, "cf_sj")
+    page.goto(f"{live_server}/designer/processes/grid_matter/edit")
+    page.locator("#modeler[data-imported=true]").wait_for(timeout=20_000)
+    panel = page.locator("#element-panel")
+    assert panel.locator("[data-show=nothing]").is_visible()                 # nothing selected: what the panel is for
+    assert page.locator("#el-name").is_hidden()
+
+    def select(element_id):
+        page.evaluate("""id => { const m = window.gridflowModeler;
+                                 m.get('selection').select(m.get('elementRegistry').get(id)); }""", element_id)
+        page.locator(f"#element-panel[data-element={element_id}]").wait_for(timeout=5_000)
+
+    def edit(selector, value):
+        page.fill(selector, value)
+        page.locator(selector).dispatch_event("change")
+
+    def xml():
+        return page.evaluate("() => window.gridflowModeler.saveXML({format: true}).then(r => r.xml)")
+
+    page.evaluate("""() => { const m = window.gridflowModeler, e = m.get('elementRegistry').get('micro_mediation');
+                             m.get('canvas').viewbox({x: e.x - 300, y: e.y - 200, width: 700, height: 640}); }""")
+    page.click("#modeler g.djs-element[data-element-id=micro_mediation]")   # a click on the canvas
+    panel.locator("[data-show=userTask]").first.wait_for(timeout=5_000)
+    assert page.input_value("#el-name") == "网格微调处"
+    assert page.input_value("#el-name-en") == "Micro-mediation in the grid"
+    assert panel.locator("#element-kind").inner_text() == "用户任务"
+    assert page.input_value("#el-form") == "micro_mediation"
+    assert page.locator("#el-condition").is_hidden() and page.locator("#el-script").is_hidden()
+    edit("#el-name-en", "Mediation in the grid")
+    page.select_option("#el-form", "record_result")
+    edit("#el-due", "P5D")
+
+    select("flow_to_grid")
+    assert page.input_value("#el-condition") == 'handling_level == "grid"'
+    assert page.locator("#el-form").is_hidden()
+    edit("#el-condition", 'handling_level == "grid" and colour == "blue"')
+    select("remind_grid")
+    assert page.input_value("#el-script") == "grid_reminded = True"
+    edit("#el-script", "grid_reminded = True\nreminders = 1")
+    select("grid_reminder")
+    assert page.input_value("#el-timer-type") == "timeDuration"
+    assert page.input_value("#el-timer") == 'f"PT{int(grid_days*24*0.8)}H"'
+    edit("#el-timer", 'f"PT{int(grid_days*24*0.5)}H"')
+    select("decide_dispatch")
+    assert page.input_value("#el-decision") == "dispatch_rules"
+    select("mediation")
+    assert page.input_value("#el-called") == "mediation"
+    select("participant_grid_matter")
+    assert page.input_value("#el-start-form") == "grid_matter_report"
+    assert page.input_value("#el-start-roles") == "grid_worker"
+    edit("#el-key-prefix", "WG")
+    shot(page, "designer-06-element-panel")
+
+    text = xml()
+    assert '<spiffworkflow:property name="nameEn" value="Mediation in the grid" />' in text
+    assert '<spiffworkflow:property name="formKey" value="record_result" />' in text
+    assert '<spiffworkflow:property name="dueDate" value="P5D" />' in text
+    assert 'handling_level == "grid" and colour == "blue"' in text.replace("&#34;", '"').replace("&quot;", '"')
+    assert "reminders = 1" in text and "grid_days*24*0.5" in text
+    assert '<spiffworkflow:property name="businessKeyPrefix" value="WG" />' in text
+    assert text.count("<spiffworkflow:calledDecisionId>") == 1             # kept as it was
+
+    page.click("#btn-save")
+    page.locator("#modeler[data-checked]").wait_for(timeout=20_000)
+    assert page.get_attribute("#modeler", "data-checked") == "ok", page.inner_text("#problems")
+
+    page.keyboard.press("Escape")
+    page.evaluate("() => window.gridflowModeler.get('commandStack').undo()")   # the key prefix
+    assert '"businessKeyPrefix"' not in xml()
+    select("micro_mediation")
+    page.evaluate("() => window.gridflowModeler.get('commandStack').undo()")   # … and so on, to the form key
+    for _ in range(4):
+        page.evaluate("() => window.gridflowModeler.get('commandStack').undo()")
+    assert page.input_value("#el-form") == "micro_mediation"                   # the panel follows the undo
+    assert page.input_value("#el-due") == "grid_days"
+    task = re.search(r'<bpmn:userTask id="micro_mediation".*?</bpmn:userTask>', xml(), re.S).group(0)
+    assert '"formKey" value="micro_mediation"' in task and '"dueDate" value="grid_days"' in task
+    assert '"nameEn" value="Mediation in the grid"' in task                    # the first change stays

@@ -11,7 +11,7 @@ from engine.designer import Designer
 from engine.errors import EngineError
 
 from .extensions import send_npm_dist, service
-from .i18n import current_lang, gettext as _
+from .i18n import current_lang, gettext as _, label
 
 bp = Blueprint("designer", __name__, url_prefix="/designer")
 
@@ -84,8 +84,10 @@ def edit(process_key):
     filename = request.args.get("file") or detail.main_file
     if filename not in detail.files:
         abort(404)
+    forms = service().forms
+    form_choices = sorted((key, label(forms.get(key).title)) for key in forms.keys())
     return render_template("designer/edit.html", detail=detail, filename=filename,
-                           is_dmn=filename.lower().endswith(".dmn"))
+                           is_dmn=filename.lower().endswith(".dmn"), form_choices=form_choices)
 
 
 @bp.route("/processes/<process_key>/diff")
