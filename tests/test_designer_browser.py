@@ -236,7 +236,13 @@ def test_element_panel_edits_what_the_engine_reads_with_undo(live_server, browse
     assert page.input_value("#el-decision") == "dispatch_rules"
     select("mediation")
     assert page.input_value("#el-called") == "mediation"
+    select("lane_center_dispatcher")
+    assert page.input_value("#el-name") == "town.center_dispatcher"
+    assert page.get_attribute("#el-name", "list") == "lane-codes"            # the role codes as suggestions
+    assert page.locator("#element-panel [data-show=lane]").is_visible() and page.locator("#el-name-en").is_hidden()
+    assert page.locator("#lane-codes option[value='county.petition_officer']").count() == 1
     select("participant_grid_matter")
+    assert page.get_attribute("#el-name", "list") is None
     assert page.input_value("#el-start-form") == "grid_matter_report"
     assert page.input_value("#el-start-roles") == "grid_worker"
     edit("#el-key-prefix", "WG")

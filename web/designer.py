@@ -9,11 +9,16 @@ from markupsafe import Markup
 
 from engine.designer import Designer
 from engine.errors import EngineError
+from engine.models import LEVELS, ROLES
 
 from .extensions import send_npm_dist, service
 from .i18n import current_lang, gettext as _, label
 
 bp = Blueprint("designer", __name__, url_prefix="/designer")
+
+
+# the roles a lane may name (auditors, designers and admins work no tasks)
+WORKING_ROLES = [r for r in ROLES if r not in ("auditor", "designer", "admin")]
 
 
 def designer() -> Designer:
@@ -87,7 +92,8 @@ def edit(process_key):
     forms = service().forms
     form_choices = sorted((key, label(forms.get(key).title)) for key in forms.keys())
     return render_template("designer/edit.html", detail=detail, filename=filename,
-                           is_dmn=filename.lower().endswith(".dmn"), form_choices=form_choices)
+                           is_dmn=filename.lower().endswith(".dmn"), form_choices=form_choices,
+                           lane_codes=[f"{level}.{role}" for level in LEVELS for role in WORKING_ROLES])
 
 
 @bp.route("/processes/<process_key>/diff")

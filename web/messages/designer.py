@@ -66,6 +66,9 @@ MESSAGES = {
     "已恢复本机保存的草稿。": "The draft saved in this browser was restored.",
     "检查结果": "Check results",
     "元素属性": "Element properties",
+    "泳道名称即办理岗位：level.role（如 town.center_dispatcher），可加部门类型（county.petition_officer:xinfangju），或写作“显示名 (代码)”。":
+        "A lane's name is the role that works its tasks: level.role (town.center_dispatcher), with a department "
+        "type if need be (county.petition_officer:xinfangju), or as \u201cdisplay name (code)\u201d.",
     "用户任务": "User task",
     "脚本任务": "Script task",
     "业务规则任务": "Business rule task",

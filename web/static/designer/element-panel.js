@@ -129,7 +129,7 @@
 
   function kindsOf(bo, process) {
     var kinds = ["named"];
-    if (!is(bo, "bpmn:Lane")) { kinds.push("nameEn"); }   // a lane's name is its role code
+    kinds.push(is(bo, "bpmn:Lane") ? "lane" : "nameEn");   // a lane's name is its role code
     if (is(bo, "bpmn:UserTask")) { kinds.push("userTask"); }
     if (is(bo, "bpmn:ScriptTask")) { kinds.push("scriptTask"); }
     if (is(bo, "bpmn:BusinessRuleTask")) { kinds.push("businessRuleTask"); }
@@ -165,6 +165,11 @@
     var named = process || bo;   // a pool's name and English name are its process's
     field("el-id").value = named.id || bo.id || "";
     field("el-name").value = (is(bo, "bpmn:Participant") ? bo.name : named.name) || "";
+    if (is(bo, "bpmn:Lane")) {
+      field("el-name").setAttribute("list", "lane-codes");   // the role codes, as suggestions
+    } else {
+      field("el-name").removeAttribute("list");
+    }
     field("el-name-en").value = spiffProperty(named, "nameEn");
     if (kinds.indexOf("userTask") >= 0) {
       setSelect(field("el-form"), spiffProperty(bo, "formKey"));
