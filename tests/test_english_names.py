@@ -90,9 +90,14 @@ def test_english_pages_show_english_names_chinese_pages_the_bpmn_names(service, 
     notices = html(leader.get("/notifications"))
     assert "Micro-mediation in the grid" in notices and "网格微调处" not in notices
 
+    assert ">Grid matter</td>" in html(leader.get("/inbox"))                  # the process column
+
     auditor = in_english(as_user(AUDITOR))
     trace = html(auditor.get(f"/audit/cases/{case.business_key}/trace"))
     assert "Assess and dispatch" in trace and "研判分派" not in trace
+    found = html(auditor.get("/audit/cases?go=1"))
+    assert ">Grid matter</td>" in found and "网格事项办理" not in found
+    assert "网格事项办理" not in html(auditor.get("/dashboard"))
 
     worker = in_english(as_user(WORKER))
     starts = html(worker.get("/start"))

@@ -25,7 +25,7 @@ from engine.errors import InvalidInput
 from engine.metrics import Dashboards
 
 from .extensions import service
-from .i18n import CHINA, gettext as _, label
+from .i18n import CHINA, gettext as _, label, process_name
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
@@ -127,7 +127,7 @@ def category_labels() -> dict[str, str]:
 
 
 def process_labels() -> dict[str, str]:
-    return {p.key: p.name for p in service().processes()}
+    return {p.key: process_name(p.key, p.name) for p in service().processes()}
 
 
 # ------------------------------------------------------------------ tables
