@@ -217,6 +217,13 @@ def test_element_panel_edits_what_the_engine_reads_with_undo(live_server, browse
     assert panel.locator("#element-kind").inner_text() == "用户任务"
     assert page.input_value("#el-form") == "micro_mediation"
     assert page.locator("#el-condition").is_hidden() and page.locator("#el-script").is_hidden()
+    # typed keys stay in the field: Backspace and Delete do not delete the selected task
+    page.click("#el-name-en")
+    page.keyboard.press("End")
+    for key in ("Backspace", "Delete", "Backspace"):
+        page.keyboard.press(key)
+    assert page.evaluate("() => !!window.gridflowModeler.get('elementRegistry').get('micro_mediation')")
+    assert page.input_value("#el-name-en") == "Micro-mediation in the gr"
     edit("#el-name-en", "Mediation in the grid")
     page.select_option("#el-form", "record_result")
     edit("#el-due", "P5D")
