@@ -244,6 +244,7 @@ def _check_process(analysis: _Analysis, pid: str, form_keys) -> list[Problem]:
                                         "请把它放进以“层级.角色”命名的泳道，如 town.center_dispatcher"))
             elif lane:
                 problems.extend(_lane_problems(file_of_spec, element, info, lane))
+            problems.extend(_due_problems(file_of_spec, element, info))
             if form_keys is not None:
                 if not info.form_key:
                     problems.append(Problem(file_of_spec, element, f"user task '{info.name}' names no form",
@@ -271,6 +272,59 @@ def _scripts_of(task_spec):
     expression = getattr(getattr(task_spec, "event_definition", None), "expression", None)
     if isinstance(expression, str) and expression.strip():
         yield "timer expression", expression, "eval"
+
+
+def _due_problems(file: str, element: str, info) -> list[Problem]:
+    """A `dueDate` the engine cannot read leaves every such task without a time limit, silently
+    (`service._due_at`): an ISO 8601 duration, a date, a data name or an expression over the
+    case data, as `_due_at` reads them."""
+    text = (info.due or "").strip()
+    if text.startswith("${") and text.endswith("}"):
+        text = text[2:-1].strip()
+    looks_like_duration = re.match(r"[Pp][Tt]?\d", text) is not None   # P3D, PT12H; not petition_days
+    if not text or (text.isidentifier() and not looks_like_duration):
+        return []   # none, or the name of a data field (days or a date)
+    if looks_like_duration or text.upper().startswith("P"):
+        what, detail = "an ISO 8601 duration", _iso_duration_error(text)
+    elif text[:1].isdigit():
+        what, detail = "a date", _iso_date_error(text)
+    else:
+        what, detail = "an expression", _syntax_error(text)
+    if detail is None:
+        return []
+    return [Problem(
+        file, element, f"time limit (dueDate) '{info.due}' of user task '{info.name}' is not {what} the engine "
+        f"can read ({detail}): its tasks would have no due date",
+        "write a duration such as P3D or PT12H, a date such as 2026-12-01T18:00:00+08:00, the name of a case "
+        "data field holding days or a date, or an expression over the case data",
+        f"用户任务“{info.name}”的办理时限（dueDate）“{info.due}”无法识别（{detail}），此类任务将没有办理期限",
+        "请写成时长（如 P3D、PT12H）、日期（如 2026-12-01T18:00:00+08:00）、存放天数或日期的案件数据名称，或基于案件数据的表达式")]
+
+
+def _iso_duration_error(text: str) -> str | None:
+    from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+    try:
+        TimerEventDefinition.parse_iso_duration(text)
+    except Exception as exc:  # noqa: BLE001 -- whatever it says is the detail
+        return str(exc) or "not ISO 8601"
+    return None
+
+
+def _iso_date_error(text: str) -> str | None:
+    from datetime import datetime
+    try:
+        datetime.fromisoformat(text)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _syntax_error(text: str) -> str | None:
+    try:
+        ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        return exc.msg
+    return None
 
 
 def _lane_problems(file: str, element: str, info, lane: str) -> list[Problem]:

@@ -1,6 +1,7 @@
 """Deployment versions and validation messages (API and `gridflow` CLI)."""
 import re
 import uuid
+from datetime import datetime, timezone
 
 import pytest
 from click.testing import CliRunner
@@ -9,7 +10,7 @@ from sqlalchemy import func, select
 from engine.cli import main as cli
 from engine.deploy import DeployError, deploy_files, read_process_dir, validate_files
 from engine.models import ProcessVersion
-from engine.service import WorkflowService
+from engine.service import WorkflowService, _due_at
 from forms import FormRegistry
 from tests.conftest import FIXTURES, ROOT
 
@@ -77,6 +78,35 @@ def test_validate_reports_missing_form():
     problems = validate_files({"loop.bpmn": BAD_FORM}, {"progress_report"})
     assert [(p.file, p.element) for p in problems] == [("loop.bpmn", "report")]
     assert "no_such_form" in problems[0].message and "forms/no_such_form.yaml" in problems[0].fix
+
+
+NOW = datetime(2026, 3, 2, 8, 30, tzinfo=timezone.utc)
+
+
+def with_due(due: str) -> str:
+    return LOOP.replace('<spiffworkflow:property name="formKey"',
+                        f'<spiffworkflow:property name="dueDate" value="{due}"/><spiffworkflow:property name="formKey"')
+
+
+@pytest.mark.parametrize("due, what", [("P3天", "an ISO 8601 duration"), ("P3X", "an ISO 8601 duration"),
+                                       ("P 3D", "an ISO 8601 duration"), ("3天", "a date"),
+                                       ("2026-13-01", "a date"), ("add_days(deadline,", "an expression")])
+def test_validate_reports_a_time_limit_the_engine_cannot_read(due, what):
+    """Such a dueDate gave the tasks no due date at all, silently."""
+    assert _due_at(due, {}, NOW) is None
+    problems = validate_files({"loop.bpmn": with_due(due)}, {"progress_report"})
+    assert [(p.file, p.element) for p in problems] == [("loop.bpmn", "report")]
+    assert f"'{due}'" in problems[0].message and f"is not {what}" in problems[0].message
+    assert "P3D" in problems[0].fix and "办理时限" in problems[0].zh
+
+
+@pytest.mark.parametrize("due, data", [
+    ("P3D", {}), ("PT12H", {}), ("p3d", {}), ("P1Y2M", {}), ("2026-12-01T18:00:00+08:00", {}),
+    ("grid_days", {"grid_days": 3}), ("petition_days", {"petition_days": 60}), ("${grid_days}", {"grid_days": 3}),
+    ("add_days(handle_deadline, extension_days)", {"handle_deadline": "2026-12-01", "extension_days": 30})])
+def test_validate_accepts_every_time_limit_the_engine_reads(due, data):
+    assert _due_at(due, data, NOW) is not None
+    assert validate_files({"loop.bpmn": with_due(due)}, {"progress_report"}) == []
 
 
 def test_validate_reports_unreachable_node_and_missing_decision():
