@@ -37,6 +37,8 @@ def test_modeler_rename_task_save_deploy_and_see_the_new_version(service, live_s
                              m.get('selection').select(m.get('elementRegistry').get('Task_Verify')); }""")
     page.locator("#element-panel[data-element=Task_Verify]").wait_for(timeout=5_000)
     assert page.input_value("#el-name") == "现场核实（新）"
+    # what the engine reads of a Camunda task: its camunda:formKey (as the form it means) and camunda:dueDate
+    assert page.input_value("#el-form") == "verify_on_site" and page.input_value("#el-due") == "P3D"
     page.fill("#el-name-en", "On-site check (new)")
     page.locator("#el-name-en").dispatch_event("change")
 

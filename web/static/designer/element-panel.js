@@ -47,6 +47,21 @@
     return found ? found.value || "" : "";
   }
 
+  /* What the engine reads for a user task's property: the Spiff property, else the Camunda
+   * Modeler attribute (camunda:formKey …, engine/bpmn.py honours both, the Spiff one first). */
+  function taskProperty(bo, name) {
+    var value = spiffProperty(bo, name);
+    var attrs = bo.$attrs || {};
+    if (!value && attrs["camunda:" + name]) {
+      value = attrs["camunda:" + name];
+      if (name === "formKey") {   // embedded:app:forms/verify_on_site.html -> verify_on_site (form_key_of)
+        var last = value.trim().split(":").pop().split("/").pop();
+        value = last.indexOf(".") >= 0 ? last.slice(0, last.lastIndexOf(".")) : last;
+      }
+    }
+    return value;
+  }
+
   function spiffBody(bo, localName) {
     var found = extensionValues(bo).filter(function (v) { return isSpiff(v, localName); })[0];
     return found ? (found.$body || "").trim() : "";
@@ -172,9 +187,9 @@
     }
     field("el-name-en").value = spiffProperty(named, "nameEn");
     if (kinds.indexOf("userTask") >= 0) {
-      setSelect(field("el-form"), spiffProperty(bo, "formKey"));
-      field("el-due").value = spiffProperty(bo, "dueDate");
-      field("el-assignee").value = spiffProperty(bo, "assignee");
+      setSelect(field("el-form"), taskProperty(bo, "formKey"));
+      field("el-due").value = taskProperty(bo, "dueDate");
+      field("el-assignee").value = taskProperty(bo, "assignee");
     }
     if (kinds.indexOf("sequenceFlow") >= 0) {
       field("el-condition").value = bo.conditionExpression ? bo.conditionExpression.body || "" : "";
@@ -270,7 +285,8 @@
     }
     if (what.indexOf("prop:") === 0) {
       var name = what.slice(5);
-      return spiffProperty(["nameEn", "startForm", "startRoles", "businessKeyPrefix"].indexOf(name) >= 0 ? named : bo, name);
+      return ["nameEn", "startForm", "startRoles", "businessKeyPrefix"].indexOf(name) >= 0 ?
+        spiffProperty(named, name) : taskProperty(bo, name);
     }
     if (what === "condition") {
       return bo.conditionExpression ? (bo.conditionExpression.body || "").trim() : "";
