@@ -101,14 +101,18 @@ def process_properties(files: dict[str, str], process_key: str) -> dict[str, str
             continue
         root = etree.fromstring(text.encode("utf-8") if isinstance(text, str) else text)
         for proc in root.iter(f"{{{BPMN_NS}}}process"):
-            if proc.get("id") != process_key:
-                continue
-            props = {}
-            for prop in proc.iterfind("{%s}extensionElements/*/*" % BPMN_NS):
-                if etree.QName(prop).localname == "property" and prop.get("name"):
-                    props[prop.get("name")] = prop.get("value", "")
-            return props
+            if proc.get("id") == process_key:
+                return element_properties(proc)
     return {}
+
+
+def element_properties(element) -> dict[str, str]:
+    """The `spiffworkflow:properties` of an lxml BPMN element, by name."""
+    props = {}
+    for prop in element.iterfind("{%s}extensionElements/*/*" % BPMN_NS):
+        if etree.QName(prop).localname == "property" and prop.get("name"):
+            props[prop.get("name")] = prop.get("value", "")
+    return props
 
 
 ENGLISH_NAME = "nameEn"   # the English name of a process or element, for the English UI

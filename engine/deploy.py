@@ -23,9 +23,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from . import clock
-from .bpmn import (BPMN_NS, CamundaAwareParser, is_dmn, is_user_task, lane_parts, parse_lane,
+from .bpmn import (BPMN_NS, CamundaAwareParser, element_properties, is_dmn, is_user_task, lane_parts, parse_lane,
                    process_properties, user_task_info)
-from .models import DEPT_TYPES, LEVELS, ROLES, ProcessVersion
+from .models import BUSINESS_KEY_PREFIX, DEPT_TYPES, LEVELS, ROLES, ProcessVersion
 from .sandbox import SCRIPT_ENGINE, check_source
 
 SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
@@ -228,6 +228,10 @@ def _check_process(analysis: _Analysis, pid: str, form_keys) -> list[Problem]:
         subprocess_specs = analysis.parser.get_subprocess_specs(pid)
     except Exception as exc:
         return [_problem_from_exception(filename, exc)]
+    root = analysis.trees.get(filename)
+    for proc in root.iter(f"{{{BPMN_NS}}}process") if root is not None else ():
+        if proc.get("id") == pid:
+            problems.extend(_start_problems(filename, pid, element_properties(proc), form_keys))
     for proc_spec in [spec, *subprocess_specs.values()]:
         file_of_spec = Path(getattr(proc_spec, "file", "") or filename).name
         for task_spec in proc_spec.task_specs.values():
@@ -272,6 +276,31 @@ def _scripts_of(task_spec):
     expression = getattr(getattr(task_spec, "event_definition", None), "expression", None)
     if isinstance(expression, str) and expression.strip():
         yield "timer expression", expression, "eval"
+
+
+def _start_problems(file: str, pid: str, props: dict, form_keys) -> list[Problem]:
+    """The process's own properties, each of which would fail every start, or hide the process
+    from everyone, without a word: the start form, the roles that may start it, the prefix of
+    its case numbers (searched for in capitals)."""
+    problems = []
+    form = (props.get("startForm") or "").strip()
+    if form and form_keys is not None and form not in form_keys:
+        problems.append(Problem(file, pid, f"start form '{form}' of process '{pid}' does not exist",
+                                f"create forms/{form}.yaml or correct the startForm property",
+                                f"流程“{pid}”的发起表单“{form}”不存在", f"请创建 forms/{form}.yaml，或修正 startForm 属性"))
+    for role in (r.strip() for r in (props.get("startRoles") or "").split(",")):
+        if role and role not in ROLES:
+            problems.append(Problem(file, pid, f"start role '{role}' of process '{pid}' is not a known role: "
+                                    "nobody could start the process", f"use roles from: {', '.join(ROLES)}",
+                                    f"流程“{pid}”的发起岗位“{role}”不是已知角色，没有人能发起此流程",
+                                    f"角色可选：{', '.join(ROLES)}"))
+    prefix = props.get("businessKeyPrefix")
+    if prefix and not BUSINESS_KEY_PREFIX.fullmatch(prefix):
+        problems.append(Problem(file, pid, f"case number prefix '{prefix}' of process '{pid}' is not 1-12 capital "
+                                "letters or digits starting with a letter (case numbers are searched in capitals)",
+                                "write it like LX or XF", f"流程“{pid}”的案件编号前缀“{prefix}”须为以字母开头的 1-12 位大写字母或数字",
+                                "请写成 LX、XF 这样的前缀"))
+    return problems
 
 
 def _due_problems(file: str, element: str, info) -> list[Problem]:

@@ -8,6 +8,8 @@ whose parent is the town, county or city it belongs to.
 """
 from __future__ import annotations
 
+import re
+
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import (
@@ -28,6 +30,10 @@ ROLES = (
     "grid_worker", "grid_leader", "center_dispatcher", "department_handler",
     "petition_officer", "leader", "mediator", "auditor", "designer", "admin",
 )
+
+# A case number's prefix (a county's key_prefix, a process's businessKeyPrefix): LX-2026-000123.
+# Capitals, because case numbers are searched for in capitals; short, for the 40 characters.
+BUSINESS_KEY_PREFIX = re.compile(r"[A-Z][A-Z0-9]{0,11}")
 
 _ZERO = timedelta(0)
 

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from . import clock
 from .errors import not_utf8
-from .models import DEPARTMENT, DEPT_TYPES, LEVELS, ROLES, JurisdictionNode, OrgChange, RoleAssignment, User, WorkItem
+from .models import BUSINESS_KEY_PREFIX, DEPARTMENT, DEPT_TYPES, LEVELS, ROLES, JurisdictionNode, OrgChange, RoleAssignment, User, WorkItem
 from .passwords import check_password, hash_password
 
 CHILD_LEVEL = {LEVELS[i]: LEVELS[i + 1] for i in range(len(LEVELS) - 1)}
@@ -103,8 +103,12 @@ def load_org(session: Session, raw: dict, source: str = "<org>", actor: str | No
             raise OrgFileError(f"{source}: node '{code}' has level '{level}', expected one of {', '.join(LEVELS)}")
         if level_expected and level != level_expected and level != DEPARTMENT:
             raise OrgFileError(f"{source}: node '{code}' is a {level} under a {parent.level}; expected {level_expected}")
+        prefix = item.get("key_prefix")
+        if prefix is not None and not (isinstance(prefix, str) and BUSINESS_KEY_PREFIX.fullmatch(prefix)):
+            raise OrgFileError(f"{source}: node '{code}' has key_prefix {prefix!r}: write 1-12 capital letters or "
+                               "digits starting with a letter, like LX (case numbers are searched in capitals)")
         node = existing.get(code)
-        values = dict(name=name, level=level, key_prefix=item.get("key_prefix"),
+        values = dict(name=name, level=level, key_prefix=prefix,
                       dept_type=item.get("dept_type"), parent_id=parent.id if parent else None)
         old_path = node.path if node is not None else None
         if node is None:

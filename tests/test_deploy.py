@@ -109,6 +109,30 @@ def test_validate_accepts_every_time_limit_the_engine_reads(due, data):
     assert validate_files({"loop.bpmn": with_due(due)}, {"progress_report"}) == []
 
 
+def with_process_properties(**props) -> str:
+    lines = "".join(f'<spiffworkflow:property name="{k}" value="{v}"/>' for k, v in props.items())
+    return LOOP.replace('isExecutable="true">', 'isExecutable="true"><bpmn:extensionElements><spiffworkflow:properties>'
+                        f'{lines}</spiffworkflow:properties></bpmn:extensionElements>', 1)
+
+
+@pytest.mark.parametrize("props, said", [
+    ({"startForm": "no_such_form"}, "start form 'no_such_form' of process 'loop' does not exist"),
+    ({"startRoles": "grid_worker,grid_wroker"}, "start role 'grid_wroker' of process 'loop' is not a known role"),
+    ({"businessKeyPrefix": "lx"}, "case number prefix 'lx'"),
+    ({"businessKeyPrefix": "LX-2026"}, "case number prefix 'LX-2026'"),
+])
+def test_validate_reports_process_properties_that_would_fail_every_start(props, said):
+    problems = validate_files({"loop.bpmn": with_process_properties(**props)}, {"progress_report"})
+    assert [(p.file, p.element) for p in problems] == [("loop.bpmn", "loop")]
+    assert said in problems[0].message and problems[0].zh and problems[0].fix
+
+
+def test_validate_accepts_good_process_properties():
+    good = with_process_properties(startForm="progress_report", startRoles="grid_worker, mediator",
+                                   businessKeyPrefix="XF2")
+    assert validate_files({"loop.bpmn": good}, {"progress_report"}) == []
+
+
 def test_validate_reports_unreachable_node_and_missing_decision():
     assert [(p.element, "never be reached" in p.message)
             for p in validate_files({"loop.bpmn": UNREACHABLE}, {"progress_report"})] == [("orphan", True)]

@@ -76,6 +76,9 @@ def test_changed_roles_and_names_are_updated_in_place(org_db):
     (lambda t: t["users"][0]["roles"].append({"role": "emperor", "node": "g1"}), "unknown role 'emperor'"),
     (lambda t: t["users"][0]["roles"].append({"role": "grid_worker", "node": "nowhere"}), "unknown node 'nowhere'"),
     (lambda t: t["nodes"].append({"code": "c1", "name": "重复", "level": "city"}), "appears twice"),
+    # case numbers are searched in capitals: an lx- prefix could never be found
+    (lambda t: t["nodes"][0]["children"][0].update(key_prefix="lx"), "key_prefix 'lx'"),
+    (lambda t: t["nodes"][0]["children"][0].update(key_prefix=12), "key_prefix 12"),
 ])
 def test_bad_org_files_are_refused_with_a_clear_message_and_change_nothing(org_db, mutate, message):
     import copy
