@@ -43,6 +43,10 @@ KIND_ZH = {"new_task": "新任务", "reminder": "催办提醒", "escalation": "�
            "incident": "系统异常"}
 NOTE_MAX = 500
 SUBJECT_MAX = 200
+# An incident notice's subject when a process failed on an official's step (service._process_failed):
+# the step's name, or the process a start failed to start.
+PROCESS_FAILED = "流程运行出错：{step}"
+PROCESS_FAILED_AT_START = "流程运行出错：发起 {process}"
 _OUTBOX = "gf_notifications"                          # Session.info key: notices to send after commit
 
 

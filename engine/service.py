@@ -40,7 +40,7 @@ from .errors import (Conflict, CredentialsChanged, InactiveAccount, InvalidInput
 from .lanes import LaneResolver, stored_lane
 from .models import (NO_DUE_DATE, Attachment, AuditEvent, Case, CaseSequence, CaseState, JurisdictionNode,
                      ProcessVersion, User, WorkItem, WorkItemCandidate)
-from .notifications import LoggingChannel, Notifier
+from .notifications import PROCESS_FAILED, PROCESS_FAILED_AT_START, LoggingChannel, Notifier
 from .org import record_change
 from .org_cache import OrgCache, OrgView, current_generation, load_user, snapshot_nodes, view_of
 from .passwords import (StampedActor, check_password, check_password_of_nobody, hash_password,
@@ -704,10 +704,11 @@ class WorkflowService:
                 item = session.get(WorkItem, str(task_id)) if task_id else None
                 if item is not None:
                     case = session.get(Case, item.case_id)
-                    where, subject = f"{case.business_key} {item.name}", f"流程运行出错：{item.name}"
+                    where, subject = f"{case.business_key} {item.name}", PROCESS_FAILED.format(step=item.name)
                 else:
                     case = None
-                    where, subject = f"{process_key or '?'} (start)", f"流程运行出错：发起 {process_key or '?'}"
+                    where = f"{process_key or '?'} (start)"
+                    subject = PROCESS_FAILED_AT_START.format(process=process_key or "?")
                 log.error("process failed on %s's step %s: %s", getattr(actor, "username", actor), where, exc.message)
                 self.notifier.process_failed(session, subject, exc.message, case, clock.now())
         except Exception:  # noqa: BLE001 -- the official still gets the process error, which matters more

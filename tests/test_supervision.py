@@ -373,6 +373,15 @@ def test_a_process_that_fails_on_an_officials_step_tells_the_admins_and_designer
     [start_notice] = [n for n in notes(sv, "cf_sj", "incident") if n.case_id is None]
     client = app.test_client()
     login(client, "cf_sj")
+    page = html(client.get("/notifications"))
+    assert "流程运行出错：发起 网格事项办理" not in page and "流程运行出错：发起 grid_matter" in page
+    client.post("/lang/en", data={"csrf_token": csrf_token(client, "/notifications"), "next": "/notifications"})
+    page = html(client.get("/notifications"))                  # in English, the step and process named in English
+    assert "The process failed: starting Grid matter" in page and "流程运行出错" not in page
+    admin = app.test_client()
+    login(admin, "admin")
+    admin.post("/lang/en", data={"csrf_token": csrf_token(admin, "/notifications"), "next": "/notifications"})
+    assert "The process failed: Micro-mediation in the grid" in html(admin.get("/notifications"))
     response = client.get(f"/notifications/{start_notice.id}/open")
     assert response.status_code == 302 and response.headers["Location"].endswith("/designer/")
 

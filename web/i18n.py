@@ -228,6 +228,9 @@ MESSAGES_EN: dict[str, str] = {
     "未读": "unread",
     "任务已办结": "task done",
     "任务已撤销": "task withdrawn",
+    # incident subjects (engine/notifications.py PROCESS_FAILED, PROCESS_FAILED_AT_START)
+    "流程运行出错：{step}": "The process failed: {step}",
+    "流程运行出错：发起 {process}": "The process failed: starting {process}",
     "督办人：{name}": "Urged by {name}",
     "标为已读": "Mark read",
     "暂无通知。": "No notifications.",
@@ -306,6 +309,22 @@ def named_element(process_key: str | None, name: str | None) -> str:
     return (_names().named(process_key, name) if current_lang() == "en" else name) or ""
 
 
+def notice_subject(row) -> str:
+    """A notice's subject in the current language: the element it names, or an incident's
+    `流程运行出错：…` with the step or process in English."""
+    from engine.notifications import PROCESS_FAILED, PROCESS_FAILED_AT_START
+    subject, key = row.notification.subject, row.process_key
+    if current_lang() != "en" or row.notification.kind != "incident":
+        return named_element(key, subject)
+    at_start, at_step = PROCESS_FAILED_AT_START.split("{")[0], PROCESS_FAILED.split("{")[0]
+    if subject.startswith(at_start):
+        process = subject[len(at_start):]
+        return gettext(PROCESS_FAILED_AT_START, process=process_name(process, process))
+    if subject.startswith(at_step):
+        return gettext(PROCESS_FAILED, step=named_element(key, subject[len(at_step):]))
+    return subject
+
+
 def task_name(item) -> str:
     """A work item's task name in the current language."""
     return element_name(item.process_key, item.spec_id, item.name)
@@ -323,5 +342,5 @@ def local_time(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 def init_app(app):
     app.jinja_env.globals.update(_=gettext, current_lang=current_lang, label=label, LANGS=LANGS,
                                  process_name=process_name, element_name=element_name, task_name=task_name,
-                                 named_element=named_element)
+                                 named_element=named_element, notice_subject=notice_subject)
     app.jinja_env.filters["local_time"] = local_time
