@@ -128,13 +128,10 @@ def english_names(files: dict[str, str]) -> list[tuple[str, str, str]]:
         if is_dmn(filename):
             continue
         root = etree.fromstring(text.encode("utf-8") if isinstance(text, str) else text)
-        for extensions in root.iter(f"{{{BPMN_NS}}}extensionElements"):
-            owner = extensions.getparent()
-            for prop in extensions.iterfind("*/*"):
-                value = (prop.get("value") or "").strip()
-                if (owner.get("id") and value and prop.get("name") == ENGLISH_NAME
-                        and etree.QName(prop).localname == "property"):
-                    names.append((owner.get("id"), (owner.get("name") or "").strip(), value))
+        for element in root.iter(f"{{{BPMN_NS}}}*"):
+            english = element_properties(element).get(ENGLISH_NAME, "").strip() if element.get("id") else ""
+            if english:
+                names.append((element.get("id"), (element.get("name") or "").strip(), english))
     return names
 
 

@@ -16,9 +16,11 @@ import io
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from lxml import etree
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -331,7 +333,6 @@ def _due_problems(file: str, element: str, info) -> list[Problem]:
 
 
 def _iso_duration_error(text: str) -> str | None:
-    from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
     try:
         TimerEventDefinition.parse_iso_duration(text)
     except Exception as exc:  # noqa: BLE001 -- whatever it says is the detail
@@ -340,7 +341,6 @@ def _iso_duration_error(text: str) -> str | None:
 
 
 def _iso_date_error(text: str) -> str | None:
-    from datetime import datetime
     try:
         datetime.fromisoformat(text)
     except ValueError as exc:
