@@ -298,9 +298,9 @@ def _start_problems(file: str, pid: str, props: dict, form_keys) -> list[Problem
                                     f"角色可选：{', '.join(ROLES)}"))
     prefix = props.get("businessKeyPrefix")
     if prefix and not BUSINESS_KEY_PREFIX.fullmatch(prefix):
-        problems.append(Problem(file, pid, f"case number prefix '{prefix}' of process '{pid}' is not 1-12 capital "
+        problems.append(Problem(file, pid, f"case number prefix '{prefix}' of process '{pid}' is not 1-8 capital "
                                 "letters or digits starting with a letter (case numbers are searched in capitals)",
-                                "write it like LX or XF", f"流程“{pid}”的案件编号前缀“{prefix}”须为以字母开头的 1-12 位大写字母或数字",
+                                "write it like LX or XF", f"流程“{pid}”的案件编号前缀“{prefix}”须为以字母开头的 1-8 位大写字母或数字",
                                 "请写成 LX、XF 这样的前缀"))
     return problems
 

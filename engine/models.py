@@ -32,8 +32,8 @@ ROLES = (
 )
 
 # A case number's prefix (a county's key_prefix, a process's businessKeyPrefix): LX-2026-000123.
-# Capitals, because case numbers are searched for in capitals; short, for the 40 characters.
-BUSINESS_KEY_PREFIX = re.compile(r"[A-Z][A-Z0-9]{0,11}")
+# Capitals, because case numbers are searched for in capitals; 8 at most (case_sequence.prefix).
+BUSINESS_KEY_PREFIX = re.compile(r"[A-Z][A-Z0-9]{0,7}")
 
 _ZERO = timedelta(0)
 

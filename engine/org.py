@@ -105,7 +105,7 @@ def load_org(session: Session, raw: dict, source: str = "<org>", actor: str | No
             raise OrgFileError(f"{source}: node '{code}' is a {level} under a {parent.level}; expected {level_expected}")
         prefix = item.get("key_prefix")
         if prefix is not None and not (isinstance(prefix, str) and BUSINESS_KEY_PREFIX.fullmatch(prefix)):
-            raise OrgFileError(f"{source}: node '{code}' has key_prefix {prefix!r}: write 1-12 capital letters or "
+            raise OrgFileError(f"{source}: node '{code}' has key_prefix {prefix!r}: write 1-8 capital letters or "
                                "digits starting with a letter, like LX (case numbers are searched in capitals)")
         node = existing.get(code)
         values = dict(name=name, level=level, key_prefix=prefix,

@@ -120,6 +120,7 @@ def with_process_properties(**props) -> str:
     ({"startRoles": "grid_worker,grid_wroker"}, "start role 'grid_wroker' of process 'loop' is not a known role"),
     ({"businessKeyPrefix": "lx"}, "case number prefix 'lx'"),
     ({"businessKeyPrefix": "LX-2026"}, "case number prefix 'LX-2026'"),
+    ({"businessKeyPrefix": "XINFANGJU"}, "case number prefix 'XINFANGJU'"),   # 9: case_sequence.prefix holds 8
 ])
 def test_validate_reports_process_properties_that_would_fail_every_start(props, said):
     problems = validate_files({"loop.bpmn": with_process_properties(**props)}, {"progress_report"})
