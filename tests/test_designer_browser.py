@@ -257,7 +257,7 @@ def test_element_panel_edits_what_the_engine_reads_with_undo(live_server, browse
     assert page.input_value("#el-start-form") == "grid_matter_report"
     assert page.input_value("#el-start-roles") == "grid_worker"
     edit("#el-key-prefix", "WG")
-    shot(page, "designer-06-element-panel")
+    shot(page, "designer-08-element-panel")
 
     text = xml()
     assert '<spiffworkflow:property name="nameEn" value="Mediation in the grid" />' in text
