@@ -14,6 +14,7 @@ worker) is noticed by the newest version id, one indexed read per catalogue aske
 """
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 
@@ -21,6 +22,8 @@ from sqlalchemy import func, select
 
 from .bpmn import ENGLISH_NAME, english_names
 from .models import ProcessVersion
+
+log = logging.getLogger("gridflow.engine")
 
 
 @dataclass(frozen=True)
@@ -72,8 +75,13 @@ class EnglishNames:
                 if self._by_version:
                     query = query.where(ProcessVersion.id.not_in(list(self._by_version)))
                 for row in session.execute(query):
+                    try:
+                        names = english_names(row.files or {})
+                    except Exception:  # noqa: BLE001 -- a version's names are a nicety; its pages must still show
+                        log.exception("could not read the English names of %s v%s", row.process_key, row.version)
+                        names = []
                     self._by_version[row.id] = (row.process_key, row.version,
-                                                (row.properties or {}).get(ENGLISH_NAME), english_names(row.files or {}))
+                                                (row.properties or {}).get(ENGLISH_NAME), names)
                 self._catalogue = self._build()
                 self._newest = newest
         return self._catalogue

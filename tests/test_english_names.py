@@ -136,3 +136,15 @@ def test_the_supervision_board_in_english(service, as_user, clock):
     assert "镇级派单" in html(dispatcher.get("/supervision"))
     page = html(in_english(dispatcher, "/supervision").get("/supervision"))
     assert "Town dispatch" in page and "镇级派单" not in page
+
+
+def test_a_version_whose_names_cannot_be_read_still_shows_its_pages(service, monkeypatch, caplog):
+    import engine.english_names as module
+
+    def broken(files):
+        raise ValueError("unreadable")
+    monkeypatch.setattr(module, "english_names", broken)
+    names = EnglishNames(service.db).catalogue()     # every version's names unreadable: none, no error
+    assert names.element("grid_matter", "micro_mediation", "网格微调处") == "网格微调处"
+    assert names.process("grid_matter", "网格事项办理") == "Grid matter"   # the process's own, from its properties
+    assert "could not read the English names of grid_matter" in caplog.text
