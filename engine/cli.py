@@ -230,20 +230,27 @@ def scenarios(paths, processes_dir, org_path):
     sys.exit(1 if failures else 0)
 
 
+def worker_logging() -> None:
+    """The timer worker's log: gridflow's own lines at INFO (timers fired, incidents), not
+    SpiffWorkflow's line for every task state change (its `spiff` loggers log at INFO)."""
+    import logging
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("spiff").setLevel(logging.WARNING)
+
+
 @main.command()
 @click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(min=0.1), help="seconds between looks for due timers")
 @click.option("--batch", default=200, show_default=True, type=click.IntRange(min=1), help="cases taken per query")
 @click.option("--once", is_flag=True, help="fire what is due now and exit")
 def worker(interval, batch, once):
     """Fire due BPMN timers until stopped (SIGTERM/SIGINT finish the current case, then exit)."""
-    import logging
     import signal
     import threading
 
     from .service import WorkflowService
     from .timers import TimerWorker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    worker_logging()
     timer_worker = TimerWorker(WorkflowService(_db()), batch=batch)
     if once:
         stats = timer_worker.run_once()
