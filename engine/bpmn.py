@@ -16,6 +16,8 @@ from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask as UserTaskMixin
 from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 
+from .models import ROLES
+
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 
@@ -27,6 +29,14 @@ CAMUNDA_ATTRS = {
     "candidateUsers": "candidateUsers",
     "dueDate": "dueDate",
 }
+
+
+def data_key(expr: str) -> str:
+    """`owning_leader`, `${owning_leader}` (Camunda style) -> `owning_leader`."""
+    expr = expr.strip()
+    if expr.startswith("${") and expr.endswith("}"):
+        expr = expr[2:-1].strip()
+    return expr
 
 
 def is_dmn(filename: str) -> bool:
@@ -181,7 +191,7 @@ class UserTaskInfo:
         who works it otherwise — candidate groups, or an assignee / candidate users (a
         Camunda file whose lanes are named for people, not roles)."""
         ref = parse_lane(self.lane) if self.lane else None
-        if self.lane and (ref is None or ref.role not in _KNOWN_ROLES):
+        if self.lane and (ref is None or ref.role not in ROLES):
             if self.candidate_groups:
                 return self.candidate_groups
             if self.assignee or self.candidate_users:
@@ -219,8 +229,6 @@ ROLE_ALIASES = {
 }
 LEVEL_ALIASES = {"网格": "grid", "社区": "community", "村": "community", "乡镇": "town", "镇": "town",
                  "街道": "town", "县": "county", "区": "county", "市": "city"}
-_KNOWN_ROLES = ("grid_worker", "grid_leader", "center_dispatcher", "department_handler", "petition_officer",
-                "leader", "mediator", "auditor", "designer", "admin")
 
 
 def map_candidate_groups(groups: str | None) -> str | None:
@@ -235,7 +243,7 @@ def map_candidate_groups(groups: str | None) -> str | None:
 
 def _map_group(group: str) -> str:
     ref = parse_lane(group)
-    if ref is not None and ref.role in _KNOWN_ROLES:
+    if ref is not None and ref.role in ROLES:
         return group
     text = group.replace(" ", "").replace("-", "").replace("_", "")
     for prefix, level in [("", None), *sorted(LEVEL_ALIASES.items(), key=lambda kv: -len(kv[0]))]:

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from . import clock
-from .bpmn import (BPMN_NS, CamundaAwareParser, element_properties, is_dmn, is_user_task, lane_parts, parse_lane,
+from .bpmn import (BPMN_NS, CamundaAwareParser, data_key, element_properties, is_dmn, is_user_task, lane_parts, parse_lane,
                    process_properties, user_task_info)
 from .models import BUSINESS_KEY_PREFIX, DEPT_TYPES, LEVELS, ROLES, ProcessVersion
 from .sandbox import SCRIPT_ENGINE, check_source
@@ -309,9 +309,7 @@ def _due_problems(file: str, element: str, info) -> list[Problem]:
     """A `dueDate` the engine cannot read leaves every such task without a time limit, silently
     (`service._due_at`): an ISO 8601 duration, a date, a data name or an expression over the
     case data, as `_due_at` reads them."""
-    text = (info.due or "").strip()
-    if text.startswith("${") and text.endswith("}"):
-        text = text[2:-1].strip()
+    text = data_key(info.due or "")
     looks_like_duration = re.match(r"[Pp][Tt]?\d", text) is not None   # P3D, PT12H; not petition_days
     if not text or (text.isidentifier() and not looks_like_duration):
         return []   # none, or the name of a data field (days or a date)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .bpmn import lane_parts, parse_lane
+from .bpmn import data_key, lane_parts, parse_lane
 from .models import DEPARTMENT, JurisdictionNode, RoleAssignment, User, path_ids
 from .org_cache import NodeSnapshot, snapshot_nodes, view_of
 
@@ -130,7 +130,7 @@ class LaneResolver:
             if ids:
                 return Candidates(assignee_id=ids[0], user_ids=ids[:1])
         if candidates_key:
-            ids = self.users_by_name(data.get(_data_key(candidates_key)))
+            ids = self.users_by_name(data.get(data_key(candidates_key)))
             if ids:
                 return Candidates(user_ids=ids)
 
@@ -189,15 +189,7 @@ class LaneResolver:
 def _data_value(data: dict, expr: str):
     """The username an `assignee` names: a data key (`owning_leader`, `${owning_leader}`),
     or, as Camunda Modeler files write it, a literal username that is no data key."""
-    key = _data_key(expr)
+    key = data_key(expr)
     if key in data or expr.strip().startswith("${"):
         return data.get(key)
     return key
-
-
-def _data_key(expr: str) -> str:
-    """`owning_leader`, `${owning_leader}` (Camunda style) -> `owning_leader`."""
-    expr = expr.strip()
-    if expr.startswith("${") and expr.endswith("}"):
-        expr = expr[2:-1].strip()
-    return expr

@@ -9,7 +9,6 @@ whose parent is the town, county or city it belongs to.
 from __future__ import annotations
 
 import re
-
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import (

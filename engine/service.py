@@ -28,7 +28,7 @@ from forms.safety import PROBLEM_MESSAGES, find_unstorable, storable_ref
 from . import audit, clock, login_guard
 from .access import can_view_case, is_read_only, start_node_id, start_node_path
 from .attachments import AttachmentStore
-from .bpmn import ParsedProcess, all_specs, is_user_task, parse_process, user_task_info
+from .bpmn import ParsedProcess, all_specs, data_key, is_user_task, parse_process, user_task_info
 from .core_writes import (connection_of, insert_new, insert_rows_now, new_row_object, query,
                           update_changed_many)
 from .db import Database, deferred_inserts
@@ -1403,9 +1403,7 @@ def _due_at(expression: str | None, data: dict, now: datetime) -> datetime | Non
     or an ISO date/time."""
     if not expression:
         return None
-    expression = expression.strip()
-    if expression.startswith("${") and expression.endswith("}"):
-        expression = expression[2:-1].strip()
+    expression = data_key(expression)
     if expression not in data and expression.upper().startswith("P"):
         try:
             parsed = TimerEventDefinition.parse_iso_duration(expression)

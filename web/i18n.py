@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from flask import current_app, g, request, session
 
 from engine.clock import CHINA
+from engine.notifications import PROCESS_FAILED, PROCESS_FAILED_AT_START
 
 LANGS = ("zh", "en")
 
@@ -312,7 +313,6 @@ def named_element(process_key: str | None, name: str | None) -> str:
 def notice_subject(row) -> str:
     """A notice's subject in the current language: the element it names, or an incident's
     `流程运行出错：…` with the step or process in English."""
-    from engine.notifications import PROCESS_FAILED, PROCESS_FAILED_AT_START
     subject, key = row.notification.subject, row.process_key
     if current_lang() != "en" or row.notification.kind != "incident":
         return named_element(key, subject)
@@ -342,5 +342,5 @@ def local_time(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 def init_app(app):
     app.jinja_env.globals.update(_=gettext, current_lang=current_lang, label=label, LANGS=LANGS,
                                  process_name=process_name, element_name=element_name, task_name=task_name,
-                                 named_element=named_element, notice_subject=notice_subject)
+                                 notice_subject=notice_subject)
     app.jinja_env.filters["local_time"] = local_time

@@ -175,43 +175,21 @@
       // the focus fires its change when it loses it, and must not reach another element
       node.querySelectorAll("[data-edit]").forEach(function (input) {
         input.setAttribute("data-for", node.hidden ? "" : bo.id || "");
+        if (!node.hidden) {   // filled with what the element holds, as a change is compared with
+          var value = stored(input.getAttribute("data-edit"));
+          if (input.tagName === "SELECT") {
+            setSelect(input, value);
+          } else {
+            input.value = value;
+          }
+        }
       });
     });
-    var named = process || bo;   // a pool's name and English name are its process's
-    field("el-id").value = named.id || bo.id || "";
-    field("el-name").value = (is(bo, "bpmn:Participant") ? bo.name : named.name) || "";
+    field("el-id").value = (process || bo).id || bo.id || "";   // a pool's id, name and English name are its process's
     if (is(bo, "bpmn:Lane")) {
       field("el-name").setAttribute("list", "lane-codes");   // the role codes, as suggestions
     } else {
       field("el-name").removeAttribute("list");
-    }
-    field("el-name-en").value = spiffProperty(named, "nameEn");
-    if (kinds.indexOf("userTask") >= 0) {
-      setSelect(field("el-form"), taskProperty(bo, "formKey"));
-      field("el-due").value = taskProperty(bo, "dueDate");
-      field("el-assignee").value = taskProperty(bo, "assignee");
-    }
-    if (kinds.indexOf("sequenceFlow") >= 0) {
-      field("el-condition").value = bo.conditionExpression ? bo.conditionExpression.body || "" : "";
-    }
-    if (kinds.indexOf("scriptTask") >= 0) {
-      field("el-script").value = bo.script || "";
-    }
-    if (kinds.indexOf("timer") >= 0) {
-      var timer = timerOf(bo), type = timerType(timer);
-      field("el-timer-type").value = type;
-      field("el-timer").value = timer.get(type) ? timer.get(type).body || "" : "";
-    }
-    if (kinds.indexOf("businessRuleTask") >= 0) {
-      field("el-decision").value = spiffBody(bo, "calledDecisionId");
-    }
-    if (kinds.indexOf("callActivity") >= 0) {
-      field("el-called").value = bo.calledElement || "";
-    }
-    if (process) {
-      setSelect(field("el-start-form"), spiffProperty(process, "startForm"));
-      field("el-start-roles").value = spiffProperty(process, "startRoles");
-      field("el-key-prefix").value = spiffProperty(process, "businessKeyPrefix");
     }
     var type = (bo.$type || "").replace(/^bpmn:/, "");
     field("element-kind").textContent = panel.getAttribute("data-kind-" + type.toLowerCase()) || type;
@@ -243,7 +221,6 @@
       return;
     }
     var element = current.element, bo = current.bo, process = current.process;
-    var named = process || bo;
     value = value.trim();
     if (what === "name") {
       if (is(bo, "bpmn:Participant") || is(bo, "bpmn:Process")) {
@@ -255,8 +232,7 @@
         modeling.updateLabel(element, value || null);
       }
     } else if (what.indexOf("prop:") === 0) {
-      var name = what.slice(5);
-      var owner = ["nameEn", "startForm", "startRoles", "businessKeyPrefix"].indexOf(name) >= 0 ? named : bo;
+      var name = what.slice(5), owner = ownerOf(name);
       modeling.updateModdleProperties(element, owner, { extensionElements: withProperty(owner, name, value) });
     } else if (what === "condition") {
       modeling.updateProperties(element, {
@@ -277,16 +253,22 @@
     }
   }
 
-  // what the element holds now for a field: an unchanged field makes no command
+  // the process's own properties, which a pool shows for its process; the rest are the element's
+  var PROCESS_PROPERTIES = ["nameEn", "startForm", "startRoles", "businessKeyPrefix"];
+
+  function ownerOf(name) {
+    return PROCESS_PROPERTIES.indexOf(name) >= 0 ? current.process || current.bo : current.bo;
+  }
+
+  // what the element holds for a field: shown in it, and an unchanged field makes no command
   function stored(what) {
-    var bo = current.bo, named = current.process || bo;
+    var bo = current.bo;
     if (what === "name") {
-      return (is(bo, "bpmn:Participant") ? bo.name : named.name) || "";
+      return (is(bo, "bpmn:Participant") ? bo.name : (current.process || bo).name) || "";
     }
     if (what.indexOf("prop:") === 0) {
       var name = what.slice(5);
-      return ["nameEn", "startForm", "startRoles", "businessKeyPrefix"].indexOf(name) >= 0 ?
-        spiffProperty(named, name) : taskProperty(bo, name);
+      return PROCESS_PROPERTIES.indexOf(name) >= 0 ? spiffProperty(ownerOf(name), name) : taskProperty(bo, name);
     }
     if (what === "condition") {
       return bo.conditionExpression ? (bo.conditionExpression.body || "").trim() : "";
