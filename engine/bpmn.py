@@ -43,6 +43,13 @@ def is_dmn(filename: str) -> bool:
     return filename.lower().endswith(".dmn")
 
 
+def camunda_attributes(element) -> dict[str, str]:
+    """The engine metadata an lxml BPMN element carries as Camunda attributes, by the
+    property name it stands for (`CAMUNDA_ATTRS`)."""
+    return {key: element.attrib[f"{{{CAMUNDA_NS}}}{attr}"]
+            for key, attr in CAMUNDA_ATTRS.items() if f"{{{CAMUNDA_NS}}}{attr}" in element.attrib}
+
+
 class CamundaAwareParser(SpiffBpmnParser):
     """The Spiff parser, remembering Camunda extension attributes per element id."""
 
@@ -54,9 +61,7 @@ class CamundaAwareParser(SpiffBpmnParser):
         for node in bpmn.iter():
             if not isinstance(node.tag, str):
                 continue
-            attrs = {key: node.attrib[f"{{{CAMUNDA_NS}}}{attr}"]
-                     for key, attr in CAMUNDA_ATTRS.items()
-                     if f"{{{CAMUNDA_NS}}}{attr}" in node.attrib}
+            attrs = camunda_attributes(node)
             if attrs and node.get("id"):
                 self.camunda_attrs[node.get("id")] = attrs
         return super().add_bpmn_xml(bpmn, filename)

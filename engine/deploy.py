@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from . import clock
 from .bpmn import (BPMN_NS, CamundaAwareParser, data_key, element_properties, is_dmn, is_user_task, lane_parts, parse_lane,
                    process_properties, user_task_info)
-from .models import BUSINESS_KEY_PREFIX, DEPT_TYPES, LEVELS, ROLES, ProcessVersion
+from .models import BUSINESS_KEY_PREFIX, DEPT_TYPES, LEVELS, ROLES, ProcessVersion, User
 from .sandbox import SCRIPT_ENGINE, check_source
 
 SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
@@ -652,6 +652,15 @@ class DeployResult:
     notes: list[Problem] = field(default_factory=list)   # `version_notes` of the new versions
 
 
+def active_usernames(session: Session):
+    """usernames -> those of them that active accounts have: how the notes judge an assignee
+    named in a file (`notes.assignee_notes`)."""
+    def find(names: set[str]) -> set[str]:
+        return set(session.scalars(select(User.username).where(
+            User.username.in_(sorted(names)), User.active.is_(True)))) if names else set()
+    return find
+
+
 def deploy_files(session: Session, files: dict[str, str], form_keys: set[str] | None = None,
                  actor: str | None = None, forms=None, with_notes: bool = True) -> DeployResult:
     """Validate `files` and store a new version of each process they change (DeployError
@@ -681,5 +690,6 @@ def deploy_files(session: Session, files: dict[str, str], form_keys: set[str] | 
         created.append(version)
     session.flush()
     from .notes import version_notes   # (notes reads this module's parse)
-    notes = version_notes(files, {v.process_key for v in created}, forms) if created and with_notes else []
+    notes = (version_notes(files, {v.process_key for v in created}, forms, active_usernames(session))
+             if created and with_notes else [])
     return DeployResult(created, unchanged, notes)

@@ -21,7 +21,7 @@ from datetime import datetime
 from lxml import etree
 from sqlalchemy import func, select
 
-from .deploy import DeployError, Problem, _analyse, deploy_files, validate_files
+from .deploy import DeployError, Problem, _analyse, active_usernames, deploy_files, validate_files
 from .notes import version_notes
 from .diagram import process_file
 from .errors import InvalidInput, NotFound, PermissionDenied, not_utf8
@@ -320,7 +320,8 @@ class Designer:
         notes = []
         if not problems:
             for merged in groups:
-                notes += [n for n in version_notes(merged, forms=self.service.forms)
+                notes += [n for n in version_notes(merged, forms=self.service.forms,
+                                                   find_users=active_usernames(session))
                           if n.file in files and n not in notes]
         return CheckResult(files=sorted(files), problems=problems, processes=processes, notes=notes), groups
 

@@ -11,7 +11,9 @@ the problems of `engine.deploy.validate_files`.
 - a condition, timer or decision input reading a name nothing sets, and a timer written
   as ISO 8601 without quotes (`unset_name_notes`);
 - a call activity whose called process needs a data input the caller never sets
-  (`call_input_notes`).
+  (`call_input_notes`);
+- a user task's `assignee` or `candidateUsers` that can name nobody: a case field nothing
+  sets, or a username no active account has (`assignee_notes`).
 
 Each reads SpiffWorkflow's parse of the file set once (`deploy._analysis_of`), and only
 judges what it can tell: a form that cannot be read, or an expression reading other data,
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from .bpmn import BPMN_NS, is_user_task, process_properties, user_task_info
+from .bpmn import BPMN_NS, camunda_attributes, data_key, element_properties, is_user_task, process_properties, user_task_info
 from .deploy import (DMN_NAMESPACES, Problem, _analysis_of, _input_test, _local, _scripts_of)
 from .sandbox import SAFE_BUILTINS, SCRIPT_ENGINE
 from .scheduled_starts import ScheduledStarts
@@ -67,11 +69,13 @@ def dashboard_notes(files: dict[str, str], processes=None, forms=None) -> list[P
     return notes
 
 
-def version_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:
-    """All a check or deploy notes without refusing (the module's docstring lists them)."""
+def version_notes(files: dict[str, str], processes=None, forms=None, find_users=None) -> list[Problem]:
+    """All a check or deploy notes without refusing (the module's docstring lists them).
+    `find_users` (usernames -> those of active accounts) lets an assignee be judged against
+    the accounts; without it (no database at hand) only against the case's fields."""
     return (dashboard_notes(files, processes, forms) + decision_gap_notes(files, processes, forms)
             + gateway_gap_notes(files, processes, forms) + unset_name_notes(files, processes, forms)
-            + call_input_notes(files, processes, forms))
+            + call_input_notes(files, processes, forms) + assignee_notes(files, processes, forms, find_users))
 
 
 def _processes_in(analysis, processes):
@@ -159,14 +163,10 @@ def unset_name_notes(files: dict[str, str], processes=None, forms=None) -> list[
     forms = forms if forms is not None else _shipped_forms()
     frozen = tuple(sorted(files.items()))
     analysis = _analysis_of(frozen)
-    known = set(SAFE_BUILTINS) | {"dir"} | ScheduledStarts.START_DATA_KEYS   # what a scheduled start gives
-    for pid in analysis.executable:
-        keys = _keys_set_by(frozen, pid, forms)
-        if keys is None:
-            return []
-        known |= keys
-    for root in analysis.trees.values():
-        known |= _declared_names(root)
+    known = _names_set(frozen, forms)
+    if known is None:
+        return []
+    known |= set(SAFE_BUILTINS) | {"dir"}
     notes = []
     for pid in sorted(analysis.executable):
         if processes is not None and pid not in processes:
@@ -224,6 +224,23 @@ def unset_name_notes(files: dict[str, str], processes=None, forms=None) -> list[
     return notes
 
 
+def _names_set(frozen: tuple, forms) -> set[str] | None:
+    """Every data name something in the files sets: the processes' scripts, decisions and forms
+    (`_keys_set_by`), declared data (`_declared_names`) and what a scheduled start gives.
+    Names from any process count (a called process may read what its caller set). None when
+    that cannot be told (a form that cannot be read)."""
+    analysis = _analysis_of(frozen)
+    known = set(ScheduledStarts.START_DATA_KEYS)
+    for pid in analysis.executable:
+        keys = _keys_set_by(frozen, pid, forms)
+        if keys is None:
+            return None
+        known |= keys
+    for root in analysis.trees.values():
+        known |= _declared_names(root)
+    return known
+
+
 # a duration (P7D, PT4H), a repetition (R6/P1D, R/2026-01-01T01:00:00+08:00/P1M) or a date
 _ISO_8601_TEXT = re.compile(r"(R\d*/)?(P[0-9YMWDTHS.,]+|\d{4}-\d\d-\d\d[0-9T:.+\-Z]*)(/P[0-9YMWDTHS.,]+)?")
 
@@ -247,6 +264,64 @@ def _declared_names(element) -> set[str]:
             if etree.QName(attribute).localname in ("resultVariable", "variableName"):
                 known.add(value)
     return known
+
+
+def assignee_notes(files: dict[str, str], processes=None, forms=None, find_users=None) -> list[Problem]:
+    """Notes for each user task of a process in `files` (of `processes`, if given) whose
+    `assignee` or `candidateUsers` can name nobody, as `lanes.LaneResolver.resolve` reads them:
+    a case field (`${owning_leader}`, or a bare name something sets) that nothing in the files
+    sets, `candidateUsers` (always a case field) likewise, or a bare name that is neither such a
+    field nor, by `find_users` (usernames -> those of active accounts; None: not judged), an
+    account. Such a task is not lost: it goes to its lane's holders, or to the centre
+    dispatchers as unassigned; but not to whom the designer meant."""
+    forms = forms if forms is not None else _shipped_forms()
+    frozen = tuple(sorted(files.items()))
+    analysis = _analysis_of(frozen)
+    known = _names_set(frozen, forms)
+    if known is None:
+        return []
+    found: list[tuple[str, str, str, str, str]] = []   # (file, task id, task name, property, the name it reads)
+    literal: list[tuple[str, str, str, str]] = []     # (file, task id, task name, the username it names)
+    for filename, process, _pid in _processes_in(analysis, processes):
+        for task in process.iter(f"{{{BPMN_NS}}}userTask"):
+            element = task.get("id") or ""
+            props = {**camunda_attributes(task), **element_properties(task)}   # as user_task_info reads them
+            label = task.get("name") or element
+            for prop in ("assignee", "candidateUsers"):
+                expr = (props.get(prop) or "").strip()
+                key = data_key(expr) if expr else ""
+                if not key or key in known:
+                    continue
+                if prop == "assignee" and not expr.startswith("${"):
+                    literal.append((filename, element, label, key))   # a username, as Camunda files write it
+                else:
+                    found.append((filename, element, label, prop, key))
+    accounts = find_users({name for *_rest, name in literal}) if find_users is not None and literal else None
+    notes = []
+    for filename, element, label, prop, key in found:
+        notes.append(Problem(
+            filename, element,
+            f"the {prop} of '{label}' reads the case field '{key}', which nothing in this version sets (no "
+            "form field, script, decision output or data input of that name): every case's task goes to its "
+            "lane's holders instead (without a lane, to the centre dispatchers as unassigned)",
+            "correct the name to the form field that holds the username (e.g. the leader chosen earlier), "
+            "or set it before this task",
+            f"“{label}”的 {prop} 读取案件字段 “{key}”，但此版本中没有任何表单字段、脚本、决策输出或数据输入"
+            "设置它：每个案件的这项任务都会改由泳道对应的人员办理（没有泳道时作为未分配任务交给派单员）",
+            "请把名称改为保存用户名的表单字段（例如之前选定的包案领导），或在此任务之前设置它"))
+    for filename, element, label, name in literal:
+        if accounts is None or name in accounts:
+            continue
+        notes.append(Problem(
+            filename, element,
+            f"the assignee of '{label}' is '{name}', which is neither a case field this version sets nor an "
+            "active account: every case's task goes to its lane's holders instead (without a lane, to the "
+            "centre dispatchers as unassigned)",
+            "name an active official's username, or the form field that holds one",
+            f"“{label}”的办理人为 “{name}”，它既不是此版本设置的案件字段，也不是在用的账号：每个案件的这项任务"
+            "都会改由泳道对应的人员办理（没有泳道时作为未分配任务交给派单员）",
+            "请填写在用人员的用户名，或保存用户名的表单字段"))
+    return notes
 
 
 def call_input_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:

@@ -693,3 +693,40 @@ def test_an_element_the_dashboard_reads_renamed_is_a_note_not_a_refusal(clean_db
     # an element it does not read renamed: no note
     quiet = {**files, "grid_matter.bpmn": grid_matter_renamed("grid_reminder", "grid_reminder_80")}
     assert dashboard_notes(quiet) == []
+
+
+def test_an_assignee_or_candidate_users_that_can_name_nobody_is_a_note_not_a_refusal():
+    """A misspelt case field in `assignee` (`${owning_leadr}`) or `candidateUsers`, or a bare
+    name that is neither a field nor, by the accounts given, a user: every case's task would go
+    to the lane's holders instead of whom the designer meant. Noted on the task, in both
+    languages; a bare name is judged against accounts only when they are at hand."""
+    from engine.notes import assignee_notes, version_notes
+    shipped = read_process_dir(ROOT / "processes")
+    nobody = lambda names: set()   # noqa: E731 -- no account has any name
+    assert assignee_notes(shipped, find_users=nobody) == []   # every shipped assignee reads a field set earlier
+
+    misspelt = _processes_with(leader_case_bpmn=('value="owning_leader" />', 'value="${owning_leadr}" />'))
+    assert validate_files(misspelt, FormRegistry().keys()) == []
+    note, _signoff = notes = assignee_notes(misspelt)   # both of the leader's tasks
+    assert [(n.file, n.element) for n in notes] == [("leader_case.bpmn", "leader_study"), ("leader_case.bpmn", "signoff")]
+    assert "reads the case field 'owning_leadr', which nothing in this version sets" in note.message
+    assert "goes to its lane's holders instead" in note.message and "correct the name" in note.fix
+    assert "改由泳道对应的人员办理" in note.text("zh")[0]
+    assert note in version_notes(misspelt)
+
+    listed = _processes_with(leader_case_bpmn=('value="owning_leader" />',
+                                               'value="owning_leader" /><spiffworkflow:property '
+                                               'name="candidateUsers" value="co_leaders" />'))
+    note, _signoff = assignee_notes(listed)
+    assert note.element == "leader_study" and "the candidateUsers of '包案领导研究案情' reads the case field " \
+        "'co_leaders'" in note.message
+
+    named = _processes_with(leader_case_bpmn=('value="owning_leader" />', 'value="wang_wu" />'))
+    assert assignee_notes(named) == []   # no accounts at hand: a bare name is not judged
+    note, _signoff = assignee_notes(named, find_users=nobody)
+    assert note.element == "leader_study"
+    assert "is 'wang_wu', which is neither a case field this version sets nor an active account" in note.message
+    assert "name an active official's username" in note.fix and "在用的账号" in note.text("zh")[0]
+    asked = []
+    assert assignee_notes(named, find_users=lambda names: asked.append(names) or {"wang_wu"}) == []
+    assert asked == [{"wang_wu"}]

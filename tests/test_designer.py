@@ -275,6 +275,34 @@ def test_camunda_modeler_file_deploys_and_runs(clean_db, clock):
     assert view.status == "completed"
 
 
+def test_a_literal_assignee_is_judged_against_the_active_accounts_at_check_and_deploy(designer, clean_db):
+    """The Camunda file's `camunda:assignee="lx_wgz1"` names an account: no note. A name no
+    account has, or a deactivated official's, is noted on the task at the check and at a
+    deploy (the task would go to its lane's holders instead), and deploys all the same."""
+    from engine.deploy import deploy_files
+
+    def assignee_notes(result):
+        return [(n.element, n.message) for n in result.notes if "the assignee of" in n.message]
+
+    assert assignee_notes(designer.check(DESIGNER, {"c.bpmn": CAMUNDA})) == []
+    unknown = designer.check(DESIGNER, {"c.bpmn": CAMUNDA.replace('camunda:assignee="lx_wgz1"',
+                                                                   'camunda:assignee="lx_wgz9"')})
+    assert unknown.ok and assignee_notes(unknown) == [(
+        "Task_Record", "the assignee of '记录处置结果' is 'lx_wgz9', which is neither a case field this version "
+        "sets nor an active account: every case's task goes to its lane's holders instead (without a lane, to "
+        "the centre dispatchers as unassigned)")]
+    with clean_db.unit_of_work() as s:
+        s.scalar(select(User).where(User.username == LEADER)).active = False
+    assert [e for e, _m in assignee_notes(designer.check(DESIGNER, {"c.bpmn": CAMUNDA}))] == ["Task_Record"]
+    key = f"cam_{uuid.uuid4().hex[:8]}"
+    text = CAMUNDA.replace('id="camunda_report"', f'id="{key}"').replace('bpmnElement="camunda_report"',
+                                                                       f'bpmnElement="{key}"')
+    with clean_db.unit_of_work() as s:
+        deployed = deploy_files(s, {f"{key}.bpmn": text}, designer.form_keys(), actor=DESIGNER)
+    assert [v.process_key for v in deployed.created] == [key]
+    assert [n.element for n in deployed.notes if "the assignee of" in n.message] == ["Task_Record"]
+
+
 def test_camunda_group_that_maps_to_no_role_is_a_clear_problem(designer):
     text = CAMUNDA.replace('camunda:candidateGroups="网格员"', 'camunda:candidateGroups="accounting"')
     result = designer.check(DESIGNER, {"c.bpmn": text})
