@@ -266,7 +266,7 @@ def _marshmallow_field(f: FieldDef):
     if f.type == "choice":
         return mf.Raw(validate=validate.OneOf(f.choice_values, error="must be one of: {choices}"), **kwargs)
     if f.type == "multi_choice":
-        validators = [validate.ContainsOnly(f.choice_values)]
+        validators = [validate.ContainsOnly(f.choice_values), _each_chosen_once]
         if f.required:
             validators.append(validate.Length(min=1, error="choose at least one"))
         return mf.List(mf.Raw(), validate=validators, **kwargs)
@@ -275,6 +275,14 @@ def _marshmallow_field(f: FieldDef):
     if f.type == "file":
         return mf.List(StorableString(validate=validate.Length(max=64)), validate=validate.Length(max=20), **kwargs)
     raise FormDefinitionError(f"unsupported type {f.type}")
+
+
+def _each_chosen_once(values) -> None:
+    """A multi-choice answer names each option once (the form's JSON Schema says `uniqueItems`):
+    a department chosen twice would be given the matter twice."""
+    if isinstance(values, list) and len({(type(v), v) for v in values if isinstance(v, (str, int, float, bool))}) \
+            != len(values):
+        raise ValidationError("choose each option once")
 
 
 class StorableString(mf.String):

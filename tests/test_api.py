@@ -445,6 +445,37 @@ def test_town_dispatch_form_has_defaults(api):
     assert task["form"]["defaults"] == {"department": "paichusuo"}
 
 
+def test_a_department_chosen_twice_is_refused_in_the_callers_language_and_changes_nothing(api, clean_db):
+    """The form's JSON Schema says `uniqueItems`; a department named twice would be summoned
+    twice (two 部门报到 tasks for one unit). Field messages come in the caller's language."""
+    case = api.start(category="public_order", colour="red")
+    (task_id,) = [t["id"] for t in case["open_tasks"] if t["spec_id"] == "town_dispatch"]
+    before = counts(clean_db)
+    data = {"department": "chengguan", "departments": ["chengguan", "chengguan"]}
+    zh = assert_error(api.post(f"{V1}/tasks/{task_id}/complete", DISPATCHER, json={"data": data}), 400, "invalid")
+    assert zh["fields"] == {"departments": ["每个选项只能选一次。"]}
+    en = assert_error(api.post(f"{V1}/tasks/{task_id}/complete", DISPATCHER, json={"data": data},
+                               headers={"Accept-Language": "en"}), 400, "invalid")
+    assert en["fields"] == {"departments": ["Choose each option once."]}
+    assert counts(clean_db) == before
+    done = api.post(f"{V1}/tasks/{task_id}/complete", DISPATCHER,
+                    json={"data": {"department": "chengguan", "departments": ["chengguan", "paichusuo"]}})
+    assert done.status_code == 200, done.get_data(as_text=True)
+
+
+def test_field_messages_of_the_api_are_in_the_callers_language(api):
+    """marshmallow's and the engine's own field messages, as the web forms show them."""
+    short = {"process": "grid_matter", "grid": GRID, "data": {**REPORT, "description": "短"}}
+    zh = assert_error(api.post(f"{V1}/cases", WORKER, json=short), 400, "invalid")
+    assert zh["fields"]["description"] == ["长度须在 5 到 2000 个字之间。"]
+    en = assert_error(api.post(f"{V1}/cases", WORKER, json=short, headers={"Accept-Language": "en"}), 400)
+    assert en["fields"]["description"] == ["Enter between 5 and 2000 characters."]
+    missing = assert_error(api.post(f"{V1}/cases", WORKER, json={"grid": GRID, "data": REPORT}), 400)
+    assert missing["fields"]["process"] == ["此项为必填。"]
+    nobody = assert_error(api.get(f"{V1}/cases", AUDITOR, query_string={"participant": "nobody"}), 400)
+    assert nobody["fields"] == {"participant": ["找不到该用户。"]}
+
+
 @pytest.mark.parametrize("task_id", [
     "00000000-0000-0000-0000-000000000000", "not-a-uuid", "1", "..%2F..%2Fetc", "x" * 5000, "%00",
     "00000000-0000-0000-0000-00000000000g",

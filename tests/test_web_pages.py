@@ -533,6 +533,14 @@ def test_every_ui_string_has_an_english_entry():
     assert not missing, "add to MESSAGES_EN in web/i18n.py or web/messages/<area>.py:\n" + "\n".join(missing)
 
 
+def test_every_field_message_has_an_english_entry():
+    """The validators' messages in Chinese (web forms, API field errors) each have their English."""
+    from web.i18n import _MESSAGES, MESSAGES_EN
+    any_match = type("AnyMatch", (), {"__getitem__": lambda self, i: "1"})()
+    texts = {pattern.pattern: make(any_match)[0] for pattern, make in _MESSAGES}
+    assert [(p, t) for p, t in texts.items() if t not in MESSAGES_EN] == []
+
+
 def test_english_placeholders_match():
     from web.i18n import MESSAGES_EN
     for zh, en in MESSAGES_EN.items():

@@ -45,6 +45,7 @@ from forms.safety import find_unstorable
 from . import api_schemas as s
 from .errors import DATABASE_UNAVAILABLE_MESSAGES, RETRY_AFTER_SECONDS, log_database_unavailable
 from .extensions import service
+from .i18n import localise_message
 from .openapi import build_spec, document
 
 bp = Blueprint("api", __name__)
@@ -135,7 +136,8 @@ def error_response(status: int, code: str, message: str, fields: dict | None = N
                    headers: dict | None = None):
     body = {"error": code, "message": message}
     if fields:
-        body["field_errors"] = {str(k)[:200]: [str(m) for m in (v if isinstance(v, (list, tuple)) else [v])]
+        # the validators' (English) messages in the caller's language, as the web forms show them
+        body["field_errors"] = {str(k)[:200]: [localise_message(m, lang()) for m in (v if isinstance(v, (list, tuple)) else [v])]
                                 for k, v in list(fields.items())[:200]}
     response = json_response(s.schema(s.ErrorSchema).dump(body), status, headers)
     response.headers["Cache-Control"] = "no-store"

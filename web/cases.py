@@ -8,8 +8,8 @@ from flask_login import current_user, login_required
 from engine.errors import InvalidInput
 
 from .extensions import send_npm_dist, service
-from .i18n import current_lang, gettext as _
-from .tasks import (case_fields, check_files, collect_files, event_details, file_fields, localise_errors,
+from .i18n import current_lang, gettext as _, localise_errors
+from .tasks import (case_fields, check_files, collect_files, event_details, file_fields,
                     stray_errors, upload_files, validate_submission)
 
 bp = Blueprint("cases", __name__)

@@ -8,6 +8,7 @@ Flask-Babel: the product has two languages, its form labels already carry both
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
 from flask import current_app, g, request, session
@@ -111,6 +112,7 @@ MESSAGES_EN: dict[str, str] = {
     "指定人员": "Named people",
     "此项为必填。": "This field is required.",
     "此项不能为空。": "This field must not be empty.",
+    "每个选项只能选一次。": "Choose each option once.",
     "按上面所作的选择，此项为必填。": "Required by the choice made above.",
     "至少填写 {n} 个字。": "Enter at least {n} characters.",
     "最多填写 {n} 个字。": "Enter at most {n} characters.",
@@ -122,6 +124,17 @@ MESSAGES_EN: dict[str, str] = {
     "请选择“是”或“否”。": "Choose Yes or No.",
     "请从给出的选项中选择。": "Choose one of the options given.",
     "请至少选择一项。": "Choose at least one.",
+    "取值无效。": "Not a usable value.",
+    "请填写文字。": "Enter text.",
+    "不能早于开始日期。": "Must not be before the start date.",
+    "时间段最长十年。": "At most ten years.",
+    "须为以下之一：{values}": "One of: {values}",
+    "找不到该用户。": "No such user.",
+    "找不到在用的该用户名。": "No active official has this username.",
+    "找不到该辖区。": "No such jurisdiction.",
+    "请选择网格。": "Choose a grid.",
+    "请选择一个非空的文件。": "Choose a file that is not empty.",
+    "文件太多。": "Too many files.",
     "格式不正确。": "The format is not right.",
     "须在 {a} 到 {b} 之间。": "Must be between {a} and {b}.",
     "不能小于 {a}。": "Must be at least {a}.",
@@ -344,3 +357,73 @@ def init_app(app):
                                  process_name=process_name, element_name=element_name, task_name=task_name,
                                  notice_subject=notice_subject)
     app.jinja_env.filters["local_time"] = local_time
+
+
+# ------------------------------------------------------------ field messages
+
+_MESSAGES = [
+    (re.compile(r"^Missing data for required field\.$"), lambda m: ("此项为必填。", {})),
+    (re.compile(r"^Field may not be null\.$"), lambda m: ("此项为必填。", {})),
+    (re.compile(r"^must not be empty$"), lambda m: ("此项不能为空。", {})),
+    (re.compile(r"^required by the choice of \w+$"), lambda m: ("按上面所作的选择，此项为必填。", {})),
+    (re.compile(r"^Shorter than minimum length (\d+)\.$"), lambda m: ("至少填写 {n} 个字。", dict(n=m[1]))),
+    (re.compile(r"^Longer than maximum length (\d+)\.$"), lambda m: ("最多填写 {n} 个字。", dict(n=m[1]))),
+    (re.compile(r"^Length must be between (\d+) and (\d+)\.$"),
+     lambda m: ("长度须在 {a} 到 {b} 个字之间。", dict(a=m[1], b=m[2]))),
+    (re.compile(r"^Not a valid integer\.$"), lambda m: ("请填写整数。", {})),
+    (re.compile(r"^Not a valid number\.$"), lambda m: ("请填写数字。", {})),
+    (re.compile(r"^Not a valid (?:\w+ )?datetime\.$|^\".*\" cannot be formatted as a datetime\.$"),
+     lambda m: ("请填写有效的日期和时间。", {})),
+    (re.compile(r"^Not a valid date\.$"), lambda m: ("请填写有效的日期。", {})),
+    (re.compile(r"^Not a valid boolean\.$"), lambda m: ("请选择“是”或“否”。", {})),
+    (re.compile(r"^must be one of: |^One or more of the choices you made was not in: "),
+     lambda m: ("请从给出的选项中选择。", {})),
+    (re.compile(r"^choose at least one$"), lambda m: ("请至少选择一项。", {})),
+    (re.compile(r"^choose each option once$"), lambda m: ("每个选项只能选一次。", {})),
+    (re.compile(r"^does not match the required format$"), lambda m: ("格式不正确。", {})),
+    (re.compile(r"^Must be greater than or equal to (\S+) and less than or equal to (\S+)\.$"),
+     lambda m: ("须在 {a} 到 {b} 之间。", dict(a=m[1], b=m[2]))),
+    (re.compile(r"^Must be greater than or equal to (\S+)\.$"), lambda m: ("不能小于 {a}。", dict(a=m[1]))),
+    (re.compile(r"^Must be less than or equal to (\S+)\.$"), lambda m: ("不能大于 {b}。", dict(b=m[1]))),
+    (re.compile(r"^Unknown field\.$"), lambda m: ("此项不属于本表单。", {})),
+    (re.compile(r"^Not a valid (?:string|list)\.$"), lambda m: ("填写的内容无效。", {})),
+    # the engine's own short field messages (query filters, 改派, uploads)
+    (re.compile(r"^(?:not a usable value|unknown|bad text)$"), lambda m: ("取值无效。", {})),
+    (re.compile(r"^required$"), lambda m: ("此项为必填。", {})),
+    (re.compile(r"^not text$"), lambda m: ("请填写文字。", {})),
+    (re.compile(r"^(?:not a date|YYYY-MM-DD|out of the calendar's range)$"), lambda m: ("请填写有效的日期。", {})),
+    (re.compile(r"^(?:before the start date|must be after start)$"), lambda m: ("不能早于开始日期。", {})),
+    (re.compile(r"^at most ten years$"), lambda m: ("时间段最长十年。", {})),
+    (re.compile(r"^between ([\d,]+) and ([\d,]+)$"), lambda m: ("须在 {a} 到 {b} 之间。", dict(a=m[1], b=m[2]))),
+    (re.compile(r"^one of (.+)$"), lambda m: ("须为以下之一：{values}", dict(values=m[1]))),
+    (re.compile(r"^no such user$"), lambda m: ("找不到该用户。", {})),
+    (re.compile(r"^(?:not a username|no such active official)$"), lambda m: ("找不到在用的该用户名。", {})),
+    (re.compile(r"^no such jurisdiction$"), lambda m: ("找不到该辖区。", {})),
+    (re.compile(r"^must be a grid$"), lambda m: ("请选择网格。", {})),
+    (re.compile(r"^(?:no file|empty file)$"), lambda m: ("请选择一个非空的文件。", {})),
+    (re.compile(r"^too many files$"), lambda m: ("文件太多。", {})),
+]
+
+
+def localise_message(message: str, lang: str | None = None) -> str:
+    """A validator's (English) message in `lang` (the official's language by default);
+    unknown ones unchanged."""
+    for pattern, make in _MESSAGES:
+        match = pattern.search(str(message))
+        if match:
+            text, values = make(match)
+            if (lang or current_lang()) == "en":
+                text = MESSAGES_EN.get(text, text)
+            return text.format(**values) if values else text
+    return str(message)
+
+
+def localise_errors(fields: dict | None) -> dict[str, list[str]]:
+    out = {}
+    for name, messages in (fields or {}).items():
+        if isinstance(messages, dict):
+            messages = [m for v in messages.values() for m in (v if isinstance(v, list) else [v])]
+        if not isinstance(messages, (list, tuple)):
+            messages = [messages]
+        out[name] = [localise_message(m) for m in messages]
+    return out

@@ -7,7 +7,6 @@ transition that links them to the case).
 """
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
@@ -20,7 +19,7 @@ from forms.render import coerce_form_post, form_context
 
 from .auth import safe_next
 from .extensions import service
-from .i18n import current_lang, gettext as _, task_name
+from .i18n import current_lang, gettext as _, localise_errors, task_name
 
 bp = Blueprint("tasks", __name__)
 
@@ -103,56 +102,6 @@ def file_size(size: int | None) -> str:
     if size < 1024 * 1024:
         return f"{size / 1024:.1f} KB"
     return f"{size / 1024 / 1024:.1f} MB"
-
-
-# ------------------------------------------------------------ field messages
-
-_MESSAGES = [
-    (re.compile(r"^Missing data for required field\.$"), lambda m: _("此项为必填。")),
-    (re.compile(r"^Field may not be null\.$"), lambda m: _("此项为必填。")),
-    (re.compile(r"^must not be empty$"), lambda m: _("此项不能为空。")),
-    (re.compile(r"^required by the choice of \w+$"), lambda m: _("按上面所作的选择，此项为必填。")),
-    (re.compile(r"^Shorter than minimum length (\d+)\.$"), lambda m: _("至少填写 {n} 个字。", n=m[1])),
-    (re.compile(r"^Longer than maximum length (\d+)\.$"), lambda m: _("最多填写 {n} 个字。", n=m[1])),
-    (re.compile(r"^Length must be between (\d+) and (\d+)\.$"),
-     lambda m: _("长度须在 {a} 到 {b} 个字之间。", a=m[1], b=m[2])),
-    (re.compile(r"^Not a valid integer\.$"), lambda m: _("请填写整数。")),
-    (re.compile(r"^Not a valid number\.$"), lambda m: _("请填写数字。")),
-    (re.compile(r"^Not a valid (?:\w+ )?datetime\.$|^\".*\" cannot be formatted as a datetime\.$"),
-     lambda m: _("请填写有效的日期和时间。")),
-    (re.compile(r"^Not a valid date\.$"), lambda m: _("请填写有效的日期。")),
-    (re.compile(r"^Not a valid boolean\.$"), lambda m: _("请选择“是”或“否”。")),
-    (re.compile(r"^must be one of: |^One or more of the choices you made was not in: "),
-     lambda m: _("请从给出的选项中选择。")),
-    (re.compile(r"^choose at least one$"), lambda m: _("请至少选择一项。")),
-    (re.compile(r"^does not match the required format$"), lambda m: _("格式不正确。")),
-    (re.compile(r"^Must be greater than or equal to (\S+) and less than or equal to (\S+)\.$"),
-     lambda m: _("须在 {a} 到 {b} 之间。", a=m[1], b=m[2])),
-    (re.compile(r"^Must be greater than or equal to (\S+)\.$"), lambda m: _("不能小于 {a}。", a=m[1])),
-    (re.compile(r"^Must be less than or equal to (\S+)\.$"), lambda m: _("不能大于 {b}。", b=m[1])),
-    (re.compile(r"^Unknown field\.$"), lambda m: _("此项不属于本表单。")),
-    (re.compile(r"^Not a valid (?:string|list)\.$"), lambda m: _("填写的内容无效。")),
-]
-
-
-def localise_message(message: str) -> str:
-    """A validator's (English) message in the official's language; unknown ones unchanged."""
-    for pattern, make in _MESSAGES:
-        match = pattern.search(str(message))
-        if match:
-            return make(match)
-    return str(message)
-
-
-def localise_errors(fields: dict | None) -> dict[str, list[str]]:
-    out = {}
-    for name, messages in (fields or {}).items():
-        if isinstance(messages, dict):
-            messages = [m for v in messages.values() for m in (v if isinstance(v, list) else [v])]
-        if not isinstance(messages, (list, tuple)):
-            messages = [messages]
-        out[name] = [localise_message(m) for m in messages]
-    return out
 
 
 def stray_errors(form, errors: dict) -> list[str]:
