@@ -47,10 +47,11 @@ class VersionedForms(FormRegistry):
     """Shipped forms by key, saved revisions by `key@N`.
 
     Revisions are read into memory up front, when the designer's pages ask for the
-    keys, and as they are saved: `get` is called inside the service's transactions,
-    and a second session there would wait on SQLite's write lock (every transaction
-    there begins IMMEDIATE). On PostgreSQL a miss is also looked up directly (another
-    process may have saved it)."""
+    keys, and as they are saved. A miss is looked up in the database (another web worker
+    or process may have saved it): `get` is called inside the service's transactions, so
+    on SQLite, where a session's transaction begins IMMEDIATE and would wait for the very
+    write lock its caller holds, the lookup is one autocommit read on a connection of its
+    own (WAL: a read never waits for a writer)."""
 
     def __init__(self, directory=None, db=None):
         super().__init__(directory)
@@ -81,13 +82,25 @@ class VersionedForms(FormRegistry):
         base, number = split_key(key) if isinstance(key, str) else (key, None)
         if number is None:
             return super().get(key)
-        if key not in self._revisions and self.db is not None and self.db.is_postgres:
-            with self.db.read_session() as session:
-                row = session.scalar(select(FormRevision).where(FormRevision.form_key == base,
-                                                                FormRevision.revision == number))
-                if row is not None:
-                    self._revisions[key] = load_revision(row.definition, key)
+        if key not in self._revisions and self.db is not None:
+            text = self._saved_definition(base, number)
+            if text is not None:
+                self._revisions[key] = load_revision(text, key)
         return self._revisions.get(key)
+
+    def _saved_definition(self, base: str, number: int) -> str | None:
+        if self.db.is_postgres:
+            with self.db.read_session() as session:
+                return session.scalar(select(FormRevision.definition).where(
+                    FormRevision.form_key == base, FormRevision.revision == number))
+        raw = self.db.engine.raw_connection()   # sqlite3 in autocommit: no BEGIN IMMEDIATE
+        try:
+            row = raw.cursor().execute(
+                f"SELECT definition FROM {FormRevision.__tablename__} WHERE form_key = ? AND revision = ?",
+                (base, number)).fetchone()
+        finally:
+            raw.close()
+        return row[0] if row else None
 
     def keys(self) -> set[str]:
         self.refresh()

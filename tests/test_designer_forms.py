@@ -147,6 +147,25 @@ def test_tasks_keep_the_form_their_version_was_deployed_with(svc, clean_db):
     assert svc.forms.get(ref).input_fields[-1].label["zh"] == "工时"
 
 
+def test_a_revision_saved_by_another_worker_is_found_inside_this_ones_transactions(svc, clean_db, fixture_forms):
+    """Two web workers, each with its own forms in memory: the one that did not save the
+    revision finds it when a case it starts, or a task it completes, names it; on SQLite
+    inside the write transaction that holds the lock (the lookup must not wait for it)."""
+    key = f"fw_{uuid.uuid4().hex[:8]}"
+    loop = (FIXTURES / "loop.bpmn").read_text(encoding="utf-8").replace('id="loop"', f'id="{key}"')
+    other = WorkflowService(clean_db, forms=VersionedForms(fixture_forms.directory, clean_db))   # started first
+    assert Designer(svc).deploy(DESIGNER, {f"{key}.bpmn": loop}).created
+    ref, _ = FormEditor(svc).save(DESIGNER, "progress_report", WITH_HOURS)
+    FormEditor(svc).adopt(DESIGNER, ref, [key])
+    assert ref not in other.forms._revisions
+    case = other.start_case(key, GRID, {}, WORKER)
+    assert case.open_items[0].form_key == ref
+    assert [f.name for f in other.task_detail(WORKER, case.open_items[0].id).form.input_fields][-1] == "hours"
+    with pytest.raises(InvalidInput):
+        other.complete_task(case.open_items[0].id, {"again": False, "hours": 300}, WORKER)
+    assert other.complete_task(case.open_items[0].id, {"again": False, "hours": 3}, WORKER).status == "completed"
+
+
 @pytest.fixture
 def satisfaction_revisions_removed(clean_db):
     """The revision of the shipped satisfaction form a test saves is gone after it: the
