@@ -154,8 +154,12 @@ def parse_definition(raw: dict, source: str = "<form>") -> FormDef:
                             "en": str(c.get("en", c.get("zh", c["value"])))})
         if ftype in ("choice", "multi_choice") and not choices:
             raise FormDefinitionError(f"{where}: a {ftype} field needs 'choices'", zh=f"{ftype} 字段须有 choices（选项）")
+        _check_limits(f, ftype, where)
         pattern = f.get("pattern")
         if pattern is not None:
+            if not isinstance(pattern, str):
+                raise FormDefinitionError(f"{where}: pattern must be text (a regular expression)",
+                                          zh="pattern 须为文字（正则表达式）")
             try:
                 re.compile(pattern)
             except re.error as exc:
@@ -183,6 +187,27 @@ def parse_definition(raw: dict, source: str = "<form>") -> FormDef:
     return FormDef(key=key, title=_label(raw.get("title", key), source), fields=fields,
                    description=_label(raw["description"], source) if raw.get("description") else None,
                    source=source)
+
+
+def _check_limits(f: dict, ftype: str, where: str) -> None:
+    """Limits of the right kind: whole numbers of characters, numbers for min/max, a field
+    name for default_from. Anything else would only fail when an official submits."""
+    for key in ("min_length", "max_length"):
+        value = f.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise FormDefinitionError(f"{where}: {key} must be a whole number of characters (0 or more), "
+                                      f"not {value!r}", zh=f"{key} 须为字数（0 或正整数），不能是 {value!r}")
+    for key in ("min", "max"):
+        value = f.get(key)
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                  or value != value or value in (float("inf"), float("-inf"))):
+            raise FormDefinitionError(f"{where}: {key} must be a number, not {value!r}",
+                                      zh=f"{key} 须为数字，不能是 {value!r}")
+    default_from = f.get("default_from")
+    if default_from is not None and not (isinstance(default_from, str) and NAME_RE.match(default_from)):
+        raise FormDefinitionError(f"{where}: default_from must name a case field (letters, digits, _), "
+                                  f"not {default_from!r}",
+                                  zh=f"default_from 须为案件字段名（字母、数字、下划线），不能是 {default_from!r}")
 
 
 def _required_if_raw(value, where: str) -> tuple | None:

@@ -48,6 +48,13 @@ def revisions(db, key="progress_report") -> int:
     (REPORT_FORM.replace("    required: true", "    required: true\n    colour: red"), "again", 4, "unknown keys"),
     (REPORT_FORM.replace("key: progress_report", "key: other_form"), None, 1, "must stay 'progress_report'"),
     (REPORT_FORM.replace("  - name: note", "  - name: 2note"), "2note", 8, "identifier"),
+    (REPORT_FORM.replace("max_length: 500", "max_length: lots"), "note", 8, "max_length must be a whole number"),
+    (REPORT_FORM.replace("max_length: 500", "max_length: 500\n    min_length: -1"), "note", 8, "min_length must be"),
+    (WITH_HOURS.replace("min: 0", "min: abc"), "hours", 12, "min must be a number"),
+    (WITH_HOURS.replace("max: 100", "max: true"), "hours", 12, "max must be a number"),
+    (WITH_HOURS.replace("max: 100", "max: .nan"), "hours", 12, "max must be a number"),
+    (REPORT_FORM.replace("type: text", "type: text\n    pattern: 5"), "note", 8, "pattern must be text"),
+    (REPORT_FORM.replace("type: text", "type: text\n    default_from: [1, 2]"), "note", 8, "default_from must name"),
     ("key: progress_report\nfields: []\n", None, None, "no field to fill in"),
     ("", None, None, "empty"),
 ])
@@ -155,9 +162,9 @@ def test_a_revision_saved_by_another_worker_is_found_inside_this_ones_transactio
     loop = (FIXTURES / "loop.bpmn").read_text(encoding="utf-8").replace('id="loop"', f'id="{key}"')
     other = WorkflowService(clean_db, forms=VersionedForms(fixture_forms.directory, clean_db))   # started first
     assert Designer(svc).deploy(DESIGNER, {f"{key}.bpmn": loop}).created
-    ref, _ = FormEditor(svc).save(DESIGNER, "progress_report", WITH_HOURS)
+    ref, created = FormEditor(svc).save(DESIGNER, "progress_report", WITH_HOURS.replace("工时", f"工时 {key}"))
     FormEditor(svc).adopt(DESIGNER, ref, [key])
-    assert ref not in other.forms._revisions
+    assert created and ref not in other.forms._revisions
     case = other.start_case(key, GRID, {}, WORKER)
     assert case.open_items[0].form_key == ref
     assert [f.name for f in other.task_detail(WORKER, case.open_items[0].id).form.input_fields][-1] == "hours"
