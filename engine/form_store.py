@@ -30,7 +30,7 @@ from forms import FieldDef, FormDef, FormDefinitionError, FormRegistry, parse_de
 
 from . import clock
 from .errors import InvalidInput, NotFound, PermissionDenied
-from .models import DEPT_TYPES, FormRevision, ProcessVersion
+from .models import DEPT_TYPES, ROLES, FormRevision, ProcessVersion
 
 REVISION_RE = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*)@(?P<n>[1-9][0-9]{0,5})$")
 MAX_DEFINITION_CHARS = 100_000
@@ -230,6 +230,10 @@ def _field_problem(f: FieldDef) -> tuple[str, str] | None:
         return "two choices have the same value", "有两个选项的 value 相同"
     if f.readonly and f.required:
         return "a read-only field cannot be required", "只读字段不能设为必填"
+    unknown_roles = [r for r in f.roles if r not in ROLES]
+    if unknown_roles:
+        return (f"role {', '.join(unknown_roles)} is not a role; use one of: {', '.join(ROLES)}",
+                f"角色 {', '.join(unknown_roles)} 不存在；可选：{', '.join(ROLES)}")
     if f.name in ("department", "departments"):
         # the lanes of department tasks read these: a value that is no department type
         # would leave the task it picks without a holder

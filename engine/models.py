@@ -29,6 +29,12 @@ ROLES = (
     "grid_worker", "grid_leader", "center_dispatcher", "department_handler",
     "petition_officer", "leader", "mediator", "auditor", "designer", "admin",
 )
+# what officials call each role (the web's English: web/i18n.py)
+ROLE_NAMES_ZH = {
+    "grid_worker": "网格员", "grid_leader": "网格长", "center_dispatcher": "派单员",
+    "department_handler": "部门承办人", "petition_officer": "信访干部", "leader": "包案领导",
+    "mediator": "调解员", "auditor": "督查", "designer": "流程设计员", "admin": "管理员",
+}
 
 # A case number's prefix (a county's key_prefix, a process's businessKeyPrefix): LX-2026-000123.
 # Capitals, because case numbers are searched for in capitals; 8 at most (case_sequence.prefix).

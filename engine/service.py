@@ -38,8 +38,8 @@ from .english_names import EnglishNames
 from .errors import (Conflict, CredentialsChanged, InactiveAccount, InvalidInput, NotFound, PermissionDenied,
                      ProcessError)
 from .lanes import LaneResolver, stored_lane
-from .models import (NO_DUE_DATE, Attachment, AuditEvent, Case, CaseSequence, CaseState, JurisdictionNode,
-                     ProcessVersion, User, WorkItem, WorkItemCandidate)
+from .models import (NO_DUE_DATE, ROLE_NAMES_ZH, Attachment, AuditEvent, Case, CaseSequence, CaseState,
+                     JurisdictionNode, ProcessVersion, User, WorkItem, WorkItemCandidate, path_ids)
 from .notifications import PROCESS_FAILED, PROCESS_FAILED_AT_START, LoggingChannel, Notifier
 from .org import record_change
 from .org_cache import OrgCache, OrgView, current_generation, load_user, snapshot_nodes, view_of
@@ -341,6 +341,45 @@ class WorkflowService:
             raise InvalidInput("some fields are not filled in correctly", fields=exc.fields,
                                zh="部分内容填写有误，请按提示修改后重新提交") from None
 
+    def _check_people(self, session, form_key: str | None, clean: dict, grid_path: str) -> None:
+        """Each person a form names (a case-owning leader, a responsible person …) is an
+        active official holding a role at the case's grid or above (a department's role
+        counts at its town or county), one of the field's `roles` if it lists any: the
+        task data's `assignee` gives them tasks, so a typo or an official of another place
+        must be refused here, not found in a stranger's inbox."""
+        form = self.forms.get(form_key) if form_key else None
+        people = [f for f in form.input_fields if f.type == "person" and clean.get(f.name)] if form else []
+        if not people:
+            return
+        names = {clean[f.name] for f in people}
+        found = {u.username: u for u in session.scalars(select(User).where(
+            User.username.in_(sorted(names)), User.active.is_(True)))}
+        ancestors = set(path_ids(grid_path))
+        problems, problems_zh = {}, {}
+        for f in people:
+            user = found.get(clean[f.name])
+            if user is None:
+                problems[f.name] = ["no such active official"]
+                problems_zh[f.name] = [f"找不到在用的账号“{clean[f.name]}”，请填写正确的用户名"]
+                continue
+            if not any(start_node_id(ra) in ancestors and (not f.roles or ra.role in f.roles) for ra in user.roles):
+                roles = ", ".join(f.roles) or "any role"
+                roles_zh = "、".join(ROLE_NAMES_ZH.get(r, r) for r in f.roles) or "任何职务"
+                problems[f.name] = [f"{user.display_name} holds no {roles} for this case's place"]
+                problems_zh[f.name] = [f"{user.display_name}在本案件所属辖区没有{roles_zh}职务，请另选人员"]
+        if problems:
+            raise InvalidInput("some people named cannot take this case", fields=problems,
+                               zh="所填人员有误，请按提示修改后重新提交", fields_zh=problems_zh)
+
+    def display_names(self, usernames) -> dict[str, str]:
+        """{username: the official's name} of those that are accounts (a case page names
+        the people its forms chose by name, not by login)."""
+        names = sorted({n for n in usernames if isinstance(n, str) and n})
+        if not names:
+            return {}
+        with self.db.read_session() as session:
+            return dict(session.execute(select(User.username, User.display_name).where(User.username.in_(names))).all())
+
     # ----------------------------------------------------------- start a case
 
     def start_case(self, process_key: str, grid, data: dict, actor) -> CaseView:
@@ -368,6 +407,7 @@ class WorkflowService:
         self._check_may_start(session, user, grid_node, version)
         parsed = self.specs.get(version)
         clean = self._validate_form(version.properties.get("startForm"), data)
+        self._check_people(session, version.properties.get("startForm"), clean, grid_node.path)
 
         now = clock.now()
         case = Case(
@@ -401,8 +441,9 @@ class WorkflowService:
             if start_node_id(ra) in ancestors and (not allowed or ra.role in allowed):
                 return
         who = " or ".join(allowed) if allowed else "a role"
+        who_zh = "或".join(ROLE_NAMES_ZH.get(r, r) for r in allowed) if allowed else "任一职务"
         raise PermissionDenied(f"starting '{version.name}' in {grid.name} needs {who} held at that grid or above",
-                               zh=f"在{grid.name}发起“{version.name}”需要在该网格或其上级担任 {who}")
+                               zh=f"在{grid.name}发起“{version.name}”需要在该网格或其上级担任{who_zh}")
 
     def _next_business_key(self, session, grid: JurisdictionNode, version, now) -> str:
         """The next number of the case's prefix and year, by one statement on the connection
@@ -728,6 +769,7 @@ class WorkflowService:
         self._refuse_unless_may_work(session, user, item)
         guess = self._run_ahead_holds(session, case, item, ahead[0] if ahead else None)
         clean = guess.clean if guess is not None else self._validate_form(item.form_key, data)
+        self._check_people(session, item.form_key, clean, case.grid_path)
 
         parsed = self.specs.for_case(session, case)
         if guess is not None:

@@ -56,6 +56,9 @@ class FieldDef:
     # required only when another field of the form has one of these values:
     # `required_if: {visit_outcome: [needs_help]}` -> ("visit_outcome", ("needs_help",))
     required_if: tuple | None = None
+    # a person field: the roles one of which the named official must hold at the case's
+    # grid or above (`roles: [leader]`); empty: any role there (engine/service.py, _check_people)
+    roles: tuple = ()
 
     @property
     def choice_values(self) -> list:
@@ -166,7 +169,7 @@ def parse_definition(raw: dict, source: str = "<form>") -> FormDef:
                 raise FormDefinitionError(f"{where}: pattern is not a valid regular expression ({exc})",
                                           zh=f"pattern 不是有效的正则表达式（{exc}）") from None
         known = {"name", "type", "label", "required", "readonly", "choices", "help", "default_from",
-                 "min_length", "max_length", "min", "max", "pattern", "personal", "required_if"}
+                 "min_length", "max_length", "min", "max", "pattern", "personal", "required_if", "roles"}
         unknown = set(f) - known
         if unknown:
             raise FormDefinitionError(f"{where}: unknown keys {', '.join(sorted(unknown))}",
@@ -179,6 +182,7 @@ def parse_definition(raw: dict, source: str = "<form>") -> FormDef:
             max_length=f.get("max_length"), min=f.get("min"), max=f.get("max"), pattern=pattern,
             personal=_personal(f.get("personal"), where),
             required_if=_required_if_raw(f.get("required_if"), where),
+            roles=_roles(f.get("roles"), ftype, where),
         ))
     by_name = {f.name: f for f in fields}
     for f in fields:
@@ -208,6 +212,19 @@ def _check_limits(f: dict, ftype: str, where: str) -> None:
         raise FormDefinitionError(f"{where}: default_from must name a case field (letters, digits, _), "
                                   f"not {default_from!r}",
                                   zh=f"default_from 须为案件字段名（字母、数字、下划线），不能是 {default_from!r}")
+
+
+def _roles(value, ftype: str, where: str) -> tuple:
+    """`roles: [leader]` (or `leader, mediator`) of a person field, as role codes."""
+    if value is None:
+        return ()
+    if ftype != "person":
+        raise FormDefinitionError(f"{where}: roles is for person fields only", zh="roles 只能用于 person（人员）字段")
+    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and NAME_RE.match(n) for n in names):
+        raise FormDefinitionError(f"{where}: roles must list role codes, e.g. [leader]",
+                                  zh="roles 须列出角色代码，如 [leader]")
+    return tuple(names)
 
 
 def _required_if_raw(value, where: str) -> tuple | None:

@@ -291,14 +291,19 @@ def test_a_literal_assignee_is_judged_against_the_active_accounts_at_check_and_d
         "Task_Record", "the assignee of '记录处置结果' is 'lx_wgz9', which is neither a case field this version "
         "sets nor an active account: every case's task goes to its lane's holders instead (without a lane, to "
         "the centre dispatchers as unassigned)")]
-    with clean_db.unit_of_work() as s:
-        s.scalar(select(User).where(User.username == LEADER)).active = False
-    assert [e for e, _m in assignee_notes(designer.check(DESIGNER, {"c.bpmn": CAMUNDA}))] == ["Task_Record"]
-    key = f"cam_{uuid.uuid4().hex[:8]}"
-    text = CAMUNDA.replace('id="camunda_report"', f'id="{key}"').replace('bpmnElement="camunda_report"',
-                                                                       f'bpmnElement="{key}"')
-    with clean_db.unit_of_work() as s:
-        deployed = deploy_files(s, {f"{key}.bpmn": text}, designer.form_keys(), actor=DESIGNER)
+    def set_active(active):
+        with clean_db.unit_of_work() as s:
+            s.scalar(select(User).where(User.username == LEADER)).active = active
+    set_active(False)
+    try:
+        assert [e for e, _m in assignee_notes(designer.check(DESIGNER, {"c.bpmn": CAMUNDA}))] == ["Task_Record"]
+        key = f"cam_{uuid.uuid4().hex[:8]}"
+        text = CAMUNDA.replace('id="camunda_report"', f'id="{key}"').replace('bpmnElement="camunda_report"',
+                                                                           f'bpmnElement="{key}"')
+        with clean_db.unit_of_work() as s:
+            deployed = deploy_files(s, {f"{key}.bpmn": text}, designer.form_keys(), actor=DESIGNER)
+    finally:
+        set_active(True)   # the organisation outlives the test
     assert [v.process_key for v in deployed.created] == [key]
     assert [n.element for n in deployed.notes if "the assignee of" in n.message] == ["Task_Record"]
 

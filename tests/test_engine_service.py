@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from engine.db import Database
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from engine.models import AuditEvent, Case, CaseState, WorkItem
+from engine.models import AuditEvent, Case, CaseState, User, WorkItem
 from engine.service import InboxFilters, WorkflowService
 from tests.helpers import REPORT, open_item, open_spec_ids, work
 
@@ -360,6 +360,44 @@ def test_inbox_page_is_a_page_and_the_count_of_all(service):
 
 
 # ------------------------------------------------- assignment from task data
+
+@pytest.mark.parametrize("named, refusal", [
+    ("nobody", "找不到在用的账号“nobody”"),               # no such account
+    ("lxz_pd", "没有包案领导职务"),                        # in the case's chain, but no leader
+    ("wy_wgy1", "没有包案领导职务"),                       # another county's official
+])
+def test_a_person_a_form_names_must_be_an_official_of_the_case_with_the_fields_role(
+        clean_db, clock, fixture_forms, named, refusal):
+    """The case-owning leader chosen in a form gets the next task by name: a typo, an official
+    of another place or one without the field's role is refused on the field, nothing changes."""
+    from tests.conftest import deploy_fixture
+    deploy_fixture(clean_db, "assign.bpmn", forms=fixture_forms)
+    service = WorkflowService(clean_db, forms=fixture_forms)
+    case = service.start_case("assign", GRID_A, {}, "lx_wgy1")
+    pick = service.get_case(case.business_key).open_items[0]
+    with pytest.raises(InvalidInput) as exc:
+        service.complete_task(pick.id, {"owning_leader": named, "reviewers": "lx_wgz1"}, "lx_wgy1")
+    assert list(exc.value.fields) == ["owning_leader"] and refusal in exc.value.field_texts("zh")["owning_leader"][0]
+    assert [i.id for i in service.get_case(case.business_key).open_items] == [pick.id]
+
+
+def test_a_deactivated_official_cannot_be_named_in_a_form(clean_db, clock, fixture_forms):
+    from tests.conftest import deploy_fixture
+    deploy_fixture(clean_db, "assign.bpmn", forms=fixture_forms)
+    service = WorkflowService(clean_db, forms=fixture_forms)
+    case = service.start_case("assign", GRID_A, {}, "lx_wgy1")
+    pick = service.get_case(case.business_key).open_items[0]
+    def set_active(active):
+        with clean_db.unit_of_work() as s:
+            s.scalar(select(User).where(User.username == "lxx_ld2")).active = active
+    set_active(False)
+    try:
+        with pytest.raises(InvalidInput, match="cannot take this case"):
+            service.complete_task(pick.id, {"owning_leader": "lxx_ld2", "reviewers": "lx_wgz1"}, "lx_wgy1")
+    finally:
+        set_active(True)   # the organisation outlives the test
+    assert work(service, "lx_wgy1", "pick", {"owning_leader": "lxx_ld1", "reviewers": "lx_wgz1"}).status == "open"
+
 
 def test_assignee_and_candidates_chosen_in_an_earlier_form(clean_db, clock, fixture_forms):
     from tests.conftest import deploy_fixture

@@ -14,6 +14,7 @@ from flask_login import current_user, login_required
 
 from engine import clock
 from engine.errors import InvalidInput, PermissionDenied
+from engine.models import ROLE_NAMES_ZH
 from forms import FormValidationError
 from forms.render import coerce_form_post, form_context
 
@@ -36,12 +37,7 @@ def colour_label(colour: str | None) -> str:
 
 @bp.app_template_global()
 def role_label(role: str | None) -> str:
-    labels = {
-        "grid_worker": _("网格员"), "grid_leader": _("网格长"), "center_dispatcher": _("派单员"),
-        "department_handler": _("部门承办人"), "petition_officer": _("信访干部"), "leader": _("包案领导"),
-        "mediator": _("调解员"), "auditor": _("督查"), "designer": _("流程设计员"), "admin": _("管理员"),
-    }
-    return labels.get(role or "", role or "")
+    return _(ROLE_NAMES_ZH[role]) if role in ROLE_NAMES_ZH else role or ""
 
 
 @bp.app_template_global()
@@ -223,7 +219,7 @@ def complete(task_id):
     try:
         service().complete_task(task_id, data, current_user.id)
     except InvalidInput as exc:
-        return _render(task_id, detail, data, localise_errors(exc.fields) or {"_schema": [exc.text(current_lang())]}, 400)
+        return _render(task_id, detail, data, localise_errors(exc.field_texts(current_lang())) or {"_schema": [exc.text(current_lang())]}, 400)
     flash(_("已提交：{name}", name=task_name(detail.item)))
     return redirect(url_for("inbox.index"))
 
@@ -271,8 +267,13 @@ def _shown(form, data: dict, lang: str) -> list[dict]:
     if not present:
         return []
     trial = FormDef(key=form.key, title=form.title, fields=present)
-    return [{"name": f["name"], "label": f["label"], "value": f["display_value"], "type": f["type"]}
-            for f in form_context(trial, data, submitted=data, lang=lang)]
+    shown = [{"name": f["name"], "label": f["label"], "value": f["display_value"], "type": f["type"]}
+             for f in form_context(trial, data, submitted=data, lang=lang)]
+    people = service().display_names(e["value"] for e in shown if e["type"] == "person")
+    for entry in shown:
+        if entry["type"] == "person" and entry["value"] in people:
+            entry["value"] = f"{people[entry['value']]}（{entry['value']}）"
+    return shown
 
 
 def case_fields(view, lang: str) -> list[dict]:
