@@ -64,6 +64,17 @@ MESSAGES = {
     "内容没有变化，未创建新版本。": "Nothing changed; no new version was created.",
     "有问题，未部署任何内容。": "There are problems; nothing was deployed.",
     "已恢复本机保存的草稿。": "The draft saved in this browser was restored.",
+    "放弃草稿": "Discard draft",
+    "删除本机保存的草稿，重新加载 v{n} 的内容。": "Delete the draft saved in this browser and reload v{n} as deployed.",
+    "已放弃草稿，显示 v{n} 的内容。": "Draft discarded; showing v{n} as deployed.",
+    "本机另有基于 v{n} 的草稿（未应用）": "This browser also holds a draft based on v{n} (not applied)",
+    "导入时有 {n} 条警告：有些内容建模器未能读取，图中缺少它们，保存或部署会丢失它们。":
+        "{n} warning(s) on import: the modeler could not read some content; it is missing from the diagram "
+        "and saving or deploying would lose it.",
+    "另有 {n} 条警告。": "{n} more warning(s).",
+    "常见原因：编号（id）须以英文字母或下划线开头，只含英文字母、数字和 _ - .（如 visit_help，不能是 帮扶）。请改正文件后通过“导入 BPMN/DMN 文件”重新部署。":
+        "The usual cause: an id must start with a letter or an underscore and hold only letters, digits and "
+        "_ - . (visit_help, not 帮扶). Correct the file and deploy it again with \u201cImport BPMN/DMN files\u201d.",
     "检查结果": "Check results",
     "元素属性": "Element properties",
     "泳道名称即办理岗位：level.role（如 town.center_dispatcher），可加部门类型（county.petition_officer:xinfangju），或写作“显示名 (代码)”。":

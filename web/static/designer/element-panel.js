@@ -51,15 +51,21 @@
    * Modeler attribute (camunda:formKey …, engine/bpmn.py honours both, the Spiff one first). */
   function taskProperty(bo, name) {
     var value = spiffProperty(bo, name);
-    var attrs = bo.$attrs || {};
-    if (!value && attrs["camunda:" + name]) {
-      value = attrs["camunda:" + name];
+    if (!value && camundaAttribute(bo, name)) {
+      value = bo.$attrs[camundaAttribute(bo, name)] || "";
       if (name === "formKey") {   // embedded:app:forms/verify_on_site.html -> verify_on_site (form_key_of)
         var last = value.trim().split(":").pop().split("/").pop();
         value = last.indexOf(".") >= 0 ? last.slice(0, last.lastIndexOf(".")) : last;
       }
     }
     return value;
+  }
+
+  /* The attribute a Camunda Modeler file holds a task's property in (camunda:formKey,
+   * camunda:dueDate, camunda:assignee), when it has one: the one taskProperty falls back to. */
+  function camundaAttribute(bo, name) {
+    var attrs = bo.$attrs || {};
+    return attrs["camunda:" + name] !== undefined ? "camunda:" + name : null;
   }
 
   function spiffBody(bo, localName) {
@@ -233,7 +239,13 @@
       }
     } else if (what.indexOf("prop:") === 0) {
       var name = what.slice(5), owner = ownerOf(name);
-      modeling.updateModdleProperties(element, owner, { extensionElements: withProperty(owner, name, value) });
+      var change = { extensionElements: withProperty(owner, name, value) };
+      if (!value && owner === bo && camundaAttribute(bo, name)) {
+        // a cleared field clears what the engine reads: the Camunda Modeler attribute as well
+        // (else it shows again and still counts), in the same command, so one undo restores both
+        change[camundaAttribute(bo, name)] = undefined;
+      }
+      modeling.updateModdleProperties(element, owner, change);
     } else if (what === "condition") {
       modeling.updateProperties(element, {
         conditionExpression: value ? moddle.create("bpmn:FormalExpression", { body: value }) : undefined

@@ -4,7 +4,13 @@
  * next to its element on the diagram (in a decision table: its cell), and clicking it
  * selects the element (opens the decision and points at the cell). "Deploy"
  * sends the XML to be checked and stored as a new version (nothing if any problem).
- * State for tests: #modeler[data-imported], [data-checked], [data-problems]. */
+ * The draft is kept per version content (the page's content hash, data-base): it is restored
+ * only onto the version it was made from, with a button to discard it; a draft made from
+ * another version is never applied, the page says it exists and links to that version.
+ * Warnings bpmn-js gives on import (an element it cannot read, say an id that is not an XML
+ * name, is left out of the diagram, and saving would lose it) are shown, not swallowed.
+ * State for tests: #modeler[data-imported], [data-checked], [data-problems],
+ * [data-draft] (none, restored, saved, discarded), [data-import-warnings]. */
 (function () {
   "use strict";
 
@@ -14,7 +20,16 @@
   }
   var kind = container.getAttribute("data-kind");
   var filename = container.getAttribute("data-filename");
-  var draftKey = "gridflow-draft:" + container.getAttribute("data-process") + ":" + filename;
+  var base = container.getAttribute("data-base") || "";
+  var version = container.getAttribute("data-version") || "";
+  // one draft per file and version content: "gridflow-draft:<process>:<file>@<content hash>"
+  // holding { base, version, xml }. (A draft under the bare prefix is from before drafts knew
+  // their version: its base is unknown, so it is never applied and is dropped.)
+  var draftPrefix = "gridflow-draft:" + container.getAttribute("data-process") + ":" + filename;
+  var draftKey = draftPrefix + "@" + base;
+  var discardButton = document.getElementById("btn-discard-draft");
+  var otherDraftsEl = document.getElementById("other-drafts");
+  var warningsEl = document.getElementById("import-warnings");
   var statusEl = document.getElementById("editor-status");
   var list = document.getElementById("problems");
   var deployResult = document.getElementById("deploy-result");
@@ -31,13 +46,115 @@
     statusEl.textContent = text;
   }
 
+  // -------------------------------------------------------------- the draft in this browser
+
+  function readDraft(key) {
+    try {
+      var draft = JSON.parse(window.localStorage.getItem(key) || "null");
+      return draft && typeof draft.xml === "string" ? draft : null;
+    } catch (e) {
+      return null;   // no storage, or not a draft of ours
+    }
+  }
+
+  function storeDraft(xml) {
+    try {
+      window.localStorage.setItem(draftKey, JSON.stringify({
+        base: base, version: Number(version) || version, xml: xml, saved: new Date().toISOString()
+      }));
+    } catch (e) {
+      return false;  // private mode: the draft simply is not kept
+    }
+    discardButton.hidden = false;
+    return true;
+  }
+
+  function removeDraft() {
+    try {
+      window.localStorage.removeItem(draftKey);
+    } catch (e) { /* nothing kept */ }
+    discardButton.hidden = true;
+  }
+
+  /* Drafts of this file made from other versions: never applied here; the page says they
+   * exist and links to the version each was made from. */
+  function showOtherDrafts() {
+    var versions = [];
+    try {
+      window.localStorage.removeItem(draftPrefix);   // from before drafts knew their version
+      for (var i = 0; i < window.localStorage.length; i++) {
+        var key = window.localStorage.key(i);
+        if (key && key !== draftKey && key.indexOf(draftPrefix + "@") === 0) {
+          var draft = readDraft(key);
+          if (draft && draft.version && versions.indexOf(String(draft.version)) < 0) {
+            versions.push(String(draft.version));
+          }
+        }
+      }
+    } catch (e) { /* no storage */ }
+    otherDraftsEl.innerHTML = "";
+    versions.sort(function (a, b) { return Number(a) - Number(b); });
+    versions.forEach(function (v) {
+      var link = document.createElement("a");
+      var url = new URL(window.location.href);
+      url.searchParams.set("v", v);
+      url.searchParams.set("file", filename);
+      link.href = url.pathname + url.search;
+      link.setAttribute("data-version", v);
+      link.textContent = msg("other-draft").replace("{n}", v);
+      otherDraftsEl.appendChild(link);
+      otherDraftsEl.appendChild(document.createTextNode(" "));
+    });
+    otherDraftsEl.hidden = !versions.length;
+  }
+
+  // -------------------------------------------------------------- import warnings
+
+  var MAX_WARNINGS = 5;
+
+  /* What bpmn-js could not read: the count, and the first few of its messages (English, as
+   * bpmn-js gives them), under the page's own explanation. */
+  function showImportWarnings(warnings) {
+    container.setAttribute("data-import-warnings", String(warnings.length));
+    var items = warningsEl.querySelector("ul");
+    items.innerHTML = "";
+    warnings.slice(0, MAX_WARNINGS).forEach(function (w) {
+      var li = document.createElement("li");
+      li.className = "import-warning";
+      li.textContent = String((w && w.message) || w).replace(/\s+/g, " ").trim();
+      items.appendChild(li);
+    });
+    if (warnings.length > MAX_WARNINGS) {
+      var more = document.createElement("li");
+      more.className = "fix";
+      more.textContent = msg("more-warnings").replace("{n}", String(warnings.length - MAX_WARNINGS));
+      items.appendChild(more);
+    }
+    warningsEl.querySelector(".import-warnings-count").textContent =
+      msg("import-warnings").replace("{n}", String(warnings.length));
+    warningsEl.hidden = !warnings.length;
+  }
+
+  function importedStatus(restored, warnings) {
+    var parts = [];
+    if (restored) {
+      parts.push(msg("draft"));
+    }
+    if (warnings.length) {
+      parts.push(msg("import-warnings").replace("{n}", String(warnings.length)));
+    }
+    return parts.join(" ");
+  }
+
   var Modeler = kind === "dmn" ? window.DmnJS : window.BpmnJS;
   if (typeof Modeler !== "function") {
     container.setAttribute("data-imported", "false");
     status(msg("error"));
     return;
   }
-  var modeler = new Modeler({ container: container, keyboard: { bindTo: document } });
+  // bpmn-js 18 (diagram-js 15) and dmn-js 17 bind the keyboard to the canvas implicitly (when
+  // it has the focus: a click on the diagram); keyboard.bindTo is no longer supported
+  var modeler = new Modeler(kind === "dmn" ? { container: container } : { container: container, keyboard: { bind: true } });
   window.gridflowModeler = modeler;  // for people debugging in the console
 
   function activeViewer() {
@@ -240,9 +357,9 @@
     status(msg("checking"));
     deployResult.innerHTML = "";
     return currentXml().then(function (xml) {
-      try {
-        window.localStorage.setItem(draftKey, xml);
-      } catch (e) { /* private mode: the draft simply is not kept */ }
+      if (storeDraft(xml)) {
+        container.setAttribute("data-draft", "saved");
+      }
       return post(container.getAttribute("data-check-url"), xml);
     }).then(function (res) {
       if (res.body.error) {
@@ -275,9 +392,7 @@
         container.setAttribute("data-deployed", "refused");
         return;
       }
-      try {
-        window.localStorage.removeItem(draftKey);
-      } catch (e) { /* nothing kept */ }
+      removeDraft();
       var created = res.body.created || [];
       if (!created.length) {
         status(msg("unchanged"));
@@ -302,7 +417,58 @@
     });
   }
 
+  /* Import `xml` and show it: the whole diagram, or a DMN file's one decision table. Resolves
+   * with bpmn-js's (dmn-js's) import warnings. */
+  function load(xml) {
+    var warnings = [];
+    return modeler.importXML(xml).then(function (result) {
+      warnings = (result && result.warnings) || [];
+      if (kind !== "dmn") {
+        modeler.get("canvas").zoom("fit-viewport", "auto");
+      } else {
+        // one decision table (the usual case): open the table itself, not the requirements diagram
+        var tables = modeler.getViews().filter(function (v) { return v.type === "decisionTable"; });
+        if (tables.length === 1) {
+          return modeler.open(tables[0]);
+        }
+      }
+    }).then(function () {
+      showImportWarnings(warnings);
+      return warnings;
+    }, function (error) {
+      showImportWarnings((error && error.warnings) || []);
+      throw error;
+    });
+  }
+
+  function discardDraft() {
+    if (original === null) {
+      return;
+    }
+    removeDraft();
+    clearMarks();
+    list.innerHTML = "";
+    deployResult.innerHTML = "";
+    ["data-checked", "data-problems", "data-notes", "data-deployed"].forEach(function (name) {
+      container.removeAttribute(name);
+    });
+    status(msg("loading"));
+    load(original).then(function (warnings) {
+      container.setAttribute("data-draft", "discarded");
+      status(msg("discarded") + (warnings.length ? " " + importedStatus(false, warnings) : ""));
+    }).catch(function (error) {
+      container.setAttribute("data-imported", "false");
+      status(msg("error") + " " + String((error && error.message) || error));
+    });
+  }
+
+  if (kind === "dmn") {
+    // a table re-renders when edited or reopened: mark its problem cells again
+    modeler.on("views.changed", function () { window.setTimeout(markProblemCells, 0); });
+  }
+
   status(msg("loading"));
+  showOtherDrafts();
   fetch(container.getAttribute("data-src"), { credentials: "same-origin" })
     .then(function (response) {
       if (!response.ok) {
@@ -312,27 +478,14 @@
     })
     .then(function (xml) {
       original = xml;
-      var draft = null;
-      try {
-        draft = window.localStorage.getItem(draftKey);
-      } catch (e) { /* no storage */ }
-      return modeler.importXML(draft && draft !== original ? draft : xml).then(function () {
-        if (kind !== "dmn") {
-          modeler.get("canvas").zoom("fit-viewport", "auto");
-        } else {
-          // one decision table (the usual case): open the table itself, not the requirements diagram
-          var tables = modeler.getViews().filter(function (v) { return v.type === "decisionTable"; });
-          if (tables.length === 1) {
-            return modeler.open(tables[0]);
-          }
-        }
-      }).then(function () {
+      var draft = readDraft(draftKey);
+      // only a draft made from this very content (its base), and one that changes something
+      var restored = !!draft && draft.base === base && draft.xml !== original;
+      discardButton.hidden = !draft;
+      return load(restored ? draft.xml : xml).then(function (warnings) {
         container.setAttribute("data-imported", "true");
-        status(draft && draft !== original ? msg("draft") : "");
-        if (kind === "dmn") {
-          // a table re-renders when edited or reopened: mark its problem cells again
-          modeler.on("views.changed", function () { window.setTimeout(markProblemCells, 0); });
-        }
+        container.setAttribute("data-draft", restored ? "restored" : "none");
+        status(importedStatus(restored, warnings));
       });
     })
     .catch(function (error) {
@@ -342,4 +495,5 @@
 
   document.getElementById("btn-save").addEventListener("click", save);
   document.getElementById("btn-deploy").addEventListener("click", deploy);
+  discardButton.addEventListener("click", discardDraft);
 })();
