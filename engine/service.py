@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.exc import StaleDataError
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import CallActivity
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
@@ -988,10 +989,20 @@ class WorkflowService:
     def _case_data(workflow: BpmnWorkflow) -> dict:
         if workflow.is_completed():
             return dict(workflow.data)
-        # the tree's order decides between equally recent tasks
         ready = tasks_in_tree_order(workflow, TaskState.READY | TaskState.WAITING)
+        if len(ready) == 1 and ready[0].workflow is workflow:
+            return dict(ready[0].data)
         if ready:
-            return dict(max(ready, key=lambda t: t.last_state_change).data)
+            # A task inside a called process holds only what the call passed in (mediation's
+            # fields): the case's own data is its call activity's. Parallel branches each hold
+            # a copy: together they are the case's data, the most recent value of a key winning
+            # (the tree's order decides between equally recent tasks).
+            own = sorted(((_in_case_scope(workflow, t), -i) for i, t in enumerate(ready)),
+                         key=lambda pair: (pair[0].last_state_change, pair[1]))
+            merged = {}
+            for task, _order in own:
+                merged.update(task.data)
+            return merged
         if workflow.last_task is not None:
             return dict(workflow.last_task.data)
         return dict(workflow.task_tree.data)
@@ -1360,7 +1371,11 @@ class WorkflowService:
                 raise PermissionDenied(f"task '{item.name}' is outside your jurisdiction",
                                        zh=f"任务“{item.name}”不在您的辖区内")
             parsed = self.specs.get(session.get(ProcessVersion, case.process_version_id))
-            data = self._case_data(self._load(session, case, parsed))
+            workflow = self._load(session, case, parsed)
+            # an open task's form reads its own data (a task of a called process: what the
+            # call passed in and what the called process set), a finished one the case's
+            task = find_task(workflow, item.id) if item.status == "open" else None
+            data = dict(task.data) if task is not None else self._case_data(workflow)
             return TaskDetail(item=item, case=case, form=self.forms.get(item.form_key) if item.form_key else None,
                               case_data=data, may_work=may_work)
 
@@ -1428,6 +1443,17 @@ def _summary(data: dict) -> dict:
         elif isinstance(value, str):
             out[key] = value[:SUMMARY_VALUE_MAX]
     return out
+
+
+def _in_case_scope(workflow: BpmnWorkflow, task):
+    """`task`, or for a task inside a called process (at any depth) the call activity in
+    the case's own process that started it. Embedded subprocesses share the case's data."""
+    while task.workflow is not workflow:
+        caller = workflow.get_task_from_id(task.workflow.parent_task_id)
+        if not isinstance(caller.task_spec, CallActivity):
+            break
+        task = caller
+    return task
 
 
 def _title(data: dict) -> str:

@@ -34,10 +34,14 @@ def run_until(service, clock, path, steps):
 ])
 def test_the_called_mediation_sees_only_the_dispute(service, clock, scenario, caller_only):
     key = run_until(service, clock, SCENARIOS / scenario, 1)          # the caller has just handed over
-    assert open_spec_ids(service.get_case(key)) == ["assign_channel"]
-    seen = service.case_data(key)                                     # the called process's data at its first task
+    [task] = service.get_case(key).open_items
+    assert task.spec_id == "assign_channel"
+    seen = service.task_detail("lxx_dc", task.id).case_data           # the called process's data at its first task
     assert set(seen) == INPUTS | {"suggested_channel", "channel_reason"}, sorted(seen)
     assert not caller_only & set(seen)
+    # the case itself still shows its own data, as it was when the call began
+    assert caller_only - {"hard_case", "department", "resolved", "mediation_note", "if_unresolved"} <= \
+        set(service.case_data(key)), sorted(service.case_data(key))
 
 
 @pytest.mark.parametrize("scenario,kept", [
