@@ -4,6 +4,12 @@ The rows are what the reader may see: personal data already masked (or, for a
 handler, in full with the view audited) by the search and the trace. Column
 headings in Chinese or English. Spreadsheet cells that would start a formula
 (= + - @) are written as text, so an exported submission cannot run in Excel.
+
+Codes (a status, a colour, an event type, a role …) read as the pages show them:
+the caller passes `Labels` in the reader's language (web/audit.py builds them from
+the UI catalogue). CSV and XLSX show only the labels; JSON keeps every code as it
+was and carries its label beside it (`status` and `status_label`, `event_type` and
+`event_label` …), so a program reads the codes and a person the labels.
 """
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import io
 import json
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from typing import Callable
 
 from .clock import CHINA
 
@@ -23,20 +30,47 @@ FORMATS = {
 # The most rows one search export carries (the page size of the search is at most 1,000).
 MAX_SEARCH_ROWS = 10_000
 
+# CSV/XLSX columns: (record key, Chinese heading, English heading); coded values by their labels
 SEARCH_COLUMNS = [
     ("business_key", "案件编号", "Case number"), ("title", "标题", "Title"),
-    ("process", "流程", "Process"), ("process_key", "流程标识", "Process key"),
-    ("status", "状态", "Status"), ("grid", "网格", "Grid"), ("category", "类别", "Category"),
-    ("colour", "风险等级", "Colour"), ("created_at", "上报时间", "Created"),
+    ("process_label", "流程", "Process"), ("process_key", "流程标识", "Process key"),
+    ("status_label", "状态", "Status"), ("grid", "网格", "Grid"), ("category_label", "类别", "Category"),
+    ("colour_label", "风险等级", "Colour"), ("created_at", "上报时间", "Created"),
     ("closed_at", "办结时间", "Closed"), ("summary", "案件数据", "Case data"),
 ]
 TRACE_COLUMNS = [
-    ("seq", "序号", "No."), ("at", "时间", "When"), ("event_type", "事件", "Event"),
-    ("kind", "类别", "Kind"), ("bpmn_name", "环节", "Step"), ("bpmn_id", "环节标识", "Step id"),
+    ("seq", "序号", "No."), ("at", "时间", "When"), ("event_label", "事件", "Event"),
+    ("kind_label", "类别", "Kind"), ("bpmn_label", "环节", "Step"), ("bpmn_id", "环节标识", "Step id"),
     ("flow_from", "来自环节", "From step"), ("actor", "办理人", "Who"), ("username", "用户名", "Username"),
-    ("role", "角色", "Role"), ("node", "单位/辖区", "Unit"), ("submitted", "提交内容", "Submitted"),
+    ("role_label", "角色", "Role"), ("node", "单位/辖区", "Unit"), ("submitted", "提交内容", "Submitted"),
     ("changed", "修改内容", "Changed"), ("task_id", "任务标识", "Task id"),
 ]
+
+
+def _code(value, *_context):
+    return value
+
+
+def _process_name(_process_key, name):
+    return name
+
+
+def _element_name(_process_key, _element_id, name):
+    return name
+
+
+@dataclass
+class Labels:
+    """How each kind of code reads in the export's language. The defaults leave the codes
+    (and stored names) as they are; web/audit.py passes the pages' own labels."""
+    status: Callable = _code            # case status: open -> 办理中
+    colour: Callable = _code            # blue -> 蓝
+    category: Callable = _code          # dispute -> 矛盾纠纷
+    process: Callable = _process_name   # (process key, stored name) -> its name in the language
+    event: Callable = _code             # urged -> 督办
+    kind: Callable = _code              # urge -> 督办 (the trace's badges; None for ordinary steps)
+    role: Callable = _code              # center_dispatcher -> 派单员
+    element: Callable = _element_name   # (process key, BPMN id, stored name) -> the step's name
 
 
 ORG_CHANGE_COLUMNS = [
@@ -76,30 +110,49 @@ def _jsonable(value):
     return str(value)
 
 
-def search_records(page_rows) -> list[dict]:
+def _label(fn, code, *context):
+    """The label of a code (None stays None: no value, no label)."""
+    return None if code is None else fn(code, *context)
+
+
+def search_records(page_rows, labels: Labels | None = None) -> list[dict]:
+    """The rows of a search: codes and, beside each, its label (`labels`, else the code)."""
+    lab = labels or Labels()
     return [{"business_key": r.case.business_key, "title": r.case.title or "", "process": r.process_name,
-             "process_key": r.case.process_key, "status": r.case.status, "grid": r.grid_name,
-             "category": r.case.category, "colour": r.case.colour, "created_at": _iso(r.case.created_at),
+             "process_label": lab.process(r.case.process_key, r.process_name),
+             "process_key": r.case.process_key, "status": r.case.status,
+             "status_label": _label(lab.status, r.case.status), "grid": r.grid_name,
+             "category": r.case.category, "category_label": _label(lab.category, r.case.category),
+             "colour": r.case.colour, "colour_label": _label(lab.colour, r.case.colour),
+             "created_at": _iso(r.case.created_at),
              "closed_at": _iso(r.case.closed_at), "summary": _jsonable(r.summary)} for r in page_rows]
 
 
-def trace_records(trace) -> list[dict]:
-    return [{"seq": s.seq, "at": _iso(s.at), "event_type": s.event_type, "kind": s.kind,
-             "bpmn_name": s.bpmn_name, "bpmn_id": s.bpmn_id, "flow_from": s.flow_from,
-             "actor": s.actor_name, "username": s.actor_username, "role": s.role, "node": s.node_name,
+def trace_records(trace, labels: Labels | None = None) -> list[dict]:
+    lab = labels or Labels()
+    key = trace.case.process_key
+    return [{"seq": s.seq, "at": _iso(s.at), "event_type": s.event_type, "event_label": lab.event(s.event_type),
+             "kind": s.kind, "kind_label": _label(lab.kind, s.kind),
+             "bpmn_name": s.bpmn_name, "bpmn_label": lab.element(key, s.bpmn_id, s.bpmn_name),
+             "bpmn_id": s.bpmn_id, "flow_from": s.flow_from,
+             "actor": s.actor_name, "username": s.actor_username, "role": s.role,
+             "role_label": _label(lab.role, s.role), "node": s.node_name,
              "submitted": _jsonable(s.submitted), "changed": _jsonable(s.changed), "task_id": s.task_id}
             for s in trace.steps]
 
 
-def trace_document(trace) -> dict:
+def trace_document(trace, labels: Labels | None = None) -> dict:
+    lab = labels or Labels()
     case, version = trace.case, trace.detail.version
     return {"case": {"business_key": case.business_key, "title": case.title or "", "process_key": case.process_key,
-                     "process": version.name, "process_version": version.version, "status": case.status,
+                     "process": version.name, "process_label": lab.process(case.process_key, version.name),
+                     "process_version": version.version, "status": case.status,
+                     "status_label": _label(lab.status, case.status),
                      "created_at": _iso(case.created_at), "closed_at": _iso(case.closed_at),
                      "data": _jsonable(trace.detail.data)},
             "personal_data_masked": trace.masked,
             "path": trace.detail.highlights.get("completed", []),
-            "steps": trace_records(trace)}
+            "steps": trace_records(trace, labels)}
 
 
 def _cell(value):
@@ -147,8 +200,9 @@ def render(records: list[dict], columns, fmt: str, lang: str, name: str, documen
     return ExportFile(filename, FORMATS[fmt], buffer.getvalue())
 
 
-def export_search(page_rows, fmt: str, lang: str = "zh") -> ExportFile:
-    records = search_records(page_rows)
+def export_search(page_rows, fmt: str, lang: str = "zh", labels: Labels | None = None) -> ExportFile:
+    """The rows of a search; `labels` in `lang` (the codes themselves without them)."""
+    records = search_records(page_rows, labels)
     return render(records, SEARCH_COLUMNS, fmt, lang, "cases", {"cases": records})
 
 
@@ -159,6 +213,7 @@ def export_org_changes(rows, fmt: str, lang: str = "zh") -> ExportFile:
     return render(records, ORG_CHANGE_COLUMNS, fmt, lang, "org-changes", {"changes": records})
 
 
-def export_trace(trace, fmt: str, lang: str = "zh") -> ExportFile:
-    return render(trace_records(trace), TRACE_COLUMNS, fmt, lang, f"trace-{trace.case.business_key}",
-                  trace_document(trace))
+def export_trace(trace, fmt: str, lang: str = "zh", labels: Labels | None = None) -> ExportFile:
+    """A case's trace; `labels` in `lang` (the codes themselves without them)."""
+    return render(trace_records(trace, labels), TRACE_COLUMNS, fmt, lang, f"trace-{trace.case.business_key}",
+                  trace_document(trace, labels))

@@ -91,7 +91,7 @@ def _rows_of(fmt, body):
 
 
 @pytest.mark.parametrize("fmt", ["csv", "xlsx", "json"])
-def test_auditor_export_of_closed_petition_has_every_step_in_order(client, service, closed_petition, fmt):
+def test_auditor_export_of_closed_petition_has_every_step_in_order(app, client, service, closed_petition, fmt):
     expected = _events(service, closed_petition)
     login(client, "lxx_dc")
     response = client.get(f"/audit/cases/{closed_petition}/trace.{fmt}")
@@ -108,11 +108,15 @@ def test_auditor_export_of_closed_petition_has_every_step_in_order(client, servi
         assert rows[0][:3] == ["序号", "时间", "事件"]
         got = [(int(r[0]), r[2], r[5] or None, r[8] or None) for r in rows[1:]]
     users = {e.actor_id for e in expected}
-    want = [(i, e.event_type, e.bpmn_id) for i, e in enumerate(expected, 1)]
+    # JSON names each event by its code; CSV and XLSX by its label, as the page does
+    from web.tasks import event_label
+    with app.test_request_context():
+        shown = {e.event_type: (e.event_type if fmt == "json" else event_label(e.event_type)) for e in expected}
+    want = [(i, shown[e.event_type], e.bpmn_id) for i, e in enumerate(expected, 1)]
     assert [g[:3] for g in got] == want
     assert len(users) > 1
     # every completed user task of the petition is there, in the order they were done
-    done = [g[2] for g in got if g[1] == "task_completed"]
+    done = [g[2] for g in got if g[1] == shown["task_completed"]]
     assert done == ["decide", "handle", "written_reply"]
     # the petitioner's phone is masked for the auditor
     blob = response.data.decode("utf-8") if fmt != "xlsx" else json.dumps(_rows_of(fmt, response.data), ensure_ascii=False)
@@ -177,4 +181,7 @@ def test_incidents_and_migrations_are_marked_in_trace_and_page(client, service, 
     assert kinds == ["incident", "migration"]
     login(client, "lxx_dc")
     page = client.get(f"/audit/cases/{view.business_key}/trace").get_data(as_text=True)
-    assert "系统异常" in page and page.count("版本迁移") >= 2 and "from_version" in page   # event and badge
+    assert "系统异常" in page and page.count("版本迁移") >= 2   # event and badge
+    # what they carried, labelled: the incident's error, the migration's versions
+    assert "<dt>错误</dt><dd class=\"pre-wrap\">boom</dd>" in page
+    assert "<dt>原版本</dt><dd class=\"pre-wrap\">1</dd>" in page and "from_version" not in page

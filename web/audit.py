@@ -8,22 +8,26 @@ engine/export.py out.
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
+from sqlalchemy import select
 
 from engine.errors import InvalidInput
-from engine.export import FORMATS, MAX_SEARCH_ROWS, export_org_changes, export_search, export_trace
+from engine.export import FORMATS, MAX_SEARCH_ROWS, Labels, export_org_changes, export_search, export_trace
 from engine.login_guard import OUTCOMES as LOGIN_OUTCOMES, LoginRecords
+from engine.models import JurisdictionNode
 from engine.org_log import KINDS as ORG_CHANGE_KINDS, OrgChangeLog
+from engine.readmodels import labels as org_labels
 from engine.search import MAX_LIMIT, STATUSES, CaseSearch, SearchFilters
 from engine.trace import CaseTrace
 
 from . import audit_api  # noqa: F401  (its /api/v1 routes)
+from .dashboard import category_labels
 from .extensions import service
-from .i18n import current_lang, gettext as _
-from .tasks import event_details
+from .i18n import current_lang, element_name, gettext as _, label, local_time, process_name
+from .tasks import case_status_label, colour_label, event_details, event_label, file_size, form_keys, role_label
 
 bp = Blueprint("audit", __name__)
 
@@ -56,9 +60,12 @@ def _date(value: str, name: str, errors: dict) -> date | None:
 
 
 def parse_filters(args, limit: int = PAGE_SIZE, offset: int = 0) -> tuple[SearchFilters, dict, dict]:
-    """(filters, the raw values to refill the form with, field errors)."""
+    """(filters, the raw values to refill the form with, field errors). A process must be
+    one of the deployed ones (the form's list): an unknown key is refused, not searched for."""
     raw = {k: (args.get(k) or "").strip()[:200] for k in ARGS}
     errors: dict = {}
+    if raw["process"] and raw["process"] not in {p.key for p in service().processes()}:
+        errors["process_key"] = [_field_messages()["process_key"]]
     filters = SearchFilters(
         business_key=raw["bk"] or None, process_key=raw["process"] or None, status=raw["status"] or None,
         node=raw["node"] or None, created_from=_date(raw["from"], "created_from", errors),
@@ -79,35 +86,54 @@ def _localised(exc: InvalidInput) -> dict:
     return {name: [messages.get(name, _("填写的内容无效。"))] for name in (exc.fields or {})}
 
 
+def _node_options(selected: str) -> list:
+    """The 辖区 choices: the searcher's jurisdictions down to communities, plus the node the
+    query names when it is not among them (a grid, from a link or an earlier search), so that
+    the form shows it chosen and searching again keeps it. Its name is shown when it lies in
+    the searcher's jurisdiction; otherwise (or when no node has that code) the code itself."""
+    nodes = [(n.code, n.name) for n in searcher().scope_nodes(current_user.id)]
+    if selected and selected not in {code for code, _name in nodes}:
+        user = service().get_user(current_user.id)
+        scope = CaseSearch.scope_paths(user) if user is not None else []
+        with service().db.read_session() as session:
+            node = session.scalar(select(JurisdictionNode).where(JurisdictionNode.code == selected))
+            shown = node.name if node is not None and any(node.path.startswith(p) for p in scope) else selected
+        nodes.append((selected, shown))
+    return nodes
+
+
+def _search_page(raw: dict, errors: dict, result=None, page: int = 1, searched: bool = True):
+    kept = {k: v for k, v in raw.items() if v}
+    return render_template(
+        "audit/search.html", raw=raw, errors=errors, result=result, page=page, kept=kept, searched=searched,
+        statuses=STATUSES, processes=service().processes(), nodes=_node_options(raw["node"]),
+        formats=list(FORMATS)), 400 if errors else 200
+
+
 @bp.route("/audit/cases")
 @login_required
 def search():
     page = _page()
     filters, raw, errors = parse_filters(request.args, PAGE_SIZE, (page - 1) * PAGE_SIZE)
-    result, status = None, 200
+    result = None
     searched = any(raw.values()) or "go" in request.args
     if searched and not errors:
         try:
             result = searcher().search(current_user.id, filters)
         except InvalidInput as exc:
             errors = _localised(exc)
-    if errors:
-        status = 400
-    kept = {k: v for k, v in raw.items() if v}
-    return render_template(
-        "audit/search.html", raw=raw, errors=errors, result=result, page=page, kept=kept, searched=searched,
-        statuses=STATUSES, processes=service().processes(), nodes=searcher().scope_nodes(current_user.id),
-        formats=list(FORMATS)), status
+    return _search_page(raw, errors, result, page, searched)
 
 
 @bp.route("/audit/cases/export.<fmt>")
 @login_required
 def export_cases(fmt):
+    """The search's rows as a file; bad filters answer the search page (400) saying which."""
     if fmt not in FORMATS:
         abort(404)
-    filters, _raw, errors = parse_filters(request.args, MAX_LIMIT, 0)
+    filters, raw, errors = parse_filters(request.args, MAX_LIMIT, 0)
     if errors:
-        abort(400)
+        return _search_page(raw, errors)
     rows = []
     try:
         while len(rows) < MAX_SEARCH_ROWS:
@@ -116,9 +142,17 @@ def export_cases(fmt):
             rows.extend(result.rows)
             if not result.has_more:
                 break
-    except InvalidInput:
-        abort(400)
-    return _file(export_search(rows[:MAX_SEARCH_ROWS], fmt, current_lang()))
+    except InvalidInput as exc:
+        return _search_page(raw, _localised(exc))
+    return _file(export_search(rows[:MAX_SEARCH_ROWS], fmt, current_lang(), export_labels()))
+
+
+def export_labels() -> Labels:
+    """The codes of the exports as the pages show them, in the reader's language."""
+    categories = category_labels()
+    return Labels(status=case_status_label, colour=colour_label, category=lambda code: categories.get(code, code),
+                  process=process_name, event=event_label, kind=lambda kind: trace_kind_label(kind) or None,
+                  role=role_label, element=element_name)
 
 
 @bp.route("/audit/cases/<business_key>/trace")
@@ -126,8 +160,10 @@ def export_cases(fmt):
 def trace(business_key):
     result = CaseTrace(service()).trace(current_user.id, business_key, via="trace_page")
     lang = current_lang()
+    details = event_details(result.detail, lang)
     return render_template("audit/trace.html", trace=result, view=result.detail, case=result.case,
-                           details=event_details(result.detail, lang), formats=list(FORMATS), lang=lang)
+                           details=details, notes=step_notes(result, details, lang), formats=list(FORMATS),
+                           lang=lang)
 
 
 @bp.route("/audit/cases/<business_key>/trace.<fmt>")
@@ -136,7 +172,7 @@ def trace_export(business_key, fmt):
     if fmt not in FORMATS:
         abort(404)
     result = CaseTrace(service()).trace(current_user.id, business_key, via=f"trace_export_{fmt}")
-    return _file(export_trace(result, fmt, current_lang()))
+    return _file(export_trace(result, fmt, current_lang(), export_labels()))
 
 
 def _org_change_filters() -> tuple[str, str]:
@@ -258,3 +294,156 @@ def trace_kind_label(kind: str) -> str:
     return labels.get(kind, "")
 
 
+
+
+# --------------------------------------------------------- what a trace step carries
+
+def _via_label(via) -> str:
+    """Where a handler was shown personal data (`personal_data_viewed`'s `via`)."""
+    labels = {"case_page": _("案件页面"), "task_page": _("任务页面"), "report_form": _("上报表单（引用本案）"),
+              "api_case": _("接口：案件"), "api_task": _("接口：任务"), "api_trace": _("接口：全程追溯"),
+              "trace_page": _("全程追溯页面")}
+    via = str(via or "")
+    if via.startswith("trace_export_"):
+        return _("导出全程记录（{fmt}）", fmt=via[len("trace_export_"):].upper())
+    return labels.get(via, via)
+
+
+def _plain(value) -> str:
+    """A value of an event's data as text: lists joined, yes/no, nothing as a dash."""
+    if value is None or value == "" or value == []:
+        return "—"
+    if isinstance(value, bool):
+        return _("是") if value else _("否")
+    if isinstance(value, (list, tuple)):
+        return _("、").join(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_plain(v)}" for k, v in value.items())
+    return str(value)
+
+
+# the events whose data an official entered (a report, a task's form)
+SUBMISSIONS = ("case_started", "task_completed")
+
+
+def step_notes(trace, details: dict, lang: str) -> dict[int, list[dict]]:
+    """{audit event id: [{"label", "value"}]}: what each step carried that no form labels
+    (督办, 改派, uploads, new tasks, personal data views, incidents, migrations, timers …),
+    as label and plain text; people, units, roles, steps and fields by their names, in the
+    page's language. The template escapes every value (never `|safe`)."""
+    steps = [s for s in trace.steps if s.submitted and s.event_type != "step" and s.event_id not in details]
+    if not steps:
+        return {}
+    user_ids, node_ids, usernames = set(), set(), set()
+    for s in steps:
+        data = s.submitted
+        if s.event_type in SUBMISSIONS:
+            continue
+        for key in ("holders", "candidates"):
+            if isinstance(data.get(key), list):
+                user_ids.update(v for v in data[key] if isinstance(v, int))
+        user_ids.update(v for v in (data.get("assignee_id"),) if isinstance(v, int))
+        node_ids.update(v for v in (data.get("node_id"), data.get("fallback_node_id")) if isinstance(v, int))
+        usernames.update(v for v in (data.get("released_by"), data.get("from"), data.get("to")) if isinstance(v, str))
+    people, units = org_labels(service().db, user_ids, node_ids)
+    logins = service().display_names(usernames)
+    process_key = trace.case.process_key
+    field_names = _field_labels(trace.detail.version, lang)
+    step_names = {}
+    for process in service().processes():
+        if process.key == process_key:
+            step_names = dict(process.user_tasks)
+
+    def person(user_id) -> str:
+        return (people.get(user_id) if isinstance(user_id, int) else None) or _plain(user_id)
+
+    def login(username, name=None) -> str:
+        if not username:
+            return "—"
+        return f"{name or logins.get(username) or username}（{username}）"
+
+    def lane(role, node_id) -> str:
+        node = units.get(node_id, {}).get("name") if isinstance(node_id, int) else None
+        return f"{role_label(role)} @ {node}" if node else role_label(role) or "—"
+
+    def step_name(bpmn_id) -> str:
+        return element_name(process_key, bpmn_id, step_names.get(bpmn_id, bpmn_id))
+
+    def people_of(ids) -> str:
+        return _("、").join(person(i) for i in ids) if isinstance(ids, list) and ids else "—"
+
+    # {key: (label, how its value reads)}; keys an event type shares read the same
+    known = {
+        "note": (_("督办意见"), _plain), "count": (_("督办次数"), _plain),
+        "holders": (_("被督办人"), people_of),
+        "reason": (_("原因"), lambda v: _("账号已停用") if v == "account deactivated" else _plain(v)),
+        "released_by": (_("退回操作人"), login),
+        "assignee_id": (_("指定承办人"), person), "candidates": (_("候选承办人"), people_of),
+        "lane": (_("原定岗位"), lambda v: role_label(v) if isinstance(v, str) else _plain(v)),
+        "filename": (_("文件名"), _plain), "size": (_("文件大小"), file_size),
+        "via": (_("查看途径"), _via_label),
+        "fields": (_("查看的字段"), lambda v: _("、").join(field_names.get(f, f) for f in v)
+                   if isinstance(v, list) else _plain(v)),
+        "kind": (_("类型"), lambda v: _("定时器") if v == "timer" else _plain(v)),
+        "error": (_("错误"), _plain), "attempts": (_("尝试次数"), _plain), "incident": (_("异常编号"), _plain),
+        "process": (_("流程"), lambda v: process_name(v, trace.detail.version.name) if v == process_key else _plain(v)),
+        "from_version": (_("原版本"), _plain), "to_version": (_("新版本"), _plain),
+        "changed": (_("定义有变化的环节"), lambda v: _("、").join(step_name(i) for i in v)
+                    if isinstance(v, list) else _plain(v)),
+        "open_tasks": (_("迁移时的待办环节"), lambda v: _("、").join(step_name(i) for i in v)
+                       if isinstance(v, list) else _plain(v)),
+        "due": (_("到期时间"), _moment), "next": (_("下次到期"), _moment),
+    }
+    # internal ids (a file's, a version's), and what is shown above under another label
+    hidden = {"attachment", "from_name", "to_name", "from_version_id", "to_version_id", "role", "node_id",
+              "fallback_role", "fallback_node_id"}
+    out = {}
+    for s in steps:
+        data, rows = s.submitted, []
+        if s.event_type in SUBMISSIONS:
+            # what an official entered with no form to label it: its fields by their labels
+            rows = [{"label": field_names.get(k, k), "value": _plain(v)} for k, v in data.items()]
+            out[s.event_id] = rows
+            continue
+        if s.event_type == "task_reassigned":
+            rows.append({"label": _("原承办人"), "value": login(data.get("from"), data.get("from_name"))})
+            rows.append({"label": _("改派给"), "value": login(data.get("to"), data.get("to_name"))
+                         if data.get("to") else _("退回组内")})
+            data = {k: v for k, v in data.items() if k not in ("from", "to")}
+            if "reason" in data:
+                rows.append({"label": _("改派理由"), "value": _plain(data.pop("reason"))})
+        if "role" in data or "node_id" in data:
+            rows.append({"label": _("承办岗位"), "value": lane(data.get("role"), data.get("node_id"))})
+        if "fallback_role" in data or "fallback_node_id" in data:
+            rows.append({"label": _("转交"), "value": lane(data.get("fallback_role"), data.get("fallback_node_id"))})
+        for key, value in data.items():
+            if key in hidden:
+                continue
+            if value is None or value == "" or value == []:
+                continue          # nothing said: no row (an unassigned task, no next timer …)
+            name, show = known.get(key, (key, _plain))
+            rows.append({"label": name, "value": show(value)})
+        if rows:
+            out[s.event_id] = rows
+    return out
+
+
+def _moment(value) -> str:
+    """An ISO time of an event's data in China time, as the page shows times."""
+    if not value:
+        return "—"
+    try:
+        return local_time(datetime.fromisoformat(str(value)), "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return str(value)
+
+
+def _field_labels(version, lang: str) -> dict[str, str]:
+    """{field name: its label} over the forms of a process version (start form first)."""
+    keys = [version.properties.get("startForm")] + list(form_keys(version).values())
+    out: dict[str, str] = {}
+    for key in dict.fromkeys(k for k in keys if k):
+        form = service().forms.get(key)
+        for f in (form.fields if form is not None else ()):
+            out.setdefault(f.name, label(f.label, lang))
+    return out
