@@ -20,14 +20,15 @@ from datetime import datetime
 from pathlib import Path
 
 from lxml import etree
-from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
-from sqlalchemy import func, select
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import (CycleTimerEventDefinition, DurationTimerEventDefinition,
+                                                               TimeDateEventDefinition, TimerEventDefinition)
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import clock
 from .bpmn import (BPMN_NS, CamundaAwareParser, data_key, element_properties, is_dmn, is_user_task, lane_parts, parse_lane,
                    process_properties, user_task_info)
-from .models import BUSINESS_KEY_PREFIX, DEPT_TYPES, LEVELS, ROLES, ProcessVersion, User
+from .models import BUSINESS_KEY_PREFIX, DEPT_TYPES, LEVELS, ROLES, WORKING_ROLES, ProcessVersion, User
 from .sandbox import SCRIPT_ENGINE, check_source
 
 SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
@@ -238,6 +239,7 @@ def _check_process(analysis: _Analysis, pid: str, form_keys) -> list[Problem]:
         file_of_spec = Path(getattr(proc_spec, "file", "") or filename).name
         for task_spec in proc_spec.task_specs.values():
             problems.extend(_check_scripts(file_of_spec, task_spec))
+            problems.extend(_timer_problems(file_of_spec, task_spec))
             if not is_user_task(task_spec):
                 continue
             info = user_task_info(task_spec, analysis.parser.camunda_attrs)
@@ -293,9 +295,14 @@ def _start_problems(file: str, pid: str, props: dict, form_keys) -> list[Problem
     for role in (r.strip() for r in (props.get("startRoles") or "").split(",")):
         if role and role not in ROLES:
             problems.append(Problem(file, pid, f"start role '{role}' of process '{pid}' is not a known role: "
-                                    "nobody could start the process", f"use roles from: {', '.join(ROLES)}",
+                                    "nobody could start the process", f"use roles from: {', '.join(WORKING_ROLES)}",
                                     f"流程“{pid}”的发起岗位“{role}”不是已知角色，没有人能发起此流程",
-                                    f"角色可选：{', '.join(ROLES)}"))
+                                    f"角色可选：{', '.join(WORKING_ROLES)}"))
+        elif role == "auditor":
+            problems.append(Problem(file, pid, f"start role 'auditor' of process '{pid}': auditors only read cases, "
+                                    "they cannot start one", f"use roles from: {', '.join(WORKING_ROLES)}",
+                                    f"流程“{pid}”的发起岗位为督查：督查人员只能查看案件，不能发起",
+                                    f"角色可选：{', '.join(WORKING_ROLES)}"))
     prefix = props.get("businessKeyPrefix")
     if prefix and not BUSINESS_KEY_PREFIX.fullmatch(prefix):
         problems.append(Problem(file, pid, f"case number prefix '{prefix}' of process '{pid}' is not 1-8 capital "
@@ -369,9 +376,18 @@ def _lane_problems(file: str, element: str, info, lane: str) -> list[Problem]:
         elif ref is None or ref.role not in ROLES:
             problems.append(Problem(
                 file, element, f"lane '{part}' of user task '{info.name}' names no known role",
-                f"name the lane level.role with a role from: {', '.join(ROLES)}",
+                f"name the lane level.role with a role from: {', '.join(WORKING_ROLES)}",
                 f"用户任务“{info.name}”的泳道“{part}”不是已知角色",
-                f"泳道请命名为“层级.角色”，角色可选：{', '.join(ROLES)}"))
+                f"泳道请命名为“层级.角色”，角色可选：{', '.join(WORKING_ROLES)}"))
+        elif ref.role not in WORKING_ROLES:
+            problems.append(Problem(
+                file, element, f"lane '{part}' of user task '{info.name}' names the role {ref.role}, whose holders "
+                "work no tasks (auditors only read; designers and administrators keep the workbench and the "
+                "organisation): nobody could work the task",
+                f"name a role that works tasks: {', '.join(WORKING_ROLES)}",
+                f"用户任务“{info.name}”的泳道“{part}”的角色 {ref.role} 不办理任务（督查只能查看，流程设计员和管理员"
+                "负责流程与组织），没有人能办理此任务",
+                f"请选择办理任务的角色：{', '.join(WORKING_ROLES)}"))
         elif ref.dept_type and ref.dept_type not in DEPT_TYPES:
             problems.append(Problem(
                 file, element,
@@ -404,6 +420,55 @@ def _check_scripts(filename: str, task_spec) -> list[Problem]:
                                  f"{_WHAT_ZH.get(what, what)}“{source.strip()[:60]}”不允许运行：{why}",
                                  "流程脚本只能使用任务数据、常量和简单的内置函数（不能 import、open、eval，名称不能以 _ 开头）"))
     return found
+
+
+# what each kind of timer reads its text as, as SpiffWorkflow parses it when a case gets there
+_TIMER_KINDS = {
+    DurationTimerEventDefinition: (TimerEventDefinition.parse_iso_duration, "an ISO 8601 duration",
+                                   "P3D, PT4H", "ISO 8601 时长"),
+    CycleTimerEventDefinition: (TimerEventDefinition.parse_iso_recurring_interval, "an ISO 8601 cycle",
+                                "R/P1D, R3/PT12H", "ISO 8601 周期"),
+    TimeDateEventDefinition: (TimerEventDefinition.parse_time_or_duration, "an ISO 8601 date and time",
+                              "2026-12-01T09:00:00+08:00", "ISO 8601 日期时间"),
+}
+
+
+def _timer_problems(filename: str, task_spec) -> list[Problem]:
+    """A timer written as text (a quoted literal) that its kind cannot read, or a timer with
+    no expression at all: the first case that reaches it stops with an error. An expression
+    over case data (f"P{grid_days}D") is judged only when a case runs it."""
+    definition = getattr(task_spec, "event_definition", None)
+    kind = next((k for k in _TIMER_KINDS if isinstance(definition, k)), None)
+    if kind is None:
+        return []
+    parse, what, examples, what_zh = _TIMER_KINDS[kind]
+    label = task_spec.bpmn_name or task_spec.bpmn_id
+    expression = (definition.expression or "").strip() if isinstance(definition.expression, str) else ""
+    fix = (f'write it in quotes as {what}, e.g. "{examples.split(", ")[0]}" ({examples})',
+           f'请加引号写成{what_zh}，如 "{examples.split(", ")[0]}"（{examples}）')
+    element = task_spec.bpmn_id or task_spec.name
+    if not expression:
+        return [Problem(filename, element, f"the timer of '{label}' has no expression: the first case that "
+                        "reaches it stops with an error", fix[0],
+                        f"“{label}”的定时器没有填写：第一个运行到这里的案件会出错停下", fix[1])]
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError:
+        return []   # the script check reports it
+    if not (isinstance(tree.body, ast.Constant) and isinstance(tree.body.value, str)):
+        return []
+    text = tree.body.value.strip()
+    try:
+        parsed = parse(text)
+    except Exception:  # noqa: BLE001 -- whatever SpiffWorkflow raises for text it cannot read
+        return [Problem(filename, element, f"the timer of '{label}' is '{text}', which is not {what}: the first "
+                        "case that reaches it stops with an error", fix[0],
+                        f"“{label}”的定时器“{text}”不是有效的{what_zh}：第一个运行到这里的案件会出错停下", fix[1])]
+    if parsed == {}:   # no amount at all ('', 'P'): it fires the moment a case gets there
+        return [Problem(filename, element, f"the timer of '{label}' is '{text}', a duration of nothing: it fires "
+                        "the moment a case gets there", fix[0],
+                        f"“{label}”的定时器“{text}”时长为零：案件一到这里就会触发", fix[1])]
+    return []
 
 
 def _children(node, local: str) -> list:
@@ -675,12 +740,14 @@ def deploy_files(session: Session, files: dict[str, str], form_keys: set[str] | 
     for pid in sorted(analysis.executable):
         needed = _closure_files(analysis, pid, files)
         digest = content_hash(needed)
-        existing = session.scalar(select(ProcessVersion).where(
-            ProcessVersion.process_key == pid, ProcessVersion.content_hash == digest))
-        if existing is not None:
+        # unchanged only against the newest version: the files of an older one deployed again
+        # are a rollback, a new version that new cases start on
+        newest = session.execute(select(ProcessVersion.version, ProcessVersion.content_hash).where(
+            ProcessVersion.process_key == pid).order_by(ProcessVersion.version.desc()).limit(1)).first()
+        if newest is not None and newest.content_hash == digest:
             unchanged.append(pid)
             continue
-        latest = session.scalar(select(func.max(ProcessVersion.version)).where(ProcessVersion.process_key == pid)) or 0
+        latest = newest.version if newest is not None else 0
         spec = analysis.parser.get_spec(pid)
         version = ProcessVersion(
             process_key=pid, version=latest + 1, name=spec.description or pid,

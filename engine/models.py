@@ -29,6 +29,9 @@ ROLES = (
     "grid_worker", "grid_leader", "center_dispatcher", "department_handler",
     "petition_officer", "leader", "mediator", "auditor", "designer", "admin",
 )
+# the roles whose holders work tasks: auditors only read; designers and administrators
+# hold their roles for the workbench and the organisation, not for a lane
+WORKING_ROLES = tuple(r for r in ROLES if r not in ("auditor", "designer", "admin"))
 # what officials call each role (the web's English: web/i18n.py)
 ROLE_NAMES_ZH = {
     "grid_worker": "网格员", "grid_leader": "网格长", "center_dispatcher": "派单员",
@@ -184,7 +187,8 @@ class ProcessVersion(Base):
     deployed_by: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
-        UniqueConstraint("process_key", "content_hash", name="uq_process_hash"),
+        # one content may be deployed again (a rollback to an older version's files): no
+        # uniqueness on the hash; the version number is what is unique
         UniqueConstraint("process_key", "version", name="uq_process_version"),
     )
 

@@ -221,6 +221,35 @@ def unset_name_notes(files: dict[str, str], processes=None, forms=None) -> list[
                 f"“{label}”的{what_zh}“{text[:80]}”读取 {names}，但此版本中没有任何脚本、"
                 "决策输出、表单字段或数据输入设置它：第一个运行到这里的案件会出错停下",
                 "请改正名称，或在此之前设置它（表单字段、脚本或决策输出）"))
+        notes += _unset_due_notes(filename, process, known)
+    return notes
+
+
+def _unset_due_notes(filename: str, process, known: set[str]) -> list[Problem]:
+    """A user task's time limit (`dueDate`) naming a case field, or an expression over some,
+    that nothing sets: its tasks silently get no due date (`service._due_at`). An ISO
+    duration or a date is the deploy check's to judge."""
+    notes = []
+    for task in process.iter(f"{{{BPMN_NS}}}userTask"):
+        due = ({**camunda_attributes(task), **element_properties(task)}.get("dueDate") or "").strip()
+        expression = data_key(due) if due else ""
+        if not expression or expression[:1].isdigit() or (
+                expression.upper().startswith("P") and expression not in known):
+            continue
+        unset = sorted(_free_names(expression) - known)
+        if not unset:
+            continue
+        element, label = task.get("id") or "", task.get("name") or task.get("id") or ""
+        names = ", ".join(f"'{n}'" for n in unset)
+        notes.append(Problem(
+            filename, element,
+            f"the time limit '{due[:80]}' of '{label}' reads {names}, which nothing in this version sets (no "
+            "script, decision output, form field or data input of that name): its tasks get no due date, "
+            "silently, and are never overdue",
+            "correct the name (e.g. grid_days, which the dispatch rules set), or write a duration such as P3D",
+            f"“{label}”的办理时限“{due[:80]}”读取 {names}，但此版本中没有任何脚本、决策输出、表单字段或数据输入"
+            "设置它：其任务没有办理期限，永远不会超期",
+            "请改正名称（如派单规则设置的 grid_days），或写成 P3D 这样的时长"))
     return notes
 
 

@@ -21,8 +21,25 @@ def alembic_config(connection=None) -> Config:
 
 
 def upgrade(db, revision: str = "head") -> None:
-    with db.engine.begin() as conn:
-        command.upgrade(alembic_config(conn), revision)
+    if db.engine.dialect.name != "sqlite":
+        with db.engine.begin() as conn:
+            command.upgrade(alembic_config(conn), revision)
+        return
+    # SQLite changes a table's constraints by rebuilding it (copy, drop, rename): with foreign
+    # keys enforced, dropping a table that others reference fails. They are switched off for
+    # the migration (a PRAGMA that only works outside a transaction: on the driver's connection,
+    # before SQLAlchemy begins one), and every reference is checked before the commit.
+    with db.engine.connect() as conn:
+        dbapi = conn.connection.dbapi_connection
+        dbapi.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                command.upgrade(alembic_config(conn), revision)
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"the migration left rows referring to nothing: {broken[:5]}")
+        finally:
+            dbapi.execute("PRAGMA foreign_keys=ON")
 
 
 def drop_all(db) -> None:

@@ -52,6 +52,16 @@ def test_unchanged_files_create_nothing_changed_file_a_new_version(clean_db, clo
     view = service.complete_task(old_case.open_items[0].id, {"again": False}, "lx_wgy1")
     assert view.status == "completed" and view.case.process_version_id == v1.id
 
+    # v1's files again: a rollback, v3 with v1's content, which new cases start on
+    with clean_db.unit_of_work() as s:
+        rolled_back = deploy_files(s, {"v.bpmn": renamed_loop(key)}, fixture_forms.keys())
+    assert [v.version for v in rolled_back.created] == [3] and rolled_back.unchanged == []
+    v3 = versions(clean_db, key)[-1]
+    assert v3.content_hash == v1.content_hash
+    assert service.start_case(key, "linxi-xinguang-g1", {}, "lx_wgy1").open_items[0].name == "Progress report"
+    with clean_db.unit_of_work() as s:
+        assert deploy_files(s, {"v.bpmn": renamed_loop(key)}, fixture_forms.keys()).unchanged == [key]
+
 
 def test_shipped_processes_deploy_with_their_decisions(clean_db):
     shipped = versions(clean_db, "grid_matter")
@@ -72,6 +82,17 @@ def test_validate_reports_lane_with_unknown_role():
     assert [(p.file, p.element) for p in problems] == [("loop.bpmn", "report")]
     assert "town.dispatcher_of_things" in problems[0].message and "no known role" in problems[0].message
     assert "center_dispatcher" in problems[0].fix
+
+
+@pytest.mark.parametrize("role", ["auditor", "designer", "admin"])
+def test_validate_reports_a_lane_whose_role_works_no_tasks(role):
+    """Auditors only read; designers and administrators hold their roles for the workbench:
+    a task in such a lane would have nobody to work it."""
+    problems = validate_files({"loop.bpmn": BAD_LANE.replace("town.dispatcher_of_things", f"county.{role}")},
+                              {"progress_report"})
+    assert [(p.file, p.element) for p in problems] == [("loop.bpmn", "report")]
+    assert f"names the role {role}, whose holders work no tasks" in problems[0].message
+    assert "center_dispatcher" in problems[0].fix and "auditor" not in problems[0].fix and "不办理任务" in problems[0].zh
 
 
 def test_validate_reports_missing_form():
@@ -118,6 +139,7 @@ def with_process_properties(**props) -> str:
 @pytest.mark.parametrize("props, said", [
     ({"startForm": "no_such_form"}, "start form 'no_such_form' of process 'loop' does not exist"),
     ({"startRoles": "grid_worker,grid_wroker"}, "start role 'grid_wroker' of process 'loop' is not a known role"),
+    ({"startRoles": "auditor"}, "start role 'auditor' of process 'loop': auditors only read cases"),
     ({"businessKeyPrefix": "lx"}, "case number prefix 'lx'"),
     ({"businessKeyPrefix": "LX-2026"}, "case number prefix 'LX-2026'"),
     ({"businessKeyPrefix": "XINFANGJU"}, "case number prefix 'XINFANGJU'"),   # 9: case_sequence.prefix holds 8
@@ -730,3 +752,34 @@ def test_an_assignee_or_candidate_users_that_can_name_nobody_is_a_note_not_a_ref
     asked = []
     assert assignee_notes(named, find_users=lambda names: asked.append(names) or {"wang_wu"}) == []
     assert asked == [{"wang_wu"}]
+
+
+@pytest.mark.parametrize("kind, text, said", [
+    ("timeDuration", "P3X", "'P3X', which is not an ISO 8601 duration"),
+    ("timeDuration", "R/P1D", "'R/P1D', which is not an ISO 8601 duration"),   # a cycle kept as a duration
+    ("timeDuration", "", "'', a duration of nothing: it fires the moment a case gets there"),
+    ("timeCycle", "R/P1X", "'R/P1X', which is not an ISO 8601 cycle"),
+])
+def test_validate_reports_a_timer_text_its_kind_cannot_read(kind, text, said):
+    """A quoted timer SpiffWorkflow cannot parse passed the check and stopped every case at it."""
+    import re
+    files = read_process_dir(ROOT / "processes")
+    files["grid_matter.bpmn"] = re.sub(rf"(<bpmn:{kind}[^>]*>)[^<]*(</bpmn:{kind}>)",
+                                       lambda m: f"{m.group(1)}&quot;{text}&quot;{m.group(2)}",
+                                       files["grid_matter.bpmn"], count=1)
+    problems = validate_files(files, FormRegistry().keys())
+    assert [p.file for p in problems] == ["grid_matter.bpmn"] and said in problems[0].message, problems
+    assert problems[0].element in ("grid_reminder", "follow_up_daily") and "ISO 8601" in problems[0].fix_zh
+    assert validate_files(read_process_dir(ROOT / "processes"), FormRegistry().keys()) == []
+
+
+def test_a_time_limit_reading_a_field_nothing_sets_is_a_note():
+    """dueDate="no_such_field_days": every such task silently had no due date."""
+    from engine.notes import unset_name_notes
+    files = _processes_with(grid_matter_bpmn=('name="dueDate" value="grid_days"',
+                                              'name="dueDate" value="no_such_field_days"'))
+    assert validate_files(files, FormRegistry().keys()) == []
+    [note] = [n for n in unset_name_notes(files) if "time limit" in n.message]
+    assert (note.file, note.element) == ("grid_matter.bpmn", "micro_mediation")
+    assert "reads 'no_such_field_days', which nothing in this version sets" in note.message
+    assert "never overdue" in note.message and "永远不会超期" in note.zh

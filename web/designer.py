@@ -9,7 +9,7 @@ from markupsafe import Markup
 
 from engine.designer import Designer
 from engine.errors import EngineError
-from engine.models import LEVELS, ROLES
+from engine.models import LEVELS, WORKING_ROLES
 
 from .extensions import send_npm_dist, service
 from .i18n import current_lang, gettext as _, label
@@ -18,7 +18,6 @@ bp = Blueprint("designer", __name__, url_prefix="/designer")
 
 
 # the roles a lane may name (auditors, designers and admins work no tasks)
-WORKING_ROLES = [r for r in ROLES if r not in ("auditor", "designer", "admin")]
 
 
 def designer() -> Designer:
