@@ -24,6 +24,7 @@ notice with the reason.
 """
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -58,13 +59,27 @@ def supervised_paths(user: User, roles=SUPERVISING_ROLES) -> list[str]:
     return sorted(p for p in paths if not any(p != q and p.startswith(q) for q in paths))
 
 
-def supervises(user: User, case: Case) -> bool:
-    return any(case.grid_path.startswith(p) for p in supervised_paths(user))
+def _over(paths: list[str], case: Case, unit_path: str | None) -> bool:
+    """The case lies under one of `paths`, and so does the unit holding the task (`unit_path`;
+    None: a task named for someone, which has no unit): a town's centre supervises its own
+    level and below, not the county's task on a town case."""
+    return any(case.grid_path.startswith(p) for p in paths) and (
+        unit_path is None or any(unit_path.startswith(p) for p in paths))
 
 
-def reassigns(user: User, case: Case) -> bool:
-    return not is_read_only(user) and any(case.grid_path.startswith(p)
-                                          for p in supervised_paths(user, REASSIGNING_ROLES))
+def supervises(user: User, case: Case, unit_path: str | None = None) -> bool:
+    return _over(supervised_paths(user), case, unit_path)
+
+
+def reassigns(user: User, case: Case, unit_path: str | None = None) -> bool:
+    return not is_read_only(user) and _over(supervised_paths(user, REASSIGNING_ROLES), case, unit_path)
+
+
+def unit_path_of(session, item: WorkItem) -> str | None:
+    """The tree path of the unit holding `item` (its lane's node), None for a named task."""
+    if item.candidate_node_id is None:
+        return None
+    return session.scalar(select(JurisdictionNode.path).where(JurisdictionNode.id == item.candidate_node_id))
 
 
 class BoardItem(NamedTuple):
@@ -94,7 +109,9 @@ def board_query(paths: list[str], now, limit: int):
             .outerjoin(unit, unit.id == WorkItem.candidate_node_id)
             .outerjoin(claimer, claimer.id == WorkItem.assignee_id)
             .where(WorkItem.status == "open", WorkItem.sort_due <= now + DUE_SOON,
-                   or_(*[WorkItem.grid_path.like(p + "%") for p in paths]))
+                   or_(*[WorkItem.grid_path.like(p + "%") for p in paths]),
+                   # held at the supervisor's level or below (`_over`), or named for someone
+                   or_(WorkItem.candidate_node_id.is_(None), *[unit.path.like(p + "%") for p in paths]))
             .order_by(WorkItem.sort_due, WorkItem.created_at, WorkItem.id)
             .limit(limit))
 
@@ -207,11 +224,11 @@ class Supervision:
         svc = self.service
         user = svc._user(session, actor)
         item, case = svc._locked_item(session, task_id)
-        if not supervises(user, case):
+        if not supervises(user, case, unit_path_of(session, item)):
             raise PermissionDenied(
                 f"only centre dispatchers, petition officers and leaders over case {case.business_key} "
-                "may urge its tasks",
-                zh=f"只有对案件 {case.business_key} 有管辖权的派单员、信访干部或包案领导才能督办")
+                "and over the unit holding the task may urge it",
+                zh=f"只有对案件 {case.business_key} 及其承办单位有管辖权的派单员、信访干部或包案领导才能督办")
         svc._refuse_unless_open(session, item)
         if item.assignee_id == user.id or (item.assignee_id is None and svc._is_candidate(session, user, item)):
             raise PermissionDenied(f"task '{item.name}' is yours to work; you cannot urge yourself",
@@ -227,9 +244,11 @@ class Supervision:
 
     # ---------------------------------------------------------- reassign
 
-    def may_reassign(self, actor, case: Case) -> bool:
+    def reassignable(self, actor, case: Case, items) -> set[str]:
+        """The ids of `items` (open tasks of `case`) that `actor` may reassign."""
         with self.service.db.read_session() as session:
-            return reassigns(self.service._user(session, actor), case)
+            user = self.service._user(session, actor)
+            return {item.id for item in items if reassigns(user, case, unit_path_of(session, item))}
 
     def reassign_choices(self, items) -> dict[str, list[tuple[str, str]]]:
         """{task id: [(username, name)]}: who a group task may go to (the active holders of its
@@ -258,10 +277,11 @@ class Supervision:
         svc = self.service
         user = svc._user(session, actor)
         item, case = svc._locked_item(session, task_id)
-        if not reassigns(user, case):
+        if not reassigns(user, case, unit_path_of(session, item)):
             raise PermissionDenied(
-                f"only centre dispatchers and leaders over case {case.business_key} may reassign its tasks",
-                zh=f"只有对案件 {case.business_key} 有管辖权的派单员或领导才能改派")
+                f"only centre dispatchers and leaders over case {case.business_key} and over the unit holding "
+                "the task may reassign it",
+                zh=f"只有对案件 {case.business_key} 及其承办单位有管辖权的派单员或领导才能改派")
         svc._refuse_unless_open(session, item)
         target = self._reassign_target(session, item, case, to_username)
         if (target.id if target else None) == item.assignee_id:
@@ -363,7 +383,10 @@ def _clean_text(value, field: str, what: str, what_zh: str, required: bool = Fal
         value = ""
     if not isinstance(value, str):
         raise InvalidInput(f"{what} must be text", fields={field: ["not text"]}, zh=f"{what_zh}必须是文字")
-    value = " ".join(value.split())
+    # one line of printable text: control characters dropped, as the notice built from it drops
+    # them (NUL is refused below, as in every form)
+    value = " ".join("".join(ch for ch in value if ch in "\x00" or ch.isspace()
+                             or unicodedata.category(ch) != "Cc").split())
     if text_problem(value):
         raise InvalidInput(f"{what} contains characters that cannot be stored", fields={field: ["bad text"]},
                            zh=f"{what_zh}包含无法保存的字符")

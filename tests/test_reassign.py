@@ -172,7 +172,10 @@ def test_reassigning_from_the_case_page(app, clean_db, world):
     bad = client.post(f"/supervision/tasks/{world.task}/reassign",
                       data={"to": world.u("med"), "reason": "理由", "next": f"/cases/{world.case.business_key}",
                             "csrf_token": token})
-    assert bad.status_code == 400 and "不在该任务的承办岗位上" in bad.get_data(as_text=True)
+    # refused: back on the case page, told why (not a dead-end error page)
+    assert bad.status_code == 302 and bad.headers["Location"].endswith(f"/cases/{world.case.business_key}")
+    back = client.get(bad.headers["Location"]).get_data(as_text=True)
+    assert 'class="flash error"' in back and "未改派：" in back and "不在该任务的承办岗位上" in back
     ok = client.post(f"/supervision/tasks/{world.task}/reassign",
                      data={"to": world.u("gl2"), "reason": "出差", "next": f"/cases/{world.case.business_key}",
                            "csrf_token": token})

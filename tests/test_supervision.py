@@ -104,14 +104,29 @@ def test_board_shows_overdue_and_due_soon_tasks_of_the_jurisdiction_grouped_by_u
     # the city dispatcher sees both counties; the town's own dispatcher sees the task as theirs
     city = {r.business_key for g in sv.supervision.board("cf_pd").groups for r in g.rows}
     assert city == {red.business_key, blue.business_key, elsewhere.business_key}
+    # the town's own dispatcher sees the task as theirs, and not the county centre's task on its case
     town = {(r.business_key, r.item.spec_id): r.mine for g in sv.supervision.board("lxz_pd").groups for r in g.rows}
-    assert town == {(red.business_key, "town_dispatch"): True, (red.business_key, "county_supervise"): False,
-                    (blue.business_key, "micro_mediation"): False}
+    assert town == {(red.business_key, "town_dispatch"): True, (blue.business_key, "micro_mediation"): False}
     assert {r.business_key for g in sv.supervision.board("ctl_pd").groups for r in g.rows} == {
         elsewhere.business_key}
 
     sv.claim(dispatch.id, "lxz_pd")                            # claimed: grouped under the official
     assert ("杨晓东", True) in [(g.name, g.claimed) for g in sv.supervision.board("lxx_pd").groups]
+
+
+def test_a_town_centre_supervises_its_own_level_and_below_not_the_countys_task(sv, clock):
+    """A red matter gives the county centre 县级知悉督办 on a town case: the town's dispatcher may
+    neither urge nor reassign it (nor see its buttons); the county's may."""
+    red, _dispatch = urgent(sv)
+    supervise = next(i for i in red.open_items if i.spec_id == "county_supervise")
+    with pytest.raises(PermissionDenied) as exc:
+        sv.supervision.urge(supervise.id, "lxz_pd", "请尽快")
+    assert "承办单位" in exc.value.zh
+    with pytest.raises(PermissionDenied):
+        sv.supervision.reassign(supervise.id, "lxx_pd", "改由县中心办理", "lxz_pd")
+    assert sv.supervision.reassignable("lxz_pd", red.case, red.open_items) == {_dispatch.id}
+    assert sv.supervision.reassignable("lxx_pd", red.case, red.open_items) == {_dispatch.id, supervise.id}
+    assert sv.supervision.urge(supervise.id, "lxx_ld1", "请县中心跟进").urge_count == 1
 
 
 @pytest.mark.parametrize("who", NOT_SUPERVISORS)
@@ -197,6 +212,11 @@ def test_urge_of_a_finished_task_and_bad_notes(sv):
         sv.supervision.urge(item.id, "lxx_pd", "bad\x00note")
     with pytest.raises(NotFound):
         sv.supervision.urge("no-such-task", "lxx_pd")
+    sv.supervision.urge(item.id, "lxx_pd", "请\x01尽快\x1b派单")   # control characters dropped, as in the notice
+    with sv.db.read_session() as s:
+        urged = s.scalars(select(AuditEvent).where(AuditEvent.event_type == "urged")
+                          .order_by(AuditEvent.id.desc())).first()
+    assert urged.data["note"] == "请尽快派单"
     sv.complete_task(item.id, {"department": "paichusuo"}, "lxz_pd")
     with pytest.raises(Conflict):
         sv.supervision.urge(item.id, "lxx_pd")

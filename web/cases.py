@@ -122,13 +122,14 @@ def _report_from(view) -> str | None:
 def _render_case(business_key: str, upload_errors=None, status=200):
     view = _case_detail(business_key)
     lang = current_lang()
-    may_reassign = bool(view.open_items) and service().supervision.may_reassign(current_user.id, view.case)
+    reassignable = service().supervision.reassignable(current_user.id, view.case, view.open_items) \
+        if view.open_items else set()
     return render_template(
         "case.html", view=view, case=view.case, fields=case_fields(view, lang), details=event_details(view, lang),
         may_contribute=view.may_contribute and not current_user.read_only, upload_errors=upload_errors or [],
         workable={i.id for i in view.open_items if service().may_work(current_user.id, i.id)},
-        may_reassign=may_reassign, report_from=_report_from(view), reassign_choices=(
-            service().supervision.reassign_choices(view.open_items) if may_reassign else {}),
+        reassignable=reassignable, report_from=_report_from(view), reassign_choices=(
+            service().supervision.reassign_choices([i for i in view.open_items if i.id in reassignable])),
         lang=lang), status
 
 

@@ -12,9 +12,11 @@ import math
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from engine.errors import Conflict, InvalidInput
+
 from .auth import safe_next
 from .extensions import service
-from .i18n import gettext as _, task_name
+from .i18n import current_lang, gettext as _, task_name
 
 log = logging.getLogger("gridflow.web")
 
@@ -60,22 +62,32 @@ def board():
 @bp.route("/supervision/tasks/<task_id>/urge", methods=["POST"])
 @login_required
 def urge(task_id):
-    item = service().supervision.urge(task_id, current_user.id, request.form.get("note", ""))
+    back = safe_next(request.form.get("next") or url_for("supervision.board"))
+    try:
+        item = service().supervision.urge(task_id, current_user.id, request.form.get("note", ""))
+    except (InvalidInput, Conflict) as exc:   # back where the official was, told what to change
+        flash(_("未督办：{why}", why=exc.text(current_lang())), "error")
+        return redirect(back)
     flash(_("已督办：{name}（第 {n} 次）", name=task_name(item), n=item.urge_count))
-    return redirect(safe_next(request.form.get("next") or url_for("supervision.board")))
+    return redirect(back)
 
 
 @bp.route("/supervision/tasks/<task_id>/reassign", methods=["POST"])
 @login_required
 def reassign(task_id):
     """改派: to another official (`to`, a username), or back to the task's group (`to` empty)."""
-    item = service().supervision.reassign(task_id, request.form.get("to"), request.form.get("reason"),
-                                          current_user.id)
+    back = safe_next(request.form.get("next") or url_for("supervision.board"))
+    try:
+        item = service().supervision.reassign(task_id, request.form.get("to"), request.form.get("reason"),
+                                              current_user.id)
+    except (InvalidInput, Conflict) as exc:   # back where the official was, told what to change
+        flash(_("未改派：{why}", why=exc.text(current_lang())), "error")
+        return redirect(back)
     if item.assignee_id:
         flash(_("已改派：{name}", name=task_name(item)))
     else:
         flash(_("已退回组内：{name}（同岗位人员可认领）", name=task_name(item)))
-    return redirect(safe_next(request.form.get("next") or url_for("supervision.board")))
+    return redirect(back)
 
 
 # ---------------------------------------------------------- notifications
