@@ -543,6 +543,11 @@ class Dashboards:
                 node = session.scalar(select(JurisdictionNode).where(JurisdictionNode.code == str(node_code)[:64]))
                 if node is None:
                     raise NotFound(f"no jurisdiction node '{str(node_code)[:40]}'", zh="找不到该辖区")
+                if node.level == DEPARTMENT:
+                    raise InvalidInput(f"{node.name} is a department: the dashboard counts by jurisdiction "
+                                       "(city, county, town, community, grid); choose the unit it belongs to",
+                                       zh=f"{node.name}是职能部门：统计看板按辖区（市、县、镇、社区、网格）统计，"
+                                          "请选择其所属辖区", fields={"node": ["must be a jurisdiction"]})
                 if not may_view(user, node):
                     raise PermissionDenied(f"{node.name} is outside your jurisdiction",
                                            zh=f"{node.name}不在您的辖区内，无权查看其统计")

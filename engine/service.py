@@ -1081,7 +1081,8 @@ class WorkflowService:
         if isinstance(case_ref, int):
             case = session.get(Case, case_ref)
         else:
-            case = session.scalar(select(Case).where(Case.business_key == str(case_ref)))
+            # case numbers are capitals and digits (models.BUSINESS_KEY_PREFIX): lx-2026-000123 is LX-…
+            case = session.scalar(select(Case).where(Case.business_key == str(case_ref).strip().upper()))
         if case is None:
             raise NotFound(f"no case '{case_ref}'", zh="找不到该案件")
         return case
@@ -1242,7 +1243,8 @@ class WorkflowService:
                 if problems:
                     raise _password_refused(problems)
                 user.password_hash, user.password_changed_at = hash_password(new), now
-                record_change(session, user.username, "/account/password", "user_changed", user.username,
+                source = "/api/v1/auth/password" if via == "api" else "/account/password"   # where it was changed
+                record_change(session, user.username, source, "user_changed", user.username,
                               {"password": "changed by its owner"}, [ra.node.path for ra in user.roles])
         if locked is not None:
             raise locked
@@ -1327,8 +1329,8 @@ class WorkflowService:
             user = self._user(session, actor)
             case = self._case(session, case_ref)
             if not can_view_case(session, user, case):
-                raise PermissionDenied(f"case {case.business_key} is outside your jurisdiction",
-                                       zh=f"案件 {case.business_key} 不在您的辖区内")
+                # not named: a case asked for by its number would tell another county's case number
+                raise PermissionDenied("this case is outside your jurisdiction", zh="该案件不在您的辖区内")
             version = session.get(ProcessVersion, case.process_version_id)
             parsed = self.specs.get(version)
             workflow = self._load(session, case, parsed)

@@ -146,6 +146,10 @@ def test_the_app_changes_the_password_through_the_api(service, client, worker_pa
     assert response.status_code == 200
     answer = response.get_json()
     assert answer["changed"] is True and answer["token_type"] == "Bearer" and answer["expires_in"] > 0
+    with service.db.read_session() as session:   # the record says where it was changed
+        change = session.scalars(select(OrgChange).where(OrgChange.subject == WORKER)
+                                 .order_by(OrgChange.id.desc())).first()
+    assert (change.kind, change.source) == ("user_changed", "/api/v1/auth/password")
 
     # every token issued before the change stops working, on reads and on transitions alike,
     # and a refused transition writes nothing

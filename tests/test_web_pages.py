@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from engine.models import Attachment, AuditEvent, Case, WorkItem
-from engine.service import InboxFilters
+from engine.service import InboxFilters, WorkflowService
 from tests.helpers import REPORT, csrf_token, login
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,6 +177,21 @@ def test_claim_and_unclaim_from_the_inbox(service, as_user):
     assert response.status_code == 302 and response.headers["Location"].endswith("/inbox")
     assert "已退回：网格微调处" in html(client.get("/inbox"))
     assert [r.claimed_by for r in service.inbox(LEADER)] == [None]
+
+
+def test_a_task_assigned_by_name_offers_no_release(clean_db, clock, fixture_forms, as_user):
+    """退回 gives a group task back to its group; a task the data named its official for has no
+    group, and the button only ever led to a refusal."""
+    from tests.conftest import deploy_fixture
+    deploy_fixture(clean_db, "assign.bpmn", forms=fixture_forms)
+    svc = WorkflowService(clean_db, forms=fixture_forms)
+    case = svc.start_case("assign", "linxi-xinguang-g1", {}, "lx_wgy1")
+    pick = svc.get_case(case.business_key).open_items[0]
+    svc.complete_task(pick.id, {"owning_leader": "lxx_ld2", "reviewers": "lx_wgz1"}, "lx_wgy1")
+    lead = svc.get_case(case.business_key).open_items[0]
+    assert lead.role is None and lead.assignee_id is not None
+    page = html(as_user("lxx_ld2").get("/inbox"))
+    assert f"/tasks/{lead.id}" in page and f"/tasks/{lead.id}/unclaim" not in page
 
 
 def test_csrf_is_required_on_claim_complete_and_start(service, as_user):

@@ -113,6 +113,8 @@ MESSAGES_EN: dict[str, str] = {
     "此项为必填。": "This field is required.",
     "此项不能为空。": "This field must not be empty.",
     "每个选项只能选一次。": "Choose each option once.",
+    "未督办：{why}": "Not urged: {why}",
+    "未改派：{why}": "Not reassigned: {why}",
     "按上面所作的选择，此项为必填。": "Required by the choice made above.",
     "至少填写 {n} 个字。": "Enter at least {n} characters.",
     "最多填写 {n} 个字。": "Enter at most {n} characters.",
@@ -133,6 +135,8 @@ MESSAGES_EN: dict[str, str] = {
     "找不到在用的该用户名。": "No active official has this username.",
     "找不到该辖区。": "No such jurisdiction.",
     "请选择网格。": "Choose a grid.",
+    "请选择辖区（市、县、镇、社区或网格），不能选职能部门。":
+        "Choose a jurisdiction (city, county, town, community or grid), not a department.",
     "请选择一个非空的文件。": "Choose a file that is not empty.",
     "文件太多。": "Too many files.",
     "格式不正确。": "The format is not right.",
@@ -400,8 +404,10 @@ _MESSAGES = [
     (re.compile(r"^(?:not a username|no such active official)$"), lambda m: ("找不到在用的该用户名。", {})),
     (re.compile(r"^no such jurisdiction$"), lambda m: ("找不到该辖区。", {})),
     (re.compile(r"^must be a grid$"), lambda m: ("请选择网格。", {})),
+    (re.compile(r"^must be a jurisdiction$"), lambda m: ("请选择辖区（市、县、镇、社区或网格），不能选职能部门。", {})),
     (re.compile(r"^(?:no file|empty file)$"), lambda m: ("请选择一个非空的文件。", {})),
     (re.compile(r"^too many files$"), lambda m: ("文件太多。", {})),
+    (re.compile(r"^at most (\d+) characters$"), lambda m: ("最多填写 {n} 个字。", dict(n=m[1]))),
 ]
 
 
