@@ -55,7 +55,7 @@ class CamundaAwareParser(SpiffBpmnParser):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.camunda_attrs: dict[str, dict[str, str]] = {}
+        self.camunda_attrs: dict = {}   # (file, element id) and element id -> {property: value}
 
     def add_bpmn_xml(self, bpmn, filename=None):
         for node in bpmn.iter():
@@ -63,6 +63,9 @@ class CamundaAwareParser(SpiffBpmnParser):
                 continue
             attrs = camunda_attributes(node)
             if attrs and node.get("id"):
+                # by file and id: two files may each have a Task_1 (user_task_info looks up the
+                # task's own file first); by id alone for a spec that does not know its file
+                self.camunda_attrs[(filename, node.get("id"))] = attrs
                 self.camunda_attrs[node.get("id")] = attrs
         return super().add_bpmn_xml(bpmn, filename)
 
@@ -206,7 +209,10 @@ class UserTaskInfo:
 
 def user_task_info(task_spec, camunda_attrs: dict | None = None) -> UserTaskInfo:
     props = dict((getattr(task_spec, "extensions", None) or {}).get("properties", {}) or {})
-    for key, value in (camunda_attrs or {}).get(task_spec.bpmn_id, {}).items():
+    camunda_attrs = camunda_attrs or {}
+    spec_file = getattr(getattr(task_spec, "_wf_spec", None), "file", None)
+    attrs = camunda_attrs.get((spec_file, task_spec.bpmn_id))
+    for key, value in (attrs if attrs is not None else camunda_attrs.get(task_spec.bpmn_id, {})).items():
         props.setdefault(key, value)
     return UserTaskInfo(
         spec_name=task_spec.name,

@@ -404,6 +404,15 @@ def _lane_problems(file: str, element: str, info, lane: str) -> list[Problem]:
 
 
 _WHAT_ZH = {"script": "脚本", "condition": "条件", "timer expression": "定时表达式"}
+# BPMN element kinds as the Chinese messages name them
+_ELEMENT_KINDS_ZH = {
+    "userTask": "用户任务", "task": "任务", "scriptTask": "脚本任务", "serviceTask": "服务任务",
+    "businessRuleTask": "业务规则任务", "manualTask": "人工任务", "sendTask": "发送任务", "receiveTask": "接收任务",
+    "callActivity": "调用活动", "subProcess": "子流程", "transaction": "事务子流程",
+    "exclusiveGateway": "排他网关", "parallelGateway": "并行网关", "inclusiveGateway": "包容网关",
+    "eventBasedGateway": "事件网关", "complexGateway": "复杂网关", "startEvent": "开始事件", "endEvent": "结束事件",
+    "intermediateCatchEvent": "中间捕获事件", "intermediateThrowEvent": "中间抛出事件", "boundaryEvent": "边界事件",
+}
 
 
 def _check_scripts(filename: str, task_spec) -> list[Problem]:
@@ -412,7 +421,15 @@ def _check_scripts(filename: str, task_spec) -> list[Problem]:
     found = []
     for what, source, mode in _scripts_of(task_spec):
         why = check_source(source.strip(), mode)
-        if why:
+        if why and (why.startswith("syntax error") or "SyntaxError" in why):
+            found.append(Problem(filename, task_spec.bpmn_id or task_spec.name,
+                                 f"{what} '{source.strip()[:60]}' cannot be read: {why}",
+                                 "correct it as a Python expression or script: == to compare, quotes around text, "
+                                 "and/or/not between tests (e.g. visit_outcome == \"needs_help\")",
+                                 f"{_WHAT_ZH.get(what, what)}“{source.strip()[:60]}”有语法错误：{why}",
+                                 "请按 Python 写法改正：比较用 ==，文字加引号，多个条件用 and/or/not 连接"
+                                 "（如 visit_outcome == \"needs_help\"）"))
+        elif why:
             found.append(Problem(filename, task_spec.bpmn_id or task_spec.name,
                                  f"{what} '{source.strip()[:60]}' is not allowed: {why}",
                                  "process scripts may use task data, literals and simple built-ins only "
@@ -675,9 +692,11 @@ def _check_reachability(filename: str, root) -> list[Problem]:
             # compensation handlers are reached through associations, not sequence flows
             if nid not in seen and node.get("isForCompensation") != "true":
                 label = node.get("name") or nid
-                problems.append(Problem(filename, nid, f"{_local(node)} '{label}' can never be reached",
+                kind = _local(node)
+                problems.append(Problem(filename, nid, f"{kind} '{label}' can never be reached",
                                         "connect it with a sequence flow from the path, or delete it",
-                                        f"{_local(node)}“{label}”永远不会被执行到", "请用顺序流把它连到流程路径上，或删除它"))
+                                        f"{_ELEMENT_KINDS_ZH.get(kind, '元素')}“{label}”永远不会被执行到",
+                                        "请用顺序流把它连到流程路径上，或删除它"))
     return problems
 
 

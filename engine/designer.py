@@ -25,7 +25,7 @@ from .deploy import DeployError, Problem, _analyse, active_usernames, deploy_fil
 from .notes import version_notes
 from .diagram import process_file
 from .errors import InvalidInput, NotFound, PermissionDenied, not_utf8
-from .models import Case, ProcessVersion, User
+from .models import Case, ProcessVersion, User, latest_versions
 
 EDIT_ROLES = {"designer", "admin"}
 READ_ROLES = EDIT_ROLES | {"auditor"}
@@ -224,12 +224,7 @@ class Designer:
 
     @staticmethod
     def _latest_versions(session) -> list[ProcessVersion]:
-        latest = {}
-        for version in session.scalars(select(ProcessVersion).order_by(ProcessVersion.deployed_at,
-                                                                       ProcessVersion.id)):
-            if version.process_key not in latest or version.version > latest[version.process_key].version:
-                latest[version.process_key] = version
-        return sorted(latest.values(), key=lambda v: (v.deployed_at, v.id))
+        return sorted(latest_versions(session), key=lambda v: (v.deployed_at, v.id))
 
     def _groups(self, session, files: dict[str, str]) -> list[dict[str, str]]:
         """The file sets to check the sent files in: each deployed process whose newest
@@ -454,11 +449,50 @@ def _describe(old_sig: tuple, new_sig: tuple) -> list[str]:
         came = [p[2] for p in new_parts - old_parts if p[1] == kind]
         if all(p[0] == "ref" for p in (old_parts ^ new_parts) if p[1] == kind):
             details.append(f"{kind}: " + ", ".join([f"-{g}" for g in sorted(gone)] + [f"+{c}" for c in sorted(came)]))
+        elif kind == "extensionElements":
+            details += _property_changes(gone, came) or [f"{kind} changed"]
+        elif len(gone) <= 1 and len(came) <= 1:   # a condition, a script, a timer …: what it was and is
+            before, after = (_text_of_flat(g) for g in (gone or [""]) + (came or [""]))
+            details.append(f"{kind}: {before[:80]!r} → {after[:80]!r}")
         else:
             details.append(f"{kind} changed")
     if old_sig[2] != new_sig[2]:
         details.append(f"text: {old_sig[2][:60]!r} → {new_sig[2][:60]!r}")
     return details
+
+
+def _text_of_flat(flat: str) -> str:
+    """The text of an element `_flat` gave as canonical XML ('' for none)."""
+    try:
+        return "".join(etree.fromstring(flat.encode("utf-8")).itertext()).strip()
+    except etree.XMLSyntaxError:
+        return flat.strip()
+
+
+def _extension_values(flats: list[str]) -> dict[str, str]:
+    """What extension elements set: each spiffworkflow:property by its name, any other
+    element (a script, a message variable …) by its own name."""
+    values = {}
+    for flat in flats:
+        try:
+            root = etree.fromstring(flat.encode("utf-8"))
+        except etree.XMLSyntaxError:
+            continue
+        for node in root.iter():
+            if not isinstance(node.tag, str) or node is root:
+                continue
+            if _local(node) == "property" and node.get("name"):
+                values[node.get("name")] = node.get("value", "")
+            elif len(node) == 0 and _local(node) != "property":
+                values[_local(node)] = (node.text or "").strip()
+    return values
+
+
+def _property_changes(gone: list[str], came: list[str]) -> list[str]:
+    """`formKey: a → b`, one line per extension value that changed."""
+    old, new = _extension_values(gone), _extension_values(came)
+    return [f"{key}: {old.get(key, '—')[:80]!s} → {new.get(key, '—')[:80]!s}"
+            for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
 
 
 def diff_files(old_files: dict[str, str], new_files: dict[str, str]):
@@ -475,6 +509,17 @@ def diff_files(old_files: dict[str, str], new_files: dict[str, str]):
     return added, removed, changed, layout
 
 
+def _geometry(shape) -> tuple:
+    """Where a shape or edge is drawn: its bounds and waypoints, rounded to whole points (a
+    modeler's save rewrites whitespace and empty labels, which move nothing)."""
+    def point(node, *names):
+        return tuple(round(float(node.get(n) or 0)) for n in names)
+    bounds = [point(n, "x", "y", "width", "height") for n in shape.iter() if isinstance(n.tag, str)
+              and _local(n) == "Bounds" and n.getparent() is shape]
+    waypoints = [point(n, "x", "y") for n in shape if isinstance(n.tag, str) and _local(n) == "waypoint"]
+    return tuple(bounds), tuple(waypoints)
+
+
 def _layout_changes(old_files, new_files) -> set[str]:
     def shapes(files):
         out = {}
@@ -485,7 +530,7 @@ def _layout_changes(old_files, new_files) -> set[str]:
                 continue
             for node in root.iter():
                 if _is_di(node) and _local(node) in ("BPMNShape", "BPMNEdge", "DMNShape", "DMNEdge"):
-                    out[node.get("bpmnElement") or node.get("dmnElementRef") or node.get("id")] = etree.tostring(node, method="c14n")
+                    out[node.get("bpmnElement") or node.get("dmnElementRef") or node.get("id")] = _geometry(node)
         return out
     old, new = shapes(old_files), shapes(new_files)
     return {k for k in set(old) | set(new) if old.get(k) != new.get(k)}

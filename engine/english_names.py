@@ -55,6 +55,10 @@ class NameCatalogue:
         return self.by_name.get(process_key or "", {}).get(name or "") or name
 
 
+# content hash of a version's files -> their English names (`english_names`), for the process's life
+_NAMES_BY_CONTENT: dict[str, list[tuple[str, str, str]]] = {}
+
+
 class EnglishNames:
     def __init__(self, db):
         self.db = db
@@ -71,17 +75,26 @@ class EnglishNames:
                 return self._catalogue
             with self._lock:
                 query = select(ProcessVersion.id, ProcessVersion.process_key, ProcessVersion.version,
-                               ProcessVersion.properties, ProcessVersion.files)
+                               ProcessVersion.properties, ProcessVersion.content_hash)
                 if self._by_version:
                     query = query.where(ProcessVersion.id.not_in(list(self._by_version)))
-                for row in session.execute(query):
-                    try:
-                        names = english_names(row.files or {})
-                    except Exception:  # noqa: BLE001 -- a version's names are a nicety; its pages must still show
-                        log.exception("could not read the English names of %s v%s", row.process_key, row.version)
-                        names = []
+                rows = session.execute(query).all()
+                # a version's files are read only when no version with the same content was read
+                # before, in this process: content never changes, and a worker or a test run
+                # meets hundreds of versions whose files are the same few
+                unread = [row.id for row in rows if row.content_hash not in _NAMES_BY_CONTENT]
+                files = dict(session.execute(select(ProcessVersion.id, ProcessVersion.files)
+                                             .where(ProcessVersion.id.in_(unread))).all()) if unread else {}
+                for row in rows:
+                    if row.content_hash not in _NAMES_BY_CONTENT:
+                        try:
+                            _NAMES_BY_CONTENT[row.content_hash] = english_names(files.get(row.id) or {})
+                        except Exception:  # noqa: BLE001 -- a version's names are a nicety; its pages must still show
+                            log.exception("could not read the English names of %s v%s", row.process_key, row.version)
+                            _NAMES_BY_CONTENT[row.content_hash] = []
                     self._by_version[row.id] = (row.process_key, row.version,
-                                                (row.properties or {}).get(ENGLISH_NAME), names)
+                                                (row.properties or {}).get(ENGLISH_NAME),
+                                                _NAMES_BY_CONTENT[row.content_hash])
                 self._catalogue = self._build()
                 self._newest = newest
         return self._catalogue

@@ -30,7 +30,7 @@ from forms import FieldDef, FormDef, FormDefinitionError, FormRegistry, parse_de
 
 from . import clock
 from .errors import InvalidInput, NotFound, PermissionDenied
-from .models import DEPT_TYPES, ROLES, FormRevision, ProcessVersion
+from .models import DEPT_TYPES, ROLES, FormRevision, latest_versions
 
 REVISION_RE = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*)@(?P<n>[1-9][0-9]{0,5})$")
 MAX_DEFINITION_CHARS = 100_000
@@ -280,11 +280,9 @@ class FormEditor:
     def _references(self, session) -> dict[str, dict[str, str]]:
         """{form key: {process key: reference}} for the newest version of every process."""
         from .bpmn import all_specs, is_user_task, user_task_info
-        latest = {}
-        for version in session.scalars(select(ProcessVersion).order_by(ProcessVersion.version)):
-            latest[version.process_key] = version
         refs: dict[str, dict[str, str]] = {}
-        for key, version in latest.items():
+        for version in latest_versions(session):
+            key = version.process_key
             parsed = self.service.specs.get(version)
             names = [version.properties.get("startForm")]
             names += [user_task_info(t, parsed.camunda_attrs).form_key for _s, t in all_specs(parsed) if is_user_task(t)]

@@ -193,6 +193,19 @@ class ProcessVersion(Base):
     )
 
 
+def latest_versions(session) -> list[ProcessVersion]:
+    """The newest version of each deployed process, by process key. Their files are loaded
+    when read (a version's files are its BPMN and DMN, often 100 KB: reading every version's
+    for the newest few cost every inbox page more as versions accumulated)."""
+    from sqlalchemy import and_, func, select
+    from sqlalchemy.orm import defer
+    newest = select(ProcessVersion.process_key, func.max(ProcessVersion.version).label("version")) \
+        .group_by(ProcessVersion.process_key).subquery()
+    return list(session.scalars(select(ProcessVersion).options(defer(ProcessVersion.files)).join(
+        newest, and_(ProcessVersion.process_key == newest.c.process_key, ProcessVersion.version == newest.c.version))
+        .order_by(ProcessVersion.process_key)))
+
+
 class Case(Base):
     __tablename__ = "gf_case"
 

@@ -306,12 +306,17 @@ def assignee_notes(files: dict[str, str], processes=None, forms=None, find_users
     forms = forms if forms is not None else _shipped_forms()
     frozen = tuple(sorted(files.items()))
     analysis = _analysis_of(frozen)
-    known = _names_set(frozen, forms)
-    if known is None:
-        return []
+    declared = set(ScheduledStarts.START_DATA_KEYS)
+    for root in analysis.trees.values():
+        declared |= _declared_names(root)
     found: list[tuple[str, str, str, str, str]] = []   # (file, task id, task name, property, the name it reads)
     literal: list[tuple[str, str, str, str]] = []     # (file, task id, task name, the username it names)
-    for filename, process, _pid in _processes_in(analysis, processes):
+    for filename, process, pid in _processes_in(analysis, processes):
+        # what this process (and what it calls) sets: a task's data is its own process's
+        keys = _keys_set_by(frozen, pid, forms)
+        if keys is None:
+            continue   # a form that cannot be read: what it sets cannot be told, nothing is noted
+        known = declared | keys
         for task in process.iter(f"{{{BPMN_NS}}}userTask"):
             element = task.get("id") or ""
             props = {**camunda_attributes(task), **element_properties(task)}   # as user_task_info reads them

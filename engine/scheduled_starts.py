@@ -35,8 +35,8 @@ from sqlalchemy.exc import IntegrityError
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
 from . import clock
-from .models import (DEPARTMENT, Case, JurisdictionNode, ProcessVersion, RoleAssignment, ScheduledStart, User,
-                     WorkItem)
+from .models import (DEPARTMENT, Case, JurisdictionNode, RoleAssignment, ScheduledStart, User, WorkItem,
+                     latest_versions)
 
 log = logging.getLogger("gridflow.scheduled")
 
@@ -107,10 +107,7 @@ class ScheduledStarts:
 
     def schedules(self) -> list[Schedule]:
         with self.db.read_session() as session:
-            latest = {}
-            for version in session.scalars(select(ProcessVersion).order_by(ProcessVersion.version)):
-                latest[version.process_key] = version
-            found = [read_schedule(key, v.files) for key, v in sorted(latest.items())]
+            found = [read_schedule(v.process_key, v.files) for v in latest_versions(session)]
             return [s for s in found if s is not None]
 
     def run_once(self, now: datetime | None = None) -> int:

@@ -157,11 +157,8 @@ class CaseSearch:
         return resolved
 
     def _task_ids(self, text: str) -> list[str]:
-        """A task's BPMN id, plus the ids of user tasks named `text` in any deployed process."""
-        ids = {text}
-        for process in self.service.processes():
-            ids.update(bpmn_id for bpmn_id, name in process.user_tasks if name == text)
-        return sorted(ids)
+        """A task's BPMN id or name: the ids of every user task of that name in any deployed process."""
+        return self.service.same_named_tasks(text)
 
     # ------------------------------------------------------------- query
 

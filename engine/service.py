@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, func, not_, or_, select, union, update
@@ -40,7 +40,7 @@ from .errors import (Conflict, CredentialsChanged, InactiveAccount, InvalidInput
                      ProcessError)
 from .lanes import LaneResolver, stored_lane
 from .models import (NO_DUE_DATE, ROLE_NAMES_ZH, Attachment, AuditEvent, Case, CaseSequence, CaseState,
-                     JurisdictionNode, ProcessVersion, User, WorkItem, WorkItemCandidate, path_ids)
+                     JurisdictionNode, ProcessVersion, User, WorkItem, WorkItemCandidate, latest_versions, path_ids)
 from .notifications import PROCESS_FAILED, PROCESS_FAILED_AT_START, LoggingChannel, Notifier
 from .org import record_change
 from .org_cache import OrgCache, OrgView, current_generation, load_user, snapshot_nodes, view_of
@@ -133,6 +133,9 @@ class InboxFilters:
     business_key: str | None = None
     limit: int = 50
     offset: int = 0
+    # the ids `spec_id` stands for (`WorkflowService.same_named_tasks`), resolved before the
+    # inbox's session opens: SQLite allows one open transaction at a time
+    spec_ids: tuple = ()
 
 
 @dataclass
@@ -477,20 +480,28 @@ class WorkflowService:
 
     # ---------------------------------------------------------------- inbox
 
-    def inbox(self, actor, filters: InboxFilters | None = None) -> list[InboxRow]:
+    def _resolved(self, filters: InboxFilters | None) -> InboxFilters:
         filters = filters or InboxFilters()
+        if filters.spec_id and not filters.spec_ids and isinstance(filters.spec_id, str) \
+                and storable_ref(filters.spec_id):
+            filters = replace(filters, spec_ids=tuple(
+                self.same_named_tasks(filters.spec_id, filters.process_key)))
+        return filters
+
+    def inbox(self, actor, filters: InboxFilters | None = None) -> list[InboxRow]:
+        filters = self._resolved(filters)
         with self.db.read_session() as session:
             return self._inbox_rows(session, self._user(session, actor), filters)
 
     def inbox_count(self, actor, filters: InboxFilters | None = None) -> int:
-        filters = filters or InboxFilters()
+        filters = self._resolved(filters)
         with self.db.read_session() as session:
             return self._inbox_total(session, self._user(session, actor), filters)
 
     def inbox_page(self, actor, filters: InboxFilters | None = None) -> tuple[list[InboxRow], int]:
         """A page of the inbox and the number of tasks in it, the official read once (what
         the inbox page and the API show); no page is read when the count says it is empty."""
-        filters = filters or InboxFilters()
+        filters = self._resolved(filters)
         with self.db.read_session() as session:
             user = self._user(session, actor)
             total = self._inbox_total(session, user, filters)
@@ -535,7 +546,7 @@ class WorkflowService:
         if filters.process_key:
             narrow.append(WorkItem.process_key == filters.process_key)
         if filters.spec_id:
-            narrow.append(WorkItem.spec_id == filters.spec_id)
+            narrow.append(WorkItem.spec_id.in_(filters.spec_ids or (filters.spec_id,)))
         if filters.overdue:
             narrow.append(WorkItem.due_at < clock.now())
         needs_case = bool(filters.colour or filters.business_key)
@@ -1279,12 +1290,17 @@ class WorkflowService:
     def processes(self) -> list[ProcessSummary]:
         """The latest version of every deployed process with its user tasks (for filters, pickers)."""
         with self.db.read_session() as session:
-            latest = {}
-            for version in session.scalars(select(ProcessVersion).order_by(ProcessVersion.version)):
-                latest[version.process_key] = version
-            return [ProcessSummary(key=key, name=v.name, version=v.version, version_id=v.id,
-                                   user_tasks=self._user_tasks(v))
-                    for key, v in sorted(latest.items())]
+            # its files are read only if its specs were not parsed yet
+            return [ProcessSummary(key=v.process_key, name=v.name, version=v.version, version_id=v.id,
+                                   user_tasks=self._user_tasks(v)) for v in latest_versions(session)]
+
+    def same_named_tasks(self, ref: str, process_key: str | None = None) -> list[str]:
+        """The BPMN ids of the user tasks that `ref` names (a task's id or its name) in the
+        deployed processes (of `process_key`, if given): a filter's one choice for what officials
+        see as one task (a called mediation's 制作并签署调解协议书 has an id in each branch)."""
+        tasks = [pair for p in self.processes() if process_key in (None, p.key) for pair in p.user_tasks]
+        names = {name for spec_id, name in tasks if ref in (spec_id, name)}
+        return sorted({ref} | {spec_id for spec_id, name in tasks if name in names})
 
     def _user_tasks(self, version: ProcessVersion) -> list[tuple[str, str]]:
         parsed = self.specs.get(version)
@@ -1303,11 +1319,9 @@ class WorkflowService:
             user = self._user(session, actor)
             if is_read_only(user):
                 return []
-            latest = {}
-            for version in session.scalars(select(ProcessVersion).order_by(ProcessVersion.version)):
-                latest[version.process_key] = version
             options = []
-            for key, version in sorted(latest.items()):
+            for version in latest_versions(session):
+                key = version.process_key
                 allowed = {r.strip() for r in (version.properties.get("startRoles") or "").split(",") if r.strip()}
                 if not allowed:
                     continue
@@ -1344,7 +1358,10 @@ class WorkflowService:
             user_ids = {e.actor_id for e in events} | {i.assignee_id for i in items} | {case.created_by_id}
             names = {u.id: u.display_name for u in session.scalars(
                 select(User).where(User.id.in_([u for u in user_ids if u])))}
-            node_ids = {i.candidate_node_id for i in items} | {case.grid_id}
+            # the units of open tasks, and of every task the history says was created (closed ones too)
+            node_ids = {i.candidate_node_id for i in items} | {case.grid_id} | {
+                e.data.get("node_id") for e in events if e.event_type == "task_created" and isinstance(e.data, dict)
+                and isinstance(e.data.get("node_id"), int)}
             node_rows = {n.id: n for n in session.scalars(
                 select(JurisdictionNode).where(JurisdictionNode.id.in_([n for n in node_ids if n])))}
             nodes = {nid: n.name for nid, n in node_rows.items()}

@@ -497,6 +497,9 @@ def test_another_jurisdictions_task_is_403_and_not_listed(api, clean_db):
         assert_error(api.post(f"{V1}/tasks/{task_id}/complete", user,
                               json={"data": {"resolved": True, "mediation_note": "x"}}), 403, "forbidden")
         assert_error(api.get(f"{V1}/cases/{case['business_key']}", user), 403, "forbidden")
+        # asked for by its number, the refusal does not tell another place's case number
+        refused = assert_error(api.get(f"{V1}/cases/{case['id']}", user), 403, "forbidden")
+        assert case["business_key"] not in refused["message"]
     assert counts(clean_db) == before
 
 
@@ -674,6 +677,7 @@ def test_case_by_id_or_business_key_with_history(api):
     by_id = api.get(f"{V1}/cases/{case['id']}", WORKER).get_json()
     by_key = api.get(f"{V1}/cases/{case['business_key']}", WORKER).get_json()
     assert by_id == by_key
+    assert api.get(f"{V1}/cases/{case['business_key'].lower()}", WORKER).get_json() == by_id   # as typed
     assert by_id["process_name"] and by_id["process_version"] >= 1
     types = [e["type"] for e in by_id["history"]]
     assert types[0] == "case_started" and "task_created" in types and "step" in types

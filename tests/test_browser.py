@@ -12,6 +12,9 @@ from werkzeug.serving import make_server
 
 from tests.conftest import ROOT
 
+# the pages' scripts in Chromium: run once, in the SQLite run (tests/conftest.py)
+pytestmark = pytest.mark.sqlite_run_only
+
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"

@@ -116,6 +116,15 @@ def test_nav_link_only_for_dashboard_roles(client, service):
     assert 'href="/dashboard"' not in client.get("/inbox").get_data(as_text=True)
 
 
+def test_a_department_is_no_jurisdiction_to_count_by(client, service):
+    """The 信访局 lies inside the leader's county: the refusal said it did not; it is a department,
+    which the dashboard does not count by."""
+    login(client, "lxx_ld1")
+    r = client.get("/dashboard?node=linxi-xfj")
+    page = r.get_data(as_text=True)
+    assert r.status_code == 400 and "职能部门" in page and "不在您的辖区内" not in page
+
+
 @pytest.mark.parametrize("username,url", [
     ("lx_wgy1", "/dashboard"),                              # a grid worker
     ("lxz_cg", "/dashboard"),                               # a department handler

@@ -157,8 +157,9 @@ def test_validate_accepts_good_process_properties():
 
 
 def test_validate_reports_unreachable_node_and_missing_decision():
-    assert [(p.element, "never be reached" in p.message)
-            for p in validate_files({"loop.bpmn": UNREACHABLE}, {"progress_report"})] == [("orphan", True)]
+    [orphan] = validate_files({"loop.bpmn": UNREACHABLE}, {"progress_report"})
+    assert (orphan.element, "never be reached" in orphan.message) == ("orphan", True)
+    assert re.match(r"^[\u4e00-\u9fff]+“", orphan.zh), orphan.zh   # its kind in Chinese, not userTask
     gm = (ROOT / "processes" / "grid_matter.bpmn").read_text(encoding="utf-8")
     problems = validate_files({"grid_matter.bpmn": gm}, FormRegistry().keys())
     assert problems and any("dispatch_rules" in p.message for p in problems)
@@ -783,3 +784,11 @@ def test_a_time_limit_reading_a_field_nothing_sets_is_a_note():
     assert (note.file, note.element) == ("grid_matter.bpmn", "micro_mediation")
     assert "reads 'no_such_field_days', which nothing in this version sets" in note.message
     assert "never overdue" in note.message and "永远不会超期" in note.zh
+
+
+def test_a_condition_with_a_syntax_error_says_so_and_how_to_write_it():
+    """Was reported as 'not allowed' with the sandbox's rules as the fix."""
+    files = _processes_with(grid_matter_bpmn=('handling_level == "grid"', 'handling_level == = "grid"'))
+    problems = validate_files(files, FormRegistry().keys())
+    assert len(problems) == 1 and "cannot be read" in problems[0].message and "SyntaxError" in problems[0].message
+    assert "== to compare" in problems[0].fix and "有语法错误" in problems[0].zh and "import" not in problems[0].fix

@@ -13,7 +13,7 @@ from engine.designer import Designer, diff_files
 from engine.errors import InvalidInput, PermissionDenied
 from engine.models import Notification, ProcessVersion, User, WorkItem
 from engine.service import WorkflowService
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, ROOT
 from tests.test_deploy import MIWG as MIWG_DIR
 from tests.helpers import REPORT, work
 
@@ -244,6 +244,23 @@ def test_diff_tells_layout_moves_apart_from_model_changes():
     moved = CAMUNDA.replace('<dc:Bounds x="240" y="80"', '<dc:Bounds x="250" y="90"')
     added, removed, changed, layout = diff_files({"c.bpmn": CAMUNDA}, {"c.bpmn": moved})
     assert (added, removed, changed) == ([], [], []) and layout == ["Task_Verify"]
+    # a modeler's save rewrites whitespace and empty labels: nothing moved
+    resaved = CAMUNDA.replace("<dc:Bounds ", "\n        <dc:Bounds ").replace("</bpmndi:BPMNShape>",
+                                                                           "<bpmndi:BPMNLabel/></bpmndi:BPMNShape>")
+    assert resaved != CAMUNDA and diff_files({"c.bpmn": CAMUNDA}, {"c.bpmn": resaved}) == ([], [], [], [])
+
+
+def test_diff_shows_what_a_property_condition_or_script_was_and_is():
+    """"extensionElements changed" told a designer nothing."""
+    gm = (ROOT / "processes" / "grid_matter.bpmn").read_text(encoding="utf-8")
+    edited = (gm.replace('name="dueDate" value="grid_days"', 'name="dueDate" value="P5D"')
+              .replace('handling_level == "grid"', 'handling_level in ("grid", "community")'))
+    _added, _removed, changed, layout = diff_files({"g.bpmn": gm}, {"g.bpmn": edited})
+    details = {c.element: c.details for c in changed}
+    assert details["micro_mediation"] == ["dueDate: grid_days → P5D"]
+    assert details["flow_to_grid"] == ["conditionExpression: 'handling_level == \"grid\"' → "
+                                       "'handling_level in (\"grid\", \"community\")'"]
+    assert layout == []
 
 
 # --------------------------------------------------- files from other modelers

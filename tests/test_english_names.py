@@ -144,6 +144,7 @@ def test_a_version_whose_names_cannot_be_read_still_shows_its_pages(service, mon
     def broken(files):
         raise ValueError("unreadable")
     monkeypatch.setattr(module, "english_names", broken)
+    monkeypatch.setattr(module, "_NAMES_BY_CONTENT", {})   # a fresh process: nothing read before
     names = EnglishNames(service.db).catalogue()     # every version's names unreadable: none, no error
     assert names.element("grid_matter", "micro_mediation", "网格微调处") == "网格微调处"
     assert names.process("grid_matter", "网格事项办理") == "Grid matter"   # the process's own, from its properties

@@ -159,3 +159,31 @@ def test_whistle_gives_each_summoned_department_its_own_instance_and_lane(servic
     view = work(service, WORKER, "verify_on_site", {"verified": False, "verification_note": "仍有摊点"})
     assert open_spec_ids(view) == ["department_handle"]
     assert [r.item.spec_id for r in service.inbox("lxz_cg")] == ["department_handle"]
+
+
+def test_the_people_who_act_see_what_they_act_on(service):
+    """The grid leader mediating sees the parties; a department redoing its work after a failed
+    on-site check sees why it failed; no conclusion is shown before the department gives one."""
+    case = start(service, parties="张某、李某")
+    mediation = service.task_detail("lx_wgz1", case.open_items[0].id)
+    assert mediation.case_data["parties"] == "张某、李某"
+    assert "parties" in [f.name for f in mediation.form.fields if f.readonly]
+    work(service, "lx_wgz1", "micro_mediation", {"resolved": False, "mediation_note": "未谈拢"})
+    work(service, "lxz_pd", "town_dispatch", {"department": "chengguan"})
+    assert service.case_data(case.business_key).get("outcome") in (None, "")     # nobody concluded anything
+    work(service, "lxz_cg", "department_handle", {"handling_result": "已处理", "handled_at": "2026-03-02T10:00:00+08:00"})
+    work(service, "lx_wgy1", "verify_on_site", {"verified": False, "verification_note": "现场仍有垃圾未清理干净"})
+    rework = next(i for i in service.get_case(case.business_key).open_items if i.spec_id == "department_handle")
+    detail = service.task_detail("lxz_cg", rework.id)
+    assert detail.case_data["verification_note"] == "现场仍有垃圾未清理干净"
+    assert "verification_note" in [f.name for f in detail.form.fields if f.readonly]
+
+
+def test_the_history_keeps_the_unit_of_a_closed_task(service):
+    """生成任务 · 镇级派单 → 派单员 @ 林西镇 lost its unit once the task was done."""
+    case = start(service, colour="yellow", category="environment")
+    work(service, "lxz_pd", "town_dispatch", {"department": "chengguan"})
+    view = service.view_case("lxx_dc", case.business_key)
+    created = next(e for e in view.events if e.event_type == "task_created" and e.bpmn_id == "town_dispatch")
+    assert not [i for i in view.open_items if i.spec_id == "town_dispatch"]
+    assert view.node_names[created.data["node_id"]] == "林西镇"

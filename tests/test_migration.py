@@ -233,6 +233,20 @@ def test_migration_pages_dry_run_then_apply(web, service, clean_db):
     assert service.get_case(view.business_key).case.process_version_id != before[0]
     assert client.get(f"/designer/processes/{key}/migrate?from=2&to=1").status_code == 400
     assert client.get(f"/designer/processes/{key}/migrate?from=1&to=7").status_code == 404
+    # nothing ticked: told so, nothing moved
+    none = client.post(f"/designer/processes/{key}/migrate", data={"csrf_token": token, "from": "1", "to": "2"})
+    assert none.status_code == 302 and "migrate?from=1&to=2" in none.headers["Location"]
+    assert "请勾选要迁移的案件" in client.get(none.headers["Location"]).get_data(as_text=True)
+    assert len(migrations(clean_db, view.id)) == 1
+
+
+def test_a_process_with_one_version_has_nothing_to_migrate_to(web, service):
+    key = f"mw_{uuid.uuid4().hex[:8]}"
+    assert Designer(service).deploy(DESIGNER, {f"{key}.bpmn": TIMED.replace('id="timed"', f'id="{key}"')}).created
+    client = web(DESIGNER)
+    page = client.get(f"/designer/processes/{key}/migrate")
+    assert page.status_code == 302 and page.headers["Location"].endswith(f"/designer/processes/{key}")
+    assert "只有一个版本" in client.get(page.headers["Location"]).get_data(as_text=True)
 
 
 @pytest.mark.parametrize("who", [WORKER, AUDITOR])

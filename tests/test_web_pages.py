@@ -160,6 +160,19 @@ def test_inbox_filters_due_classes_and_colours(service, as_user, clock):
     assert red.business_key in page and 'class="overdue"' in page
 
 
+def test_the_task_filter_offers_each_name_once_and_finds_every_task_of_it(service, as_user):
+    """Mediation has 制作并签署调解协议书 in two branches (committee, professional): one choice
+    in each process's group, which finds both."""
+    assert service.same_named_tasks("sign_committee") == ["sign_committee", "sign_professional"]
+    assert service.same_named_tasks("制作并签署调解协议书") == ["sign_committee", "sign_professional",
+                                                           "制作并签署调解协议书"]
+    assert service.same_named_tasks("town_dispatch", "grid_matter") == ["town_dispatch"]
+    page = html(as_user(DISPATCHER).get("/inbox"))
+    groups = re.findall(r'<optgroup label="[^"]*">(.*?)</optgroup>', page, flags=re.S)
+    assert groups and all(g.count("制作并签署调解协议书") <= 1 for g in groups)
+    assert any('value="sign_committee"' in g for g in groups) and "sign_professional" not in page
+
+
 def test_claim_and_unclaim_from_the_inbox(service, as_user):
     case = start(service)
     task_id = case.open_items[0].id

@@ -3,7 +3,7 @@ node_modules), check and deploy, version diff, upload of files from other modele
 Thin: every rule and every transaction is in engine/designer.py."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, jsonify, render_template, request
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from markupsafe import Markup
 
@@ -173,10 +173,19 @@ def migrate_plan(process_key):
         abort(403)
     entry = designer().process(current_user.id, process_key)
     numbers = [v.version for v in entry.versions]
-    old = request.args.get("from", type=int) or (numbers[1] if len(numbers) > 1 else numbers[0])
+    if len(numbers) < 2:   # nothing to move to: back to the process, told why
+        flash(_("{name} 只有一个版本，没有可以迁移到的新版本：请先部署新版本。", name=entry.name), "error")
+        return redirect(url_for("designer.process", process_key=process_key))
+    old = request.args.get("from", type=int) or numbers[1]
     new = request.args.get("to", type=int) or numbers[0]
     plan = Migrator(service()).plan(current_user.id, process_key, old, new)
-    return render_template("designer/migrate.html", entry=entry, plan=plan, result=None)
+    return render_template("designer/migrate.html", entry=entry, plan=plan, result=None,
+                           task_names=_task_names(process_key))
+
+
+def _task_names(process_key: str) -> dict[str, str]:
+    """{BPMN id: name} of the process's user tasks, for the migration page's 当前环节."""
+    return {spec_id: name for p in service().processes() if p.key == process_key for spec_id, name in p.user_tasks}
 
 
 @bp.route("/processes/<process_key>/migrate", methods=["POST"])
@@ -188,9 +197,13 @@ def migrate_apply(process_key):
     entry = designer().process(current_user.id, process_key)
     old, new = request.form.get("from", type=int), request.form.get("to", type=int)
     chosen = request.form.getlist("case")
+    if not chosen:   # moving nothing is no migration: say so rather than "0 moved"
+        flash(_("请勾选要迁移的案件。"), "error")
+        return redirect(url_for("designer.migrate_plan", process_key=process_key, **{"from": old, "to": new}))
     result = Migrator(service()).apply(current_user.id, process_key, old, new, business_keys=chosen)
     plan = Migrator(service()).plan(current_user.id, process_key, old, new)
-    return render_template("designer/migrate.html", entry=entry, plan=plan, result=result)
+    return render_template("designer/migrate.html", entry=entry, plan=plan, result=result,
+                           task_names=_task_names(process_key))
 
 
 # -------------------------------------------------------------- scenarios
@@ -254,7 +267,6 @@ def forms_list():
 @bp.route("/forms/<key>", methods=["GET", "POST"])
 @login_required
 def form_edit(key):
-    from flask import flash, redirect, url_for
     editor = _form_editor()
     if request.method == "POST":
         text = request.form.get("definition", "")
