@@ -47,3 +47,16 @@ def login(client, username, password="demo123"):
     response = client.post("/login", data={"username": username, "password": password, "csrf_token": token})
     assert response.status_code == 302, f"login of {username} failed: {response.status_code}"
     return response
+
+
+def export_rows(fmt: str, body: bytes) -> list[list[str]]:
+    """The rows of a CSV (with its BOM, checked) or XLSX export, as text."""
+    import csv
+    import io
+    from openpyxl import load_workbook
+    if fmt == "csv":
+        text = body.decode("utf-8")
+        assert text.startswith("\ufeff")
+        return list(csv.reader(io.StringIO(text[1:])))
+    sheet = load_workbook(io.BytesIO(body)).active
+    return [[("" if c is None else str(c)) for c in row] for row in sheet.iter_rows(values_only=True)]

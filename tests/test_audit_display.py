@@ -1,17 +1,14 @@
 """What an auditor reads: the trace's step data as labelled text (not JSON), the exports'
 codes as the pages' labels, bad filters named on the search page and its exports, and a
 jurisdiction the dropdown does not list kept as the chosen one."""
-import csv
-import io
 import json
 import re
 
 import pytest
-from openpyxl import load_workbook
 from sqlalchemy import select
 
 from engine.models import User
-from tests.helpers import REPORT, csrf_token, login, open_item
+from tests.helpers import REPORT, export_rows, csrf_token, login, open_item
 from tests.test_access import PNG
 
 G1 = "linxi-xinguang-g1"
@@ -107,25 +104,16 @@ def test_trace_page_reads_any_event_data_without_failing(client, service, db, cl
 
 # ------------------------------------------------------------------ exports: labels, not codes
 
-def _rows(fmt, body):
-    if fmt == "csv":
-        text = body.decode("utf-8")
-        assert text.startswith("\ufeff")
-        return list(csv.reader(io.StringIO(text[1:])))
-    sheet = load_workbook(io.BytesIO(body)).active
-    return [[("" if c is None else str(c)) for c in row] for row in sheet.iter_rows(values_only=True)]
-
-
 @pytest.mark.parametrize("fmt", ["csv", "xlsx"])
 def test_search_export_shows_the_pages_labels(client, service, clock, fmt):
     key = service.start_case("grid_matter", G1, REPORT, "lx_wgy1").business_key
     login(client, "lxx_dc")
-    rows = _rows(fmt, client.get(f"/audit/cases/export.{fmt}?bk={key}").data)
+    rows = export_rows(fmt, client.get(f"/audit/cases/export.{fmt}?bk={key}").data)
     row = dict(zip(rows[0], rows[1]))
     assert row["状态"] == "办理中" and row["风险等级"] == "蓝" and row["类别"] == "矛盾纠纷"
     assert row["流程"] == "网格事项办理" and row["流程标识"] == "grid_matter"
     english(client)
-    rows = _rows(fmt, client.get(f"/audit/cases/export.{fmt}?bk={key}").data)
+    rows = export_rows(fmt, client.get(f"/audit/cases/export.{fmt}?bk={key}").data)
     row = dict(zip(rows[0], rows[1]))
     assert row["Status"] == "Open" and row["Colour"] == "Blue" and row["Category"] == "Dispute"
     assert row["Process"] == "Grid matter"
@@ -150,7 +138,7 @@ def test_search_export_json_keeps_codes_and_carries_labels(client, service, cloc
 @pytest.mark.parametrize("fmt", ["csv", "xlsx"])
 def test_trace_export_shows_the_pages_labels(client, service, busy_case, fmt):
     login(client, "lxx_dc")
-    rows = _rows(fmt, client.get(f"/audit/cases/{busy_case}/trace.{fmt}").data)
+    rows = export_rows(fmt, client.get(f"/audit/cases/{busy_case}/trace.{fmt}").data)
     head, body = rows[0], [dict(zip(rows[0], r)) for r in rows[1:]]
     assert head[:5] == ["序号", "时间", "事件", "类别", "环节"]
     events = [r["事件"] for r in body]
@@ -162,7 +150,7 @@ def test_trace_export_shows_the_pages_labels(client, service, busy_case, fmt):
     assert not {"center_dispatcher", "grid_worker"} & {r["角色"] for r in body}
     assert "网格微调处" in {r["环节"] for r in body}
     english(client)
-    rows = _rows(fmt, client.get(f"/audit/cases/{busy_case}/trace.{fmt}").data)
+    rows = export_rows(fmt, client.get(f"/audit/cases/{busy_case}/trace.{fmt}").data)
     body = [dict(zip(rows[0], r)) for r in rows[1:]]
     urge = next(r for r in body if r["Event"] == "Urge")
     assert urge["Role"] == "Centre dispatcher"

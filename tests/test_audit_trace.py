@@ -1,5 +1,4 @@
 """The trace of a case and its exports (CSV, XLSX, JSON); the closed petition test of issue 7."""
-import csv
 import io
 import json
 import re
@@ -13,7 +12,7 @@ from engine.errors import PermissionDenied
 from engine.export import export_trace
 from engine.scenarios import Scenario, run_scenario
 from engine.trace import CaseTrace
-from tests.helpers import REPORT, login, open_item
+from tests.helpers import REPORT, export_rows, login, open_item
 
 ROOT = Path(__file__).resolve().parent.parent
 PETITION = ROOT / "processes" / "scenarios" / "petition" / "accepted_replied_closed_after_30_days.yaml"
@@ -81,15 +80,6 @@ def test_trace_outside_jurisdiction_refused(service, closed_petition):
         CaseTrace(service).trace("by_dc", closed_petition)
 
 
-def _rows_of(fmt, body):
-    if fmt == "csv":
-        text = body.decode("utf-8")
-        assert text.startswith("\ufeff")
-        return list(csv.reader(io.StringIO(text[1:])))
-    sheet = load_workbook(io.BytesIO(body)).active
-    return [[("" if c is None else str(c)) for c in row] for row in sheet.iter_rows(values_only=True)]
-
-
 @pytest.mark.parametrize("fmt", ["csv", "xlsx", "json"])
 def test_auditor_export_of_closed_petition_has_every_step_in_order(app, client, service, closed_petition, fmt):
     expected = _events(service, closed_petition)
@@ -104,7 +94,7 @@ def test_auditor_export_of_closed_petition_has_every_step_in_order(app, client, 
         got = [(s["seq"], s["event_type"], s["bpmn_id"], s["username"]) for s in steps]
         assert doc["path"] == [b for _, b in service.path(closed_petition)][:len(doc["path"])]
     else:
-        rows = _rows_of(fmt, response.data)
+        rows = export_rows(fmt, response.data)
         assert rows[0][:3] == ["序号", "时间", "事件"]
         got = [(int(r[0]), r[2], r[5] or None, r[8] or None) for r in rows[1:]]
     users = {e.actor_id for e in expected}
@@ -119,7 +109,7 @@ def test_auditor_export_of_closed_petition_has_every_step_in_order(app, client, 
     done = [g[2] for g in got if g[1] == shown["task_completed"]]
     assert done == ["decide", "handle", "written_reply"]
     # the petitioner's phone is masked for the auditor
-    blob = response.data.decode("utf-8") if fmt != "xlsx" else json.dumps(_rows_of(fmt, response.data), ensure_ascii=False)
+    blob = response.data.decode("utf-8") if fmt != "xlsx" else json.dumps(export_rows(fmt, response.data), ensure_ascii=False)
     assert "13800001234" not in blob and "138****1234" in blob
 
 
@@ -127,7 +117,7 @@ def test_export_english_headers_and_formula_cells_are_inert(service, clock):
     view = service.start_case("grid_matter", "linxi-xinguang-g1",
                               dict(REPORT, description="=HYPERLINK(\"http://x\")恶意公式"), "lx_wgy1")
     trace = CaseTrace(service).trace("lxx_dc", view.business_key)
-    rows = _rows_of("csv", export_trace(trace, "csv", "en").body)
+    rows = export_rows("csv", export_trace(trace, "csv", "en").body)
     assert rows[0][:3] == ["No.", "When", "Event"]
     sheet = load_workbook(io.BytesIO(export_trace(trace, "xlsx").body)).active
     cells = [c for row in sheet.iter_rows(values_only=True) for c in row if isinstance(c, str)]
@@ -138,7 +128,7 @@ def test_search_export_formats(client, service, clock):
     keys = [service.start_case("grid_matter", "linxi-xinguang-g1", REPORT, "lx_wgy1").business_key for _ in range(3)]
     login(client, "lxx_dc")
     for fmt in ("csv", "xlsx"):
-        rows = _rows_of(fmt, client.get(f"/audit/cases/export.{fmt}?bk=LX").data)
+        rows = export_rows(fmt, client.get(f"/audit/cases/export.{fmt}?bk=LX").data)
         assert [r[0] for r in rows[1:]] == list(reversed(keys))
     doc = json.loads(client.get("/audit/cases/export.json").data)
     assert [c["business_key"] for c in doc["cases"]] == list(reversed(keys))

@@ -95,6 +95,7 @@ def fuzz(schema, token: str, examples: int, sent: Counter, real: dict | None = N
 
 
 @pytest.mark.slow
+@pytest.mark.postgresql_run_only   # once, against the production database (tests/conftest.py)
 def test_api_answers_every_generated_request_as_documented(app, service):
     schema, token, real = _schema_and_token(app, service)
     sent: Counter = Counter()

@@ -262,6 +262,7 @@ def check_consistency(url: str, load: Load, worker_stopped: float) -> dict:
 # ------------------------------------------------------------------ the test
 
 @pytest.mark.slow
+@pytest.mark.postgresql_run_only   # once, against the production database (tests/conftest.py)
 def test_kill_9_web_and_worker_during_load_then_restart(tmp_path, db):
     """`db` (the suite's database) only decides whether PostgreSQL runs too."""
     for url in _crash_databases(tmp_path):

@@ -8,7 +8,7 @@ from flask_login import current_user, login_required
 from markupsafe import Markup
 
 from engine.designer import Designer
-from engine.errors import EngineError
+from engine.errors import EngineError, InvalidInput
 from engine.models import LEVELS, WORKING_ROLES
 
 from .extensions import send_npm_dist, service
@@ -173,10 +173,11 @@ def migrate_plan(process_key):
         abort(403)
     entry = designer().process(current_user.id, process_key)
     numbers = [v.version for v in entry.versions]
-    if len(numbers) < 2:   # nothing to move to: back to the process, told why
-        flash(_("{name} 只有一个版本，没有可以迁移到的新版本：请先部署新版本。", name=entry.name), "error")
-        return redirect(url_for("designer.process", process_key=process_key))
-    old = request.args.get("from", type=int) or numbers[1]
+    if len(numbers) < 2 and "from" not in request.args and "to" not in request.args:
+        # nothing to move to: said so (was "cases move only to a later version")
+        raise InvalidInput("the process has one version only: deploy a newer one first",
+                           zh=f"{entry.name} 只有一个版本，没有可以迁移到的新版本：请先部署新版本。")
+    old = request.args.get("from", type=int) or (numbers[1] if len(numbers) > 1 else numbers[0])
     new = request.args.get("to", type=int) or numbers[0]
     plan = Migrator(service()).plan(current_user.id, process_key, old, new)
     return render_template("designer/migrate.html", entry=entry, plan=plan, result=None,
@@ -198,6 +199,7 @@ def migrate_apply(process_key):
     old, new = request.form.get("from", type=int), request.form.get("to", type=int)
     chosen = request.form.getlist("case")
     if not chosen:   # moving nothing is no migration: say so rather than "0 moved"
+        Migrator(service()).plan(current_user.id, process_key, old, new)   # bad versions refused as before
         flash(_("请勾选要迁移的案件。"), "error")
         return redirect(url_for("designer.migrate_plan", process_key=process_key, **{"from": old, "to": new}))
     result = Migrator(service()).apply(current_user.id, process_key, old, new, business_keys=chosen)

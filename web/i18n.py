@@ -114,8 +114,6 @@ MESSAGES_EN: dict[str, str] = {
     "此项不能为空。": "This field must not be empty.",
     "每个选项只能选一次。": "Choose each option once.",
     "未督办：{why}": "Not urged: {why}",
-    "{name} 只有一个版本，没有可以迁移到的新版本：请先部署新版本。":
-        "{name} has one version only: there is no newer version to move cases to; deploy one first.",
     "请勾选要迁移的案件。": "Tick the cases to move.",
     "未改派：{why}": "Not reassigned: {why}",
     "按上面所作的选择，此项为必填。": "Required by the choice made above.",
