@@ -584,7 +584,7 @@ def test_due_classes(app, clock):
     assert due_class(now + timedelta(hours=25)) == ""
 
 
-@pytest.mark.sqlite_run_only   # labels: once (tests/conftest.py)
+@pytest.mark.postgresql_run_only   # labels: once, in the lighter run (tests/conftest.py)
 def test_every_recorded_event_type_has_a_label_on_the_case_page_and_the_trace(app, service, clock):
     """A year of demo history writes every kind of audit event the chains produce (timer
     firings, escalations, reassignments …): each is named in words on the case page and the
