@@ -12,8 +12,8 @@ from werkzeug.serving import make_server
 
 from tests.conftest import ROOT
 
-# the pages' scripts in Chromium: run once, in the SQLite run (tests/conftest.py)
-pytestmark = pytest.mark.sqlite_run_only
+# the pages' scripts in Chromium: run once, in the PostgreSQL run (tests/conftest.py)
+pytestmark = pytest.mark.postgresql_run_only
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"

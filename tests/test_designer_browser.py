@@ -11,8 +11,8 @@ from tests.conftest import FIXTURES, ROOT
 from tests.helpers import REPORT
 from tests.test_browser import browser, live_server, log_in, shot  # noqa: F401 (fixtures)
 
-# the pages' scripts in Chromium: run once, in the SQLite run (tests/conftest.py)
-pytestmark = pytest.mark.sqlite_run_only
+# the pages' scripts in Chromium: run once, in the PostgreSQL run (tests/conftest.py)
+pytestmark = pytest.mark.postgresql_run_only
 
 CAMUNDA = (FIXTURES / "camunda_report.bpmn").read_text(encoding="utf-8")
 
