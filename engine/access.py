@@ -41,6 +41,13 @@ def start_node_id(assignment) -> int:
     return node.parent_id if node.level == DEPARTMENT and node.parent_id else node.id
 
 
+def holds_role_within(user: User, node_ids: set, roles) -> bool:
+    """Whether the user holds one of `roles` (any role if none are named) at one of the nodes
+    (a grid and its ancestors): who may start a case there, or be named on its forms. A
+    department's role counts at its town or county (`start_node_id`)."""
+    return any(start_node_id(ra) in node_ids and (not roles or ra.role in roles) for ra in user.roles)
+
+
 def start_node_path(assignment) -> str:
     node = assignment.node
     if node.level == DEPARTMENT and node.parent_id:

@@ -27,7 +27,7 @@ from forms import FormRegistry, FormValidationError, to_task_data
 from forms.safety import PROBLEM_MESSAGES, find_unstorable, storable_ref
 
 from . import audit, clock, login_guard
-from .access import can_view_case, is_read_only, start_node_id, start_node_path
+from .access import can_view_case, holds_role_within, is_read_only, start_node_path
 from .attachments import AttachmentStore
 from .bpmn import ParsedProcess, all_specs, data_key, is_user_task, parse_process, user_task_info
 from .core_writes import (connection_of, insert_new, insert_rows_now, new_row_object, query,
@@ -340,7 +340,7 @@ class WorkflowService:
             raise ProcessError(f"form '{form_key}' is missing from forms/; ask a designer to add it",
                                zh=f"缺少表单“{form_key}”，请联系流程设计员补充")
         try:
-            return to_task_data(form, form.validate(data))
+            return to_task_data(form, form.validate(data, now=clock.now()))
         except FormValidationError as exc:
             raise InvalidInput("some fields are not filled in correctly", fields=exc.fields,
                                zh="部分内容填写有误，请按提示修改后重新提交") from None
@@ -366,7 +366,7 @@ class WorkflowService:
                 problems[f.name] = ["no such active official"]
                 problems_zh[f.name] = [f"找不到在用的账号“{clean[f.name]}”，请填写正确的用户名"]
                 continue
-            if not any(start_node_id(ra) in ancestors and (not f.roles or ra.role in f.roles) for ra in user.roles):
+            if not holds_role_within(user, ancestors, f.roles):
                 roles = ", ".join(f.roles) or "any role"
                 roles_zh = "、".join(ROLE_NAMES_ZH.get(r, r) for r in f.roles) or "任何职务"
                 problems[f.name] = [f"{user.display_name} holds no {roles} for this case's place"]
@@ -440,10 +440,8 @@ class WorkflowService:
         if is_read_only(user):
             raise PermissionDenied("auditors read cases; they cannot start them", zh="督查人员只能查看案件，不能发起")
         allowed = [r.strip() for r in (version.properties.get("startRoles") or "").split(",") if r.strip()]
-        ancestors = set(grid.ancestor_ids())
-        for ra in user.roles:
-            if start_node_id(ra) in ancestors and (not allowed or ra.role in allowed):
-                return
+        if holds_role_within(user, set(grid.ancestor_ids()), allowed):
+            return
         who = " or ".join(allowed) if allowed else "a role"
         who_zh = "或".join(ROLE_NAMES_ZH.get(r, r) for r in allowed) if allowed else "任一职务"
         raise PermissionDenied(f"starting '{version.name}' in {grid.name} needs {who} held at that grid or above",
