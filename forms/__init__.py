@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import yaml
@@ -59,6 +60,9 @@ class FieldDef:
     # a person field: the roles one of which the named official must hold at the case's
     # grid or above (`roles: [leader]`); empty: any role there (engine/service.py, _check_people)
     roles: tuple = ()
+    # a date or time of something done (办结时间, 答复日期 …): one after the moment of
+    # submission is a slip of the finger that would skew every time limit counted from it
+    not_future: bool = False
 
     @property
     def choice_values(self) -> list:
@@ -85,15 +89,40 @@ class FormDef:
     def input_fields(self) -> list[FieldDef]:
         return [f for f in self.fields if not f.readonly]
 
-    def validate(self, data: dict) -> dict:
-        """Clean a submission or raise `FormValidationError` with messages per field."""
+    def validate(self, data: dict, now: datetime | None = None) -> dict:
+        """Clean a submission or raise `FormValidationError` with messages per field. `now`
+        (the engine's clock) refuses a `not_future` date or time after it."""
         schema = self.__dict__.get("_schema")
         if schema is None:  # built once per definition (a definition never changes)
             schema = self.__dict__["_schema"] = build_schema(self)
         try:
-            return schema.load(data or {})
+            cleaned, problems = schema.load(data or {}), {}
         except ValidationError as exc:
-            raise FormValidationError(self.key, _flatten(exc.messages)) from None
+            cleaned, problems = exc.valid_data or {}, _flatten(exc.messages)
+        if now is not None:
+            for f in self.input_fields:
+                if f.not_future and f.name not in problems and _after(cleaned.get(f.name), now):
+                    problems[f.name] = ["must not be in the future"]
+        if problems:
+            raise FormValidationError(self.key, problems)
+        return cleaned
+
+
+# a device's clock a little ahead of the server's is no slip of the finger
+FUTURE_TOLERANCE = timedelta(minutes=10)
+#: China Standard Time (no daylight saving): officials enter and read local time.
+CHINA_TZ = timezone(timedelta(hours=8), "CST")
+
+
+def _after(value, now: datetime) -> bool:
+    """Whether a cleaned date or time lies after `now`: a time without an offset is China's
+    (an official's), a date is after today in China."""
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=CHINA_TZ)
+        return moment > now + FUTURE_TOLERANCE
+    if isinstance(value, date):
+        return value > now.astimezone(CHINA_TZ).date()
+    return False
 
 
 class FormValidationError(ValueError):
@@ -169,7 +198,8 @@ def parse_definition(raw: dict, source: str = "<form>") -> FormDef:
                 raise FormDefinitionError(f"{where}: pattern is not a valid regular expression ({exc})",
                                           zh=f"pattern 不是有效的正则表达式（{exc}）") from None
         known = {"name", "type", "label", "required", "readonly", "choices", "help", "default_from",
-                 "min_length", "max_length", "min", "max", "pattern", "personal", "required_if", "roles"}
+                 "min_length", "max_length", "min", "max", "pattern", "personal", "required_if", "roles",
+                 "not_future"}
         unknown = set(f) - known
         if unknown:
             raise FormDefinitionError(f"{where}: unknown keys {', '.join(sorted(unknown))}",
@@ -183,6 +213,7 @@ def parse_definition(raw: dict, source: str = "<form>") -> FormDef:
             personal=_personal(f.get("personal"), where),
             required_if=_required_if_raw(f.get("required_if"), where),
             roles=_roles(f.get("roles"), ftype, where),
+            not_future=_not_future(f.get("not_future"), ftype, where),
         ))
     by_name = {f.name: f for f in fields}
     for f in fields:
@@ -212,6 +243,18 @@ def _check_limits(f: dict, ftype: str, where: str) -> None:
         raise FormDefinitionError(f"{where}: default_from must name a case field (letters, digits, _), "
                                   f"not {default_from!r}",
                                   zh=f"default_from 须为案件字段名（字母、数字、下划线），不能是 {default_from!r}")
+
+
+def _not_future(value, ftype: str, where: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise FormDefinitionError(f"{where}: not_future must be true or false, not {value!r}",
+                                  zh=f"not_future 须为 true 或 false，不能是 {value!r}")
+    if value and ftype not in ("date", "datetime"):
+        raise FormDefinitionError(f"{where}: not_future is for date and datetime fields only",
+                                  zh="not_future 只能用于日期（date）或日期时间（datetime）字段")
+    return value
 
 
 def _roles(value, ftype: str, where: str) -> tuple:

@@ -15,18 +15,15 @@ their own.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from pathlib import Path
 
-from . import FormDef, FieldDef
+from . import CHINA_TZ, FieldDef, FormDef
 
 __all__ = ["json_schema", "form_context", "coerce_form_post", "template_folder",
            "CHINA_TZ", "FILE_ACCEPT"]
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
-
-#: China Standard Time (no daylight saving): officials enter and read local time.
-CHINA_TZ = timezone(timedelta(hours=8), "CST")
 
 #: What the file picker offers (photos straight from the camera on a phone).
 # what engine/attachments.py accepts (KINDS; a test ties the two): the picker offers no file it would refuse

@@ -302,7 +302,7 @@ def test_case_resumes_with_a_fresh_engine_over_the_same_database(service, clean_
     try:
         work(fresh, "lxz_pd", "town_dispatch", {"department": "chengguan"})
         work(fresh, "lxz_cg", "department_handle", {"handling_result": "处理完毕",
-                                                     "handled_at": "2026-03-03T09:00:00+08:00"})
+                                                     "handled_at": "2026-03-02T16:00:00+08:00"})
         work(fresh, "lx_wgy1", "verify_on_site", {"verified": True, "verification_note": "ok"})
         view = work(fresh, "lx_wgy1", "satisfaction", {"satisfaction": "satisfied"})
         assert view.status == "completed"

@@ -1,4 +1,6 @@
 """Form definitions: every shipped form loads, and every field type refuses bad input."""
+from datetime import datetime, timezone
+
 import pytest
 
 from forms import FormDefinitionError, FormRegistry, FormValidationError, parse_definition
@@ -164,3 +166,64 @@ def test_a_conditional_boolean_answered_false_is_an_answer_to_validation_and_to_
     history.service, history.rng = SimpleNamespace(forms={"k": form}), None
     assert history._fill("k", {"outcome": "referred", "signed": False}, "some_task")["signed"] is False
     assert history._fill("k", {"outcome": "referred"}, "some_task")["signed"] is True
+
+
+# ------------------------------------------------------------ not_future
+
+NOW = datetime(2026, 3, 2, 8, 30, tzinfo=timezone.utc)        # 16:30 in China
+
+
+def done_on(field_type):
+    return parse_definition({"key": "k", "fields": [
+        {"name": "at", "type": field_type, "required": True, "not_future": True},
+        {"name": "note", "type": "text", "required": True}]}, "k.yaml")
+
+
+@pytest.mark.parametrize("field_type,value", [
+    ("date", "2026-03-03"),                         # tomorrow in China
+    ("datetime", "2026-03-02T16:41:00+08:00"),      # past the ten minutes' grace
+    ("datetime", "2026-03-02T16:41:00"),            # no offset: China's time
+    ("datetime", "2026-03-02T08:41:00+00:00"),
+])
+def test_a_not_future_field_refuses_a_moment_after_now_beside_the_other_fields_problems(field_type, value):
+    with pytest.raises(FormValidationError) as err:
+        done_on(field_type).validate({"at": value}, now=NOW)
+    assert err.value.fields == {"at": ["must not be in the future"], "note": ["Missing data for required field."]}
+
+
+@pytest.mark.parametrize("field_type,value", [
+    ("date", "2026-03-02"),                         # today in China (still 1 March in UTC at 00:30 CST)
+    ("datetime", "2026-03-02T16:39:00+08:00"),      # a phone a few minutes ahead
+    ("datetime", "2026-03-02T16:39:00"),
+    ("datetime", "2025-12-31T23:00:00+08:00"),
+])
+def test_a_not_future_field_accepts_now_and_the_past(field_type, value):
+    assert "at" in done_on(field_type).validate({"at": value, "note": "x"}, now=NOW)
+
+
+def test_a_date_is_compared_with_todays_date_in_china():
+    just_after_midnight_in_china = datetime(2026, 3, 1, 16, 5, tzinfo=timezone.utc)   # 3-2 00:05 CST
+    assert done_on("date").validate({"at": "2026-03-02", "note": "x"}, now=just_after_midnight_in_china)
+
+
+def test_without_a_clock_not_future_is_not_checked():
+    assert done_on("date").validate({"at": "2099-01-01", "note": "x"})
+
+
+@pytest.mark.parametrize("field,message", [
+    ({"name": "a", "type": "text", "not_future": True}, "date and datetime fields only"),
+    ({"name": "a", "type": "date", "not_future": "yes"}, "true or false"),
+])
+def test_a_misplaced_not_future_names_the_problem(field, message):
+    with pytest.raises(FormDefinitionError, match=message) as err:
+        parse_definition({"key": "k", "fields": [field]}, "k.yaml")
+    assert err.value.zh
+
+
+def test_the_shipped_dates_of_things_done_are_not_future():
+    forms = FormRegistry()
+    for key, name in [("department_handle", "handled_at"), ("grid_city_handle", "handled_at"),
+                      ("petition_written_reply", "reply_date"), ("petition_review", "review_date"),
+                      ("mediation_agreement", "signed_on")]:
+        assert next(f for f in forms.get(key).fields if f.name == name).not_future, (key, name)
+    assert not next(f for f in forms.get("mediation_agreement").fields if f.name == "fulfilment_deadline").not_future

@@ -41,7 +41,7 @@ def test_grid_fails_then_town_department_verify_and_satisfaction(service):
     view = work(service, DISPATCHER, "town_dispatch", {"department": "chengguan", "instructions": "请城管中队核实"})
     assert open_spec_ids(view) == ["department_handle"]
     view = work(service, "lxz_cg", "department_handle",
-                {"handling_result": "已现场协调处理", "handled_at": "2026-03-03T10:00:00+08:00"})
+                {"handling_result": "已现场协调处理", "handled_at": "2026-03-02T14:00:00+08:00"})
     view = work(service, WORKER, "verify_on_site", {"verified": True, "verification_note": "现场已整改"})
     view = work(service, WORKER, "satisfaction", {"satisfaction": "satisfied"})
     assert view.status == "completed"
@@ -84,14 +84,14 @@ def test_failed_verification_sends_it_back_to_the_department(service):
         assert open_spec_ids(view) == ["department_handle"]
         assert service.case_data(case.business_key)["rework_count"] == attempt
     work(service, "lxz_cg", "department_handle",
-         {"handling_result": "彻底清理", "handled_at": "2026-03-04T12:00:00+08:00"})
+         {"handling_result": "彻底清理", "handled_at": "2026-03-02T15:00:00+08:00"})
     work(service, WORKER, "verify_on_site", {"verified": True, "verification_note": "已清理干净"})
     view = work(service, WORKER, "satisfaction", {"satisfaction": "unsatisfied", "feedback": "太慢"})
     # the first "unsatisfied" reopens it at the town, once; the second closes it as unsatisfied
     assert open_spec_ids(view) == ["town_dispatch"]
     work(service, DISPATCHER, "town_dispatch", {"department": "chengguan", "instructions": "群众不满意，请加快"})
     work(service, "lxz_cg", "department_handle",
-         {"handling_result": "每日清运", "handled_at": "2026-03-05T12:00:00+08:00"})
+         {"handling_result": "每日清运", "handled_at": "2026-03-02T16:00:00+08:00"})
     work(service, WORKER, "verify_on_site", {"verified": True, "verification_note": "已每日清运"})
     view = work(service, WORKER, "satisfaction", {"satisfaction": "unsatisfied", "feedback": "仍然太慢"})
     assert view.status == "completed"
@@ -187,3 +187,20 @@ def test_the_history_keeps_the_unit_of_a_closed_task(service):
     created = next(e for e in view.events if e.event_type == "task_created" and e.bpmn_id == "town_dispatch")
     assert not [i for i in view.open_items if i.spec_id == "town_dispatch"]
     assert view.node_names[created.data["node_id"]] == "林西镇"
+
+
+def test_a_handling_time_after_now_is_refused_and_changes_nothing(service, clock):
+    """办结时间 dated tomorrow would skew every time limit counted from it: refused on the field;
+    the task stays open, nothing is recorded; once the day has come it is accepted."""
+    from engine.errors import InvalidInput
+    case = start(service, colour="yellow", category="environment")
+    work(service, DISPATCHER, "town_dispatch", {"department": "chengguan"})
+    before = len(service.history(case.business_key))
+    with pytest.raises(InvalidInput) as err:
+        work(service, "lxz_cg", "department_handle", {"handling_result": "已处理", "handled_at": "2026-03-03T10:00:00+08:00"})
+    assert err.value.fields == {"handled_at": ["must not be in the future"]}
+    assert open_spec_ids(service.get_case(case.business_key)) == ["department_handle"]
+    assert len(service.history(case.business_key)) == before
+    clock.advance(timedelta(days=1))
+    view = work(service, "lxz_cg", "department_handle", {"handling_result": "已处理", "handled_at": "2026-03-03T10:00:00+08:00"})
+    assert open_spec_ids(view) == ["verify_on_site"]

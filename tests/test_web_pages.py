@@ -400,9 +400,14 @@ def test_grid_matter_not_resolved_goes_to_town_department_verify_and_satisfactio
 
     work_page(dispatcher, service, DISPATCHER, "town_dispatch", {"department": "chengguan", "instructions": "请核实"})
     assert not [r for r in service.inbox("lxz_pcs") if r.item.spec_id == "department_handle"]
+    handle_id = task_of(service, "lxz_cg", "department_handle")
+    refused = submit(handler, handle_id, {"handling_result": "已清理", "handled_at": "2026-03-03T10:00"})  # tomorrow
+    assert refused.status_code == 400
+    assert field_error(html(refused), "handled_at") == "不能晚于当前时间，请填写实际发生的日期或时间。"
+    assert task_of(service, "lxz_cg", "department_handle") == handle_id        # still open, nothing lost
     work_page(handler, service, "lxz_cg", "department_handle",
-              {"handling_result": "已清理", "handled_at": "2026-03-03T10:00"})
-    assert service.case_data(key)["handled_at"] == "2026-03-03T10:00:00+08:00"  # local time from the form
+              {"handling_result": "已清理", "handled_at": "2026-03-02T10:00"})
+    assert service.case_data(key)["handled_at"] == "2026-03-02T10:00:00+08:00"  # local time from the form
     work_page(worker, service, WORKER, "verify_on_site", {"verified": "true", "verification_note": "现场已整改"})
     work_page(worker, service, WORKER, "satisfaction", {"satisfaction": "satisfied"})
 
@@ -584,7 +589,7 @@ def test_due_classes(app, clock):
     assert due_class(now + timedelta(hours=25)) == ""
 
 
-@pytest.mark.postgresql_run_only   # labels: once, in the lighter run (tests/conftest.py)
+@pytest.mark.sqlite_run_only   # labels: once, in the lighter run (tests/conftest.py)
 def test_every_recorded_event_type_has_a_label_on_the_case_page_and_the_trace(app, service, clock):
     """A year of demo history writes every kind of audit event the chains produce (timer
     firings, escalations, reassignments …): each is named in words on the case page and the

@@ -160,7 +160,7 @@ def validate_submission(form, data: dict, files: dict) -> dict[str, list[str]]:
     for name, uploads in files.items():
         trial[name] = [f"upload-{i}" for i in range(len(uploads))]
     try:
-        form.validate(trial)
+        form.validate(trial, now=clock.now())
     except FormValidationError as exc:
         return localise_errors(exc.fields)
     return {}
