@@ -142,6 +142,9 @@ class CaseSearch:
                 problems["node"] = ["no such jurisdiction"]
             else:
                 resolved["node"] = node
+        if f.process_key and "process_key" not in problems and session.scalar(select(ProcessVersion.id).where(
+                ProcessVersion.process_key == f.process_key.strip()).limit(1)) is None:
+            problems["process_key"] = ["no such process"]   # a typo would look like "no cases"
         if f.participant and "participant" not in problems:
             uid = session.scalar(select(User.id).where(User.username == f.participant.strip()))
             if uid is None:
@@ -149,7 +152,7 @@ class CaseSearch:
             else:
                 resolved["participant"] = uid
         if problems:
-            zh = {"status": "状态", "node": "辖区", "participant": "参与人", "created_to": "结束日期",
+            zh = {"status": "状态", "process_key": "流程", "node": "辖区", "participant": "参与人", "created_to": "结束日期",
                   "created_from": "开始日期", "limit": "每页条数", "offset": "起始位置"}
             names = "、".join(zh.get(k, k) for k in problems)
             raise InvalidInput("some search conditions are not valid", fields=problems,

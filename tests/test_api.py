@@ -273,7 +273,7 @@ def test_start_case(api):
     case = r.get_json()
     assert case["business_key"].startswith("LX-2026-") and case["status"] == "open"
     assert case["process"] == "grid_matter" and case["grid"]["code"] == GRID
-    assert case["created_at"].startswith("2026-03-02T08:30")
+    assert case["created_at"] == "2026-03-02T16:30:00+08:00"     # China time, as the audit API and pages
     assert case["created_by"]["display_name"]
     assert [t["spec_id"] for t in case["open_tasks"]] == ["micro_mediation"]
     assert case["open_tasks"][0]["role"] == "grid_leader" and case["open_tasks"][0]["due_at"]
@@ -474,6 +474,9 @@ def test_field_messages_of_the_api_are_in_the_callers_language(api):
     assert missing["fields"]["process"] == ["此项为必填。"]
     nobody = assert_error(api.get(f"{V1}/cases", AUDITOR, query_string={"participant": "nobody"}), 400)
     assert nobody["fields"] == {"participant": ["找不到该用户。"]}
+    typo = assert_error(api.get(f"{V1}/cases", AUDITOR, query_string={"process": "grid_mater"},
+                                headers={"Accept-Language": "en"}), 400)
+    assert typo["fields"] == {"process": ["No such process: choose a deployed one."]}
 
 
 @pytest.mark.parametrize("task_id", [

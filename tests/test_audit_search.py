@@ -106,6 +106,7 @@ def test_paging(service, cases):
 @pytest.mark.parametrize("kw, field", [
     ({"status": "lost"}, "status"),
     ({"node": "no-such-node"}, "node"),
+    ({"process_key": "nosuch"}, "process_key"),       # a typo must not read as "no cases"
     ({"participant": "nobody"}, "participant"),
     ({"created_from": date(2026, 3, 5), "created_to": date(2026, 3, 1)}, "created_to"),
     ({"created_from": "2026-03-01"}, "created_from"),

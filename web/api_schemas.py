@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import functools
 import re
+from datetime import datetime
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from engine.clock import CHINA
 
 
 @functools.cache
@@ -25,6 +28,16 @@ def schema(cls: type[Schema], many: bool = False) -> Schema:
 #: identifiers: process keys, BPMN ids, colours, node codes (what the engine stores in String(≤100))
 IDENT_RE = r"^[A-Za-z0-9_.\-]+$"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class ChinaDateTime(fields.DateTime):
+    """A moment as ISO 8601 in China time (+08:00), as the audit API, the exports and every
+    page give it: one client reading two endpoints must not see two clocks."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            value = value.astimezone(CHINA).replace(microsecond=0)
+        return super()._serialize(value, attr, obj, **kwargs)
 
 
 def no_control_chars(value: str) -> None:
@@ -186,10 +199,10 @@ class TaskBriefSchema(Schema):
     spec_id = fields.String(metadata={"description": "BPMN id of the user task"})
     process = fields.String()
     status = fields.String(metadata={"description": "open, completed or cancelled"})
-    created_at = fields.DateTime()
-    due_at = fields.DateTime(allow_none=True)
+    created_at = ChinaDateTime()
+    due_at = ChinaDateTime(allow_none=True)
     overdue = fields.Boolean()
-    claimed_at = fields.DateTime(allow_none=True)
+    claimed_at = ChinaDateTime(allow_none=True)
     assignee = fields.Nested(PersonSchema, allow_none=True, metadata={
         "description": "who holds the task; null: any candidate may claim it"})
     role = fields.String(allow_none=True, metadata={"description": "candidate role"})
@@ -239,8 +252,8 @@ class NotificationSchema(Schema):
         "description": "that task now: open, completed or cancelled; a notice of a task no longer open is not "
                        "unread"})
     sent_by = fields.String(allow_none=True, metadata={"description": "who pressed 督办 or reassigned the task"})
-    created_at = fields.DateTime()
-    read_at = fields.DateTime(allow_none=True)
+    created_at = ChinaDateTime()
+    read_at = ChinaDateTime(allow_none=True)
     unread = fields.Boolean()
 
 
@@ -269,7 +282,7 @@ class AttachmentSchema(Schema):
     filename = fields.String()
     content_type = fields.String()
     size = fields.Integer()
-    uploaded_at = fields.DateTime(allow_none=True)
+    uploaded_at = ChinaDateTime(allow_none=True)
 
 
 class EventSchema(Schema):
@@ -277,7 +290,7 @@ class EventSchema(Schema):
     type = fields.String(metadata={"description": "case_started, step, task_created, task_claimed, "
                                                   "task_unclaimed, task_completed, task_cancelled, "
                                                   "attachment_added, lane_unresolved, case_closed …"})
-    at = fields.DateTime()
+    at = ChinaDateTime()
     actor = fields.Nested(PersonSchema, allow_none=True)
     bpmn_id = fields.String(allow_none=True)
     name = fields.String(allow_none=True)
@@ -289,9 +302,9 @@ class EventSchema(Schema):
 class CaseSchema(CaseRefSchema):
     process_name = fields.String(allow_none=True)
     process_version = fields.Integer(allow_none=True)
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime(allow_none=True)
-    closed_at = fields.DateTime(allow_none=True)
+    created_at = ChinaDateTime()
+    updated_at = ChinaDateTime(allow_none=True)
+    closed_at = ChinaDateTime(allow_none=True)
     created_by = fields.Nested(PersonSchema, allow_none=True)
     data = fields.Dict(allow_none=True, metadata={"description": "the case's current data (null when only "
                                                                  "the summary is available)"})
@@ -304,9 +317,9 @@ class CaseSchema(CaseRefSchema):
 class CaseStepSchema(CaseRefSchema):
     """What a start or a completion answers: the case as the step left it. Its data,
     history and attachments are `GET /api/v1/cases/{ref}` (a new case's `Location`)."""
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime(allow_none=True)
-    closed_at = fields.DateTime(allow_none=True)
+    created_at = ChinaDateTime()
+    updated_at = ChinaDateTime(allow_none=True)
+    closed_at = ChinaDateTime(allow_none=True)
     created_by = fields.Nested(PersonSchema, allow_none=True)
     open_tasks = fields.List(fields.Nested(TaskBriefSchema), metadata={
         "description": "the tasks now waiting, oldest first; empty once the case is closed"})

@@ -60,12 +60,10 @@ def _date(value: str, name: str, errors: dict) -> date | None:
 
 
 def parse_filters(args, limit: int = PAGE_SIZE, offset: int = 0) -> tuple[SearchFilters, dict, dict]:
-    """(filters, the raw values to refill the form with, field errors). A process must be
-    one of the deployed ones (the form's list): an unknown key is refused, not searched for."""
+    """(filters, the raw values to refill the form with, field errors). The search itself
+    refuses what names nothing (a process, a jurisdiction or a person unknown)."""
     raw = {k: (args.get(k) or "").strip()[:200] for k in ARGS}
     errors: dict = {}
-    if raw["process"] and raw["process"] not in {p.key for p in service().processes()}:
-        errors["process_key"] = [_field_messages()["process_key"]]
     filters = SearchFilters(
         business_key=raw["bk"] or None, process_key=raw["process"] or None, status=raw["status"] or None,
         node=raw["node"] or None, created_from=_date(raw["from"], "created_from", errors),

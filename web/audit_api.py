@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from engine.errors import InvalidInput
 from engine.export import search_records, trace_document
 from engine.search import MAX_LIMIT, MAX_OFFSET, STATUSES, CaseSearch, SearchFilters
 from engine.trace import CaseTrace
@@ -14,6 +15,9 @@ from engine.trace import CaseTrace
 from . import api_schemas as s
 from .api import V1, _json, case_ref_param, json_response, query_args, route
 from .extensions import service
+
+
+API_NAMES = {"process_key": "process"}
 
 
 class CaseSearchQuerySchema(s.StrictSchema):
@@ -89,7 +93,12 @@ def search_cases(user):
                             status=q.get("status"), node=q.get("node"), created_from=q.get("created_from"),
                             created_to=q.get("created_to"), participant=q.get("participant"), task=q.get("task"),
                             limit=q["limit"], offset=q["offset"])
-    page = CaseSearch(service()).search(user.id, filters)
+    try:
+        page = CaseSearch(service()).search(user.id, filters)
+    except InvalidInput as exc:
+        # the engine names its filter process_key; this query names it process
+        raise InvalidInput(exc.message, zh=exc.zh, fields={API_NAMES.get(k, k): v for k, v in exc.fields.items()},
+                           fields_zh=exc.fields_zh and {API_NAMES.get(k, k): v for k, v in exc.fields_zh.items()}) from None
     return json_response(s.schema(CaseSearchSchema).dump({"items": search_records(page.rows), "limit": page.limit,
                                                   "offset": page.offset, "has_more": page.has_more}))
 
