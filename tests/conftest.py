@@ -42,12 +42,14 @@ def _touches_no_database(item) -> bool:
 def pytest_collection_modifyitems(config, items):
     """Each run of `.ci/run` must fit CI's 30 minutes on a 2-core machine, so what does not
     depend on the database runs once, the two runs' shares balanced. The PostgreSQL run
-    leaves out the tests that touch no database (and any marked `sqlite_run_only`). The SQLite
-    run leaves out those marked `postgresql_run_only`: the browser tests (they drive the pages'
-    scripts; what the pages store goes through the engine and views that every other test runs
-    on both databases), `make run` (its own SQLite whatever the run), the authorization matrix
-    and the event labels (rules and words of the views), and the load-time checks (the API
-    fuzz, kill -9 during load), run against the production database."""
+    leaves out the tests that touch no database and those marked `sqlite_run_only`: the
+    browser tests (they drive the pages' scripts; what the pages store goes through the
+    engine and views that every other test runs on both databases), `make run` (its own
+    SQLite whatever the run), the authorization matrix and the event labels (rules and words
+    of the views). The SQLite run leaves out those marked `postgresql_run_only`: the
+    load-time checks (the API fuzz, kill -9 during load), run against the production
+    database. (On one machine: SQLite 10 min, PostgreSQL 16 min before the browser tests,
+    `make run`, the matrix and the labels moved to the SQLite run.)"""
     if not (os.environ.get("DATABASE_URL") or "").startswith("postgresql"):
         kept = [item for item in items if item.get_closest_marker("postgresql_run_only") is None]
     else:

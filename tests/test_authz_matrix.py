@@ -416,7 +416,7 @@ def test_the_columns_cover_every_role_in_and_out_of_jurisdiction(service):
 
 
 @pytest.mark.slow
-@pytest.mark.postgresql_run_only   # the rules are the views' and the engine's: once (tests/conftest.py)
+@pytest.mark.sqlite_run_only   # the rules are the views' and the engine's: once (tests/conftest.py)
 def test_every_endpoint_for_every_role_in_and_out_of_jurisdiction(matrix_app, service):
     expected = parse_matrix(MATRIX)
     observed = observe(matrix_app, service, sorted(expected))

@@ -13,7 +13,7 @@ from werkzeug.serving import make_server
 from tests.conftest import ROOT
 
 # the pages' scripts in Chromium: run once, in the PostgreSQL run (tests/conftest.py)
-pytestmark = pytest.mark.postgresql_run_only
+pytestmark = pytest.mark.sqlite_run_only   # once (tests/conftest.py)
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"

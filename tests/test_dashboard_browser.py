@@ -8,7 +8,7 @@ from engine.demo_history import DemoHistory
 from tests.test_browser import browser, live_server, log_in, shot  # noqa: F401  (fixtures)
 
 # the pages' scripts in Chromium: run once, in the PostgreSQL run (tests/conftest.py)
-pytestmark = pytest.mark.postgresql_run_only
+pytestmark = pytest.mark.sqlite_run_only   # once (tests/conftest.py)
 
 
 def test_dashboard_with_charts_and_drill_down(service, clock, live_server, browser):  # noqa: F811

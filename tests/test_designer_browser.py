@@ -12,7 +12,7 @@ from tests.helpers import REPORT
 from tests.test_browser import browser, live_server, log_in, shot  # noqa: F401 (fixtures)
 
 # the pages' scripts in Chromium: run once, in the PostgreSQL run (tests/conftest.py)
-pytestmark = pytest.mark.postgresql_run_only
+pytestmark = pytest.mark.sqlite_run_only   # once (tests/conftest.py)
 
 CAMUNDA = (FIXTURES / "camunda_report.bpmn").read_text(encoding="utf-8")
 

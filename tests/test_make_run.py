@@ -17,7 +17,7 @@ import pytest
 from bench.live_app import free_port
 from tests.conftest import ROOT
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgresql_run_only]   # its own SQLite whatever the run: once (tests/conftest.py)
+pytestmark = [pytest.mark.slow, pytest.mark.sqlite_run_only]   # its own SQLite whatever the run: once (tests/conftest.py)
 
 
 def _answers(port: int) -> bool:
