@@ -74,7 +74,8 @@ class Labels:
 
 
 ORG_CHANGE_COLUMNS = [
-    ("at", "时间", "When"), ("kind", "变更类型", "Kind"), ("subject", "对象", "Subject"),
+    ("at", "时间", "When"), ("kind_label", "变更类型", "Kind"), ("kind", "类型代码", "Kind code"),
+    ("subject", "对象", "Subject"),
     ("detail", "变更内容", "Change"), ("actor", "操作人", "Loaded by"), ("source", "来源文件", "Source file"),
 ]
 
@@ -206,10 +207,11 @@ def export_search(page_rows, fmt: str, lang: str = "zh", labels: Labels | None =
     return render(records, SEARCH_COLUMNS, fmt, lang, "cases", {"cases": records})
 
 
-def export_org_changes(rows, fmt: str, lang: str = "zh") -> ExportFile:
-    """The organisation's change log (engine/org_log.py) as the reader may see it."""
-    records = [{"at": _iso(r.at), "kind": r.kind, "subject": r.subject, "detail": _jsonable(r.detail),
-                "actor": r.actor, "source": r.source} for r in rows]
+def export_org_changes(rows, fmt: str, lang: str = "zh", kind_label: Callable = _code) -> ExportFile:
+    """The organisation's change log (engine/org_log.py) as the reader may see it; each kind
+    as the page names it (`kind_label`) beside its code."""
+    records = [{"at": _iso(r.at), "kind_label": kind_label(r.kind), "kind": r.kind, "subject": r.subject,
+                "detail": _jsonable(r.detail), "actor": r.actor, "source": r.source} for r in rows]
     return render(records, ORG_CHANGE_COLUMNS, fmt, lang, "org-changes", {"changes": records})
 
 

@@ -252,13 +252,14 @@ def test_the_org_changes_export(as_user, clean_db, tag):
     answer = auditor.get(f"/audit/org-changes/export.csv?subject={tag}_lx")
     assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(answer.get_data(as_text=True).lstrip("\ufeff"))))
-    assert rows[0] == ["时间", "变更类型", "对象", "变更内容", "操作人", "来源文件"]
-    assert sorted(r[1] for r in rows[1:]) == ["role_granted", "user_created"]
-    assert all(r[2] == f"{tag}_lx" and r[4] == "zhang.admin" for r in rows[1:])
-    created = next(r for r in rows[1:] if r[1] == "user_created")
-    assert "=HYPERLINK" in created[3] and not created[3].startswith("=")     # inert in a spreadsheet
+    assert rows[0] == ["时间", "变更类型", "类型代码", "对象", "变更内容", "操作人", "来源文件"]
+    assert sorted((r[1], r[2]) for r in rows[1:]) == [("授予角色", "role_granted"), ("新建账号", "user_created")]
+    assert all(r[3] == f"{tag}_lx" and r[5] == "zhang.admin" for r in rows[1:])
+    created = next(r for r in rows[1:] if r[2] == "user_created")
+    assert "=HYPERLINK" in created[4] and not created[4].startswith("=")     # inert in a spreadsheet
     document = json.loads(auditor.get(f"/audit/org-changes/export.json?subject={tag}_lx").get_data(as_text=True))
-    assert {c["kind"] for c in document["changes"]} == {"role_granted", "user_created"}
+    assert {(c["kind"], c["kind_label"]) for c in document["changes"]} == {("role_granted", "授予角色"),
+                                                                            ("user_created", "新建账号")}
     assert auditor.get("/audit/org-changes/export.xlsx").status_code == 200
     assert auditor.get("/audit/org-changes/export.pdf").status_code == 404
     assert auditor.get("/audit/org-changes/export.csv?kind=role_stolen").status_code == 400

@@ -213,7 +213,7 @@ def export_org_change_log(fmt):
         rows = OrgChangeLog(service()).all_changes(current_user.id, subject=subject or None, kind=kind or None)
     except InvalidInput:
         abort(400)
-    return _file(export_org_changes(rows, fmt, current_lang()))
+    return _file(export_org_changes(rows, fmt, current_lang(), org_change_label))
 
 
 @bp.app_template_global()
