@@ -12,8 +12,8 @@ work items, audit rows and notifications cannot be touched.
 The parent sends JSON on stdin and reads JSON from stdout:
     in:  {"files": {name: text}, "scenario": yaml text, "name": str, "forms_dir": str, "org": path,
           "form_revisions": {key@N: yaml text}}
-    out: {"passed": bool, "step": str|null, "message": str|null, "log": [...], "business_key": str|null,
-          "steps_done": int}
+    out: {"passed": bool, "step": str|null, "message": str|null, "step_zh": str|null,
+          "message_zh": str|null, "log": [...], "business_key": str|null, "steps_done": int}
 """
 from __future__ import annotations
 
@@ -40,6 +40,17 @@ class ScenarioOutcome:
     log: list = field(default_factory=list)
     business_key: str | None = None
     steps_done: int = 0
+    step_zh: str | None = None
+    message_zh: str | None = None
+
+    def text(self, lang: str = "zh") -> tuple[str | None, str | None]:
+        """(the step that broke, what was wrong) in `lang`."""
+        if lang == "en":
+            return self.step, self.message
+        return self.step_zh or STEP_ZH.get(self.step, self.step), self.message_zh or self.message
+
+
+STEP_ZH = {"load": "读取场景", "deploy": "部署", "run": "运行"}
 
 
 def run_isolated(files: dict[str, str], scenario_text: str, name: str, forms_dir, org_path,
@@ -56,14 +67,17 @@ def run_isolated(files: dict[str, str], scenario_text: str, name: str, forms_dir
         proc = subprocess.run([sys.executable, "-m", "engine.scenario_sandbox"], input=payload, text=True,
                               capture_output=True, cwd=str(ROOT), env=env, timeout=TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:
-        return ScenarioOutcome(name, False, "run", f"the scenario did not finish within {TIMEOUT_SECONDS} s")
+        return ScenarioOutcome(name, False, "run", f"the scenario did not finish within {TIMEOUT_SECONDS} s",
+                               message_zh=f"场景未能在 {TIMEOUT_SECONDS} 秒内运行完毕")
     try:
         out = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         tail = (proc.stderr or "").strip().splitlines()[-1:] or ["no output"]
-        return ScenarioOutcome(name, False, "run", f"the scenario runner failed: {tail[0][:300]}")
+        return ScenarioOutcome(name, False, "run", f"the scenario runner failed: {tail[0][:300]}",
+                               message_zh=f"场景运行程序出错：{tail[0][:300]}")
     return ScenarioOutcome(name=name, passed=bool(out.get("passed")), step=out.get("step"),
-                           message=out.get("message"), log=list(out.get("log") or []),
+                           message=out.get("message"), step_zh=out.get("step_zh"), message_zh=out.get("message_zh"),
+                           log=list(out.get("log") or []),
                            business_key=out.get("business_key"), steps_done=int(out.get("steps_done") or 0))
 
 
@@ -86,7 +100,8 @@ def _child(payload: dict) -> dict:
         try:
             scenario = Scenario.load(path)
         except (ValueError, yaml.YAMLError, OSError) as exc:
-            result.update(step="load", message=f"the scenario file cannot be read: {exc}")
+            result.update(step="load", message=f"the scenario file cannot be read: {exc}",
+                          message_zh=f"场景文件无法读取：{exc}")
             return result
         db = Database(f"sqlite:///{tmp}/scenario.sqlite")
         forms = VersionedForms(payload["forms_dir"])
@@ -99,7 +114,8 @@ def _child(payload: dict) -> dict:
                 deploy_files(session, payload["files"], forms.keys(), actor="scenario", forms=forms)
         except DeployError as exc:
             db.dispose()
-            result.update(step="deploy", message="; ".join(str(p) for p in exc.problems))
+            result.update(step="deploy", message="; ".join(str(p) for p in exc.problems),
+                          message_zh="；".join(_problem_zh(p) for p in exc.problems))
             return result
         frozen = clock_module.FrozenClock(SCENARIO_START)
         clock_module.set_clock(frozen)
@@ -107,13 +123,22 @@ def _child(payload: dict) -> dict:
             run = run_scenario(WorkflowService(db, forms=forms, upload_dir=Path(tmp) / "uploads"), frozen, scenario)
             result.update(passed=True, log=run.log, business_key=run.business_key, steps_done=run.steps_done)
         except ScenarioFailure as exc:
-            result.update(step=exc.step, message=exc.message)
-        except (EngineError, KeyError, TypeError, ValueError) as exc:
-            result.update(step="run", message=f"{exc.__class__.__name__}: {exc}")
+            result.update(step=exc.step, message=exc.message, step_zh=exc.step_zh, message_zh=exc.message_zh)
+        except EngineError as exc:
+            result.update(step="run", message=f"{exc.__class__.__name__}: {exc}", message_zh=exc.zh)
+        except (KeyError, TypeError, ValueError) as exc:
+            result.update(step="run", message=f"{exc.__class__.__name__}: {exc}",
+                          message_zh=f"场景写法有误（{exc.__class__.__name__}）：{exc}")
         finally:
             clock_module.set_clock(clock_module.SystemClock())
             db.dispose()
     return result
+
+
+def _problem_zh(problem) -> str:
+    message, fix = problem.text("zh")
+    where = f"{problem.file}：{problem.element}" if problem.element else problem.file
+    return f"{where}：{message}" + (f"（{fix}）" if fix else "")
 
 
 def main() -> None:

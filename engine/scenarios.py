@@ -36,16 +36,25 @@ from pathlib import Path
 import yaml
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
-from .errors import EngineError, not_utf8
+from .errors import EngineError, InvalidInput, not_utf8
 from .service import InboxFilters, WorkflowService
 
 ERROR_CODES = {"forbidden", "not_found", "conflict", "invalid", "process_error"}
 
 
 class ScenarioFailure(AssertionError):
-    def __init__(self, scenario: str, step: str, message: str):
+    """The step that broke and what was wrong, in English (`step`, `message`: the CLI, logs)
+    and in Chinese (`step_zh`, `message_zh`: the designer's scenario page)."""
+
+    def __init__(self, scenario: str, step: str, message: str, step_zh: str | None = None,
+                 message_zh: str | None = None):
         super().__init__(f"{scenario}: {step}: {message}")
         self.scenario, self.step, self.message = scenario, step, message
+        self.step_zh, self.message_zh = step_zh or step, message_zh or message
+
+    def text(self, lang: str = "zh") -> tuple[str, str]:
+        """(the step, the message) in `lang`."""
+        return (self.step, self.message) if lang == "en" else (self.step_zh, self.message_zh)
 
 
 @dataclass
@@ -85,6 +94,9 @@ class ScenarioResult:
     log: list = field(default_factory=list)
 
 
+STEP_ZH = {"start": "发起", "expect": "最终检查"}
+
+
 def find_scenarios(root: Path | str) -> list[Path]:
     return sorted(Path(root).glob("*/*.yaml"))
 
@@ -102,30 +114,38 @@ def _signed_duration(text: str):
     return _duration(text)
 
 
-def _check_due(service, clock, key: str, spec: dict) -> str | None:
-    """None when every open `spec['task']` is due at clock + `spec['in']`, else what is wrong."""
+def _check_due(service, clock, key: str, spec: dict) -> tuple[str, str] | None:
+    """None when every open `spec['task']` is due at clock + `spec['in']`, else what is wrong
+    (in English and in Chinese)."""
     if not isinstance(spec, dict) or "task" not in spec or "in" not in spec:
-        return "expect_due needs 'task' (a BPMN id) and 'in' (an ISO duration such as P30D, or none)"
+        return ("expect_due needs 'task' (a BPMN id) and 'in' (an ISO duration such as P30D, or none)",
+                "expect_due 须写明 task（环节的 BPMN 标识）和 in（ISO 时长，如 P30D，或 none）")
     items = [i for i in service.get_case(key).open_items if i.spec_id == spec["task"]]
     if not items:
         open_now = sorted(i.spec_id for i in service.get_case(key).open_items)
-        return f"no open '{spec['task']}'; open tasks: {open_now}"
+        return (f"no open '{spec['task']}'; open tasks: {open_now}",
+                f"没有待办的“{spec['task']}”；当前待办环节：{open_now}")
     expected_text = spec["in"]
     if expected_text is None or str(expected_text).strip().lower() == "none":
         dated = [i.due_at.isoformat() for i in items if i.due_at is not None]
-        return f"'{spec['task']}' is due {dated}, expected no due date" if dated else None
+        return (f"'{spec['task']}' is due {dated}, expected no due date",
+                f"“{spec['task']}”的期限为 {dated}，应无期限") if dated else None
     try:
         expected = clock.now() + _signed_duration(str(expected_text))
     except Exception:
-        return f"'in: {expected_text}' is not an ISO duration (write e.g. P15D, PT4H or -P1D)"
+        return (f"'in: {expected_text}' is not an ISO duration (write e.g. P15D, PT4H or -P1D)",
+                f"“in: {expected_text}”不是有效的 ISO 时长（如 P15D、PT4H 或 -P1D）")
     for item in items:
         if item.due_at is None:
-            return f"'{spec['task']}' has no due date, expected in {expected_text} ({expected.isoformat()})"
+            return (f"'{spec['task']}' has no due date, expected in {expected_text} ({expected.isoformat()})",
+                    f"“{spec['task']}”没有期限，应为 {expected_text} 后（{expected.isoformat()}）")
         due = item.due_at if item.due_at.tzinfo else item.due_at.replace(tzinfo=expected.tzinfo)
         if due != expected:
             actual = due - clock.now()
             return (f"'{spec['task']}' is due {due.isoformat()} (in {_describe(actual)}), "
-                    f"expected in {expected_text} ({expected.isoformat()})")
+                    f"expected in {expected_text} ({expected.isoformat()})",
+                    f"“{spec['task']}”的期限为 {due.isoformat()}（{_describe(actual)} 后），"
+                    f"应为 {expected_text} 后（{expected.isoformat()}）")
     return None
 
 
@@ -144,8 +164,16 @@ def run_scenario(service: WorkflowService, clock, scenario: Scenario) -> Scenari
     result = ScenarioResult(scenario)
     name = scenario.name
 
-    def fail(step, message):
-        raise ScenarioFailure(name, step, message)
+    def fail(step, message, message_zh):
+        """`step`: (English, Chinese) of the step's label."""
+        en, zh = step if isinstance(step, tuple) else (step, STEP_ZH.get(step, step))
+        raise ScenarioFailure(name, en, message, zh, message_zh)
+
+    def refused(exc: EngineError) -> tuple[str, str]:
+        fields = getattr(exc, "fields", None)
+        fields_zh = exc.field_texts("zh") if isinstance(exc, InvalidInput) else fields
+        return (f"refused: {exc.code}: {exc.message}" + (f" {fields}" if fields else ""),
+                f"被拒绝（{exc.code}）：{exc.zh}" + (f" {fields_zh}" if fields_zh else ""))
 
     start = scenario.start
     if start.get("at"):
@@ -153,76 +181,94 @@ def run_scenario(service: WorkflowService, clock, scenario: Scenario) -> Scenari
     try:
         view = service.start_case(scenario.process, start["grid"], start.get("data") or {}, start["as"])
     except EngineError as exc:
-        fail("start", f"{exc.code}: {exc.message}")
+        fail("start", f"{exc.code}: {exc.message}", f"{exc.code}：{exc.zh}")
     key = result.business_key = view.business_key
     result.log.append(f"start {key} as {start['as']}")
 
     for index, step in enumerate(scenario.steps, 1):
-        label = f"step {index}"
+        label, label_zh = f"step {index}", f"第 {index} 步"
         if "task" in step and "as" in step:
             label += f" ({step['task']} as {step['as']})"
+            label_zh += f"（{step['as']} 办理 {step['task']}）"
             rows = [r for r in service.inbox(step["as"], InboxFilters(limit=1000))
                     if r.item.spec_id == step["task"] and r.business_key == key]
             if not rows:
                 open_now = [i.spec_id for i in service.get_case(key).open_items]
-                fail(label, f"not in {step['as']}'s inbox; open tasks: {open_now}")
+                fail((label, label_zh), f"not in {step['as']}'s inbox; open tasks: {open_now}",
+                     f"不在 {step['as']} 的收件箱中；当前待办环节：{open_now}")
             try:
                 service.complete_task(rows[0].item.id, step.get("data") or {}, step["as"])
             except EngineError as exc:
-                detail = f" {exc.fields}" if getattr(exc, "fields", None) else ""
-                fail(label, f"refused: {exc.code}: {exc.message}{detail}")
+                fail((label, label_zh), *refused(exc))
         elif "advance" in step:
             label += f" (advance {step['advance']})"
-            clock.advance(_duration(str(step["advance"])))
+            label_zh += f"（时间前进 {step['advance']}）"
+            try:
+                clock.advance(_duration(str(step["advance"])))
+            except Exception:   # SpiffWorkflow's parser raises a bare Exception; the calendar OverflowError
+                fail((label, label_zh), f"'advance: {step['advance']}' is not an ISO duration the calendar can "
+                     "reach (write e.g. P16D or PT4H)",
+                     f"“advance: {step['advance']}”不是可用的 ISO 时长（如 P16D、PT4H），或超出日历范围")
             service.fire_timers(key)
         elif "expect_tasks" in step:
             label += " (expect_tasks)"
+            label_zh += "（检查待办环节）"
             open_now = sorted(i.spec_id for i in service.get_case(key).open_items)
             if open_now != sorted(step["expect_tasks"]):
-                fail(label, f"open tasks are {open_now}, expected {sorted(step['expect_tasks'])}")
+                fail((label, label_zh), f"open tasks are {open_now}, expected {sorted(step['expect_tasks'])}",
+                     f"待办环节为 {open_now}，应为 {sorted(step['expect_tasks'])}")
         elif "expect_due" in step:
             spec = step["expect_due"]
             label += f" (expect_due {spec.get('task') if isinstance(spec, dict) else spec})"
+            label_zh += f"（检查期限 {spec.get('task') if isinstance(spec, dict) else spec}）"
             problem = _check_due(service, clock, key, spec)
             if problem:
-                fail(label, problem)
+                fail((label, label_zh), *problem)
         elif "refused" in step:
             spec = step["refused"]
             label += f" (refused {spec.get('task')} as {spec.get('as')})"
+            label_zh += f"（应拒绝 {spec.get('as')} 办理 {spec.get('task')}）"
             if spec.get("error") not in ERROR_CODES:
-                fail(label, f"'error' must be one of {sorted(ERROR_CODES)}")
+                fail((label, label_zh), f"'error' must be one of {sorted(ERROR_CODES)}",
+                     f"error 须为以下之一：{sorted(ERROR_CODES)}")
             items = [i for i in service.get_case(key).open_items if i.spec_id == spec["task"]]
             if not items:
-                fail(label, f"no open '{spec['task']}' to try")
+                fail((label, label_zh), f"no open '{spec['task']}' to try", f"没有待办的“{spec['task']}”可供尝试")
             try:
                 service.complete_task(items[0].id, spec.get("data") or {}, spec["as"])
             except EngineError as exc:
                 if exc.code != spec["error"]:
-                    fail(label, f"refused with {exc.code}, expected {spec['error']}: {exc.message}")
+                    fail((label, label_zh), f"refused with {exc.code}, expected {spec['error']}: {exc.message}",
+                         f"以 {exc.code} 拒绝，应为 {spec['error']}：{exc.zh}")
             else:
-                fail(label, "was accepted, expected a refusal")
+                fail((label, label_zh), "was accepted, expected a refusal", "被接受了，应被拒绝")
         else:
-            fail(label, f"unknown step {sorted(step)}; use task+as, advance, expect_tasks, expect_due or refused")
+            fail((label, label_zh), f"unknown step {sorted(step)}; use task+as, advance, expect_tasks, expect_due or refused",
+                 f"无法识别的步骤 {sorted(step)}；请使用 task+as、advance、expect_tasks、expect_due 或 refused")
         result.steps_done = index
         result.log.append(label)
 
     expect = scenario.expect
     case = service.get_case(key)
     if "status" in expect and case.status != expect["status"]:
-        fail("expect", f"status is {case.status}, expected {expect['status']}")
+        fail("expect", f"status is {case.status}, expected {expect['status']}",
+             f"案件状态为 {case.status}，应为 {expect['status']}")
     path = [b for _, b in service.path(key)]
     if "path" in expect and path != list(expect["path"]):
-        fail("expect", f"path was {path}, expected {list(expect['path'])}")
+        fail("expect", f"path was {path}, expected {list(expect['path'])}",
+             f"经过的路径为 {path}，应为 {list(expect['path'])}")
     missing = [b for b in expect.get("path_includes") or [] if b not in path]
     if missing:
-        fail("expect", f"path {path} lacks {missing}")
+        fail("expect", f"path {path} lacks {missing}", f"路径 {path} 未经过 {missing}")
     if expect.get("data"):
         data = service.case_data(key)
         wrong = {k: data.get(k) for k, v in expect["data"].items() if data.get(k) != v}
         if wrong:
-            fail("expect", f"data differs: got {wrong}, expected {({k: expect['data'][k] for k in wrong})}")
+            expected = {k: expect["data"][k] for k in wrong}
+            fail("expect", f"data differs: got {wrong}, expected {expected}", f"案件数据不符：实际 {wrong}，应为 {expected}")
     if "open_tasks" in expect:
         open_now = sorted(i.spec_id for i in case.open_items)
         if open_now != sorted(expect["open_tasks"]):
-            fail("expect", f"open tasks are {open_now}, expected {sorted(expect['open_tasks'])}")
+            fail("expect", f"open tasks are {open_now}, expected {sorted(expect['open_tasks'])}",
+                 f"结束时待办环节为 {open_now}，应为 {sorted(expect['open_tasks'])}")
     return result

@@ -47,6 +47,8 @@ def test_an_edited_scenario_names_the_step_that_broke(runner, clean_db):
     outcome = runner.run(DESIGNER, "grid_matter", text=wrong_person)
     assert not outcome.passed
     assert outcome.step == "step 4 (micro_mediation as lx_wgz2)" and "inbox" in outcome.message
+    assert outcome.text("zh") == ("第 4 步（lx_wgz2 办理 micro_mediation）",
+                                  "不在 lx_wgz2 的收件箱中；当前待办环节：['micro_mediation']")
     wrong_end = SHIPPED.replace("resolved_level: grid}", "resolved_level: town}")
     outcome = runner.run(DESIGNER, "grid_matter", text=wrong_end)
     assert (outcome.passed, outcome.step) == (False, "expect") and "resolved_level" in outcome.message
@@ -85,7 +87,8 @@ def test_scenario_page_runs_one_and_shows_the_verdict(app, clean_db):
     response = client.post("/designer/processes/grid_matter/scenarios",
                            data={"csrf_token": token, "action": "edited", "name": "resolved_in_grid", "text": broken})
     html = response.get_data(as_text=True)
-    assert response.status_code == 200 and 'id="failed-step">expect<' in html and "status is completed" in html
+    assert response.status_code == 200 and 'id="failed-step">最终检查<' in html
+    assert "案件状态为 completed，应为 open" in html                       # a designer reads Chinese
     assert 'class="card scenario-result fail"' in html
     empty = client.post("/designer/processes/grid_matter/scenarios",
                         data={"csrf_token": token, "action": "edited", "text": "  "})

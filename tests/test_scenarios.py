@@ -25,6 +25,27 @@ def test_a_broken_scenario_names_the_step_that_broke(service, clock):
     with pytest.raises(ScenarioFailure) as err:
         run_scenario(service, clock, scenario)
     assert err.value.step == "step 1 (no_such_task as lx_wgy1)" and "not in lx_wgy1's inbox" in err.value.message
+    assert err.value.text("zh")[0] == "第 1 步（lx_wgy1 办理 no_such_task）"
+    assert "不在 lx_wgy1 的收件箱中" in err.value.text("zh")[1]
+
+
+@pytest.mark.parametrize("advance", ["P99999999D", "soon"])
+def test_an_advance_the_calendar_cannot_reach_is_named(service, clock, advance):
+    scenario = Scenario.load(SCENARIOS[0])
+    scenario.steps = [{"advance": advance}]
+    with pytest.raises(ScenarioFailure) as err:
+        run_scenario(service, clock, scenario)
+    assert err.value.step == f"step 1 (advance {advance})" and "is not an ISO duration" in err.value.message
+    assert "不是可用的 ISO 时长" in err.value.text("zh")[1]
+
+
+def test_a_refused_step_says_why_in_chinese_too(service, clock):
+    scenario = Scenario.load(ROOT / "processes" / "scenarios" / "grid_matter" / "resolved_in_grid.yaml")
+    scenario.steps = [{"task": "micro_mediation", "as": "lx_wgz1", "data": {"resolved": "maybe"}}]
+    with pytest.raises(ScenarioFailure) as err:
+        run_scenario(service, clock, scenario)
+    assert "refused: invalid" in err.value.message
+    assert "被拒绝（invalid）：部分内容填写有误" in err.value.text("zh")[1]
 
 
 def test_cli_runs_scenarios_and_fails_on_a_broken_one(tmp_path, monkeypatch):
