@@ -498,10 +498,10 @@ def test_case_data_the_dashboard_reads_no_longer_set_is_a_note_not_a_refusal(cle
     # beside a problem the CLI prints the problem only, as the designer does: notes are about
     # a version that could be deployed
     (tmp_path / "grid_matter.bpmn").write_text(files["grid_matter.bpmn"].replace(
-        'name="grid.grid_leader"', 'name="grid.nobody"'), encoding="utf-8")
+        'name="网格长 (grid.grid_leader)"', 'name="网格长 (grid.nobody)"'), encoding="utf-8")
     out = CliRunner().invoke(cli, ["validate", str(tmp_path / "grid_matter.bpmn")])
     assert out.exit_code == 1, out.output
-    assert "grid_matter.bpmn:micro_mediation: lane 'grid.nobody'" in out.output
+    assert "grid_matter.bpmn:micro_mediation: lane '网格长 (grid.nobody)'" in out.output
     assert "note:" not in out.output
 
 

@@ -253,7 +253,7 @@ def test_element_panel_edits_what_the_engine_reads_with_undo(live_server, browse
     select("mediation")
     assert page.input_value("#el-called") == "mediation"
     select("lane_center_dispatcher")
-    assert page.input_value("#el-name") == "town.center_dispatcher"
+    assert page.input_value("#el-name") == "镇中心派单员 (town.center_dispatcher)"
     assert page.get_attribute("#el-name", "list") == "lane-codes"            # the role codes as suggestions
     assert page.locator("#element-panel [data-show=lane]").is_visible() and page.locator("#el-name-en").is_hidden()
     assert page.locator("#lane-codes option[value='county.petition_officer']").count() == 1
