@@ -10,6 +10,7 @@ subprocess around an active element is marked active too.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from lxml import etree
 
@@ -171,3 +172,23 @@ def _inside(model: DiagramModel, call_id: str, path) -> bool:
 
 def _name_in(defined: list[_Element], process: str) -> str:
     return next((e.name for e in defined if e.process == process), defined[0].name)
+
+
+_SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=False)
+
+
+def relabel(xml: str, name_for: Callable[[str, str, str], str | None]) -> str:
+    """The diagram's XML with each named BPMN element's name as `name_for(tag, id, name)`
+    gives it (tag without its namespace: `lane`, `userTask` …): the case page draws the
+    diagram in the reader's language. Unchanged text when nothing changes."""
+    root = etree.fromstring(xml.encode("utf-8"), _SAFE_PARSER)
+    changed = False
+    for element in root.iter(f"{{{BPMN_NS}}}*"):
+        name, element_id = element.get("name"), element.get("id")
+        if not (name and element_id):
+            continue
+        new = name_for(etree.QName(element).localname, element_id, name)
+        if new and new != name:
+            element.set("name", new)
+            changed = True
+    return etree.tostring(root, encoding="unicode") if changed else xml

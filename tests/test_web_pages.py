@@ -378,6 +378,7 @@ def test_grid_matter_resolved_in_the_grid_through_the_pages(service, as_user):
 
     diagram = worker.get(f"/cases/{key}/diagram.json").get_json()
     assert 'id="grid_matter"' in diagram["xml"]
+    assert 'name="网格微调处"' in diagram["xml"] and 'name="网格长 (grid.grid_leader)"' in diagram["xml"]
     highlights = diagram["highlights"]
     assert highlights["completed"] == ["start", "decide_dispatch", "gw_level", "micro_mediation", "gw_mediated",
                                        "record_result", "set_resolved_grid", "end_grid"]
@@ -616,3 +617,17 @@ def test_every_recorded_event_type_has_a_label_on_the_case_page_and_the_trace(ap
         assert page.status_code == 200
         assert "时限到期处理" in page.get_data(as_text=True)
         assert not re.search(r">\s*timers_fired\s*<", page.get_data(as_text=True))
+
+
+def test_the_diagram_is_drawn_in_english_for_an_english_reader(service, as_user):
+    """Task and event names from nameEn, lanes by the role's English name with the code kept;
+    the diagram itself (ids, flows, shapes) unchanged."""
+    case = start(service)
+    worker = as_user(WORKER)
+    chinese = worker.get(f"/cases/{case.business_key}/diagram.json").get_json()
+    worker.post("/lang/en", data={"csrf_token": token(worker), "next": "/inbox"})
+    english = worker.get(f"/cases/{case.business_key}/diagram.json").get_json()
+    assert 'name="Micro-mediation in the grid"' in english["xml"] and "网格微调处" not in english["xml"]
+    assert 'name="Grid leader (grid.grid_leader)"' in english["xml"]
+    assert english["highlights"] == chinese["highlights"]
+    assert english["xml"].count("<bpmndi:BPMNShape") == chinese["xml"].count("<bpmndi:BPMNShape") > 20

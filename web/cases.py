@@ -5,11 +5,12 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_required
 
+from engine.diagram import relabel
 from engine.errors import InvalidInput
 
 from .extensions import send_npm_dist, service
-from .i18n import current_lang, gettext as _, localise_errors
-from .tasks import (case_fields, check_files, collect_files, event_details, file_fields,
+from .i18n import current_lang, element_name, gettext as _, localise_errors
+from .tasks import (case_fields, check_files, collect_files, event_details, file_fields, lane_label,
                     stray_errors, upload_files, validate_submission)
 
 bp = Blueprint("cases", __name__)
@@ -143,7 +144,11 @@ def show(business_key):
 @login_required
 def diagram(business_key):
     view = service().view_case(current_user.id, business_key)
-    response = jsonify(xml=view.diagram_xml, highlights=view.highlights)
+    xml = view.diagram_xml
+    if xml and current_lang() == "en":
+        xml = relabel(xml, lambda tag, element_id, name: lane_label(name) if tag == "lane"
+                      else element_name(view.case.process_key, element_id, name))
+    response = jsonify(xml=xml, highlights=view.highlights)
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -14,6 +14,7 @@ from flask_login import current_user, login_required
 
 from engine import clock
 from engine.errors import InvalidInput, PermissionDenied
+from engine.bpmn import LANE_IN_BRACKETS_RE, parse_lane
 from engine.models import ROLE_NAMES_ZH
 from forms import FormValidationError
 from forms.render import coerce_form_post, form_context
@@ -38,6 +39,16 @@ def colour_label(colour: str | None) -> str:
 @bp.app_template_global()
 def role_label(role: str | None) -> str:
     return _(ROLE_NAMES_ZH[role]) if role in ROLE_NAMES_ZH else role or ""
+
+
+def lane_label(lane: str) -> str:
+    """A lane as the diagram shows it in English: `网格长 (grid.grid_leader)` -> `Grid leader
+    (grid.grid_leader)`; a lane that names no role stays as drawn."""
+    ref = parse_lane(lane)
+    if ref is None or ref.role not in ROLE_NAMES_ZH:
+        return lane
+    bracket = LANE_IN_BRACKETS_RE.search(lane)
+    return f"{role_label(ref.role)} ({bracket.group(1) if bracket else lane.strip()})"
 
 
 @bp.app_template_global()
