@@ -237,8 +237,11 @@ def _check_process(analysis: _Analysis, pid: str, form_keys) -> list[Problem]:
             problems.extend(_start_problems(filename, pid, element_properties(proc), form_keys))
     for proc_spec in [spec, *subprocess_specs.values()]:
         file_of_spec = Path(getattr(proc_spec, "file", "") or filename).name
+        tree = analysis.trees.get(file_of_spec)
+        flows = {(f.get("sourceRef"), f.get("targetRef")): f.get("id")
+                 for f in tree.iter(f"{{{BPMN_NS}}}sequenceFlow")} if tree is not None else {}
         for task_spec in proc_spec.task_specs.values():
-            problems.extend(_check_scripts(file_of_spec, task_spec))
+            problems.extend(_check_scripts(file_of_spec, task_spec, flows, proc_spec.task_specs))
             problems.extend(_timer_problems(file_of_spec, task_spec))
             if not is_user_task(task_spec):
                 continue
@@ -269,17 +272,18 @@ def _check_process(analysis: _Analysis, pid: str, form_keys) -> list[Problem]:
 
 
 def _scripts_of(task_spec):
-    """(what, source, mode) of every script and expression the engine will run for an element."""
+    """(what, source, mode, target) of every script and expression the engine will run for an
+    element; `target` is the task spec a condition's flow leads to (None for the others)."""
     script = getattr(task_spec, "script", None)
     if isinstance(script, str) and script.strip():
-        yield "script", script, "exec"
-    for condition, _target in getattr(task_spec, "cond_task_specs", None) or []:
+        yield "script", script, "exec", None
+    for condition, target in getattr(task_spec, "cond_task_specs", None) or []:
         args = getattr(condition, "args", None)
         if args and isinstance(args[0], str):
-            yield "condition", args[0], "eval"
+            yield "condition", args[0], "eval", target
     expression = getattr(getattr(task_spec, "event_definition", None), "expression", None)
     if isinstance(expression, str) and expression.strip():
-        yield "timer expression", expression, "eval"
+        yield "timer expression", expression, "eval", None
 
 
 def _start_problems(file: str, pid: str, props: dict, form_keys) -> list[Problem]:
@@ -415,14 +419,23 @@ _ELEMENT_KINDS_ZH = {
 }
 
 
-def _check_scripts(filename: str, task_spec) -> list[Problem]:
+def _check_scripts(filename: str, task_spec, flows: dict | None = None, specs: dict | None = None) -> list[Problem]:
     """Scripts and expressions run in the sandbox (engine/sandbox.py): refuse at deploy
-    what it would refuse at run time."""
+    what it would refuse at run time. A condition's problem names its sequence flow (from
+    `flows`: (source id, target id) -> flow id; `specs`: the process's task specs by name),
+    where the designer writes it."""
     found = []
-    for what, source, mode in _scripts_of(task_spec):
+    for what, source, mode, target in _scripts_of(task_spec):
         why = check_source(source.strip(), mode)
+        element = task_spec.bpmn_id or task_spec.name
+        if target is not None and flows and specs:
+            target_spec = specs.get(target)
+            # a task with boundary events is entered through SpiffWorkflow's own split (no BPMN id)
+            while target_spec is not None and target_spec.bpmn_id is None and target_spec.outputs:
+                target_spec = target_spec.outputs[0]
+            element = flows.get((task_spec.bpmn_id, getattr(target_spec, "bpmn_id", None)), element)
         if why and (why.startswith("syntax error") or "SyntaxError" in why):
-            found.append(Problem(filename, task_spec.bpmn_id or task_spec.name,
+            found.append(Problem(filename, element,
                                  f"{what} '{source.strip()[:60]}' cannot be read: {why}",
                                  "correct it as a Python expression or script: == to compare, quotes around text, "
                                  "and/or/not between tests (e.g. visit_outcome == \"needs_help\")",
@@ -430,7 +443,7 @@ def _check_scripts(filename: str, task_spec) -> list[Problem]:
                                  "请按 Python 写法改正：比较用 ==，文字加引号，多个条件用 and/or/not 连接"
                                  "（如 visit_outcome == \"needs_help\"）"))
         elif why:
-            found.append(Problem(filename, task_spec.bpmn_id or task_spec.name,
+            found.append(Problem(filename, element,
                                  f"{what} '{source.strip()[:60]}' is not allowed: {why}",
                                  "process scripts may use task data, literals and simple built-ins only "
                                  "(no import, open, eval, or names starting with _)",

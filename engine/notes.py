@@ -651,7 +651,7 @@ def _data_sources(files: tuple, pid: str) -> tuple[frozenset, tuple] | None:
             names |= {output.bpmn_id for output in io.data_outputs}   # a called process gives back these only
             continue
         for task_spec in proc_spec.task_specs.values():
-            sources = [source for _what, source, mode in _scripts_of(task_spec) if mode == "exec"]
+            sources = [source for _what, source, mode, _target in _scripts_of(task_spec) if mode == "exec"]
             sources += [script for script in (getattr(task_spec, "prescript", None),
                                               getattr(task_spec, "postscript", None)) if isinstance(script, str)]
             for source in sources:

@@ -792,3 +792,4 @@ def test_a_condition_with_a_syntax_error_says_so_and_how_to_write_it():
     problems = validate_files(files, FormRegistry().keys())
     assert len(problems) == 1 and "cannot be read" in problems[0].message and "SyntaxError" in problems[0].message
     assert "== to compare" in problems[0].fix and "有语法错误" in problems[0].zh and "import" not in problems[0].fix
+    assert (problems[0].file, problems[0].element) == ("grid_matter.bpmn", "flow_to_grid")   # the flow, not its gateway
