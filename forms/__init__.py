@@ -334,7 +334,7 @@ def _marshmallow_field(f: FieldDef):
         if f.pattern:
             validators.append(validate.Regexp(f.pattern, error="does not match the required format"))
         if f.required:
-            validators.append(validate.Length(min=1, error="must not be empty"))
+            validators.append(_not_blank)
         return StorableString(validate=validators, **kwargs)
     if f.type in ("integer", "decimal"):
         if f.min is not None or f.max is not None:
@@ -360,6 +360,12 @@ def _marshmallow_field(f: FieldDef):
     if f.type == "file":
         return mf.List(StorableString(validate=validate.Length(max=64)), validate=validate.Length(max=20), **kwargs)
     raise FormDefinitionError(f"unsupported type {f.type}")
+
+
+def _not_blank(text: str) -> None:
+    """A required text is more than spaces: the web form strips them, a JSON client need not."""
+    if isinstance(text, str) and not text.strip():
+        raise ValidationError("must not be empty")
 
 
 def _each_chosen_once(values) -> None:

@@ -527,6 +527,7 @@ def test_auditor_reads_but_every_write_is_403(api, clean_db):
     ({"resolved": True}, ["mediation_note"]),
     ({"resolved": "perhaps", "mediation_note": "x"}, ["resolved"]),
     ({"resolved": True, "mediation_note": 12}, ["mediation_note"]),
+    ({"resolved": True, "mediation_note": " \t\n "}, ["mediation_note"]),     # only spaces is nothing written
     ({"resolved": True, "mediation_note": "x" * 2001}, ["mediation_note"]),
     ({"resolved": True, "mediation_note": "x", "description": "overwrite a read-only field"}, ["description"]),
     ({"resolved": True, "mediation_note": "x", "grid_leader_present": [True]}, ["grid_leader_present"]),

@@ -227,3 +227,44 @@ def test_the_shipped_dates_of_things_done_are_not_future():
                       ("mediation_agreement", "signed_on")]:
         assert next(f for f in forms.get(key).fields if f.name == name).not_future, (key, name)
     assert not next(f for f in forms.get("mediation_agreement").fields if f.name == "fulfilment_deadline").not_future
+
+
+# ------------------------------------------------------------ every shipped form
+
+WRONG_BY_TYPE = {
+    "text": 123, "long_text": ["not", "text"], "integer": "abc", "decimal": "abc", "date": "2026-13-01",
+    "datetime": "yesterday", "choice": "__no_such_choice__", "multi_choice": ["__no_such_choice__"],
+    "boolean": "perhaps", "person": "", "node": "", "file": "not a list",
+}
+
+
+def _shipped_fields():
+    for form in FormRegistry().forms.values():
+        for f in form.fields:
+            yield pytest.param(form, f, id=f"{form.key}.{f.name}")
+
+
+@pytest.mark.parametrize("form,field", list(_shipped_fields()))
+def test_every_field_of_every_shipped_form_refuses_bad_input_at_the_field(form, field):
+    """A wrong value for each field of each shipped form is refused at that field: a value
+    of the wrong kind, text over its length limit, a read-only field submitted at all."""
+    bad = [WRONG_BY_TYPE[field.type]]
+    if field.max_length is not None:
+        bad.append("字" * (field.max_length + 1))
+    if field.required and field.type in ("text", "long_text"):
+        bad.append("   ")
+    for value in bad:
+        with pytest.raises(FormValidationError) as err:
+            form.validate({field.name: value})
+        assert field.name in err.value.fields, (value, err.value.fields)
+
+
+@pytest.mark.parametrize("form", list(FormRegistry().forms.values()), ids=lambda f: f.key)
+def test_every_shipped_form_names_each_required_field_left_out(form):
+    required = {f.name for f in form.input_fields if f.required}
+    try:
+        form.validate({})
+    except FormValidationError as err:
+        assert required <= set(err.fields) and set(err.fields) <= {f.name for f in form.input_fields}
+    else:
+        assert not required
