@@ -139,7 +139,11 @@ def _analyse(files: dict[str, str]) -> _Analysis:
                                     f"XML 格式错误：{exc.msg}", "请在建模器中打开并重新保存，或手工修正 XML"))
     parser = CamundaAwareParser()
     process_files, decision_files = {}, {}
-    for name, root in trees.items():
+    for name, root in list(trees.items()):
+        duplicates = _duplicate_ids(name, root)
+        if duplicates:   # SpiffWorkflow would name one of them, or another element, in its own words
+            problems.extend(duplicates)
+            continue
         try:
             if is_dmn(name) or etree.QName(root).namespace in DMN_NAMESPACES:
                 if etree.QName(root).namespace not in DMN_NAMESPACES:
@@ -160,6 +164,28 @@ def _analyse(files: dict[str, str]) -> _Analysis:
     executable = [pid for pid, pp in parser.process_parsers.items()
                   if pp.process_executable and pid in process_files]
     return _Analysis(parser, trees, process_files, decision_files, executable, problems)
+
+
+def _duplicate_ids(filename: str, root) -> list[Problem]:
+    """One problem per id that more than one element of the file carries, naming them all."""
+    holders: dict[str, list] = {}
+    for element in root.iter():
+        if isinstance(element.tag, str) and element.get("id"):
+            holders.setdefault(element.get("id"), []).append(element)
+    problems = []
+    for element_id, elements in holders.items():
+        if len(elements) < 2:
+            continue
+        named = [(_local(e), (e.get("name") or "").strip()) for e in elements]
+        en = ", ".join(f"{kind} '{name}'" if name else kind for kind, name in named)
+        zh = "、".join(f"{_ELEMENT_KINDS_ZH.get(kind, kind)}“{name}”" if name else _ELEMENT_KINDS_ZH.get(kind, kind)
+                      for kind, name in named)
+        problems.append(Problem(
+            filename, element_id, f"the id '{element_id}' is carried by {len(elements)} elements ({en}); "
+            "every element needs an id of its own", "give all but one of them a new id in the modeler's properties",
+            f"标识“{element_id}”被 {len(elements)} 个元素同时使用（{zh}），每个元素须有自己的标识",
+            "请在建模器的属性中为其余元素改用新的标识"))
+    return problems
 
 
 _FIX_HINTS = (   # (words of the parser's message, the fix, the fix in Chinese)

@@ -793,3 +793,16 @@ def test_a_condition_with_a_syntax_error_says_so_and_how_to_write_it():
     assert len(problems) == 1 and "cannot be read" in problems[0].message and "SyntaxError" in problems[0].message
     assert "== to compare" in problems[0].fix and "有语法错误" in problems[0].zh and "import" not in problems[0].fix
     assert (problems[0].file, problems[0].element) == ("grid_matter.bpmn", "flow_to_grid")   # the flow, not its gateway
+
+
+def test_an_id_two_elements_carry_is_named_with_both_elements(clean_db):
+    """SpiffWorkflow said 'we found two items, perhaps a form has the same ID?' on another
+    element (the gateway before); a designer needs the id and the elements that share it."""
+    files = _processes_with(household_visit_bpmn=('<bpmn:endEvent id="end_recorded"', '<bpmn:endEvent id="assist"'))
+    problems = validate_files(files, FormRegistry().keys())
+    assert [(p.file, p.element) for p in problems] == [("household_visit.bpmn", "assist")]
+    assert "carried by 2 elements (endEvent '走访已记录', userTask '协调帮扶')" in problems[0].message
+    assert "结束事件“走访已记录”、用户任务“协调帮扶”" in problems[0].zh and problems[0].fix_zh
+    with pytest.raises(DeployError):
+        with clean_db.unit_of_work() as session:
+            deploy_files(session, files, FormRegistry().keys(), actor="tests")
