@@ -40,6 +40,7 @@ def test_fields_are_marked_in_the_form_definitions():
     assert personal["petitioner_phone"] == ("phone",)
     assert personal["petitioner_id_number"] == ("id_number",)
     assert set(personal["parties"]) == {"phone", "id_number"}
+    assert set(personal["raiser_name"]) == {"phone", "id_number"}         # 反映人及联系方式 (协商议事)
 
 
 def test_a_bad_personal_marker_is_a_definition_error():
