@@ -147,14 +147,26 @@ def _analyse(files: dict[str, str]) -> _Analysis:
         try:
             if is_dmn(name) or etree.QName(root).namespace in DMN_NAMESPACES:
                 if etree.QName(root).namespace not in DMN_NAMESPACES:
-                    raise ValueError("a .dmn file must contain a DMN <definitions> element")
+                    problems.append(Problem(name, "", "a .dmn file must contain a DMN <definitions> element",
+                                            "save the decision table from a DMN modeler, or give a BPMN file the .bpmn ending",
+                                            "DMN 文件的根元素须为 DMN 的 <definitions>",
+                                            "请用 DMN 建模器保存决策表；BPMN 文件请用 .bpmn 扩展名"))
+                    continue
                 before = set(parser.dmn_parsers)
                 parser.add_dmn_xml(root, filename=name)
                 for did in set(parser.dmn_parsers) - before:
                     decision_files[did] = name
             else:
                 if etree.QName(root).namespace != BPMN_NS or _local(root) != "definitions":
-                    raise ValueError("not a BPMN 2.0 file: the root must be bpmn:definitions")
+                    problems.append(Problem(name, "", "not a BPMN 2.0 file: the root must be bpmn:definitions",
+                                            "export the diagram as BPMN 2.0 XML from the modeler",
+                                            "不是 BPMN 2.0 文件：根元素须为 bpmn:definitions",
+                                            "请在建模器中把流程图导出为 BPMN 2.0 XML"))
+                    continue
+                dangling = _dangling_flows(name, root)
+                if dangling:   # SpiffWorkflow would call it "two items, perhaps a form has the same ID?"
+                    problems.extend(dangling)
+                    continue
                 before = set(parser.process_parsers)
                 parser.add_bpmn_xml(root, filename=name)
                 for pid in set(parser.process_parsers) - before:
@@ -164,6 +176,27 @@ def _analyse(files: dict[str, str]) -> _Analysis:
     executable = [pid for pid, pp in parser.process_parsers.items()
                   if pp.process_executable and pid in process_files]
     return _Analysis(parser, trees, process_files, decision_files, executable, problems)
+
+
+def _dangling_flows(filename: str, root) -> list[Problem]:
+    """A sequence flow whose source or target is no element of its process."""
+    problems = []
+    for process in root.iter(f"{{{BPMN_NS}}}process", f"{{{BPMN_NS}}}subProcess", f"{{{BPMN_NS}}}transaction",
+                             f"{{{BPMN_NS}}}adHocSubProcess"):
+        ids = {child.get("id") for child in process if isinstance(child.tag, str) and child.get("id")}
+        for flow in process:
+            if not (isinstance(flow.tag, str) and _local(flow) == "sequenceFlow"):
+                continue
+            for end, end_zh in (("sourceRef", "起点"), ("targetRef", "终点")):
+                ref = flow.get(end)
+                if ref not in ids:
+                    problems.append(Problem(
+                        filename, flow.get("id") or "",
+                        f"sequence flow '{flow.get('id')}' leads {'from' if end == 'sourceRef' else 'to'} "
+                        f"'{ref}', which is no element of its process",
+                        "connect the flow to an element in the modeler, or delete it",
+                        f"顺序流“{flow.get('id')}”的{end_zh}“{ref}”不是本流程中的元素", "请在建模器中把该顺序流连到元素上，或删除它"))
+    return problems
 
 
 def _duplicate_ids(filename: str, root) -> list[Problem]:
@@ -199,6 +232,9 @@ _FIX_HINTS = (   # (words of the parser's message, the fix, the fix in Chinese)
     ("multiinstance", "set the loop cardinality or the input collection of the multi-instance task",
      "请设置多实例任务的循环次数或输入集合"),
     ("exactly one start event", "give the subprocess exactly one start event", "子流程须有且只有一个开始事件"),
+    ("outgoing sequence flow without condition",
+     "give the flow a condition, or make it the gateway's default flow",
+     "请为该顺序流填写条件，或把它设为网关的默认流"),
 )
 
 
@@ -270,6 +306,7 @@ def _check_process(analysis: _Analysis, pid: str, form_keys) -> list[Problem]:
             problems.extend(_check_scripts(file_of_spec, task_spec, flows, proc_spec.task_specs))
             problems.extend(_timer_problems(file_of_spec, task_spec))
             if not is_user_task(task_spec):
+                problems.extend(_waiting_task_problems(file_of_spec, task_spec))
                 continue
             info = user_task_info(task_spec, analysis.parser.camunda_attrs)
             element = info.bpmn_id
@@ -295,6 +332,23 @@ def _check_process(analysis: _Analysis, pid: str, form_keys) -> list[Problem]:
                         f"用户任务“{info.name}”指定的表单“{info.form_key}”不存在",
                         f"请创建 forms/{info.form_key}.yaml，或修正 formKey"))
     return problems
+
+
+def _waiting_task_problems(filename: str, task_spec) -> list[Problem]:
+    """A plain task (what a modeler's palette draws) or a manual task: SpiffWorkflow waits for
+    someone to complete it, but it is no user task, so nobody is given it and every case
+    that reaches it stops there for good."""
+    if not getattr(task_spec, "manual", False):
+        return []
+    manual = "Manual" in type(task_spec).__name__
+    kind, kind_zh = ("manual task", "人工任务") if manual else ("task", "任务")
+    label = task_spec.bpmn_name or task_spec.bpmn_id
+    return [Problem(filename, task_spec.bpmn_id or task_spec.name,
+                    f"{kind} '{label}' is given to nobody: a case reaching it would wait there for good",
+                    "make it a user task (with a lane and a form) for an official to work, or a script task "
+                    "for the engine to run",
+                    f"{kind_zh}“{label}”不会交给任何人办理：运行到这里的案件会一直停住",
+                    "请改为用户任务（设置泳道和表单）由工作人员办理，或改为脚本任务由系统执行")]
 
 
 def _scripts_of(task_spec):
@@ -442,6 +496,13 @@ _ELEMENT_KINDS_ZH = {
     "exclusiveGateway": "排他网关", "parallelGateway": "并行网关", "inclusiveGateway": "包容网关",
     "eventBasedGateway": "事件网关", "complexGateway": "复杂网关", "startEvent": "开始事件", "endEvent": "结束事件",
     "intermediateCatchEvent": "中间捕获事件", "intermediateThrowEvent": "中间抛出事件", "boundaryEvent": "边界事件",
+    "sequenceFlow": "顺序流", "messageFlow": "消息流", "lane": "泳道", "laneSet": "泳道集", "participant": "参与者（池）",
+    "process": "流程", "collaboration": "协作", "dataObject": "数据对象", "dataObjectReference": "数据对象引用",
+    "dataStoreReference": "数据存储引用", "textAnnotation": "文本注释", "association": "关联", "group": "组",
+    "message": "消息", "signal": "信号", "error": "错误", "escalation": "升级",
+    # DMN
+    "decision": "决策", "decisionTable": "决策表", "rule": "规则", "input": "输入", "output": "输出",
+    "inputEntry": "输入单元格", "outputEntry": "输出单元格", "inputExpression": "输入表达式",
 }
 
 
@@ -597,6 +658,19 @@ def _check_decision_tables(filename: str, root) -> list[Problem]:
             input_expressions.append(expression if not why else None)
         rules = _children(table, "rule")
         for row, rule in enumerate(rules, start=1):
+            counts = [(len(_children(rule, kind)), len(columns), en, zh)
+                      for kind, columns, en, zh in (("inputEntry", inputs, "input", "输入"),
+                                                    ("outputEntry", outputs, "output", "输出"))]
+            wrong = [(n, m, en, zh) for n, m, en, zh in counts if n != m]
+            if wrong:   # SpiffWorkflow matches cells to columns by position: every later cell would shift
+                n, m, en, zh = wrong[0]
+                problems.append(Problem(
+                    filename, rule.get("id") or "",
+                    f"decision '{label}', rule {row} has {n} {en} cells for {m} {en} columns: its cells would be "
+                    "read into the wrong columns", f"give the rule one {en} cell per column (- for any value)",
+                    f"决策“{label}”第 {row} 条规则有 {n} 个{zh}单元格，而表有 {m} 个{zh}列：各单元格会被读入错误的列",
+                    f"请为该规则的每个{zh}列各填一个单元格（任意值填 -）"))
+                continue
             for cell, column, expression in zip(_children(rule, "inputEntry"), inputs, input_expressions):
                 entry = _text_of(cell)
                 if not entry or entry == "-" or expression is None:

@@ -806,3 +806,37 @@ def test_an_id_two_elements_carry_is_named_with_both_elements(clean_db):
     with pytest.raises(DeployError):
         with clean_db.unit_of_work() as session:
             deploy_files(session, files, FormRegistry().keys(), actor="tests")
+
+
+@pytest.mark.parametrize("tag", ["manualTask", "task"])
+def test_a_task_nobody_is_given_is_refused(tag):
+    """A plain or manual task deployed: SpiffWorkflow waits on it, no work item is made, and
+    every case reaching it stopped for good (协调帮扶 as a manualTask)."""
+    files = _processes_with(household_visit_bpmn=('<bpmn:userTask id="assist" name="协调帮扶">',
+                                                  f'<bpmn:{tag} id="assist" name="协调帮扶">'))
+    files["household_visit.bpmn"] = files["household_visit.bpmn"].replace(
+        "</bpmn:userTask>", f"</bpmn:{tag}>")
+    problems = validate_files(files, FormRegistry().keys())
+    assert [(p.file, p.element) for p in problems] == [("household_visit.bpmn", "assist")]
+    assert "is given to nobody" in problems[0].message and "make it a user task" in problems[0].fix
+    assert "不会交给任何人办理" in problems[0].zh
+
+
+def test_a_rule_missing_a_cell_is_refused_not_read_into_the_wrong_columns():
+    """SpiffWorkflow reads a rule's cells by position: one missing output cell sent a red
+    environment matter to department '1', every later time limit shifted one column."""
+    files = _processes_with(dispatch_rules_dmn=('<outputEntry id="rule_03_department"><text>"chengguan"</text></outputEntry>', ""))
+    problems = validate_files(files, FormRegistry().keys())
+    assert [(p.file, p.element) for p in problems] == [("dispatch_rules.dmn", "rule_03")]
+    assert "rule 3 has 8 output cells for 9 output columns" in problems[0].message
+    assert "第 3 条规则有 8 个输出单元格，而表有 9 个输出列" in problems[0].zh
+
+
+def test_a_flow_to_nothing_is_named_on_the_flow():
+    """Was SpiffWorkflow's 'we found two items, perhaps a form has the same ID? (end_nowhere)' on the task before."""
+    files = _processes_with(household_visit_bpmn=('targetRef="end_assisted"', 'targetRef="end_nowhere"'))
+    problems = validate_files(files, FormRegistry().keys())
+    flow = next(p for p in problems if p.element == "flow_assisted")
+    assert "leads to 'end_nowhere', which is no element of its process" in flow.message
+    assert "终点“end_nowhere”不是本流程中的元素" in flow.zh
+    assert not [p for p in problems if "two items" in p.message]

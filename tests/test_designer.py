@@ -224,13 +224,14 @@ def test_diff_lists_added_removed_and_changed_elements(designer):
     edited = (text.replace('name="Progress report"', 'name="每周进展报告"')
               .replace('<bpmn:scriptTask id="count" name="Count"><bpmn:incoming>f3</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing>\n'
                        '      <bpmn:script>iterations = iterations + 1 if \'iterations\' in dir() else 1</bpmn:script></bpmn:scriptTask>',
-                       '<bpmn:task id="tally" name="Tally"><bpmn:incoming>f3</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing></bpmn:task>')
+                       '<bpmn:scriptTask id="tally" name="Tally"><bpmn:incoming>f3</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing>'
+                       '<bpmn:script>iterations = iterations + 1 if \'iterations\' in dir() else 1</bpmn:script></bpmn:scriptTask>')
               .replace('sourceRef="report" targetRef="count"', 'sourceRef="report" targetRef="tally"')
               .replace('sourceRef="count" targetRef="more"', 'sourceRef="tally" targetRef="more"')
               .replace('<bpmn:flowNodeRef>count</bpmn:flowNodeRef>', '<bpmn:flowNodeRef>tally</bpmn:flowNodeRef>'))
     assert designer.deploy(DESIGNER, {name: edited}).created
     diff = designer.diff(DESIGNER, key, 1, 2)
-    assert [(c.element, c.kind) for c in diff.added] == [("tally", "task")]
+    assert [(c.element, c.kind) for c in diff.added] == [("tally", "scriptTask")]
     assert [(c.element, c.kind) for c in diff.removed] == [("count", "scriptTask")]
     changed = {c.element: c for c in diff.changed}
     assert "name: Progress report → 每周进展报告" in changed["report"].details
