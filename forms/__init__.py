@@ -147,6 +147,11 @@ def _label(value, where: str) -> dict:
     if not isinstance(value, dict) or "zh" not in value:
         raise FormDefinitionError(f"{where}: label must be text or {{zh: ..., en: ...}}",
                                   zh="label 须为文字，或写成 {zh: ..., en: ...}")
+    stray = sorted(str(k) for k in set(value) - {"zh", "en"})
+    if stray:   # `en: If refused, the department …` unquoted in {…} splits at the comma
+        raise FormDefinitionError(f"{where}: a label has unknown keys {', '.join(stray)}; a text with a comma "
+                                  "inside {…} must be quoted",
+                                  zh=f"文字有未知的键：{'、'.join(stray)}；写在 {{…}} 中含逗号的文字须加引号")
     return {"zh": value["zh"], "en": value.get("en", value["zh"])}
 
 
@@ -182,6 +187,12 @@ def parse_definition(raw: dict, source: str = "<form>") -> FormDef:
         for c in f.get("choices") or []:
             if not isinstance(c, dict) or "value" not in c:
                 raise FormDefinitionError(f"{where}: each choice needs a 'value'", zh="每个选项都须有 value")
+            stray = sorted(str(k) for k in set(c) - {"value", "zh", "en"})
+            if stray:   # `en: Sheds (e.g. a, b)` unquoted in a {…} mapping splits at the comma
+                raise FormDefinitionError(
+                    f"{where}: choice '{c['value']}' has unknown keys {', '.join(stray)}; a label with a comma "
+                    "inside {…} must be quoted", zh=f"选项“{c['value']}”有未知的键：{'、'.join(stray)}；"
+                    "写在 {…} 中含逗号的文字须加引号")
             choices.append({"value": c["value"], "zh": str(c.get("zh", c["value"])),
                             "en": str(c.get("en", c.get("zh", c["value"])))})
         if ftype in ("choice", "multi_choice") and not choices:
@@ -197,6 +208,10 @@ def parse_definition(raw: dict, source: str = "<form>") -> FormDef:
             except re.error as exc:
                 raise FormDefinitionError(f"{where}: pattern is not a valid regular expression ({exc})",
                                           zh=f"pattern 不是有效的正则表达式（{exc}）") from None
+        for flag in ("required", "readonly"):
+            if flag in f and not isinstance(f[flag], bool):
+                raise FormDefinitionError(f"{where}: {flag} must be true or false, not {f[flag]!r}",
+                                          zh=f"{flag} 须为 true 或 false，不能是 {f[flag]!r}")
         known = {"name", "type", "label", "required", "readonly", "choices", "help", "default_from",
                  "min_length", "max_length", "min", "max", "pattern", "personal", "required_if", "roles",
                  "not_future"}

@@ -52,6 +52,9 @@ def test_page_shows_charts_kpis_and_drill_down(client, matters):
     assert "统计看板 · 林西县" in html
     assert html.count("<svg class=\"chart\"") >= 3            # monthly, children, category …
     assert 'data-kpi="closure_rate"' in html and 'data-kpi="overdue"' in html
+    headline = engine_figures(matters, "lxx_ld1", "linxi")
+    in_grid = next(r["cases"] for r in headline["resolution"] if r["level"] == "grid")
+    assert f"格内化解 {in_grid} / 已化解 {headline['headline']['resolved']}" in html   # both numbers, as the other cards
     # drill-down: 林西县 → 林西镇 → 新光社区 → the grid
     assert 'href="/dashboard?node=linxizhen&amp;start=2026-03-01&amp;end=2026-03-31" class="drill"' in html
     html = client.get(f"/dashboard?node=linxizhen&{PERIOD}").get_data(as_text=True)

@@ -38,7 +38,7 @@ MESSAGES = {
     "开始日期": "From", "结束日期": "To", "导出全部 (XLSX)": "Export all (XLSX)",
     "结案 {a} / 应结 {b}": "closed {a} / due {b}", "按期 {a} / 应结 {b}": "on time {a} / due {b}",
     "满意率": "Satisfaction rate", "满意 {a} / 参评 {b}": "satisfied {a} / rated {b}",
-    "小事不出格率": "Resolved in the grid", "格内化解 / 已化解 {b}": "in the grid / resolved {b}",
+    "小事不出格率": "Resolved in the grid", "格内化解 {a} / 已化解 {b}": "in the grid {a} / resolved {b}",
     "返工率": "Rework rate", "返工 {a} / 核查 {b}": "rework {a} / verified {b}",
     "本期登记的各类事项": "all processes, registered in the period", "当前超期": "Overdue now",
     "超期任务 {n} 项": "{n} overdue tasks", "超期督办任务 {n} 项": "{n} overdue-supervision tasks",
