@@ -367,10 +367,15 @@ class WorkflowService:
                 problems_zh[f.name] = [f"找不到在用的账号“{clean[f.name]}”，请填写正确的用户名"]
                 continue
             if not holds_role_within(user, ancestors, f.roles):
-                roles = ", ".join(f.roles) or "any role"
-                roles_zh = "、".join(ROLE_NAMES_ZH.get(r, r) for r in f.roles) or "任何职务"
-                problems[f.name] = [f"{user.display_name} holds no {roles} for this case's place"]
-                problems_zh[f.name] = [f"{user.display_name}在本案件所属辖区没有{roles_zh}职务，请另选人员"]
+                if f.roles:
+                    problems[f.name] = [f"{user.display_name} holds no role {' or '.join(f.roles)} at this case's "
+                                        "grid or above; choose another official"]
+                    roles_zh = "或".join(ROLE_NAMES_ZH.get(r, r) for r in f.roles)
+                    problems_zh[f.name] = [f"{user.display_name}在本案件所属辖区没有{roles_zh}职务，请另选人员"]
+                else:
+                    problems[f.name] = [f"{user.display_name} holds no role at this case's grid or above; "
+                                        "choose another official"]
+                    problems_zh[f.name] = [f"{user.display_name}在本案件所属辖区没有任何职务，请另选人员"]
         if problems:
             raise InvalidInput("some people named cannot take this case", fields=problems,
                                zh="所填人员有误，请按提示修改后重新提交", fields_zh=problems_zh)

@@ -378,6 +378,9 @@ def test_a_person_a_form_names_must_be_an_official_of_the_case_with_the_fields_r
     with pytest.raises(InvalidInput) as exc:
         service.complete_task(pick.id, {"owning_leader": named, "reviewers": "lx_wgz1"}, "lx_wgy1")
     assert list(exc.value.fields) == ["owning_leader"] and refusal in exc.value.field_texts("zh")["owning_leader"][0]
+    assert "职务职务" not in exc.value.field_texts("zh")["owning_leader"][0]
+    if named != "nobody":
+        assert "holds no role leader at this case's grid or above" in exc.value.field_texts("en")["owning_leader"][0]
     assert [i.id for i in service.get_case(case.business_key).open_items] == [pick.id]
 
 
