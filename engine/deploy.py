@@ -272,7 +272,11 @@ def validate_files(files: dict[str, str], form_keys: set[str] | None = None) -> 
         problems.extend(_check_process(analysis, pid, form_keys))
     for name, root in analysis.trees.items():
         if etree.QName(root).namespace in DMN_NAMESPACES:
-            problems.extend(_check_decision_tables(name, root))
+            cells = _check_decision_tables(name, root)
+            named = {(p.file, p.element) for p in cells}
+            # ours name the rule and the column: the parser's English line on the same cell is dropped
+            problems = [p for p in problems if (p.file, p.element) not in named]
+            problems.extend(cells)
         elif not is_dmn(name):
             problems.extend(_check_reachability(name, root))
             problems.extend(_check_event_subprocess_starts(name, root))

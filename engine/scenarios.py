@@ -181,7 +181,7 @@ def run_scenario(service: WorkflowService, clock, scenario: Scenario) -> Scenari
     try:
         view = service.start_case(scenario.process, start["grid"], start.get("data") or {}, start["as"])
     except EngineError as exc:
-        fail("start", f"{exc.code}: {exc.message}", f"{exc.code}：{exc.zh}")
+        fail("start", *refused(exc))
     key = result.business_key = view.business_key
     result.log.append(f"start {key} as {start['as']}")
 

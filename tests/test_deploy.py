@@ -840,3 +840,12 @@ def test_a_flow_to_nothing_is_named_on_the_flow():
     assert "leads to 'end_nowhere', which is no element of its process" in flow.message
     assert "终点“end_nowhere”不是本流程中的元素" in flow.zh
     assert not [p for p in problems if "two items" in p.message]
+
+
+def test_a_broken_output_cell_is_one_problem_named_on_the_cell():
+    """Was two: the parser's 'Malformed Output Expression' in English and our own on the cell."""
+    files = _processes_with(dispatch_rules_dmn=('<outputEntry id="rule_02_deadline"><text>1</text>',
+                                                '<outputEntry id="rule_02_deadline"><text>1 +</text>'))
+    problems = validate_files(files, FormRegistry().keys())
+    assert [(p.file, p.element) for p in problems] == [("dispatch_rules.dmn", "rule_02_deadline")]
+    assert "rule 2" in problems[0].message and "第 2 条规则" in problems[0].zh

@@ -168,3 +168,12 @@ def test_the_scenarios_take_every_sequence_flow_of_every_shipped_process(service
                 missing.append(f"{bpmn.name}:{flow.get('id')} ({source} -> {target})")
     assert not missing, f"sequence flows no scenario takes: {missing}"
     assert not wrongly_listed, f"taken after all, drop from NEVER_TAKEN_HERE: {wrongly_listed}"
+
+
+def test_a_refused_start_names_the_field(service, clock):
+    scenario = Scenario.load(ROOT / "processes" / "scenarios" / "grid_matter" / "resolved_in_grid.yaml")
+    scenario.start = {**scenario.start, "data": {**scenario.start["data"], "colour": "purple"}}
+    with pytest.raises(ScenarioFailure) as err:
+        run_scenario(service, clock, scenario)
+    assert err.value.step == "start" and "'colour'" in err.value.message
+    assert err.value.text("zh")[0] == "发起" and "colour" in err.value.text("zh")[1]

@@ -212,7 +212,7 @@ def export_org_change_log(fmt):
     try:
         rows = OrgChangeLog(service()).all_changes(current_user.id, subject=subject or None, kind=kind or None)
     except InvalidInput:
-        abort(400)
+        return org_changes()   # the page, its form refilled, says which filter is wrong (400)
     return _file(export_org_changes(rows, fmt, current_lang(), org_change_label))
 
 
