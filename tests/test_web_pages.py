@@ -313,7 +313,7 @@ def test_report_with_a_photo_and_who_may_download_it(service, as_user):
     key = location.rsplit("/", 1)[-1]
     assert re.fullmatch(r"LX-2026-\d{6}", key)
     page = html(worker.get(location))
-    assert f"已上报，案件编号 {key}" in page
+    assert f"已提交，案件编号 {key}" in page
     assert REPORT["description"] in page and "矛盾纠纷" in page and "现场照片.png" in page
     assert "网格微调处" in page and "网格长 @ 新光社区第一网格" in page
     view = service.view_case(WORKER, key)

@@ -97,7 +97,7 @@ def start_submit(process_key):
         view = service().start_case(process_key, grid, data, current_user.id)
     except InvalidInput as exc:
         return _render_start(option, form, data, grid, localise_errors(exc.field_texts(current_lang())) or {"_schema": [exc.text(current_lang())]}, 400)
-    flash(_("已上报，案件编号 {key}", key=view.business_key))
+    flash(_("已提交，案件编号 {key}", key=view.business_key))
     return redirect(url_for("cases.show", business_key=view.business_key))
 
 
