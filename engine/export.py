@@ -35,7 +35,7 @@ SEARCH_COLUMNS = [
     ("business_key", "案件编号", "Case number"), ("title", "标题", "Title"),
     ("process_label", "流程", "Process"), ("process_key", "流程标识", "Process key"),
     ("status_label", "状态", "Status"), ("grid", "网格", "Grid"), ("category_label", "类别", "Category"),
-    ("colour_label", "风险等级", "Colour"), ("created_at", "上报时间", "Created"),
+    ("colour_label", "风险等级", "Colour"), ("created_at", "发起时间", "Started"),
     ("closed_at", "办结时间", "Closed"), ("summary", "案件数据", "Case data"),
 ]
 TRACE_COLUMNS = [
