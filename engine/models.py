@@ -25,6 +25,10 @@ LEVELS = ("city", "county", "town", "community", "grid")
 DEPARTMENT = "department"
 # Functional departments (职能部门) by type; a lane may name one: `county.petition_officer:xinfangju`.
 DEPT_TYPES = ("chengguan", "zhujian", "paichusuo", "sifasuo", "xinfangju", "fayuan", "minzheng", "lianxi")
+# what officials call each department type and level (notes stored in English read in Chinese)
+DEPT_NAMES_ZH = {"chengguan": "城管", "zhujian": "住建", "paichusuo": "派出所", "sifasuo": "司法所",
+                 "xinfangju": "信访局", "fayuan": "人民法院", "minzheng": "民政", "lianxi": "联席办"}
+LEVEL_NAMES_ZH = {"city": "市", "county": "县", "town": "乡镇", "community": "村（社区）", "grid": "网格"}
 ROLES = (
     "grid_worker", "grid_leader", "center_dispatcher", "department_handler",
     "petition_officer", "leader", "mediator", "auditor", "designer", "admin",

@@ -91,12 +91,16 @@ def test_trace_page_reads_any_event_data_without_failing(client, service, db, cl
         audit.record(s, case, "task_unclaimed", clock.now(), data={"reason": "account deactivated",
                                                                    "released_by": "lxx_dc"})
         audit.record(s, case, "urged", clock.now(), data={"holders": [{"odd": 1}], "to": ["x"], "note": None})
+        audit.record(s, case, "lane_unresolved", clock.now(), bpmn_id="department_handle",
+                     data={"reason": "no department_handler for department 'minzheng' at or above 林西县"})
         audit.record(s, case, "something_new", clock.now(), data={"ratio": 0.5, "flags": {"a": True}, "who": []})
     login(client, "lxx_dc")
     response = client.get(f"/audit/cases/{view.business_key}/trace")
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     assert "<dt>原因</dt><dd class=\"pre-wrap\">账号已停用</dd>" in html
+    # the engine's English note on a lane nobody holds, read in Chinese
+    assert "<dt>原因</dt><dd class=\"pre-wrap\">林西县及其上级没有民政的部门承办人</dd>" in html
     assert f"<dt>退回操作人</dt><dd class=\"pre-wrap\">{display_name(db, 'lxx_dc')}（lxx_dc）</dd>" in html
     assert "<dt>ratio</dt><dd class=\"pre-wrap\">0.5</dd>" in html
     assert "<dt>flags</dt><dd class=\"pre-wrap\">a: 是</dd>" in html

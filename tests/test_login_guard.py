@@ -66,7 +66,7 @@ def test_a_name_without_an_account_is_counted_and_locked_alike(service):
     assert service.authenticate("lx_wgy2", "demo123") is not None      # other names are not touched
 
 
-def test_a_deactivated_account_fails_and_the_note_says_why(service):
+def test_a_deactivated_account_fails_and_the_note_says_why(service, as_user):
     with service.db.unit_of_work() as session:
         session.scalar(select(User).where(User.username == "lx_wgy2")).active = False
     try:
@@ -75,6 +75,8 @@ def test_a_deactivated_account_fails_and_the_note_says_why(service):
             row = session.scalar(select(LoginAttempt).where(LoginAttempt.username == "lx_wgy2"))
         assert (row.outcome, row.via, row.address, row.note) == ("failed", "api", "10.0.0.7", "account deactivated")
         assert row.user_id is not None
+        page = as_user("lxx_dc").get("/audit/logins?username=lx_wgy2").get_data(as_text=True)
+        assert "账号已停用" in page and "account deactivated" not in page      # the stored note, in Chinese
     finally:
         with service.db.unit_of_work() as session:
             session.scalar(select(User).where(User.username == "lx_wgy2")).active = True

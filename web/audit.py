@@ -8,6 +8,7 @@ engine/export.py out.
 """
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
@@ -17,7 +18,7 @@ from sqlalchemy import select
 from engine.errors import InvalidInput
 from engine.export import FORMATS, MAX_SEARCH_ROWS, Labels, export_org_changes, export_search, export_trace
 from engine.login_guard import OUTCOMES as LOGIN_OUTCOMES, LoginRecords
-from engine.models import JurisdictionNode
+from engine.models import DEPT_NAMES_ZH, LEVEL_NAMES_ZH, ROLE_NAMES_ZH, JurisdictionNode
 from engine.org_log import KINDS as ORG_CHANGE_KINDS, OrgChangeLog
 from engine.readmodels import labels as org_labels
 from engine.search import MAX_LIMIT, STATUSES, CaseSearch, SearchFilters
@@ -216,6 +217,35 @@ def export_org_change_log(fmt):
     return _file(export_org_changes(rows, fmt, current_lang(), org_change_label))
 
 
+# notes the engine stores in English (a task's lane nobody holds, a login's outcome), as a
+# Chinese reader reads them; English readers see them as stored
+_STORED_NOTES_ZH = [
+    (re.compile(r"^no (\w+) for department '(\w+)' at or above (.+)$"),
+     lambda m: f"{m[3]}及其上级没有{DEPT_NAMES_ZH.get(m[2], m[2])}的{ROLE_NAMES_ZH.get(m[1], m[1])}"),
+    (re.compile(r"^nobody holds (\w+) at (.+)$"),
+     lambda m: f"{'各级' if m[2] == 'any level' else m[2]}无人担任{ROLE_NAMES_ZH.get(m[1], m[1])}"),
+    (re.compile(r"^lane '(.+)' names no role$"), lambda m: f"泳道“{m[1]}”没有写明角色"),
+    (re.compile(r"^the case's grid has no (\w+) above it$"),
+     lambda m: f"案件所在网格之上没有{LEVEL_NAMES_ZH.get(m[1], m[1])}一级"),
+    (re.compile(r"^account deactivated$"), lambda m: "账号已停用"),
+    (re.compile(r"^no such account$"), lambda m: "没有该账号"),
+    (re.compile(r"^password change$"), lambda m: "修改密码"),
+    (re.compile(r"^password change: wrong current password$"), lambda m: "修改密码：原密码错误"),
+    (re.compile(r"^by (.+)$"), lambda m: f"由 {m[1]} 解除"),
+]
+
+
+@bp.app_template_global()
+def stored_note(text: str | None) -> str:
+    if not text or current_lang() == "en":
+        return text or ""
+    for pattern, zh in _STORED_NOTES_ZH:
+        match = pattern.match(text)
+        if match:
+            return zh(match)
+    return text
+
+
 @bp.app_template_global()
 def org_change_label(kind: str) -> str:
     labels = {"node_created": _("新建辖区/单位"), "node_changed": _("修改辖区/单位"), "user_created": _("新建账号"),
@@ -374,7 +404,7 @@ def step_notes(trace, details: dict, lang: str) -> dict[int, list[dict]]:
     known = {
         "note": (_("督办意见"), _plain), "count": (_("督办次数"), _plain),
         "holders": (_("被督办人"), people_of),
-        "reason": (_("原因"), lambda v: _("账号已停用") if v == "account deactivated" else _plain(v)),
+        "reason": (_("原因"), lambda v: stored_note(v) if isinstance(v, str) else _plain(v)),
         "released_by": (_("退回操作人"), login),
         "assignee_id": (_("指定承办人"), person), "candidates": (_("候选承办人"), people_of),
         "lane": (_("原定岗位"), lambda v: role_label(v) if isinstance(v, str) else _plain(v)),
