@@ -234,3 +234,22 @@ def test_node_outside_jurisdiction_is_kept_by_code_not_named(client, service, db
     assert name not in html
     html = client.get("/audit/cases?node=no-such-node").get_data(as_text=True)
     assert _selected_node(html) == [("no-such-node", "no-such-node")] and "找不到该辖区" in html
+
+
+def test_trace_reads_changes_and_where_a_step_came_from_by_their_names(client, service, clock):
+    """Were codes: "verified: False → True", "来自 gw_mediated"."""
+    from forms import FormRegistry
+    from tests.helpers import work
+    key = service.start_case("grid_matter", G1, REPORT, "lx_wgy1").business_key
+    work(service, "lx_wgz1", "micro_mediation", {"resolved": False, "mediation_note": "未谈拢"})
+    work(service, "lxz_pd", "town_dispatch", {"department": "chengguan"})
+    handled = {"handling_result": "已清理", "handled_at": "2026-03-02T10:00:00+08:00"}
+    work(service, "lxz_cg", "department_handle", handled)
+    work(service, "lx_wgy1", "verify_on_site", {"verified": False, "verification_note": "仍有垃圾"})
+    work(service, "lxz_cg", "department_handle", handled)
+    work(service, "lx_wgy1", "verify_on_site", {"verified": True, "verification_note": "已清理干净"})
+    verified = next(f for f in FormRegistry().get("verify_on_site").fields if f.name == "verified").label["zh"]
+    login(client, "lxx_dc")
+    html = client.get(f"/audit/cases/{key}/trace").get_data(as_text=True)
+    assert f"{verified}: 否 → 是" in html and "verified: False" not in html
+    assert "来自 网格微调处" in html and "来自 micro_mediation" not in html

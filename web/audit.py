@@ -15,6 +15,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
+from engine.diagram import diagram_model
 from engine.errors import InvalidInput
 from engine.export import FORMATS, MAX_SEARCH_ROWS, Labels, export_org_changes, export_search, export_trace
 from engine.login_guard import OUTCOMES as LOGIN_OUTCOMES, LoginRecords
@@ -162,7 +163,40 @@ def trace(business_key):
     details = event_details(result.detail, lang)
     return render_template("audit/trace.html", trace=result, view=result.detail, case=result.case,
                            details=details, notes=step_notes(result, details, lang), formats=list(FORMATS),
-                           lang=lang)
+                           lang=lang, changes=_changes(result, lang),
+                           element_names=_element_names(result.detail.version))
+
+
+def _element_names(version) -> dict[str, str]:
+    """{BPMN id: its name} of every element of a version (where a step came from)."""
+    model = diagram_model(version.files)
+    return {element_id: found[0].name for element_id, found in model.elements.items() if found and found[0].name}
+
+
+def _changes(trace, lang: str) -> dict[int, list[tuple[str, str, str]]]:
+    """{event id: [(field label, before, after)]}: what a step changed, read as its form reads
+    (labels for field names, choices and yes/no)."""
+    fields = {}
+    version = trace.detail.version
+    for key in dict.fromkeys(k for k in [version.properties.get("startForm"), *form_keys(version).values()] if k):
+        form = service().forms.get(key)
+        for f in (form.fields if form is not None else ()):
+            fields.setdefault(f.name, f)
+
+    def value(f, v) -> str:
+        if f is not None and f.choices:
+            shown = {c["value"]: label(c, lang) for c in f.choices}
+            if isinstance(v, list):
+                return _("、").join(shown.get(x, _plain(x)) for x in v) or "—"
+            return shown.get(v, _plain(v))
+        return _plain(v)
+    out = {}
+    for step in trace.steps:
+        if step.changed:
+            out[step.event_id] = [(label(fields[name].label, lang) if name in fields else name,
+                                   value(fields.get(name), before), value(fields.get(name), after))
+                                  for name, (before, after) in step.changed.items()]
+    return out
 
 
 @bp.route("/audit/cases/<business_key>/trace.<fmt>")
