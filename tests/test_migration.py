@@ -131,13 +131,17 @@ def test_a_changed_waiting_timer_blocks_the_move(svc, timed_key):
     assert any("waiting 'Grid deadline (deadline)' changed" in r for r in blocked.reasons)
 
 
-def test_an_open_task_that_changes_type_blocks_the_move(svc, timed_key):
+def test_an_open_task_that_changes_type_blocks_the_move(svc, timed_key, app):
+    from web.designer import migration_reason
     svc.start_case(timed_key, GRID, {}, WORKER)
-    deploy_edit(svc, timed_key, ('<bpmn:userTask id="handle" name="Handle in the grid">', '<bpmn:manualTask id="handle" name="Handle in the grid">'),
+    deploy_edit(svc, timed_key, ('<bpmn:userTask id="handle" name="Handle in the grid">', '<bpmn:scriptTask id="handle" name="Handle in the grid">'),
                 ('<bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing></bpmn:userTask>',
-                 '<bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing></bpmn:manualTask>'))
+                 '<bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>'
+                 '<bpmn:script>again = False</bpmn:script></bpmn:scriptTask>'))
     [blocked] = Migrator(svc).plan(DESIGNER, timed_key, 1, 2).blocked
-    assert any("changes type" in r for r in blocked.reasons)
+    [reason] = [r for r in blocked.reasons if "changes type" in r]
+    with app.test_request_context():       # the page, in Chinese
+        assert migration_reason(reason) == "案件正在“Handle in the grid (handle)”，新版本把它从用户任务改为脚本任务"
 
 
 def test_only_open_cases_of_the_source_version_are_listed(svc, timed_key):

@@ -28,7 +28,7 @@ from engine.trace import CaseTrace
 from . import audit_api  # noqa: F401  (its /api/v1 routes)
 from .dashboard import category_labels
 from .extensions import service
-from .i18n import current_lang, element_name, gettext as _, label, local_time, process_name
+from .i18n import current_lang, element_name, gettext as _, label, local_time, process_name, read_stored
 from .tasks import case_status_label, colour_label, event_details, event_label, file_size, form_keys, role_label
 
 bp = Blueprint("audit", __name__)
@@ -271,13 +271,7 @@ _STORED_NOTES_ZH = [
 
 @bp.app_template_global()
 def stored_note(text: str | None) -> str:
-    if not text or current_lang() == "en":
-        return text or ""
-    for pattern, zh in _STORED_NOTES_ZH:
-        match = pattern.match(text)
-        if match:
-            return zh(match)
-    return text
+    return read_stored(text, _STORED_NOTES_ZH)
 
 
 @bp.app_template_global()

@@ -3,6 +3,8 @@ node_modules), check and deploy, version diff, upload of files from other modele
 Thin: every rule and every transaction is in engine/designer.py."""
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from markupsafe import Markup
@@ -12,7 +14,7 @@ from engine.errors import EngineError, InvalidInput
 from engine.models import LEVELS, WORKING_ROLES
 
 from .extensions import send_npm_dist, service
-from .i18n import current_lang, gettext as _, label
+from .i18n import current_lang, gettext as _, label, read_stored
 
 bp = Blueprint("designer", __name__, url_prefix="/designer")
 
@@ -182,6 +184,30 @@ def migrate_plan(process_key):
     plan = Migrator(service()).plan(current_user.id, process_key, old, new)
     return render_template("designer/migrate.html", entry=entry, plan=plan, result=None,
                            task_names=_task_names(process_key))
+
+
+_SPEC_KINDS_ZH = {"UserTask": "用户任务", "ManualTask": "人工任务", "NoneTask": "任务", "ScriptTask": "脚本任务",
+                  "CallActivity": "调用活动", "SubWorkflowTask": "子流程", "BusinessRuleTask": "业务规则任务",
+                  "ServiceTask": "服务任务", "ReceiveTask": "接收任务", "SendTask": "发送任务"}
+# engine/migration.py's reasons, as a Chinese designer reads them
+_MIGRATION_REASONS_ZH = [
+    (re.compile(r"^the running subprocess (.+) no longer exists in the new version$"),
+     lambda m: f"运行中的子流程“{m[1]}”在新版本中已不存在"),
+    (re.compile(r"^the case is at or has open '(.+)', which the new version removed$"),
+     lambda m: f"案件正在“{m[1]}”，新版本删除了该环节"),
+    (re.compile(r"^the case is at or has passed '(.+)', which the new version removed$"),
+     lambda m: f"案件已经过“{m[1]}”，新版本删除了该环节"),
+    (re.compile(r"^'(.+)' changes type from (\w+) to (\w+) while the case is at it$"),
+     lambda m: f"案件正在“{m[1]}”，新版本把它从{_SPEC_KINDS_ZH.get(m[2], m[2])}改为{_SPEC_KINDS_ZH.get(m[3], m[3])}"),
+    (re.compile(r"^the waiting '(.+)' changed; its deadline or trigger would stay as the old version computed it$"),
+     lambda m: f"等待中的“{m[1]}”已修改，其期限或触发条件仍会按旧版本计算"),
+    (re.compile(r"^the case's state could not be compared: (.+)$"), lambda m: f"无法比较案件的状态：{m[1]}"),
+]
+
+
+@bp.app_template_global()
+def migration_reason(text: str) -> str:
+    return read_stored(text, _MIGRATION_REASONS_ZH)
 
 
 def _task_names(process_key: str) -> dict[str, str]:

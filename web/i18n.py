@@ -418,6 +418,19 @@ _MESSAGES = [
 ]
 
 
+def read_stored(text: str | None, table) -> str:
+    """A note the engine stored in English (a lane nobody holds, why a case cannot migrate …)
+    as a Chinese reader reads it: the first of `table`'s (pattern, make) that matches; English
+    readers, and notes no pattern knows, get it as stored."""
+    if not text or current_lang() == "en":
+        return text or ""
+    for pattern, make in table:
+        match = pattern.match(text)
+        if match:
+            return make(match)
+    return text
+
+
 def localise_message(message: str, lang: str | None = None) -> str:
     """A validator's (English) message in `lang` (the official's language by default);
     unknown ones unchanged."""
