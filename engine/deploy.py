@@ -543,6 +543,9 @@ def _check_scripts(filename: str, task_spec, flows: dict | None = None, specs: d
     return found
 
 
+# a duration, cycle or date and time written as plain text (P7D, R/P1D, 2026-12-01T09:00:00+08:00)
+ISO_8601_TEXT = re.compile(r"(R\d*/)?(P[0-9YMWDTHS.,]+|\d{4}-\d\d-\d\d[0-9T:.+\-Z]*)(/P[0-9YMWDTHS.,]+)?")
+
 # what each kind of timer reads its text as, as SpiffWorkflow parses it when a case gets there
 _TIMER_KINDS = {
     DurationTimerEventDefinition: (TimerEventDefinition.parse_iso_duration, "an ISO 8601 duration",
@@ -572,6 +575,12 @@ def _timer_problems(filename: str, task_spec) -> list[Problem]:
         return [Problem(filename, element, f"the timer of '{label}' has no expression: the first case that "
                         "reaches it stops with an error", fix[0],
                         f"“{label}”的定时器没有填写：第一个运行到这里的案件会出错停下", fix[1])]
+    if ISO_8601_TEXT.fullmatch(expression):   # as Camunda Modeler writes timers: read as an expression, it fails
+        return [Problem(filename, element, f"the timer '{expression}' of '{label}' is ISO 8601 text without "
+                        "quotes: the engine reads a timer as an expression, so the first case that reaches it "
+                        "stops with an error", f'write it in quotes: "{expression}" (or an expression giving such text)',
+                        f"“{label}”的定时器“{expression}”是未加引号的 ISO 8601 文本：引擎把定时器当作表达式计算，"
+                        "第一个运行到这里的案件会出错停下", f'请加上引号："{expression}"（或写成得出这种文本的表达式）')]
     try:
         tree = ast.parse(expression, mode="eval")
     except SyntaxError:

@@ -26,13 +26,12 @@ import functools
 import io
 import itertools
 import math
-import re
 from dataclasses import dataclass
 
 from lxml import etree
 
 from .bpmn import BPMN_NS, camunda_attributes, data_key, element_properties, is_user_task, process_properties, user_task_info
-from .deploy import (DMN_NAMESPACES, Problem, _analysis_of, _input_test, _local, _scripts_of)
+from .deploy import (DMN_NAMESPACES, ISO_8601_TEXT, Problem, _analysis_of, _input_test, _local, _scripts_of)
 from .sandbox import SAFE_BUILTINS, SCRIPT_ENGINE
 from .scheduled_starts import ScheduledStarts
 
@@ -201,16 +200,8 @@ def unset_name_notes(files: dict[str, str], processes=None, forms=None) -> list[
                 continue
             element = holder.get("id") or ""
             label = holder.get("name") or element
-            if what == "timer" and _ISO_8601_TEXT.fullmatch(text):
-                notes.append(Problem(   # as Camunda Modeler writes timers
-                    filename, element,
-                    f"the timer '{text}' of '{label}' is ISO 8601 text without quotes: the engine reads a "
-                    "timer as an expression, so the first case that reaches it stops with an error",
-                    f'write it in quotes: "{text}" (or an expression giving such text)',
-                    f"“{label}”的定时器“{text}”是未加引号的 ISO 8601 文本：引擎把定时器当作表达式计算，"
-                    "第一个运行到这里的案件会出错停下",
-                    f'请加上引号："{text}"（或写成得出这种文本的表达式）'))
-                continue
+            if what == "timer" and ISO_8601_TEXT.fullmatch(text):
+                continue   # a problem, not a note: engine/deploy.py, _timer_problems
             names = ", ".join(f"'{n}'" for n in unset)
             notes.append(Problem(
                 filename, element,
@@ -271,7 +262,6 @@ def _names_set(frozen: tuple, forms) -> set[str] | None:
 
 
 # a duration (P7D, PT4H), a repetition (R6/P1D, R/2026-01-01T01:00:00+08:00/P1M) or a date
-_ISO_8601_TEXT = re.compile(r"(R\d*/)?(P[0-9YMWDTHS.,]+|\d{4}-\d\d-\d\d[0-9T:.+\-Z]*)(/P[0-9YMWDTHS.,]+)?")
 
 
 def _declared_names(element) -> set[str]:

@@ -643,9 +643,9 @@ def test_a_call_activity_whose_callee_needs_a_data_input_the_caller_never_sets_i
 
 
 def test_a_condition_or_timer_reading_a_name_nothing_sets_is_a_note_not_a_refusal(tmp_path):
-    """A misspelt name in a gateway's condition, or a timer written as Camunda Modeler writes
-    it (ISO 8601 without quotes), passes the compile checks but stops the first case that
-    reaches it: each is noted on its element, in both languages; the CLI prints them."""
+    """A misspelt name in a gateway's condition passes the compile checks but stops the first
+    case that reaches it: it is noted on its element, in both languages; the CLI prints it. A
+    timer written as Camunda Modeler writes it (ISO 8601 without quotes) is sure to fail: refused."""
     from engine.deploy import _analyse, _closure_files
     from engine.notes import unset_name_notes, version_notes
     shipped = read_process_dir(ROOT / "processes")
@@ -661,10 +661,12 @@ def test_a_condition_or_timer_reading_a_name_nothing_sets_is_a_note_not_a_refusa
     assert "the condition 'handlinglevel == \"grid\"' of '格内处置' reads 'handlinglevel'" in note.message
     assert "correct the name" in note.fix and "读取 'handlinglevel'" in note.text("zh")[0]
 
+    # a timer as Camunda Modeler writes it fails every case that reaches it: a problem, not a note
     timer = _processes_with(grid_matter_bpmn=('>f"P{grid_days}D"</bpmn:timeDuration>', '>P7D</bpmn:timeDuration>'))
-    [note] = unset_name_notes(timer)
-    assert note.element == "grid_overdue" and "ISO 8601 text without quotes" in note.message
-    assert note.fix.startswith('write it in quotes: "P7D"') and "未加引号" in note.text("zh")[0]
+    assert unset_name_notes(timer) == []
+    [problem] = validate_files(timer, FormRegistry().keys())
+    assert problem.element == "grid_overdue" and "ISO 8601 text without quotes" in problem.message
+    assert problem.fix.startswith('write it in quotes: "P7D"') and "未加引号" in problem.text("zh")[0]
 
     # a decision's input column that tests a name no form has (colour spelt color)
     color = _processes_with(dispatch_rules_dmn=("<text>colour</text>", "<text>color</text>"))
