@@ -172,7 +172,7 @@ def _analyse(files: dict[str, str]) -> _Analysis:
                 for pid in set(parser.process_parsers) - before:
                     process_files[pid] = name
         except Exception as exc:  # any parser failure is a finding about this file, never a crash
-            problems.append(_problem_from_exception(name, exc))
+            problems.append(_problem_from_exception(name, exc, root))
     executable = [pid for pid, pp in parser.process_parsers.items()
                   if pp.process_executable and pid in process_files]
     return _Analysis(parser, trees, process_files, decision_files, executable, problems)
@@ -238,11 +238,20 @@ _FIX_HINTS = (   # (words of the parser's message, the fix, the fix in Chinese)
 )
 
 
-def _problem_from_exception(filename: str, exc: Exception) -> Problem:
+def _problem_from_exception(filename: str, exc: Exception, root=None) -> Problem:
     element = getattr(exc, "id", "") or ""
     file_name = getattr(exc, "file_name", "") or filename
     line = getattr(exc, "line_number", "")
-    msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+    # a name with a line break in it cut the message at the break: the whole message, on one line
+    msg = " ".join(str(exc).split()) if str(exc) else exc.__class__.__name__
+    missing = re.search(r"The process '([^']+)' was not found", msg)
+    if missing and not element and root is not None:   # name the call activity that calls it
+        element = next((c.get("id") for c in root.iter(f"{{{BPMN_NS}}}callActivity")
+                        if c.get("calledElement") == missing.group(1)), "") or ""
+    store = re.search(r"Data Store with name (.+) has no implementation", msg)
+    if store and not element and root is not None:     # name the data store the designer must remove
+        element = next((d.get("id") for d in root.iter(f"{{{BPMN_NS}}}dataStoreReference", f"{{{BPMN_NS}}}dataStore")
+                        if " ".join((d.get("name") or "").split()) == store.group(1)), "") or ""
     # lxml elements print with a memory address: name the tag instead
     msg = re.sub(r"<Element \{[^}]*\}(\w+) at 0x[0-9a-f]+>", r"<\1>", msg).strip()
     if not element and line:
@@ -296,7 +305,7 @@ def _check_process(analysis: _Analysis, pid: str, form_keys) -> list[Problem]:
         spec = analysis.parser.get_spec(pid)
         subprocess_specs = analysis.parser.get_subprocess_specs(pid)
     except Exception as exc:
-        return [_problem_from_exception(filename, exc)]
+        return [_problem_from_exception(filename, exc, analysis.trees.get(filename))]
     root = analysis.trees.get(filename)
     for proc in root.iter(f"{{{BPMN_NS}}}process") if root is not None else ():
         if proc.get("id") == pid:

@@ -851,3 +851,10 @@ def test_a_broken_output_cell_is_one_problem_named_on_the_cell():
     problems = validate_files(files, FormRegistry().keys())
     assert [(p.file, p.element) for p in problems] == [("dispatch_rules.dmn", "rule_02_deadline")]
     assert "rule 2" in problems[0].message and "第 2 条规则" in problems[0].zh
+
+
+def test_a_call_to_a_process_that_does_not_exist_is_named_on_the_call_activity():
+    files = _processes_with(grid_matter_bpmn=('calledElement="mediation"', 'calledElement="mediatio"'))
+    problems = validate_files(files, FormRegistry().keys())
+    assert [(p.file, p.element) for p in problems] == [("grid_matter.bpmn", "mediation")]
+    assert "'mediatio' was not found" in problems[0].message
