@@ -40,7 +40,7 @@ MESSAGES = {
     "满意率": "Satisfaction rate", "满意 {a} / 参评 {b}": "satisfied {a} / rated {b}",
     "小事不出格率": "Resolved in the grid", "格内化解 {a} / 已化解 {b}": "in the grid {a} / resolved {b}",
     "返工率": "Rework rate", "返工 {a} / 核查 {b}": "rework {a} / verified {b}",
-    "本期登记的各类事项": "all processes, registered in the period", "当前超期": "Overdue now",
+    "本期登记的各类事项（不含入户走访、逆向考评等工作记录）": "matters of every chain registered in the period (work records such as household visits and reverse evaluations not counted)", "当前超期": "Overdue now",
     "超期任务 {n} 项": "{n} overdue tasks", "超期督办任务 {n} 项": "{n} overdue-supervision tasks",
     "逐级上报：至乡镇 {a}，至县 {b}，至市 {c}": "Escalated: to the town {a}, to the county {b}, to the city {c}",
     "各项指标的口径见 docs/metrics.md；同样的数据可通过 /api/v1/dashboard 获取。":
