@@ -140,6 +140,8 @@ class CaseSearch:
             node = session.scalar(select(JurisdictionNode).where(JurisdictionNode.code == f.node.strip()))
             if node is None:
                 problems["node"] = ["no such jurisdiction"]
+            elif node.level == DEPARTMENT:   # no case lies under a department: the search would say "none"
+                problems["node"] = ["must be a jurisdiction"]
             else:
                 resolved["node"] = node
         if f.process_key and "process_key" not in problems and session.scalar(select(ProcessVersion.id).where(

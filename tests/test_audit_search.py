@@ -106,6 +106,7 @@ def test_paging(service, cases):
 @pytest.mark.parametrize("kw, field", [
     ({"status": "lost"}, "status"),
     ({"node": "no-such-node"}, "node"),
+    ({"node": "linxi-zjj"}, "node"),                  # a department: no case lies under it
     ({"process_key": "nosuch"}, "process_key"),       # a typo must not read as "no cases"
     ({"participant": "nobody"}, "participant"),
     ({"created_from": date(2026, 3, 5), "created_to": date(2026, 3, 1)}, "created_to"),
@@ -139,6 +140,8 @@ def test_search_page(client, cases):
     assert "案件查询" in html and cases["g1_a"] not in html         # no search until asked
     html = client.get(f"/audit/cases?go=1&node={G2}").get_data(as_text=True)
     assert cases["g2"] in html and cases["g1_a"] not in html and "/trace" in html
+    department = client.get("/audit/cases?node=linxi-zjj")
+    assert department.status_code == 400 and "不能选职能部门" in department.get_data(as_text=True)
     response = client.get("/audit/cases?participant=nobody")
     assert response.status_code == 400
     assert "找不到该用户" in response.get_data(as_text=True)

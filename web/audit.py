@@ -28,7 +28,8 @@ from engine.trace import CaseTrace
 from . import audit_api  # noqa: F401  (its /api/v1 routes)
 from .dashboard import category_labels
 from .extensions import service
-from .i18n import current_lang, element_name, gettext as _, label, local_time, process_name, read_stored
+from .i18n import (current_lang, element_name, gettext as _, label, local_time, localise_message, process_name,
+                   read_stored)
 from .tasks import case_status_label, colour_label, event_details, event_label, file_size, form_keys, role_label
 
 bp = Blueprint("audit", __name__)
@@ -83,7 +84,10 @@ def _page() -> int:
 
 def _localised(exc: InvalidInput) -> dict:
     messages = _field_messages()
-    return {name: [messages.get(name, _("填写的内容无效。"))] for name in (exc.fields or {})}
+    # the page's own words per field, but a department chosen as 辖区 is told why
+    return {name: [localise_message(found[0]) if found and found[0] == "must be a jurisdiction"
+                   else messages.get(name, _("填写的内容无效。"))]
+            for name, found in (exc.fields or {}).items()}
 
 
 def _node_options(selected: str) -> list:
