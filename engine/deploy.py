@@ -461,15 +461,18 @@ def _syntax_error(text: str) -> str | None:
 def _lane_problems(file: str, element: str, info, lane: str) -> list[Problem]:
     """Each lane the task names (candidate groups may name several) must name a known role."""
     problems = []
+    # without a lane the task's candidate groups stand for it: the messages name what the designer wrote
+    what, what_zh = ("lane", "泳道") if info.lane else ("candidate group", "候选组")
     for part in lane_parts(lane):
         ref = parse_lane(part)
         if (ref is None or ref.role not in ROLES) and not info.lane:
             problems.append(Problem(
                 file, element, f"candidate group '{part}' of user task '{info.name}' names no known role",
                 "write the group as level.role (e.g. town.center_dispatcher) or as a role name "
-                f"(网格员, 乡镇派单员 …); roles: {', '.join(ROLES)}",
+                f"(网格员, 乡镇派单员 …); roles that work tasks: {', '.join(WORKING_ROLES)}",
                 f"用户任务“{info.name}”的候选组“{part}”不是已知角色",
-                f"请写成“层级.角色”（如 town.center_dispatcher）或角色名（网格员、乡镇派单员…）；角色：{', '.join(ROLES)}"))
+                f"请写成“层级.角色”（如 town.center_dispatcher）或角色名（网格员、乡镇派单员…）；"
+                f"办理任务的角色：{', '.join(WORKING_ROLES)}"))
         elif ref is None or ref.role not in ROLES:
             problems.append(Problem(
                 file, element, f"lane '{part}' of user task '{info.name}' names no known role",
@@ -478,11 +481,11 @@ def _lane_problems(file: str, element: str, info, lane: str) -> list[Problem]:
                 f"泳道请命名为“层级.角色”，角色可选：{', '.join(WORKING_ROLES)}"))
         elif ref.role not in WORKING_ROLES:
             problems.append(Problem(
-                file, element, f"lane '{part}' of user task '{info.name}' names the role {ref.role}, whose holders "
+                file, element, f"{what} '{part}' of user task '{info.name}' names the role {ref.role}, whose holders "
                 "work no tasks (auditors only read; designers and administrators keep the workbench and the "
                 "organisation): nobody could work the task",
                 f"name a role that works tasks: {', '.join(WORKING_ROLES)}",
-                f"用户任务“{info.name}”的泳道“{part}”的角色 {ref.role} 不办理任务（督查只能查看，流程设计员和管理员"
+                f"用户任务“{info.name}”的{what_zh}“{part}”的角色 {ref.role} 不办理任务（督查只能查看，流程设计员和管理员"
                 "负责流程与组织），没有人能办理此任务",
                 f"请选择办理任务的角色：{', '.join(WORKING_ROLES)}"))
         elif ref.dept_type and ref.dept_type not in DEPT_TYPES:

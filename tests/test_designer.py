@@ -374,6 +374,11 @@ def test_each_candidate_group_that_names_no_role_is_reported(designer):
     result = designer.check(DESIGNER, {"c.bpmn": text})
     assert [(p.element, p.message.startswith("candidate group 'accounting'")) for p in result.problems] == [
         ("Task_Verify", True)]
+    assert "auditor" not in result.problems[0].fix          # the roles offered are the ones that work tasks
+    auditors = designer.check(DESIGNER, {"c.bpmn": CAMUNDA.replace('camunda:candidateGroups="网格员"',
+                                                                   'camunda:candidateGroups="督查"')})
+    [problem] = auditors.problems
+    assert problem.message.startswith("candidate group 'auditor'") and "的候选组“auditor”" in problem.zh
 
 
 def test_a_lane_named_for_people_defers_to_the_tasks_candidate_groups(clean_db, clock):
