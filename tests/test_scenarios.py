@@ -177,3 +177,17 @@ def test_a_refused_start_names_the_field(service, clock):
         run_scenario(service, clock, scenario)
     assert err.value.step == "start" and "'colour'" in err.value.message
     assert err.value.text("zh")[0] == "发起" and "colour" in err.value.text("zh")[1]
+
+
+def test_the_extension_notice_shows_the_reason_to_tell_the_petitioner(service, clock):
+    """告知信访人延期 asks the officer to tell the petitioner the reason: the task shows it."""
+    scenario = Scenario.load(ROOT / "processes" / "scenarios" / "petition" / "extension_approved_30_days.yaml")
+    upto = next(i for i, step in enumerate(scenario.steps) if step.get("task") == "notify_extension")
+    scenario.steps, scenario.expect = scenario.steps[:upto], {}
+    key = run_scenario(service, clock, scenario).business_key
+    [notice] = [i for i in service.get_case(key).open_items if i.spec_id == "notify_extension"]
+    detail = service.task_detail("lxx_zj", notice.id)
+    reason = service.case_data(key)["extension_reason"]
+    assert reason and detail.case_data["extension_reason"] == reason
+    assert "extension_reason" in [f.name for f in detail.form.fields if f.readonly]
+    assert notice.due_at is not None                                  # the extended limit
