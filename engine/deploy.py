@@ -139,7 +139,7 @@ def _analyse(files: dict[str, str]) -> _Analysis:
                                     f"XML 格式错误：{exc.msg}", "请在建模器中打开并重新保存，或手工修正 XML"))
     parser = CamundaAwareParser()
     process_files, decision_files = {}, {}
-    for name, root in list(trees.items()):
+    for name, root in trees.items():
         duplicates = _duplicate_ids(name, root)
         if duplicates:   # SpiffWorkflow would name one of them, or another element, in its own words
             problems.extend(duplicates)
@@ -530,6 +530,8 @@ def _check_scripts(filename: str, task_spec, flows: dict | None = None, specs: d
     found = []
     for what, source, mode, target in _scripts_of(task_spec):
         why = check_source(source.strip(), mode)
+        if not why:
+            continue
         element = task_spec.bpmn_id or task_spec.name
         if target is not None and flows and specs:
             target_spec = specs.get(target)
@@ -537,7 +539,7 @@ def _check_scripts(filename: str, task_spec, flows: dict | None = None, specs: d
             while target_spec is not None and target_spec.bpmn_id is None and target_spec.outputs:
                 target_spec = target_spec.outputs[0]
             element = flows.get((task_spec.bpmn_id, getattr(target_spec, "bpmn_id", None)), element)
-        if why and (why.startswith("syntax error") or "SyntaxError" in why):
+        if why.startswith("syntax error") or "SyntaxError" in why:
             found.append(Problem(filename, element,
                                  f"{what} '{source.strip()[:60]}' cannot be read: {why}",
                                  "correct it as a Python expression or script: == to compare, quotes around text, "
@@ -545,7 +547,7 @@ def _check_scripts(filename: str, task_spec, flows: dict | None = None, specs: d
                                  f"{_WHAT_ZH.get(what, what)}“{source.strip()[:60]}”有语法错误：{why}",
                                  "请按 Python 写法改正：比较用 ==，文字加引号，多个条件用 and/or/not 连接"
                                  "（如 visit_outcome == \"needs_help\"）"))
-        elif why:
+        else:
             found.append(Problem(filename, element,
                                  f"{what} '{source.strip()[:60]}' is not allowed: {why}",
                                  "process scripts may use task data, literals and simple built-ins only "

@@ -180,12 +180,7 @@ def _element_names(version) -> dict[str, str]:
 def _changes(trace, lang: str) -> dict[int, list[tuple[str, str, str]]]:
     """{event id: [(field label, before, after)]}: what a step changed, read as its form reads
     (labels for field names, choices and yes/no)."""
-    fields = {}
-    version = trace.detail.version
-    for key in dict.fromkeys(k for k in [version.properties.get("startForm"), *form_keys(version).values()] if k):
-        form = service().forms.get(key)
-        for f in (form.fields if form is not None else ()):
-            fields.setdefault(f.name, f)
+    fields = _version_fields(trace.detail.version)
 
     def value(f, v) -> str:
         if f is not None and f.choices:
@@ -498,12 +493,17 @@ def _moment(value) -> str:
         return str(value)
 
 
-def _field_labels(version, lang: str) -> dict[str, str]:
-    """{field name: its label} over the forms of a process version (start form first)."""
+def _version_fields(version) -> dict:
+    """{field name: its FieldDef} over the forms of a process version (start form first)."""
     keys = [version.properties.get("startForm")] + list(form_keys(version).values())
-    out: dict[str, str] = {}
+    out: dict = {}
     for key in dict.fromkeys(k for k in keys if k):
         form = service().forms.get(key)
         for f in (form.fields if form is not None else ()):
-            out.setdefault(f.name, label(f.label, lang))
+            out.setdefault(f.name, f)
     return out
+
+
+def _field_labels(version, lang: str) -> dict[str, str]:
+    """{field name: its label} over the forms of a process version (start form first)."""
+    return {name: label(f.label, lang) for name, f in _version_fields(version).items()}
