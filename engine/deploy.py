@@ -117,6 +117,16 @@ class _Analysis:
     decision_files: dict   # decision id -> filename
     executable: list       # executable top-level process ids
     problems: list
+    _flow_ids: dict = field(default_factory=dict, repr=False)
+
+    def flow_ids(self, filename: str) -> dict:
+        """(sourceRef, targetRef) -> sequence flow id of a file: built once per file, not once per
+        process spec of it (a file's subprocesses and called processes are each a spec)."""
+        if filename not in self._flow_ids:
+            tree = self.trees.get(filename)
+            self._flow_ids[filename] = {(f.get("sourceRef"), f.get("targetRef")): f.get("id")
+                               for f in tree.iter(f"{{{BPMN_NS}}}sequenceFlow")} if tree is not None else {}
+        return self._flow_ids[filename]
 
 
 @functools.lru_cache(maxsize=4)
@@ -312,9 +322,7 @@ def _check_process(analysis: _Analysis, pid: str, form_keys) -> list[Problem]:
             problems.extend(_start_problems(filename, pid, element_properties(proc), form_keys))
     for proc_spec in [spec, *subprocess_specs.values()]:
         file_of_spec = Path(getattr(proc_spec, "file", "") or filename).name
-        tree = analysis.trees.get(file_of_spec)
-        flows = {(f.get("sourceRef"), f.get("targetRef")): f.get("id")
-                 for f in tree.iter(f"{{{BPMN_NS}}}sequenceFlow")} if tree is not None else {}
+        flows = analysis.flow_ids(file_of_spec)
         for task_spec in proc_spec.task_specs.values():
             problems.extend(_check_scripts(file_of_spec, task_spec, flows, proc_spec.task_specs))
             problems.extend(_timer_problems(file_of_spec, task_spec))
