@@ -256,3 +256,16 @@ def test_check_notes_an_element_the_dashboard_reads_and_deploys_all_the_same(as_
                                                  "file": (io.BytesIO(text.encode()), "grid_matter.bpmn")},
                        content_type="multipart/form-data").get_data(as_text=True)
     assert 'id="report-ok"' in page and 'id="report-notes"' in page and "micro_mediation" in page
+
+
+def test_designer_pages_in_english_name_the_process_in_english(as_user):
+    client = as_user(DESIGNER)
+    client.post("/lang/en", data={"csrf_token": csrf_token(client, "/designer/")})
+    pages = {"/designer/": "Grid matter", "/designer/processes/grid_matter": "Grid matter · Process library",
+             "/designer/processes/grid_matter/scenarios": "Scenarios: Grid matter",
+             "/designer/processes/grid_matter/edit": "Grid matter · based on v"}
+    for path, expected in pages.items():
+        html = client.get(path).get_data(as_text=True)
+        assert expected in html, path
+    client.post("/lang/zh", data={"csrf_token": csrf_token(client, "/designer/")})
+    assert "网格事项办理 · 流程库" in client.get("/designer/processes/grid_matter").get_data(as_text=True)
