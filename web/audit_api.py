@@ -31,7 +31,8 @@ class CaseSearchQuerySchema(s.StrictSchema):
     participant = fields.String(validate=[validate.Length(max=64), s.no_control_chars], metadata={
         "description": "username of anyone who acted on the case (started, claimed, completed, urged …)"})
     task = fields.String(validate=[validate.Length(max=200), s.no_control_chars], metadata={
-        "description": "a user task the case had: its BPMN id or its name"})
+        "description": "a user task the case had: its BPMN id or its name; of `process` when that is given "
+                       "(petition's `review` is 复查, consultation's 结果研判)"})
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_LIMIT))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
 
