@@ -71,7 +71,12 @@ class TraceStepSchema(Schema):
     username = fields.String(allow_none=True)
     role = fields.String(allow_none=True, metadata={"description": "the role the person acted in"})
     node = fields.String(allow_none=True, metadata={"description": "the unit or jurisdiction they acted from"})
+    node_code = fields.String(allow_none=True, metadata={"description": "that unit's or jurisdiction's code"})
     submitted = fields.Dict()
+    references = fields.Dict(metadata={
+        "description": "the people and units `submitted` holds by id or username (督办's `holders`, a new task's "
+                       "`node_id` …), each key as {username, name} or {code, name} (a list for a list; null for "
+                       "one that no longer exists)"})
     changed = fields.Dict(metadata={"description": "{field: [before, after]} of values this step changed"})
     task_id = fields.String(allow_none=True)
 
