@@ -9,7 +9,10 @@ Codes (a status, a colour, an event type, a role …) read as the pages show the
 the caller passes `Labels` in the reader's language (web/audit.py builds them from
 the UI catalogue). CSV and XLSX show only the labels; JSON keeps every code as it
 was and carries its label beside it (`status` and `status_label`, `event_type` and
-`event_label` …), so a program reads the codes and a person the labels.
+`event_label` …), so a program reads the codes and a person the labels. No export shows
+a bare database id: the people and units a trace step's data holds by id (督办's holders, a
+new task's unit …) read by name in CSV and XLSX, and JSON carries their usernames and node
+codes with their names beside the ids (`references`).
 """
 from __future__ import annotations
 
@@ -41,9 +44,9 @@ SEARCH_COLUMNS = [
 TRACE_COLUMNS = [
     ("seq", "序号", "No."), ("at", "时间", "When"), ("event_label", "事件", "Event"),
     ("kind_label", "类别", "Kind"), ("bpmn_label", "环节", "Step"), ("bpmn_id", "环节标识", "Step id"),
-    ("flow_from", "来自环节", "From step"), ("actor", "办理人", "Who"), ("username", "用户名", "Username"),
-    ("role_label", "角色", "Role"), ("node", "单位/辖区", "Unit"), ("submitted", "提交内容", "Submitted"),
-    ("changed", "修改内容", "Changed"), ("task_id", "任务标识", "Task id"),
+    ("flow_from_label", "来自环节", "From step"), ("actor", "办理人", "Who"), ("username", "用户名", "Username"),
+    ("role_label", "角色", "Role"), ("node", "单位/辖区", "Unit"), ("submitted_text", "提交内容", "Submitted"),
+    ("changed_text", "修改内容", "Changed"), ("task_id", "任务标识", "Task id"),
 ]
 
 
@@ -71,6 +74,12 @@ class Labels:
     kind: Callable = _code              # urge -> 督办 (the trace's badges; None for ordinary steps)
     role: Callable = _code              # center_dispatcher -> 派单员
     element: Callable = _element_name   # (process key, BPMN id, stored name) -> the step's name
+    # a trace step's data as the trace page reads it: [{"key", "label", "value"}] (form fields by
+    # their labels, people and units by name …); None: each key with its value, people and
+    # units by name (`TraceStep.refs`)
+    step_data: Callable | None = None
+    # a trace step's changes as the page reads them: [(field label, before, after)]
+    step_changes: Callable | None = None
 
 
 ORG_CHANGE_COLUMNS = [
@@ -129,17 +138,73 @@ def search_records(page_rows, labels: Labels | None = None) -> list[dict]:
              "closed_at": _iso(r.case.closed_at), "summary": _jsonable(r.summary)} for r in page_rows]
 
 
+def _person(ref) -> str | None:
+    if not isinstance(ref, dict):
+        return None
+    if "code" in ref:
+        return ref.get("name") or ref["code"]
+    return f"{ref['name']}（{ref['username']}）" if ref.get("name") else ref.get("username")
+
+
+def _plain(value) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(_jsonable(value), ensure_ascii=False, sort_keys=True)
+    return "" if value is None else str(value)
+
+
+def _step_data(step) -> list[dict]:
+    """A step's data key by key, with the people and units it holds by id named (`refs`)."""
+    rows = []
+    for key, value in (step.submitted or {}).items():
+        ref = step.refs.get(key) if step.refs else None
+        if isinstance(ref, list):
+            shown = "、".join(_person(r) or _plain(v) for r, v in zip(ref, value))
+        elif ref is not None:
+            shown = _person(ref) or _plain(value)
+        else:
+            shown = _plain(value)
+        rows.append({"key": key, "label": key, "value": shown})
+    return rows
+
+
+def _step_changes(step) -> list[tuple]:
+    return [(name, _plain(before), _plain(after)) for name, (before, after) in (step.changed or {}).items()]
+
+
 def trace_records(trace, labels: Labels | None = None) -> list[dict]:
+    """Each step with its codes and, beside them, their labels: the event, kind, step, the
+    step it came from, the role, the unit (name and code), what it carried as the page reads
+    it (`submitted_label`, `changed_label`) and the people and units its data holds by id
+    (`references`: username and name, node code and name)."""
     lab = labels or Labels()
     key = trace.case.process_key
+    step_data, step_changes = lab.step_data or _step_data, lab.step_changes or _step_changes
     return [{"seq": s.seq, "at": _iso(s.at), "event_type": s.event_type, "event_label": lab.event(s.event_type),
              "kind": s.kind, "kind_label": _label(lab.kind, s.kind),
              "bpmn_name": s.bpmn_name, "bpmn_label": lab.element(key, s.bpmn_id, s.bpmn_name),
              "bpmn_id": s.bpmn_id, "flow_from": s.flow_from,
+             "flow_from_label": lab.element(key, s.flow_from, s.flow_from_name) if s.flow_from else None,
              "actor": s.actor_name, "username": s.actor_username, "role": s.role,
-             "role_label": _label(lab.role, s.role), "node": s.node_name,
-             "submitted": _jsonable(s.submitted), "changed": _jsonable(s.changed), "task_id": s.task_id}
+             "role_label": _label(lab.role, s.role), "node": s.node_name, "node_code": s.node_code,
+             "submitted": _jsonable(s.submitted),
+             "submitted_label": [{k: _jsonable(row.get(k)) for k in ("key", "label", "value") if k in row}
+                                 for row in step_data(s)],
+             "changed": _jsonable(s.changed),
+             "changed_label": [{"label": name, "before": _jsonable(before), "after": _jsonable(after)}
+                               for name, before, after in step_changes(s)],
+             "references": _jsonable(s.refs), "task_id": s.task_id}
             for s in trace.steps]
+
+
+def _trace_rows(trace, labels: Labels | None = None) -> list[dict]:
+    """The steps as CSV and XLSX show them: what a step carried and changed as labelled
+    lines, as on the trace page (never a bare id or JSON of codes)."""
+    rows = trace_records(trace, labels)
+    for row in rows:
+        row["submitted_text"] = "\n".join(f"{r.get('label')}: {_plain(r.get('value'))}" for r in row["submitted_label"])
+        row["changed_text"] = "\n".join(f"{c['label']}: {_plain(c['before'])} → {_plain(c['after'])}"
+                                        for c in row["changed_label"])
+    return rows
 
 
 def trace_document(trace, labels: Labels | None = None) -> dict:
@@ -217,5 +282,5 @@ def export_org_changes(rows, fmt: str, lang: str = "zh", kind_label: Callable = 
 
 def export_trace(trace, fmt: str, lang: str = "zh", labels: Labels | None = None) -> ExportFile:
     """A case's trace; `labels` in `lang` (the codes themselves without them)."""
-    return render(trace_records(trace, labels), TRACE_COLUMNS, fmt, lang, f"trace-{trace.case.business_key}",
+    return render(_trace_rows(trace, labels), TRACE_COLUMNS, fmt, lang, f"trace-{trace.case.business_key}",
                   trace_document(trace, labels))

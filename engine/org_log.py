@@ -11,16 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import literal, or_, select
+from sqlalchemy import and_, literal, or_, select
 
 from forms.safety import storable_ref
 
 from .errors import InvalidInput, PermissionDenied
-from .models import OrgChange
+from .models import DEPARTMENT, JurisdictionNode, OrgChange
 
 READER_ROLES = ("auditor", "admin")
-KINDS = ("node_created", "node_changed", "user_created", "user_changed", "user_deactivated", "user_reactivated",
-         "role_granted", "role_withdrawn")
+NODE_KINDS = ("node_created", "node_changed")
+ROLE_KINDS = ("role_granted", "role_withdrawn")       # their subject is the user; the node is in `detail`
+KINDS = (*NODE_KINDS, "user_created", "user_changed", "user_deactivated", "user_reactivated", *ROLE_KINDS)
 MAX_LIMIT = 200
 
 
@@ -71,7 +72,8 @@ class OrgChangeLog:
 
     def changes(self, actor, subject: str | None = None, kind: str | None = None,
                 limit: int = 50, offset: int = 0) -> OrgChangePage:
-        """Newest first, within the reader's jurisdiction; `subject` a node code or username."""
+        """Newest first, within the reader's jurisdiction; `subject` a username, or a node code
+        (every change touching the node: `_about`)."""
         refuse_bad_filters({"subject": (subject, 100)}, {"kind": (kind, KINDS)}, limit, offset)
         with self.service.db.read_session() as session:
             scope = self._scope(self.service._user(session, actor))
@@ -81,13 +83,28 @@ class OrgChangeLog:
             within = [OrgChange.scope_paths.like(literal(f"% {path}%")) for path in scope]
             query = select(OrgChange).where(or_(OrgChange.scope_paths == " / ", *within))
             if subject:
-                query = query.where(OrgChange.subject == subject)
+                query = query.where(self._about(session, subject))
             if kind:
                 query = query.where(OrgChange.kind == kind)
             found = list(session.scalars(query.order_by(OrgChange.at.desc(), OrgChange.id.desc())
                                         .limit(limit + 1).offset(offset)))
         rows = [OrgChangeRow(c.at, c.actor, c.source, c.kind, c.subject, dict(c.detail or {})) for c in found[:limit]]
         return OrgChangePage(rows, len(found) > limit)
+
+    @staticmethod
+    def _about(session, subject: str):
+        """The changes a subject filter means. A username: that account's rows. A node's code:
+        every change touching the node, which a role grant's row names only in its detail
+        (its subject is the user): the node's own rows, its departments' rows, and the roles
+        granted or withdrawn at the node or at one of its departments."""
+        node_id = session.scalar(select(JurisdictionNode.id).where(JurisdictionNode.code == subject))
+        if node_id is None:
+            return OrgChange.subject == subject
+        codes = [subject, *session.scalars(select(JurisdictionNode.code).where(
+            JurisdictionNode.parent_id == node_id, JurisdictionNode.level == DEPARTMENT))]
+        return or_(OrgChange.subject == subject,
+                   and_(OrgChange.kind.in_(NODE_KINDS), OrgChange.subject.in_(codes)),
+                   and_(OrgChange.kind.in_(ROLE_KINDS), OrgChange.detail["node"].as_string().in_(codes)))
 
     def all_changes(self, actor, subject: str | None = None, kind: str | None = None,
                     most: int = 10_000) -> list[OrgChangeRow]:

@@ -10,7 +10,8 @@ One SQL statement over `gf_case`, every filter an indexed predicate:
 * participant (anyone who acted on the case: started, claimed, completed, urged …):
   `audit_event (actor_id, case_id)`;
 * task (a user task's BPMN id or its name): `work_item (spec_id, case_id)`, names
-  resolved to BPMN ids through the deployed process definitions.
+  resolved to BPMN ids through the deployed process definitions (of the chosen process
+  only, when one is chosen).
 
 Newest first, `limit` + `offset`; one row more than the page is read to know
 whether there is a next page, so no COUNT over a million rows is ever needed.
@@ -46,7 +47,7 @@ class SearchFilters:
     created_from: date | None = None   # inclusive, China calendar day
     created_to: date | None = None     # inclusive
     participant: str | None = None     # username of anyone who acted on the case
-    task: str | None = None            # a user task's BPMN id or name
+    task: str | None = None            # a user task's BPMN id or name (of `process_key`, if given)
     limit: int = 50
     offset: int = 0
 
@@ -161,9 +162,12 @@ class CaseSearch:
                                zh=f"查询条件有误（{names}），请修改后重试")
         return resolved
 
-    def _task_ids(self, text: str) -> list[str]:
-        """A task's BPMN id or name: the ids of every user task of that name in any deployed process."""
-        return self.service.same_named_tasks(text)
+    def _task_ids(self, text: str, process_key: str | None) -> list[str]:
+        """A task's BPMN id or name: the ids of every user task of that name in the chosen
+        process, or in any deployed process when none is chosen. Within the chosen one only:
+        two processes may give one id different names (petition's `review` is 复查,
+        consultation's 结果研判), and the other process's name must not pull in more ids."""
+        return self.service.same_named_tasks(text, process_key)
 
     # ------------------------------------------------------------- query
 
@@ -252,7 +256,8 @@ class CaseSearch:
         svc = self.service
         personal = personal_fields(svc.forms)
         # names resolved before the session opens: SQLite allows one open transaction at a time
-        task_ids = self._task_ids(f.task.strip()) if isinstance(f.task, str) and f.task.strip() else None
+        process_key = f.process_key.strip() if isinstance(f.process_key, str) and f.process_key.strip() else None
+        task_ids = self._task_ids(f.task.strip(), process_key) if isinstance(f.task, str) and f.task.strip() else None
         with svc.db.read_session() as session:
             user = svc._user(session, actor)
             resolved = self._check(session, f)

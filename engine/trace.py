@@ -11,12 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from .access import start_node_path
+from .diagram import diagram_model
 from .models import DEPARTMENT, JurisdictionNode, RoleAssignment, User, WorkItem
 from .notifications import notify_elements
 from .personal_data import PersonalData
+
+# Keys of an event's data (not a form's submission) that hold a person or a node by its
+# database id or username: the trace names each (`TraceStep.refs`), so that no export shows
+# a bare id where the page shows a name.
+USER_ID_KEYS = ("holders", "candidates", "assignee_id")     # 督办's holders, a new task's people
+NODE_ID_KEYS = ("node_id", "fallback_node_id")              # a new task's unit, a lane's fallback
+USERNAME_KEYS = ("released_by", "from", "to")               # 退回 by whom; 改派 from and to
 
 # What an event is, for the trace's "kind" column (the audit's own event type is kept beside it).
 KINDS = {
@@ -38,14 +46,19 @@ class TraceStep:
     bpmn_id: str | None
     bpmn_name: str | None
     flow_from: str | None
+    flow_from_name: str | None     # the element's name in the diagram (the page shows it)
     task_id: str | None
     actor_id: int | None
     actor_name: str | None
     actor_username: str | None
     role: str | None
     node_name: str | None
+    node_code: str | None = None
     submitted: dict = field(default_factory=dict)
     changed: dict = field(default_factory=dict)    # {field: [before, after]}
+    # {data key: the person ({"username", "name"}) or node ({"code", "name"}) it holds by id,
+    # or a list of them}: the people and units of `submitted` by code and name
+    refs: dict = field(default_factory=dict)
 
     @property
     def note(self) -> str | None:
@@ -61,6 +74,14 @@ class Trace:
     @property
     def case(self):
         return self.detail.case
+
+
+# the events whose data an official entered (a report, a task's form): form fields, not references
+SUBMISSIONS = ("case_started", "task_completed")
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def changes(known: dict, submitted: dict) -> dict:
@@ -103,6 +124,21 @@ class CaseTrace:
                 if item_ids else {}
             node_ids = {i.candidate_node_id for i in items.values() if i.candidate_node_id}
             node_ids |= {ra.node_id for ras in roles.values() for ra in ras}
+            # the people and units events' data name by id or username (USER_ID_KEYS …)
+            named_ids, named_logins = set(), set()
+            for e in events:
+                if e.event_type in SUBMISSIONS or not isinstance(e.data, dict):
+                    continue
+                for key in USER_ID_KEYS:
+                    value = e.data.get(key)
+                    named_ids.update(v for v in (value if isinstance(value, list) else [value]) if _is_id(v))
+                node_ids.update(v for v in (e.data.get(k) for k in NODE_ID_KEYS) if _is_id(v))
+                named_logins.update(v for v in (e.data.get(k) for k in USERNAME_KEYS) if isinstance(v, str) and v)
+            people = {u.id: u for u in session.scalars(select(User).where(or_(
+                User.id.in_(named_ids - set(users)), User.username.in_(named_logins))))} \
+                if named_ids or named_logins else {}
+            people.update(users)
+            logins = {u.username: u for u in people.values()}
             nodes = {n.id: n for n in session.scalars(select(JurisdictionNode).where(JurisdictionNode.id.in_(node_ids)))} \
                 if node_ids else {}
             notifying = notify_elements(svc.specs.get(detail.version))
@@ -115,8 +151,7 @@ class CaseTrace:
                 if item is not None and item.role and item.candidate_node_id and event.actor_id and any(
                         ra.role == item.role and ra.node_id == item.candidate_node_id
                         for ra in roles.get(event.actor_id, [])):
-                    node = nodes.get(item.candidate_node_id)
-                    return item.role, node.name if node else None
+                    return item.role, nodes.get(item.candidate_node_id)
                 if not event.actor_id:
                     return None, None
                 mine = roles.get(event.actor_id, [])
@@ -125,22 +160,52 @@ class CaseTrace:
                 chosen = (over or mine or [None])[0]
                 if chosen is None:
                     return None, None
-                node = nodes.get(chosen.node_id)
-                return chosen.role, node.name if node else None
+                return chosen.role, nodes.get(chosen.node_id)
+
+            def person(user) -> dict | None:
+                return {"username": user.username, "name": user.display_name} if user is not None else None
+
+            def refs(event) -> dict:
+                """The people and units the event's data holds by id or username, by code and name
+                (one that no longer exists: None, the id kept in `submitted`)."""
+                data = event.data if isinstance(event.data, dict) else {}
+                if event.event_type in SUBMISSIONS:
+                    return {}
+                out = {}
+                for key in USER_ID_KEYS:
+                    value = data.get(key)
+                    if isinstance(value, list):
+                        out[key] = [person(people.get(v)) if _is_id(v) else None for v in value]
+                    elif _is_id(value):
+                        out[key] = person(people.get(value))
+                for key in NODE_ID_KEYS:
+                    node = nodes.get(data.get(key)) if _is_id(data.get(key)) else None
+                    if node is not None:
+                        out[key] = {"code": node.code, "name": node.name}
+                for key in USERNAME_KEYS:
+                    value = data.get(key)
+                    if isinstance(value, str) and value:
+                        out[key] = person(logins.get(value)) or {"username": value, "name": None}
+                return out
+
+            element_names = {element_id: found[0].name for element_id, found in
+                             diagram_model(detail.version.files).elements.items() if found and found[0].name}
 
             steps, known = [], {}
             for seq, e in enumerate(events, start=1):
                 data = dict(e.data or {})
                 changed = {}
-                if e.event_type in ("case_started", "task_completed"):
+                if e.event_type in SUBMISSIONS:
                     changed = changes(known, data)
                     known.update(data)
-                role, node_name = acting_as(e)
+                role, node = acting_as(e)
                 user = users.get(e.actor_id) if e.actor_id else None
                 steps.append(TraceStep(
                     seq=seq, event_id=e.id, at=e.at, event_type=e.event_type, kind=_kind(e, notifying),
-                    bpmn_id=e.bpmn_id, bpmn_name=e.bpmn_name, flow_from=e.flow_from, task_id=e.work_item_id,
+                    bpmn_id=e.bpmn_id, bpmn_name=e.bpmn_name, flow_from=e.flow_from,
+                    flow_from_name=element_names.get(e.flow_from) if e.flow_from else None, task_id=e.work_item_id,
                     actor_id=e.actor_id, actor_name=user.display_name if user else None,
-                    actor_username=user.username if user else None, role=role, node_name=node_name,
-                    submitted=data, changed=changed))
+                    actor_username=user.username if user else None, role=role,
+                    node_name=node.name if node else None, node_code=node.code if node else None,
+                    submitted=data, changed=changed, refs=refs(e)))
         return Trace(detail=detail, steps=steps, masked=masked)

@@ -7,7 +7,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from engine.models import User
+from engine.models import JurisdictionNode, User
 from tests.helpers import REPORT, export_rows, csrf_token, login, open_item
 from tests.test_access import PNG
 
@@ -171,6 +171,64 @@ def test_trace_export_json_keeps_codes_and_carries_labels(client, service, busy_
     assert (started["event_type"], started["event_label"], started["kind_label"]) == ("case_started", "上报/发起", None)
     assert (doc["case"]["status"], doc["case"]["status_label"]) == ("open", "办理中")
     assert doc["case"]["process_label"] == "网格事项办理"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_trace_export_names_people_units_and_steps_as_the_page_does(client, service, db, busy_case, fmt):
+    """What a step carried reads as on the trace page: 督办's holders by name, a new task's
+    unit by name, the step it came from by its name; never a user id, node id or JSON."""
+    login(client, "lxx_dc")
+    rows = export_rows(fmt, client.get(f"/audit/cases/{busy_case}/trace.{fmt}").data)
+    body = [dict(zip(rows[0], r)) for r in rows[1:]]
+    holder = display_name(db, "lx_wgz1")
+    urge = next(r for r in body if r["事件"] == "督办")
+    assert urge["提交内容"] == f"督办意见: 请尽快派单 <b>加急</b>\n督办次数: 1\n被督办人: {holder}"
+    created = next(r for r in body if r["事件"] == "生成任务")
+    assert created["提交内容"] == "承办岗位: 网格长 @ 新光社区第一网格"
+    moved = next(r for r in body if r["事件"] == "改派")
+    assert f"原承办人: {holder}（lx_wgz1）" in moved["提交内容"].split("\n")
+    assert {"上报网格事项", "研判分派"} <= {r["来自环节"] for r in body}
+    assert not {"start", "decide_dispatch"} & {r["来自环节"] for r in body}
+    with db.read_session() as s:
+        ids = {s.scalar(select(User.id).where(User.username == "lx_wgz1")),
+               s.scalar(select(JurisdictionNode.id).where(JurisdictionNode.code == G1))}
+    cells = "".join(r["提交内容"] for r in body)
+    for raw in ("holders", "node_id", "candidates", "assignee_id", "from_name", "{", "["):
+        assert raw not in cells
+    assert not any(re.search(rf"(?<!\d){i}(?!\d)", r["提交内容"]) for r in body if r["事件"] != "上传附件" for i in ids)
+    english(client)
+    rows = export_rows(fmt, client.get(f"/audit/cases/{busy_case}/trace.{fmt}").data)
+    urge = next(dict(zip(rows[0], r)) for r in rows[1:] if dict(zip(rows[0], r))["Event"] == "Urge")
+    assert f"Urged holders: {holder}" in urge["Submitted"].split("\n")
+
+
+def test_trace_export_json_names_the_ids_it_keeps(client, service, db, busy_case):
+    """JSON keeps the recorded ids and codes and carries the people and units by username or
+    node code and name beside them, and each step's data as the page reads it."""
+    login(client, "lxx_dc")
+    doc = json.loads(client.get(f"/audit/cases/{busy_case}/trace.json").data)
+    holder = display_name(db, "lx_wgz1")
+    with db.read_session() as s:
+        holder_id = s.scalar(select(User.id).where(User.username == "lx_wgz1"))
+        grid_id = s.scalar(select(JurisdictionNode.id).where(JurisdictionNode.code == G1))
+    urge = next(s for s in doc["steps"] if s["event_type"] == "urged")
+    assert urge["submitted"]["holders"] == [holder_id]
+    assert urge["references"]["holders"] == [{"username": "lx_wgz1", "name": holder}]
+    assert {"key": "holders", "label": "被督办人", "value": holder} in urge["submitted_label"]
+    assert (urge["node"], urge["node_code"]) == ("林西镇", "linxizhen")
+    created = next(s for s in doc["steps"] if s["event_type"] == "task_created")
+    assert created["submitted"]["node_id"] == grid_id
+    assert created["references"]["node_id"] == {"code": G1, "name": "新光社区第一网格"}
+    moved = next(s for s in doc["steps"] if s["event_type"] == "task_reassigned")
+    assert moved["references"]["from"] == {"username": "lx_wgz1", "name": holder}
+    came = next(s for s in doc["steps"] if s["flow_from"] == "start")
+    assert came["flow_from_label"] == "上报网格事项"
+    # the API's trace carries the same references
+    token = client.post("/api/v1/auth/token", json={"username": "lxx_dc", "password": "demo123"}).get_json()["token"]
+    api = client.get(f"/api/v1/cases/{busy_case}/trace", headers={"Authorization": f"Bearer {token}"}).get_json()
+    urge = next(s for s in api["steps"] if s["event_type"] == "urged")
+    assert urge["references"]["holders"] == [{"username": "lx_wgz1", "name": holder}]
+    assert next(s for s in api["steps"] if s["event_type"] == "task_created")["references"]["node_id"]["code"] == G1
 
 
 # ------------------------------------------------------------------ bad filters say which

@@ -205,6 +205,71 @@ def test_auditors_read_the_changes_within_their_jurisdiction_only(service, clean
     assert not any(r.subject.startswith(tag) for r in log.changes("admin", limit=200).rows)
 
 
+def with_town_staff(tag: str) -> dict:
+    """The tree with a 派出所 at the town, a dispatcher at the town and a handler at the 派出所."""
+    raw = tree(tag)
+    town = raw["nodes"][0]["children"][0]["children"][0]
+    town["departments"] = [{"code": f"{tag}-pcs", "name": "测试派出所", "dept_type": "paichusuo"}]
+    raw["users"] += [
+        {"username": f"{tag}_pd", "name": "派单员甲", "password": "pw1",
+         "roles": [{"role": "center_dispatcher", "node": f"{tag}-town"}]},
+        {"username": f"{tag}_pcs", "name": "民警乙", "password": "pw1",
+         "roles": [{"role": "department_handler", "node": f"{tag}-pcs"}]},
+    ]
+    return raw
+
+
+def test_a_node_filter_shows_every_change_touching_the_node(service, clean_db, tag):
+    """Filtered by a node: its own changes, its departments', and the roles granted and
+    withdrawn there (whose rows name the user as subject, the node in their detail)."""
+    raw = with_town_staff(tag)
+    load(clean_db, raw)
+    later = copy.deepcopy(raw)
+    later["users"][2]["roles"] = [{"role": "center_dispatcher", "node": f"{tag}-county"}]   # moved up
+    later["nodes"][0]["children"][0]["children"][0]["departments"][0]["name"] = "测试镇派出所"
+    load(clean_db, later, actor="li.admin")
+    log = OrgChangeLog(service)
+    town = [(r.kind, r.subject, r.detail) for r in log.changes(f"{tag}_dc", subject=f"{tag}-town").rows]
+    assert sorted(town, key=str) == sorted([
+        ("node_created", f"{tag}-town", {"name": "测试镇", "level": "town", "parent": f"{tag}-county"}),
+        ("node_created", f"{tag}-pcs", {"name": "测试派出所", "level": "department", "parent": f"{tag}-town"}),
+        ("node_changed", f"{tag}-pcs", {"name": ["测试派出所", "测试镇派出所"]}),
+        ("role_granted", f"{tag}_pd", {"role": "center_dispatcher", "node": f"{tag}-town"}),
+        ("role_withdrawn", f"{tag}_pd", {"role": "center_dispatcher", "node": f"{tag}-town"}),
+        ("role_granted", f"{tag}_pcs", {"role": "department_handler", "node": f"{tag}-pcs"}),
+    ], key=str)
+    # the kind filter still applies; a department's filter is the department and its roles
+    assert [r.subject for r in log.changes(f"{tag}_dc", subject=f"{tag}-town", kind="role_withdrawn").rows] == \
+        [f"{tag}_pd"]
+    assert {(r.kind, r.subject) for r in log.changes(f"{tag}_dc", subject=f"{tag}-pcs").rows} == {
+        ("node_created", f"{tag}-pcs"), ("node_changed", f"{tag}-pcs"), ("role_granted", f"{tag}_pcs")}
+    # the county's filter: its own rows and the role moved to it, not the town's
+    county = {(r.kind, r.subject) for r in log.changes(f"{tag}_dc", subject=f"{tag}-county").rows}
+    assert county == {("node_created", f"{tag}-county"), ("role_granted", f"{tag}_pd"), ("role_granted", f"{tag}_dc")}
+    # a username is that account's rows, as before
+    assert {r.kind for r in log.changes(f"{tag}_dc", subject=f"{tag}_pd").rows} == {
+        "user_created", "role_granted", "role_withdrawn"}
+
+
+def test_the_org_changes_page_and_export_filtered_by_a_node(app, clean_db, tag):
+    import csv
+    import io
+    import json
+    from tests.helpers import login
+    load(clean_db, with_town_staff(tag))
+    auditor = app.test_client()
+    login(auditor, f"{tag}_dc", "pw1")
+    html = auditor.get(f"/audit/org-changes?subject={tag}-town").get_data(as_text=True)
+    assert html.count('data-kind="role_granted"') == 2 and f'data-subject="{tag}_pcs"' in html
+    answer = auditor.get(f"/audit/org-changes/export.csv?subject={tag}-town").get_data(as_text=True)
+    rows = list(csv.reader(io.StringIO(answer.lstrip("\ufeff"))))
+    assert sorted((r[2], r[3]) for r in rows[1:]) == sorted([
+        ("node_created", f"{tag}-town"), ("node_created", f"{tag}-pcs"),
+        ("role_granted", f"{tag}_pd"), ("role_granted", f"{tag}_pcs")])
+    document = json.loads(auditor.get(f"/audit/org-changes/export.json?subject={tag}-town").get_data(as_text=True))
+    assert {c["subject"] for c in document["changes"]} == {f"{tag}-town", f"{tag}-pcs", f"{tag}_pd", f"{tag}_pcs"}
+
+
 @pytest.mark.parametrize("who", ["lx_wgy1", "lxz_pd", "lxx_ld1", "cf_sj"])
 def test_officials_who_are_not_auditors_or_administrators_are_refused(service, who):
     with pytest.raises(PermissionDenied, match="only auditors and administrators"):

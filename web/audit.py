@@ -9,13 +9,13 @@ engine/export.py out.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import date, datetime
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from engine.diagram import diagram_model
 from engine.errors import InvalidInput
 from engine.export import FORMATS, MAX_SEARCH_ROWS, Labels, export_org_changes, export_search, export_trace
 from engine.login_guard import OUTCOMES as LOGIN_OUTCOMES, LoginRecords
@@ -23,7 +23,7 @@ from engine.models import DEPT_NAMES_ZH, LEVEL_NAMES_ZH, ROLE_NAMES_ZH, Jurisdic
 from engine.org_log import KINDS as ORG_CHANGE_KINDS, OrgChangeLog
 from engine.readmodels import labels as org_labels
 from engine.search import MAX_LIMIT, STATUSES, CaseSearch, SearchFilters
-from engine.trace import CaseTrace
+from engine.trace import SUBMISSIONS, CaseTrace
 
 from . import audit_api  # noqa: F401  (its /api/v1 routes)
 from .dashboard import category_labels
@@ -167,14 +167,7 @@ def trace(business_key):
     details = event_details(result.detail, lang)
     return render_template("audit/trace.html", trace=result, view=result.detail, case=result.case,
                            details=details, notes=step_notes(result, details, lang), formats=list(FORMATS),
-                           lang=lang, changes=_changes(result, lang),
-                           element_names=_element_names(result.detail.version))
-
-
-def _element_names(version) -> dict[str, str]:
-    """{BPMN id: its name} of every element of a version (where a step came from)."""
-    model = diagram_model(version.files)
-    return {element_id: found[0].name for element_id, found in model.elements.items() if found and found[0].name}
+                           lang=lang, changes=_changes(result, lang))
 
 
 def _changes(trace, lang: str) -> dict[int, list[tuple[str, str, str]]]:
@@ -204,7 +197,17 @@ def trace_export(business_key, fmt):
     if fmt not in FORMATS:
         abort(404)
     result = CaseTrace(service()).trace(current_user.id, business_key, via=f"trace_export_{fmt}")
-    return _file(export_trace(result, fmt, current_lang(), export_labels()))
+    lang = current_lang()
+    # what each step carried and changed, read as the trace page reads it (people and units by
+    # name, fields by their labels), not the stored ids and keys
+    details = event_details(result.detail, lang)
+    notes, changes = step_notes(result, details, lang), _changes(result, lang)
+
+    def step_data(step) -> list[dict]:
+        return [{"key": row.get("key", row.get("name")), "label": row["label"], "value": row["value"]}
+                for row in details.get(step.event_id) or notes.get(step.event_id) or []]
+    labels = replace(export_labels(), step_data=step_data, step_changes=lambda step: changes.get(step.event_id, []))
+    return _file(export_trace(result, fmt, lang, labels))
 
 
 def _org_change_filters() -> tuple[str, str]:
@@ -377,15 +380,12 @@ def _plain(value) -> str:
     return str(value)
 
 
-# the events whose data an official entered (a report, a task's form)
-SUBMISSIONS = ("case_started", "task_completed")
-
-
 def step_notes(trace, details: dict, lang: str) -> dict[int, list[dict]]:
     """{audit event id: [{"label", "value"}]}: what each step carried that no form labels
     (督办, 改派, uploads, new tasks, personal data views, incidents, migrations, timers …),
-    as label and plain text; people, units, roles, steps and fields by their names, in the
-    page's language. The template escapes every value (never `|safe`)."""
+    as label and plain text (and the data key each row reads, for the JSON export); people,
+    units, roles, steps and fields by their names, in the page's language. The template
+    escapes every value (never `|safe`)."""
     steps = [s for s in trace.steps if s.submitted and s.event_type != "step" and s.event_id not in details]
     if not steps:
         return {}
@@ -457,27 +457,28 @@ def step_notes(trace, details: dict, lang: str) -> dict[int, list[dict]]:
         data, rows = s.submitted, []
         if s.event_type in SUBMISSIONS:
             # what an official entered with no form to label it: its fields by their labels
-            rows = [{"label": field_names.get(k, k), "value": _plain(v)} for k, v in data.items()]
+            rows = [{"key": k, "label": field_names.get(k, k), "value": _plain(v)} for k, v in data.items()]
             out[s.event_id] = rows
             continue
         if s.event_type == "task_reassigned":
-            rows.append({"label": _("原承办人"), "value": login(data.get("from"), data.get("from_name"))})
-            rows.append({"label": _("改派给"), "value": login(data.get("to"), data.get("to_name"))
+            rows.append({"key": "from", "label": _("原承办人"), "value": login(data.get("from"), data.get("from_name"))})
+            rows.append({"key": "to", "label": _("改派给"), "value": login(data.get("to"), data.get("to_name"))
                          if data.get("to") else _("退回组内")})
             data = {k: v for k, v in data.items() if k not in ("from", "to")}
             if "reason" in data:
-                rows.append({"label": _("改派理由"), "value": _plain(data.pop("reason"))})
+                rows.append({"key": "reason", "label": _("改派理由"), "value": _plain(data.pop("reason"))})
         if "role" in data or "node_id" in data:
-            rows.append({"label": _("承办岗位"), "value": lane(data.get("role"), data.get("node_id"))})
+            rows.append({"key": "node_id", "label": _("承办岗位"), "value": lane(data.get("role"), data.get("node_id"))})
         if "fallback_role" in data or "fallback_node_id" in data:
-            rows.append({"label": _("转交"), "value": lane(data.get("fallback_role"), data.get("fallback_node_id"))})
+            rows.append({"key": "fallback_node_id", "label": _("转交"),
+                         "value": lane(data.get("fallback_role"), data.get("fallback_node_id"))})
         for key, value in data.items():
             if key in hidden:
                 continue
             if value is None or value == "" or value == []:
                 continue          # nothing said: no row (an unassigned task, no next timer …)
             name, show = known.get(key, (key, _plain))
-            rows.append({"label": name, "value": show(value)})
+            rows.append({"key": key, "label": name, "value": show(value)})
         if rows:
             out[s.event_id] = rows
     return out

@@ -31,7 +31,8 @@ class CaseSearchQuerySchema(s.StrictSchema):
     participant = fields.String(validate=[validate.Length(max=64), s.no_control_chars], metadata={
         "description": "username of anyone who acted on the case (started, claimed, completed, urged …)"})
     task = fields.String(validate=[validate.Length(max=200), s.no_control_chars], metadata={
-        "description": "a user task the case had: its BPMN id or its name"})
+        "description": "a user task the case had: its BPMN id or its name; of `process` when that is given "
+                       "(petition's `review` is 复查, consultation's 结果研判)"})
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_LIMIT))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
 
@@ -70,7 +71,12 @@ class TraceStepSchema(Schema):
     username = fields.String(allow_none=True)
     role = fields.String(allow_none=True, metadata={"description": "the role the person acted in"})
     node = fields.String(allow_none=True, metadata={"description": "the unit or jurisdiction they acted from"})
+    node_code = fields.String(allow_none=True, metadata={"description": "that unit's or jurisdiction's code"})
     submitted = fields.Dict()
+    references = fields.Dict(metadata={
+        "description": "the people and units `submitted` holds by id or username (督办's `holders`, a new task's "
+                       "`node_id` …), each key as {username, name} or {code, name} (a list for a list; null for "
+                       "one that no longer exists)"})
     changed = fields.Dict(metadata={"description": "{field: [before, after]} of values this step changed"})
     task_id = fields.String(allow_none=True)
 

@@ -32,6 +32,8 @@ MESSAGES = {
         "Every change to the jurisdictions, units, accounts and roles in your jurisdiction: who loaded which "
         "organisation file, and when.",
     "用户名或辖区代码": "Username or jurisdiction code",
+    "辖区代码：含该辖区及其部门的变更，和在此任职的角色授予、撤销。":
+        "A jurisdiction's code: its changes and its departments', and the roles granted or withdrawn there.",
     "变更类型": "Kind of change",
     "请选择有效的变更类型。": "Choose a valid kind of change.",
     "请填写用户名或辖区代码（如 lx_wgy1、linxi）。": "Enter a username or a jurisdiction code (e.g. lx_wgy1, linxi).",
