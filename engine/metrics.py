@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from . import clock
 from .models import (DEPARTMENT, AuditEvent, Case, EvaluationScore, JurisdictionNode, RoleAssignment, User,
                      WorkItem)
-from .rollup import PETITION_TASKS, RECORD_PROCESSES
+from .rollup import PETITION_TASKS, RECORD_PROCESSES, month_sql
 
 LEVELS_UP = ("grid", "town", "county", "city")
 SATISFIED = ("satisfied", "basically_satisfied")
@@ -200,10 +200,8 @@ class Metrics:
         return [{k: (v if k == "node_id" else _int(v)) for k, v in r._mapping.items()} for r in rows]
 
     def monthly(self) -> list[dict]:
-        if self.session.bind.dialect.name == "postgresql":
-            month = func.to_char(func.timezone("UTC", Case.created_at), "YYYY-MM")
-        else:
-            month = func.substr(Case.created_at, 1, 7)
+        # the officials' (China) month, as the roll-ups count it: one definition for both
+        month = month_sql(Case.created_at, self.session.bind.dialect.name)
         closed = and_(Case.closed_at.is_not(None), Case.closed_at < self.scope.end)
         rows = self.session.execute(
             select(month.label("month"), func.count().label("registered"),
