@@ -20,6 +20,7 @@ from . import clock
 from .models import (DEPARTMENT, AuditEvent, Case, EvaluationScore, JurisdictionNode, RoleAssignment, User,
                      WorkItem)
 from .rollup import PETITION_TASKS, RECORD_PROCESSES, month_sql
+from .supervision import count_overdue
 
 LEVELS_UP = ("grid", "town", "county", "city")
 SATISFIED = ("satisfied", "basically_satisfied")
@@ -216,11 +217,10 @@ class Metrics:
         scope = self.scope.case_filter(by_index=False)
         cases = self.session.scalar(select(func.count()).select_from(Case).where(
             scope, Case.status == "open", Case.due_at < self.now))
-        tasks = self.session.scalar(self._scoped(select(func.count()).select_from(WorkItem), WorkItem.case_id,
-                                                 by_index=False)
-                                    .where(WorkItem.status == "open", WorkItem.sort_due < self.now,  # indexed
-                                           WorkItem.due_at < self.now))
-        return {"cases": _int(cases), "tasks": _int(tasks)}
+        # the 督办台's definition of an overdue task, held in the subtree (engine/supervision.py)
+        tasks = count_overdue(self.session, [self.scope.node.path] if self.scope.node is not None else None,
+                              self.now)
+        return {"cases": _int(cases), "tasks": tasks}
 
     # ------------------------------------------------- events in the period
 
