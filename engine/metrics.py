@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from . import clock
 from .models import (DEPARTMENT, AuditEvent, Case, EvaluationScore, JurisdictionNode, RoleAssignment, User,
                      WorkItem)
-from .rollup import PETITION_TASKS, RECORD_PROCESSES
+from .rollup import PETITION_TASKS, RECORD_PROCESSES, month_sql
+from .supervision import count_overdue
 
 LEVELS_UP = ("grid", "town", "county", "city")
 SATISFIED = ("satisfied", "basically_satisfied")
@@ -200,10 +201,8 @@ class Metrics:
         return [{k: (v if k == "node_id" else _int(v)) for k, v in r._mapping.items()} for r in rows]
 
     def monthly(self) -> list[dict]:
-        if self.session.bind.dialect.name == "postgresql":
-            month = func.to_char(func.timezone("UTC", Case.created_at), "YYYY-MM")
-        else:
-            month = func.substr(Case.created_at, 1, 7)
+        # the officials' (China) month, as the roll-ups count it: one definition for both
+        month = month_sql(Case.created_at, self.session.bind.dialect.name)
         closed = and_(Case.closed_at.is_not(None), Case.closed_at < self.scope.end)
         rows = self.session.execute(
             select(month.label("month"), func.count().label("registered"),
@@ -218,11 +217,10 @@ class Metrics:
         scope = self.scope.case_filter(by_index=False)
         cases = self.session.scalar(select(func.count()).select_from(Case).where(
             scope, Case.status == "open", Case.due_at < self.now))
-        tasks = self.session.scalar(self._scoped(select(func.count()).select_from(WorkItem), WorkItem.case_id,
-                                                 by_index=False)
-                                    .where(WorkItem.status == "open", WorkItem.sort_due < self.now,  # indexed
-                                           WorkItem.due_at < self.now))
-        return {"cases": _int(cases), "tasks": _int(tasks)}
+        # the 督办台's definition of an overdue task, held in the subtree (engine/supervision.py)
+        tasks = count_overdue(self.session, [self.scope.node.path] if self.scope.node is not None else None,
+                              self.now)
+        return {"cases": _int(cases), "tasks": tasks}
 
     # ------------------------------------------------- events in the period
 

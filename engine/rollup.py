@@ -4,7 +4,7 @@ A province's dashboard over 10⁶ cases cannot scan the cases on every view, so 
 cases are counted ahead, per jurisdiction node at every level (0 = the whole tree,
 1-4 = `depthN_id`; the nodes down to depth 3 read them, their children's rows giving
 the drill-down; a community or a grid reads its few cases) × month of registration
-(UTC) × the dimensions the metrics group by:
+(China time, UTC+8) × the dimensions the metrics group by:
 
 - `rollup_cases`: status, process, where resolved, satisfaction, outcome, and the month
   the case closed and fell due (with its on-time flag) — enough to say, for any end of
@@ -38,6 +38,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import and_, case as when, delete, false, func, insert, literal_column, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from .clock import CHINA
 from .models import (Case, RollupCase, RollupCases, RollupCaseTask, RollupDims, RollupReports, RollupState,
                      RollupTasks, WorkItem)
 
@@ -65,18 +66,31 @@ BATCH = 2000
 
 # ------------------------------------------------------------------ time
 
+# Months are the officials' months (China Standard Time, UTC+8 all year): a case reported at
+# 2026-03-31 20:00 UTC is reported on April 1st in China and is an April case. Python and SQL use
+# the same fixed offset (not a zone's rules), so a month's bounds here and its key in SQL agree.
+CHINA_OFFSET_HOURS = 8
+
+
 def month_sql(column, dialect: str):
+    """The China month ('YYYY-MM') of a UTC datetime column."""
     if dialect == "postgresql":
-        return func.to_char(func.timezone("UTC", column), "YYYY-MM")
-    return func.substr(column, 1, 7)
+        # an interval as the zone: ISO sign (east positive), unlike a POSIX zone name like '+08'
+        return func.to_char(func.timezone(literal_column(f"interval '{CHINA_OFFSET_HOURS} hours'"), column),
+                            "YYYY-MM")
+    # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC: shift it, then take the month
+    return func.strftime("%Y-%m", column, f"+{CHINA_OFFSET_HOURS} hours")
 
 
 def month_of(at: datetime) -> str:
+    """The China month of an instant."""
+    at = _utc(at).astimezone(CHINA)
     return f"{at.year:04d}-{at.month:02d}"
 
 
 def month_start(month: str) -> datetime:
-    return datetime(int(month[:4]), int(month[5:7]), 1, tzinfo=UTC)
+    """The instant (UTC) a China month begins: the 1st, 00:00 China time."""
+    return datetime(int(month[:4]), int(month[5:7]), 1, tzinfo=CHINA).astimezone(UTC)
 
 
 def next_month(month: str) -> str:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.orm import aliased
 
 from forms.safety import storable_ref, text_problem
@@ -97,6 +97,42 @@ class BoardItem(NamedTuple):
     urge_count: int
 
 
+# ---------------------------------------------------------------- 超期任务
+# One definition of an overdue task (超期任务) of a jurisdiction, for the 督办台 and the
+# dashboard (engine/metrics.py), which once counted differently (the dashboard also counted
+# the county's tasks on a town's cases, the board only the 500 tasks it listed):
+# - open (a completed task, even one completed late, is no longer overdue: 按期办结率 counts those);
+# - its due date passed at `now` (the engine's clock): due_at < now; a task without one never is;
+# - on a case whose grid lies in the jurisdiction, and held there: by a unit (its lane's node) in
+#   the jurisdiction, or named for someone (no unit). A town's figure is what the town's officials
+#   answer for and may urge (`_over`): a county department's task on a town's case is the county's.
+
+def open_overdue(now):
+    """Open, and its due date passed at `now` (sort_due: read through the (status, sort_due) index)."""
+    return and_(WorkItem.status == "open", WorkItem.sort_due < now, WorkItem.due_at < now)
+
+
+def held_within(paths: list[str] | None, unit):
+    """Tasks of cases under `paths` held there (`unit`: the task's unit, outer-joined); None: everywhere."""
+    if paths is None:
+        return true()
+    return and_(or_(*[WorkItem.grid_path.like(p + "%") for p in paths]),
+                or_(WorkItem.candidate_node_id.is_(None), *[unit.path.like(p + "%") for p in paths]))
+
+
+def count_tasks(session, paths: list[str] | None, *where) -> int:
+    unit = aliased(JurisdictionNode)
+    query = select(func.count()).select_from(WorkItem)
+    if paths is not None:
+        query = query.outerjoin(unit, unit.id == WorkItem.candidate_node_id)
+    return int(session.scalar(query.where(held_within(paths, unit), *where)) or 0)
+
+
+def count_overdue(session, paths: list[str] | None, now) -> int:
+    """The overdue tasks (超期任务) of the jurisdiction under `paths` (None: the whole tree)."""
+    return count_tasks(session, paths, open_overdue(now))
+
+
 def board_query(paths: list[str], now, limit: int):
     """Open tasks under `paths` overdue or due within DUE_SOON, most urgent first: the
     `BoardItem` columns, then the case's key, title and colour, grid, unit and claimer names."""
@@ -109,9 +145,8 @@ def board_query(paths: list[str], now, limit: int):
             .outerjoin(unit, unit.id == WorkItem.candidate_node_id)
             .outerjoin(claimer, claimer.id == WorkItem.assignee_id)
             .where(WorkItem.status == "open", WorkItem.sort_due <= now + DUE_SOON,
-                   or_(*[WorkItem.grid_path.like(p + "%") for p in paths]),
                    # held at the supervisor's level or below (`_over`), or named for someone
-                   or_(WorkItem.candidate_node_id.is_(None), *[unit.path.like(p + "%") for p in paths]))
+                   held_within(paths, unit))
             .order_by(WorkItem.sort_due, WorkItem.created_at, WorkItem.id)
             .limit(limit))
 
@@ -154,14 +189,13 @@ class Board:
     groups: list[BoardGroup]
     now: datetime
     truncated: bool       # more than `limit` tasks: the most urgent are shown
+    overdue: int          # 超期任务 of the jurisdiction (`count_overdue`), listed or not
+    due_soon: int         # open tasks of the jurisdiction falling due within DUE_SOON, listed or not
 
     @property
     def total(self) -> int:
+        """The tasks listed."""
         return sum(len(g.rows) for g in self.groups)
-
-    @property
-    def overdue(self) -> int:
-        return sum(g.overdue for g in self.groups)
 
 
 @dataclass
@@ -209,8 +243,13 @@ class Supervision:
                     mine = (item.role, item.candidate_node_id) in pairs or item.id in named
                 groups.setdefault(gkey, group).rows.append(BoardRow(
                     item=item, business_key=key, case_title=title, colour=colour, grid_name=grid_name,
-                    overdue=item.due_at is not None and item.due_at < now, mine=mine))
-            return Board(groups=list(groups.values()), now=now, truncated=truncated)
+                    overdue=item.due_at is not None and item.due_at < now, mine=mine))   # as `open_overdue`
+            # counted, not summed over the rows: past `limit` the rows are not all of them
+            overdue = count_overdue(session, paths, now)
+            due_soon = count_tasks(session, paths, WorkItem.status == "open", WorkItem.sort_due >= now,
+                                   WorkItem.sort_due <= now + DUE_SOON)
+            return Board(groups=list(groups.values()), now=now, truncated=truncated, overdue=overdue,
+                         due_soon=due_soon)
 
     # ---------------------------------------------------------------- 督办
 

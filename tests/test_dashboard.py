@@ -163,6 +163,57 @@ def test_bad_input_says_what_to_do(client, service, query, expected):
     assert expected in r.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("username,url,status,reason", [
+    ("lxx_ld1", "/dashboard?start=2026-13-01&end=2026-03-31", 400, "日期格式应为"),
+    ("lxx_ld1", "/dashboard?start=2026-03-10&end=2026-03-01", 400, "结束日期须晚于开始日期"),
+    ("lxx_ld1", "/dashboard?start=2000-01-01&end=2026-03-01", 400, "统计区间不能超过十年"),
+    ("lxx_ld1", "/dashboard?end=2100-01-01", 400, "日期应在 2000-01-01 至 2099-12-31 之间"),
+    ("lxx_ld1", "/dashboard?node=../../etc", 400, "找不到该辖区"),
+    ("lxx_ld1", "/dashboard?node=no-such-node", 404, "找不到该辖区"),
+    ("lxx_ld1", "/dashboard?node=linxi-xfj", 400, "林西县信访局是职能部门"),          # a department as 辖区
+    ("lxx_dc", "/dashboard?node=wuyuan&start=2026-03-01&end=2026-03-31", 403, "五原县不在您的辖区内"),
+    ("lxz_pd", "/dashboard?node=linxi", 403, "林西县不在您的辖区内"),
+    ("lxx_dc", "/dashboard/export/headline.csv?node=wuyuan", 403, "五原县不在您的辖区内"),
+    ("lxx_ld1", "/dashboard/export/headline.csv?start=2026-03-10&end=2026-03-01", 400, "结束日期须晚于开始日期"),
+    ("lxx_ld1", "/dashboard/export/nothing.csv", 400, "没有这张统计表"),
+    ("lxx_ld1", "/dashboard/export/headline.pdf", 400, "导出格式只能是 CSV 或 XLSX"),
+    ("lxx_ld1", "/dashboard/export/all.csv", 400, "全部统计表请导出为 XLSX"),
+])
+def test_a_refused_request_shows_the_dashboard_again_with_the_reason(client, service, username, url, status, reason):
+    """Not the generic error page: the dashboard, why it shows no figures, and its form to ask again."""
+    login(client, username)
+    r = client.get(url)
+    html = r.get_data(as_text=True)
+    assert r.status_code == status
+    assert "出错了" not in html and "<h1>统计看板</h1>" in html and 'role="search"' in html
+    assert f'<p class="flash error" role="alert" id="refused">未显示统计：{reason}' in html
+
+
+def test_a_refused_period_keeps_what_was_typed_and_the_node(client, service):
+    login(client, "lxx_ld1")
+    html = client.get("/dashboard?node=linxizhen&start=2026-03-10&end=2026-03-01").get_data(as_text=True)
+    assert 'name="start" value="2026-03-10"' in html and 'name="end" value="2026-03-01"' in html
+    assert '<input type="hidden" name="node" value="linxizhen">' in html and "<select" not in html
+
+
+def test_a_refused_node_offers_the_officials_own_jurisdictions(client, service):
+    login(client, "lxx_dc")
+    html = client.get("/dashboard?node=wuyuan&start=2026-03-01&end=2026-03-31").get_data(as_text=True)
+    assert '<select id="d-node" name="node" aria-invalid="true"' in html
+    assert '<option value="linxi">林西县</option>' in html and 'value="wuyuan"' not in html
+    assert 'name="start" value="2026-03-01"' in html          # the period as asked
+    assert '<a href="/dashboard?node=linxi">林西县</a>' in html
+
+
+def test_a_refusal_in_english(client, service):
+    login(client, "lxx_dc")
+    client.post("/lang/en", data={"csrf_token": _csrf(client)})
+    r = client.get("/dashboard?node=wuyuan")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 403 and "No figures shown: " in html and "is outside your jurisdiction" in html
+    assert "Jurisdictions you may view" in html and "不在您的辖区内" not in html
+
+
 # ------------------------------------------------------------------ exports
 
 def test_csv_export_matches_the_figures(client, matters):

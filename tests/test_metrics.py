@@ -532,3 +532,19 @@ def test_an_aware_datetime_in_another_zone_is_stored_as_its_instant(service, his
                                                     Case.created_at < datetime(2026, 1, 9, 21, tzinfo=UTC)))
         assert session.scalar(select(Case.id).where(Case.id == case_id,
                                                     Case.created_at >= datetime(2026, 1, 10, 4, 0, tzinfo=CHINA)))
+
+
+def test_the_monthly_trend_counts_by_china_months(service, history):
+    """Officials' months are China months: a case reported 2026-03-31 20:00 UTC (April 1st,
+    04:00 in China) is an April case; one reported 2026-03-31 15:59 UTC (23:59 in China) is a
+    March case — live and from the roll-ups (`figures` checks both)."""
+    with service.db.unit_of_work() as session:
+        history.case(session, created=datetime(2026, 3, 31, 20, 0, tzinfo=UTC), status="completed",
+                     closed=datetime(2026, 3, 31, 21, 0, tzinfo=UTC))
+        history.case(session, created=datetime(2026, 3, 31, 15, 59, tzinfo=UTC))
+        history.case(session, created=datetime(2026, 2, 28, 16, 0, tzinfo=UTC))   # March 1st, 00:00 China
+    spring = (datetime(2026, 2, 1, tzinfo=CHINA), datetime(2026, 5, 1, tzinfo=CHINA))
+    for code in ("linxi", "linxi-xinguang-g1"):   # a county reads roll-ups, a grid its cases
+        assert figures(service.db, code, *spring, now=datetime(2026, 5, 2, tzinfo=UTC))["monthly"] == [
+            {"month": "2026-03", "registered": 2, "closed": 0},
+            {"month": "2026-04", "registered": 1, "closed": 1}]

@@ -14,11 +14,11 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from engine import rollup
 from engine.metrics import compute
-from engine.models import (NO_DUE_DATE, Case, JurisdictionNode, ProcessVersion, RollupCases, RollupDims,
+from engine.models import (NO_DUE_DATE, Case, JurisdictionNode, ProcessVersion, RollupCase, RollupCases, RollupDims,
                            RollupReports, RollupTasks, User, WorkItem)
 
 UTC = timezone.utc
@@ -29,6 +29,7 @@ DAY = timedelta(days=1)
 PETITION_STEPS = ("decide", "handle", "handle_extended", "approve_extension", "notify_extension", "written_reply",
                   "review_request", "recheck_request")
 
+# the months are China months (engine/rollup.py `month_of`): a UTC midnight bound lies 8 hours into one
 PERIODS = [
     (datetime(2025, 3, 1, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC)),      # months up to today (now inside)
     (datetime(2025, 4, 1, tzinfo=CHINA), datetime(2026, 3, 3, tzinfo=CHINA)),  # the web's China-time days
@@ -320,3 +321,43 @@ def test_a_refresh_in_rounds_takes_every_dirty_case_once(service):
             taken.append(rollup.refresh(session, NOW, batch=4, limit=10))
     assert taken[:-1] == [10, 10, 5] and taken[-1] == 0
     assert_same(db)
+
+
+def test_upgrading_a_database_counts_its_rollups_again_by_china_months(service):
+    """Roll-ups stored by the old rule (UTC months) are emptied by migration 0020: the dashboard
+    reads the cases until `gridflow metrics refresh` builds them again, by China months."""
+    from alembic import command
+
+    from engine import schema
+    db = service.db
+    april_in_china = datetime(2026, 3, 31, 20, 0, tzinfo=UTC)
+    history = RandomHistory(db, 13)
+    with db.unit_of_work() as session:
+        history.add_case(session).created_at = april_in_china
+    with db.unit_of_work() as session:
+        rollup.rebuild(session, NOW)
+        # what a build before the fix stored: the case in its UTC month
+        for table in (RollupCases, RollupDims, RollupReports, RollupTasks):
+            session.execute(update(table).where(table.month == "2026-04").values(month="2026-03"))
+        session.execute(update(RollupCase).values(month="2026-03"))
+    spring = (datetime(2026, 3, 1, tzinfo=CHINA), datetime(2026, 5, 1, tzinfo=CHINA))
+
+    def monthly(rollups):
+        with db.read_session() as session:
+            return compute(session, None, *spring, now=datetime(2026, 5, 2, tzinfo=UTC), rollups=rollups)["monthly"]
+
+    assert [m["month"] for m in monthly(False)] == ["2026-04"]
+    assert [m["month"] for m in monthly(None)] == ["2026-03"]      # the stale rows answer wrong
+
+    with db.engine.begin() as conn:   # a database at 0019 with those rows, upgraded
+        command.downgrade(schema.alembic_config(conn), "0019")
+    schema.upgrade(db)
+    with db.read_session() as session:
+        assert not rollup.is_built(session)
+        assert session.scalar(select(func.count()).select_from(RollupCases)) == 0
+    assert [m["month"] for m in monthly(None)] == ["2026-04"]      # read from the cases meanwhile
+    with db.unit_of_work() as session:
+        assert rollup.refresh(session, NOW) == 1                   # not built: built afresh
+    with db.read_session() as session:
+        assert rollup.is_built(session)
+    assert monthly(True) == monthly(False) and [m["month"] for m in monthly(True)] == ["2026-04"]

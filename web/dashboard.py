@@ -21,11 +21,12 @@ from markupsafe import Markup, escape
 from marshmallow import Schema, fields
 
 from engine import clock
-from engine.errors import InvalidInput
+from engine.errors import InvalidInput, NotFound, PermissionDenied
 from engine.metrics import Dashboards
 
+from .errors import engine_status
 from .extensions import service
-from .i18n import CHINA, gettext as _, label, process_name
+from .i18n import CHINA, current_lang, gettext as _, label, process_name
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
@@ -380,10 +381,37 @@ def _args() -> dict:
     return {k: v for k, v in request.args.items() if k in ("node", "start", "end") and v}
 
 
+# what the dashboard refuses about a request (its period, its 辖区, the export asked for): answered
+# by the page again, saying why, as the other pages answer a refused filter
+REFUSALS = (InvalidInput, NotFound, PermissionDenied)
+
+
+def refused(exc):
+    """The dashboard page (with the status of the refusal) saying why, its form refilled with what
+    was asked; when the 辖区 was refused, the official's own jurisdictions to choose from instead.
+    An official with no dashboard at all has nothing to ask again: the error page says so."""
+    roots = Dashboards(service().db).roots(current_user.id)
+    if not roots:
+        raise exc
+    bad = set(getattr(exc, "fields", None) or ())
+    if isinstance(exc, (NotFound, PermissionDenied)):   # an unknown node, or one outside the jurisdiction
+        bad.add("node")
+    typed = {name: (request.args.get(name) or "").strip()[:10] for name in ("start", "end")}
+    default_start, default_end = parse_period({})   # a date not typed: the default period's
+    return render_template(
+        "dashboard/refused.html", reason=exc.text(current_lang()), roots=roots, bad=bad,
+        node_choices=roots if "node" in bad else None, node_value=(request.args.get("node") or "")[:64],
+        start_value=typed["start"] or default_start.isoformat(), end_value=typed["end"] or default_end.isoformat(),
+    ), engine_status(exc)
+
+
 @bp.route("")
 @login_required
 def index():
-    figures, start, end = load_figures(current_user.id, request.args)
+    try:
+        figures, start, end = load_figures(current_user.id, request.args)
+    except REFUSALS as exc:
+        return refused(exc)
     args = {"node": figures["scope"]["code"], "start": start.isoformat(), "end": end.isoformat()}
     tables = build_tables(figures, args)
     return render_template("dashboard/index.html", figures=figures, tables=tables, charts=build_charts(figures, tables),
@@ -393,15 +421,19 @@ def index():
 @bp.route("/export/<name>.<fmt>")
 @login_required
 def export(name, fmt):
-    if fmt not in FORMATS:
-        raise InvalidInput("export as csv or xlsx", fields={"format": ["csv or xlsx"]}, zh="导出格式只能是 CSV 或 XLSX")
-    figures, start, end = load_figures(current_user.id, request.args)
-    tables = build_tables(figures, _args())
-    if name != "all" and name not in tables:
-        raise InvalidInput(f"no table '{name[:40]}'", fields={"table": ["unknown"]}, zh="没有这张统计表")
-    if name == "all" and fmt == "csv":
-        raise InvalidInput("all tables together export as xlsx", fields={"format": ["xlsx"]},
-                           zh="全部统计表请导出为 XLSX")
+    try:
+        if fmt not in FORMATS:
+            raise InvalidInput("export as csv or xlsx", fields={"format": ["csv or xlsx"]},
+                               zh="导出格式只能是 CSV 或 XLSX")
+        figures, start, end = load_figures(current_user.id, request.args)
+        tables = build_tables(figures, _args())
+        if name != "all" and name not in tables:
+            raise InvalidInput(f"no table '{name[:40]}'", fields={"table": ["unknown"]}, zh="没有这张统计表")
+        if name == "all" and fmt == "csv":
+            raise InvalidInput("all tables together export as xlsx", fields={"format": ["xlsx"]},
+                               zh="全部统计表请导出为 XLSX")
+    except REFUSALS as exc:
+        return refused(exc)
     chosen = list(tables.values()) if name == "all" else [tables[name]]
     stem = f"dashboard-{figures['scope']['code'] or 'all'}-{start.isoformat()}-{end.isoformat()}-{name}"
     if fmt == "csv":

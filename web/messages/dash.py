@@ -43,6 +43,9 @@ MESSAGES = {
     "本期登记的各类事项（不含入户走访、逆向考评等工作记录）": "matters of every chain registered in the period (work records such as household visits and reverse evaluations not counted)", "当前超期": "Overdue now",
     "超期任务 {n} 项": "{n} overdue tasks", "超期督办任务 {n} 项": "{n} overdue-supervision tasks",
     "逐级上报：至乡镇 {a}，至县 {b}，至市 {c}": "Escalated: to the town {a}, to the county {b}, to the city {c}",
+    "超期任务：未办结、已过办理时限、由本辖区单位或指定人员承办的任务（督办台与统计看板同一口径）":
+        "Overdue tasks: open, past their due date, held by a unit of this jurisdiction or by a named official (the same count on the supervision board and the dashboard)",
+    "未显示统计：{why}": "No figures shown: {why}", "您可查看的辖区": "Jurisdictions you may view",
     "各项指标的口径见 docs/metrics.md；同样的数据可通过 /api/v1/dashboard 获取。":
         "Definitions of every figure: docs/metrics.md; the same figures: /api/v1/dashboard.",
 }
