@@ -244,10 +244,13 @@ class Supervision:
                 groups.setdefault(gkey, group).rows.append(BoardRow(
                     item=item, business_key=key, case_title=title, colour=colour, grid_name=grid_name,
                     overdue=item.due_at is not None and item.due_at < now, mine=mine))   # as `open_overdue`
-            # counted, not summed over the rows: past `limit` the rows are not all of them
-            overdue = count_overdue(session, paths, now)
-            due_soon = count_tasks(session, paths, WorkItem.status == "open", WorkItem.sort_due >= now,
-                                   WorkItem.sort_due <= now + DUE_SOON)
+            if truncated:   # past `limit` the rows are not all of them: counted (two more reads)
+                overdue = count_overdue(session, paths, now)
+                due_soon = count_tasks(session, paths, WorkItem.status == "open", WorkItem.sort_due >= now,
+                                       WorkItem.sort_due <= now + DUE_SOON)
+            else:           # the rows are every such task: the same figures without reading again
+                overdue = sum(1 for g in groups.values() for r in g.rows if r.overdue)
+                due_soon = len(rows) - overdue
             return Board(groups=list(groups.values()), now=now, truncated=truncated, overdue=overdue,
                          due_soon=due_soon)
 
