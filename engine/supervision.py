@@ -120,17 +120,13 @@ def held_within(paths: list[str] | None, unit):
                 or_(WorkItem.candidate_node_id.is_(None), *[unit.path.like(p + "%") for p in paths]))
 
 
-def count_tasks(session, paths: list[str] | None, *where) -> int:
+def count_overdue(session, paths: list[str] | None, now) -> int:
+    """The overdue tasks (超期任务) of the jurisdiction under `paths` (None: the whole tree)."""
     unit = aliased(JurisdictionNode)
     query = select(func.count()).select_from(WorkItem)
     if paths is not None:
         query = query.outerjoin(unit, unit.id == WorkItem.candidate_node_id)
-    return int(session.scalar(query.where(held_within(paths, unit), *where)) or 0)
-
-
-def count_overdue(session, paths: list[str] | None, now) -> int:
-    """The overdue tasks (超期任务) of the jurisdiction under `paths` (None: the whole tree)."""
-    return count_tasks(session, paths, open_overdue(now))
+    return int(session.scalar(query.where(held_within(paths, unit), open_overdue(now))) or 0)
 
 
 def board_query(paths: list[str], now, limit: int):
@@ -189,8 +185,15 @@ class Board:
     groups: list[BoardGroup]
     now: datetime
     truncated: bool       # more than `limit` tasks: the most urgent are shown
-    overdue: int          # 超期任务 of the jurisdiction (`count_overdue`), listed or not
-    due_soon: int         # open tasks of the jurisdiction falling due within DUE_SOON, listed or not
+    # 超期任务 of the jurisdiction (`count_overdue`'s definition) and open tasks falling due within
+    # DUE_SOON. Exact unless the `*_at_least` flag says the list was cut before their end: the
+    # rows come most overdue first, so a cut list that reaches a due-soon row lists every overdue
+    # task. Not counted past the cut: a count scans every overdue task of the tree (1/2 s at 10^6
+    # tasks against the board's 12 ms); the dashboard gives the exact figure.
+    overdue: int
+    due_soon: int
+    overdue_at_least: bool = False
+    due_soon_at_least: bool = False
 
     @property
     def total(self) -> int:
@@ -244,15 +247,11 @@ class Supervision:
                 groups.setdefault(gkey, group).rows.append(BoardRow(
                     item=item, business_key=key, case_title=title, colour=colour, grid_name=grid_name,
                     overdue=item.due_at is not None and item.due_at < now, mine=mine))   # as `open_overdue`
-            if truncated:   # past `limit` the rows are not all of them: counted (two more reads)
-                overdue = count_overdue(session, paths, now)
-                due_soon = count_tasks(session, paths, WorkItem.status == "open", WorkItem.sort_due >= now,
-                                       WorkItem.sort_due <= now + DUE_SOON)
-            else:           # the rows are every such task: the same figures without reading again
-                overdue = sum(1 for g in groups.values() for r in g.rows if r.overdue)
-                due_soon = len(rows) - overdue
+            overdue = sum(1 for g in groups.values() for r in g.rows if r.overdue)
+            due_soon = len(rows) - overdue
             return Board(groups=list(groups.values()), now=now, truncated=truncated, overdue=overdue,
-                         due_soon=due_soon)
+                         due_soon=due_soon, overdue_at_least=truncated and not due_soon,
+                         due_soon_at_least=truncated)
 
     # ---------------------------------------------------------------- 督办
 

@@ -89,10 +89,27 @@ def test_the_board_and_the_dashboard_count_the_same_overdue_tasks(service, town)
                 assert figures["headline"]["overdue_tasks"] == expected, (code, rollups)
 
 
-def test_the_board_counts_every_overdue_task_not_only_those_it_lists(service, town):
+def test_a_cut_board_says_which_of_its_totals_are_lower_bounds(service, town, client, monkeypatch):
+    """Past its limit the board does not count (a count scans every overdue task of the tree):
+    its rows come most overdue first, so a list reaching a due-soon task holds every overdue
+    one (exact), and a list of overdue tasks only says "at least"."""
+    overdue = town["linxizhen"]
+    board = Supervision(service).board("lxz_pd", limit=overdue + 1)
+    assert board.truncated and board.total == overdue + 1
+    assert (board.overdue, board.overdue_at_least) == (overdue, False)
+    assert (board.due_soon, board.due_soon_at_least) == (1, True)
     board = Supervision(service).board("lxz_pd", limit=2)
-    assert board.truncated and board.total == 2
-    assert (board.overdue, board.due_soon) == (town["linxizhen"], 2)
+    assert board.truncated and (board.overdue, board.overdue_at_least) == (2, True)
+    whole = Supervision(service).board("lxz_pd")
+    assert not whole.truncated and (whole.overdue, whole.due_soon) == (overdue, 2)
+    assert not (whole.overdue_at_least or whole.due_soon_at_least)
+
+    from tests.helpers import login
+    login(client, "lxz_pd")
+    board = Supervision.board
+    monkeypatch.setattr(Supervision, "board", lambda self, actor: board(self, actor, limit=2))
+    html = client.get("/supervision").get_data(as_text=True)
+    assert "辖区内已超期至少 2 项（确切数字见统计看板）" in html and "仅显示最紧急的 2 项" in html
 
 
 def test_the_board_page_says_the_counts(service, town, client):

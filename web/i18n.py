@@ -232,6 +232,8 @@ MESSAGES_EN: dict[str, str] = {
     "已将 {n} 条通知标为已读": "{n} notification(s) marked read",
     "已处理，案件的定时器已重新启用": "Resolved; the case's timers are running again",
     "辖区内已超期 {a} 项，24小时内到期 {b} 项": "In your jurisdiction: {a} overdue, {b} due within 24 hours",
+    "辖区内已超期至少 {a} 项（确切数字见统计看板）": "In your jurisdiction: at least {a} overdue (the dashboard has the exact figure)",
+    "辖区内已超期 {a} 项，24小时内到期至少 {b} 项": "In your jurisdiction: {a} overdue, at least {b} due within 24 hours",
     "仅显示最紧急的 {n} 项。": "Only the {n} most urgent are shown.",
     "已认领": "Claimed",
     "超期 {a} · 将到期 {b}": "{a} overdue · {b} due soon",
