@@ -325,7 +325,7 @@ class WorkflowService:
             raise _not_deployed(process_key)
         return version
 
-    def _validate_form(self, form_key: str | None, data: dict) -> dict:
+    def _validate_form(self, form_key: str | None, data: dict, context: dict | None = None) -> dict:
         if not isinstance(data or {}, dict):
             raise InvalidInput("the submitted data must be a set of named fields", fields={"data": ["not an object"]},
                                zh="提交的数据必须是按字段填写的内容")
@@ -340,10 +340,21 @@ class WorkflowService:
             raise ProcessError(f"form '{form_key}' is missing from forms/; ask a designer to add it",
                                zh=f"缺少表单“{form_key}”，请联系流程设计员补充")
         try:
-            return to_task_data(form, form.validate(data, now=clock.now()))
+            return to_task_data(form, form.validate(data, now=clock.now(), context=context))
         except FormValidationError as exc:
-            raise InvalidInput("some fields are not filled in correctly", fields=exc.fields,
-                               zh="部分内容填写有误，请按提示修改后重新提交") from None
+            raise _form_refused(exc) from None
+
+    def _check_order(self, form_key: str | None, clean: dict, task_data: dict) -> None:
+        """A date of the submission that comes before a date of the case it follows (a review
+        requested before the reply it disputes) is refused, naming both: checked here, where
+        the task's data is at hand, since the legal windows count from these dates."""
+        form = self.forms.get(form_key) if form_key else None
+        if form is None:
+            return
+        try:
+            form.check_order(clean, task_data)
+        except FormValidationError as exc:
+            raise _form_refused(exc) from None
 
     def _check_people(self, session, form_key: str | None, clean: dict, grid_path: str) -> None:
         """Each person a form names (a case-owning leader, a responsible person …) is an
@@ -795,6 +806,7 @@ class WorkflowService:
             if task is None or not task.has_state(TaskState.READY):
                 raise Conflict(f"task '{item.name}' is no longer waiting; refresh the case",
                                zh=f"任务“{item.name}”已不在待办状态；请刷新案件")
+            self._check_order(item.form_key, clean, task.data)
         now = clock.now()
         self._claim_attachments(session, user, case, item.form_key, clean, item)
         if guess is None:
@@ -826,7 +838,7 @@ class WorkflowService:
             task = find_task(workflow, str(task_id))
             if task is None or not task.has_state(TaskState.READY):
                 return None
-            clean = self._validate_form(form_key, data)
+            clean = self._validate_form(form_key, data, context=task.data)
             task.data.update(clean)
             task.run()
             run_engine(workflow)
@@ -1453,6 +1465,11 @@ class TaskDetail:
     form: object
     case_data: dict
     may_work: bool
+
+
+def _form_refused(exc: FormValidationError) -> InvalidInput:
+    return InvalidInput("some fields are not filled in correctly", fields=exc.fields,
+                        zh="部分内容填写有误，请按提示修改后重新提交", fields_zh=exc.fields_zh)
 
 
 def _summary(data: dict) -> dict:

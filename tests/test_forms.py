@@ -268,3 +268,55 @@ def test_every_shipped_form_names_each_required_field_left_out(form):
         assert required <= set(err.fields) and set(err.fields) <= {f.name for f in form.input_fields}
     else:
         assert not required
+
+
+# ------------------------------------------------------------ not_before
+
+def ordered(**extra):
+    return parse_definition({"key": "k", "fields": [
+        {"name": "replied", "type": "date", "readonly": True, "label": {"zh": "答复日期", "en": "Replied on"}},
+        {"name": "asked", "type": "date", "required": True, "label": {"zh": "请求复查日期", "en": "Asked on"},
+         "not_before": ["replied"], **extra},
+        {"name": "answered", "type": "datetime", "label": {"zh": "复查时间", "en": "Answered at"},
+         "not_before": "asked"}]}, "k.yaml")
+
+
+def test_a_date_before_the_case_date_it_follows_is_refused_naming_both_in_both_languages():
+    with pytest.raises(FormValidationError) as err:
+        ordered().validate({"asked": "2026-03-01"}, context={"replied": "2026-03-02"})
+    assert err.value.fields == {"asked": ["Asked on (2026-03-01) must not be before Replied on (replied, 2026-03-02)"]}
+    assert err.value.fields_zh == {"asked": ["请求复查日期（2026-03-01）不能早于答复日期（2026-03-02），请核对这两个日期"]}
+
+
+def test_dates_of_the_same_submission_keep_their_order_and_the_same_day_is_not_before():
+    form = ordered()
+    assert form.validate({"asked": "2026-03-02"}, context={"replied": "2026-03-02"})
+    assert form.validate({"asked": "2026-03-02", "answered": "2026-03-02T00:30:00+08:00"})
+    with pytest.raises(FormValidationError) as err:   # 3-1 23:30 in China is the day before
+        form.validate({"asked": "2026-03-02", "answered": "2026-03-01T15:30:00+00:00"})
+    assert list(err.value.fields) == ["answered"] and "Asked on" in err.value.fields["answered"][0]
+    assert form.validate({"asked": "2026-03-01"})     # no case date to compare with: nothing to say
+
+
+@pytest.mark.parametrize("field,message", [
+    ({"name": "a", "type": "text", "not_before": ["d"]}, "date and datetime input fields only"),
+    ({"name": "a", "type": "date", "not_before": ["nope"]}, "'nope', which is not another date"),
+    ({"name": "a", "type": "date", "not_before": ["t"]}, "'t', which is not another date"),
+    ({"name": "a", "type": "date", "not_before": ["a"]}, "'a', which is not another date"),
+    ({"name": "a", "type": "date", "not_before": 3}, "must name fields of this form"),
+])
+def test_a_wrong_not_before_names_the_problem(field, message):
+    with pytest.raises(FormDefinitionError, match=message) as err:
+        parse_definition({"key": "k", "fields": [{"name": "d", "type": "date"}, {"name": "t", "type": "text"}, field]},
+                         "k.yaml")
+    assert err.value.zh
+
+
+def test_the_petition_dates_follow_the_dates_they_count_from():
+    forms = FormRegistry()
+    for key, name, after in [("petition_written_reply", "reply_date", "accepted_on"),
+                             ("petition_review_request", "review_requested_on", "reply_date"),
+                             ("petition_review", "review_date", "review_requested_on"),
+                             ("petition_recheck_request", "recheck_requested_on", "review_date"),
+                             ("petition_recheck", "recheck_date", "recheck_requested_on")]:
+        assert next(f for f in forms.get(key).fields if f.name == name).not_before == (after,), key
