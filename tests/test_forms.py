@@ -320,3 +320,56 @@ def test_the_petition_dates_follow_the_dates_they_count_from():
                              ("petition_recheck_request", "recheck_requested_on", "review_date"),
                              ("petition_recheck", "recheck_date", "recheck_requested_on")]:
         assert next(f for f in forms.get(key).fields if f.name == name).not_before == (after,), key
+
+
+# ------------------------------------------------------------ required_if of other kinds
+
+def kinds_form():
+    return parse_definition({"key": "k", "fields": [
+        {"name": "days", "type": "integer", "required": True, "min": 0, "max": 30},
+        {"name": "why", "type": "long_text", "required_if": {"days": {"min": 1}}},
+        {"name": "case_no", "type": "text"},
+        {"name": "note", "type": "text", "required_if": {"case_no": "filled"}},
+        {"name": "units", "type": "multi_choice", "choices": [{"value": "a"}, {"value": "b"}]},
+        {"name": "plan", "type": "text", "required_if": {"units": ["b"]}}]}, "k.yaml")
+
+
+@pytest.mark.parametrize("data,missing", [
+    ({"days": 5}, "why"), ({"days": 5, "why": ""}, "why"), ({"days": 0, "case_no": "LX-1"}, "note"),
+    ({"days": 0, "units": ["a", "b"]}, "plan"),
+])
+def test_required_if_on_a_number_a_filled_field_and_a_multi_choice(data, missing):
+    with pytest.raises(FormValidationError) as err:
+        kinds_form().validate(data)
+    assert list(err.value.fields) == [missing]
+
+
+def test_required_if_of_other_kinds_is_optional_otherwise():
+    form = kinds_form()
+    assert form.validate({"days": 0, "case_no": "", "units": ["a"]}) == {"days": 0, "case_no": "", "units": ["a"]}
+    assert form.validate({"days": 3, "why": "情况复杂"})["why"] == "情况复杂"
+
+
+def test_an_extension_without_its_reason_is_refused():
+    form = FormRegistry().get("petition_handle")
+    with pytest.raises(FormValidationError) as err:
+        form.validate({"handling_result": "进展", "hard_case": False, "extension_days": 10})
+    assert err.value.fields == {"extension_reason": ["required by the value of extension_days"]}
+    assert form.validate({"handling_result": "办结", "hard_case": False, "extension_days": 0})
+
+
+@pytest.mark.parametrize("required_if,message", [
+    ({"note": {"min": 1}}, "a range \\(min/max\\), which needs a number field; 'note' is text"),
+    ({"days": {"least": 1}}, "as a range takes numbers min and/or max"),
+    ({"days": {"min": "one"}}, "as a range takes numbers min and/or max"),
+    ({"days": {"min": 5, "max": 1}}, "min 5 is above max 1"),
+    ({"days": [1]}, "lists values, which needs a choice or boolean field; 'days' is integer \\(use \\{days: filled\\} "
+                    "or \\{days: \\{min: 1\\}\\}\\)"),
+    ({"ok": "filled"}, "a yes/no field such as 'ok' is always answered"),
+])
+def test_a_required_if_of_the_wrong_kind_names_the_problem(required_if, message):
+    with pytest.raises(FormDefinitionError, match=message) as err:
+        parse_definition({"key": "k", "fields": [
+            {"name": "days", "type": "integer"}, {"name": "note", "type": "text"}, {"name": "ok", "type": "boolean"},
+            {"name": "need", "type": "text", "required_if": required_if}]}, "k.yaml")
+    assert err.value.zh
