@@ -387,6 +387,17 @@ class WorkflowService:
                     problems[f.name] = [f"{user.display_name} holds no role at this case's grid or above; "
                                         "choose another official"]
                     problems_zh[f.name] = [f"{user.display_name}在本案件所属辖区没有任何职务，请另选人员"]
+                continue
+            unit = clean.get(f.unit_from) if f.unit_from else None
+            if unit and not _works_in_unit(user, unit, ancestors):
+                # 责任人 answers for 责任单位's 四包: one of another unit cannot (领导包案)
+                unit_field = next(u for u in form.fields if u.name == f.unit_from)
+                unit_name = next((c for c in unit_field.choices if c["value"] == unit), {"zh": unit, "en": unit})
+                problems[f.name] = [f"{user.display_name} ({f.label['en']}) holds no role in the "
+                                    f"{unit_name['en']} of this case's place, the {unit_field.label['en']} chosen; "
+                                    "choose one of its officials or another unit"]
+                problems_zh[f.name] = [f"{f.label['zh']}{user.display_name}不在所选{unit_field.label['zh']}"
+                                       f"“{unit_name['zh']}”（本案件所属辖区的）任职，请另选该单位人员或改选{unit_field.label['zh']}"]
         if problems:
             raise InvalidInput("some people named cannot take this case", fields=problems,
                                zh="所填人员有误，请按提示修改后重新提交", fields_zh=problems_zh)
@@ -1465,6 +1476,13 @@ class TaskDetail:
     form: object
     case_data: dict
     may_work: bool
+
+
+def _works_in_unit(user: User, dept_type: str, ancestors: set) -> bool:
+    """Whether the user holds a role at (or under) a department of `dept_type` that belongs to
+    one of `ancestors` (the case's grid and the places above it): 住建局 of this county, not
+    another county's, nor 城管局."""
+    return any(ra.node.dept_type == dept_type and ra.node.parent_id in ancestors for ra in user.roles)
 
 
 def _form_refused(exc: FormValidationError) -> InvalidInput:
