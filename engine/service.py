@@ -402,6 +402,59 @@ class WorkflowService:
             raise InvalidInput("some people named cannot take this case", fields=problems,
                                zh="所填人员有误，请按提示修改后重新提交", fields_zh=problems_zh)
 
+    def _check_earlier_cases(self, session, form_key: str | None, clean: dict, user: User) -> None:
+        """Each earlier case a form names (原信访事项编号 of a repeat petition) exists, is a case
+        of the field's process that the official may see, concerns the same people (the
+        fields of `same`), and, when the field is required by its `required_if` (the petition
+        is recorded as a repeat), has the data the field asks (closed by a final re-review):
+        a repeat petition is refused on the strength of that case, so a typo or another
+        person's case must be refused here."""
+        form = self.forms.get(form_key) if form_key else None
+        named = [f for f in form.input_fields if f.earlier_case and isinstance(clean.get(f.name), str)
+                 and clean[f.name].strip()] if form else []
+        problems, problems_zh = {}, {}
+        for f in named:
+            rule, number = f.earlier_case, clean[f.name].strip()
+            label_zh, label_en = f.label["zh"], f.label["en"]
+            earlier = session.scalar(select(Case).where(Case.business_key == number))
+            if earlier is None or not can_view_case(session, user, earlier):
+                # one outside the official's jurisdiction is as unknown to them as none
+                problems[f.name] = [f"no case {number} that you may see; check the {label_en}"]
+                problems_zh[f.name] = [f"找不到您可查看的案件“{number}”，请核对{label_zh}"]
+                continue
+            if earlier.process_key != rule["process"]:
+                problems[f.name] = [f"{number} is a {earlier.process_key} case, not a {rule['process']} case; "
+                                    f"check the {label_en}"]
+                problems_zh[f.name] = [f"“{number}”不是{self._process_name(session, rule['process'])}案件，"
+                                       f"请核对{label_zh}"]
+                continue
+            data = self._case_data(self._load(session, earlier, self.specs.for_case(session, earlier)))
+            by_name = {x.name: x for x in form.fields}
+            for same in rule["same"]:
+                mine, theirs = _plain(clean.get(same)), _plain(data.get(same))
+                if mine and mine != theirs:
+                    other = by_name[same].label
+                    problems[f.name] = [f"{number} is of {theirs or '(none)'}, not {mine} ({other['en']}); "
+                                        f"check the {label_en} and the {other['en']}"]
+                    problems_zh[f.name] = [f"“{number}”的{other['zh']}是{theirs or '（空）'}，不是{mine}；"
+                                           f"请核对{label_zh}和{other['zh']}"]
+                    break
+            else:
+                if f.required_by(clean) and any(data.get(k) != v for k, v in rule["data"].items()):
+                    problems[f.name] = [f"{number} was not concluded as this requires "
+                                        f"({', '.join(f'{k}={v!r}' for k, v in rule['data'].items())}); "
+                                        f"check the {label_en}"]
+                    problems_zh[f.name] = [f"“{number}”未按要求办结（{'、'.join(rule['data'])}），"
+                                           f"请核对{label_zh}"]
+        if problems:
+            raise InvalidInput("the earlier case named does not fit", fields=problems,
+                               zh="所填原案件有误，请按提示修改后重新提交", fields_zh=problems_zh)
+
+    @staticmethod
+    def _process_name(session, process_key: str) -> str:
+        version = session.scalar(_latest_version(ProcessVersion, process_key).options(defer(ProcessVersion.files)))
+        return version.name if version is not None else process_key
+
     def display_names(self, usernames) -> dict[str, str]:
         """{username: the official's name} of those that are accounts (a case page names
         the people its forms chose by name, not by login)."""
@@ -439,6 +492,7 @@ class WorkflowService:
         parsed = self.specs.get(version)
         clean = self._validate_form(version.properties.get("startForm"), data)
         self._check_people(session, version.properties.get("startForm"), clean, grid_node.path)
+        self._check_earlier_cases(session, version.properties.get("startForm"), clean, user)
 
         now = clock.now()
         case = Case(
@@ -807,6 +861,7 @@ class WorkflowService:
         guess = self._run_ahead_holds(session, case, item, ahead[0] if ahead else None)
         clean = guess.clean if guess is not None else self._validate_form(item.form_key, data)
         self._check_people(session, item.form_key, clean, case.grid_path)
+        self._check_earlier_cases(session, item.form_key, clean, user)
 
         parsed = self.specs.for_case(session, case)
         if guess is not None:
@@ -1476,6 +1531,11 @@ class TaskDetail:
     form: object
     case_data: dict
     may_work: bool
+
+
+def _plain(value) -> str:
+    """A name as compared: text with its spaces folded ("钱某 " is 钱某)."""
+    return " ".join(value.split()) if isinstance(value, str) else ""
 
 
 def _works_in_unit(user: User, dept_type: str, ancestors: set) -> bool:
