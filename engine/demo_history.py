@@ -28,6 +28,8 @@ from pathlib import Path
 import yaml
 from sqlalchemy import select
 
+from forms import CHINA_TZ
+
 from . import clock as clock_module
 from .errors import EngineError, InvalidInput
 from .models import Case, RoleAssignment, User, WorkItemCandidate
@@ -115,6 +117,8 @@ class DemoHistory:
         for path in sorted(root.glob("*/*.yaml")):
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             process = raw.get("process")
+            if raw.get("earlier"):   # its data names the case an earlier scenario made: none here
+                continue
             if raw.get("start", {}).get("data"):
                 pool.setdefault((process, "start"), []).append(raw["start"]["data"])
             for step in raw.get("steps") or []:
@@ -135,7 +139,9 @@ class DemoHistory:
                 if f.type == "datetime" and (f.name in data or f.required):
                     data[f.name] = now.isoformat()
                 elif f.type == "date" and (f.name in data or f.required):
-                    data[f.name] = now.date().isoformat()
+                    # China's date, as the engine dates what it records (受理日期): a reply made
+                    # soon after an acceptance at 00:30 must not be dated the day before it
+                    data[f.name] = now.astimezone(CHINA_TZ).date().isoformat()
                 elif f.name not in data and f.required:
                     data[f.name] = self._value(f)
                 if (spec_id, f.name) in STEERING:

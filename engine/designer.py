@@ -599,5 +599,7 @@ class ScenarioRunner:
             name = name if name and SCENARIO_NAME_RE.match(name) else "edited"
         detail = self.designer.version(actor, process_key, number)
         revisions = getattr(self.designer.service.forms, "revision_texts", dict)()
+        # a scenario may run others of its process first (`earlier:`): they go along
+        siblings = {s.name: s.text for s in self.scenarios(actor, process_key)}
         return run_isolated(detail.files, text, name, self.designer.service.forms.directory, self.org_path,
-                            revisions)
+                            revisions, siblings)

@@ -107,6 +107,37 @@ def add_days(moment, days) -> str:
     return (start + timedelta(days=days)).isoformat()
 
 
+def today_iso() -> str:
+    """The engine clock's date in China (YYYY-MM-DD): the day a step was taken, as officials
+    date what they record (受理日期), so it compares with the dates they enter."""
+    from datetime import timedelta, timezone
+    from . import clock
+    return clock.now().astimezone(timezone(timedelta(hours=8))).date().isoformat()
+
+
+def window_end(day, days) -> str:
+    """When a window of `days` days counted from a recorded day closes: the end (24:00 China
+    time) of the `days`-th day after it, the day itself not counted (信访工作条例: 复查 may be
+    asked "自收到书面答复之日起30日内"). `day` is a date, or a date/time whose date in China
+    counts."""
+    from datetime import date, datetime, time, timedelta, timezone
+    if not isinstance(days, int) or isinstance(days, bool) or not 0 <= days < 36600:
+        raise ScriptRefused(f"window_end needs a whole number of days, not {days!r}")
+    china = timezone(timedelta(hours=8))
+    if isinstance(day, datetime):
+        start = (day if day.tzinfo else day.replace(tzinfo=china)).astimezone(china).date()
+    elif isinstance(day, date):
+        start = day
+    else:
+        text = str(day)
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ScriptRefused(f"window_end needs a date, not {text[:40]!r}") from None
+        start = moment.astimezone(china).date() if moment.tzinfo else moment.date()
+    return datetime.combine(start + timedelta(days=days + 1), time(0), tzinfo=china).isoformat()
+
+
 def _safe_builtins() -> dict:
     allowed = dict(safe_builtins)
     for name in ("delattr", "setattr", "id", "hash", "__build_class__"):
@@ -116,6 +147,7 @@ def _safe_builtins() -> dict:
         "dict": dict, "set": set, "frozenset": frozenset, "sorted": sorted, "sum": sum, "min": min, "max": max,
         "any": any, "all": all, "enumerate": enumerate, "zip": zip, "reversed": reversed, "map": map,
         "filter": filter, "pow": _pow, "now_iso": now_iso, "add_days": add_days,
+        "today_iso": today_iso, "window_end": window_end,
     })
     return allowed
 

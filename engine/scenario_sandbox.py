@@ -11,7 +11,7 @@ work items, audit rows and notifications cannot be touched.
 
 The parent sends JSON on stdin and reads JSON from stdout:
     in:  {"files": {name: text}, "scenario": yaml text, "name": str, "forms_dir": str, "org": path,
-          "form_revisions": {key@N: yaml text}}
+          "form_revisions": {key@N: yaml text}, "siblings": {name: yaml text of the process's other scenarios}}
     out: {"passed": bool, "step": str|null, "message": str|null, "step_zh": str|null,
           "message_zh": str|null, "log": [...], "business_key": str|null, "steps_done": int}
 """
@@ -54,12 +54,14 @@ STEP_ZH = {"load": "读取场景", "deploy": "部署", "run": "运行"}
 
 
 def run_isolated(files: dict[str, str], scenario_text: str, name: str, forms_dir, org_path,
-                 form_revisions: dict[str, str] | None = None) -> ScenarioOutcome:
+                 form_revisions: dict[str, str] | None = None, siblings: dict[str, str] | None = None
+                 ) -> ScenarioOutcome:
     """Run one scenario in a child process; never raises for a failing or broken scenario.
-    `form_revisions` are the designer's saved forms ({key@N: YAML}) the version may name."""
+    `form_revisions` are the designer's saved forms ({key@N: YAML}) the version may name;
+    `siblings` the other scenarios of the process ({name: YAML}) its `earlier:` may name."""
     payload = json.dumps({"files": files, "scenario": scenario_text, "name": name,
                           "forms_dir": str(forms_dir), "org": str(org_path),
-                          "form_revisions": form_revisions or {}})
+                          "form_revisions": form_revisions or {}, "siblings": siblings or {}})
     env = dict(os.environ)
     env.pop("DATABASE_URL", None)  # the child never opens the real database
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -95,6 +97,9 @@ def _child(payload: dict) -> dict:
 
     result = {"passed": False, "step": None, "message": None, "log": [], "business_key": None, "steps_done": 0}
     with tempfile.TemporaryDirectory() as tmp:
+        for other, text in (payload.get("siblings") or {}).items():
+            if other != payload["name"] and "/" not in other and "\\" not in other and not other.startswith("."):
+                (Path(tmp) / f"{other}.yaml").write_text(text, encoding="utf-8")
         path = Path(tmp) / f"{payload['name']}.yaml"
         path.write_text(payload["scenario"], encoding="utf-8")
         try:

@@ -24,11 +24,16 @@ One file per scenario under `processes/scenarios/<process>/`:
       data: {resolved_level: grid}          # case data values
       open_tasks: []
 
+A case that needs an earlier one (a repeat petition names the case closed by re-review)
+says `earlier: [recheck_closed_and_archived]`: those scenarios of the same folder run first,
+on the same clock, and `${earlier}` in the data is the first one's case number.
+
 `run_scenario(service, clock, scenario)` raises `ScenarioFailure` naming the step
 that broke and why; `gridflow scenarios` and the test suite run every file.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -66,6 +71,9 @@ class Scenario:
     steps: list
     expect: dict
     source: str = ""
+    # scenarios of the same folder run first, each its own case (a repeat petition names the
+    # earlier one): `${earlier}` in the data is the first one's case number, `${earlier:name}` any's
+    earlier: list = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path | str) -> Scenario:
@@ -81,9 +89,13 @@ class Scenario:
         steps = raw.get("steps") or []
         if not isinstance(raw["start"], dict) or not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
             raise ValueError(f"{path.name}: 'start' must be a mapping and 'steps' a list of mappings")
+        earlier = raw.get("earlier") or []
+        earlier = [earlier] if isinstance(earlier, str) else earlier
+        if not isinstance(earlier, list) or not all(isinstance(e, str) and e for e in earlier):
+            raise ValueError(f"{path.name}: 'earlier' must name scenarios of the same folder")
         return cls(name=path.stem, process=raw["process"], title=raw.get("title", path.stem),
                    start=raw["start"], steps=steps, expect=raw.get("expect") or {},
-                   source=str(path))
+                   source=str(path), earlier=earlier)
 
 
 @dataclass
@@ -160,6 +172,25 @@ def _describe(delta) -> str:
     return f"{sign}P{text}"
 
 
+def _with_earlier(scenario: Scenario, keys: dict) -> Scenario:
+    """The scenario with `${earlier}` / `${earlier:name}` in its texts replaced by the case
+    numbers the earlier scenarios got."""
+    first = next(iter(keys.values()))
+
+    def fill(value):
+        if isinstance(value, str):
+            for name, key in keys.items():
+                value = value.replace("${earlier:" + name + "}", key)
+            return value.replace("${earlier}", first)
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        return value
+    return dataclasses.replace(scenario, start=fill(scenario.start), steps=fill(scenario.steps),
+                               expect=fill(scenario.expect))
+
+
 def run_scenario(service: WorkflowService, clock, scenario: Scenario) -> ScenarioResult:
     result = ScenarioResult(scenario)
     name = scenario.name
@@ -175,6 +206,15 @@ def run_scenario(service: WorkflowService, clock, scenario: Scenario) -> Scenari
         return (f"refused: {exc.code}: {exc.message}" + (f" {fields}" if fields else ""),
                 f"被拒绝（{exc.code}）：{exc.zh}" + (f" {fields_zh}" if fields_zh else ""))
 
+    keys = {}
+    for name_before in scenario.earlier:
+        path = Path(scenario.source).parent / f"{name_before}.yaml" if scenario.source else None
+        if path is None or not path.is_file():
+            fail("start", f"earlier scenario '{name_before}' is not in this scenario's folder",
+                 f"找不到先行场景“{name_before}”（须与本场景在同一目录）")
+        keys[name_before] = run_scenario(service, clock, Scenario.load(path)).business_key
+    if keys:
+        scenario = _with_earlier(scenario, keys)
     start = scenario.start
     if start.get("at"):
         clock.set(datetime.fromisoformat(str(start["at"])))

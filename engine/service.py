@@ -325,7 +325,7 @@ class WorkflowService:
             raise _not_deployed(process_key)
         return version
 
-    def _validate_form(self, form_key: str | None, data: dict) -> dict:
+    def _validate_form(self, form_key: str | None, data: dict, context: dict | None = None) -> dict:
         if not isinstance(data or {}, dict):
             raise InvalidInput("the submitted data must be a set of named fields", fields={"data": ["not an object"]},
                                zh="提交的数据必须是按字段填写的内容")
@@ -340,10 +340,21 @@ class WorkflowService:
             raise ProcessError(f"form '{form_key}' is missing from forms/; ask a designer to add it",
                                zh=f"缺少表单“{form_key}”，请联系流程设计员补充")
         try:
-            return to_task_data(form, form.validate(data, now=clock.now()))
+            return to_task_data(form, form.validate(data, now=clock.now(), context=context))
         except FormValidationError as exc:
-            raise InvalidInput("some fields are not filled in correctly", fields=exc.fields,
-                               zh="部分内容填写有误，请按提示修改后重新提交") from None
+            raise _form_refused(exc) from None
+
+    def _check_order(self, form_key: str | None, clean: dict, task_data: dict) -> None:
+        """A date of the submission that comes before a date of the case it follows (a review
+        requested before the reply it disputes) is refused, naming both: checked here, where
+        the task's data is at hand, since the legal windows count from these dates."""
+        form = self.forms.get(form_key) if form_key else None
+        if form is None:
+            return
+        try:
+            form.check_order(clean, task_data)
+        except FormValidationError as exc:
+            raise _form_refused(exc) from None
 
     def _check_people(self, session, form_key: str | None, clean: dict, grid_path: str) -> None:
         """Each person a form names (a case-owning leader, a responsible person …) is an
@@ -376,9 +387,73 @@ class WorkflowService:
                     problems[f.name] = [f"{user.display_name} holds no role at this case's grid or above; "
                                         "choose another official"]
                     problems_zh[f.name] = [f"{user.display_name}在本案件所属辖区没有任何职务，请另选人员"]
+                continue
+            unit = clean.get(f.unit_from) if f.unit_from else None
+            if unit and not _works_in_unit(user, unit, ancestors):
+                # 责任人 answers for 责任单位's 四包: one of another unit cannot (领导包案)
+                unit_field = next(u for u in form.fields if u.name == f.unit_from)
+                unit_name = next((c for c in unit_field.choices if c["value"] == unit), {"zh": unit, "en": unit})
+                problems[f.name] = [f"{user.display_name} ({f.label['en']}) holds no role in the "
+                                    f"{unit_name['en']} of this case's place, the {unit_field.label['en']} chosen; "
+                                    "choose one of its officials or another unit"]
+                problems_zh[f.name] = [f"{f.label['zh']}{user.display_name}不在所选{unit_field.label['zh']}"
+                                       f"“{unit_name['zh']}”（本案件所属辖区的）任职，请另选该单位人员或改选{unit_field.label['zh']}"]
         if problems:
             raise InvalidInput("some people named cannot take this case", fields=problems,
                                zh="所填人员有误，请按提示修改后重新提交", fields_zh=problems_zh)
+
+    def _check_earlier_cases(self, session, form_key: str | None, clean: dict, user: User) -> None:
+        """Each earlier case a form names (原信访事项编号 of a repeat petition) exists, is a case
+        of the field's process that the official may see, concerns the same people (the
+        fields of `same`), and, when the field is required by its `required_if` (the petition
+        is recorded as a repeat), has the data the field asks (closed by a final re-review):
+        a repeat petition is refused on the strength of that case, so a typo or another
+        person's case must be refused here."""
+        form = self.forms.get(form_key) if form_key else None
+        named = [f for f in form.input_fields if f.earlier_case and isinstance(clean.get(f.name), str)
+                 and clean[f.name].strip()] if form else []
+        problems, problems_zh = {}, {}
+        for f in named:
+            rule, number = f.earlier_case, clean[f.name].strip()
+            label_zh, label_en = f.label["zh"], f.label["en"]
+            earlier = session.scalar(select(Case).where(Case.business_key == number))
+            if earlier is None or not can_view_case(session, user, earlier):
+                # one outside the official's jurisdiction is as unknown to them as none
+                problems[f.name] = [f"no case {number} that you may see; check the {label_en}"]
+                problems_zh[f.name] = [f"找不到您可查看的案件“{number}”，请核对{label_zh}"]
+                continue
+            if earlier.process_key != rule["process"]:
+                problems[f.name] = [f"{number} is a {earlier.process_key} case, not a {rule['process']} case; "
+                                    f"check the {label_en}"]
+                problems_zh[f.name] = [f"“{number}”不是{self._process_name(session, rule['process'])}案件，"
+                                       f"请核对{label_zh}"]
+                continue
+            data = self._case_data(self._load(session, earlier, self.specs.for_case(session, earlier)))
+            by_name = {x.name: x for x in form.fields}
+            for same in rule["same"]:
+                mine, theirs = _plain(clean.get(same)), _plain(data.get(same))
+                if mine and mine != theirs:
+                    other = by_name[same].label
+                    problems[f.name] = [f"{number} is of {theirs or '(none)'}, not {mine} ({other['en']}); "
+                                        f"check the {label_en} and the {other['en']}"]
+                    problems_zh[f.name] = [f"“{number}”的{other['zh']}是{theirs or '（空）'}，不是{mine}；"
+                                           f"请核对{label_zh}和{other['zh']}"]
+                    break
+            else:
+                if f.required_by(clean) and any(data.get(k) != v for k, v in rule["data"].items()):
+                    problems[f.name] = [f"{number} was not concluded as this requires "
+                                        f"({', '.join(f'{k}={v!r}' for k, v in rule['data'].items())}); "
+                                        f"check the {label_en}"]
+                    problems_zh[f.name] = [f"“{number}”未按要求办结（{'、'.join(rule['data'])}），"
+                                           f"请核对{label_zh}"]
+        if problems:
+            raise InvalidInput("the earlier case named does not fit", fields=problems,
+                               zh="所填原案件有误，请按提示修改后重新提交", fields_zh=problems_zh)
+
+    @staticmethod
+    def _process_name(session, process_key: str) -> str:
+        version = session.scalar(_latest_version(ProcessVersion, process_key).options(defer(ProcessVersion.files)))
+        return version.name if version is not None else process_key
 
     def display_names(self, usernames) -> dict[str, str]:
         """{username: the official's name} of those that are accounts (a case page names
@@ -417,6 +492,7 @@ class WorkflowService:
         parsed = self.specs.get(version)
         clean = self._validate_form(version.properties.get("startForm"), data)
         self._check_people(session, version.properties.get("startForm"), clean, grid_node.path)
+        self._check_earlier_cases(session, version.properties.get("startForm"), clean, user)
 
         now = clock.now()
         case = Case(
@@ -785,6 +861,7 @@ class WorkflowService:
         guess = self._run_ahead_holds(session, case, item, ahead[0] if ahead else None)
         clean = guess.clean if guess is not None else self._validate_form(item.form_key, data)
         self._check_people(session, item.form_key, clean, case.grid_path)
+        self._check_earlier_cases(session, item.form_key, clean, user)
 
         parsed = self.specs.for_case(session, case)
         if guess is not None:
@@ -795,6 +872,7 @@ class WorkflowService:
             if task is None or not task.has_state(TaskState.READY):
                 raise Conflict(f"task '{item.name}' is no longer waiting; refresh the case",
                                zh=f"任务“{item.name}”已不在待办状态；请刷新案件")
+            self._check_order(item.form_key, clean, task.data)
         now = clock.now()
         self._claim_attachments(session, user, case, item.form_key, clean, item)
         if guess is None:
@@ -826,7 +904,7 @@ class WorkflowService:
             task = find_task(workflow, str(task_id))
             if task is None or not task.has_state(TaskState.READY):
                 return None
-            clean = self._validate_form(form_key, data)
+            clean = self._validate_form(form_key, data, context=task.data)
             task.data.update(clean)
             task.run()
             run_engine(workflow)
@@ -1453,6 +1531,23 @@ class TaskDetail:
     form: object
     case_data: dict
     may_work: bool
+
+
+def _plain(value) -> str:
+    """A name as compared: text with its spaces folded ("钱某 " is 钱某)."""
+    return " ".join(value.split()) if isinstance(value, str) else ""
+
+
+def _works_in_unit(user: User, dept_type: str, ancestors: set) -> bool:
+    """Whether the user holds a role at (or under) a department of `dept_type` that belongs to
+    one of `ancestors` (the case's grid and the places above it): 住建局 of this county, not
+    another county's, nor 城管局."""
+    return any(ra.node.dept_type == dept_type and ra.node.parent_id in ancestors for ra in user.roles)
+
+
+def _form_refused(exc: FormValidationError) -> InvalidInput:
+    return InvalidInput("some fields are not filled in correctly", fields=exc.fields,
+                        zh="部分内容填写有误，请按提示修改后重新提交", fields_zh=exc.fields_zh)
 
 
 def _summary(data: dict) -> dict:

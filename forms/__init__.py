@@ -55,7 +55,9 @@ class FieldDef:
     # everyone but the case's handlers, every unmasked view audited (engine/personal_data.py)
     personal: tuple = ()
     # required only when another field of the form has one of these values:
-    # `required_if: {visit_outcome: [needs_help]}` -> ("visit_outcome", ("needs_help",))
+    # `required_if: {visit_outcome: [needs_help]}` -> ("visit_outcome", ("needs_help",));
+    # or, for a number, a range (`{extension_days: {min: 1}}` -> ("extension_days", Range(1, None)));
+    # or for any field, being filled in (`{prior_case_no: filled}` -> ("prior_case_no", FILLED))
     required_if: tuple | None = None
     # a person field: the roles one of which the named official must hold at the case's
     # grid or above (`roles: [leader]`); empty: any role there (engine/service.py, _check_people)
@@ -63,6 +65,18 @@ class FieldDef:
     # a date or time of something done (办结时间, 答复日期 …): one after the moment of
     # submission is a slip of the finger that would skew every time limit counted from it
     not_future: bool = False
+    # a date or time that cannot come before these others (`not_before: [reply_date]`): a
+    # request for review before the reply it disputes is a slip that would move the legal
+    # window; each one an input of the form or a read-only field shown from the case's data
+    not_before: tuple = ()
+    # a person field: the choice field of the same form naming the department type
+    # (`responsible_unit`) where the person must hold a role (engine/service.py, _check_people)
+    unit_from: str | None = None
+    # a text field naming an earlier case (`earlier_case: {process: petition, same:
+    # [petitioner_name], data: {recheck_final: true}}`): it must exist, be a case of that
+    # process the official may see, have the same values of `same` as this submission and
+    # the given values in its data (engine/service.py, _check_earlier_cases)
+    earlier_case: dict | None = None
 
     @property
     def choice_values(self) -> list:
@@ -70,7 +84,22 @@ class FieldDef:
 
     def required_by(self, data: dict) -> bool:
         """Whether `data` makes this field required by its `required_if` (not by `required`)."""
-        return self.required_if is not None and _chosen(data.get(self.required_if[0]), self.required_if[1])
+        if self.required_if is None:
+            return False
+        value, wanted = data.get(self.required_if[0]), self.required_if[1]
+        if wanted is FILLED:
+            return value not in (None, "", [])
+        if isinstance(wanted, Range):
+            return wanted.holds(value)
+        if isinstance(value, list):    # a multi-choice field: any of the values chosen
+            return any(_chosen(v, wanted) for v in value)
+        return _chosen(value, wanted)
+
+    def required_if_text(self) -> str:
+        """What the field is required by, for its message: a choice made, or a value given."""
+        wanted = self.required_if[1]
+        return f"required by the choice of {self.required_if[0]}" if isinstance(wanted, tuple) else \
+            f"required by the value of {self.required_if[0]}"
 
     def left_empty_in(self, data: dict) -> bool:
         """Whether `data` leaves this field empty: absent, None, "" or []. False and 0 are answers."""
@@ -89,9 +118,10 @@ class FormDef:
     def input_fields(self) -> list[FieldDef]:
         return [f for f in self.fields if not f.readonly]
 
-    def validate(self, data: dict, now: datetime | None = None) -> dict:
+    def validate(self, data: dict, now: datetime | None = None, context: dict | None = None) -> dict:
         """Clean a submission or raise `FormValidationError` with messages per field. `now`
-        (the engine's clock) refuses a `not_future` date or time after it."""
+        (the engine's clock) refuses a `not_future` date or time after it; `context` (the
+        case's data) gives the read-only dates a `not_before` field is compared with."""
         schema = self.__dict__.get("_schema")
         if schema is None:  # built once per definition (a definition never changes)
             schema = self.__dict__["_schema"] = build_schema(self)
@@ -103,9 +133,83 @@ class FormDef:
             for f in self.input_fields:
                 if f.not_future and f.name not in problems and _after(cleaned.get(f.name), now):
                     problems[f.name] = ["must not be in the future"]
+        self._order_problems(cleaned, context or {}, problems)
         if problems:
-            raise FormValidationError(self.key, problems)
+            raise FormValidationError(self.key, problems, self._zh(problems))
         return cleaned
+
+    def check_order(self, clean: dict, context: dict) -> None:
+        """Refuse a submission (already valid on its own) whose dates come before the case's
+        dates they follow (`not_before` naming read-only fields, from `context`, the case's
+        data): the engine checks it once the task's data is at hand."""
+        problems: dict = {}
+        self._order_problems(clean, context, problems)
+        if problems:
+            raise FormValidationError(self.key, problems, self._zh(problems))
+
+    def _order_problems(self, cleaned: dict, context: dict, problems: dict) -> None:
+        by_name = {f.name: f for f in self.fields}
+        for f in self.input_fields:
+            if not f.not_before or f.name in problems:
+                continue
+            mine = _as_moment(cleaned.get(f.name))
+            for other_name in f.not_before:
+                other = by_name[other_name]
+                theirs = _as_moment(cleaned.get(other_name) if not other.readonly else context.get(other_name))
+                if mine is None or theirs is None or not _before(mine, theirs):
+                    continue
+                shown, other_shown = _shown(cleaned.get(f.name)), _shown(
+                    cleaned.get(other_name) if not other.readonly else context.get(other_name))
+                problems[f.name] = [OrderProblem(
+                    f"{f.label['en']} ({shown}) must not be before {other.label['en']} ({other_name}, {other_shown})",
+                    f"{f.label['zh']}（{shown}）不能早于{other.label['zh']}（{other_shown}），请核对这两个日期")]
+                break
+
+    @staticmethod
+    def _zh(problems: dict) -> dict | None:
+        """The messages with the Chinese of those that carry their own (the others stay English,
+        for the web layer's translations); None when none does."""
+        if not any(isinstance(m, OrderProblem) for msgs in problems.values() for m in msgs):
+            return None
+        return {k: [m.zh if isinstance(m, OrderProblem) else m for m in msgs] for k, msgs in problems.items()}
+
+
+class OrderProblem(str):
+    """An English field message that carries its Chinese (it names another field by its label)."""
+
+    def __new__(cls, en: str, zh: str):
+        text = super().__new__(cls, en)
+        text.zh = zh
+        return text
+
+
+def _as_moment(value):
+    """A date or datetime from a cleaned value or the case's ISO text; None if neither."""
+    if isinstance(value, (date, datetime)):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value) if "T" in value or " " in value else date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _before(mine, theirs) -> bool:
+    """`mine` earlier than `theirs`; a date against a time compares China's calendar days (a
+    reply dated on the day of the acceptance is not before it)."""
+    def day(v):
+        if isinstance(v, datetime):
+            return (v if v.tzinfo else v.replace(tzinfo=CHINA_TZ)).astimezone(CHINA_TZ).date()
+        return v
+    if isinstance(mine, datetime) and isinstance(theirs, datetime):
+        aware = [v if v.tzinfo else v.replace(tzinfo=CHINA_TZ) for v in (mine, theirs)]
+        return aware[0] < aware[1]
+    return day(mine) < day(theirs)
+
+
+def _shown(value) -> str:
+    return value.isoformat() if isinstance(value, (date, datetime)) else str(value)
 
 
 # a device's clock a little ahead of the server's is no slip of the finger
@@ -126,10 +230,14 @@ def _after(value, now: datetime) -> bool:
 
 
 class FormValidationError(ValueError):
-    def __init__(self, form_key: str, fields: dict):
+    """`fields`: field -> English messages; `fields_zh`, where some messages say in Chinese
+    what no fixed translation can (another field's label), the same with those in Chinese."""
+
+    def __init__(self, form_key: str, fields: dict, fields_zh: dict | None = None):
         super().__init__(f"form {form_key}: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in fields.items()))
         self.form_key = form_key
-        self.fields = fields
+        self.fields = {k: [str(m) for m in v] for k, v in fields.items()}
+        self.fields_zh = fields_zh
 
 
 def _flatten(messages) -> dict[str, list[str]]:
@@ -214,7 +322,7 @@ def parse_definition(raw: dict, source: str = "<form>") -> FormDef:
                                           zh=f"{flag} 须为 true 或 false，不能是 {f[flag]!r}")
         known = {"name", "type", "label", "required", "readonly", "choices", "help", "default_from",
                  "min_length", "max_length", "min", "max", "pattern", "personal", "required_if", "roles",
-                 "not_future"}
+                 "not_future", "not_before", "unit_from", "earlier_case"}
         unknown = set(f) - known
         if unknown:
             raise FormDefinitionError(f"{where}: unknown keys {', '.join(sorted(unknown))}",
@@ -229,11 +337,21 @@ def parse_definition(raw: dict, source: str = "<form>") -> FormDef:
             required_if=_required_if_raw(f.get("required_if"), where),
             roles=_roles(f.get("roles"), ftype, where),
             not_future=_not_future(f.get("not_future"), ftype, where),
+            not_before=_names(f.get("not_before"), "not_before", where),
+            unit_from=_unit_from(f.get("unit_from"), ftype, where),
+            earlier_case=_earlier_case(f.get("earlier_case"), ftype, where),
         ))
     by_name = {f.name: f for f in fields}
     for f in fields:
+        where = f"{source}: field '{f.name}'"
         if f.required_if is not None:
-            _check_required_if(f, by_name, f"{source}: field '{f.name}'")
+            _check_required_if(f, by_name, where)
+        if f.not_before:
+            _check_not_before(f, by_name, where)
+        if f.unit_from:
+            _check_unit_from(f, by_name, where)
+        if f.earlier_case:
+            _check_earlier_case(f, by_name, where)
     return FormDef(key=key, title=_label(raw.get("title", key), source), fields=fields,
                    description=_label(raw["description"], source) if raw.get("description") else None,
                    source=source)
@@ -285,15 +403,55 @@ def _roles(value, ftype: str, where: str) -> tuple:
     return tuple(names)
 
 
+class _Filled:
+    """`required_if: {field: filled}`: required when that field is filled in, whatever its kind."""
+
+    def __repr__(self):
+        return "filled"
+
+
+FILLED = _Filled()
+
+
+@dataclass(frozen=True)
+class Range:
+    """`required_if: {field: {min: 1}}`: required when that number lies in [min, max]."""
+    min: float | None = None
+    max: float | None = None
+
+    def holds(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+
+REQUIRED_IF_EXAMPLES = "{outcome: [needs_help]}, {extension_days: {min: 1}} or {prior_case_no: filled}"
+
+
 def _required_if_raw(value, where: str) -> tuple | None:
-    """`{field: value or [values]}` -> (field, (values...)); checked against the form later."""
+    """`{field: value or [values]}` -> (field, (values...)); `{field: {min: a, max: b}}` ->
+    (field, Range); `{field: filled}` -> (field, FILLED). Checked against the form later."""
     if value is None:
         return None
     if not isinstance(value, dict) or len(value) != 1:
-        raise FormDefinitionError(f"{where}: required_if must name one field and its values, "
-                                  "e.g. {{outcome: [needs_help]}}",
-                                  zh="required_if 须写明一个字段及其取值，如 {outcome: [needs_help]}")
+        raise FormDefinitionError(f"{where}: required_if must name one field and what of it, e.g. "
+                                  f"{REQUIRED_IF_EXAMPLES}",
+                                  zh=f"required_if 须写明一个字段及条件，如 {REQUIRED_IF_EXAMPLES}")
     (other, values), = value.items()
+    if values == "filled":
+        return str(other), FILLED
+    if isinstance(values, dict):
+        stray = sorted(str(k) for k in set(values) - {"min", "max"})
+        bounds = [values.get("min"), values.get("max")]
+        if stray or not values or not all(b is None or (isinstance(b, (int, float)) and not isinstance(b, bool))
+                                          for b in bounds):
+            raise FormDefinitionError(f"{where}: required_if of '{other}' as a range takes numbers min and/or max, "
+                                      f"e.g. {{{other}: {{min: 1}}}}",
+                                      zh=f"required_if 对“{other}”设范围时只能写数字 min 和/或 max，如 {{{other}: {{min: 1}}}}")
+        if None not in bounds and bounds[0] > bounds[1]:
+            raise FormDefinitionError(f"{where}: required_if of '{other}': min {bounds[0]} is above max {bounds[1]}",
+                                      zh=f"required_if 对“{other}”的范围 min {bounds[0]} 大于 max {bounds[1]}")
+        return str(other), Range(*bounds)
     values = tuple(values) if isinstance(values, list) else (values,)
     if not values:
         raise FormDefinitionError(f"{where}: required_if needs at least one value of '{other}'",
@@ -308,19 +466,104 @@ def _check_required_if(f: FieldDef, by_name: dict, where: str) -> None:
         raise FormDefinitionError(f"{where}: required_if names '{other_name}', which is not another input "
                                   "field of this form",
                                   zh=f"required_if 引用的“{other_name}”不是本表单的其他可填字段")
-    if other.type not in ("choice", "boolean"):
-        raise FormDefinitionError(f"{where}: required_if needs a choice or boolean field; "
-                                  f"'{other_name}' is {other.type}",
-                                  zh=f"required_if 只能引用单选或是/否字段；“{other_name}”是 {other.type}")
-    allowed = other.choice_values if other.type == "choice" else [True, False]
-    wrong = [v for v in values if not _chosen(v, allowed)]
-    if wrong:
-        raise FormDefinitionError(f"{where}: required_if: {wrong[0]!r} is not a value of '{other_name}' "
-                                  f"({', '.join(map(repr, allowed))})",
-                                  zh=f"required_if：{wrong[0]!r} 不是“{other_name}”的取值")
+    if isinstance(values, Range):
+        if other.type not in ("integer", "decimal"):
+            raise FormDefinitionError(f"{where}: required_if gives a range (min/max), which needs a number field; "
+                                      f"'{other_name}' is {other.type}",
+                                      zh=f"required_if 的范围（min/max）只能用于数字字段；“{other_name}”是 {other.type}")
+    elif values is FILLED:
+        if other.type == "boolean":   # a yes/no is always answered: say which answer
+            raise FormDefinitionError(f"{where}: required_if: a yes/no field such as '{other_name}' is always "
+                                      f"answered; name the answer, e.g. {{{other_name}: [true]}}",
+                                      zh=f"required_if：是/否字段“{other_name}”总有回答，请写明哪个回答，如 {{{other_name}: [true]}}")
+    else:
+        if other.type not in ("choice", "multi_choice", "boolean"):
+            raise FormDefinitionError(f"{where}: required_if lists values, which needs a choice or boolean field; "
+                                      f"'{other_name}' is {other.type} (use {{{other_name}: filled}}"
+                                      + (f" or {{{other_name}: {{min: 1}}}}" if other.type in ("integer", "decimal")
+                                         else "") + ")",
+                                      zh=f"required_if 列出取值时只能引用单选、多选或是/否字段；“{other_name}”是 {other.type}"
+                                         f"（可写 {{{other_name}: filled}}"
+                                      + (f" 或 {{{other_name}: {{min: 1}}}}" if other.type in ("integer", "decimal")
+                                         else "") + "）")
+        allowed = other.choice_values if other.type in ("choice", "multi_choice") else [True, False]
+        wrong = [v for v in values if not _chosen(v, allowed)]
+        if wrong:
+            raise FormDefinitionError(f"{where}: required_if: {wrong[0]!r} is not a value of '{other_name}' "
+                                      f"({', '.join(map(repr, allowed))})",
+                                      zh=f"required_if：{wrong[0]!r} 不是“{other_name}”的取值")
     if f.required or f.readonly:
         raise FormDefinitionError(f"{where}: a field with required_if is neither required nor readonly",
                                   zh="设了 required_if 的字段不能同时为 required 或 readonly")
+
+
+def _names(value, key: str, where: str) -> tuple:
+    """`key: name` or `key: [names]` as a tuple of field names."""
+    if value is None:
+        return ()
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and NAME_RE.match(n) for n in names):
+        raise FormDefinitionError(f"{where}: {key} must name fields of this form, e.g. {key}: [reply_date]",
+                                  zh=f"{key} 须写本表单的字段名，如 {key}: [reply_date]")
+    return tuple(names)
+
+
+def _check_not_before(f: FieldDef, by_name: dict, where: str) -> None:
+    if f.type not in ("date", "datetime") or f.readonly:
+        raise FormDefinitionError(f"{where}: not_before is for date and datetime input fields only",
+                                  zh="not_before 只能用于可填的日期（date）或日期时间（datetime）字段")
+    for name in f.not_before:
+        other = by_name.get(name)
+        if other is None or other.name == f.name or other.type not in ("date", "datetime"):
+            raise FormDefinitionError(
+                f"{where}: not_before names '{name}', which is not another date or datetime field of this form "
+                "(a date of the case is shown as a read-only field)",
+                zh=f"not_before 引用的“{name}”不是本表单的其他日期字段（案件中已有的日期须作为只读字段列出）")
+
+
+def _unit_from(value, ftype: str, where: str) -> str | None:
+    if value is None:
+        return None
+    if ftype != "person":
+        raise FormDefinitionError(f"{where}: unit_from is for person fields only", zh="unit_from 只能用于 person（人员）字段")
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise FormDefinitionError(f"{where}: unit_from must name a choice field of this form, e.g. responsible_unit",
+                                  zh="unit_from 须写本表单的单选字段名，如 responsible_unit")
+    return value
+
+
+def _check_unit_from(f: FieldDef, by_name: dict, where: str) -> None:
+    other = by_name.get(f.unit_from)
+    if other is None or other.readonly or other.type != "choice":
+        raise FormDefinitionError(f"{where}: unit_from names '{f.unit_from}', which is not a choice input field "
+                                  "of this form (its values department types)",
+                                  zh=f"unit_from 引用的“{f.unit_from}”不是本表单可填的单选字段（取值为部门类型）")
+
+
+def _earlier_case(value, ftype: str, where: str) -> dict | None:
+    if value is None:
+        return None
+    if ftype != "text":
+        raise FormDefinitionError(f"{where}: earlier_case is for text fields (a case number) only",
+                                  zh="earlier_case 只能用于文本字段（案件编号）")
+    example = "{process: petition, same: [petitioner_name], data: {recheck_final: true}}"
+    if not isinstance(value, dict) or not isinstance(value.get("process"), str) \
+            or not NAME_RE.match(value["process"]) or set(value) - {"process", "same", "data"} \
+            or not isinstance(value.get("data", {}), dict):
+        raise FormDefinitionError(f"{where}: earlier_case must give the process key, optionally the fields "
+                                  f"that must be the same and the data the earlier case must have, e.g. {example}",
+                                  zh=f"earlier_case 须写明流程标识，可再写须相同的字段和原案件须有的数据，如 {example}")
+    return {"process": value["process"], "same": _names(value.get("same") or None, "earlier_case.same", where),
+            "data": dict(value.get("data") or {})}
+
+
+def _check_earlier_case(f: FieldDef, by_name: dict, where: str) -> None:
+    for name in f.earlier_case["same"]:
+        other = by_name.get(name)
+        if other is None or other.name == f.name or other.readonly:
+            raise FormDefinitionError(f"{where}: earlier_case.same names '{name}', which is not another input "
+                                      "field of this form",
+                                      zh=f"earlier_case.same 引用的“{name}”不是本表单的其他可填字段")
 
 
 PERSONAL_KINDS = ("id_number", "phone")
@@ -411,7 +654,7 @@ class _SubmissionSchema(Schema):
 
     @validates_schema(skip_on_field_errors=False)
     def _required_by_choice(self, data, **_kwargs):
-        missing = {f.name: [f"required by the choice of {f.required_if[0]}"] for f in self.conditional
+        missing = {f.name: [f.required_if_text()] for f in self.conditional
                    if f.required_by(data) and f.left_empty_in(data)}
         if missing:
             raise ValidationError(missing)

@@ -18,7 +18,7 @@ import re
 from datetime import date, datetime
 from pathlib import Path
 
-from . import CHINA_TZ, FieldDef, FormDef
+from . import CHINA_TZ, FILLED, FieldDef, FormDef, Range
 
 __all__ = ["json_schema", "form_context", "coerce_form_post", "template_folder",
            "CHINA_TZ", "FILE_ACCEPT"]
@@ -220,19 +220,37 @@ def json_schema(form: FormDef, lang: str = "zh") -> dict:
         "x-readonly": [{"name": f.name, "title": _t(f.label, lang), "x-field-type": f.type}
                        for f in form.fields if f.readonly],
     })
-    conditional = [_required_if_schema(f) for f in form.input_fields if f.required_if]
+    conditional = [_required_if_schema(f, form) for f in form.input_fields if f.required_if]
     if conditional:
         schema["allOf"] = conditional
     return schema
 
 
-def _required_if_schema(f: FieldDef) -> dict:
-    """`f` required (and not empty) when its `required_if` field has one of the values."""
+def _required_if_schema(f: FieldDef, form: FormDef) -> dict:
+    """`f` required (and not empty) when its `required_if` condition holds: the other field has
+    one of the values (a multi-choice: contains one), its number lies in the range, or it
+    is filled in."""
     other, values = f.required_if
-    filled = {"type": "string", "minLength": 1} if f.type in ("text", "long_text", "person", "node") else \
+    if values is FILLED:
+        condition = _filled_schema(next(o for o in form.input_fields if o.name == other))
+    elif isinstance(values, Range):
+        condition = {"type": "number"}
+        if values.min is not None:
+            condition["minimum"] = _num(values.min)
+        if values.max is not None:
+            condition["maximum"] = _num(values.max)
+    elif next(o for o in form.input_fields if o.name == other).type == "multi_choice":
+        condition = {"type": "array", "contains": {"enum": list(values)}}
+    else:
+        condition = {"enum": list(values)}
+    return {"if": {"properties": {other: condition}, "required": [other]},
+            "then": {"required": [f.name], "properties": {f.name: _filled_schema(f)}}}
+
+
+def _filled_schema(f: FieldDef) -> dict:
+    """What a filled-in value of `f` looks like (the server counts "", [] and null as empty)."""
+    return {"type": "string", "minLength": 1} if f.type in ("text", "long_text", "person", "node") else \
         {"type": "array", "minItems": 1} if f.type in ("multi_choice", "file") else {"not": {"type": "null"}}
-    return {"if": {"properties": {other: {"enum": list(values)}}, "required": [other]},
-            "then": {"required": [f.name], "properties": {f.name: filled}}}
 
 
 # --------------------------------------------------------------------------- HTML context

@@ -268,3 +268,108 @@ def test_every_shipped_form_names_each_required_field_left_out(form):
         assert required <= set(err.fields) and set(err.fields) <= {f.name for f in form.input_fields}
     else:
         assert not required
+
+
+# ------------------------------------------------------------ not_before
+
+def ordered(**extra):
+    return parse_definition({"key": "k", "fields": [
+        {"name": "replied", "type": "date", "readonly": True, "label": {"zh": "答复日期", "en": "Replied on"}},
+        {"name": "asked", "type": "date", "required": True, "label": {"zh": "请求复查日期", "en": "Asked on"},
+         "not_before": ["replied"], **extra},
+        {"name": "answered", "type": "datetime", "label": {"zh": "复查时间", "en": "Answered at"},
+         "not_before": "asked"}]}, "k.yaml")
+
+
+def test_a_date_before_the_case_date_it_follows_is_refused_naming_both_in_both_languages():
+    with pytest.raises(FormValidationError) as err:
+        ordered().validate({"asked": "2026-03-01"}, context={"replied": "2026-03-02"})
+    assert err.value.fields == {"asked": ["Asked on (2026-03-01) must not be before Replied on (replied, 2026-03-02)"]}
+    assert err.value.fields_zh == {"asked": ["请求复查日期（2026-03-01）不能早于答复日期（2026-03-02），请核对这两个日期"]}
+
+
+def test_dates_of_the_same_submission_keep_their_order_and_the_same_day_is_not_before():
+    form = ordered()
+    assert form.validate({"asked": "2026-03-02"}, context={"replied": "2026-03-02"})
+    assert form.validate({"asked": "2026-03-02", "answered": "2026-03-02T00:30:00+08:00"})
+    with pytest.raises(FormValidationError) as err:   # 3-1 23:30 in China is the day before
+        form.validate({"asked": "2026-03-02", "answered": "2026-03-01T15:30:00+00:00"})
+    assert list(err.value.fields) == ["answered"] and "Asked on" in err.value.fields["answered"][0]
+    assert form.validate({"asked": "2026-03-01"})     # no case date to compare with: nothing to say
+
+
+@pytest.mark.parametrize("field,message", [
+    ({"name": "a", "type": "text", "not_before": ["d"]}, "date and datetime input fields only"),
+    ({"name": "a", "type": "date", "not_before": ["nope"]}, "'nope', which is not another date"),
+    ({"name": "a", "type": "date", "not_before": ["t"]}, "'t', which is not another date"),
+    ({"name": "a", "type": "date", "not_before": ["a"]}, "'a', which is not another date"),
+    ({"name": "a", "type": "date", "not_before": 3}, "must name fields of this form"),
+])
+def test_a_wrong_not_before_names_the_problem(field, message):
+    with pytest.raises(FormDefinitionError, match=message) as err:
+        parse_definition({"key": "k", "fields": [{"name": "d", "type": "date"}, {"name": "t", "type": "text"}, field]},
+                         "k.yaml")
+    assert err.value.zh
+
+
+def test_the_petition_dates_follow_the_dates_they_count_from():
+    forms = FormRegistry()
+    for key, name, after in [("petition_written_reply", "reply_date", "accepted_on"),
+                             ("petition_review_request", "review_requested_on", "reply_date"),
+                             ("petition_review", "review_date", "review_requested_on"),
+                             ("petition_recheck_request", "recheck_requested_on", "review_date"),
+                             ("petition_recheck", "recheck_date", "recheck_requested_on")]:
+        assert next(f for f in forms.get(key).fields if f.name == name).not_before == (after,), key
+
+
+# ------------------------------------------------------------ required_if of other kinds
+
+def kinds_form():
+    return parse_definition({"key": "k", "fields": [
+        {"name": "days", "type": "integer", "required": True, "min": 0, "max": 30},
+        {"name": "why", "type": "long_text", "required_if": {"days": {"min": 1}}},
+        {"name": "case_no", "type": "text"},
+        {"name": "note", "type": "text", "required_if": {"case_no": "filled"}},
+        {"name": "units", "type": "multi_choice", "choices": [{"value": "a"}, {"value": "b"}]},
+        {"name": "plan", "type": "text", "required_if": {"units": ["b"]}}]}, "k.yaml")
+
+
+@pytest.mark.parametrize("data,missing", [
+    ({"days": 5}, "why"), ({"days": 5, "why": ""}, "why"), ({"days": 0, "case_no": "LX-1"}, "note"),
+    ({"days": 0, "units": ["a", "b"]}, "plan"),
+])
+def test_required_if_on_a_number_a_filled_field_and_a_multi_choice(data, missing):
+    with pytest.raises(FormValidationError) as err:
+        kinds_form().validate(data)
+    assert list(err.value.fields) == [missing]
+
+
+def test_required_if_of_other_kinds_is_optional_otherwise():
+    form = kinds_form()
+    assert form.validate({"days": 0, "case_no": "", "units": ["a"]}) == {"days": 0, "case_no": "", "units": ["a"]}
+    assert form.validate({"days": 3, "why": "情况复杂"})["why"] == "情况复杂"
+
+
+def test_an_extension_without_its_reason_is_refused():
+    form = FormRegistry().get("petition_handle")
+    with pytest.raises(FormValidationError) as err:
+        form.validate({"handling_result": "进展", "hard_case": False, "extension_days": 10})
+    assert err.value.fields == {"extension_reason": ["required by the value of extension_days"]}
+    assert form.validate({"handling_result": "办结", "hard_case": False, "extension_days": 0})
+
+
+@pytest.mark.parametrize("required_if,message", [
+    ({"note": {"min": 1}}, "a range \\(min/max\\), which needs a number field; 'note' is text"),
+    ({"days": {"least": 1}}, "as a range takes numbers min and/or max"),
+    ({"days": {"min": "one"}}, "as a range takes numbers min and/or max"),
+    ({"days": {"min": 5, "max": 1}}, "min 5 is above max 1"),
+    ({"days": [1]}, "lists values, which needs a choice or boolean field; 'days' is integer \\(use \\{days: filled\\} "
+                    "or \\{days: \\{min: 1\\}\\}\\)"),
+    ({"ok": "filled"}, "a yes/no field such as 'ok' is always answered"),
+])
+def test_a_required_if_of_the_wrong_kind_names_the_problem(required_if, message):
+    with pytest.raises(FormDefinitionError, match=message) as err:
+        parse_definition({"key": "k", "fields": [
+            {"name": "days", "type": "integer"}, {"name": "note", "type": "text"}, {"name": "ok", "type": "boolean"},
+            {"name": "need", "type": "text", "required_if": required_if}]}, "k.yaml")
+    assert err.value.zh

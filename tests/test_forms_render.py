@@ -640,6 +640,28 @@ def test_schema_and_server_agree_on_a_field_required_by_a_choice(field_type, fil
         assert (schema_ok, server_ok) == (ok, ok), data
 
 
+@pytest.mark.parametrize("other,condition,data_on,data_off", [
+    ({"name": "days", "type": "integer"}, {"min": 1}, {"days": 3}, {"days": 0}),
+    ({"name": "case_no", "type": "text"}, "filled", {"case_no": "LX-1"}, {"case_no": ""}),
+    ({"name": "units", "type": "multi_choice", "choices": [{"value": "a"}, {"value": "b"}]}, ["b"],
+     {"units": ["a", "b"]}, {"units": ["a"]}),
+])
+def test_schema_and_server_agree_on_required_if_of_a_number_a_filled_field_and_a_multi_choice(
+        other, condition, data_on, data_off):
+    form = parse_definition({"key": "k", "fields": [
+        other, {"name": "need", "type": "text", "required_if": {other["name"]: condition}}]})
+    validator, _ = schema_validator(json_schema(form))
+    for data, ok in [(data_off, True), ({**data_on, "need": "x"}, True), (data_on, False),
+                     ({**data_on, "need": ""}, False)]:
+        schema_ok = not list(validator.iter_errors(data))
+        try:
+            form.validate(data)
+            server_ok = True
+        except FormValidationError:
+            server_ok = False
+        assert (schema_ok, server_ok) == (ok, ok), data
+
+
 def test_every_shipped_conditional_field_is_in_its_schema():
     for form in FormRegistry().forms.values():
         conditional = {f.name for f in form.input_fields if f.required_if}

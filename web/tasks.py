@@ -172,8 +172,8 @@ def validate_submission(form, data: dict, files: dict) -> dict[str, list[str]]:
         trial[name] = [f"upload-{i}" for i in range(len(uploads))]
     try:
         form.validate(trial, now=clock.now())
-    except FormValidationError as exc:
-        return localise_errors(exc.fields)
+    except FormValidationError as exc:   # some messages carry their own Chinese (another field's label)
+        return localise_errors(exc.fields_zh if exc.fields_zh and current_lang() != "en" else exc.fields)
     return {}
 
 

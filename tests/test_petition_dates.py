@@ -1,0 +1,84 @@
+"""Petition time limits count from the dates the officials record, and those dates keep their
+order: the 复查 window from the written reply's date (答复日期), the 复核 window from the 复查
+opinion's date, and a date before the one it follows is refused naming both."""
+import pytest
+
+from engine.errors import InvalidInput
+from engine.scenarios import Scenario, run_scenario
+
+START = {"as": "lxx_xf", "grid": "linxi-xinguang-g1", "data": {
+    "channel": "walk_in", "petitioner_name": "钱某", "subject": "land_acquisition", "title": "征地补偿标准争议",
+    "description": "信访人认为其承包地征收补偿低于同村其他户。", "repeat_of_rechecked": False}}
+TO_REPLY = [
+    {"task": "decide", "as": "lxx_xf", "data": {"acceptance": "accept", "department": "zhujian", "hard_case": False,
+                                                "decision_reason": "受理", "notice_method": "in_person"}},
+    {"advance": "P10D"},
+    {"task": "handle", "as": "lxx_zj", "data": {"handling_result": "核查完毕", "hard_case": False, "extension_days": 0}},
+]
+REPLY = {"task": "written_reply", "as": "lxx_zj",
+         "data": {"reply_content": "不予补足。", "reply_date": "2026-03-05", "reply_method": "mail"}}
+REVIEW_REQUEST = {"task": "review_request", "as": "cf_xf",
+                  "data": {"review_requested_on": "2026-03-12", "review_reasons": "同村他户补偿更高"}}
+REVIEW = {"task": "review", "as": "cf_xf",
+          "data": {"review_result": "uphold", "review_opinion": "维持", "review_date": "2026-03-12"}}
+
+
+def walk(service, clock, steps):
+    scenario = Scenario(name="dates", process="petition", title="dates", start=START, steps=steps, expect={})
+    return run_scenario(service, clock, scenario).business_key
+
+
+def refusal(service, key, task, data, actor="cf_xf"):
+    item = next(i for i in service.get_case(key).open_items if i.spec_id == task)
+    with pytest.raises(InvalidInput) as err:
+        service.complete_task(item.id, data, actor)
+    return err.value
+
+
+def test_a_reply_dated_before_the_acceptance_is_refused_naming_both_dates(service, clock):
+    key = walk(service, clock, TO_REPLY)
+    err = refusal(service, key, "written_reply", {**REPLY["data"], "reply_date": "2026-03-01"}, "lxx_zj")
+    assert err.fields == {"reply_date": [
+        "Replied on (2026-03-01) must not be before Accepted on (accepted_on, 2026-03-02)"]}
+    assert err.field_texts("zh") == {"reply_date": ["答复日期（2026-03-01）不能早于受理日期（2026-03-02），请核对这两个日期"]}
+    assert [i.spec_id for i in service.get_case(key).open_items] == ["written_reply"]   # nothing moved
+
+
+def test_the_review_window_counts_from_the_reply_date_not_from_when_it_was_recorded(service, clock):
+    """Recorded on 3-12 for a reply received on 3-05: the 30 days end on 4-04 at 24:00 China
+    time (16:00 UTC), not 30 days after the recording."""
+    key = walk(service, clock, TO_REPLY + [REPLY])
+    item = next(i for i in service.get_case(key).open_items if i.spec_id == "review_request")
+    assert item.due_at.isoformat().startswith("2026-04-04T16:00:00")
+    clock.set(clock.now().replace(month=4, day=4, hour=15, minute=59))
+    service.fire_timers(key)
+    assert service.get_case(key).status == "open"
+    clock.set(clock.now().replace(hour=16, minute=1))
+    service.fire_timers(key)
+    assert service.get_case(key).status == "completed"
+    assert service.case_data(key)["outcome"] == "closed_after_reply"
+
+
+def test_a_review_asked_before_the_reply_is_refused_naming_both_dates(service, clock):
+    key = walk(service, clock, TO_REPLY + [REPLY])
+    err = refusal(service, key, "review_request", {**REVIEW_REQUEST["data"], "review_requested_on": "2026-03-04"})
+    assert err.fields == {"review_requested_on": [
+        "Review requested on (2026-03-04) must not be before Replied on (reply_date, 2026-03-05)"]}
+    assert "请求复查日期（2026-03-04）不能早于答复日期（2026-03-05）" in err.field_texts("zh")["review_requested_on"][0]
+
+
+def test_the_recheck_window_counts_from_the_review_date(service, clock):
+    key = walk(service, clock, TO_REPLY + [REPLY, REVIEW_REQUEST, {"advance": "P10D"}, REVIEW])
+    item = next(i for i in service.get_case(key).open_items if i.spec_id == "recheck_request")
+    assert item.due_at.isoformat().startswith("2026-04-11T16:00:00")     # 3-12 + 30 days, 24:00 in China
+    err = refusal(service, key, "recheck_request", {"recheck_requested_on": "2026-03-11", "recheck_reasons": "不服"})
+    assert err.fields["recheck_requested_on"] == [
+        "Re-review requested on (2026-03-11) must not be before Review answered on (review_date, 2026-03-12)"]
+
+
+def test_the_review_itself_is_due_30_days_from_the_request(service, clock):
+    key = walk(service, clock, TO_REPLY + [REPLY, {"advance": "P5D"}, REVIEW_REQUEST])
+    item = next(i for i in service.get_case(key).open_items if i.spec_id == "review")
+    assert item.due_at.isoformat().startswith("2026-04-11T16:00:00")     # requested 3-12
+    err = refusal(service, key, "review", {**REVIEW["data"], "review_date": "2026-03-11"})
+    assert list(err.fields) == ["review_date"] and "Review requested on" in err.fields["review_date"][0]
