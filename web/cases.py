@@ -2,11 +2,14 @@
 attachment downloads, and the bpmn-js files served from node_modules."""
 from __future__ import annotations
 
+import re
+import uuid
+
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_required
 
 from engine.diagram import relabel
-from engine.errors import InvalidInput
+from engine.errors import AlreadyStarted, InvalidInput
 
 from .extensions import send_npm_dist, service
 from .i18n import current_lang, element_name, gettext as _, localise_errors
@@ -16,6 +19,7 @@ from .tasks import (case_fields, check_files, collect_files, event_details, file
 bp = Blueprint("cases", __name__)
 
 INLINE_TYPES = ("image/", "application/pdf")
+START_TOKEN_RE = re.compile(r"[0-9a-f]{32}")
 
 
 # ------------------------------------------------------------------- start
@@ -48,6 +52,12 @@ def _start_form(option):
     return form
 
 
+def _start_token(posted: str | None = None) -> str:
+    """The token a report form carries (engine: Case.start_token): the one it was sent with, when
+    it comes back refused, so that sending it again still starts one case; else a new one."""
+    return posted if posted and START_TOKEN_RE.fullmatch(posted) else uuid.uuid4().hex
+
+
 def _render_start(option, form, submitted=None, grid=None, errors=None, status=200, source=None):
     from forms.render import form_context
     lang = current_lang()
@@ -59,7 +69,8 @@ def _render_start(option, form, submitted=None, grid=None, errors=None, status=2
     return render_template(
         "start_form.html", option=option, form=form, fields=fields, grid=grid, source=source,
         grid_errors=errors.get("grid", []), stray=stray_errors(form, {k: v for k, v in errors.items() if k != "grid"}),
-        errors=errors, has_files=bool(file_fields(form)), lang=lang), status
+        errors=errors, has_files=bool(file_fields(form)), lang=lang,
+        start_token=_start_token(request.form.get("start_token") if submitted is not None else None)), status
 
 
 @bp.route("/start/<process_key>", methods=["GET"])
@@ -92,9 +103,15 @@ def start_submit(process_key):
     errors.update(check_files(files))
     if errors:
         return _render_start(option, form, data, grid, errors, 400)
+    token = request.form.get("start_token") or ""
+    token = token if START_TOKEN_RE.fullmatch(token) else None
     data.update(upload_files(files))
     try:
-        view = service().start_case(process_key, grid, data, current_user.id)
+        view = service().start_case(process_key, grid, data, current_user.id, start_token=token)
+    except AlreadyStarted as done:
+        # the same form sent again (a double tap, or back and 提交): its case, not a second one
+        flash(_("此表单已提交过，案件编号 {key}，未重复上报。如需上报另一事项，请重新打开上报页面。", key=done.business_key))
+        return redirect(url_for("cases.show", business_key=done.business_key))
     except InvalidInput as exc:
         return _render_start(option, form, data, grid, localise_errors(exc.field_texts(current_lang())) or {"_schema": [exc.text(current_lang())]}, 400)
     flash(_("已提交，案件编号 {key}", key=view.business_key))

@@ -192,6 +192,8 @@ MESSAGES_EN: dict[str, str] = {
     "办理记录": "History",
     "请选择事项所在的网格。": "Choose the grid where the matter is.",
     "已提交，案件编号 {key}": "Submitted; case number {key}",
+    "此表单已提交过，案件编号 {key}，未重复上报。如需上报另一事项，请重新打开上报页面。":
+        "This form was already submitted as case {key}; nothing was reported twice. To report another matter, open the report form again.",
     "据此上报网格事项": "Report a grid matter from this visit",
     "走访中发现需要处置的矛盾纠纷或隐患：以本次走访的情况上报，所填内容可修改。": "A dispute or hazard found on the visit: report it with what the visit recorded; every field can be changed.",
     "内容取自 {key}，请核对后上报。": "Filled in from {key}; check it before you report.",
