@@ -95,6 +95,10 @@ def start_submit(process_key):
     form = _start_form(option)
     data = coerce_form_post(form, request.form) if form else {}
     grid = (request.form.get("grid") or "").strip()
+    if request.form.get("_resume") == "1":
+        # back from the login an idle logout asked for (web/auth.py): the form as it was typed
+        flash(_("这是您退出前填写的内容，尚未提交；请核对后提交。"))
+        return _render_start(option, form, data, grid)
     errors = {}
     if grid not in {code for code, _name in option.grids}:
         errors["grid"] = [_("请选择事项所在的网格。")]
