@@ -141,7 +141,9 @@ def _report_from(view) -> str | None:
     return target if any(o.process_key == target for o in service().startable(current_user.id)) else None
 
 
-def _render_case(business_key: str, upload_errors=None, status=200):
+def render_case(business_key: str, upload_errors=None, status=200, reassign_refused=None):
+    """The case page; `reassign_refused`: a refused 改派 ({task_id, to, reason, error}) shown
+    with its form open and what was typed (web/supervision.py)."""
     view = _case_detail(business_key)
     lang = current_lang()
     reassignable = service().supervision.reassignable(current_user.id, view.case, view.open_items) \
@@ -152,13 +154,13 @@ def _render_case(business_key: str, upload_errors=None, status=200):
         workable={i.id for i in view.open_items if service().may_work(current_user.id, i.id)},
         reassignable=reassignable, report_from=_report_from(view), reassign_choices=(
             service().supervision.reassign_choices([i for i in view.open_items if i.id in reassignable])),
-        lang=lang), status
+        reassign_refused=reassign_refused or {}, lang=lang), status
 
 
 @bp.route("/cases/<business_key>")
 @login_required
 def show(business_key):
-    return _render_case(business_key)
+    return render_case(business_key)
 
 
 @bp.route("/cases/<business_key>/diagram.json")
@@ -182,10 +184,10 @@ def add_attachment(business_key):
         abort(403)
     uploads = [(fs.filename, fs.read()) for fs in request.files.getlist("file") if fs and fs.filename]
     if not uploads:
-        return _render_case(business_key, [_("请选择要上传的文件。")], 400)
+        return render_case(business_key, [_("请选择要上传的文件。")], 400)
     errors = check_files({"file": uploads})
     if errors:
-        return _render_case(business_key, errors["file"], 400)
+        return render_case(business_key, errors["file"], 400)
     upload_files({"file": uploads}, case_ref=view.case.business_key)
     flash(_("已上传 {n} 个文件。", n=len(uploads)))
     return redirect(url_for("cases.show", business_key=view.case.business_key) + "#attachments")

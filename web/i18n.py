@@ -226,7 +226,7 @@ MESSAGES_EN: dict[str, str] = {
     "督办": "Urge",
     "改派": "Reassign",
     "退回组内": "back to the group",
-    "改派给（用户名）": "Reassign to (username)",
+    "改派给（用户名或姓名）": "Reassign to (username or name)",
     "留空：退回组内": "empty: back to the group",
     "改派理由": "Reason for reassigning",
     "改派人：{name}": "Reassigned by {name}",
