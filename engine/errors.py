@@ -48,6 +48,17 @@ class Conflict(EngineError):
     code = "conflict"
 
 
+class AlreadyStarted(Conflict):
+    """The report form (its start token) already started a case: `business_key` is that case."""
+    code = "already_started"
+
+    def __init__(self, business_key: str):
+        super().__init__(f"this form was already submitted: case {business_key}; nothing was reported twice",
+                         zh=f"此表单已提交过，案件编号 {business_key}，未重复上报",
+                         business_key=business_key)
+        self.business_key = business_key
+
+
 class InvalidInput(EngineError):
     """Submitted data failed the form's validation; `fields` maps field -> messages (English;
     `fields_zh`, where given, the same in Chinese)."""

@@ -251,9 +251,14 @@ class Case(Base):
     # written since the dashboard roll-ups last took this case in (engine/rollup.py): set by
     # the same hook on every write, cleared by `gridflow metrics refresh` / the worker
     rollup_dirty: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # The token of the report form the case was started from (web/cases.py): a form sent twice
+    # (a double tap on a slow phone, the back button and 提交 again) starts one case, not two;
+    # unique per official, so the second start finds the first (WorkflowService.start_case).
+    start_token: Mapped[str | None] = mapped_column(String(64))
 
     __mapper_args__ = {"version_id_col": row_version}
     __table_args__ = (
+        Index("uq_case_start_token", "created_by_id", "start_token", unique=True),
         Index("ix_case_grid_path", "grid_path"),
         Index("ix_case_status_created", "status", "created_at"),
         # case search (engine/search.py): newest first, in a subtree, of a process

@@ -36,8 +36,8 @@ from .db import Database, deferred_inserts
 from .diagram import highlights, process_file
 from .driver_reads import DriverRead, Rows
 from .english_names import EnglishNames
-from .errors import (Conflict, CredentialsChanged, InactiveAccount, InvalidInput, NotFound, PermissionDenied,
-                     ProcessError)
+from .errors import (AlreadyStarted, Conflict, CredentialsChanged, InactiveAccount, InvalidInput, NotFound,
+                     PermissionDenied, ProcessError)
 from .lanes import LaneResolver, stored_lane
 from .models import (NO_DUE_DATE, ROLE_NAMES_ZH, Attachment, AuditEvent, Case, CaseSequence, CaseState,
                      JurisdictionNode, ProcessVersion, User, WorkItem, WorkItemCandidate, latest_versions, path_ids)
@@ -466,20 +466,45 @@ class WorkflowService:
 
     # ----------------------------------------------------------- start a case
 
-    def start_case(self, process_key: str, grid, data: dict, actor) -> CaseView:
+    def start_case(self, process_key: str, grid, data: dict, actor, start_token: str | None = None) -> CaseView:
+        """Start a case. `start_token` names the form it was reported on (a page's report form):
+        a second start with the same token by the same official starts nothing and raises
+        AlreadyStarted naming the first case (a form sent twice must not report the matter twice)."""
+        if start_token is not None and not (isinstance(start_token, str) and 0 < len(start_token) <= 64):
+            raise ValueError("start_token: 1 to 64 characters")
         try:
-            return self._commit_guarded(self._start_case, process_key, grid, data, actor)
+            return self._commit_guarded(self._start_case, process_key, grid, data, actor, start_token)
         except ProcessError as exc:
             self._process_failed(exc, actor, process_key=process_key)
             raise
+        except IntegrityError:
+            # the same form sent twice at once: both passed the look-up, the first to commit
+            # holds the token (uq_case_start_token) and this one names its case
+            key = self._started_with(actor, start_token) if start_token is not None else None
+            if key is None:
+                raise
+            raise AlreadyStarted(key) from None
 
-    def _start_case(self, session, process_key: str, grid, data: dict, actor) -> CaseView:
+    def _started_with(self, actor, start_token: str) -> str | None:
+        with self.db.read_session() as session:
+            return self._case_started_with(session, self._user(session, actor), start_token)
+
+    @staticmethod
+    def _case_started_with(session, user: User, start_token: str) -> str | None:
+        """The number of the case `user` started from the form `start_token`, if any."""
+        return session.scalar(select(Case.business_key).where(Case.created_by_id == user.id,
+                                                              Case.start_token == start_token))
+
+    def _start_case(self, session, process_key: str, grid, data: dict, actor,
+                    start_token: str | None = None) -> CaseView:
         _check_process_key(process_key)
         # by the driver: on PostgreSQL the BEGIN goes with it, in the transaction's pipeline
         generation, version_id, case_id = query(session, _start_statement(connection_of(session).dialect.name),
                                                 {"process_key": process_key})[0]
         self.org.attach(session, generation)
         user = self._user(session, actor)
+        if start_token is not None and (earlier := self._case_started_with(session, user, start_token)):
+            raise AlreadyStarted(earlier)
         grid_node = self._node(session, grid)
         if grid_node.level != "grid":
             raise InvalidInput(f"'{grid_node.name}' is a {grid_node.level}, not a grid; choose a grid",
@@ -499,7 +524,7 @@ class WorkflowService:
             id=case_id, business_key=f"{PENDING_KEY}{case_id}",  # the number comes last: see below
             process_key=process_key, process_version_id=version.id, grid_id=grid_node.id,
             grid_path=grid_node.path, status="open", created_at=now, updated_at=now,
-            created_by_id=user.id, summary={})
+            created_by_id=user.id, summary={}, start_token=start_token)
         insert_new(session, [case])  # by the driver (on PostgreSQL in the write pipeline: no round trip)
         self._claim_attachments(session, user, case, version.properties.get("startForm"), clean, None)
         workflow = BpmnWorkflow(*self._specs_for_one_case(parsed), script_engine=SCRIPT_ENGINE)

@@ -306,6 +306,14 @@ class Supervision:
                         select(User).where(User.id.in_(ids)).order_by(User.username))]
         return out
 
+    def reassign_choices_of(self, task_id: str) -> list[tuple[str, str]]:
+        """[(username, name)] a group task may go to (reassign_choices), by the task's id."""
+        with self.service.db.read_session() as session:
+            item = session.get(WorkItem, task_id) if storable_ref(task_id) else None
+            if item is not None:
+                session.expunge(item)
+        return self.reassign_choices([item]).get(task_id, []) if item is not None else []
+
     def reassign(self, task_id: str, to_username: str | None, reason, actor) -> WorkItem:
         """改派: give an open task to `to_username`, or (None) a claimed group task back to its group."""
         reason = _clean_text(reason, "reason", "the reason", "改派理由", required=True)

@@ -7,12 +7,12 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from engine.cli import main as cli
 from engine.errors import InvalidInput, PermissionDenied
 from engine.login_guard import LOCK, MAX_FAILURES, LoginLocked
-from engine.models import LoginAttempt, User
+from engine.models import Case, LoginAttempt, User
 from tests.helpers import csrf_token, login
 
 WORKER = "lx_wgy1"
@@ -140,6 +140,85 @@ def test_a_page_session_idle_too_long_is_logged_out_and_led_back(service, app):
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "超过 30 分钟未操作，已自动退出" in page
     assert client.get("/inbox").status_code == 302                        # the session is gone
+
+
+def _hidden_inputs(page: str, form_action: str | None = None) -> list[tuple[str, str]]:
+    """The hidden inputs of a page (of its form posting to `form_action`), unescaped."""
+    import html as markup
+    import re
+    if form_action is not None:
+        page = re.search(rf'(?s)<form method="post" action="{re.escape(form_action)}">(.*?)</form>', page).group(1)
+    return [(name, markup.unescape(value))
+            for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page)]
+
+
+def _idle(app, client):
+    with client.session_transaction() as session:
+        session["seen"] = int(time.time()) - app.config["IDLE_LOGOUT_MINUTES"] * 60 - 1
+
+
+def test_what_an_official_typed_survives_the_idle_logout_and_comes_back_in_the_form(service, app):
+    """The idle logout stopped a form's submission: what was typed was lost and the login led to
+    the inbox. Now the login page keeps it, and after the login the form comes back with it."""
+    from tests.helpers import REPORT
+    from tests.test_web_pages import task_of
+    case = service.start_case("grid_matter", "linxi-xinguang-g1", dict(REPORT), WORKER)
+    task_id = task_of(service, "lx_wgz1", "micro_mediation")
+    client = app.test_client()
+    login(client, "lx_wgz1")
+    token = csrf_token(client, f"/tasks/{task_id}")
+    _idle(app, client)
+    note = '两户已初步沟通\n约定周五再谈 "当面" <b>&amp;'
+    sent = {"csrf_token": token, "resolved": "false", "mediation_note": note, "grid_leader_present": "true",
+            "if_unresolved": "mediation"}
+    response = client.post(f"/tasks/{task_id}", data=sent)
+    assert response.status_code == 401
+    page = response.get_data(as_text=True)
+    assert "超过 30 分钟未操作，已自动退出" in page and "您填写的内容未提交，已为您保留" in page
+    carried = dict(_hidden_inputs(page, "/login"))
+    assert carried["resume_path"] == f"/tasks/{task_id}" and carried["r:mediation_note"] == note
+    # a mistyped password keeps it too
+    response = client.post("/login", data={**carried, "username": "lx_wgz1", "password": "wrong"})
+    assert response.status_code == 401
+    carried = dict(_hidden_inputs(response.get_data(as_text=True), "/login"))
+    assert carried["r:mediation_note"] == note and carried["r:if_unresolved"] == "mediation"
+    response = client.post("/login", data={**carried, "username": "lx_wgz1", "password": "demo123"})
+    assert response.status_code == 200
+    back = _hidden_inputs(response.get_data(as_text=True), f"/tasks/{task_id}")
+    assert ("_resume", "1") in back and ("mediation_note", note) in back
+    response = client.post(f"/tasks/{task_id}", data=dict(back))
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and "这是您退出前填写的内容，尚未提交" in page
+    assert 'value="false" checked' in page and 'value="mediation" selected' in page
+    assert "约定周五再谈 &#34;当面&#34; &lt;b&gt;&amp;amp;" in page
+    assert task_id in [i.id for i in service.view_case(WORKER, case.business_key).open_items]   # nothing submitted
+
+
+def test_a_report_stopped_by_the_idle_logout_comes_back_with_its_start_token(service, app):
+    import re
+    from tests.helpers import REPORT
+    client = app.test_client()
+    login(client, WORKER)
+    page = client.get("/start/grid_matter").get_data(as_text=True)
+    start_token = re.search(r'name="start_token" value="([0-9a-f]{32})"', page).group(1)
+    token = csrf_token(client, "/start/grid_matter")
+    _idle(app, client)
+    response = client.post("/start/grid_matter", data={"csrf_token": token, "start_token": start_token,
+                                                       "grid": "linxi-xinguang-g1", **REPORT})
+    assert response.status_code == 401
+    carried = dict(_hidden_inputs(response.get_data(as_text=True), "/login"))
+    response = client.post("/login", data={**carried, "username": WORKER, "password": "demo123"})
+    response = client.post("/start/grid_matter", data=dict(_hidden_inputs(response.get_data(as_text=True),
+                                                                          "/start/grid_matter")))
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and REPORT["description"] in page and f'value="{start_token}"' in page
+    with service.db.read_session() as session:
+        assert session.scalar(select(func.count()).select_from(Case)) == 0                     # nothing reported
+    # a page's own next path only: nothing else rides through the login
+    response = client.post("/logout", data={"csrf_token": csrf_token(client, "/inbox")})
+    response = client.post("/login", data={"csrf_token": csrf_token(client), "username": WORKER, "password": "demo123",
+                                           "resume_path": "//evil.example/tasks/x", "r:a": "b"})
+    assert response.status_code == 302
 
 
 def test_the_idle_limit_is_set_by_gridflow_idle_minutes(service, monkeypatch):

@@ -170,14 +170,18 @@ def test_reassigning_from_the_case_page(app, clean_db, world):
     assert f'<option value="{world.u("gl1")}">测试gl1</option>' in page and world.u("off") not in page
     token = csrf_token(client, f"/cases/{world.case.business_key}")
     bad = client.post(f"/supervision/tasks/{world.task}/reassign",
-                      data={"to": world.u("med"), "reason": "理由", "next": f"/cases/{world.case.business_key}",
+                      data={"to": world.u("med"), "reason": "原承办人出差一周", "next": f"/cases/{world.case.business_key}",
                             "csrf_token": token})
-    # refused: back on the case page, told why (not a dead-end error page)
-    assert bad.status_code == 302 and bad.headers["Location"].endswith(f"/cases/{world.case.business_key}")
-    back = client.get(bad.headers["Location"]).get_data(as_text=True)
-    assert 'class="flash error"' in back and "未改派：" in back and "不在该任务的承办岗位上" in back
+    # refused: the case page again, told why beside the form, which is open with what was typed
+    # (a redirect to the page lost the reason the official had written)
+    assert bad.status_code == 400
+    back = bad.get_data(as_text=True)
+    assert "未改派：" in back and "不在该任务的承办岗位上" in back and '<details class="reassign" open>' in back
+    assert f'value="{world.u("med")}"' in back and 'value="原承办人出差一周"' in back
+    assert not client.get(f"/cases/{world.case.business_key}").get_data(as_text=True).count('class="reassign" open')
+    # the name the list shows is taken for its username
     ok = client.post(f"/supervision/tasks/{world.task}/reassign",
-                     data={"to": world.u("gl2"), "reason": "出差", "next": f"/cases/{world.case.business_key}",
+                     data={"to": "测试gl2", "reason": "出差", "next": f"/cases/{world.case.business_key}",
                            "csrf_token": token})
     assert ok.status_code == 302 and ok.headers["Location"].endswith(f"/cases/{world.case.business_key}")
     page = client.get(ok.headers["Location"]).get_data(as_text=True)

@@ -631,3 +631,73 @@ def test_the_diagram_is_drawn_in_english_for_an_english_reader(service, as_user)
     assert 'name="Grid leader (grid.grid_leader)"' in english["xml"]
     assert english["highlights"] == chinese["highlights"]
     assert english["xml"].count("<bpmndi:BPMNShape") == chinese["xml"].count("<bpmndi:BPMNShape") > 20
+
+
+# ------------------------------------------------------ a report sent twice
+
+def _start_token(page: str) -> str:
+    match = re.search(r'name="start_token" value="([0-9a-f]{32})"', page)
+    assert match, "the report form carries no start_token"
+    return match.group(1)
+
+
+def test_a_report_form_sent_twice_starts_one_case(service, as_user):
+    """A double tap on 提交 over a slow connection, or the back button and 提交 again, sends the
+    same form twice: it reported the matter twice (two cases, two tasks for the grid leader)."""
+    worker = as_user(WORKER)
+    page = html(worker.get("/start/grid_matter"))
+    form = {"csrf_token": token(worker, "/start/grid_matter"), "start_token": _start_token(page),
+            "grid": GRID, **REPORT}
+    first = worker.post("/start/grid_matter", data=dict(form), content_type="multipart/form-data")
+    assert first.status_code == 302
+    before = counts(service)
+    again = worker.post("/start/grid_matter", data=dict(form), content_type="multipart/form-data")
+    assert again.status_code == 302 and again.headers["Location"] == first.headers["Location"]
+    assert counts(service) == before                          # no case, task, event or file more
+    key = first.headers["Location"].rsplit("/", 1)[-1]
+    assert f"此表单已提交过，案件编号 {key}，未重复上报" in html(worker.get(again.headers["Location"]))
+    # a form opened afresh reports another matter
+    fresh = _start_token(html(worker.get("/start/grid_matter")))
+    assert fresh != form["start_token"]
+    other = worker.post("/start/grid_matter", data={**form, "start_token": fresh}, content_type="multipart/form-data")
+    assert other.status_code == 302 and other.headers["Location"] != first.headers["Location"]
+
+
+def test_a_refused_report_keeps_its_token_so_the_corrected_one_is_sent_once(service, as_user):
+    worker = as_user(WORKER)
+    sent = _start_token(html(worker.get("/start/grid_matter")))
+    form = {"csrf_token": token(worker, "/start/grid_matter"), "start_token": sent, "grid": GRID, **REPORT}
+    refused = worker.post("/start/grid_matter", data={**form, "description": ""}, content_type="multipart/form-data")
+    assert refused.status_code == 400 and _start_token(html(refused)) == sent
+    assert worker.post("/start/grid_matter", data=dict(form), content_type="multipart/form-data").status_code == 302
+    assert worker.post("/start/grid_matter", data=dict(form), content_type="multipart/form-data").status_code == 302
+    assert counts(service)[0] == 1
+    # a token that is not one the page makes is not kept (nor trusted to find a case)
+    refused = worker.post("/start/grid_matter", data={**form, "start_token": "x" * 300, "description": ""},
+                          content_type="multipart/form-data")
+    assert refused.status_code == 400 and _start_token(html(refused)) != "x" * 300
+
+
+def test_a_start_token_is_per_official_and_a_simultaneous_second_start_names_the_first(service, monkeypatch):
+    from engine.errors import AlreadyStarted
+    first = service.start_case("grid_matter", GRID, dict(REPORT), WORKER, start_token="a" * 32)
+    # another official's form with the same token is another report
+    other = service.start_case("grid_matter", "linxi-xinguang-g2", dict(REPORT), "lx_wgy2", start_token="a" * 32)
+    assert other.business_key != first.business_key
+    with pytest.raises(AlreadyStarted) as refused:
+        service.start_case("grid_matter", GRID, dict(REPORT), WORKER, start_token="a" * 32)
+    assert refused.value.business_key == first.business_key and first.business_key in refused.value.zh
+    # both requests of a double tap passed the look-up before either committed: the unique
+    # index refuses the second, which then names the first case
+    real = WorkflowService._case_started_with
+    calls = []
+
+    def missed_once(session, user, start_token):
+        calls.append(start_token)
+        return None if len(calls) == 1 else real(session, user, start_token)
+    monkeypatch.setattr(WorkflowService, "_case_started_with", staticmethod(missed_once))
+    before = counts(service)
+    with pytest.raises(AlreadyStarted) as refused:
+        service.start_case("grid_matter", GRID, dict(REPORT), WORKER, start_token="a" * 32)
+    assert refused.value.business_key == first.business_key and len(calls) == 2
+    assert counts(service) == before

@@ -1,4 +1,5 @@
 """Login, logout, the idle logout, an official's own password and the language switch."""
+import re
 import time
 from urllib.parse import urlsplit
 
@@ -22,10 +23,38 @@ def safe_next(target: str | None) -> str:
     return url_for("inbox.index")
 
 
+# The form pages whose submission an idle logout keeps (the next two functions): an official
+# who typed a report or a task's form for longer than the idle limit lost it all on 提交,
+# and the login led to the inbox, not back to the form.
+_RESUMABLE = ("tasks.complete", "cases.start_submit")
+_RESUMABLE_PATH = re.compile(r"/(tasks|start)/[^/?#]+")
+_CARRIED = "r:"          # prefix of a kept field's name in the login form
+
+
+def _resume_of_idle_post() -> dict | None:
+    """What the official sent to a form page when the idle logout stopped it: the page and
+    every field but the CSRF token (uploads cannot be carried: the browser must send them again)."""
+    if request.method != "POST" or request.endpoint not in _RESUMABLE:
+        return None
+    return {"path": request.path,
+            "fields": [(k, v) for k, v in request.form.items(multi=True) if k != "csrf_token"],
+            "files": any(f.filename for f in request.files.values())}
+
+
+def _resume_from_login_form() -> dict | None:
+    """The kept submission the login form carries back (see login.html), if any."""
+    path = request.form.get("resume_path") or ""
+    if not _RESUMABLE_PATH.fullmatch(path):
+        return None
+    return {"path": path, "files": request.form.get("resume_files") == "1",
+            "fields": [(k[len(_CARRIED):], v) for k, v in request.form.items(multi=True) if k.startswith(_CARRIED)]}
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    error, status = None, 200
+    error, status, resume = None, 200, None
     if request.method == "POST":
+        resume = _resume_from_login_form()
         try:
             user = service().authenticate(request.form.get("username", ""), request.form.get("password", ""),
                                           via="web", address=request.remote_addr)
@@ -38,8 +67,11 @@ def login():
                 session.clear()
                 login_user(official := LoginUser(user))
                 session[_SEEN], session[_PASSWORD] = int(time.time()), official.password_stamp
+                if resume is not None:
+                    # back to the form with what was typed (sent with this session's CSRF token)
+                    return render_template("resume_form.html", resume=resume)
                 return redirect(safe_next(request.args.get("next")))
-    return render_template("login.html", error=error), status
+    return render_template("login.html", error=error, resume=resume), status
 
 
 _SEEN = "seen"           # when the session last made a request (epoch seconds, to the minute)
@@ -63,9 +95,12 @@ def logout_when_idle():
     now, seen = int(time.time()), session.get(_SEEN)
     minutes = current_app.config["IDLE_LOGOUT_MINUTES"]
     if isinstance(seen, int) and now - seen > minutes * 60:
+        resume = _resume_of_idle_post()
         logout_user()
         session.clear()
         flash(_("超过 {n} 分钟未操作，已自动退出，请重新登录。", n=minutes))
+        if resume is not None:
+            return render_template("login.html", error=None, resume=resume), 401
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?") if request.method == "GET" else None))
     if not isinstance(seen, int) or now - seen >= 60:   # the cookie is rewritten once a minute at most
         session[_SEEN] = now

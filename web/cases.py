@@ -2,11 +2,14 @@
 attachment downloads, and the bpmn-js files served from node_modules."""
 from __future__ import annotations
 
+import re
+import uuid
+
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_required
 
 from engine.diagram import relabel
-from engine.errors import InvalidInput
+from engine.errors import AlreadyStarted, InvalidInput
 
 from .extensions import send_npm_dist, service
 from .i18n import current_lang, element_name, gettext as _, localise_errors
@@ -16,6 +19,7 @@ from .tasks import (case_fields, check_files, collect_files, event_details, file
 bp = Blueprint("cases", __name__)
 
 INLINE_TYPES = ("image/", "application/pdf")
+START_TOKEN_RE = re.compile(r"[0-9a-f]{32}")
 
 
 # ------------------------------------------------------------------- start
@@ -48,6 +52,12 @@ def _start_form(option):
     return form
 
 
+def _start_token(posted: str | None = None) -> str:
+    """The token a report form carries (engine: Case.start_token): the one it was sent with, when
+    it comes back refused, so that sending it again still starts one case; else a new one."""
+    return posted if posted and START_TOKEN_RE.fullmatch(posted) else uuid.uuid4().hex
+
+
 def _render_start(option, form, submitted=None, grid=None, errors=None, status=200, source=None):
     from forms.render import form_context
     lang = current_lang()
@@ -59,7 +69,8 @@ def _render_start(option, form, submitted=None, grid=None, errors=None, status=2
     return render_template(
         "start_form.html", option=option, form=form, fields=fields, grid=grid, source=source,
         grid_errors=errors.get("grid", []), stray=stray_errors(form, {k: v for k, v in errors.items() if k != "grid"}),
-        errors=errors, has_files=bool(file_fields(form)), lang=lang), status
+        errors=errors, has_files=bool(file_fields(form)), lang=lang,
+        start_token=_start_token(request.form.get("start_token") if submitted is not None else None)), status
 
 
 @bp.route("/start/<process_key>", methods=["GET"])
@@ -84,6 +95,10 @@ def start_submit(process_key):
     form = _start_form(option)
     data = coerce_form_post(form, request.form) if form else {}
     grid = (request.form.get("grid") or "").strip()
+    if request.form.get("_resume") == "1":
+        # back from the login an idle logout asked for (web/auth.py): the form as it was typed
+        flash(_("这是您退出前填写的内容，尚未提交；请核对后提交。"))
+        return _render_start(option, form, data, grid)
     errors = {}
     if grid not in {code for code, _name in option.grids}:
         errors["grid"] = [_("请选择事项所在的网格。")]
@@ -92,9 +107,15 @@ def start_submit(process_key):
     errors.update(check_files(files))
     if errors:
         return _render_start(option, form, data, grid, errors, 400)
+    token = request.form.get("start_token") or ""
+    token = token if START_TOKEN_RE.fullmatch(token) else None
     data.update(upload_files(files))
     try:
-        view = service().start_case(process_key, grid, data, current_user.id)
+        view = service().start_case(process_key, grid, data, current_user.id, start_token=token)
+    except AlreadyStarted as done:
+        # the same form sent again (a double tap, or back and 提交): its case, not a second one
+        flash(_("此表单已提交过，案件编号 {key}，未重复上报。如需上报另一事项，请重新打开上报页面。", key=done.business_key))
+        return redirect(url_for("cases.show", business_key=done.business_key))
     except InvalidInput as exc:
         return _render_start(option, form, data, grid, localise_errors(exc.field_texts(current_lang())) or {"_schema": [exc.text(current_lang())]}, 400)
     flash(_("已提交，案件编号 {key}", key=view.business_key))
@@ -120,7 +141,9 @@ def _report_from(view) -> str | None:
     return target if any(o.process_key == target for o in service().startable(current_user.id)) else None
 
 
-def _render_case(business_key: str, upload_errors=None, status=200):
+def render_case(business_key: str, upload_errors=None, status=200, reassign_refused=None):
+    """The case page; `reassign_refused`: a refused 改派 ({task_id, to, reason, error}) shown
+    with its form open and what was typed (web/supervision.py)."""
     view = _case_detail(business_key)
     lang = current_lang()
     reassignable = service().supervision.reassignable(current_user.id, view.case, view.open_items) \
@@ -131,13 +154,13 @@ def _render_case(business_key: str, upload_errors=None, status=200):
         workable={i.id for i in view.open_items if service().may_work(current_user.id, i.id)},
         reassignable=reassignable, report_from=_report_from(view), reassign_choices=(
             service().supervision.reassign_choices([i for i in view.open_items if i.id in reassignable])),
-        lang=lang), status
+        reassign_refused=reassign_refused or {}, lang=lang), status
 
 
 @bp.route("/cases/<business_key>")
 @login_required
 def show(business_key):
-    return _render_case(business_key)
+    return render_case(business_key)
 
 
 @bp.route("/cases/<business_key>/diagram.json")
@@ -161,10 +184,10 @@ def add_attachment(business_key):
         abort(403)
     uploads = [(fs.filename, fs.read()) for fs in request.files.getlist("file") if fs and fs.filename]
     if not uploads:
-        return _render_case(business_key, [_("请选择要上传的文件。")], 400)
+        return render_case(business_key, [_("请选择要上传的文件。")], 400)
     errors = check_files({"file": uploads})
     if errors:
-        return _render_case(business_key, errors["file"], 400)
+        return render_case(business_key, errors["file"], 400)
     upload_files({"file": uploads}, case_ref=view.case.business_key)
     flash(_("已上传 {n} 个文件。", n=len(uploads)))
     return redirect(url_for("cases.show", business_key=view.case.business_key) + "#attachments")

@@ -192,6 +192,18 @@ MESSAGES_EN: dict[str, str] = {
     "办理记录": "History",
     "请选择事项所在的网格。": "Choose the grid where the matter is.",
     "已提交，案件编号 {key}": "Submitted; case number {key}",
+    "您填写的内容未提交，已为您保留：重新登录后回到表单，核对后再提交。":
+        "What you entered was not submitted and has been kept: log in again to go back to the form, check it and submit.",
+    "回到表单": "Back to the form",
+    "已重新登录": "Logged in again",
+    "退出前填写的内容已保留。请回到表单，核对后再提交。":
+        "What you entered before you were logged out has been kept. Go back to the form, check it and submit.",
+    "所选的照片或附件未能保留，请在表单中重新选择。":
+        "The photos or files you chose could not be kept: choose them again in the form.",
+    "这是您退出前填写的内容，尚未提交；请核对后提交。":
+        "This is what you entered before you were logged out; it has not been submitted. Check it and submit.",
+    "此表单已提交过，案件编号 {key}，未重复上报。如需上报另一事项，请重新打开上报页面。":
+        "This form was already submitted as case {key}; nothing was reported twice. To report another matter, open the report form again.",
     "据此上报网格事项": "Report a grid matter from this visit",
     "走访中发现需要处置的矛盾纠纷或隐患：以本次走访的情况上报，所填内容可修改。": "A dispute or hazard found on the visit: report it with what the visit recorded; every field can be changed.",
     "内容取自 {key}，请核对后上报。": "Filled in from {key}; check it before you report.",
@@ -214,7 +226,7 @@ MESSAGES_EN: dict[str, str] = {
     "督办": "Urge",
     "改派": "Reassign",
     "退回组内": "back to the group",
-    "改派给（用户名）": "Reassign to (username)",
+    "改派给（用户名或姓名）": "Reassign to (username or name)",
     "留空：退回组内": "empty: back to the group",
     "改派理由": "Reason for reassigning",
     "改派人：{name}": "Reassigned by {name}",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
@@ -23,6 +24,7 @@ log = logging.getLogger("gridflow.web")
 bp = Blueprint("supervision", __name__)
 
 PAGE_SIZE = 50
+CASE_PAGE_RE = re.compile(r"/cases/([^/?#]+)")
 
 
 @bp.app_context_processor
@@ -77,17 +79,37 @@ def urge(task_id):
 def reassign(task_id):
     """改派: to another official (`to`, a username), or back to the task's group (`to` empty)."""
     back = safe_next(request.form.get("next") or url_for("supervision.board"))
+    to, reason = request.form.get("to"), request.form.get("reason")
     try:
-        item = service().supervision.reassign(task_id, request.form.get("to"), request.form.get("reason"),
-                                              current_user.id)
+        item = service().supervision.reassign(task_id, _username_of(task_id, to), reason, current_user.id)
     except (InvalidInput, Conflict) as exc:   # back where the official was, told what to change
-        flash(_("未改派：{why}", why=exc.text(current_lang())), "error")
+        message = _("未改派：{why}", why=exc.text(current_lang()))
+        case_page = CASE_PAGE_RE.fullmatch(back)
+        if case_page and isinstance(exc, InvalidInput):
+            # the case page again, its form open with what was typed (a redirect lost the reason)
+            from .cases import render_case
+            return render_case(case_page.group(1), status=400, reassign_refused={
+                "task_id": task_id, "to": to or "", "reason": reason or "", "error": message})
+        flash(message, "error")
         return redirect(back)
     if item.assignee_id:
         flash(_("已改派：{name}", name=task_name(item)))
     else:
         flash(_("已退回组内：{name}（同岗位人员可认领）", name=task_name(item)))
     return redirect(back)
+
+
+def _username_of(task_id: str, to: str | None) -> str | None:
+    """The username `to` names: officials type the name they see in the list (马俊) as often as
+    its username (lxz_cg); a name that is exactly one official's in the task's list is theirs."""
+    if not to or not to.strip():
+        return to
+    typed = to.strip()
+    choices = service().supervision.reassign_choices_of(task_id)
+    if any(username == typed for username, _name in choices):
+        return typed
+    named = [username for username, name in choices if name == typed]
+    return named[0] if len(named) == 1 else to
 
 
 # ---------------------------------------------------------- notifications

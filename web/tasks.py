@@ -216,6 +216,10 @@ def complete(task_id):
     detail = service().task_detail(current_user.id, task_id)
     form = detail.form
     data = coerce_form_post(form, request.form) if form else {}
+    if request.form.get("_resume") == "1":
+        # back from the login an idle logout asked for (web/auth.py): the form as it was typed
+        flash(_("这是您退出前填写的内容，尚未提交；请核对后提交。"))
+        return _render(task_id, detail, data)
     if not detail.may_work:
         # Not (or no longer) theirs: the engine says why (403 not yours, 409 already done).
         service().complete_task(task_id, data, current_user.id)
