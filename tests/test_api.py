@@ -811,6 +811,32 @@ def test_pending_upload_joins_the_case_through_the_start_form(api):
                  400, "invalid", ["photos"])
 
 
+def test_a_file_named_twice_is_refused_and_an_unknown_one_in_the_callers_language(api, clean_db):
+    """The photos field listed one upload twice and the case kept both ids: the app showed
+    the scene photo twice. The form's JSON Schema now says `uniqueItems` and `maxItems`, and
+    the server refuses what the schema refuses; the message of an unknown id came in English
+    to a Chinese caller."""
+    (att,) = api.post(f"{V1}/attachments", WORKER, data={"file": (io.BytesIO(tiny_png()), "scene.png")}).get_json()
+    photos = api.get(f"{V1}/processes", WORKER).get_json()
+    (start_form,) = [p["start_form"] for p in photos["items"] if p["key"] == "grid_matter"]
+    prop = start_form["schema"]["properties"]["photos"]
+    assert prop["uniqueItems"] is True and prop["maxItems"] == 20 and prop["items"]["maxLength"] == 64
+    before = counts(clean_db)
+    start = {"process": "grid_matter", "grid": GRID, "data": {**REPORT, "photos": [att["id"], att["id"]]}}
+    zh = assert_error(api.post(f"{V1}/cases", WORKER, json=start), 400, "invalid")
+    assert zh["fields"] == {"photos": ["每个文件只能附一次。"]}
+    en = assert_error(api.post(f"{V1}/cases", WORKER, json=start, headers={"Accept-Language": "en"}), 400)
+    assert en["fields"] == {"photos": ["Attach each file once."]}
+    many = {**start, "data": {**REPORT, "photos": [f"{i:08d}-0000-0000-0000-000000000000" for i in range(21)]}}
+    assert assert_error(api.post(f"{V1}/cases", WORKER, json=many), 400)["fields"] == {"photos": ["最多附 20 个文件。"]}
+    unknown = "00000000-0000-0000-0000-000000000000"
+    body = assert_error(api.post(f"{V1}/cases", WORKER, json={**start, "data": {**REPORT, "photos": [unknown]}}), 400)
+    assert body["fields"] == {"photos": [f"找不到所附文件 {unknown}，请重新上传。"]}
+    assert counts(clean_db) == before
+    case = api.start(photos=[att["id"]])
+    assert api.get(f"{V1}/cases/{case['id']}", WORKER).get_json()["data"]["photos"] == [att["id"]]
+
+
 # ------------------------------------------------------------------ errors are JSON
 
 @pytest.mark.parametrize("method,path,status", [
@@ -864,6 +890,22 @@ def _walk_refs(node):
     elif isinstance(node, list):
         for value in node:
             yield from _walk_refs(value)
+
+
+def test_openapi_document_names_every_error_code_the_api_answers(api):
+    """An app branches on `error`: the document listed neither `token_revoked` (a password
+    changed on another device) nor `unavailable` (503), and its introduction said a token
+    stops working only when it expires or the account is deactivated."""
+    from engine.errors import CredentialsChanged, EngineError
+    from engine.login_guard import LoginLocked
+    from web.api import ENGINE_STATUS, HTTP_CODES
+    spec = api.client.get(f"{V1}/openapi.json").get_json()
+    listed = spec["components"]["schemas"]["Error"]["properties"]["error"]["description"]
+    answered = (set(HTTP_CODES.values()) | {code for _cls, _status, code in ENGINE_STATUS}
+                | {CredentialsChanged.code, LoginLocked.code, "token_expired", "internal_error", "unavailable"})
+    assert answered - {EngineError.code} <= set(re.findall(r"[a-z_]+", listed.split(":", 1)[1]))
+    assert "token_revoked" in spec["components"]["responses"]["Unauthorized"]["description"]
+    assert "token_revoked" in spec["info"]["description"] and "password" in spec["info"]["description"]
 
 
 def test_openapi_document_covers_every_route(api, app):
