@@ -685,8 +685,14 @@ def build_schema(form: FormDef) -> Schema:
 
 
 def _dump_value(value):
-    import datetime as _dt
-    if isinstance(value, (_dt.datetime, _dt.date)):
+    if isinstance(value, datetime):
+        # Stored as China time to the second, as every moment the API and the pages give:
+        # an app sending UTC (`toISOString()`: "…T01:00:00.500Z") must not leave a "+00:00"
+        # beside the "+08:00" of the rest of the case, nor a naive time (taken as China's,
+        # as `_after` reads it) that other readers could take for UTC.
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=CHINA_TZ)
+        return moment.astimezone(CHINA_TZ).replace(microsecond=0).isoformat()
+    if isinstance(value, date):
         return value.isoformat()
     return value
 

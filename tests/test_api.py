@@ -837,6 +837,29 @@ def test_a_file_named_twice_is_refused_and_an_unknown_one_in_the_callers_languag
     assert api.get(f"{V1}/cases/{case['id']}", WORKER).get_json()["data"]["photos"] == [att["id"]]
 
 
+@pytest.mark.parametrize("sent,stored", [
+    ("2026-03-02T07:00:00.250Z", "2026-03-02T15:00:00+08:00"),      # an app's toISOString(): UTC
+    ("2026-03-02T15:00:00+08:00", "2026-03-02T15:00:00+08:00"),
+    ("2026-03-02T15:00:00", "2026-03-02T15:00:00+08:00"),            # no offset: China time, as the pages
+    ("2026-03-02T09:00:00+02:00", "2026-03-02T15:00:00+08:00"),
+])
+def test_a_time_in_a_form_is_kept_in_china_time_whatever_offset_the_app_sent(api, clean_db, sent, stored):
+    """Every moment the API gives is +08:00 to the second; a handled_at sent in UTC was kept
+    and given back as '…T07:00:00.250000+00:00' in the case's data and history, a naive one
+    without any offset."""
+    case = api.start(category="safety_hazard", colour="yellow")
+    (dispatch,) = [t["id"] for t in case["open_tasks"] if t["spec_id"] == "town_dispatch"]
+    r = api.post(f"{V1}/tasks/{dispatch}/complete", DISPATCHER, json={"data": {"department": "chengguan"}})
+    (handle,) = [t["id"] for t in r.get_json()["open_tasks"] if t["spec_id"] == "department_handle"]
+    r = api.post(f"{V1}/tasks/{handle}/complete", "lxz_cg",
+                 json={"data": {"handling_result": "已清理楼道杂物", "handled_at": sent}})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    full = api.get(f"{V1}/cases/{case['id']}", "lxz_cg").get_json()
+    assert full["data"]["handled_at"] == stored
+    done = [e for e in full["history"] if e["type"] == "task_completed" and e["bpmn_id"] == "department_handle"]
+    assert done[0]["data"]["handled_at"] == stored
+
+
 # ------------------------------------------------------------------ errors are JSON
 
 @pytest.mark.parametrize("method,path,status", [
