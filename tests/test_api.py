@@ -506,6 +506,43 @@ def test_another_jurisdictions_task_is_403_and_not_listed(api, clean_db):
     assert counts(clean_db) == before
 
 
+def test_a_refusal_tells_another_jurisdiction_nothing_of_the_task(api, clean_db):
+    """A grid worker of 五原县 holding a 林西县 task's id was told the step ('网格微调处 不由您办理')
+    and, once it was done, that it was done and by whom ('已办理完毕（孙丽娟）', a 409): another
+    county's step and official. Now every refusal to an outsider is the same 403, naming nothing."""
+    case = api.start()
+    task_id = case["open_tasks"][0]["id"]
+    leader_name = api.post(f"{V1}/tasks/{task_id}/claim", LEADER).get_json()["assignee"]["display_name"]
+
+    def refusals(user):
+        for lang in ("zh", "en"):
+            headers = {"Accept-Language": lang}
+            yield api.get(f"{V1}/tasks/{task_id}", user, headers=headers)
+            for action in ("claim", "unclaim"):
+                yield api.post(f"{V1}/tasks/{task_id}/{action}", user, headers=headers)
+            yield api.post(f"{V1}/tasks/{task_id}/complete", user, headers=headers,
+                           json={"data": {"resolved": True, "mediation_note": "x"}})
+
+    def assert_silent(user):
+        for r in refusals(user):
+            body = assert_error(r, 403, "forbidden")
+            assert body["message"] in ("该任务不在您的辖区内", "this task is outside your jurisdiction"), body
+            assert "网格微调处" not in body["message"] and leader_name not in body["message"]
+
+    before = counts(clean_db)
+    assert_silent("wy_wgy1")                      # claimed by the leader, open
+    assert counts(clean_db) == before
+    r = api.post(f"{V1}/tasks/{task_id}/complete", LEADER, json={"data": {"resolved": True, "mediation_note": "已化解"}})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    before = counts(clean_db)
+    assert_silent("wy_wgy1")                      # done
+    assert_silent(OTHER_WORKER)                   # another village of the same town
+    assert counts(clean_db) == before
+    # whoever may see the case is still told what happened, and by whom
+    body = assert_error(api.post(f"{V1}/tasks/{task_id}/claim", WORKER), 409, "conflict")
+    assert "网格微调处" in body["message"] and leader_name in body["message"]
+
+
 def test_auditor_reads_but_every_write_is_403(api, clean_db):
     case = api.start()
     task_id = case["open_tasks"][0]["id"]
