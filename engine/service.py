@@ -744,8 +744,19 @@ class WorkflowService:
                 other.id: other for other in (row[-1] for row in rows) if other is not None}
         return item, case
 
-    def _refuse_unless_open(self, session, item: WorkItem):
+    def _refuse_outsider(self, session, user: User, case: Case) -> None:
+        """Whoever may not see the case is told nothing of the task: not its name, not that it
+        was done, nor by whom. A task id outlives a reassignment or an old notification, and a
+        refusal naming the step and the official who completed it told a grid worker of another
+        county what the case's people were doing. Only on a refusal's path: a candidate or
+        holder never pays for the check."""
+        if not can_view_case(session, user, case):
+            raise PermissionDenied("this task is outside your jurisdiction", zh="该任务不在您的辖区内")
+
+    def _refuse_unless_open(self, session, item: WorkItem, user: User | None = None, case: Case | None = None):
         if item.status != "open":
+            if user is not None and item.completed_by_id != user.id:
+                self._refuse_outsider(session, user, case)
             who = session.get(User, item.completed_by_id) if item.completed_by_id else None
             detail = f" by {who.display_name}" if who else ""
             status_zh = {"completed": "办理完毕", "cancelled": "取消"}.get(item.status, item.status)
@@ -753,12 +764,15 @@ class WorkflowService:
                            zh=f"任务“{item.name}”已{status_zh}" + (f"（{who.display_name}）" if who else "")
                               + "；请刷新收件箱")
 
-    def _refuse_unless_may_work(self, session, user: User, item: WorkItem) -> None:
+    def _refuse_unless_may_work(self, session, user: User, item: WorkItem, case: Case) -> None:
         """The assignee may work a task; so may any candidate while nobody has claimed it.
-        A candidate who lost the race to claim gets a Conflict, anyone else PermissionDenied."""
+        A candidate who lost the race to claim gets a Conflict, anyone else PermissionDenied
+        (without the task's name if they may not see the case)."""
         if item.assignee_id == user.id:
             return
         candidate = self._is_candidate(session, user, item)
+        if not candidate:
+            self._refuse_outsider(session, user, case)
         if item.assignee_id is not None:
             holder = session.get(User, item.assignee_id)
             if candidate:
@@ -777,7 +791,7 @@ class WorkflowService:
         # the lock query also reads the org generation the user lookup is checked against
         item, case = self._locked_item(session, task_id)
         user = self._user(session, actor)
-        self._refuse_unless_open(session, item)
+        self._refuse_unless_open(session, item, user, case)
         return item, case, user
 
     def _hand_over(self, session, item: WorkItem, case: Case, actor: User | None, holder: User | None,
@@ -795,7 +809,7 @@ class WorkflowService:
         item, case, user = self._open_item_for(session, task_id, actor)
         if item.assignee_id == user.id:
             return item
-        self._refuse_unless_may_work(session, user, item)
+        self._refuse_unless_may_work(session, user, item, case)
         return self._hand_over(session, item, case, user, user, "task_claimed")
 
     def unclaim(self, task_id: str, actor) -> WorkItem:
@@ -804,6 +818,7 @@ class WorkflowService:
     def _unclaim(self, session, task_id, actor):
         item, case, user = self._open_item_for(session, task_id, actor)
         if item.assignee_id != user.id:
+            self._refuse_outsider(session, user, case)
             raise PermissionDenied(f"only the official who claimed '{item.name}' can release it",
                                    zh=f"只有认领“{item.name}”的人员才能退回")
         if not item.role:
@@ -881,8 +896,8 @@ class WorkflowService:
         if is_read_only(user):  # even a task data names them for: auditors only read
             raise PermissionDenied("auditors read cases; they cannot work tasks",
                                    zh="督查人员只能查看案件，不能办理任务")
-        self._refuse_unless_open(session, item)
-        self._refuse_unless_may_work(session, user, item)
+        self._refuse_unless_open(session, item, user, case)
+        self._refuse_unless_may_work(session, user, item, case)
         guess = self._run_ahead_holds(session, case, item, ahead[0] if ahead else None)
         clean = guess.clean if guess is not None else self._validate_form(item.form_key, data)
         self._check_people(session, item.form_key, clean, case.grid_path)
@@ -1493,8 +1508,8 @@ class WorkflowService:
             may_work = item.status == "open" and (
                 item.assignee_id == user.id or (item.assignee_id is None and self._is_candidate(session, user, item)))
             if not may_work and not can_view_case(session, user, case):
-                raise PermissionDenied(f"task '{item.name}' is outside your jurisdiction",
-                                       zh=f"任务“{item.name}”不在您的辖区内")
+                # not named: the step a case of another place is at is not theirs to know
+                raise PermissionDenied("this task is outside your jurisdiction", zh="该任务不在您的辖区内")
             parsed = self.specs.get(session.get(ProcessVersion, case.process_version_id))
             workflow = self._load(session, case, parsed)
             # an open task's form reads its own data (a task of a called process: what the

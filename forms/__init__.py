@@ -25,6 +25,9 @@ FIELD_TYPES = (
     "multi_choice", "boolean", "person", "node", "file",
 )
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: a file field's value: at most this many attachment ids (UUIDs), each at most this long
+MAX_FILES_PER_FIELD = 20
+ATTACHMENT_ID_MAX_LENGTH = 64
 
 
 class FormDefinitionError(ValueError):
@@ -616,8 +619,17 @@ def _marshmallow_field(f: FieldDef):
     if f.type in ("person", "node"):
         return StorableString(validate=[validate.Length(min=1, max=64)], **kwargs)
     if f.type == "file":
-        return mf.List(StorableString(validate=validate.Length(max=64)), validate=validate.Length(max=20), **kwargs)
+        return mf.List(StorableString(validate=validate.Length(min=1, max=ATTACHMENT_ID_MAX_LENGTH)),
+                       validate=[validate.Length(max=MAX_FILES_PER_FIELD, error="at most {max} files"),
+                                 _each_attached_once], **kwargs)
     raise FormDefinitionError(f"unsupported type {f.type}")
+
+
+def _each_attached_once(values) -> None:
+    """A file field names each attachment once (its JSON Schema says `uniqueItems`): an app
+    retrying an upload's id, or sending it twice, would show the case's photo twice."""
+    if isinstance(values, list) and len({v for v in values if isinstance(v, str)}) != len(values):
+        raise ValidationError("attach each file once")
 
 
 def _not_blank(text: str) -> None:
@@ -673,8 +685,14 @@ def build_schema(form: FormDef) -> Schema:
 
 
 def _dump_value(value):
-    import datetime as _dt
-    if isinstance(value, (_dt.datetime, _dt.date)):
+    if isinstance(value, datetime):
+        # Stored as China time to the second, as every moment the API and the pages give:
+        # an app sending UTC (`toISOString()`: "…T01:00:00.500Z") must not leave a "+00:00"
+        # beside the "+08:00" of the rest of the case, nor a naive time (taken as China's,
+        # as `_after` reads it) that other readers could take for UTC.
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=CHINA_TZ)
+        return moment.astimezone(CHINA_TZ).replace(microsecond=0).isoformat()
+    if isinstance(value, date):
         return value.isoformat()
     return value
 

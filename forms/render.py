@@ -18,7 +18,7 @@ import re
 from datetime import date, datetime
 from pathlib import Path
 
-from . import CHINA_TZ, FILLED, FieldDef, FormDef, Range
+from . import ATTACHMENT_ID_MAX_LENGTH, CHINA_TZ, FILLED, MAX_FILES_PER_FIELD, FieldDef, FormDef, Range
 
 __all__ = ["json_schema", "form_context", "coerce_form_post", "template_folder",
            "CHINA_TZ", "FILE_ACCEPT"]
@@ -177,7 +177,8 @@ def _property_schema(f: FieldDef, lang: str) -> dict:
     elif f.type in ("person", "node"):
         prop.update(type="string", minLength=1, maxLength=_ID_MAX_LENGTH)
     elif f.type == "file":
-        prop.update(type="array", items={"type": "string", "minLength": 1})
+        prop.update(type="array", items={"type": "string", "minLength": 1, "maxLength": ATTACHMENT_ID_MAX_LENGTH},
+                    maxItems=MAX_FILES_PER_FIELD, uniqueItems=True)
     else:  # pragma: no cover - parse_definition refuses unknown types
         raise ValueError(f"unsupported field type {f.type}")
     # What the API client cannot tell from the JSON type alone (long text vs

@@ -506,6 +506,43 @@ def test_another_jurisdictions_task_is_403_and_not_listed(api, clean_db):
     assert counts(clean_db) == before
 
 
+def test_a_refusal_tells_another_jurisdiction_nothing_of_the_task(api, clean_db):
+    """A grid worker of 五原县 holding a 林西县 task's id was told the step ('网格微调处 不由您办理')
+    and, once it was done, that it was done and by whom ('已办理完毕（孙丽娟）', a 409): another
+    county's step and official. Now every refusal to an outsider is the same 403, naming nothing."""
+    case = api.start()
+    task_id = case["open_tasks"][0]["id"]
+    leader_name = api.post(f"{V1}/tasks/{task_id}/claim", LEADER).get_json()["assignee"]["display_name"]
+
+    def refusals(user):
+        for lang in ("zh", "en"):
+            headers = {"Accept-Language": lang}
+            yield api.get(f"{V1}/tasks/{task_id}", user, headers=headers)
+            for action in ("claim", "unclaim"):
+                yield api.post(f"{V1}/tasks/{task_id}/{action}", user, headers=headers)
+            yield api.post(f"{V1}/tasks/{task_id}/complete", user, headers=headers,
+                           json={"data": {"resolved": True, "mediation_note": "x"}})
+
+    def assert_silent(user):
+        for r in refusals(user):
+            body = assert_error(r, 403, "forbidden")
+            assert body["message"] in ("该任务不在您的辖区内", "this task is outside your jurisdiction"), body
+            assert "网格微调处" not in body["message"] and leader_name not in body["message"]
+
+    before = counts(clean_db)
+    assert_silent("wy_wgy1")                      # claimed by the leader, open
+    assert counts(clean_db) == before
+    r = api.post(f"{V1}/tasks/{task_id}/complete", LEADER, json={"data": {"resolved": True, "mediation_note": "已化解"}})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    before = counts(clean_db)
+    assert_silent("wy_wgy1")                      # done
+    assert_silent(OTHER_WORKER)                   # another village of the same town
+    assert counts(clean_db) == before
+    # whoever may see the case is still told what happened, and by whom
+    body = assert_error(api.post(f"{V1}/tasks/{task_id}/claim", WORKER), 409, "conflict")
+    assert "网格微调处" in body["message"] and leader_name in body["message"]
+
+
 def test_auditor_reads_but_every_write_is_403(api, clean_db):
     case = api.start()
     task_id = case["open_tasks"][0]["id"]
@@ -811,6 +848,55 @@ def test_pending_upload_joins_the_case_through_the_start_form(api):
                  400, "invalid", ["photos"])
 
 
+def test_a_file_named_twice_is_refused_and_an_unknown_one_in_the_callers_language(api, clean_db):
+    """The photos field listed one upload twice and the case kept both ids: the app showed
+    the scene photo twice. The form's JSON Schema now says `uniqueItems` and `maxItems`, and
+    the server refuses what the schema refuses; the message of an unknown id came in English
+    to a Chinese caller."""
+    (att,) = api.post(f"{V1}/attachments", WORKER, data={"file": (io.BytesIO(tiny_png()), "scene.png")}).get_json()
+    photos = api.get(f"{V1}/processes", WORKER).get_json()
+    (start_form,) = [p["start_form"] for p in photos["items"] if p["key"] == "grid_matter"]
+    prop = start_form["schema"]["properties"]["photos"]
+    assert prop["uniqueItems"] is True and prop["maxItems"] == 20 and prop["items"]["maxLength"] == 64
+    before = counts(clean_db)
+    start = {"process": "grid_matter", "grid": GRID, "data": {**REPORT, "photos": [att["id"], att["id"]]}}
+    zh = assert_error(api.post(f"{V1}/cases", WORKER, json=start), 400, "invalid")
+    assert zh["fields"] == {"photos": ["每个文件只能附一次。"]}
+    en = assert_error(api.post(f"{V1}/cases", WORKER, json=start, headers={"Accept-Language": "en"}), 400)
+    assert en["fields"] == {"photos": ["Attach each file once."]}
+    many = {**start, "data": {**REPORT, "photos": [f"{i:08d}-0000-0000-0000-000000000000" for i in range(21)]}}
+    assert assert_error(api.post(f"{V1}/cases", WORKER, json=many), 400)["fields"] == {"photos": ["最多附 20 个文件。"]}
+    unknown = "00000000-0000-0000-0000-000000000000"
+    body = assert_error(api.post(f"{V1}/cases", WORKER, json={**start, "data": {**REPORT, "photos": [unknown]}}), 400)
+    assert body["fields"] == {"photos": [f"找不到所附文件 {unknown}，请重新上传。"]}
+    assert counts(clean_db) == before
+    case = api.start(photos=[att["id"]])
+    assert api.get(f"{V1}/cases/{case['id']}", WORKER).get_json()["data"]["photos"] == [att["id"]]
+
+
+@pytest.mark.parametrize("sent,stored", [
+    ("2026-03-02T07:00:00.250Z", "2026-03-02T15:00:00+08:00"),      # an app's toISOString(): UTC
+    ("2026-03-02T15:00:00+08:00", "2026-03-02T15:00:00+08:00"),
+    ("2026-03-02T15:00:00", "2026-03-02T15:00:00+08:00"),            # no offset: China time, as the pages
+    ("2026-03-02T09:00:00+02:00", "2026-03-02T15:00:00+08:00"),
+])
+def test_a_time_in_a_form_is_kept_in_china_time_whatever_offset_the_app_sent(api, clean_db, sent, stored):
+    """Every moment the API gives is +08:00 to the second; a handled_at sent in UTC was kept
+    and given back as '…T07:00:00.250000+00:00' in the case's data and history, a naive one
+    without any offset."""
+    case = api.start(category="safety_hazard", colour="yellow")
+    (dispatch,) = [t["id"] for t in case["open_tasks"] if t["spec_id"] == "town_dispatch"]
+    r = api.post(f"{V1}/tasks/{dispatch}/complete", DISPATCHER, json={"data": {"department": "chengguan"}})
+    (handle,) = [t["id"] for t in r.get_json()["open_tasks"] if t["spec_id"] == "department_handle"]
+    r = api.post(f"{V1}/tasks/{handle}/complete", "lxz_cg",
+                 json={"data": {"handling_result": "已清理楼道杂物", "handled_at": sent}})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    full = api.get(f"{V1}/cases/{case['id']}", "lxz_cg").get_json()
+    assert full["data"]["handled_at"] == stored
+    done = [e for e in full["history"] if e["type"] == "task_completed" and e["bpmn_id"] == "department_handle"]
+    assert done[0]["data"]["handled_at"] == stored
+
+
 # ------------------------------------------------------------------ errors are JSON
 
 @pytest.mark.parametrize("method,path,status", [
@@ -864,6 +950,22 @@ def _walk_refs(node):
     elif isinstance(node, list):
         for value in node:
             yield from _walk_refs(value)
+
+
+def test_openapi_document_names_every_error_code_the_api_answers(api):
+    """An app branches on `error`: the document listed neither `token_revoked` (a password
+    changed on another device) nor `unavailable` (503), and its introduction said a token
+    stops working only when it expires or the account is deactivated."""
+    from engine.errors import CredentialsChanged, EngineError
+    from engine.login_guard import LoginLocked
+    from web.api import ENGINE_STATUS, HTTP_CODES
+    spec = api.client.get(f"{V1}/openapi.json").get_json()
+    listed = spec["components"]["schemas"]["Error"]["properties"]["error"]["description"]
+    answered = (set(HTTP_CODES.values()) | {code for _cls, _status, code in ENGINE_STATUS}
+                | {CredentialsChanged.code, LoginLocked.code, "token_expired", "internal_error", "unavailable"})
+    assert answered - {EngineError.code} <= set(re.findall(r"[a-z_]+", listed.split(":", 1)[1]))
+    assert "token_revoked" in spec["components"]["responses"]["Unauthorized"]["description"]
+    assert "token_revoked" in spec["info"]["description"] and "password" in spec["info"]["description"]
 
 
 def test_openapi_document_covers_every_route(api, app):

@@ -431,9 +431,12 @@ def test_assignee_and_candidates_chosen_in_an_earlier_form(clean_db, clock, fixt
 def test_engine_errors_speak_chinese_by_default_and_english_on_request(service):
     case = start(service)
     with pytest.raises(PermissionDenied) as err:
-        service.complete_task(case.open_items[0].id, {}, "lxz_cg")
+        service.complete_task(case.open_items[0].id, {}, "lxz_pd")  # sees the case, not a candidate
     assert err.value.text() == "任务“网格微调处”不在您的收件箱中"
     assert err.value.text("en") == "task '网格微调处' is not in your inbox"
+    with pytest.raises(PermissionDenied) as err:   # may not see the case: the task is not named
+        service.complete_task(case.open_items[0].id, {}, "lxz_cg")
+    assert (err.value.text(), err.value.text("en")) == ("该任务不在您的辖区内", "this task is outside your jurisdiction")
 
 
 def test_inbox_merges_claimed_and_group_tasks_in_due_order_across_pages(service, clock):

@@ -179,7 +179,8 @@ def test_schema_top_level(form):
     ("ok", {"type": "boolean", "title": "是否化解"}),
     ("who", {"type": "string", "minLength": 1, "maxLength": 64, "x-field-type": "person"}),
     ("where", {"type": "string", "minLength": 1, "x-field-type": "node"}),
-    ("photos", {"type": "array", "items": {"type": "string", "minLength": 1}}),
+    ("photos", {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 64}, "maxItems": 20,
+                "uniqueItems": True}),
 ])
 def test_schema_property_per_type(form, name, expected):
     prop = json_schema(form)["properties"][name]
@@ -659,6 +660,17 @@ def _assert_schema_and_server_agree(form, validator, cases):
         except FormValidationError:
             server_ok = False
         assert (schema_ok, server_ok) == (ok, ok), data
+
+
+def test_schema_and_server_agree_on_a_file_field():
+    """The schema said any list of ids while the server took at most 20 of at most 64
+    characters, and both took one id twice (the case then listed the photo twice)."""
+    form = parse_definition({"key": "k", "fields": [{"name": "photos", "type": "file"}]})
+    validator, _ = schema_validator(json_schema(form))
+    _assert_schema_and_server_agree(form, validator, [
+        ({"photos": ["a", "b"]}, True), ({"photos": []}, True), ({"photos": ["a", "a"]}, False),
+        ({"photos": [str(i) for i in range(20)]}, True), ({"photos": [str(i) for i in range(21)]}, False),
+        ({"photos": ["x" * 64]}, True), ({"photos": ["x" * 65]}, False), ({"photos": [""]}, False)])
 
 
 def test_every_shipped_conditional_field_is_in_its_schema():

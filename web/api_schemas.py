@@ -60,9 +60,9 @@ class StrictSchema(Schema):
 
 class ErrorSchema(Schema):
     error = fields.String(required=True, metadata={
-        "description": "machine-readable code: invalid, unauthorized, token_expired, forbidden, not_found, "
-                       "conflict, too_large, method_not_allowed, unsupported_media_type, process_error, "
-                       "login_locked, internal_error"})
+        "description": "machine-readable code: invalid, unauthorized, token_expired, token_revoked, forbidden, "
+                       "not_found, conflict, too_large, method_not_allowed, unsupported_media_type, "
+                       "process_error, login_locked, internal_error, unavailable"})
     message = fields.String(required=True, metadata={"description": "what went wrong, for a person"})
     field_errors = fields.Dict(
         keys=fields.String(), values=fields.List(fields.String()), data_key="fields",

@@ -23,7 +23,8 @@ OPENAPI_VERSION = "3.0.3"
 ERRORS = {
     400: ("BadRequest", "Invalid input: malformed JSON, wrong types, unknown keys, or form data that fails "
                         "the form's rules. `fields` holds messages per field."),
-    401: ("Unauthorized", "No token, a bad token, an expired token (`error: token_expired`), or the "
+    401: ("Unauthorized", "No token, a bad token, an expired token (`error: token_expired`), a token "
+                          "issued before the account's password changed (`error: token_revoked`), or the "
                           "account was deactivated. Get a new token from POST /api/v1/auth/token."),
     403: ("Forbidden", "Not yours: outside your jurisdiction, not a candidate of the task, or an "
                        "auditor (read-only) trying to change something."),
@@ -50,7 +51,9 @@ JSON API of gridflow, the workflow platform for grid-based social governance
 
 **Authentication.** `POST /api/v1/auth/token` with a username and password returns
 a token; send it as `Authorization: Bearer <token>` on every other call. Tokens
-expire (`expires_in` seconds) and stop working when the account is deactivated.
+expire (`expires_in` seconds: 401 `token_expired`) and stop working when the account's
+password changes, by its owner on any device or by an administrator (401 `token_revoked`),
+or the account is deactivated (401 `unauthorized`): log in again.
 
 **Forms.** Starting a case and completing a task submit `data` described by a JSON
 Schema (draft 2020-12) that the API hands out with the process (`GET /processes`)
