@@ -288,6 +288,36 @@ def test_start_case(api):
     assert full["data"]["category"] == "dispute"
 
 
+
+def test_a_retried_report_with_its_idempotency_key_starts_one_case(api, clean_db):
+    """The app's report sent again after a timeout or a lost answer: the same key from the same
+    account answers 200 with the case the first started, and nothing is reported twice."""
+    body = {"process": "grid_matter", "grid": GRID, "data": REPORT}
+    key = {"Idempotency-Key": "3f2b8c1e-5d4a-4b6f-9e7d-0a1b2c3d4e5f"}
+    before = counts(clean_db)
+    first = api.post(f"{V1}/cases", WORKER, json=body, headers=key)
+    assert first.status_code == 201, first.get_data(as_text=True)
+    again = api.post(f"{V1}/cases", WORKER, json=body, headers=key)
+    assert again.status_code == 200, again.get_data(as_text=True)
+    assert again.get_json()["business_key"] == first.get_json()["business_key"]
+    assert again.headers["Location"] == first.headers["Location"]
+    assert again.get_json()["open_tasks"] == first.get_json()["open_tasks"]
+    assert counts(clean_db)[0] == before[0] + 1
+    # another report (another key, or none) is another case; a key is the account's own
+    assert api.post(f"{V1}/cases", WORKER, json=body, headers={"Idempotency-Key": "another"}).status_code == 201
+    assert api.post(f"{V1}/cases", WORKER, json=body).status_code == 201
+    assert api.post(f"{V1}/cases", "lx_wgy2", json={**body, "grid": "linxi-xinguang-g2"}, headers=key).status_code == 201
+    assert counts(clean_db)[0] == before[0] + 4
+
+
+@pytest.mark.parametrize("key", ["", "x" * 65, "has space", "非ASCII"])
+def test_a_malformed_idempotency_key_is_refused_and_starts_nothing(api, clean_db, key):
+    before = counts(clean_db)
+    r = api.post(f"{V1}/cases", WORKER, json={"process": "grid_matter", "grid": GRID, "data": REPORT},
+                 headers={"Idempotency-Key": key.encode("utf-8").decode("latin-1")})
+    body = assert_error(r, 400, "invalid", ["Idempotency-Key"])
+    assert "Idempotency-Key" in body["message"] and counts(clean_db) == before
+
 @pytest.mark.parametrize("payload,fields", [
     ({"process": "grid_matter", "grid": GRID, "data": {**REPORT, "description": "短"}}, ["description"]),
     ({"process": "grid_matter", "grid": GRID, "data": {**REPORT, "colour": "purple"}}, ["colour"]),

@@ -32,8 +32,8 @@ from engine import clock, readmodels
 from engine.access import is_read_only
 from engine.attachments import KINDS as ATTACHMENT_KINDS
 from engine.db import DATABASE_UNAVAILABLE
-from engine.errors import (Conflict, CredentialsChanged, EngineError, InactiveAccount, InvalidInput, NotFound,
-                           PermissionDenied, ProcessError)
+from engine.errors import (AlreadyStarted, Conflict, CredentialsChanged, EngineError, InactiveAccount, InvalidInput,
+                           NotFound, PermissionDenied, ProcessError)
 from engine.login_guard import LoginLocked
 from engine.models import JurisdictionNode
 from engine.passwords import StampedActor
@@ -71,6 +71,8 @@ MESSAGES = {
     "inactive": ("账号不存在或已停用，请联系管理员。", "The account is unknown or deactivated; ask an administrator."),
     "bad_login": ("用户名或密码不正确。", "Wrong username or password."),
     "read_only": ("督查账号只能查看，不能办理或修改。", "Auditors may read but not change anything."),
+    "idempotency_key": ("Idempotency-Key 须为 1 至 64 个可见 ASCII 字符（不含空格），建议每次上报生成一个 UUID。",
+                        "Idempotency-Key must be 1 to 64 printable ASCII characters (no spaces); a UUID per report."),
     "not_json": ("请求体必须是 JSON（Content-Type: application/json）。",
                  "The body must be JSON (Content-Type: application/json)."),
     "not_multipart": ("上传文件请使用 multipart/form-data。", "Upload files as multipart/form-data."),
@@ -642,21 +644,40 @@ def list_processes(user):
 
 # ------------------------------------------------------------------ routes: cases
 
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,64}")   # printable ASCII, no spaces: a UUID fits
+
+
 @route(f"{V1}/cases", "POST", auth="write", account="engine", tags=["cases"], summary="Start a case (report a matter)",
-       description="`data` must satisfy the start form's JSON Schema from GET /api/v1/processes.",
+       description="`data` must satisfy the start form's JSON Schema from GET /api/v1/processes. "
+                   "Send an `Idempotency-Key` (e.g. a UUID made when the report is written) so that a "
+                   "retry after a timeout or a lost answer reports nothing twice: the same key from the "
+                   "same account starts no second case and answers 200 with the case it started.",
        body=s.StartCaseSchema,
+       headers={"Idempotency-Key": ({"type": "string", "minLength": 1, "maxLength": 64,
+                                     "pattern": "^[\\x21-\\x7e]+$"},
+                                    "one key per report, 1-64 printable ASCII characters; kept with the case")},
        responses={201: _json("the new case as the start left it (status, open tasks); its data, history "
-                             "and attachments: GET the `Location`", s.CaseStepSchema, headers=LOCATION)},
+                             "and attachments: GET the `Location`", s.CaseStepSchema, headers=LOCATION),
+                  200: _json("this Idempotency-Key already started a case: that case as it stands now "
+                             "(nothing was started again)", s.CaseStepSchema, headers=LOCATION)},
        errors=[422])
 def create_case(user):
     body = json_body(s.schema(s.StartCaseSchema))
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+        text = msg("idempotency_key")
+        raise ApiError(400, "invalid", text, fields={"Idempotency-Key": [text]})
+    status = 201
     try:
-        view = service().start_case(body["process"], body["grid"], body["data"], user)
+        view = service().start_case(body["process"], body["grid"], body["data"], user, start_token=key)
     except NotFound as exc:
         # the resource is /cases; an unknown grid or process is a bad field, not a missing route
         name = exc.details.get("field") or "process"
         raise ApiError(400, "invalid", exc.text(lang()), fields={name: [exc.text(lang())]}) from None
-    return json_response(s.schema(s.CaseStepSchema).dump(_case_step(view)), 201,
+    except AlreadyStarted as exc:
+        # a retry of a report that did start (its answer was lost): the case it started, not a second
+        view, status = service().get_case(exc.business_key), 200
+    return json_response(s.schema(s.CaseStepSchema).dump(_case_step(view)), status,
                          {"Location": url_for("api.get_case", ref=view.case.business_key)})
 
 

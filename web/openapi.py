@@ -78,6 +78,7 @@ class Operation:
     multipart: object = None       # marshmallow schema class of a multipart/form-data body
     query: object = None           # marshmallow schema class of the query string
     path_params: dict = field(default_factory=dict)   # name -> (JSON schema, description)
+    headers: dict = field(default_factory=dict)       # request header name -> (JSON schema, description)
     # status -> {"description", "schema" (class, dict or None), "many", "headers", "content_type"}
     responses: dict = field(default_factory=dict)
     errors: tuple = ()
@@ -124,6 +125,8 @@ def _operation(name: str, op: Operation, arguments) -> dict:
         params.append(param)
     if op.query is not None:
         params.append({"in": "query", "schema": op.query})
+    for name, (schema, desc) in op.headers.items():
+        params.append({"in": "header", "name": name, "required": False, "schema": schema, "description": desc})
     params.append("AcceptLanguage")
     out["parameters"] = params
     out["security"] = [{"bearerAuth": []}] if op.auth else []
