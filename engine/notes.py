@@ -8,7 +8,7 @@ the problems of `engine.deploy.validate_files`.
 - a decision, or a gateway without a default flow, that leaves some combination of the
   values its forms offer without a rule or a way out (`decision_gap_notes`,
   `gateway_gap_notes`);
-- a condition, timer or decision input reading a name nothing sets, and a timer written
+- a condition, script, timer or decision input reading a name nothing sets, and a timer written
   as ISO 8601 without quotes (`unset_name_notes`);
 - a call activity whose called process needs a data input the caller never sets
   (`call_input_notes`);
@@ -151,7 +151,7 @@ def _gateway_gap(filename: str, gateway, offered: dict[str, list]) -> Problem | 
 
 
 def unset_name_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:
-    """Notes for each gateway condition and timer expression of a process in `files` (of
+    """Notes for each gateway condition, script task and timer expression of a process in `files` (of
     `processes`, if given) that reads a name nothing in the files sets: no script assigns
     it, no decision outputs it, no form shown has a field of that name, no data input,
     multi-instance item or data object declares it. A misspelt `handlinglevel` would
@@ -192,10 +192,14 @@ def unset_name_notes(files: dict[str, str], processes=None, forms=None) -> list[
                 holder, what, what_zh = node.getparent(), "condition", "条件"
             elif local in ("timeDuration", "timeDate", "timeCycle"):
                 holder, what, what_zh = node.getparent().getparent(), "timer", "定时器表达式"
+            elif local == "script" and _local(node.getparent()) == "scriptTask":
+                # a script reading a misspelt name raises NameError in every case that runs it
+                holder, what, what_zh = node.getparent(), "script", "脚本"
             else:
                 continue
             text = (node.text or "").strip()
-            unset = sorted(_free_names(text) - known) if text else []
+            reads = _script_free_names if what == "script" else _free_names
+            unset = sorted(reads(text) - known) if text else []
             if not unset or holder is None:
                 continue
             element = holder.get("id") or ""
@@ -404,6 +408,36 @@ def _free_names(expression: str) -> set[str]:
               and isinstance(node.left.value, str) and isinstance(node.ops[0], ast.In)
               and isinstance(node.comparators[0], ast.Call) and getattr(node.comparators[0].func, "id", "") == "dir"):
             bound.add(node.left.value)   # `"x" in dir() and x == …`: read only where it is set
+    return {node.id for node in ast.walk(tree)
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)} - bound - {"True", "False", "None"}
+
+
+def _script_free_names(source: str) -> set[str]:
+    """The names a script reads that it never binds itself (anywhere in it: an assignment, a
+    loop or comprehension variable, a function and its arguments, an `except … as` name, or a
+    name read only where `"x" in dir()` holds); nothing when it does not parse (a problem the
+    check reports on its own). A name the script binds after reading it is not judged."""
+    try:
+        tree = ast.parse(source, mode="exec")
+    except SyntaxError:
+        return set()
+    bound = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            if not isinstance(node, ast.Lambda):
+                bound.add(node.name)
+            bound |= {a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs}
+            bound |= {a.arg for a in (node.args.vararg, node.args.kwarg) if a is not None}
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            bound |= set(node.names)
+        elif (isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant)
+              and isinstance(node.left.value, str) and isinstance(node.ops[0], ast.In)
+              and isinstance(node.comparators[0], ast.Call) and getattr(node.comparators[0].func, "id", "") == "dir"):
+            bound.add(node.left.value)   # `if "x" in dir(): …`: read only where it is set
     return {node.id for node in ast.walk(tree)
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)} - bound - {"True", "False", "None"}
 

@@ -858,3 +858,25 @@ def test_a_call_to_a_process_that_does_not_exist_is_named_on_the_call_activity()
     problems = validate_files(files, FormRegistry().keys())
     assert [(p.file, p.element) for p in problems] == [("grid_matter.bpmn", "mediation")]
     assert "'mediatio' was not found" in problems[0].message
+
+
+def test_a_script_reading_a_name_nothing_sets_is_a_note_on_its_script_task():
+    """A script task whose script reads a misspelt name (grid_dayz for grid_days) passed every
+    check and stopped each case that reached it (NameError): noted on the script task like a
+    condition. What a script binds itself, or reads only where `dir()` says it is set, is no
+    unset name."""
+    from engine.notes import unset_name_notes
+    files = _processes_with(grid_matter_bpmn=("网格超过{grid_days}天未化解", "网格超过{grid_dayz}天未化解"))
+    assert validate_files(files, FormRegistry().keys()) == []
+    [note] = unset_name_notes(files)
+    assert (note.file, note.element) == ("grid_matter.bpmn", "escalate_grid_overdue")
+    assert "the script 'escalation_reason = f\"网格超过{grid_dayz}天未化解" in note.message
+    assert "reads 'grid_dayz', which nothing in this version sets" in note.message
+    assert "“超时上报镇级”的脚本" in note.text("zh")[0] and "读取 'grid_dayz'" in note.text("zh")[0]
+
+    bound = _processes_with(grid_matter_bpmn=(
+        '<bpmn:script>grid_reminded = True</bpmn:script>',
+        '<bpmn:script>n = 0\nfor d in [1, 2]:\n    n = n + d\ntry:\n    x = int("1")\nexcept ValueError as e:\n'
+        '    x = str(e)\nlate = reply if "reply" in dir() else None\ngrid_reminded = n &gt; 0</bpmn:script>'))
+    assert validate_files(bound, FormRegistry().keys()) == []
+    assert unset_name_notes(bound) == []
