@@ -880,3 +880,33 @@ def test_a_script_reading_a_name_nothing_sets_is_a_note_on_its_script_task():
         '    x = str(e)\nlate = reply if "reply" in dir() else None\ngrid_reminded = n &gt; 0</bpmn:script>'))
     assert validate_files(bound, FormRegistry().keys()) == []
     assert unset_name_notes(bound) == []
+
+
+def test_a_condition_comparing_a_choice_with_a_value_no_form_offers_is_a_note():
+    """受理决定's flow 转送 testing "forwarded" where the form offers "forward": the gateway has a
+    default flow, so nothing stopped, and every petition to forward took the default way,
+    silently. Noted on the flow with the values the forms offer; a yes/no field compared with
+    text likewise. A name a script or decision also sets (handling_level) is not judged."""
+    from engine.notes import choice_value_notes, version_notes
+    shipped = read_process_dir(ROOT / "processes")
+    assert choice_value_notes(shipped) == []
+    files = _processes_with(petition_bpmn=('acceptance == "forward"', 'acceptance == "forwarded"'))
+    assert validate_files(files, FormRegistry().keys()) == []
+    [note] = choice_value_notes(files)
+    assert (note.file, note.element) == ("petition.bpmn", "flow_forward")
+    assert ("the condition 'acceptance == \"forwarded\"' of '转送' compares acceptance with \"forwarded\", which is "
+            'none of the values the forms offer for it ("accept", "forward", "not_accept")') in note.message
+    assert note.fix.endswith('"accept", "forward", "not_accept"') and "永远不成立" in note.text("zh")[0]
+    assert note in version_notes(files)
+    # `in` lists and the value on the left are read too; the form's own values are no note
+    listed = _processes_with(petition_bpmn=('acceptance == "forward"', '"forward" == acceptance or acceptance in '
+                                                                       '("accept", "fwd")'))
+    assert [n.element for n in choice_value_notes(listed)] == ["flow_forward"] and "\"fwd\"" in \
+        choice_value_notes(listed)[0].message
+    # a yes/no field compared with text
+    yes = _processes_with(grid_matter_bpmn=("verified == True", 'verified == "yes"'))
+    assert {n.element for n in choice_value_notes(yes)} and all("(True, False)" in n.message
+                                                              for n in choice_value_notes(yes))
+    # a name a decision sets as well as a form: its values are not the forms' to judge
+    level = _processes_with(grid_matter_bpmn=('handling_level == "grid"', 'handling_level == "gird"'))
+    assert choice_value_notes(level) == []
