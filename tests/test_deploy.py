@@ -910,3 +910,22 @@ def test_a_condition_comparing_a_choice_with_a_value_no_form_offers_is_a_note():
     # a name a decision sets as well as a form: its values are not the forms' to judge
     level = _processes_with(grid_matter_bpmn=('handling_level == "grid"', 'handling_level == "gird"'))
     assert choice_value_notes(level) == []
+
+
+def test_an_id_the_modeler_cannot_read_is_a_problem_naming_the_element():
+    """协调帮扶 given the id 帮扶 (and a flow the id 1st): SpiffWorkflow runs it, so it was checked
+    and deployed, but bpmn-js reads only ids of English letters, digits, _ - . ("illegal ID"):
+    the modeler and the case page's diagram left the task out, and saving it in the modeler
+    lost it. Refused per element, in both languages; nothing is stored."""
+    files = _processes_with(household_visit_bpmn=('"assist"', '"帮扶"'))
+    files["household_visit.bpmn"] = (files["household_visit.bpmn"].replace(">assist<", ">帮扶<")
+                                     .replace('"flow_assisted"', '"1st"').replace(">flow_assisted<", ">1st<"))
+    problems = validate_files(files, FormRegistry().keys())
+    assert [(p.file, p.element) for p in problems] == [("household_visit.bpmn", "帮扶"), ("household_visit.bpmn", "1st")]
+    assert problems[0].message.startswith("the id '帮扶' of userTask '协调帮扶' is not one the modeler can read")
+    assert "visit_help" in problems[0].fix and "用户任务“协调帮扶”的编号“帮扶”建模器无法读取" in problems[0].text("zh")[0]
+    assert problems[1].message.startswith("the id '1st' of sequenceFlow is not one")
+    # what bpmn-js reads: letters, digits, _ - . and a prefix
+    from engine.deploy import DIAGRAM_ID
+    assert all(DIAGRAM_ID.fullmatch(i) for i in ("assist", "_x", "Task-1.a", "sid-5F0B", "ns:task"))
+    assert not any(DIAGRAM_ID.fullmatch(i) for i in ("帮扶", "1st", "{0f88}", "a b", "visit\n", "-a"))
