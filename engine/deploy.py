@@ -209,6 +209,35 @@ def _dangling_flows(filename: str, root) -> list[Problem]:
     return problems
 
 
+# The ids bpmn-js and dmn-js read (moddle-xml's check, "illegal ID <…>"): anything else
+# (帮扶, 1st_check, {guid}) SpiffWorkflow runs, but the modeler and the case page's diagram
+# leave the element out, and saving the file in the modeler loses it.
+DIAGRAM_ID = re.compile(r"([A-Za-z][\w.-]*:)?[A-Za-z_][\w.-]*", re.ASCII)
+
+
+def _unreadable_ids(filename: str, root) -> list[Problem]:
+    """One problem per element whose id the designer's modeler (bpmn-js, dmn-js) cannot read."""
+    problems = []
+    for element in root.iter():
+        element_id = element.get("id") if isinstance(element.tag, str) else None
+        if element_id is None or DIAGRAM_ID.fullmatch(element_id):
+            continue
+        kind, name = _local(element), " ".join((element.get("name") or "").split())
+        what = f"{kind} '{name}'" if name else kind
+        what_zh = f"{_ELEMENT_KINDS_ZH.get(kind, kind)}“{name}”" if name else _ELEMENT_KINDS_ZH.get(kind, kind)
+        problems.append(Problem(
+            filename, element_id,
+            f"the id '{element_id}' of {what} is not one the modeler can read (English letters, digits, _ - . "
+            "starting with a letter or _): the modeler and the case page's diagram leave the element out, "
+            "and saving the file in the modeler would lose it",
+            "give it an id such as visit_help, and change what refers to it (flows, lanes, the diagram's "
+            "bpmnElement) to the new id",
+            f"{what_zh}的编号“{element_id}”建模器无法读取（编号须以英文字母或下划线开头，只含英文字母、数字和 _ - .）："
+            "建模器和案件页的流程图会缺少该元素，在建模器中保存会丢失它",
+            "请改用 visit_help 这样的编号，并把引用它的顺序流、泳道和图形（bpmnElement）一并改为新编号"))
+    return problems
+
+
 def _duplicate_ids(filename: str, root) -> list[Problem]:
     """One problem per id that more than one element of the file carries, naming them all."""
     holders: dict[str, list] = {}
@@ -290,6 +319,7 @@ def validate_files(files: dict[str, str], form_keys: set[str] | None = None) -> 
     for pid in analysis.executable:
         problems.extend(_check_process(analysis, pid, form_keys))
     for name, root in analysis.trees.items():
+        problems.extend(_unreadable_ids(name, root))
         if etree.QName(root).namespace in DMN_NAMESPACES:
             cells = _check_decision_tables(name, root)
             named = {(p.file, p.element) for p in cells}

@@ -449,6 +449,11 @@ def _describe(old_sig: tuple, new_sig: tuple) -> list[str]:
         came = [p[2] for p in new_parts - old_parts if p[1] == kind]
         if all(p[0] == "ref" for p in (old_parts ^ new_parts) if p[1] == kind):
             details.append(f"{kind}: " + ", ".join([f"-{g}" for g in sorted(gone)] + [f"+{c}" for c in sorted(came)]))
+        elif kind in _REFERENCE_LISTS:
+            # a lane's flowNodeRef, a node's incoming/outgoing: which came and went (a task
+            # moved into a lane read "flowNodeRef: '' → 'revisit'", two of them "flowNodeRef changed")
+            gone, came = sorted(map(_text_of_flat, gone)), sorted(map(_text_of_flat, came))
+            details.append(f"{kind}: " + ", ".join([f"-{g}" for g in gone] + [f"+{c}" for c in came]))
         elif kind == "extensionElements":
             details += _property_changes(gone, came) or [f"{kind} changed"]
         elif len(gone) <= 1 and len(came) <= 1:   # a condition, a script, a timer …: what it was and is
@@ -459,6 +464,11 @@ def _describe(old_sig: tuple, new_sig: tuple) -> list[str]:
     if old_sig[2] != new_sig[2]:
         details.append(f"text: {old_sig[2][:60]!r} → {new_sig[2][:60]!r}")
     return details
+
+
+# id-less children that each name one element: a list of references, not a value
+_REFERENCE_LISTS = {"flowNodeRef", "incoming", "outgoing", "sourceRef", "targetRef", "dataInputRefs",
+                    "dataOutputRefs", "eventDefinitionRef", "supportedInterfaceRef"}
 
 
 def _text_of_flat(flat: str) -> str:

@@ -8,12 +8,14 @@ the problems of `engine.deploy.validate_files`.
 - a decision, or a gateway without a default flow, that leaves some combination of the
   values its forms offer without a rule or a way out (`decision_gap_notes`,
   `gateway_gap_notes`);
-- a condition, timer or decision input reading a name nothing sets, and a timer written
+- a condition, script, timer or decision input reading a name nothing sets, and a timer written
   as ISO 8601 without quotes (`unset_name_notes`);
 - a call activity whose called process needs a data input the caller never sets
   (`call_input_notes`);
 - a user task's `assignee` or `candidateUsers` that can name nobody: a case field nothing
-  sets, or a username no active account has (`assignee_notes`).
+  sets, or a username no active account has (`assignee_notes`);
+- a condition comparing a form field with a value none of the forms offers for it, never
+  true (`choice_value_notes`).
 
 Each reads SpiffWorkflow's parse of the file set once (`deploy._analysis_of`), and only
 judges what it can tell: a form that cannot be read, or an expression reading other data,
@@ -74,7 +76,8 @@ def version_notes(files: dict[str, str], processes=None, forms=None, find_users=
     the accounts; without it (no database at hand) only against the case's fields."""
     return (dashboard_notes(files, processes, forms) + decision_gap_notes(files, processes, forms)
             + gateway_gap_notes(files, processes, forms) + unset_name_notes(files, processes, forms)
-            + call_input_notes(files, processes, forms) + assignee_notes(files, processes, forms, find_users))
+            + call_input_notes(files, processes, forms) + assignee_notes(files, processes, forms, find_users)
+            + choice_value_notes(files, processes, forms))
 
 
 def _processes_in(analysis, processes):
@@ -150,8 +153,97 @@ def _gateway_gap(filename: str, gateway, offered: dict[str, list]) -> Problem | 
         "请为这些值加上条件，或把一条出口设为默认流")
 
 
+def choice_value_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:
+    """Notes for each sequence flow's condition (of a process in `files`, of `processes` if
+    given) that compares a form field with fixed choices with a value none of the forms offers
+    for it (`visit_outcome == "need_help"` for the choice `needs_help`, `urgent == "yes"` for a
+    yes/no field): the comparison is never true, so every case takes another way, silently.
+    Only names that nothing but forms set are judged (no script assigns them, no decision
+    outputs them, no form has them as a free field, no data input or event declares them),
+    with the values of every form the files' processes show; nothing when a form cannot be read."""
+    forms = forms if forms is not None else _shipped_forms()
+    frozen = tuple(sorted(files.items()))
+    analysis = _analysis_of(frozen)
+    free = set(ScheduledStarts.START_DATA_KEYS)
+    form_keys = set()
+    for pid in analysis.executable:
+        found = _data_sources(frozen, pid)
+        if found is None:
+            return []
+        free |= found[0]
+        form_keys |= set(found[1])
+    for root in analysis.trees.values():
+        free |= _declared_names(root)
+    offered: dict[str, list] = {}
+    for key in sorted(form_keys):
+        form = forms.get(key)
+        if form is None:
+            return []
+        for f in form.fields:
+            if f.readonly:
+                continue   # shows what another step set
+            if f.type not in ("choice", "boolean"):
+                free.add(f.name)
+                continue
+            values = offered.setdefault(f.name, [])
+            values += [v for v in (f.choice_values if f.type == "choice" else [True, False]) if v not in values]
+    judged = {name: values for name, values in offered.items() if name not in free}
+    notes = []
+    for filename, process, pid in _processes_in(analysis, processes):
+        for flow in process.iter(f"{{{BPMN_NS}}}sequenceFlow"):
+            condition = flow.find(f"{{{BPMN_NS}}}conditionExpression")
+            text = (condition.text or "").strip() if condition is not None else ""
+            for name, value in _compared_values(text):
+                if name not in judged or any(_same_value(value, v) for v in judged[name]):
+                    continue
+                label = flow.get("name") or flow.get("id") or ""
+                values = ", ".join(_dmn_value(v) for v in judged[name])
+                notes.append(Problem(
+                    filename, flow.get("id") or "",
+                    f"the condition '{text[:80]}' of '{label}' compares {name} with {_dmn_value(value)}, which is "
+                    f"none of the values the forms offer for it ({values}): the comparison is never true, so "
+                    "every case takes another way",
+                    f"compare with one of the values the forms offer: {values}",
+                    f"“{label}”的条件“{text[:80]}”把 {name} 与 {_dmn_value(value)} 比较，但表单为它提供的值中没有这个值"
+                    f"（{values}）：该比较永远不成立，每个案件都会走其他路径",
+                    f"请与表单提供的值之一比较：{values}"))
+                break   # one note per condition
+    return notes
+
+
+def _compared_values(expression: str):
+    """(name, constant) for each `name == constant`, `constant != name`, `name in (c1, c2)` …
+    of an expression; nothing when it does not parse."""
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError:
+        return
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        for left, op, right in zip(operands, node.ops, operands[1:]):
+            if isinstance(op, (ast.Eq, ast.NotEq)):
+                pairs = [(left, right), (right, left)]
+                for name, constant in pairs:
+                    if isinstance(name, ast.Name) and isinstance(constant, ast.Constant):
+                        yield name.id, constant.value
+            elif (isinstance(op, (ast.In, ast.NotIn)) and isinstance(left, ast.Name)
+                  and isinstance(right, (ast.Tuple, ast.List, ast.Set))):
+                for element in right.elts:
+                    if isinstance(element, ast.Constant):
+                        yield left.id, element.value
+
+
+def _same_value(value, offered) -> bool:
+    """`value` equals an offered one as a comparison in a condition finds it: True is not 1,
+    "1" is not 1; 3 and 3.0 are the same number."""
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (value, offered))
+    return value == offered and (numbers or type(value) is type(offered))
+
+
 def unset_name_notes(files: dict[str, str], processes=None, forms=None) -> list[Problem]:
-    """Notes for each gateway condition and timer expression of a process in `files` (of
+    """Notes for each gateway condition, script task and timer expression of a process in `files` (of
     `processes`, if given) that reads a name nothing in the files sets: no script assigns
     it, no decision outputs it, no form shown has a field of that name, no data input,
     multi-instance item or data object declares it. A misspelt `handlinglevel` would
@@ -192,10 +284,14 @@ def unset_name_notes(files: dict[str, str], processes=None, forms=None) -> list[
                 holder, what, what_zh = node.getparent(), "condition", "条件"
             elif local in ("timeDuration", "timeDate", "timeCycle"):
                 holder, what, what_zh = node.getparent().getparent(), "timer", "定时器表达式"
+            elif local == "script" and _local(node.getparent()) == "scriptTask":
+                # a script reading a misspelt name raises NameError in every case that runs it
+                holder, what, what_zh = node.getparent(), "script", "脚本"
             else:
                 continue
             text = (node.text or "").strip()
-            unset = sorted(_free_names(text) - known) if text else []
+            reads = _script_free_names if what == "script" else _free_names
+            unset = sorted(reads(text) - known) if text else []
             if not unset or holder is None:
                 continue
             element = holder.get("id") or ""
@@ -404,6 +500,36 @@ def _free_names(expression: str) -> set[str]:
               and isinstance(node.left.value, str) and isinstance(node.ops[0], ast.In)
               and isinstance(node.comparators[0], ast.Call) and getattr(node.comparators[0].func, "id", "") == "dir"):
             bound.add(node.left.value)   # `"x" in dir() and x == …`: read only where it is set
+    return {node.id for node in ast.walk(tree)
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)} - bound - {"True", "False", "None"}
+
+
+def _script_free_names(source: str) -> set[str]:
+    """The names a script reads that it never binds itself (anywhere in it: an assignment, a
+    loop or comprehension variable, a function and its arguments, an `except … as` name, or a
+    name read only where `"x" in dir()` holds); nothing when it does not parse (a problem the
+    check reports on its own). A name the script binds after reading it is not judged."""
+    try:
+        tree = ast.parse(source, mode="exec")
+    except SyntaxError:
+        return set()
+    bound = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            if not isinstance(node, ast.Lambda):
+                bound.add(node.name)
+            bound |= {a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs}
+            bound |= {a.arg for a in (node.args.vararg, node.args.kwarg) if a is not None}
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            bound |= set(node.names)
+        elif (isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant)
+              and isinstance(node.left.value, str) and isinstance(node.ops[0], ast.In)
+              and isinstance(node.comparators[0], ast.Call) and getattr(node.comparators[0].func, "id", "") == "dir"):
+            bound.add(node.left.value)   # `if "x" in dir(): …`: read only where it is set
     return {node.id for node in ast.walk(tree)
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)} - bound - {"True", "False", "None"}
 

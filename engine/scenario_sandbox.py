@@ -106,7 +106,7 @@ def _child(payload: dict) -> dict:
             scenario = Scenario.load(path)
         except (ValueError, yaml.YAMLError, OSError) as exc:
             result.update(step="load", message=f"the scenario file cannot be read: {exc}",
-                          message_zh=f"场景文件无法读取：{exc}")
+                          message_zh=f"场景文件无法读取：{getattr(exc, 'zh', None) or exc}")
             return result
         db = Database(f"sqlite:///{tmp}/scenario.sqlite")
         forms = VersionedForms(payload["forms_dir"])

@@ -47,6 +47,15 @@ from .service import InboxFilters, WorkflowService
 ERROR_CODES = {"forbidden", "not_found", "conflict", "invalid", "process_error"}
 
 
+class ScenarioFileError(ValueError):
+    """A file that is no scenario, in English (the CLI) and in Chinese (`zh`, the designer's
+    scenario page, which showed these in English)."""
+
+    def __init__(self, message: str, zh: str):
+        super().__init__(message)
+        self.zh = zh
+
+
 class ScenarioFailure(AssertionError):
     """The step that broke and what was wrong, in English (`step`, `message`: the CLI, logs)
     and in Chinese (`step_zh`, `message_zh`: the designer's scenario page)."""
@@ -81,18 +90,27 @@ class Scenario:
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         except UnicodeDecodeError as exc:
-            raise ValueError(f"{path.name}: {not_utf8(exc)}") from None
+            raise ScenarioFileError(f"{path.name}: {not_utf8(exc)}",
+                                    f"{path.name}：不是 UTF-8 文本（第 {exc.start} 字节，可能是 GBK 编码），"
+                                    "请另存为 UTF-8") from None
         except yaml.YAMLError as exc:
-            raise ValueError(f"{path.name}: not valid YAML ({' '.join(str(exc).split())})") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f"第 {mark.line + 1} 行第 {mark.column + 1} 列" if mark is not None else ""
+            raise ScenarioFileError(f"{path.name}: not valid YAML ({' '.join(str(exc).split())})",
+                                    f"{path.name}：不是有效的 YAML（{where}{'：' if where else ''}"
+                                    f"{getattr(exc, 'problem', None) or '无法解析'}）") from None
         if not isinstance(raw, dict) or "process" not in raw or "start" not in raw:
-            raise ValueError(f"{path.name}: a scenario needs 'process' and 'start'")
+            raise ScenarioFileError(f"{path.name}: a scenario needs 'process' and 'start'",
+                                    f"{path.name}：场景须写明 process（流程）和 start（发起）")
         steps = raw.get("steps") or []
         if not isinstance(raw["start"], dict) or not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
-            raise ValueError(f"{path.name}: 'start' must be a mapping and 'steps' a list of mappings")
+            raise ScenarioFileError(f"{path.name}: 'start' must be a mapping and 'steps' a list of mappings",
+                                    f"{path.name}：start 须为键值结构，steps 须为由键值结构组成的列表")
         earlier = raw.get("earlier") or []
         earlier = [earlier] if isinstance(earlier, str) else earlier
         if not isinstance(earlier, list) or not all(isinstance(e, str) and e for e in earlier):
-            raise ValueError(f"{path.name}: 'earlier' must name scenarios of the same folder")
+            raise ScenarioFileError(f"{path.name}: 'earlier' must name scenarios of the same folder",
+                                    f"{path.name}：earlier 须列出同一目录中的场景名称")
         return cls(name=path.stem, process=raw["process"], title=raw.get("title", path.stem),
                    start=raw["start"], steps=steps, expect=raw.get("expect") or {},
                    source=str(path), earlier=earlier)

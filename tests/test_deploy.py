@@ -858,3 +858,74 @@ def test_a_call_to_a_process_that_does_not_exist_is_named_on_the_call_activity()
     problems = validate_files(files, FormRegistry().keys())
     assert [(p.file, p.element) for p in problems] == [("grid_matter.bpmn", "mediation")]
     assert "'mediatio' was not found" in problems[0].message
+
+
+def test_a_script_reading_a_name_nothing_sets_is_a_note_on_its_script_task():
+    """A script task whose script reads a misspelt name (grid_dayz for grid_days) passed every
+    check and stopped each case that reached it (NameError): noted on the script task like a
+    condition. What a script binds itself, or reads only where `dir()` says it is set, is no
+    unset name."""
+    from engine.notes import unset_name_notes
+    files = _processes_with(grid_matter_bpmn=("网格超过{grid_days}天未化解", "网格超过{grid_dayz}天未化解"))
+    assert validate_files(files, FormRegistry().keys()) == []
+    [note] = unset_name_notes(files)
+    assert (note.file, note.element) == ("grid_matter.bpmn", "escalate_grid_overdue")
+    assert "the script 'escalation_reason = f\"网格超过{grid_dayz}天未化解" in note.message
+    assert "reads 'grid_dayz', which nothing in this version sets" in note.message
+    assert "“超时上报镇级”的脚本" in note.text("zh")[0] and "读取 'grid_dayz'" in note.text("zh")[0]
+
+    bound = _processes_with(grid_matter_bpmn=(
+        '<bpmn:script>grid_reminded = True</bpmn:script>',
+        '<bpmn:script>n = 0\nfor d in [1, 2]:\n    n = n + d\ntry:\n    x = int("1")\nexcept ValueError as e:\n'
+        '    x = str(e)\nlate = reply if "reply" in dir() else None\ngrid_reminded = n &gt; 0</bpmn:script>'))
+    assert validate_files(bound, FormRegistry().keys()) == []
+    assert unset_name_notes(bound) == []
+
+
+def test_a_condition_comparing_a_choice_with_a_value_no_form_offers_is_a_note():
+    """受理决定's flow 转送 testing "forwarded" where the form offers "forward": the gateway has a
+    default flow, so nothing stopped, and every petition to forward took the default way,
+    silently. Noted on the flow with the values the forms offer; a yes/no field compared with
+    text likewise. A name a script or decision also sets (handling_level) is not judged."""
+    from engine.notes import choice_value_notes, version_notes
+    shipped = read_process_dir(ROOT / "processes")
+    assert choice_value_notes(shipped) == []
+    files = _processes_with(petition_bpmn=('acceptance == "forward"', 'acceptance == "forwarded"'))
+    assert validate_files(files, FormRegistry().keys()) == []
+    [note] = choice_value_notes(files)
+    assert (note.file, note.element) == ("petition.bpmn", "flow_forward")
+    assert ("the condition 'acceptance == \"forwarded\"' of '转送' compares acceptance with \"forwarded\", which is "
+            'none of the values the forms offer for it ("accept", "forward", "not_accept")') in note.message
+    assert note.fix.endswith('"accept", "forward", "not_accept"') and "永远不成立" in note.text("zh")[0]
+    assert note in version_notes(files)
+    # `in` lists and the value on the left are read too; the form's own values are no note
+    listed = _processes_with(petition_bpmn=('acceptance == "forward"', '"forward" == acceptance or acceptance in '
+                                                                       '("accept", "fwd")'))
+    assert [n.element for n in choice_value_notes(listed)] == ["flow_forward"] and "\"fwd\"" in \
+        choice_value_notes(listed)[0].message
+    # a yes/no field compared with text
+    yes = _processes_with(grid_matter_bpmn=("verified == True", 'verified == "yes"'))
+    assert {n.element for n in choice_value_notes(yes)} and all("(True, False)" in n.message
+                                                              for n in choice_value_notes(yes))
+    # a name a decision sets as well as a form: its values are not the forms' to judge
+    level = _processes_with(grid_matter_bpmn=('handling_level == "grid"', 'handling_level == "gird"'))
+    assert choice_value_notes(level) == []
+
+
+def test_an_id_the_modeler_cannot_read_is_a_problem_naming_the_element():
+    """协调帮扶 given the id 帮扶 (and a flow the id 1st): SpiffWorkflow runs it, so it was checked
+    and deployed, but bpmn-js reads only ids of English letters, digits, _ - . ("illegal ID"):
+    the modeler and the case page's diagram left the task out, and saving it in the modeler
+    lost it. Refused per element, in both languages; nothing is stored."""
+    files = _processes_with(household_visit_bpmn=('"assist"', '"帮扶"'))
+    files["household_visit.bpmn"] = (files["household_visit.bpmn"].replace(">assist<", ">帮扶<")
+                                     .replace('"flow_assisted"', '"1st"').replace(">flow_assisted<", ">1st<"))
+    problems = validate_files(files, FormRegistry().keys())
+    assert [(p.file, p.element) for p in problems] == [("household_visit.bpmn", "帮扶"), ("household_visit.bpmn", "1st")]
+    assert problems[0].message.startswith("the id '帮扶' of userTask '协调帮扶' is not one the modeler can read")
+    assert "visit_help" in problems[0].fix and "用户任务“协调帮扶”的编号“帮扶”建模器无法读取" in problems[0].text("zh")[0]
+    assert problems[1].message.startswith("the id '1st' of sequenceFlow is not one")
+    # what bpmn-js reads: letters, digits, _ - . and a prefix
+    from engine.deploy import DIAGRAM_ID
+    assert all(DIAGRAM_ID.fullmatch(i) for i in ("assist", "_x", "Task-1.a", "sid-5F0B", "ns:task"))
+    assert not any(DIAGRAM_ID.fullmatch(i) for i in ("帮扶", "1st", "{0f88}", "a b", "visit\n", "-a"))

@@ -398,3 +398,23 @@ def test_a_lane_named_for_people_defers_to_the_tasks_candidate_groups(clean_db, 
     assert outcome.check.ok, outcome.check.problems
     item = svc.start_case(key, GRID, {}, WORKER).open_items[0]
     assert (item.spec_id, item.role, item.unresolved) == ("Task_Verify", "grid_worker", False)
+
+
+def test_diff_says_which_elements_a_lane_or_a_node_gained_and_lost():
+    """A task moved from one lane into another, and a flow added before an end event: each
+    lane and node lists what came and went (-x, +y); a lane gaining one task read
+    "flowNodeRef: '' → 'assist'", gaining two "flowNodeRef changed"."""
+    hv = (ROOT / "processes" / "household_visit.bpmn").read_text(encoding="utf-8")
+    moved = (hv.replace("<bpmn:flowNodeRef>assist</bpmn:flowNodeRef>", "")
+             .replace("<bpmn:flowNodeRef>end_assisted</bpmn:flowNodeRef>", "")
+             .replace("<bpmn:flowNodeRef>end_recorded</bpmn:flowNodeRef>",
+                      "<bpmn:flowNodeRef>end_recorded</bpmn:flowNodeRef><bpmn:flowNodeRef>assist</bpmn:flowNodeRef>"
+                      "<bpmn:flowNodeRef>end_assisted</bpmn:flowNodeRef>")
+             .replace("<bpmn:incoming>flow_assisted</bpmn:incoming>\n    </bpmn:endEvent>",
+                      "<bpmn:incoming>flow_assisted</bpmn:incoming><bpmn:incoming>flow_x</bpmn:incoming>"
+                      "<bpmn:incoming>flow_y</bpmn:incoming>\n    </bpmn:endEvent>"))
+    _added, _removed, changed, _layout = diff_files({"h.bpmn": hv}, {"h.bpmn": moved})
+    details = {c.element: c.details for c in changed}
+    assert details["lane_grid_worker"] == ["flowNodeRef: +assist, +end_assisted"]
+    assert details["lane_grid_leader"] == ["flowNodeRef: -assist, -end_assisted"]
+    assert details["end_assisted"] == ["incoming: +flow_x, +flow_y"]

@@ -55,14 +55,18 @@ def test_an_edited_scenario_names_the_step_that_broke(runner, clean_db):
     assert counts(clean_db) == before
 
 
-@pytest.mark.parametrize("text, step", [
-    ("process: grid_matter\nstart: [", "load"),
-    ("just text", "load"),
-    ("process: grid_matter\nstart: {as: lx_wgy1}\nsteps: [1, 2]", "load"),
+@pytest.mark.parametrize("text, step, zh", [
+    ("process: grid_matter\nstart: [", "load", "edited.yaml：不是有效的 YAML（第 2 行第 9 列："),
+    ("just text", "load", "edited.yaml：场景须写明 process（流程）和 start（发起）"),
+    ("process: grid_matter\nstart: {as: lx_wgy1}\nsteps: [1, 2]", "load",
+     "edited.yaml：start 须为键值结构，steps 须为由键值结构组成的列表"),
+    ("process: grid_matter\nstart: {as: lx_wgy1}\nearlier: [1]", "load", "edited.yaml：earlier 须列出同一目录中的场景名称"),
 ])
-def test_a_broken_scenario_is_a_report_not_a_crash(runner, text, step):
+def test_a_broken_scenario_is_a_report_not_a_crash(runner, text, step, zh):
+    """...said in Chinese on the designer's page (it was the English line, 'a scenario needs …')."""
     outcome = runner.run(DESIGNER, "grid_matter", text=text)
     assert (outcome.passed, outcome.step) == (False, step) and outcome.message
+    assert outcome.text("zh")[1].startswith("场景文件无法读取：" + zh), outcome.text("zh")
 
 
 def test_unknown_scenario_and_refusals(runner):

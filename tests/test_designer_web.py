@@ -123,6 +123,11 @@ def test_check_and_deploy_json_then_diff_page(as_user, clean_db):
 
     diff = client.get(f"/designer/processes/{key}/diff?old=1&new=2").get_data(as_text=True)
     assert 'data-element="Task_Verify"' in diff and "现场核查 → 现场核实" in diff
+    # the element's type in the page's language (it was userTask on the Chinese page)
+    assert re.search(r'data-element="Task_Verify"><td><code>Task_Verify</code></td><td>用户任务</td>', diff)
+    client.post("/lang/en", data={"csrf_token": csrf_token(client, "/designer/")})
+    english = client.get(f"/designer/processes/{key}/diff?old=1&new=2").get_data(as_text=True)
+    assert re.search(r'data-element="Task_Verify"><td><code>Task_Verify</code></td><td>userTask</td>', english)
 
 
 def test_upload_reports_problems_and_deploys_good_files(as_user, clean_db):

@@ -206,6 +206,14 @@ _MIGRATION_REASONS_ZH = [
 
 
 @bp.app_template_global()
+def element_kind(kind: str) -> str:
+    """A BPMN/DMN element type (userTask) as the page's language names it: the diff's 类型
+    column showed userTask, sequenceFlow … on the Chinese page."""
+    from engine.deploy import _ELEMENT_KINDS_ZH
+    return _ELEMENT_KINDS_ZH.get(kind, kind) if current_lang() == "zh" else kind
+
+
+@bp.app_template_global()
 def migration_reason(text: str) -> str:
     return read_stored(text, _MIGRATION_REASONS_ZH)
 
