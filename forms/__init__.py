@@ -304,6 +304,14 @@ def parse_definition(raw: dict, source: str = "<form>") -> FormDef:
                     f"{where}: choice '{c['value']}' has unknown keys {', '.join(stray)}; a label with a comma "
                     "inside {…} must be quoted", zh=f"选项“{c['value']}”有未知的键：{'、'.join(stray)}；"
                     "写在 {…} 中含逗号的文字须加引号")
+            if isinstance(c["value"], bool) or c["value"] is None:
+                # YAML reads an unquoted yes/no/on/off/true/false as a boolean and ~/null as nothing:
+                # the choice would offer True, and a condition `x == "yes"` could never hold
+                raise FormDefinitionError(
+                    f"{where}: a choice's value is {c['value']!r}, not text: YAML reads unquoted yes, no, on, off, "
+                    "true, false as true/false and ~, null as nothing; quote it, e.g. value: 'yes'",
+                    zh=f"选项的 value 读成了 {c['value']!r} 而不是文字：YAML 把未加引号的 yes、no、on、off、true、false "
+                       "读作真/假，把 ~、null 读作空；请加引号，如 value: 'yes'")
             choices.append({"value": c["value"], "zh": str(c.get("zh", c["value"])),
                             "en": str(c.get("en", c.get("zh", c["value"])))})
         if ftype in ("choice", "multi_choice") and not choices:

@@ -77,6 +77,19 @@ def test_malformed_definitions_name_the_problem(broken, message):
         parse_definition(broken, "x.yaml")
 
 
+@pytest.mark.parametrize("value", ["yes", "no", "on", "true", "~"])
+def test_an_unquoted_yes_or_no_choice_value_is_named_to_the_designer(value):
+    """YAML reads `value: yes` as True: the form would offer "True" and a condition comparing
+    the answer with "yes" could never hold."""
+    import yaml
+    text = f"key: x\nfields:\n  - name: a\n    type: choice\n    choices:\n      - {{value: {value}, zh: 是}}\n"
+    with pytest.raises(FormDefinitionError, match="quote it") as err:
+        parse_definition(yaml.safe_load(text), "x.yaml")
+    assert "请加引号" in err.value.zh
+    quoted = text.replace(f"value: {value},", f"value: '{value}',")
+    assert parse_definition(yaml.safe_load(quoted), "x.yaml").fields[0].choice_values == [value]
+
+
 def test_registry_requires_key_to_match_file_name(tmp_path):
     (tmp_path / "a.yaml").write_text("key: b\nfields: []\n", encoding="utf-8")
     with pytest.raises(FormDefinitionError, match="must match the file name"):
