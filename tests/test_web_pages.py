@@ -270,7 +270,13 @@ def test_double_completion_is_a_conflict(service, as_user):
     data = {"resolved": "true", "mediation_note": "已调解"}
     assert submit(client, task_id, data).status_code == 302
     before = counts(service)
+    # the official's own second send (a double tap): told it was already submitted, nothing doubled
     response = submit(client, task_id, data)
+    assert response.status_code == 302 and response.headers["Location"].endswith("/inbox")
+    assert "您已提交过“网格微调处”，本次未重复提交。" in html(client.get("/inbox"))
+    assert counts(service) == before
+    # anyone else who may see the case is told who did it: a conflict
+    response = submit(as_user(WORKER), task_id, data)
     assert response.status_code == 409
     assert counts(service) == before
     # the finished task is still readable, without its form

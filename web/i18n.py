@@ -107,6 +107,7 @@ MESSAGES_EN: dict[str, str] = {
     "已撤销": "Withdrawn",
     "待办": "Open",
     "已办理": "Completed",
+    "您已提交过“{name}”，本次未重复提交。": "You had already submitted “{name}”; nothing was submitted twice.",
     "已取消": "Cancelled",
     "（未知用户）": "(unknown user)",
     "指定人员": "Named people",

@@ -220,8 +220,12 @@ def complete(task_id):
         # back from the login an idle logout asked for (web/auth.py): the form as it was typed
         flash(_("这是您退出前填写的内容，尚未提交；请核对后提交。"))
         return _render(task_id, detail, data)
+    if detail.item.status == "completed" and detail.item.completed_by_id == current_user.id:
+        # the official's own second send (a double tap, back and 提交 again): a notice, not an error
+        flash(_("您已提交过“{name}”，本次未重复提交。", name=task_name(detail.item)))
+        return redirect(url_for("inbox.index"))
     if not detail.may_work:
-        # Not (or no longer) theirs: the engine says why (403 not yours, 409 already done).
+        # Not (or no longer) theirs: the engine says why (403 not yours, 409 done by another).
         service().complete_task(task_id, data, current_user.id)
         flash(_("已提交：{name}", name=task_name(detail.item)))  # it became theirs meanwhile (rare)
         return redirect(url_for("inbox.index"))
