@@ -181,7 +181,7 @@ class DemoHistory:
         options: dict[str, list] = {}
         for username in users:
             for option in self.service.startable(username):
-                for code, _name in option.grids:
+                for code, _name, _id in option.grids:
                     options.setdefault(option.process_key, []).append((username, code))
         return options
 

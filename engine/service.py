@@ -1455,7 +1455,7 @@ class WorkflowService:
                 if grids:
                     options.append(StartOption(process_key=key, name=version.name,
                                                start_form=version.properties.get("startForm"),
-                                               grids=[(g.code, g.name) for g in grids]))
+                                               grids=[(g.code, g.name, g.id) for g in grids]))
             return options
 
     def view_case(self, actor, case_ref) -> CaseDetail:
@@ -1545,7 +1545,7 @@ class StartOption:
     process_key: str
     name: str
     start_form: str | None
-    grids: list
+    grids: list          # (code, name, id) of each grid the actor may start it in
 
 
 @dataclass

@@ -54,7 +54,7 @@ def test_case_detail_has_path_highlights_and_names(service):
 
 def test_startable_processes_and_grids(service):
     options = {o.process_key: o for o in service.startable("lx_wgy1")}
-    assert options["grid_matter"].grids == [("linxi-xinguang-g1", "新光社区第一网格")]
+    assert [(code, name) for code, name, _id in options["grid_matter"].grids] == [("linxi-xinguang-g1", "新光社区第一网格")]
     assert options["grid_matter"].start_form == "grid_matter_report"
     # dispatchers don't report grid matters (they may start other processes, e.g. a mediation)
     assert "grid_matter" not in {o.process_key for o in service.startable("lxz_pd")}

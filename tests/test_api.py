@@ -245,7 +245,11 @@ def test_processes_with_start_form_schema_and_grids(api):
     r = api.get(f"{V1}/processes", WORKER)
     assert r.status_code == 200
     (proc,) = [p for p in r.get_json()["items"] if p["key"] == "grid_matter"]
-    assert proc["grids"] == [{"id": None, "code": GRID, "name": "新光社区第一网格"}]
+    (grid,) = proc["grids"]
+    assert grid["code"] == GRID and grid["name"] == "新光社区第一网格"
+    # the grid as a case names it: the same id
+    case = api.start()
+    assert grid == {key: case["grid"][key] for key in ("id", "code", "name")} and grid["id"] is not None
     form = proc["start_form"]
     assert form["key"] == "grid_matter_report" and form["title"] == "上报网格事项"
     schema = form["schema"]

@@ -13,10 +13,10 @@ def test_dispatchers_do_not_report_grid_matters_but_may_start_mediations(service
 def test_a_department_officer_starts_cases_in_the_grids_of_its_county(service):
     options = {o.process_key: o for o in service.startable("lxx_xf")}   # 林西县信访局
     assert "petition" in options
-    grids = [code for code, _ in options["petition"].grids]
+    grids = [code for code, _name, _id in options["petition"].grids]
     assert "linxi-xinguang-g1" in grids and "wuyuan-maojiaqiao-g1" not in grids
     mediator = {o.process_key: o for o in service.startable("lx_tjy")}  # 林西镇司法所 mediator
-    assert [c for c, _ in mediator["mediation"].grids][:1] == ["linxi-xinguang-g1"]
+    assert [c for c, _name, _id in mediator["mediation"].grids][:1] == ["linxi-xinguang-g1"]
 
 
 def test_due_date_from_a_data_field_whose_name_starts_with_p():

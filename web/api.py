@@ -638,7 +638,7 @@ def list_processes(user):
     for option in service().startable(user.id):
         form = service().forms.get(option.start_form) if option.start_form else None
         items.append({"key": option.process_key, "name": option.name, "start_form": _form(form),
-                      "grids": [{"id": None, "code": code, "name": name} for code, name in option.grids]})
+                      "grids": [{"id": grid_id, "code": code, "name": name} for code, name, grid_id in option.grids]})
     return json_response(s.schema(s.ProcessListSchema).dump({"items": items}))
 
 

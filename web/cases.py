@@ -83,7 +83,7 @@ def start_form(process_key):
         source = _case_detail(key, via="report_form")   # 403/404 as the case page: only a case the official may see
         # the report's grid: the source case's, when it is one of the official's (by its code:
         # grids of different communities may share a name, 第一网格)
-        grid = source.grid_code if any(code == source.grid_code for code, _name in option.grids) else None
+        grid = source.grid_code if any(code == source.grid_code for code, _name, _id in option.grids) else None
     return _render_start(option, _start_form(option), grid=grid, source=source)
 
 
@@ -100,7 +100,7 @@ def start_submit(process_key):
         flash(_("这是您退出前填写的内容，尚未提交；请核对后提交。"))
         return _render_start(option, form, data, grid)
     errors = {}
-    if grid not in {code for code, _name in option.grids}:
+    if grid not in {code for code, _name, _id in option.grids}:
         errors["grid"] = [_("请选择事项所在的网格。")]
     files = collect_files(form)
     errors.update(validate_submission(form, data, files))
