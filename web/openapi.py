@@ -60,6 +60,11 @@ Schema (draft 2020-12) that the API hands out with the process (`GET /processes`
 and with the task (`GET /tasks/{task_id}`). File fields take attachment ids from
 `POST /api/v1/attachments`.
 
+**Retries.** Send an `Idempotency-Key` header (a UUID made when the report is written)
+with `POST /cases`: if the answer is lost and the app sends the report again, the same
+key from the same account starts nothing and answers 200 with the case the first send
+started. Completing a task needs no key: a second completion of the same task is 409.
+
 **Language.** `Accept-Language: en` gives English form titles and messages where
 they exist; the default is Chinese.
 
