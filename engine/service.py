@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, func, not_, or_, select, union, update
+from sqlalchemy import and_, bindparam, delete, func, not_, or_, select, union, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.exc import StaleDataError
@@ -56,6 +56,7 @@ from .supervision import Supervision
 log = logging.getLogger("gridflow.engine")
 
 SUMMARY_VALUE_MAX = 200
+UNCLAIMED_UPLOAD_DAYS = 7                 # a pending upload no form took by then is removed (the worker)
 # Due first (no due date last), then older tasks, older cases; the same order inside
 # every inbox branch and outside, so per-branch LIMITs never drop a row of the page.
 INBOX_ORDER = (WorkItem.sort_due, WorkItem.created_at, WorkItem.case_id, WorkItem.id)
@@ -1284,6 +1285,23 @@ class WorkflowService:
                 self._audit(session, case, "attachment_added", user, att.uploaded_at,
                             data={"attachment": attachment_id, "filename": att.filename, "size": att.size})
             return att
+
+    def purge_unclaimed_uploads(self, now: datetime | None = None, batch: int = 1000) -> int:
+        """Remove uploads no submitted form took within UNCLAIMED_UPLOAD_DAYS: the photos of a
+        report abandoned half-way, or of a report sent twice (the second start is refused after
+        its files were stored). They never joined a case, so no case, trace or audit row names
+        them. Guarded by `case_id IS NULL` in the DELETE itself: a form submitted meanwhile keeps
+        its files. The files go after the commit, so no row ever points to a missing file."""
+        cutoff = (now or clock.now()) - timedelta(days=UNCLAIMED_UPLOAD_DAYS)
+        with self.db.unit_of_work() as session:
+            stale = select(Attachment.id).where(Attachment.case_id.is_(None), Attachment.uploaded_at < cutoff) \
+                .limit(batch)
+            paths = list(session.scalars(delete(Attachment).where(
+                Attachment.id.in_(list(session.scalars(stale))), Attachment.case_id.is_(None))
+                .returning(Attachment.storage_path)))
+        for storage_path in paths:
+            self.attachments.remove(storage_path)
+        return len(paths)
 
     def _may_contribute(self, session, user: User, case: Case) -> bool:
         if case.status == "open" and case.created_by_id == user.id:

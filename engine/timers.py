@@ -190,6 +190,7 @@ class TimerWorker:
                 if clock.now() >= next_checkpoint:
                     self.seal_audit_trail()
                     self.refresh_statistics()
+                    self.purge_unclaimed_uploads()
                     next_checkpoint = clock.now() + checkpoint_every
                 if clock.now() >= next_rollups:
                     self.refresh_rollups()
@@ -220,6 +221,16 @@ class TimerWorker:
                 log.info("dashboard roll-ups: %d cases taken in", taken)
         except Exception:   # the figures stay exact meanwhile (dirty cases are read live)
             log.exception("dashboard roll-up refresh failed; next round retries")
+
+    def purge_unclaimed_uploads(self) -> None:
+        """Uploads no form took within a week (`WorkflowService.purge_unclaimed_uploads`);
+        a failure waits for the next round: it must not stop the timers."""
+        try:
+            removed = self.service.purge_unclaimed_uploads()
+            if removed:
+                log.info("removed %d uploads no submitted form took", removed)
+        except Exception as exc:  # noqa: BLE001 -- maintenance, retried next round
+            log.warning("unclaimed uploads not removed (next round retries): %s", exc)
 
     def refresh_statistics(self) -> None:
         """SQLite's planner statistics, as the data grows (`Database.refresh_statistics`).
