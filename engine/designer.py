@@ -21,7 +21,8 @@ from datetime import datetime
 from lxml import etree
 from sqlalchemy import func, select
 
-from .deploy import DeployError, Problem, _analyse, active_usernames, deploy_files, validate_files
+from .deploy import (DeployError, Problem, _analyse, active_usernames, deploy_files, unique_problems,
+                     validate_files)
 from .notes import version_notes
 from .diagram import process_file
 from .errors import InvalidInput, NotFound, PermissionDenied, not_utf8
@@ -300,7 +301,9 @@ class Designer:
             processes = sorted(pid for pid in _analyse(files).executable)
             for merged in groups:
                 problems += [p for p in validate_files(merged, form_keys)
-                             if (p.file in files or p.file not in merged) and p not in problems]
+                             if p.file in files or p.file not in merged]
+            # a file checked with each deployed process using it: one problem per element and cause
+            problems = unique_problems(problems)
         except Exception as exc:  # a parser crash is a finding about the files, never a traceback
             problems = [Problem(sorted(files)[0], "", f"the files could not be read: {exc.__class__.__name__}: {exc}",
                                 "open the file in a BPMN modeler and save it again",
