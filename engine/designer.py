@@ -21,8 +21,8 @@ from datetime import datetime
 from lxml import etree
 from sqlalchemy import func, select
 
-from .deploy import (DeployError, Problem, _analyse, active_usernames, deploy_files, unique_problems,
-                     validate_files)
+from .deploy import (DeployError, Problem, _analyse, active_usernames, deploy_files, executable_processes,
+                     unique_problems, validate_files)
 from .notes import version_notes
 from .diagram import process_file
 from .errors import InvalidInput, NotFound, PermissionDenied, not_utf8
@@ -611,8 +611,41 @@ class ScenarioRunner:
                                    zh="测试场景为空或过长")
             name = name if name and SCENARIO_NAME_RE.match(name) else "edited"
         detail = self.designer.version(actor, process_key, number)
+        foreign = self._foreign_process(text, name, process_key, detail.files)
+        if foreign:
+            return foreign
         revisions = getattr(self.designer.service.forms, "revision_texts", dict)()
         # a scenario may run others of its process first (`earlier:`): they go along
         siblings = {s.name: s.text for s in self.scenarios(actor, process_key)}
         return run_isolated(detail.files, text, name, self.designer.service.forms.directory, self.org_path,
                             revisions, siblings)
+
+    def _foreign_process(self, text: str, name: str, process_key: str, files: dict[str, str]):
+        """A failed outcome when the scenario starts a process this page does not load. Only the
+        page's version (its own files, called processes and decisions) is deployed in the sandbox,
+        so such a scenario would be told its process "is not deployed", though it may well be:
+        it belongs to another process's page (or names a process there is none of)."""
+        import yaml
+        from .scenario_sandbox import ScenarioOutcome
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError:
+            return None                      # the sandbox reports the YAML error with its line
+        wanted = raw.get("process") if isinstance(raw, dict) else None
+        if not isinstance(wanted, str) or wanted in executable_processes(files):
+            return None
+        with self.designer.db.read_session() as session:
+            deployed = {v.process_key for v in self.designer._latest_versions(session)}
+        if wanted in deployed:
+            return ScenarioOutcome(
+                name, False, "load",
+                f"the scenario is of process '{wanted}', not of '{process_key}' whose page this is: "
+                f"run it on the scenario page of '{wanted}'",
+                message_zh=f"该场景属于流程“{wanted}”，不属于本页的流程“{process_key}”；"
+                           f"请到流程“{wanted}”的场景页运行它")
+        return ScenarioOutcome(
+            name, False, "load",
+            f"the scenario names process '{wanted}', which is not deployed; "
+            f"this page runs scenarios of '{process_key}': correct 'process:'",
+            message_zh=f"场景所写的流程“{wanted}”没有部署；本页运行流程“{process_key}”的场景，"
+                       f"请改正 process（流程）")
