@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 
 from .deploy import (DeployError, Problem, _analyse, active_usernames, deploy_files, executable_processes,
                      unique_problems, validate_files)
+from .bpmn import ENGLISH_NAME, element_properties
 from .notes import version_notes
 from .diagram import process_file
 from .errors import InvalidInput, NotFound, PermissionDenied, not_utf8
@@ -104,6 +105,7 @@ class ElementChange:
     name: str
     file: str
     details: list[str] = field(default_factory=list)   # what changed, for changed elements
+    name_en: str = ""                    # its `nameEn`, which the English page shows for `name`
 
 
 @dataclass
@@ -399,7 +401,9 @@ def _is_di(node) -> bool:
 
 
 def _elements(files: dict[str, str]) -> dict[str, tuple]:
-    """id -> (file, kind, name, signature) for every model element with an id (diagram layout excluded).
+    """id -> (file, kind, name, signature, English name) for every model element with an id (diagram
+    layout excluded); the English name is the element's own `nameEn` in these files, so a removed
+    element is named as its old version named it.
     The signature is the element's own attributes and content, with nested elements
     that have their own id reduced to a reference, so a change is reported once, where it is."""
     out = {}
@@ -413,7 +417,8 @@ def _elements(files: dict[str, str]) -> dict[str, tuple]:
                 continue
             if any(_is_di(a) for a in node.iterancestors()):
                 continue
-            out[node.get("id")] = (filename, _local(node), node.get("name") or "", _signature(node))
+            out[node.get("id")] = (filename, _local(node), node.get("name") or "", _signature(node),
+                                   element_properties(node).get(ENGLISH_NAME, "").strip())
     return out
 
 
@@ -511,13 +516,15 @@ def _property_changes(gone: list[str], came: list[str]) -> list[str]:
 def diff_files(old_files: dict[str, str], new_files: dict[str, str]):
     """(added, removed, changed, layout_only) model elements between two file sets."""
     old, new = _elements(old_files), _elements(new_files)
-    added = [ElementChange(eid, new[eid][1], new[eid][2], new[eid][0]) for eid in new if eid not in old]
-    removed = [ElementChange(eid, old[eid][1], old[eid][2], old[eid][0]) for eid in old if eid not in new]
+    added = [ElementChange(eid, new[eid][1], new[eid][2], new[eid][0], name_en=new[eid][4])
+             for eid in new if eid not in old]
+    removed = [ElementChange(eid, old[eid][1], old[eid][2], old[eid][0], name_en=old[eid][4])
+               for eid in old if eid not in new]
     changed = []
     for eid in old:
         if eid in new and old[eid][3] != new[eid][3]:
             changed.append(ElementChange(eid, new[eid][1], new[eid][2] or old[eid][2], new[eid][0],
-                                         _describe(old[eid][3], new[eid][3])))
+                                         _describe(old[eid][3], new[eid][3]), name_en=new[eid][4] or old[eid][4]))
     layout = sorted(_layout_changes(old_files, new_files) - {c.element for c in added + removed + changed})
     return added, removed, changed, layout
 
