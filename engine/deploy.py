@@ -15,7 +15,7 @@ import hashlib
 import io
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -329,13 +329,43 @@ def validate_files(files: dict[str, str], form_keys: set[str] | None = None) -> 
         elif not is_dmn(name):
             problems.extend(_check_reachability(name, root))
             problems.extend(_check_event_subprocess_starts(name, root))
-    # the same finding from two processes sharing a file is one finding
-    seen, unique = set(), []
+    return unique_problems(problems)
+
+
+# SpiffWorkflow ends some messages with what the checked file set offers instead
+# ("…, Available DMN ids are: a, b."): the list depends on the set, not on the fault
+_AVAILABLE = re.compile(r"^(?P<head>.*\bAvailable [^:]*:)\s*(?P<items>[^:]*?)\.?$")
+
+
+def unique_problems(problems) -> list[Problem]:
+    """One problem per file, element and cause, in the order first found. A file checked in
+    several file sets (a called process with each deployed caller, `Designer._check`) gives
+    the same fault once per set; where the parser's message lists what the set offers, the
+    messages differ only in that list, and the one problem kept lists the ids every set
+    offers (those that would mend it everywhere), or, when no id is in all, every id."""
+    order, found = [], {}
     for p in problems:
-        if p not in seen:
-            seen.add(p)
-            unique.append(p)
+        match = _AVAILABLE.match(p.message)
+        key = (p.file, p.element, match.group("head") if match else p.message, p.fix)
+        if key not in found:
+            order.append(key)
+            found[key] = [p, [_split_ids(match.group("items"))] if match else []]
+        elif match:
+            found[key][1].append(_split_ids(match.group("items")))
+    unique = []
+    for key in order:
+        first, lists = found[key]
+        if len(lists) > 1 and any(ids != lists[0] for ids in lists):
+            common = set.intersection(*map(set, lists)) or set().union(*lists)
+            message = f"{key[2]} {', '.join(sorted(common))}."
+            first = replace(first, message=message,
+                            zh=first.zh.replace(first.message, message) if first.zh else first.zh)
+        unique.append(first)
     return unique
+
+
+def _split_ids(items: str) -> list[str]:
+    return [i.strip() for i in items.split(",") if i.strip()]
 
 
 def _check_process(analysis: _Analysis, pid: str, form_keys) -> list[Problem]:

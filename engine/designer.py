@@ -21,7 +21,9 @@ from datetime import datetime
 from lxml import etree
 from sqlalchemy import func, select
 
-from .deploy import DeployError, Problem, _analyse, active_usernames, deploy_files, validate_files
+from .deploy import (DeployError, Problem, _analyse, active_usernames, deploy_files, executable_processes,
+                     unique_problems, validate_files)
+from .bpmn import ENGLISH_NAME, element_properties
 from .notes import version_notes
 from .diagram import process_file
 from .errors import InvalidInput, NotFound, PermissionDenied, not_utf8
@@ -103,6 +105,7 @@ class ElementChange:
     name: str
     file: str
     details: list[str] = field(default_factory=list)   # what changed, for changed elements
+    name_en: str = ""                    # its `nameEn`, which the English page shows for `name`
 
 
 @dataclass
@@ -300,7 +303,9 @@ class Designer:
             processes = sorted(pid for pid in _analyse(files).executable)
             for merged in groups:
                 problems += [p for p in validate_files(merged, form_keys)
-                             if (p.file in files or p.file not in merged) and p not in problems]
+                             if p.file in files or p.file not in merged]
+            # a file checked with each deployed process using it: one problem per element and cause
+            problems = unique_problems(problems)
         except Exception as exc:  # a parser crash is a finding about the files, never a traceback
             problems = [Problem(sorted(files)[0], "", f"the files could not be read: {exc.__class__.__name__}: {exc}",
                                 "open the file in a BPMN modeler and save it again",
@@ -396,7 +401,9 @@ def _is_di(node) -> bool:
 
 
 def _elements(files: dict[str, str]) -> dict[str, tuple]:
-    """id -> (file, kind, name, signature) for every model element with an id (diagram layout excluded).
+    """id -> (file, kind, name, signature, English name) for every model element with an id (diagram
+    layout excluded); the English name is the element's own `nameEn` in these files, so a removed
+    element is named as its old version named it.
     The signature is the element's own attributes and content, with nested elements
     that have their own id reduced to a reference, so a change is reported once, where it is."""
     out = {}
@@ -410,7 +417,8 @@ def _elements(files: dict[str, str]) -> dict[str, tuple]:
                 continue
             if any(_is_di(a) for a in node.iterancestors()):
                 continue
-            out[node.get("id")] = (filename, _local(node), node.get("name") or "", _signature(node))
+            out[node.get("id")] = (filename, _local(node), node.get("name") or "", _signature(node),
+                                   element_properties(node).get(ENGLISH_NAME, "").strip())
     return out
 
 
@@ -508,13 +516,15 @@ def _property_changes(gone: list[str], came: list[str]) -> list[str]:
 def diff_files(old_files: dict[str, str], new_files: dict[str, str]):
     """(added, removed, changed, layout_only) model elements between two file sets."""
     old, new = _elements(old_files), _elements(new_files)
-    added = [ElementChange(eid, new[eid][1], new[eid][2], new[eid][0]) for eid in new if eid not in old]
-    removed = [ElementChange(eid, old[eid][1], old[eid][2], old[eid][0]) for eid in old if eid not in new]
+    added = [ElementChange(eid, new[eid][1], new[eid][2], new[eid][0], name_en=new[eid][4])
+             for eid in new if eid not in old]
+    removed = [ElementChange(eid, old[eid][1], old[eid][2], old[eid][0], name_en=old[eid][4])
+               for eid in old if eid not in new]
     changed = []
     for eid in old:
         if eid in new and old[eid][3] != new[eid][3]:
             changed.append(ElementChange(eid, new[eid][1], new[eid][2] or old[eid][2], new[eid][0],
-                                         _describe(old[eid][3], new[eid][3])))
+                                         _describe(old[eid][3], new[eid][3]), name_en=new[eid][4] or old[eid][4]))
     layout = sorted(_layout_changes(old_files, new_files) - {c.element for c in added + removed + changed})
     return added, removed, changed, layout
 
@@ -608,8 +618,41 @@ class ScenarioRunner:
                                    zh="测试场景为空或过长")
             name = name if name and SCENARIO_NAME_RE.match(name) else "edited"
         detail = self.designer.version(actor, process_key, number)
+        foreign = self._foreign_process(text, name, process_key, detail.files)
+        if foreign:
+            return foreign
         revisions = getattr(self.designer.service.forms, "revision_texts", dict)()
         # a scenario may run others of its process first (`earlier:`): they go along
         siblings = {s.name: s.text for s in self.scenarios(actor, process_key)}
         return run_isolated(detail.files, text, name, self.designer.service.forms.directory, self.org_path,
                             revisions, siblings)
+
+    def _foreign_process(self, text: str, name: str, process_key: str, files: dict[str, str]):
+        """A failed outcome when the scenario starts a process this page does not load. Only the
+        page's version (its own files, called processes and decisions) is deployed in the sandbox,
+        so such a scenario would be told its process "is not deployed", though it may well be:
+        it belongs to another process's page (or names a process there is none of)."""
+        import yaml
+        from .scenario_sandbox import ScenarioOutcome
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError:
+            return None                      # the sandbox reports the YAML error with its line
+        wanted = raw.get("process") if isinstance(raw, dict) else None
+        if not isinstance(wanted, str) or wanted in executable_processes(files):
+            return None
+        with self.designer.db.read_session() as session:
+            deployed = {v.process_key for v in self.designer._latest_versions(session)}
+        if wanted in deployed:
+            return ScenarioOutcome(
+                name, False, "load",
+                f"the scenario is of process '{wanted}', not of '{process_key}' whose page this is: "
+                f"run it on the scenario page of '{wanted}'",
+                message_zh=f"该场景属于流程“{wanted}”，不属于本页的流程“{process_key}”；"
+                           f"请到流程“{wanted}”的场景页运行它")
+        return ScenarioOutcome(
+            name, False, "load",
+            f"the scenario names process '{wanted}', which is not deployed; "
+            f"this page runs scenarios of '{process_key}': correct 'process:'",
+            message_zh=f"场景所写的流程“{wanted}”没有部署；本页运行流程“{process_key}”的场景，"
+                       f"请改正 process（流程）")

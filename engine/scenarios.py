@@ -111,9 +111,27 @@ class Scenario:
         if not isinstance(earlier, list) or not all(isinstance(e, str) and e for e in earlier):
             raise ScenarioFileError(f"{path.name}: 'earlier' must name scenarios of the same folder",
                                     f"{path.name}：earlier 须列出同一目录中的场景名称")
+        expect = raw.get("expect") or {}
+        if not isinstance(expect, dict):
+            raise ScenarioFileError(f"{path.name}: 'expect' must be a mapping (status, path, data …)",
+                                    f"{path.name}：expect 须为键值结构（status、path、data 等）")
+        # a list written as a text (`path: start`) would be compared letter by letter
+        lists = [("expect", "expect（最终检查）", key, expect.get(key)) for key in LIST_EXPECTATIONS if key in expect]
+        lists += [(f"step {n}", f"第 {n} 步", "expect_tasks", step["expect_tasks"])
+                  for n, step in enumerate(steps, 1) if "expect_tasks" in step]
+        for where, where_zh, key, value in lists:
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise ScenarioFileError(
+                    f"{path.name}: {where}: '{key}' must be a list of BPMN ids in brackets, "
+                    f"e.g. {key}: [start, decide_dispatch]; it is {value!r}",
+                    f"{path.name}：{where_zh}：{key} 须为方括号中的 BPMN 标识列表，"
+                    f"如 {key}: [start, decide_dispatch]；现为 {value!r}")
         return cls(name=path.stem, process=raw["process"], title=raw.get("title", path.stem),
-                   start=raw["start"], steps=steps, expect=raw.get("expect") or {},
+                   start=raw["start"], steps=steps, expect=expect,
                    source=str(path), earlier=earlier)
+
+
+LIST_EXPECTATIONS = ("path", "path_includes", "open_tasks")   # of `expect:`, each a list of BPMN ids
 
 
 @dataclass

@@ -38,7 +38,7 @@ from .driver_reads import DriverRead, Rows
 from .english_names import EnglishNames
 from .errors import (AlreadyStarted, Conflict, CredentialsChanged, InactiveAccount, InvalidInput, NotFound,
                      PermissionDenied, ProcessError)
-from .lanes import LaneResolver, stored_lane
+from .lanes import LaneResolver, parse_lane, stored_lane
 from .models import (NO_DUE_DATE, ROLE_NAMES_ZH, Attachment, AuditEvent, Case, CaseSequence, CaseState,
                      JurisdictionNode, ProcessVersion, User, WorkItem, WorkItemCandidate, latest_versions, path_ids)
 from .notifications import PROCESS_FAILED, PROCESS_FAILED_AT_START, LoggingChannel, Notifier
@@ -1534,8 +1534,35 @@ class WorkflowService:
             # call passed in and what the called process set), a finished one the case's
             task = find_task(workflow, item.id) if item.status == "open" else None
             data = dict(task.data) if task is not None else self._case_data(workflow)
-            return TaskDetail(item=item, case=case, form=self.forms.get(item.form_key) if item.form_key else None,
-                              case_data=data, may_work=may_work)
+            form = self.forms.get(item.form_key) if item.form_key else None
+            places = self._department_places(session, item, form) if may_work else {}
+            return TaskDetail(item=item, case=case, form=form, case_data=data, may_work=may_work,
+                              department_places=places)
+
+    @staticmethod
+    def _department_places(session: Session, item: WorkItem, form) -> dict:
+        """{department type: (the unit a task for it would go to, whether that unit is of the
+        dispatcher's own place)} for the `department`/`departments` choices of a dispatch form,
+        resolved as the department task's lane (`<level>.department_handler`) will be: a town
+        without 住建 sends 住建 to the county's bureau, and the dispatcher is told so before
+        submitting instead of finding it out from where the task went. A type nobody handles
+        at or above the place maps to (None, False): the task would go to the dispatchers."""
+        fields = [f for f in getattr(form, "input_fields", ()) if f.name in ("department", "departments")
+                  and f.type in ("choice", "multi_choice")]
+        ref = parse_lane(item.lane) if fields and item.lane else None
+        if ref is None or not ref.level:
+            return {}
+        resolver = LaneResolver(session)
+        chain = resolver.ancestors(item.grid_path)
+        own = next((n for n in chain if n.level == ref.level), None)
+        if own is None:
+            return {}
+        places = {}
+        for dept_type in dict.fromkeys(v for f in fields for v in f.choice_values if isinstance(v, str)):
+            found = resolver.resolve(f"{ref.level}.department_handler", item.grid_path, {"department": dept_type})
+            node = session.get(JurisdictionNode, found.node_id) if found.node_id and not found.unresolved else None
+            places[dept_type] = (node.name, node.parent_id == own.id) if node is not None else (None, False)
+        return places
 
 
 @dataclass
@@ -1589,6 +1616,8 @@ class TaskDetail:
     form: object
     case_data: dict
     may_work: bool
+    # a dispatch form's department choices: where each would go (`_department_places`)
+    department_places: dict = field(default_factory=dict)
 
 
 def _plain(value) -> str:

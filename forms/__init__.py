@@ -62,6 +62,10 @@ class FieldDef:
     # or, for a number, a range (`{extension_days: {min: 1}}` -> ("extension_days", Range(1, None)));
     # or for any field, being filled in (`{prior_case_no: filled}` -> ("prior_case_no", FILLED))
     required_if: tuple | None = None
+    # `required_unless: {outcome: [escalate]}`: the same condition, read the other way: the
+    # field is required whenever it does NOT hold (办结时间 unless the handler escalates, outcome
+    # left empty counting as "not escalate"); stored as `required_if` with this flag set
+    required_unless: bool = False
     # a person field: the roles one of which the named official must hold at the case's
     # grid or above (`roles: [leader]`); empty: any role there (engine/service.py, _check_people)
     roles: tuple = ()
@@ -89,6 +93,9 @@ class FieldDef:
         """Whether `data` makes this field required by its `required_if` (not by `required`)."""
         if self.required_if is None:
             return False
+        return self._condition_holds(data) != self.required_unless
+
+    def _condition_holds(self, data: dict) -> bool:
         value, wanted = data.get(self.required_if[0]), self.required_if[1]
         if wanted is FILLED:
             return value not in (None, "", [])
@@ -332,8 +339,12 @@ def parse_definition(raw: dict, source: str = "<form>") -> FormDef:
                 raise FormDefinitionError(f"{where}: {flag} must be true or false, not {f[flag]!r}",
                                           zh=f"{flag} 须为 true 或 false，不能是 {f[flag]!r}")
         known = {"name", "type", "label", "required", "readonly", "choices", "help", "default_from",
-                 "min_length", "max_length", "min", "max", "pattern", "personal", "required_if", "roles",
+                 "min_length", "max_length", "min", "max", "pattern", "personal", "required_if", "required_unless",
+                 "roles",
                  "not_future", "not_before", "unit_from", "earlier_case"}
+        if "required_if" in f and "required_unless" in f:
+            raise FormDefinitionError(f"{where}: a field takes required_if or required_unless, not both",
+                                      zh="一个字段只能设 required_if 或 required_unless 之一")
         unknown = set(f) - known
         if unknown:
             raise FormDefinitionError(f"{where}: unknown keys {', '.join(sorted(unknown))}",
@@ -345,7 +356,9 @@ def parse_definition(raw: dict, source: str = "<form>") -> FormDef:
             default_from=f.get("default_from"), min_length=f.get("min_length"),
             max_length=f.get("max_length"), min=f.get("min"), max=f.get("max"), pattern=pattern,
             personal=_personal(f.get("personal"), where),
-            required_if=_required_if_raw(f.get("required_if"), where),
+            required_if=_required_if_raw(f.get("required_if", f.get("required_unless")), where,
+                                         "required_unless" if "required_unless" in f else "required_if"),
+            required_unless=f.get("required_unless") is not None,
             roles=_roles(f.get("roles"), ftype, where),
             not_future=_not_future(f.get("not_future"), ftype, where),
             not_before=_names(f.get("not_before"), "not_before", where),
@@ -439,15 +452,15 @@ class Range:
 REQUIRED_IF_EXAMPLES = "{outcome: [needs_help]}, {extension_days: {min: 1}} or {prior_case_no: filled}"
 
 
-def _required_if_raw(value, where: str) -> tuple | None:
+def _required_if_raw(value, where: str, key: str = "required_if") -> tuple | None:
     """`{field: value or [values]}` -> (field, (values...)); `{field: {min: a, max: b}}` ->
     (field, Range); `{field: filled}` -> (field, FILLED). Checked against the form later."""
     if value is None:
         return None
     if not isinstance(value, dict) or len(value) != 1:
-        raise FormDefinitionError(f"{where}: required_if must name one field and what of it, e.g. "
+        raise FormDefinitionError(f"{where}: {key} must name one field and what of it, e.g. "
                                   f"{REQUIRED_IF_EXAMPLES}",
-                                  zh=f"required_if 须写明一个字段及条件，如 {REQUIRED_IF_EXAMPLES}")
+                                  zh=f"{key} 须写明一个字段及条件，如 {REQUIRED_IF_EXAMPLES}")
     (other, values), = value.items()
     if values == "filled":
         return str(other), FILLED
@@ -456,56 +469,57 @@ def _required_if_raw(value, where: str) -> tuple | None:
         bounds = [values.get("min"), values.get("max")]
         if stray or not values or not all(b is None or (isinstance(b, (int, float)) and not isinstance(b, bool))
                                           for b in bounds):
-            raise FormDefinitionError(f"{where}: required_if of '{other}' as a range takes numbers min and/or max, "
+            raise FormDefinitionError(f"{where}: {key} of '{other}' as a range takes numbers min and/or max, "
                                       f"e.g. {{{other}: {{min: 1}}}}",
-                                      zh=f"required_if 对“{other}”设范围时只能写数字 min 和/或 max，如 {{{other}: {{min: 1}}}}")
+                                      zh=f"{key} 对“{other}”设范围时只能写数字 min 和/或 max，如 {{{other}: {{min: 1}}}}")
         if None not in bounds and bounds[0] > bounds[1]:
-            raise FormDefinitionError(f"{where}: required_if of '{other}': min {bounds[0]} is above max {bounds[1]}",
-                                      zh=f"required_if 对“{other}”的范围 min {bounds[0]} 大于 max {bounds[1]}")
+            raise FormDefinitionError(f"{where}: {key} of '{other}': min {bounds[0]} is above max {bounds[1]}",
+                                      zh=f"{key} 对“{other}”的范围 min {bounds[0]} 大于 max {bounds[1]}")
         return str(other), Range(*bounds)
     values = tuple(values) if isinstance(values, list) else (values,)
     if not values:
-        raise FormDefinitionError(f"{where}: required_if needs at least one value of '{other}'",
-                                  zh=f"required_if 须至少给出字段 {other} 的一个取值")
+        raise FormDefinitionError(f"{where}: {key} needs at least one value of '{other}'",
+                                  zh=f"{key} 须至少给出字段 {other} 的一个取值")
     return str(other), values
 
 
 def _check_required_if(f: FieldDef, by_name: dict, where: str) -> None:
     other_name, values = f.required_if
+    key = "required_unless" if f.required_unless else "required_if"
     other = by_name.get(other_name)
     if other is None or other.name == f.name or other.readonly:
-        raise FormDefinitionError(f"{where}: required_if names '{other_name}', which is not another input "
+        raise FormDefinitionError(f"{where}: {key} names '{other_name}', which is not another input "
                                   "field of this form",
-                                  zh=f"required_if 引用的“{other_name}”不是本表单的其他可填字段")
+                                  zh=f"{key} 引用的“{other_name}”不是本表单的其他可填字段")
     if isinstance(values, Range):
         if other.type not in ("integer", "decimal"):
-            raise FormDefinitionError(f"{where}: required_if gives a range (min/max), which needs a number field; "
+            raise FormDefinitionError(f"{where}: {key} gives a range (min/max), which needs a number field; "
                                       f"'{other_name}' is {other.type}",
-                                      zh=f"required_if 的范围（min/max）只能用于数字字段；“{other_name}”是 {other.type}")
+                                      zh=f"{key} 的范围（min/max）只能用于数字字段；“{other_name}”是 {other.type}")
     elif values is FILLED:
         if other.type == "boolean":   # a yes/no is always answered: say which answer
-            raise FormDefinitionError(f"{where}: required_if: a yes/no field such as '{other_name}' is always "
+            raise FormDefinitionError(f"{where}: {key}: a yes/no field such as '{other_name}' is always "
                                       f"answered; name the answer, e.g. {{{other_name}: [true]}}",
-                                      zh=f"required_if：是/否字段“{other_name}”总有回答，请写明哪个回答，如 {{{other_name}: [true]}}")
+                                      zh=f"{key}：是/否字段“{other_name}”总有回答，请写明哪个回答，如 {{{other_name}: [true]}}")
     else:
         if other.type not in ("choice", "multi_choice", "boolean"):
-            raise FormDefinitionError(f"{where}: required_if lists values, which needs a choice or boolean field; "
+            raise FormDefinitionError(f"{where}: {key} lists values, which needs a choice or boolean field; "
                                       f"'{other_name}' is {other.type} (use {{{other_name}: filled}}"
                                       + (f" or {{{other_name}: {{min: 1}}}}" if other.type in ("integer", "decimal")
                                          else "") + ")",
-                                      zh=f"required_if 列出取值时只能引用单选、多选或是/否字段；“{other_name}”是 {other.type}"
+                                      zh=f"{key} 列出取值时只能引用单选、多选或是/否字段；“{other_name}”是 {other.type}"
                                          f"（可写 {{{other_name}: filled}}"
                                       + (f" 或 {{{other_name}: {{min: 1}}}}" if other.type in ("integer", "decimal")
                                          else "") + "）")
         allowed = other.choice_values if other.type in ("choice", "multi_choice") else [True, False]
         wrong = [v for v in values if not _chosen(v, allowed)]
         if wrong:
-            raise FormDefinitionError(f"{where}: required_if: {wrong[0]!r} is not a value of '{other_name}' "
+            raise FormDefinitionError(f"{where}: {key}: {wrong[0]!r} is not a value of '{other_name}' "
                                       f"({', '.join(map(repr, allowed))})",
-                                      zh=f"required_if：{wrong[0]!r} 不是“{other_name}”的取值")
+                                      zh=f"{key}：{wrong[0]!r} 不是“{other_name}”的取值")
     if f.required or f.readonly:
-        raise FormDefinitionError(f"{where}: a field with required_if is neither required nor readonly",
-                                  zh="设了 required_if 的字段不能同时为 required 或 readonly")
+        raise FormDefinitionError(f"{where}: a field with {key} is neither required nor readonly",
+                                  zh=f"设了 {key} 的字段不能同时为 required 或 readonly")
 
 
 def _names(value, key: str, where: str) -> tuple:

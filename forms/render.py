@@ -228,7 +228,8 @@ def json_schema(form: FormDef, lang: str = "zh") -> dict:
 
 
 def _required_if_schema(f: FieldDef, form: FormDef) -> dict:
-    """`f` required (and not empty) when its `required_if` condition holds: the other field has
+    """`f` required (and not empty) when its `required_if` condition holds (`required_unless`:
+    when it does not): the other field has
     one of the values (a multi-choice: contains one), its number lies in the range, or it
     is filled in."""
     other, values = f.required_if
@@ -244,8 +245,11 @@ def _required_if_schema(f: FieldDef, form: FormDef) -> dict:
         condition = {"type": "array", "contains": {"enum": list(values)}}
     else:
         condition = {"enum": list(values)}
+    # `required_unless`: required where the condition does not hold (the other field absent,
+    # empty or another value), as `FieldDef.required_by` reads it
     return {"if": {"properties": {other: condition}, "required": [other]},
-            "then": {"required": [f.name], "properties": {f.name: _filled_schema(f)}}}
+            "else" if f.required_unless else "then": {"required": [f.name],
+                                                      "properties": {f.name: _filled_schema(f)}}}
 
 
 def _filled_schema(f: FieldDef) -> dict:

@@ -192,6 +192,19 @@ def test_a_bad_file_beside_a_good_one_deploys_nothing(designer, clean_db):
     assert version_count(clean_db) == before
 
 
+def test_a_misspelt_decision_in_a_called_process_is_one_problem_though_checked_with_each_caller(designer):
+    """mediation.bpmn is checked with grid_matter's, petition's and its own deployed files; each
+    set offers other DMN ids, so the parser's messages differ only in that list. The designer
+    sees one problem on the task, listing the ids every set offers."""
+    text = (ROOT / "processes" / "mediation.bpmn").read_text(encoding="utf-8")
+    bad = text.replace("calledDecisionId>mediation_channel<", "calledDecisionId>mediation_chanel<")
+    assert bad != text
+    problems = designer.check(DESIGNER, {"mediation.bpmn": bad}).problems
+    assert [(p.file, p.element) for p in problems] == [("mediation.bpmn", "decide_channel")]
+    assert problems[0].message.endswith("Available DMN ids are: mediation_channel.")
+    assert "mediation_chanel" in problems[0].text("zh")[0] and problems[0].fix_zh
+
+
 def test_a_decision_table_left_without_a_rule_for_some_form_values_is_noted_at_check(designer):
     """The modeler's check of the dispatch rules without their 其他 and default rules: no
     problem (it may be deployed), a note on the decision naming what would fail."""

@@ -56,6 +56,10 @@ def revisions(db, key="progress_report") -> int:
     (REPORT_FORM.replace("type: text", "type: text\n    pattern: 5"), "note", 8, "pattern must be text"),
     (REPORT_FORM.replace("type: text", "type: text\n    default_from: [1, 2]"), "note", 8, "default_from must name"),
     ("key: progress_report\nfields: []\n", None, None, "no field to fill in"),
+    (REPORT_FORM.replace("max_length: 500", "max_length: 500\n    required_unless: {again: [maybe]}"), "note", 8,
+     "required_unless: 'maybe' is not a value of 'again'"),
+    (REPORT_FORM.replace("max_length: 500", "max_length: 500\n    required_unless: {again: filled}"), "note", 8,
+     "required_unless: a yes/no field such as 'again' is always answered"),
     ("", None, None, "empty"),
 ])
 def test_definition_errors_point_at_the_field_and_line(text, field, line, words):

@@ -69,6 +69,20 @@ def test_a_broken_scenario_is_a_report_not_a_crash(runner, text, step, zh):
     assert outcome.text("zh")[1].startswith("场景文件无法读取：" + zh), outcome.text("zh")
 
 
+def test_a_scenario_of_another_process_is_told_where_to_run_not_that_it_is_undeployed(runner):
+    """Only the page's version is deployed in the sandbox: a grid_matter scenario run on the
+    petition page was told 流程“grid_matter”尚未部署, though it is deployed."""
+    outcome = runner.run(DESIGNER, "petition", text=SHIPPED)
+    assert (outcome.passed, outcome.step) == (False, "load")
+    assert outcome.text("zh")[1] == "该场景属于流程“grid_matter”，不属于本页的流程“petition”；请到流程“grid_matter”的场景页运行它"
+    assert outcome.text("en")[1] == ("the scenario is of process 'grid_matter', not of 'petition' whose page this is: "
+                                     "run it on the scenario page of 'grid_matter'")
+    assert "尚未部署" not in outcome.text("zh")[1]
+    typo = runner.run(DESIGNER, "petition", text=SHIPPED.replace("process: grid_matter", "process: grid_mater"))
+    assert (typo.passed, typo.step) == (False, "load")
+    assert typo.text("zh")[1] == "场景所写的流程“grid_mater”没有部署；本页运行流程“petition”的场景，请改正 process（流程）"
+
+
 def test_unknown_scenario_and_refusals(runner):
     with pytest.raises(NotFound):
         runner.run(DESIGNER, "grid_matter", name="no_such_scenario")

@@ -130,6 +130,35 @@ def test_check_and_deploy_json_then_diff_page(as_user, clean_db):
     assert re.search(r'data-element="Task_Verify"><td><code>Task_Verify</code></td><td>userTask</td>', english)
 
 
+def test_the_english_diff_page_names_elements_by_their_english_names(as_user, clean_db):
+    """The diff listed 现场核查 on the English page; it shows each element's `nameEn` as the
+    version it comes from has it (a removed element: the old version's), the BPMN name where
+    there is none, and the Chinese page keeps the Chinese names."""
+    client = as_user(DESIGNER)
+    key, text = unique_camunda()
+    spiff = 'xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" '
+    text = text.replace("<bpmn:definitions ", "<bpmn:definitions " + spiff, 1)
+
+    def named(source, english):
+        return source.replace('<bpmn:incoming>Flow_1</bpmn:incoming>', (
+            '<bpmn:extensionElements><spiffworkflow:properties>'
+            f'<spiffworkflow:property name="nameEn" value="{english}" />'
+            '</spiffworkflow:properties></bpmn:extensionElements><bpmn:incoming>Flow_1</bpmn:incoming>'), 1)
+    first = named(text, "Verify on site")
+    second = named(text, "Check on site").replace('name="现场核查"', 'name="现场核实"')
+    assert first != text and "Check on site" in second
+    for files in ({f"{key}.bpmn": first}, {f"{key}.bpmn": second}):
+        assert post_json(client, "/designer/deploy", {"files": files}).status_code == 200
+    row = r'data-element="Task_Verify"><td><code>Task_Verify</code></td><td>[^<]*</td><td>([^<]*)</td>'
+    chinese = client.get(f"/designer/processes/{key}/diff?old=1&new=2").get_data(as_text=True)
+    assert re.search(row, chinese).group(1) == "现场核实"
+    client.post("/lang/en", data={"csrf_token": csrf_token(client, "/designer/")})
+    english = client.get(f"/designer/processes/{key}/diff?old=1&new=2").get_data(as_text=True)
+    assert re.search(row, english).group(1) == "Check on site"
+    backwards = client.get(f"/designer/processes/{key}/diff?old=2&new=1").get_data(as_text=True)
+    assert re.search(row, backwards).group(1) == "Verify on site"
+
+
 def test_upload_reports_problems_and_deploys_good_files(as_user, clean_db):
     client = as_user(DESIGNER)
     key, text = unique_camunda()

@@ -650,6 +650,57 @@ def test_schema_and_server_agree_on_required_if_of_a_number_a_filled_field_and_a
         (data_off, True), ({**data_on, "need": "x"}, True), (data_on, False), ({**data_on, "need": ""}, False)])
 
 
+@pytest.mark.parametrize("other,condition,data_on,data_off", [
+    ({"name": "outcome", "type": "choice", "choices": [{"value": "resolved"}, {"value": "escalate"}]}, ["escalate"],
+     {"outcome": "escalate"}, {"outcome": "resolved"}),
+    ({"name": "units", "type": "multi_choice", "choices": [{"value": "a"}, {"value": "b"}]}, ["b"],
+     {"units": ["a", "b"]}, {"units": ["a"]}),
+    ({"name": "days", "type": "integer"}, {"min": 1}, {"days": 3}, {"days": 0}),
+])
+def test_schema_and_server_agree_on_required_unless(other, condition, data_on, data_off):
+    """`required_unless` (办结时间 unless the handler escalates): required where the condition does
+    not hold, the other field left out or empty included; not required where it holds."""
+    form = parse_definition({"key": "k", "fields": [
+        other, {"name": "need", "type": "text", "required_unless": {other["name"]: condition}}]})
+    schema = json_schema(form)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator, _ = schema_validator(schema)
+    _assert_schema_and_server_agree(form, validator, [
+        (data_on, True), ({**data_on, "need": "x"}, True), ({**data_off, "need": "x"}, True),
+        (data_off, False), ({**data_off, "need": ""}, False), ({}, False), ({"need": "x"}, True)])
+
+
+@pytest.mark.parametrize("field, en", [
+    ({"name": "need", "type": "text", "required_unless": {"outcome": ["escalat"]}},
+     "required_unless: 'escalat' is not a value of 'outcome'"),
+    ({"name": "need", "type": "text", "required_unless": {"outcome": ["escalate"]}, "required": True},
+     "a field with required_unless is neither required nor readonly"),
+    ({"name": "need", "type": "text", "required_unless": {"outcome": ["escalate"]},
+      "required_if": {"outcome": ["resolved"]}}, "a field takes required_if or required_unless, not both"),
+    ({"name": "need", "type": "text", "required_unless": {"nothing": ["escalate"]}},
+     "required_unless names 'nothing', which is not another input field"),
+])
+def test_the_definition_check_names_what_is_wrong_with_required_unless(field, en):
+    from forms import FormDefinitionError
+    with pytest.raises(FormDefinitionError) as err:
+        parse_definition({"key": "k", "fields": [
+            {"name": "outcome", "type": "choice", "choices": [{"value": "resolved"}, {"value": "escalate"}]}, field]})
+    assert en in str(err.value)
+    assert "required_unless" in err.value.zh or "required_if" in err.value.zh
+
+
+def test_department_handling_asks_the_time_handled_only_when_the_matter_is_handled():
+    """办结时间 was required of a handler escalating the matter, who has finished nothing."""
+    form = FormRegistry().get("department_handle")
+    validator, _ = schema_validator(json_schema(form))
+    base = {"handling_result": "已协调", "escalation_reason": "需县住建局协调"}
+    when = "2026-03-02T10:00:00+08:00"
+    _assert_schema_and_server_agree(form, validator, [
+        ({**base, "outcome": "escalate"}, True), ({**base, "outcome": "escalate", "handled_at": when}, True),
+        ({**base, "outcome": "resolved"}, False), (base, False), ({**base, "outcome": ""}, False),
+        ({**base, "outcome": "resolved", "handled_at": when}, True), ({**base, "handled_at": when}, True)])
+
+
 def _assert_schema_and_server_agree(form, validator, cases):
     """The browser's JSON Schema and the server's validation accept and refuse the same data."""
     for data, ok in cases:
@@ -676,7 +727,8 @@ def test_schema_and_server_agree_on_a_file_field():
 def test_every_shipped_conditional_field_is_in_its_schema():
     for form in FormRegistry().forms.values():
         conditional = {f.name for f in form.input_fields if f.required_if}
-        named = {name for rule in json_schema(form).get("allOf", []) for name in rule["then"]["required"]}
+        named = {name for rule in json_schema(form).get("allOf", [])
+                 for name in (rule.get("then") or rule["else"])["required"]}
         assert named == conditional, form.key
 
 

@@ -55,6 +55,30 @@ def test_an_advance_the_calendar_cannot_reach_is_named(service, clock, advance):
     assert "不是可用的 ISO 时长" in err.value.text("zh")[1]
 
 
+@pytest.mark.parametrize("old, new, en, zh", [
+    ("  path: [start, decide_dispatch, gw_level, micro_mediation, gw_mediated, record_result, set_resolved_grid, end_grid]",
+     "  path: start", "expect: 'path' must be a list of BPMN ids in brackets, e.g. path: [start, decide_dispatch]; "
+     "it is 'start'", "expect（最终检查）：path 须为方括号中的 BPMN 标识列表，如 path: [start, decide_dispatch]；现为 'start'"),
+    ("  open_tasks: []", "  open_tasks: record_result", "expect: 'open_tasks' must be a list", "expect（最终检查）：open_tasks"),
+    ("  open_tasks: []", "  path_includes: end_grid", "expect: 'path_includes' must be a list", "expect（最终检查）：path_includes"),
+    ("    data: {result_note: 已化解，双方签字确认}", "    data: {result_note: 已化解，双方签字确认}\n  - expect_tasks: end_grid",
+     "step 6: 'expect_tasks' must be a list", "第 6 步：expect_tasks 须为方括号中的 BPMN 标识列表"),
+    ("expect:\n", "expect: completed\nafter:\n", "'expect' must be a mapping", "expect 须为键值结构"),
+])
+def test_a_list_written_as_a_text_is_a_malformed_scenario(tmp_path, old, new, en, zh):
+    """`path: start` was compared letter by letter with the path taken ('path was [...], expected
+    ['s', 't', 'a', 'r', 't']'); it is refused when the scenario is read, saying how to write it."""
+    from engine.scenarios import ScenarioFileError
+    text = (ROOT / "processes" / "scenarios" / "grid_matter" / "resolved_in_grid.yaml").read_text(encoding="utf-8")
+    assert old in text
+    path = tmp_path / "resolved_in_grid.yaml"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    with pytest.raises(ScenarioFileError) as err:
+        Scenario.load(path)
+    assert str(err.value).startswith(f"resolved_in_grid.yaml: {en}"), str(err.value)
+    assert err.value.zh.startswith(f"resolved_in_grid.yaml：{zh}"), err.value.zh
+
+
 def test_a_refused_step_says_why_in_chinese_too(service, clock):
     scenario = Scenario.load(ROOT / "processes" / "scenarios" / "grid_matter" / "resolved_in_grid.yaml")
     scenario.steps = [{"task": "micro_mediation", "as": "lx_wgz1", "data": {"resolved": "maybe"}}]

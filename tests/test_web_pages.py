@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from engine.models import Attachment, AuditEvent, Case, WorkItem
+from engine.models import Attachment, AuditEvent, Case, JurisdictionNode, WorkItem
 from engine.service import InboxFilters, WorkflowService
-from tests.helpers import REPORT, csrf_token, login
+from tests.helpers import REPORT, csrf_token, login, work
 
 ROOT = Path(__file__).resolve().parent.parent
 GRID, OTHER_GRID = "linxi-xinguang-g1", "linxi-dongsheng-g1"
@@ -391,6 +391,30 @@ def test_grid_matter_resolved_in_the_grid_through_the_pages(service, as_user):
     assert {"flow_to_grid", "flow_mediated"} <= set(highlights["flows"])
     assert "flow_to_town" not in highlights["flows"]
     assert highlights["active"] == []
+
+
+def test_town_dispatch_says_which_departments_go_to_the_county_before_submitting(service, as_user):
+    """林西镇 has no 住建: a task for 住建 went to 林西县住建局 without a word. The options say so
+    (the town's own departments stay as they are), in the page's language."""
+    worker, dispatcher = as_user(WORKER), as_user(DISPATCHER)
+    start(service, category="environment", colour="blue")
+    work(service, LEADER, "micro_mediation", {"resolved": False, "mediation_note": "分歧较大"})
+    dispatch_id = task_of(service, DISPATCHER, "town_dispatch")
+    page = html(dispatcher.get(f"/tasks/{dispatch_id}"))
+    assert re.search(r'<option value="zhujian"[^>]*>住建（本级无此部门，将派至林西县住房和城乡建设局）</option>', page)
+    assert re.search(r'<option value="chengguan"[^>]*>城管</option>', page)
+    assert re.search(r'value="zhujian"[^>]*>\s*住建（本级无此部门，将派至林西县住房和城乡建设局）', page)  # 吹哨 too
+    dispatcher.post("/lang/en", data={"csrf_token": csrf_token(dispatcher, "/inbox")})
+    english = html(dispatcher.get(f"/tasks/{dispatch_id}"))
+    assert re.search(r'<option value="zhujian"[^>]*>Housing and construction \(none here: goes to 林西县住房和城乡建设局\)'
+                     r'</option>', english)
+    assert re.search(r'<option value="chengguan"[^>]*>Urban management</option>', english)
+    # and the task goes where it said
+    work(service, DISPATCHER, "town_dispatch", {"department": "zhujian"})
+    with service.db.read_session() as s:
+        unit = s.scalar(select(JurisdictionNode.name).join(WorkItem, WorkItem.candidate_node_id == JurisdictionNode.id)
+                        .where(WorkItem.spec_id == "department_handle", WorkItem.status == "open"))
+    assert unit == "林西县住房和城乡建设局"
 
 
 def test_grid_matter_not_resolved_goes_to_town_department_verify_and_satisfaction(service, as_user):

@@ -22,6 +22,8 @@ MESSAGES_EN: dict[str, str] = {
     # layout
     "网格化治理工作平台": "Grid Governance Workflow",
     "收件箱": "Inbox",
+    "{label}（本级无此部门，将派至{unit}）": "{label} (none here: goes to {unit})",
+    "{label}（无此部门，将转派单员）": "{label} (no such department: goes to the dispatchers)",
     "上报/发起": "Report / start",
     "退出": "Log out",
     "登录": "Log in",
