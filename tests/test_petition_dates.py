@@ -82,3 +82,24 @@ def test_the_review_itself_is_due_30_days_from_the_request(service, clock):
     assert item.due_at.isoformat().startswith("2026-04-11T16:00:00")     # requested 3-12
     err = refusal(service, key, "review", {**REVIEW["data"], "review_date": "2026-03-11"})
     assert list(err.fields) == ["review_date"] and "Review requested on" in err.fields["review_date"][0]
+
+
+def test_the_timer_worker_closes_the_review_window_a_time_date_timer(service, clock):
+    """The 复查 window is a timeDate timer, the only timer of the case while it waits: the
+    worker takes cases by `next_timer_at`, which used to stay empty for a timeDate (only
+    Duration/Cycle events were read), so in production the window never closed, and no
+    60-day 督办 either, while the inbox showed the task overdue."""
+    from datetime import datetime, timezone
+    from engine.models import Case
+    from engine.timers import TimerWorker
+    key = walk(service, clock, TO_REPLY + [REPLY])
+    with service.db.read_session() as session:
+        case = session.query(Case).filter_by(business_key=key).one()
+        assert case.next_timer_at.astimezone(timezone.utc) == datetime(2026, 4, 4, 16, 0, tzinfo=timezone.utc)
+    worker = TimerWorker(service)
+    clock.set(datetime(2026, 4, 4, 15, 59, 59, tzinfo=timezone.utc))
+    assert worker.run_once().fired == 0
+    clock.set(datetime(2026, 4, 4, 16, 0, 1, tzinfo=timezone.utc))
+    assert worker.run_once().fired == 1
+    assert service.get_case(key).status == "completed"
+    assert service.case_data(key)["outcome"] == "closed_after_reply"
