@@ -84,6 +84,28 @@ def test_the_review_itself_is_due_30_days_from_the_request(service, clock):
     assert list(err.fields) == ["review_date"] and "Review requested on" in err.fields["review_date"][0]
 
 
+def test_the_60_handling_days_end_at_24_00_china_time_where_the_due_date_says(service, clock):
+    """信访工作条例: handled "自受理之日起60日内": the day of acceptance is not counted and the
+    60th day ends at 24:00 China time. Accepted at 09:00 in China on 3-02, the limit is 5-01
+    24:00 China (16:00 UTC); the 督办 timer used to fire 60×24 hours after the acceptance,
+    5-01 09:00 China, 15 hours before the day was over, while the due date showed the same."""
+    from datetime import datetime, timezone
+    from engine.timers import TimerWorker
+    clock.set(datetime(2026, 3, 2, 1, 0, tzinfo=timezone.utc))        # 09:00 in China
+    key = walk(service, clock, TO_REPLY[:1])
+    item = next(i for i in service.get_case(key).open_items if i.spec_id == "handle")
+    assert item.due_at == datetime(2026, 5, 1, 16, 0, tzinfo=timezone.utc)
+    worker = TimerWorker(service)
+    clock.set(datetime(2026, 5, 1, 15, 59, 59, tzinfo=timezone.utc))  # 23:59:59 of the 60th day
+    worker.run_once()
+    assert sorted(i.spec_id for i in service.get_case(key).open_items) == ["handle"]
+    clock.set(datetime(2026, 5, 1, 16, 0, 1, tzinfo=timezone.utc))
+    assert worker.run_once().fired == 1
+    assert sorted(i.spec_id for i in service.get_case(key).open_items) == ["handle", "supervise_handling"]
+    assert service.case_data(key)["handling_overdue"] is True
+    assert worker.run_once().fired == 0                                  # once
+
+
 def test_the_timer_worker_closes_the_review_window_a_time_date_timer(service, clock):
     """The 复查 window is a timeDate timer, the only timer of the case while it waits: the
     worker takes cases by `next_timer_at`, which used to stay empty for a timeDate (only
