@@ -125,3 +125,28 @@ def test_the_timer_worker_closes_the_review_window_a_time_date_timer(service, cl
     assert worker.run_once().fired == 1
     assert service.get_case(key).status == "completed"
     assert service.case_data(key)["outcome"] == "closed_after_reply"
+
+
+def test_upgrading_re_arms_the_cases_left_waiting_on_a_time_date_timer(service, clock):
+    """A case that reached the 复查 window before the fix has no next_timer_at: migration 0022
+    gives it one, so the worker takes it, fires the overdue window once and closes the case."""
+    from datetime import datetime, timedelta, timezone
+    from alembic import command
+    from sqlalchemy import update
+    from engine import schema
+    from engine.models import Case
+    from engine.timers import TimerWorker
+    key = walk(service, clock, TO_REPLY + [REPLY])
+    with service.db.unit_of_work() as session:   # what the engine stored before the fix
+        session.execute(update(Case).where(Case.business_key == key).values(next_timer_at=None))
+    with service.db.engine.begin() as conn:
+        command.downgrade(schema.alembic_config(conn), "0021")
+    schema.upgrade(service.db)
+    with service.db.read_session() as session:
+        assert session.query(Case).filter_by(business_key=key).one().next_timer_at is not None
+    clock.set(datetime.now(timezone.utc) + timedelta(minutes=1))   # the migration armed it for its now
+    worker = TimerWorker(service)
+    assert worker.run_once().fired == 1
+    assert service.get_case(key).status == "completed"
+    assert service.case_data(key)["outcome"] == "closed_after_reply"
+    assert worker.run_once().fired == 0
