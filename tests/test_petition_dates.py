@@ -150,3 +150,23 @@ def test_upgrading_re_arms_the_cases_left_waiting_on_a_time_date_timer(service, 
     assert service.get_case(key).status == "completed"
     assert service.case_data(key)["outcome"] == "closed_after_reply"
     assert worker.run_once().fired == 0
+
+
+def test_the_15_acceptance_days_end_at_24_00_china_time_where_the_due_date_says(service, clock):
+    """信访工作条例: "自收到信访事项之日起15日内" decide on acceptance: registered at 09:00 in
+    China on 3-02, the limit is 3-17 24:00 China (16:00 UTC). The 督办 timer and the due date
+    used to be 15×24 hours after the registration, 3-17 09:00 China, 15 hours early."""
+    from datetime import datetime, timezone
+    from engine.timers import TimerWorker
+    clock.set(datetime(2026, 3, 2, 1, 0, tzinfo=timezone.utc))        # 09:00 in China
+    key = walk(service, clock, [])
+    item = next(i for i in service.get_case(key).open_items if i.spec_id == "decide")
+    assert item.due_at == datetime(2026, 3, 17, 16, 0, tzinfo=timezone.utc)
+    worker = TimerWorker(service)
+    clock.set(datetime(2026, 3, 17, 15, 59, 59, tzinfo=timezone.utc))  # 23:59:59 of the 15th day
+    assert worker.run_once().fired == 0
+    assert [i.spec_id for i in service.get_case(key).open_items] == ["decide"]
+    clock.set(datetime(2026, 3, 17, 16, 0, 1, tzinfo=timezone.utc))
+    assert worker.run_once().fired == 1
+    assert sorted(i.spec_id for i in service.get_case(key).open_items) == ["decide", "supervise_acceptance"]
+    assert service.case_data(key)["acceptance_overdue"] is True
