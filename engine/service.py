@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import and_, bindparam, delete, func, not_, or_, select, union, update
 from sqlalchemy.exc import IntegrityError
@@ -1705,13 +1705,26 @@ def _due_at(expression: str | None, data: dict, now: datetime) -> datetime | Non
     return None
 
 
+# SpiffWorkflow's pending timer events: Duration-, Cycle- and TimeDateEventDefinition. The
+# last has no "Timer" in its name: matching on "Timer" left a case waiting only on a timeDate
+# (the petition's 60-day handling limit, the 复查/复核 windows) with no next_timer_at, so the
+# worker never fired it although its due date showed red.
+TIMER_EVENT_TYPES = ("DurationTimerEventDefinition", "CycleTimerEventDefinition", "TimeDateEventDefinition")
+
+
 def _next_timer(workflow: BpmnWorkflow) -> datetime | None:
     due = []
     for event in workflow.waiting_events():
-        if "Timer" not in event.event_type or not isinstance(event.value, str):
+        if event.event_type not in TIMER_EVENT_TYPES and "Timer" not in event.event_type:
             continue
-        try:
-            due.append(datetime.fromisoformat(event.value))
-        except ValueError:
+        value = event.value
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                continue
+        if not isinstance(value, datetime):
             continue
+        # a date without an offset is read as SpiffWorkflow compares it: in UTC
+        due.append(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
     return min(due) if due else None

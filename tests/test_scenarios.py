@@ -114,18 +114,19 @@ def _petition(steps):
 
 
 def test_expect_due_passes_on_the_legal_limit(service, clock):
-    run_scenario(service, clock, _petition([{"expect_due": {"task": "decide", "in": "P15D"}},
+    # registered 3-02 16:30 China time: the 15 days end 3-17 24:00 China time
+    run_scenario(service, clock, _petition([{"expect_due": {"task": "decide", "in": "P15DT7H30M"}},
                                             {"advance": "P5D"},
-                                            {"expect_due": {"task": "decide", "in": "P10D"}},
+                                            {"expect_due": {"task": "decide", "in": "P10DT7H30M"}},
                                             {"advance": "P11D"},
-                                            {"expect_due": {"task": "decide", "in": "-P1D"}}]))
+                                            {"expect_due": {"task": "decide", "in": "-PT16H30M"}}]))
 
 
 @pytest.mark.parametrize("spec,message", [
     ({"task": "decide", "in": "P16D"},
-     "'decide' is due 2026-03-17T08:30:00+00:00 (in P15D), expected in P16D (2026-03-18T08:30:00+00:00)"),
-    ({"task": "decide", "in": "PT359H"}, "(in P15D), expected in PT359H"),
-    ({"task": "decide", "in": "none"}, "'decide' is due ['2026-03-17T08:30:00+00:00'], expected no due date"),
+     "'decide' is due 2026-03-17T16:00:00+00:00 (in P15DT7H30M), expected in P16D (2026-03-18T08:30:00+00:00)"),
+    ({"task": "decide", "in": "PT366H"}, "(in P15DT7H30M), expected in PT366H"),
+    ({"task": "decide", "in": "none"}, "'decide' is due ['2026-03-17T16:00:00+00:00'], expected no due date"),
     ({"task": "handle", "in": "P60D"}, "no open 'handle'; open tasks: ['decide']"),
     ({"task": "decide", "in": "fifteen days"}, "'in: fifteen days' is not an ISO duration"),
     ({"task": "decide"}, "expect_due needs 'task' (a BPMN id) and 'in'"),
@@ -140,7 +141,7 @@ def test_a_wrong_expect_due_fails_naming_the_step(service, clock, spec, message)
 
 def test_expect_due_none_passes_for_a_task_without_due_date(service, clock):
     # supervise_acceptance has no dueDate of its own
-    run_scenario(service, clock, _petition([{"advance": "P15DT1M"},
+    run_scenario(service, clock, _petition([{"advance": "P15DT7H31M"},
                                             {"expect_due": {"task": "supervise_acceptance", "in": "none"}}]))
 
 
