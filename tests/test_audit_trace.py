@@ -175,3 +175,22 @@ def test_incidents_and_migrations_are_marked_in_trace_and_page(client, service, 
     # what they carried, labelled: the incident's error, the migration's versions
     assert "<dt>错误</dt><dd class=\"pre-wrap\">boom</dd>" in page
     assert "<dt>原版本</dt><dd class=\"pre-wrap\">1</dd>" in page and "from_version" not in page
+
+
+def test_a_called_mediations_change_reads_by_the_mediations_form(client, service, clock):
+    """The petition and the mediation it calls both have a `channel` field: the mediation's
+    调解渠道 replacing the petition's 信访渠道 reads by each form's labels, on the page and in
+    the exports, not under the petition's label with the mediation's raw code."""
+    result = run_scenario(service, clock, Scenario.load(
+        ROOT / "processes" / "scenarios" / "petition" / "civil_dispute_mediated_agreement.yaml"))
+    login(client, "lxx_dc")
+    key = result.business_key
+    rows = export_rows("csv", client.get(f"/audit/cases/{key}/trace.csv").data)
+    changed = next(r[12] for r in rows[1:] if r[5] == "assign_channel" and r[12])
+    assert changed == "调解渠道: 联合接访中心来访 → 村（居）人民调解委员会"
+    page = client.get(f"/audit/cases/{key}/trace").get_data(as_text=True)
+    assert "村（居）人民调解委员会" in page and "→ village_committee" not in page
+    step = next(s for s in json.loads(client.get(f"/audit/cases/{key}/trace.json").data)["steps"]
+                if s["bpmn_id"] == "assign_channel" and s["changed"])
+    assert step["changed"]["channel"][1] == "village_committee"          # JSON keeps the stored code
+    assert "village_committee" not in json.dumps(step["changed_label"], ensure_ascii=False)

@@ -182,12 +182,30 @@ def _changes(trace, lang: str) -> dict[int, list[tuple[str, str, str]]]:
                 return _("、").join(shown.get(x, _plain(x)) for x in v) or "—"
             return shown.get(v, _plain(v))
         return _plain(v)
+    # A called process (a petition's mediation) may submit a field under a name the caller's
+    # forms already use (both have `channel`): the new value reads by the form of the step that
+    # submitted it, the earlier one by the form that submitted that, not by the first form of
+    # the version holding the name (which read 调解渠道's choice as 信访渠道 and left it a code).
+    version = trace.detail.version
+    keys, start_form = form_keys(version), version.properties.get("startForm")
+    submitted_by: dict = {}       # field name -> the FieldDef that last submitted it
     out = {}
     for step in trace.steps:
+        key = (start_form if step.event_type == "case_started"
+               else keys.get(step.bpmn_id) if step.event_type == "task_completed" else None)
+        form = service().forms.get(key) if key else None
+        own = {f.name: f for f in (form.fields if form is not None else ())}
         if step.changed:
-            out[step.event_id] = [(label(fields[name].label, lang) if name in fields else name,
-                                   value(fields.get(name), before), value(fields.get(name), after))
-                                  for name, (before, after) in step.changed.items()]
+            rows = []
+            for name, (before, after) in step.changed.items():
+                now_f = own.get(name) or fields.get(name)
+                was_f = submitted_by.get(name) or fields.get(name)
+                rows.append((label(now_f.label, lang) if now_f is not None else name,
+                             value(was_f, before), value(now_f, after)))
+            out[step.event_id] = rows
+        for name in step.submitted or {}:
+            if name in own:
+                submitted_by[name] = own[name]
     return out
 
 
