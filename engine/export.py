@@ -24,6 +24,7 @@ from datetime import date, datetime, timezone
 from typing import Callable
 
 from .clock import CHINA
+from .trace import SYSTEM_EVENTS
 
 FORMATS = {
     "csv": "text/csv; charset=utf-8",
@@ -80,6 +81,8 @@ class Labels:
     step_data: Callable | None = None
     # a trace step's changes as the page reads them: [(field label, before, after)]
     step_changes: Callable | None = None
+    # who did a step no person did (SYSTEM_EVENTS), as the page names them: 系统 / System
+    system: str = ""
 
 
 ORG_CHANGE_COLUMNS = [
@@ -200,7 +203,10 @@ def _trace_rows(trace, labels: Labels | None = None) -> list[dict]:
     """The steps as CSV and XLSX show them: what a step carried and changed as labelled
     lines, as on the trace page (never a bare id or JSON of codes)."""
     rows = trace_records(trace, labels)
+    system = (labels or Labels()).system
     for row in rows:
+        if row["actor"] is None and row["event_type"] in SYSTEM_EVENTS:
+            row["actor"] = system       # the page's 办理人 of a timer's escalation: 系统, not blank
         row["submitted_text"] = "\n".join(f"{r.get('label')}: {_plain(r.get('value'))}" for r in row["submitted_label"])
         row["changed_text"] = "\n".join(f"{c['label']}: {_plain(c['before'])} → {_plain(c['after'])}"
                                         for c in row["changed_label"])

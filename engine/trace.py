@@ -78,6 +78,9 @@ class Trace:
 
 # the events whose data an official entered (a report, a task's form): form fields, not references
 SUBMISSIONS = ("case_started", "task_completed")
+# events the engine records by itself (a flow, a timer, a task made or cancelled): no person
+# acted, and the trace says 系统 (the system) where a person's name would be
+SYSTEM_EVENTS = ("step", "timers_fired", "case_closed", "task_created", "task_cancelled", "lane_unresolved", "incident")
 
 
 def _is_id(value) -> bool:

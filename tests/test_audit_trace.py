@@ -194,3 +194,24 @@ def test_a_called_mediations_change_reads_by_the_mediations_form(client, service
                 if s["bpmn_id"] == "assign_channel" and s["changed"])
     assert step["changed"]["channel"][1] == "village_committee"          # JSON keeps the stored code
     assert "village_committee" not in json.dumps(step["changed_label"], ensure_ascii=False)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_a_timers_escalation_is_done_by_the_system_in_the_export_as_on_the_page(client, service, clock, fmt):
+    """The page names 系统 as who did a step no person did (a deadline's escalation); the
+    export's 办理人 said nothing there."""
+    result = run_scenario(service, clock, Scenario.load(
+        ROOT / "processes" / "scenarios" / "grid_matter" / "town_deadline_escalates_to_county.yaml"))
+    login(client, "lxx_dc")
+    rows = export_rows(fmt, client.get(f"/audit/cases/{result.business_key}/trace.{fmt}").data)
+    escalations = [r for r in rows[1:] if r[3] == "超时升级"]
+    assert escalations and all(r[7] == "系统" and r[8] == "" for r in escalations)
+    assert all(r[7] == "系统" for r in rows[1:] if r[2] == "生成任务")
+    started = rows[1]
+    assert started[7] and started[7] != "系统" and started[8]       # a person's step names the person
+    page = client.get(f"/audit/cases/{result.business_key}/trace").get_data(as_text=True)
+    assert "系统" in page
+    with client.session_transaction() as s:
+        s["lang"] = "en"
+    rows = export_rows(fmt, client.get(f"/audit/cases/{result.business_key}/trace.{fmt}?lang=en").data)
+    assert any(r[7] == "System" for r in rows[1:])

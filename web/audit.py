@@ -23,7 +23,7 @@ from engine.models import DEPT_NAMES_ZH, LEVEL_NAMES_ZH, ROLE_NAMES_ZH, Jurisdic
 from engine.org_log import KINDS as ORG_CHANGE_KINDS, OrgChangeLog
 from engine.readmodels import labels as org_labels
 from engine.search import MAX_LIMIT, STATUSES, CaseSearch, SearchFilters
-from engine.trace import SUBMISSIONS, CaseTrace
+from engine.trace import SUBMISSIONS, SYSTEM_EVENTS, CaseTrace
 
 from . import audit_api  # noqa: F401  (its /api/v1 routes)
 from .dashboard import category_labels
@@ -156,7 +156,7 @@ def export_labels() -> Labels:
     categories = category_labels()
     return Labels(status=case_status_label, colour=colour_label, category=lambda code: categories.get(code, code),
                   process=process_name, event=event_label, kind=lambda kind: trace_kind_label(kind) or None,
-                  role=role_label, element=element_name)
+                  role=role_label, element=element_name, system=_("系统"))
 
 
 @bp.route("/audit/cases/<business_key>/trace")
@@ -167,7 +167,7 @@ def trace(business_key):
     details = event_details(result.detail, lang)
     return render_template("audit/trace.html", trace=result, view=result.detail, case=result.case,
                            details=details, notes=step_notes(result, details, lang), formats=list(FORMATS),
-                           lang=lang, changes=_changes(result, lang))
+                           lang=lang, changes=_changes(result, lang), system_events=SYSTEM_EVENTS)
 
 
 def _changes(trace, lang: str) -> dict[int, list[tuple[str, str, str]]]:
