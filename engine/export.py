@@ -34,13 +34,15 @@ FORMATS = {
 # The most rows one search export carries (the page size of the search is at most 1,000).
 MAX_SEARCH_ROWS = 10_000
 
-# CSV/XLSX columns: (record key, Chinese heading, English heading); coded values by their labels
+# CSV/XLSX columns: (record key, Chinese heading, English heading); coded values by their labels.
+# Not the case's `summary`: the page does not show it, and as a cell it was the stored JSON
+# (choice codes, usernames, deadlines in UTC); the JSON export keeps it for programs.
 SEARCH_COLUMNS = [
     ("business_key", "案件编号", "Case number"), ("title", "标题", "Title"),
     ("process_label", "流程", "Process"), ("process_key", "流程标识", "Process key"),
     ("status_label", "状态", "Status"), ("grid", "网格", "Grid"), ("category_label", "类别", "Category"),
     ("colour_label", "风险等级", "Colour"), ("created_at", "发起时间", "Started"),
-    ("closed_at", "办结时间", "Closed"), ("summary", "案件数据", "Case data"),
+    ("closed_at", "办结时间", "Closed"),
 ]
 TRACE_COLUMNS = [
     ("seq", "序号", "No."), ("at", "时间", "When"), ("event_label", "事件", "Event"),

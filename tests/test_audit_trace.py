@@ -130,6 +130,9 @@ def test_search_export_formats(client, service, clock):
     for fmt in ("csv", "xlsx"):
         rows = export_rows(fmt, client.get(f"/audit/cases/export.{fmt}?bk=LX").data)
         assert [r[0] for r in rows[1:]] == list(reversed(keys))
+        # the page's columns, read as the page reads them; not the stored summary as JSON
+        # (choice codes, usernames, UTC deadlines)
+        assert "案件数据" not in rows[0] and not any("{" in cell for r in rows[1:] for cell in r)
     doc = json.loads(client.get("/audit/cases/export.json").data)
     assert [c["business_key"] for c in doc["cases"]] == list(reversed(keys))
     assert client.get("/audit/cases/export.pdf").status_code == 404
