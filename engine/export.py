@@ -280,11 +280,17 @@ def export_search(page_rows, fmt: str, lang: str = "zh", labels: Labels | None =
     return render(records, SEARCH_COLUMNS, fmt, lang, "cases", {"cases": records})
 
 
-def export_org_changes(rows, fmt: str, lang: str = "zh", kind_label: Callable = _code) -> ExportFile:
+def export_org_changes(rows, fmt: str, lang: str = "zh", kind_label: Callable = _code,
+                       detail_text: Callable | None = None) -> ExportFile:
     """The organisation's change log (engine/org_log.py) as the reader may see it; each kind
-    as the page names it (`kind_label`) beside its code."""
+    as the page names it (`kind_label`) beside its code. CSV/XLSX show the detail as the page
+    reads it (`detail_text`: one 'label: value' line each, roles and nodes by name); JSON keeps
+    the stored detail."""
     records = [{"at": _iso(r.at), "kind_label": kind_label(r.kind), "kind": r.kind, "subject": r.subject,
                 "detail": _jsonable(r.detail), "actor": r.actor, "source": r.source} for r in rows]
+    if fmt != "json" and detail_text is not None:
+        table = [{**rec, "detail": detail_text(r.detail or {})} for rec, r in zip(records, rows)]
+        return render(table, ORG_CHANGE_COLUMNS, fmt, lang, "org-changes", {"changes": records})
     return render(records, ORG_CHANGE_COLUMNS, fmt, lang, "org-changes", {"changes": records})
 
 

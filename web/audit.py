@@ -26,7 +26,7 @@ from engine.search import MAX_LIMIT, STATUSES, CaseSearch, SearchFilters
 from engine.trace import SUBMISSIONS, SYSTEM_EVENTS, CaseTrace
 
 from . import audit_api  # noqa: F401  (its /api/v1 routes)
-from .dashboard import category_labels
+from .dashboard import category_labels, level_label
 from .extensions import service
 from .i18n import (current_lang, element_name, gettext as _, label, local_time, localise_message, process_name,
                    read_stored)
@@ -254,8 +254,10 @@ def org_changes():
                                                 limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE),
         {"kind": _("请选择有效的变更类型。"), "subject": _("请填写用户名或辖区代码（如 lx_wgy1、linxi）。")})
     kept = {k: v for k, v in (("subject", subject), ("kind", kind)) if v}
+    nodes = _node_names(r.detail for r in result.rows) if result is not None else {}
     return render_template("audit/org_changes.html", result=result, errors=errors, page=page, kept=kept,
-                           subject=subject, kind=kind, kinds=ORG_CHANGE_KINDS, formats=list(FORMATS)), status
+                           subject=subject, kind=kind, kinds=ORG_CHANGE_KINDS, formats=list(FORMATS),
+                           nodes=nodes), status
 
 
 @bp.route("/audit/org-changes/export.<fmt>")
@@ -268,7 +270,10 @@ def export_org_change_log(fmt):
         rows = OrgChangeLog(service()).all_changes(current_user.id, subject=subject or None, kind=kind or None)
     except InvalidInput:
         return org_changes()   # the page, its form refilled, says which filter is wrong (400)
-    return _file(export_org_changes(rows, fmt, current_lang(), org_change_label))
+    nodes = _node_names(r.detail for r in rows)
+    return _file(export_org_changes(rows, fmt, current_lang(), org_change_label,
+                                    detail_text=lambda detail: "\n".join(
+                                        f"{name}: {text}" for name, text in org_change_detail(detail, nodes))))
 
 
 # notes the engine stores in English (a task's lane nobody holds, a login's outcome), as a
@@ -300,6 +305,58 @@ def org_change_label(kind: str) -> str:
               "user_changed": _("修改账号"), "user_deactivated": _("停用账号"), "user_reactivated": _("恢复账号"),
               "role_granted": _("授予角色"), "role_withdrawn": _("撤销角色")}
     return labels.get(kind, kind)
+
+
+@bp.app_template_global()
+def org_change_detail(detail: dict, nodes: dict | None = None) -> list[tuple[str, str]]:
+    """[(label, text)] of an organisation change's detail, as an auditor reads it: the fields
+    by their names, a role by its name, a level or department type by its label, a node by its
+    name with its code, yes/no, and a `[before, after]` pair as 'before → after' (the page and
+    the CSV/XLSX export alike; the JSON export keeps the stored detail). `nodes`: {code: name}."""
+    names = {"name": _("名称"), "level": _("层级"), "parent": _("上级"), "key_prefix": _("案件编号前缀"),
+             "dept_type": _("部门类型"), "active": _("启用"), "phone": _("电话"), "password": _("密码"),
+             "role": _("角色"), "node": _("辖区/单位")}
+    nodes = nodes if nodes is not None else _node_names([detail])
+
+    def one(field, value) -> str:
+        if value is None or value == "":
+            return "—"
+        if value == "changed":
+            return _("已修改（不显示内容）")
+        if isinstance(value, bool):
+            return _("是") if value else _("否")
+        if field == "role":
+            return role_label(value)
+        if field == "level":
+            return _("部门") if value == "department" else level_label(value)
+        if field == "dept_type" and current_lang() != "en":
+            return DEPT_NAMES_ZH.get(value, value)
+        if field in ("node", "parent") and isinstance(value, str) and value in nodes:
+            return f"{nodes[value]}（{value}）"
+        return _plain(value)
+    out = []
+    for field, value in sorted(detail.items()):
+        if isinstance(value, (list, tuple)) and len(value) == 2:
+            text = f"{one(field, value[0])} → {one(field, value[1])}"
+        else:
+            text = one(field, value)
+        out.append((names.get(field, field), text))
+    return out
+
+
+def _node_names(details) -> dict[str, str]:
+    """{code: name} of the nodes the details name (`node`, `parent`; plain or [before, after]),
+    read at once for a page or an export."""
+    codes = set()
+    for detail in details:
+        for field in ("node", "parent"):
+            v = detail.get(field)
+            codes.update(x for x in (v if isinstance(v, (list, tuple)) else [v]) if isinstance(x, str) and x)
+    if not codes:
+        return {}
+    with service().db.read_session() as session:
+        return dict(session.execute(select(JurisdictionNode.code, JurisdictionNode.name)
+                                    .where(JurisdictionNode.code.in_(sorted(codes)))).all())
 
 
 @bp.route("/audit/logins")
