@@ -218,3 +218,19 @@ def test_a_timers_escalation_is_done_by_the_system_in_the_export_as_on_the_page(
         s["lang"] = "en"
     rows = export_rows(fmt, client.get(f"/audit/cases/{result.business_key}/trace.{fmt}?lang=en").data)
     assert any(r[7] == "System" for r in rows[1:])
+
+
+def test_a_changed_time_reads_as_the_submitted_time_does(client, service, clock):
+    """A datetime field submitted again (办结时间 after a rework) reads in 修改内容 as in 提交内容:
+    China time to the minute, not the stored ISO text with its offset."""
+    result = run_scenario(service, clock, Scenario.load(
+        ROOT / "processes" / "scenarios" / "grid_matter" / "failed_verification_is_reworked.yaml"))
+    login(client, "lxx_dc")
+    for fmt in ("csv", "xlsx"):
+        rows = export_rows(fmt, client.get(f"/audit/cases/{result.business_key}/trace.{fmt}").data)
+        row = next(r for r in rows[1:] if "办结时间: " in r[12])
+        changed = next(line for line in row[12].splitlines() if line.startswith("办结时间: "))
+        submitted = next(line for line in row[11].splitlines() if line.startswith("办结时间: "))
+        after = changed.split(" → ")[1]
+        assert submitted == f"办结时间: {after}" and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", after)
+        assert "+08:00" not in changed and "T" not in changed

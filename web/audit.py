@@ -176,6 +176,12 @@ def _changes(trace, lang: str) -> dict[int, list[tuple[str, str, str]]]:
     fields = _version_fields(trace.detail.version)
 
     def value(f, v) -> str:
+        if f is not None and f.type == "datetime" and isinstance(v, str):
+            # as the step's 提交内容 shows it (the form's local minutes), not the stored ISO text
+            try:
+                return local_time(datetime.fromisoformat(v), "%Y-%m-%d %H:%M")
+            except ValueError:
+                return v
         if f is not None and f.choices:
             shown = {c["value"]: label(c, lang) for c in f.choices}
             if isinstance(v, list):
