@@ -234,3 +234,22 @@ def test_a_changed_time_reads_as_the_submitted_time_does(client, service, clock)
         after = changed.split(" → ")[1]
         assert submitted == f"办结时间: {after}" and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", after)
         assert "+08:00" not in changed and "T" not in changed
+
+
+@pytest.mark.parametrize("fmt", ["page", "csv"])
+def test_a_scheduled_starts_data_reads_by_labels_without_unit_ids(client, service, clock, fmt):
+    """A monthly 逆向考评 is started by the schedule with data no form labels: the trace named it
+    by its keys (scheduled_for, evaluator, community_node_id: 4 …), ids and an ISO time included."""
+    result = run_scenario(service, clock, Scenario.load(
+        ROOT / "processes" / "scenarios" / "reverse_evaluation" / "scored_by_the_grid_worker.yaml"))
+    login(client, "lxx_dc")
+    if fmt == "csv":
+        rows = export_rows(fmt, client.get(f"/audit/cases/{result.business_key}/trace.csv").data)
+        text = next(r[11] for r in rows[1:] if r[2] == "上报/发起")
+    else:
+        text = client.get(f"/audit/cases/{result.business_key}/trace").get_data(as_text=True)
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<script.*?</script>", "", text, flags=re.S)))
+    for key in ("scheduled_for", "evaluator", "_node_id", "dept_chengguan_name", "T01:00"):
+        assert key not in text
+    assert "计划发起时间" in text and "2026-03-01 01:00" in text and "王秀兰（lx_wgy1）" in text
+    assert "职能部门（城管）" in text

@@ -474,6 +474,7 @@ def step_notes(trace, details: dict, lang: str) -> dict[int, list[dict]]:
     for s in steps:
         data = s.submitted
         if s.event_type in SUBMISSIONS:
+            usernames.update(v for v in (data.get("evaluator"),) if isinstance(v, str))
             continue
         for key in ("holders", "candidates"):
             if isinstance(data.get(key), list):
@@ -537,8 +538,24 @@ def step_notes(trace, details: dict, lang: str) -> dict[int, list[dict]]:
     for s in steps:
         data, rows = s.submitted, []
         if s.event_type in SUBMISSIONS:
-            # what an official entered with no form to label it: its fields by their labels
-            rows = [{"key": k, "label": field_names.get(k, k), "value": _plain(v)} for k, v in data.items()]
+            # what an official entered with no form to label it: its fields by their labels;
+            # a scheduled start's data (engine/scheduled_starts.start_data) by its own labels, its
+            # units' ids left out (their names are beside them: 村（社区）, 承办过您事项的职能部门)
+            for k, v in data.items():
+                if k.endswith("_node_id") and isinstance(v, int):
+                    continue
+                if k in field_names:
+                    rows.append({"key": k, "label": field_names[k], "value": _plain(v)})
+                elif k == "scheduled_for":
+                    rows.append({"key": k, "label": _("计划发起时间"), "value": _moment(v)})
+                elif k == "evaluator":
+                    rows.append({"key": k, "label": _("考评人"), "value": login(v) if isinstance(v, str) else _plain(v)})
+                elif k.startswith("dept_") and k.endswith("_name"):
+                    dept = k[len("dept_"):-len("_name")]
+                    kind = DEPT_NAMES_ZH.get(dept, dept) if current_lang() != "en" else dept
+                    rows.append({"key": k, "label": _("职能部门（{kind}）").format(kind=kind), "value": _plain(v)})
+                else:
+                    rows.append({"key": k, "label": k, "value": _plain(v)})
             out[s.event_id] = rows
             continue
         if s.event_type == "task_reassigned":

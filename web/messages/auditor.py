@@ -136,4 +136,8 @@ MESSAGES = {
     "角色": "Role",
     "辖区/单位": "Node",
     "部门": "Department",
+    # a scheduled start's data in the trace (web/audit.py, step_notes)
+    "计划发起时间": "Scheduled for",
+    "考评人": "Evaluator",
+    "职能部门（{kind}）": "Department ({kind})",
 }
