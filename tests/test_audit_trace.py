@@ -253,3 +253,30 @@ def test_a_scheduled_starts_data_reads_by_labels_without_unit_ids(client, servic
         assert key not in text
     assert "计划发起时间" in text and "2026-03-01 01:00" in text and "王秀兰（lx_wgy1）" in text
     assert "职能部门（城管）" in text
+
+
+def test_a_step_shows_the_role_and_unit_held_then_after_the_official_moved(service, db, clock):
+    """王秀兰 reported from 新光社区第一网格; later the organisation file moves her to the second
+    grid. Her report still reads 网格员 @ 新光社区第一网格 (the role she held then, per the
+    organisation's change log), not her grid of today."""
+    import copy
+    import yaml
+    from datetime import timedelta
+    from engine.org import load_org
+    view = service.start_case("grid_matter", "linxi-xinguang-g1", REPORT, "lx_wgy1")
+    raw = yaml.safe_load((ROOT / "demo" / "org.yaml").read_text(encoding="utf-8"))
+    moved = copy.deepcopy(raw)
+    user = next(u for u in moved["users"] if u["username"] == "lx_wgy1")
+    user["roles"] = [{"role": "grid_worker", "node": "linxi-xinguang-g2"}]
+    clock.advance(timedelta(days=1))
+    try:
+        with db.unit_of_work() as session:
+            load_org(session, moved, source="moved.yaml", actor="tests")
+        trace = CaseTrace(service).trace("lxx_dc", view.business_key)
+        started = trace.steps[0]
+        assert started.actor_username == "lx_wgy1"
+        assert (started.role, started.node_name) == ("grid_worker", "新光社区第一网格")
+    finally:
+        clock.advance(timedelta(days=1))
+        with db.unit_of_work() as session:
+            load_org(session, raw, source="demo/org.yaml", actor="tests")
