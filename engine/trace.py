@@ -232,8 +232,23 @@ class CaseTrace:
                         out[key] = person(logins.get(value)) or {"username": value, "name": None}
                 return out
 
+            model = diagram_model(detail.version.files)
             element_names = {element_id: found[0].name for element_id, found in
-                             diagram_model(detail.version.files).elements.items() if found and found[0].name}
+                             model.elements.items() if found and found[0].name}
+
+            def came_from(event) -> str | None:
+                """The name of the element a step came from, in the step's own process: the
+                petition, the mediation it calls and the leader case all have a `start`, and the
+                first file's name (包案交办) is not where a petition's 研判归口 came from."""
+                if not event.flow_from:
+                    return None
+                own = model.elements.get(event.bpmn_id or "", [])
+                processes = [el.process for el in own if el.name == event.bpmn_name] or [el.process for el in own]
+                for process in [*processes, detail.case.process_key]:
+                    found = model.defined_in(event.flow_from, process)
+                    if found is not None:
+                        return found.name
+                return element_names.get(event.flow_from)
 
             steps, known = [], {}
             for seq, e in enumerate(events, start=1):
@@ -247,7 +262,7 @@ class CaseTrace:
                 steps.append(TraceStep(
                     seq=seq, event_id=e.id, at=e.at, event_type=e.event_type, kind=_kind(e, notifying),
                     bpmn_id=e.bpmn_id, bpmn_name=e.bpmn_name, flow_from=e.flow_from,
-                    flow_from_name=element_names.get(e.flow_from) if e.flow_from else None, task_id=e.work_item_id,
+                    flow_from_name=came_from(e), task_id=e.work_item_id,
                     actor_id=e.actor_id, actor_name=user.display_name if user else None,
                     actor_username=user.username if user else None, role=role,
                     node_name=node.name if node else None, node_code=node.code if node else None,

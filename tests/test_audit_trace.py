@@ -280,3 +280,18 @@ def test_a_step_shows_the_role_and_unit_held_then_after_the_official_moved(servi
         clock.advance(timedelta(days=1))
         with db.unit_of_work() as session:
             load_org(session, raw, source="demo/org.yaml", actor="tests")
+
+
+def test_where_a_step_came_from_is_named_in_its_own_process(client, service, clock):
+    """Petition, the mediation it calls and the leader case each have a `start` event: a
+    petition's 研判归口 came from 登记信访事项 and the mediation's 研判调解渠道 from 纠纷受理登记,
+    not both from the leader case's 包案交办."""
+    result = run_scenario(service, clock, Scenario.load(
+        ROOT / "processes" / "scenarios" / "petition" / "civil_dispute_mediated_agreement.yaml"))
+    trace = CaseTrace(service).trace("lxx_dc", result.business_key)
+    came = {s.bpmn_id: s.flow_from_name for s in trace.steps if s.event_type == "step" and s.flow_from == "start"}
+    assert came == {"route": "登记信访事项", "decide_channel": "纠纷受理登记"}
+    login(client, "lxx_dc")
+    rows = export_rows("csv", client.get(f"/audit/cases/{result.business_key}/trace.csv").data)
+    assert {r[5]: r[6] for r in rows[1:] if r[5] in came} == came
+    assert "包案交办" not in client.get(f"/audit/cases/{result.business_key}/trace").get_data(as_text=True)
