@@ -24,6 +24,7 @@ from datetime import date, datetime, timezone
 from typing import Callable
 
 from .clock import CHINA
+from .trace import SYSTEM_EVENTS
 
 FORMATS = {
     "csv": "text/csv; charset=utf-8",
@@ -33,13 +34,15 @@ FORMATS = {
 # The most rows one search export carries (the page size of the search is at most 1,000).
 MAX_SEARCH_ROWS = 10_000
 
-# CSV/XLSX columns: (record key, Chinese heading, English heading); coded values by their labels
+# CSV/XLSX columns: (record key, Chinese heading, English heading); coded values by their labels.
+# Not the case's `summary`: the page does not show it, and as a cell it was the stored JSON
+# (choice codes, usernames, deadlines in UTC); the JSON export keeps it for programs.
 SEARCH_COLUMNS = [
     ("business_key", "案件编号", "Case number"), ("title", "标题", "Title"),
     ("process_label", "流程", "Process"), ("process_key", "流程标识", "Process key"),
     ("status_label", "状态", "Status"), ("grid", "网格", "Grid"), ("category_label", "类别", "Category"),
     ("colour_label", "风险等级", "Colour"), ("created_at", "发起时间", "Started"),
-    ("closed_at", "办结时间", "Closed"), ("summary", "案件数据", "Case data"),
+    ("closed_at", "办结时间", "Closed"),
 ]
 TRACE_COLUMNS = [
     ("seq", "序号", "No."), ("at", "时间", "When"), ("event_label", "事件", "Event"),
@@ -80,6 +83,8 @@ class Labels:
     step_data: Callable | None = None
     # a trace step's changes as the page reads them: [(field label, before, after)]
     step_changes: Callable | None = None
+    # who did a step no person did (SYSTEM_EVENTS), as the page names them: 系统 / System
+    system: str = ""
 
 
 ORG_CHANGE_COLUMNS = [
@@ -200,7 +205,10 @@ def _trace_rows(trace, labels: Labels | None = None) -> list[dict]:
     """The steps as CSV and XLSX show them: what a step carried and changed as labelled
     lines, as on the trace page (never a bare id or JSON of codes)."""
     rows = trace_records(trace, labels)
+    system = (labels or Labels()).system
     for row in rows:
+        if row["actor"] is None and row["event_type"] in SYSTEM_EVENTS:
+            row["actor"] = system       # the page's 办理人 of a timer's escalation: 系统, not blank
         row["submitted_text"] = "\n".join(f"{r.get('label')}: {_plain(r.get('value'))}" for r in row["submitted_label"])
         row["changed_text"] = "\n".join(f"{c['label']}: {_plain(c['before'])} → {_plain(c['after'])}"
                                         for c in row["changed_label"])
@@ -272,11 +280,17 @@ def export_search(page_rows, fmt: str, lang: str = "zh", labels: Labels | None =
     return render(records, SEARCH_COLUMNS, fmt, lang, "cases", {"cases": records})
 
 
-def export_org_changes(rows, fmt: str, lang: str = "zh", kind_label: Callable = _code) -> ExportFile:
+def export_org_changes(rows, fmt: str, lang: str = "zh", kind_label: Callable = _code,
+                       detail_text: Callable | None = None) -> ExportFile:
     """The organisation's change log (engine/org_log.py) as the reader may see it; each kind
-    as the page names it (`kind_label`) beside its code."""
+    as the page names it (`kind_label`) beside its code. CSV/XLSX show the detail as the page
+    reads it (`detail_text`: one 'label: value' line each, roles and nodes by name); JSON keeps
+    the stored detail."""
     records = [{"at": _iso(r.at), "kind_label": kind_label(r.kind), "kind": r.kind, "subject": r.subject,
                 "detail": _jsonable(r.detail), "actor": r.actor, "source": r.source} for r in rows]
+    if fmt != "json" and detail_text is not None:
+        table = [{**rec, "detail": detail_text(r.detail or {})} for rec, r in zip(records, rows)]
+        return render(table, ORG_CHANGE_COLUMNS, fmt, lang, "org-changes", {"changes": records})
     return render(records, ORG_CHANGE_COLUMNS, fmt, lang, "org-changes", {"changes": records})
 
 

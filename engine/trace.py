@@ -15,7 +15,7 @@ from sqlalchemy import or_, select
 
 from .access import start_node_path
 from .diagram import diagram_model
-from .models import DEPARTMENT, JurisdictionNode, RoleAssignment, User, WorkItem
+from .models import DEPARTMENT, JurisdictionNode, OrgChange, RoleAssignment, User, WorkItem
 from .notifications import notify_elements
 from .personal_data import PersonalData
 
@@ -78,6 +78,18 @@ class Trace:
 
 # the events whose data an official entered (a report, a task's form): form fields, not references
 SUBMISSIONS = ("case_started", "task_completed")
+ROLE_CHANGE_KINDS = ("role_granted", "role_withdrawn")
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A role its holder held at some moment (a RoleAssignment of today or of the past)."""
+    role: str
+    node_id: int
+    node: JurisdictionNode
+# events the engine records by itself (a flow, a timer, a task made or cancelled): no person
+# acted, and the trace says 系统 (the system) where a person's name would be
+SYSTEM_EVENTS = ("step", "timers_fired", "case_closed", "task_created", "task_cancelled", "lane_unresolved", "incident")
 
 
 def _is_id(value) -> bool:
@@ -119,11 +131,44 @@ class CaseTrace:
             if actor_ids:
                 for ra in session.scalars(select(RoleAssignment).where(RoleAssignment.user_id.in_(actor_ids))):
                     roles.setdefault(ra.user_id, []).append(ra)
+            # roles granted or withdrawn since the case's first event (gridflow load-org): undone
+            # step by step, so a step reads the role and unit its actor held then, not today's
+            role_changes: dict[int, list[OrgChange]] = {}
+            if actor_ids and events:
+                by_login = {u.username: uid for uid, u in users.items()}
+                for c in session.scalars(select(OrgChange).where(
+                        OrgChange.subject.in_(sorted(by_login)), OrgChange.kind.in_(ROLE_CHANGE_KINDS),
+                        OrgChange.at > min(e.at for e in events)).order_by(OrgChange.at.desc(), OrgChange.id.desc())):
+                    role_changes.setdefault(by_login[c.subject], []).append(c)
+            if role_changes:
+                codes = {(c.detail or {}).get("node") for cs in role_changes.values() for c in cs}
+                by_code = {n.code: n for n in session.scalars(
+                    select(JurisdictionNode).where(JurisdictionNode.code.in_(sorted(c for c in codes if c))))}
             item_ids = {e.work_item_id for e in events if e.work_item_id}
             items = {i.id: i for i in session.scalars(select(WorkItem).where(WorkItem.id.in_(item_ids)))} \
                 if item_ids else {}
             node_ids = {i.candidate_node_id for i in items.values() if i.candidate_node_id}
             node_ids |= {ra.node_id for ras in roles.values() for ra in ras}
+            if role_changes:
+                node_ids |= {n.id for n in by_code.values()}
+
+            def held_at(user_id, at) -> list:
+                """The actor's role assignments at `at`: today's, with the later grants and
+                withdrawals undone, newest first (today's if that leaves none)."""
+                held = [_Held(ra.role, ra.node_id, ra.node) for ra in roles.get(user_id, [])]
+                for c in role_changes.get(user_id, []):
+                    if c.at <= at:
+                        break
+                    role, node = (c.detail or {}).get("role"), by_code.get((c.detail or {}).get("node"))
+                    if node is None:
+                        continue
+                    if c.kind == "role_granted":
+                        held = [h for h in held if not (h.role == role and h.node_id == node.id)]
+                    elif not any(h.role == role and h.node_id == node.id for h in held):
+                        held.append(_Held(role, node.id, node))
+                # nothing held then: the step predates the grants on record (a history loaded
+                # with earlier dates, as `gridflow demo` does); today's roles say more than none
+                return held or [_Held(ra.role, ra.node_id, ra.node) for ra in roles.get(user_id, [])]
             # the people and units events' data name by id or username (USER_ID_KEYS …)
             named_ids, named_logins = set(), set()
             for e in events:
@@ -148,13 +193,12 @@ class CaseTrace:
                 """The role and node the actor acted from: the task's (role, unit) when
                 they worked a group task, else their role over the case's grid."""
                 item = items.get(event.work_item_id) if event.work_item_id else None
+                mine = held_at(event.actor_id, event.at) if event.actor_id else []
                 if item is not None and item.role and item.candidate_node_id and event.actor_id and any(
-                        ra.role == item.role and ra.node_id == item.candidate_node_id
-                        for ra in roles.get(event.actor_id, [])):
+                        ra.role == item.role and ra.node_id == item.candidate_node_id for ra in mine):
                     return item.role, nodes.get(item.candidate_node_id)
                 if not event.actor_id:
                     return None, None
-                mine = roles.get(event.actor_id, [])
                 over = [ra for ra in mine if grid_path.startswith(start_node_path(ra))
                         or (ra.node.level != DEPARTMENT and grid_path.startswith(ra.node.path))]
                 chosen = (over or mine or [None])[0]
@@ -188,8 +232,23 @@ class CaseTrace:
                         out[key] = person(logins.get(value)) or {"username": value, "name": None}
                 return out
 
+            model = diagram_model(detail.version.files)
             element_names = {element_id: found[0].name for element_id, found in
-                             diagram_model(detail.version.files).elements.items() if found and found[0].name}
+                             model.elements.items() if found and found[0].name}
+
+            def came_from(event) -> str | None:
+                """The name of the element a step came from, in the step's own process: the
+                petition, the mediation it calls and the leader case all have a `start`, and the
+                first file's name (包案交办) is not where a petition's 研判归口 came from."""
+                if not event.flow_from:
+                    return None
+                own = model.elements.get(event.bpmn_id or "", [])
+                processes = [el.process for el in own if el.name == event.bpmn_name] or [el.process for el in own]
+                for process in [*processes, detail.case.process_key]:
+                    found = model.defined_in(event.flow_from, process)
+                    if found is not None:
+                        return found.name
+                return element_names.get(event.flow_from)
 
             steps, known = [], {}
             for seq, e in enumerate(events, start=1):
@@ -203,7 +262,7 @@ class CaseTrace:
                 steps.append(TraceStep(
                     seq=seq, event_id=e.id, at=e.at, event_type=e.event_type, kind=_kind(e, notifying),
                     bpmn_id=e.bpmn_id, bpmn_name=e.bpmn_name, flow_from=e.flow_from,
-                    flow_from_name=element_names.get(e.flow_from) if e.flow_from else None, task_id=e.work_item_id,
+                    flow_from_name=came_from(e), task_id=e.work_item_id,
                     actor_id=e.actor_id, actor_name=user.display_name if user else None,
                     actor_username=user.username if user else None, role=role,
                     node_name=node.name if node else None, node_code=node.code if node else None,

@@ -359,3 +359,30 @@ def test_cli_deactivation_gives_claimed_tasks_back(service, clean_db, tag, tmp_p
     assert f"{tag}_gl1: 1 claimed task(s) given back to their groups" in result.output
     with clean_db.read_session() as s:
         assert s.get(WorkItem, case.open_items[0].id).assignee_id is None
+
+
+@pytest.mark.parametrize("fmt", ["page", "csv", "xlsx"])
+def test_a_changes_detail_reads_by_names_not_codes(as_user, clean_db, tag, fmt):
+    """What a change did reads on the page and in CSV/XLSX as an auditor reads it: 角色: 网格员 and
+    the unit by its name (with its code), 启用: 是, not `role: grid_worker`, `node: linxi-…`,
+    `active: True` (or a JSON cell of them); the JSON export keeps the stored detail."""
+    import json
+    from tests.helpers import export_rows
+    raw = tree(tag)
+    raw["users"][1]["roles"] = [{"role": "auditor", "node": "linxi"}]
+    raw["users"].append({"username": f"{tag}_lx", "name": "王五", "password": "pw1",
+                         "roles": [{"role": "grid_worker", "node": "linxi-xinguang-g1"}]})
+    load(clean_db, raw, actor="zhang.admin")
+    auditor = as_user("lxx_dc")
+    if fmt == "page":
+        text = auditor.get(f"/audit/org-changes?subject={tag}_lx").get_data(as_text=True)
+        import re
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text))
+    else:
+        rows = export_rows(fmt, auditor.get(f"/audit/org-changes/export.{fmt}?subject={tag}_lx").data)
+        text = "\n".join(r[4] for r in rows[1:])
+    assert "角色: 网格员" in text and "新光社区第一网格（linxi-xinguang-g1）" in text
+    assert "启用: 是" in text and "名称: 王五" in text
+    assert "grid_worker" not in text and "True" not in text and "{" not in text
+    document = json.loads(auditor.get(f"/audit/org-changes/export.json?subject={tag}_lx").get_data(as_text=True))
+    assert {"node": "linxi-xinguang-g1", "role": "grid_worker"} in [c["detail"] for c in document["changes"]]

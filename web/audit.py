@@ -23,10 +23,10 @@ from engine.models import DEPT_NAMES_ZH, LEVEL_NAMES_ZH, ROLE_NAMES_ZH, Jurisdic
 from engine.org_log import KINDS as ORG_CHANGE_KINDS, OrgChangeLog
 from engine.readmodels import labels as org_labels
 from engine.search import MAX_LIMIT, STATUSES, CaseSearch, SearchFilters
-from engine.trace import SUBMISSIONS, CaseTrace
+from engine.trace import SUBMISSIONS, SYSTEM_EVENTS, CaseTrace
 
 from . import audit_api  # noqa: F401  (its /api/v1 routes)
-from .dashboard import category_labels
+from .dashboard import category_labels, level_label
 from .extensions import service
 from .i18n import (current_lang, element_name, gettext as _, label, local_time, localise_message, process_name,
                    read_stored)
@@ -156,7 +156,7 @@ def export_labels() -> Labels:
     categories = category_labels()
     return Labels(status=case_status_label, colour=colour_label, category=lambda code: categories.get(code, code),
                   process=process_name, event=event_label, kind=lambda kind: trace_kind_label(kind) or None,
-                  role=role_label, element=element_name)
+                  role=role_label, element=element_name, system=_("系统"))
 
 
 @bp.route("/audit/cases/<business_key>/trace")
@@ -167,7 +167,7 @@ def trace(business_key):
     details = event_details(result.detail, lang)
     return render_template("audit/trace.html", trace=result, view=result.detail, case=result.case,
                            details=details, notes=step_notes(result, details, lang), formats=list(FORMATS),
-                           lang=lang, changes=_changes(result, lang))
+                           lang=lang, changes=_changes(result, lang), system_events=SYSTEM_EVENTS)
 
 
 def _changes(trace, lang: str) -> dict[int, list[tuple[str, str, str]]]:
@@ -176,18 +176,42 @@ def _changes(trace, lang: str) -> dict[int, list[tuple[str, str, str]]]:
     fields = _version_fields(trace.detail.version)
 
     def value(f, v) -> str:
+        if f is not None and f.type == "datetime" and isinstance(v, str):
+            # as the step's 提交内容 shows it (the form's local minutes), not the stored ISO text
+            try:
+                return local_time(datetime.fromisoformat(v), "%Y-%m-%d %H:%M")
+            except ValueError:
+                return v
         if f is not None and f.choices:
             shown = {c["value"]: label(c, lang) for c in f.choices}
             if isinstance(v, list):
                 return _("、").join(shown.get(x, _plain(x)) for x in v) or "—"
             return shown.get(v, _plain(v))
         return _plain(v)
+    # A called process (a petition's mediation) may submit a field under a name the caller's
+    # forms already use (both have `channel`): the new value reads by the form of the step that
+    # submitted it, the earlier one by the form that submitted that, not by the first form of
+    # the version holding the name (which read 调解渠道's choice as 信访渠道 and left it a code).
+    version = trace.detail.version
+    keys, start_form = form_keys(version), version.properties.get("startForm")
+    submitted_by: dict = {}       # field name -> the FieldDef that last submitted it
     out = {}
     for step in trace.steps:
+        key = (start_form if step.event_type == "case_started"
+               else keys.get(step.bpmn_id) if step.event_type == "task_completed" else None)
+        form = service().forms.get(key) if key else None
+        own = {f.name: f for f in (form.fields if form is not None else ())}
         if step.changed:
-            out[step.event_id] = [(label(fields[name].label, lang) if name in fields else name,
-                                   value(fields.get(name), before), value(fields.get(name), after))
-                                  for name, (before, after) in step.changed.items()]
+            rows = []
+            for name, (before, after) in step.changed.items():
+                now_f = own.get(name) or fields.get(name)
+                was_f = submitted_by.get(name) or fields.get(name)
+                rows.append((label(now_f.label, lang) if now_f is not None else name,
+                             value(was_f, before), value(now_f, after)))
+            out[step.event_id] = rows
+        for name in step.submitted or {}:
+            if name in own:
+                submitted_by[name] = own[name]
     return out
 
 
@@ -236,8 +260,10 @@ def org_changes():
                                                 limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE),
         {"kind": _("请选择有效的变更类型。"), "subject": _("请填写用户名或辖区代码（如 lx_wgy1、linxi）。")})
     kept = {k: v for k, v in (("subject", subject), ("kind", kind)) if v}
+    nodes = _node_names(r.detail for r in result.rows) if result is not None else {}
     return render_template("audit/org_changes.html", result=result, errors=errors, page=page, kept=kept,
-                           subject=subject, kind=kind, kinds=ORG_CHANGE_KINDS, formats=list(FORMATS)), status
+                           subject=subject, kind=kind, kinds=ORG_CHANGE_KINDS, formats=list(FORMATS),
+                           nodes=nodes), status
 
 
 @bp.route("/audit/org-changes/export.<fmt>")
@@ -250,7 +276,10 @@ def export_org_change_log(fmt):
         rows = OrgChangeLog(service()).all_changes(current_user.id, subject=subject or None, kind=kind or None)
     except InvalidInput:
         return org_changes()   # the page, its form refilled, says which filter is wrong (400)
-    return _file(export_org_changes(rows, fmt, current_lang(), org_change_label))
+    nodes = _node_names(r.detail for r in rows)
+    return _file(export_org_changes(rows, fmt, current_lang(), org_change_label,
+                                    detail_text=lambda detail: "\n".join(
+                                        f"{name}: {text}" for name, text in org_change_detail(detail, nodes))))
 
 
 # notes the engine stores in English (a task's lane nobody holds, a login's outcome), as a
@@ -282,6 +311,58 @@ def org_change_label(kind: str) -> str:
               "user_changed": _("修改账号"), "user_deactivated": _("停用账号"), "user_reactivated": _("恢复账号"),
               "role_granted": _("授予角色"), "role_withdrawn": _("撤销角色")}
     return labels.get(kind, kind)
+
+
+@bp.app_template_global()
+def org_change_detail(detail: dict, nodes: dict | None = None) -> list[tuple[str, str]]:
+    """[(label, text)] of an organisation change's detail, as an auditor reads it: the fields
+    by their names, a role by its name, a level or department type by its label, a node by its
+    name with its code, yes/no, and a `[before, after]` pair as 'before → after' (the page and
+    the CSV/XLSX export alike; the JSON export keeps the stored detail). `nodes`: {code: name}."""
+    names = {"name": _("名称"), "level": _("层级"), "parent": _("上级"), "key_prefix": _("案件编号前缀"),
+             "dept_type": _("部门类型"), "active": _("启用"), "phone": _("电话"), "password": _("密码"),
+             "role": _("角色"), "node": _("辖区/单位")}
+    nodes = nodes if nodes is not None else _node_names([detail])
+
+    def one(field, value) -> str:
+        if value is None or value == "":
+            return "—"
+        if value == "changed":
+            return _("已修改（不显示内容）")
+        if isinstance(value, bool):
+            return _("是") if value else _("否")
+        if field == "role":
+            return role_label(value)
+        if field == "level":
+            return _("部门") if value == "department" else level_label(value)
+        if field == "dept_type" and current_lang() != "en":
+            return DEPT_NAMES_ZH.get(value, value)
+        if field in ("node", "parent") and isinstance(value, str) and value in nodes:
+            return f"{nodes[value]}（{value}）"
+        return _plain(value)
+    out = []
+    for field, value in sorted(detail.items()):
+        if isinstance(value, (list, tuple)) and len(value) == 2:
+            text = f"{one(field, value[0])} → {one(field, value[1])}"
+        else:
+            text = one(field, value)
+        out.append((names.get(field, field), text))
+    return out
+
+
+def _node_names(details) -> dict[str, str]:
+    """{code: name} of the nodes the details name (`node`, `parent`; plain or [before, after]),
+    read at once for a page or an export."""
+    codes = set()
+    for detail in details:
+        for field in ("node", "parent"):
+            v = detail.get(field)
+            codes.update(x for x in (v if isinstance(v, (list, tuple)) else [v]) if isinstance(x, str) and x)
+    if not codes:
+        return {}
+    with service().db.read_session() as session:
+        return dict(session.execute(select(JurisdictionNode.code, JurisdictionNode.name)
+                                    .where(JurisdictionNode.code.in_(sorted(codes)))).all())
 
 
 @bp.route("/audit/logins")
@@ -393,6 +474,7 @@ def step_notes(trace, details: dict, lang: str) -> dict[int, list[dict]]:
     for s in steps:
         data = s.submitted
         if s.event_type in SUBMISSIONS:
+            usernames.update(v for v in (data.get("evaluator"),) if isinstance(v, str))
             continue
         for key in ("holders", "candidates"):
             if isinstance(data.get(key), list):
@@ -456,8 +538,24 @@ def step_notes(trace, details: dict, lang: str) -> dict[int, list[dict]]:
     for s in steps:
         data, rows = s.submitted, []
         if s.event_type in SUBMISSIONS:
-            # what an official entered with no form to label it: its fields by their labels
-            rows = [{"key": k, "label": field_names.get(k, k), "value": _plain(v)} for k, v in data.items()]
+            # what an official entered with no form to label it: its fields by their labels;
+            # a scheduled start's data (engine/scheduled_starts.start_data) by its own labels, its
+            # units' ids left out (their names are beside them: 村（社区）, 承办过您事项的职能部门)
+            for k, v in data.items():
+                if k.endswith("_node_id") and isinstance(v, int):
+                    continue
+                if k in field_names:
+                    rows.append({"key": k, "label": field_names[k], "value": _plain(v)})
+                elif k == "scheduled_for":
+                    rows.append({"key": k, "label": _("计划发起时间"), "value": _moment(v)})
+                elif k == "evaluator":
+                    rows.append({"key": k, "label": _("考评人"), "value": login(v) if isinstance(v, str) else _plain(v)})
+                elif k.startswith("dept_") and k.endswith("_name"):
+                    dept = k[len("dept_"):-len("_name")]
+                    kind = DEPT_NAMES_ZH.get(dept, dept) if current_lang() != "en" else dept
+                    rows.append({"key": k, "label": _("职能部门（{kind}）").format(kind=kind), "value": _plain(v)})
+                else:
+                    rows.append({"key": k, "label": k, "value": _plain(v)})
             out[s.event_id] = rows
             continue
         if s.event_type == "task_reassigned":

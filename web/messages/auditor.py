@@ -128,4 +128,16 @@ MESSAGES = {
     "改派给": "Reassigned to",
     "承办岗位": "Role @ unit",
     "转交": "Sent to",
+    # an organisation change's detail (web/audit.py, org_change_detail)
+    "上级": "Parent",
+    "部门类型": "Department type",
+    "启用": "Active",
+    "电话": "Phone",
+    "角色": "Role",
+    "辖区/单位": "Node",
+    "部门": "Department",
+    # a scheduled start's data in the trace (web/audit.py, step_notes)
+    "计划发起时间": "Scheduled for",
+    "考评人": "Evaluator",
+    "职能部门（{kind}）": "Department ({kind})",
 }
