@@ -396,7 +396,7 @@ def test_grid_matter_resolved_in_the_grid_through_the_pages(service, as_user):
 def test_town_dispatch_says_which_departments_go_to_the_county_before_submitting(service, as_user):
     """林西镇 has no 住建: a task for 住建 went to 林西县住建局 without a word. The options say so
     (the town's own departments stay as they are), in the page's language."""
-    worker, dispatcher = as_user(WORKER), as_user(DISPATCHER)
+    dispatcher = as_user(DISPATCHER)
     start(service, category="environment", colour="blue")
     work(service, LEADER, "micro_mediation", {"resolved": False, "mediation_note": "分歧较大"})
     dispatch_id = task_of(service, DISPATCHER, "town_dispatch")
