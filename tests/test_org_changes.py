@@ -304,15 +304,21 @@ def test_the_org_changes_page(as_user, clean_db, tag):
     assert f"/audit/org-changes/export.csv?subject={tag}_lx" in html
 
 
+
+def _load_with_a_linxi_grid_worker(db, tag, name):
+    """The test tree, its second user an auditor of 林西县, and `{tag}_lx` (named `name`) a grid
+    worker of 新光社区第一网格: changes a 林西县 auditor may read."""
+    raw = tree(tag)
+    raw["users"][1]["roles"] = [{"role": "auditor", "node": "linxi"}]
+    raw["users"].append({"username": f"{tag}_lx", "name": name, "password": "pw1",
+                         "roles": [{"role": "grid_worker", "node": "linxi-xinguang-g1"}]})
+    load(db, raw, actor="zhang.admin")
+
 def test_the_org_changes_export(as_user, clean_db, tag):
     import csv
     import io
     import json
-    raw = tree(tag)
-    raw["users"][1]["roles"] = [{"role": "auditor", "node": "linxi"}]
-    raw["users"].append({"username": f"{tag}_lx", "name": "=HYPERLINK(1)", "password": "pw1",
-                         "roles": [{"role": "grid_worker", "node": "linxi-xinguang-g1"}]})
-    load(clean_db, raw, actor="zhang.admin")
+    _load_with_a_linxi_grid_worker(clean_db, tag, "=HYPERLINK(1)")
     auditor = as_user("lxx_dc")
     answer = auditor.get(f"/audit/org-changes/export.csv?subject={tag}_lx")
     assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/csv")
@@ -368,11 +374,7 @@ def test_a_changes_detail_reads_by_names_not_codes(as_user, clean_db, tag, fmt):
     `active: True` (or a JSON cell of them); the JSON export keeps the stored detail."""
     import json
     from tests.helpers import export_rows
-    raw = tree(tag)
-    raw["users"][1]["roles"] = [{"role": "auditor", "node": "linxi"}]
-    raw["users"].append({"username": f"{tag}_lx", "name": "王五", "password": "pw1",
-                         "roles": [{"role": "grid_worker", "node": "linxi-xinguang-g1"}]})
-    load(clean_db, raw, actor="zhang.admin")
+    _load_with_a_linxi_grid_worker(clean_db, tag, "王五")
     auditor = as_user("lxx_dc")
     if fmt == "page":
         text = auditor.get(f"/audit/org-changes?subject={tag}_lx").get_data(as_text=True)
