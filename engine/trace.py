@@ -31,7 +31,7 @@ KINDS = {
     "case_started": "started", "task_created": "task_created", "task_claimed": "claimed",
     "task_unclaimed": "released", "task_completed": "completed", "task_cancelled": "cancelled",
     "lane_unresolved": "unresolved", "attachment_added": "attachment", "case_closed": "closed",
-    "urged": "urge", "incident": "incident", "incident_resolved": "incident_resolved",
+    "urged": "urge", "task_reassigned": "reassign", "incident": "incident", "incident_resolved": "incident_resolved",
     "timers_fired": "timers", "personal_data_viewed": "personal_data_viewed",
 }
 

@@ -85,6 +85,10 @@ def test_a_dispatcher_gives_a_group_task_to_one_of_its_group_and_a_leader_gives_
     assert last_event(clean_db, world.task).data == {"from": world.u("gl2"), "from_name": "测试gl2", "to": None,
                                                      "to_name": None, "reason": "李某已返岗"}
     assert service.may_work(world.u("gl1"), world.task)
+    # the auditor's trace marks both as 改派, as it marks 督办
+    from engine.trace import CaseTrace
+    steps = CaseTrace(service).trace(world.u("dc"), world.case.business_key).steps
+    assert [s.kind for s in steps if s.event_type == "task_reassigned"] == ["reassign", "reassign"]
 
 
 @pytest.mark.parametrize("who", ["gw", "gl1", "pd2", "dc", "med"])

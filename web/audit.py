@@ -427,7 +427,8 @@ def _file(export) -> Response:
 @bp.app_template_global()
 def trace_kind_label(kind: str) -> str:
     """A badge for the events an auditor looks for first; "" for ordinary steps."""
-    labels = {"reminder": _("提醒"), "escalation": _("超时升级"), "urge": _("督办"), "migration": _("版本迁移"),
+    labels = {"reminder": _("提醒"), "escalation": _("超时升级"), "urge": _("督办"), "reassign": _("改派"),
+              "migration": _("版本迁移"),
               "incident": _("系统异常"), "incident_resolved": _("异常已处理"), "unresolved": _("无人承办·转上级"),
               "personal_data_viewed": _("查看个人信息")}
     return labels.get(kind, "")

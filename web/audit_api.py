@@ -63,7 +63,7 @@ class TraceStepSchema(Schema):
     at = fields.String(metadata={"description": "ISO 8601, China time"})
     event_type = fields.String()
     kind = fields.String(metadata={"description": "started, completed, claimed, step, reminder, escalation, "
-                                                  "urge (督办), migration, incident …"})
+                                                  "urge (督办), reassign (改派), migration, incident …"})
     bpmn_name = fields.String(allow_none=True)
     bpmn_id = fields.String(allow_none=True)
     flow_from = fields.String(allow_none=True)
