@@ -410,6 +410,15 @@ def test_inbox_lists_my_tasks_only(api):
     assert api.inbox(WORKER)["total"] == 0
 
 
+def test_a_query_parameter_given_twice_is_refused_not_half_read(api):
+    """`?colour=red&colour=blue` filtered by red alone, the app believing it asked for both."""
+    r = api.get(f"{V1}/tasks", DISPATCHER, query_string=[("colour", "red"), ("colour", "blue"), ("limit", "5")])
+    body = assert_error(r, 400, "invalid", ["colour"])
+    assert body["fields"]["colour"] == ["此查询参数只能给出一次。"] and "limit" not in body["fields"]
+    en = api.get(f"{V1}/tasks", DISPATCHER, query_string=[("q", "LX"), ("q", "SS")], headers={"Accept-Language": "en"})
+    assert assert_error(en, 400, "invalid", ["q"])["fields"]["q"][0].startswith("Give this query parameter once")
+
+
 def test_inbox_filters(api, clock):
     first = api.start()
     api.start(category="public_order", colour="red")

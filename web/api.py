@@ -79,6 +79,7 @@ MESSAGES = {
     "bad_json": ("请求体不是有效的 JSON。", "The body is not valid JSON."),
     "empty_body": ("请求体为空，请发送 JSON 对象。", "The body is empty; send a JSON object."),
     "invalid": ("提交的内容有误，请按字段提示修改。", "Some fields are not valid; see `fields`."),
+    "repeated_param": ("此查询参数只能给出一次。", "Give this query parameter once; none takes several values."),
     "no_task": ("任务不存在。", "No such task."),
     "no_case": ("事项不存在。", "No such case."),
     "no_file": ("文件不存在。", "No such file."),
@@ -380,6 +381,10 @@ def json_body(schema):
 
 
 def query_args(schema):
+    # no filter takes a list: `?colour=red&colour=blue` would silently filter by red alone
+    repeated = sorted(name for name, values in request.args.lists() if len(values) > 1)
+    if repeated:
+        raise ApiError(400, "invalid", msg("invalid"), fields={name: [msg("repeated_param")] for name in repeated})
     args = request.args.to_dict(flat=True)
     _reject_unstorable(args, "")
     try:
