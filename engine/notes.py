@@ -357,9 +357,6 @@ def _names_set(frozen: tuple, forms) -> set[str] | None:
     return known
 
 
-# a duration (P7D, PT4H), a repetition (R6/P1D, R/2026-01-01T01:00:00+08:00/P1M) or a date
-
-
 def _declared_names(element) -> set[str]:
     """The data names the model under `element` declares: data inputs and outputs,
     multi-instance items, data objects, what a message or an event brings in, Camunda's

@@ -140,22 +140,22 @@ class CaseTrace:
                         OrgChange.subject.in_(sorted(by_login)), OrgChange.kind.in_(ROLE_CHANGE_KINDS),
                         OrgChange.at > min(e.at for e in events)).order_by(OrgChange.at.desc(), OrgChange.id.desc())):
                     role_changes.setdefault(by_login[c.subject], []).append(c)
-            if role_changes:
-                codes = {(c.detail or {}).get("node") for cs in role_changes.values() for c in cs}
-                by_code = {n.code: n for n in session.scalars(
-                    select(JurisdictionNode).where(JurisdictionNode.code.in_(sorted(c for c in codes if c))))}
             item_ids = {e.work_item_id for e in events if e.work_item_id}
             items = {i.id: i for i in session.scalars(select(WorkItem).where(WorkItem.id.in_(item_ids)))} \
                 if item_ids else {}
             node_ids = {i.candidate_node_id for i in items.values() if i.candidate_node_id}
             node_ids |= {ra.node_id for ras in roles.values() for ra in ras}
             if role_changes:
+                codes = {(c.detail or {}).get("node") for cs in role_changes.values() for c in cs}
+                by_code = {n.code: n for n in session.scalars(
+                    select(JurisdictionNode).where(JurisdictionNode.code.in_(sorted(c for c in codes if c))))}
                 node_ids |= {n.id for n in by_code.values()}
 
             def held_at(user_id, at) -> list:
                 """The actor's role assignments at `at`: today's, with the later grants and
                 withdrawals undone, newest first (today's if that leaves none)."""
-                held = [_Held(ra.role, ra.node_id, ra.node) for ra in roles.get(user_id, [])]
+                today = [_Held(ra.role, ra.node_id, ra.node) for ra in roles.get(user_id, [])]
+                held = list(today)
                 for c in role_changes.get(user_id, []):
                     if c.at <= at:
                         break
@@ -168,7 +168,7 @@ class CaseTrace:
                         held.append(_Held(role, node.id, node))
                 # nothing held then: the step predates the grants on record (a history loaded
                 # with earlier dates, as `gridflow demo` does); today's roles say more than none
-                return held or [_Held(ra.role, ra.node_id, ra.node) for ra in roles.get(user_id, [])]
+                return held or today
             # the people and units events' data name by id or username (USER_ID_KEYS …)
             named_ids, named_logins = set(), set()
             for e in events:

@@ -164,12 +164,13 @@ class FormDef:
                 continue
             mine = _as_moment(cleaned.get(f.name))
             for other_name in f.not_before:
-                other = by_name[other_name]
-                theirs = _as_moment(cleaned.get(other_name) if not other.readonly else context.get(other_name))
+                # an input of this submission, or a read-only date shown from the case's data
+                given = context.get(other_name) if by_name[other_name].readonly else cleaned.get(other_name)
+                theirs = _as_moment(given)
                 if mine is None or theirs is None or not _before(mine, theirs):
                     continue
-                shown, other_shown = _shown(cleaned.get(f.name)), _shown(
-                    cleaned.get(other_name) if not other.readonly else context.get(other_name))
+                other = by_name[other_name]
+                shown, other_shown = _shown(cleaned.get(f.name)), _shown(given)
                 problems[f.name] = [OrderProblem(
                     f"{f.label['en']} ({shown}) must not be before {other.label['en']} ({other_name}, {other_shown})",
                     f"{f.label['zh']}（{shown}）不能早于{other.label['zh']}（{other_shown}），请核对这两个日期")]

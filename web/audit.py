@@ -335,8 +335,8 @@ def org_change_detail(detail: dict, nodes: dict | None = None) -> list[tuple[str
             return role_label(value)
         if field == "level":
             return _("部门") if value == "department" else level_label(value)
-        if field == "dept_type" and current_lang() != "en":
-            return DEPT_NAMES_ZH.get(value, value)
+        if field == "dept_type" and isinstance(value, str):
+            return _dept_type_label(value)
         if field in ("node", "parent") and isinstance(value, str) and value in nodes:
             return f"{nodes[value]}（{value}）"
         return _plain(value)
@@ -449,6 +449,12 @@ def _via_label(via) -> str:
     return labels.get(via, via)
 
 
+def _dept_type_label(dept_type: str) -> str:
+    """A department type (chengguan …) by its Chinese name on a Chinese page; its code on an
+    English one, which has no names for them."""
+    return DEPT_NAMES_ZH.get(dept_type, dept_type) if current_lang() != "en" else dept_type
+
+
 def _plain(value) -> str:
     """A value of an event's data as text: lists joined, yes/no, nothing as a dash."""
     if value is None or value == "" or value == []:
@@ -553,8 +559,8 @@ def step_notes(trace, details: dict, lang: str) -> dict[int, list[dict]]:
                     rows.append({"key": k, "label": _("考评人"), "value": login(v) if isinstance(v, str) else _plain(v)})
                 elif k.startswith("dept_") and k.endswith("_name"):
                     dept = k[len("dept_"):-len("_name")]
-                    kind = DEPT_NAMES_ZH.get(dept, dept) if current_lang() != "en" else dept
-                    rows.append({"key": k, "label": _("职能部门（{kind}）").format(kind=kind), "value": _plain(v)})
+                    rows.append({"key": k, "label": _("职能部门（{kind}）").format(kind=_dept_type_label(dept)),
+                                 "value": _plain(v)})
                 else:
                     rows.append({"key": k, "label": k, "value": _plain(v)})
             out[s.event_id] = rows
