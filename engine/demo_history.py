@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import yaml
 from sqlalchemy import select
 
-from forms import CHINA_TZ
+from forms import CHINA_TZ, load_yaml
 
 from . import clock as clock_module
 from .errors import EngineError, InvalidInput
@@ -115,7 +114,7 @@ class DemoHistory:
         """(process, spec id) → the data dicts the scenarios submit; (process, "start") → start data."""
         pool: dict = {}
         for path in sorted(root.glob("*/*.yaml")):
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            raw = load_yaml(path.read_text(encoding="utf-8")) or {}
             process = raw.get("process")
             if raw.get("earlier"):   # its data names the case an earlier scenario made: none here
                 continue

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from .deploy import (DeployError, Problem, _analyse, active_usernames, deploy_files, executable_processes,
                      unique_problems, validate_files)
 from .bpmn import ENGLISH_NAME, element_properties
+from forms import load_yaml
 from .notes import version_notes
 from .diagram import process_file
 from .errors import InvalidInput, NotFound, PermissionDenied, not_utf8
@@ -593,7 +594,7 @@ class ScenarioRunner:
         for path in sorted((self.scenario_dir / process_key).glob("*.yaml")):
             text = path.read_text(encoding="utf-8")
             try:
-                raw = yaml.safe_load(text)
+                raw = load_yaml(text)
                 title = str(raw.get("title", path.stem)) if isinstance(raw, dict) else path.stem
             except yaml.YAMLError:
                 title = path.stem
@@ -635,7 +636,7 @@ class ScenarioRunner:
         import yaml
         from .scenario_sandbox import ScenarioOutcome
         try:
-            raw = yaml.safe_load(text)
+            raw = load_yaml(text)
         except yaml.YAMLError:
             return None                      # the sandbox reports the YAML error with its line
         wanted = raw.get("process") if isinstance(raw, dict) else None

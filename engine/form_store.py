@@ -26,7 +26,7 @@ from datetime import datetime
 import yaml
 from sqlalchemy import func, select
 
-from forms import FieldDef, FormDef, FormDefinitionError, FormRegistry, parse_definition
+from forms import FieldDef, FormDef, FormDefinitionError, FormRegistry, load_yaml, parse_definition
 
 from . import clock
 from .errors import InvalidInput, NotFound, PermissionDenied
@@ -115,7 +115,7 @@ class VersionedForms(FormRegistry):
 
 
 def load_revision(text: str, key: str) -> FormDef:
-    form = parse_definition(yaml.safe_load(text), source=key)
+    form = parse_definition(load_yaml(text), source=key)
     form.key = key
     return form
 
@@ -183,7 +183,7 @@ def check_definition(text: str, key: str | None = None) -> FormCheck:
     if len(text) > MAX_DEFINITION_CHARS:
         return FormCheck(None, [DefinitionError(None, None, "the definition is too long", "表单定义过长")])
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]

@@ -23,6 +23,8 @@ import yaml
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from forms import load_yaml
+
 from . import clock
 from .errors import not_utf8
 from .models import BUSINESS_KEY_PREFIX, DEPARTMENT, DEPT_TYPES, LEVELS, ROLES, JurisdictionNode, OrgChange, RoleAssignment, User, WorkItem
@@ -75,7 +77,7 @@ def record_change(session: Session, actor: str, source: str, kind: str, subject:
 def load_org_file(session: Session, path, actor: str | None = None) -> LoadReport:
     with open(path, encoding="utf-8") as fh:
         try:
-            raw = yaml.safe_load(fh)
+            raw = load_yaml(fh.read())
         except yaml.YAMLError as exc:
             raise OrgFileError(f"{path}: not valid YAML ({exc})") from None
         except UnicodeDecodeError as exc:   # saved as GBK by an editor: say so, not a traceback

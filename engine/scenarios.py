@@ -41,6 +41,8 @@ from pathlib import Path
 import yaml
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
+from forms import load_yaml
+
 from .errors import EngineError, InvalidInput, not_utf8
 from .service import InboxFilters, WorkflowService
 
@@ -88,7 +90,7 @@ class Scenario:
     def load(cls, path: Path | str) -> Scenario:
         path = Path(path)
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw = load_yaml(path.read_text(encoding="utf-8"))
         except UnicodeDecodeError as exc:
             raise ScenarioFileError(f"{path.name}: {not_utf8(exc)}",
                                     f"{path.name}：不是 UTF-8 文本（第 {exc.start} 字节，可能是 GBK 编码），"

@@ -78,6 +78,13 @@ def describe_process_error(exc: Exception) -> str:
     return text
 
 
+# Parses shared by every SpecCache of the process, by (process key, hash of the files): the
+# same files parse to the same specs whichever database row holds them (the test suite makes
+# a service, and so a SpecCache, per test; a worker makes one). Specs SpiffWorkflow changes
+# at run time are copied per case (`parsed.mutable`), so sharing them is safe.
+_PARSED_BY_CONTENT: dict[tuple[str, str], ParsedProcess] = {}
+
+
 class SpecCache:
     """Parsed specs per deployed version. A version's files never change, so a
     parse is good for the life of the process."""
@@ -89,8 +96,12 @@ class SpecCache:
     def get(self, version: ProcessVersion) -> ParsedProcess:
         parsed = self._parsed.get(version.id)
         if parsed is None:
-            parsed = parse_process(version.files, version.process_key)
-            parsed.mutable = specs_mutate_at_runtime(parsed.spec, parsed.subprocess_specs)
+            key = (version.process_key, version.content_hash)
+            parsed = _PARSED_BY_CONTENT.get(key)
+            if parsed is None:
+                parsed = parse_process(version.files, version.process_key)
+                parsed.mutable = specs_mutate_at_runtime(parsed.spec, parsed.subprocess_specs)
+                _PARSED_BY_CONTENT[key] = parsed
             self._parsed[version.id] = parsed
         return parsed
 

@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete
 
+# scrypt at its least cost for the demo accounts the suite logs in as thousands of times, in
+# this process and the servers it starts (engine/passwords.py); set before engine is imported
+os.environ.setdefault("GRIDFLOW_SCRYPT_N", str(2 ** 10))
+
 from bench.scratch import reset_to_demo
 from engine import clock as clock_module
 from engine.db import Database
