@@ -116,12 +116,23 @@ def deploy_fixture(db, *names, forms=None):
 
 # ------------------------------------------------------------------ web
 
-@pytest.fixture
-def app(service, tmp_path):
+@pytest.fixture(scope="session")
+def _one_app(db):
+    """The web app, made once: a create_app compiles 77 URL rules (~70 ms on a slow machine)
+    and a fresh app recompiles every template it renders, for each of ~1,500 tests. Each test
+    gets it with its own service and the configuration create_app gave (`app`)."""
     from web import create_app
+    application = create_app({"TESTING": True, "SECRET_KEY": "test-secret", "SERVICE": WorkflowService(db)})
+    return application, dict(application.config)
+
+
+@pytest.fixture
+def app(_one_app, service, tmp_path):
+    application, config = _one_app
     service.attachments.root = tmp_path / "uploads"
-    application = create_app({"TESTING": True, "SECRET_KEY": "test-secret", "SERVICE": service,
-                              "UPLOAD_FOLDER": str(tmp_path / "uploads")})
+    application.config.clear()
+    application.config.update(config, UPLOAD_FOLDER=str(tmp_path / "uploads"))
+    application.extensions["gridflow"] = service
     return application
 
 
