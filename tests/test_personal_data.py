@@ -206,3 +206,29 @@ def test_the_trace_names_a_viewed_field_as_the_form_that_recorded_it(app, client
     assert viewed == [["报案人电话"], ["到场人员及电话"]]
     page = client.get(f"/audit/cases/{view.business_key}/trace").get_data(as_text=True)
     assert page.count("<dt>查看的字段</dt><dd class=\"pre-wrap\">到场人员及电话</dd>") == 1
+
+
+def test_the_whistle_report_in_phone_is_personal_data(client, service, db, clock):
+    """网格吹哨、部门报到: 到场人员及电话 holds the phone of who goes on site: masked for the
+    auditor on the case page, the trace and its exports and the API, as other phone fields are;
+    in full for the case's handlers, and their view audited."""
+    from tests.helpers import REPORT, work
+    case = service.start_case("grid_matter", "linxi-xinguang-g1",
+                              dict(REPORT, category="environment", colour="yellow"), "lx_wgy1")
+    work(service, "lxz_pd", "town_dispatch", {"department": "chengguan", "departments": ["chengguan", "paichusuo"]})
+    work(service, "lxz_cg", "report_in", {"on_site_person": "马俊 13800000011"})
+    ref, full, masked = case.business_key, "13800000011", "马俊 138****0011"
+    login(client, "lxx_dc")
+    for path in (f"/cases/{ref}", f"/audit/cases/{ref}/trace", f"/audit/cases/{ref}/trace.csv",
+                 f"/audit/cases/{ref}/trace.json", "/audit/cases/export.json"):
+        body = client.get(path).get_data(as_text=True)
+        assert full not in body, path
+        assert masked in body or path.endswith("export.json"), path
+    body = json.dumps(client.get(f"/api/v1/cases/{ref}", headers=_token(client, "lxx_dc")).get_json(),
+                      ensure_ascii=False)
+    assert full not in body and masked in body
+    assert _views(db) == []
+    login(client, "lxz_cg")                                   # the department that reported in
+    assert full in client.get(f"/cases/{ref}").get_data(as_text=True)
+    assert [v.data for v in _views(db, case.case.id)] == [{"via": "case_page", "fields": ["on_site_person"]}]
+    assert personal_fields(service.forms)["on_site_person"] == ("phone",)
