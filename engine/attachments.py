@@ -96,7 +96,8 @@ class AttachmentStore:
         if wrong is not None:
             suffix, en, zh = wrong
             name = clean_filename(filename)
-            raise InvalidInput(f"'{name}' is named {suffix} but holds {en}; correct the file name or choose the file again",
+            raise InvalidInput(f"'{name}' is named {suffix} but holds {en}; correct the file name or choose "
+                               "the file again",
                                zh=f"“{name}”的文件名为 {suffix}，但内容是 {zh}；请改正文件名或重新选择文件",
                                fields={"file": [f"named {suffix} but holds {en}"]},
                                fields_zh={"file": [f"文件名为 {suffix}，但内容是 {zh}；请改正文件名或重新选择文件"]})
