@@ -1,8 +1,9 @@
 """Attachments (photos, scans) on disk with metadata in SQL.
 
 The type is decided by the file's first bytes, never by its name or the
-browser's claim; the stored name is a UUID, so no user-supplied path ever
-reaches the file system."""
+browser's claim; a name that says another accepted type than the content is
+refused (x.pdf holding a PNG). The stored name is a UUID, so no user-supplied
+path ever reaches the file system."""
 from __future__ import annotations
 
 import hashlib
@@ -22,6 +23,14 @@ KINDS = [
     ("image/webp", 10 * MB, lambda b: b[:4] == b"RIFF" and b[8:12] == b"WEBP"),
     ("application/pdf", 20 * MB, lambda b: b[:5] == b"%PDF-"),
 ]
+# the names each accepted type goes by: (file name endings, English, Chinese)
+NAMES = {
+    "image/jpeg": ((".jpg", ".jpeg", ".jpe", ".jfif"), "a JPEG image", "JPEG 图片"),
+    "image/png": ((".png",), "a PNG image", "PNG 图片"),
+    "image/gif": ((".gif",), "a GIF image", "GIF 图片"),
+    "image/webp": ((".webp",), "a WebP image", "WebP 图片"),
+    "application/pdf": ((".pdf",), "a PDF document", "PDF 文件"),
+}
 ALLOWED = "JPEG, PNG, GIF, WebP images (≤ 10 MB) or PDF (≤ 20 MB)"
 ALLOWED_ZH = "JPEG、PNG、GIF、WebP 图片（不超过 10 MB）或 PDF（不超过 20 MB）"
 
@@ -31,6 +40,28 @@ def sniff(data: bytes) -> tuple[str, int] | None:
         if check(data[:16]):
             return content_type, limit
     return None
+
+
+def named_type(filename: str) -> tuple[str, str] | None:
+    """(the ending, the content type) an accepted type's ending of `filename` names, e.g.
+    (".pdf", "application/pdf"); None for a name with no ending or another one."""
+    suffix = Path(clean_filename(filename)).suffix.lower()
+    for content_type, (endings, _en, _zh) in NAMES.items():
+        if suffix in endings:
+            return suffix, content_type
+    return None
+
+
+def mismatch(filename: str, content_type: str) -> tuple[str, str, str] | None:
+    """(the name's ending, what the content is in English, in Chinese) when the name says one
+    accepted type and the content is another (x.pdf holding a PNG): stored as named, it would
+    be opened, forwarded and archived as what it is not. A name without such an ending
+    (a phone's `mmexport1690…`) is taken for what its content is."""
+    named = named_type(filename)
+    if named is None or named[1] == content_type:
+        return None
+    _endings, en, zh = NAMES[content_type]
+    return named[0], en, zh
 
 
 def clean_filename(name: str) -> str:
@@ -61,6 +92,15 @@ class AttachmentStore:
                                fields={"file": [f"at most {limit // MB} MB"]})
         if not data:
             raise InvalidInput("the file is empty", fields={"file": ["empty file"]}, zh="文件是空的，请重新选择")
+        wrong = mismatch(filename, content_type)
+        if wrong is not None:
+            suffix, en, zh = wrong
+            name = clean_filename(filename)
+            raise InvalidInput(f"'{name}' is named {suffix} but holds {en}; correct the file name or choose "
+                               "the file again",
+                               zh=f"“{name}”的文件名为 {suffix}，但内容是 {zh}；请改正文件名或重新选择文件",
+                               fields={"file": [f"named {suffix} but holds {en}"]},
+                               fields_zh={"file": [f"文件名为 {suffix}，但内容是 {zh}；请改正文件名或重新选择文件"]})
         return content_type
 
     def write(self, data: bytes) -> tuple[str, str, str]:

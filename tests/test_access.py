@@ -100,6 +100,35 @@ def test_bad_uploads_are_refused_with_a_reason(service, name, data, message):
         service.upload_attachment("lx_wgy1", name, data)
 
 
+PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 32 + b"\xff\xd9"
+
+
+@pytest.mark.parametrize("name,data,en,zh", [
+    ("scan.pdf", PNG, "named .pdf but holds a PNG image", "文件名为 .pdf，但内容是 PNG 图片；请改正文件名或重新选择文件"),
+    ("现场.JPG", PDF, "named .jpg but holds a PDF document", "文件名为 .jpg，但内容是 PDF 文件"),
+    ("photo.png", JPEG, "named .png but holds a JPEG image", "内容是 JPEG 图片"),
+], ids=["pdf-holding-png", "jpg-holding-pdf", "png-holding-jpeg"])
+def test_a_name_saying_another_type_than_the_content_is_refused(service, tmp_path, name, data, en, zh):
+    """Stored under its name, x.pdf holding a PNG would be opened, forwarded and archived as a
+    PDF it is not: the official is told what the file really is, and nothing is stored."""
+    service.attachments.root = tmp_path / "uploads"
+    with pytest.raises(InvalidInput, match=en) as refused:
+        service.upload_attachment("lx_wgy1", name, data)
+    assert zh in refused.value.text("zh") and name in refused.value.text("zh")
+    assert not service.attachments.root.exists() or not any(service.attachments.root.rglob("*"))
+
+
+@pytest.mark.parametrize("name,data,content_type", [
+    ("scan.PDF", PDF, "application/pdf"), ("现场.jpeg", JPEG, "image/jpeg"), ("IMG_0001.JPG", JPEG, "image/jpeg"),
+    ("mmexport1690000000000", PNG, "image/png"),          # a phone's name with no ending: the content decides
+    ("现场照片2026.3.2", JPEG, "image/jpeg"),              # a date in the name is no file type
+], ids=["pdf", "jpeg", "upper-case-jpg", "no-ending", "date-in-name"])
+def test_a_name_that_agrees_with_the_content_or_says_no_type_is_accepted(service, tmp_path, name, data, content_type):
+    service.attachments.root = tmp_path / "uploads"
+    assert service.upload_attachment("lx_wgy1", name, data).content_type == content_type
+
+
 def test_upload_to_a_case_needs_an_open_task_there(service):
     case = start(service)
     att = service.upload_attachment("lx_wgz1", "../../etc/passwd.png", PNG, case.business_key)

@@ -823,6 +823,30 @@ def test_bad_uploads_are_400(api, clean_db, data, fields):
     assert counts(clean_db) == before
 
 
+@pytest.mark.parametrize("path", ["case", "pending"])
+def test_a_file_named_as_another_type_is_refused_naming_what_it_is(api, app, clean_db, path):
+    """x.pdf holding a PNG, a .jpg holding a PDF: refused with what the content really is, nothing
+    stored (one such file refuses the whole request); the same file rightly named is taken."""
+    case = api.start()
+    url = f"{V1}/cases/{case['id']}/attachments" if path == "case" else f"{V1}/attachments"
+    root = Path(app.config["UPLOAD_FOLDER"])
+    before = counts(clean_db)
+    body = assert_error(api.post(url, WORKER, data={"file": [(io.BytesIO(tiny_png()), "ok.png"),
+                                                              (io.BytesIO(tiny_png()), "扫描件.pdf")]}),
+                        400, "invalid", ["file"])
+    assert "扫描件.pdf" in body["message"] and "文件名为 .pdf，但内容是 PNG 图片；请改正文件名或重新选择文件" in body["message"]
+    assert body["fields"]["file"] == ["文件名为 .pdf，但内容是 PNG 图片；请改正文件名或重新选择文件"]
+    pdf = b"%PDF-1.4\n%%EOF\n"
+    body = assert_error(api.post(url, WORKER, data={"file": (io.BytesIO(pdf), "photo.jpg")},
+                                 headers={"Accept-Language": "en"}), 400, "invalid", ["file"])
+    assert "named .jpg but holds a PDF document" in body["message"]
+    assert counts(clean_db) == before
+    assert not root.exists() or not [p for p in root.rglob("*") if p.is_file()]
+    r = api.post(url, WORKER, data={"file": [(io.BytesIO(tiny_png()), "扫描件.png"), (io.BytesIO(pdf), "photo.pdf")]})
+    assert r.status_code == 201, r.get_data(as_text=True)
+    assert [f["content_type"] for f in r.get_json()] == ["image/png", "application/pdf"]
+
+
 def test_one_bad_file_refuses_the_whole_upload(api, app):
     case = api.start()
     r = api.post(f"{V1}/cases/{case['id']}/attachments", WORKER,

@@ -181,3 +181,54 @@ def test_marking_follows_a_reloaded_registry(tmp_path):
                                      encoding="utf-8")
     registry._forms = None                 # what a reload does
     assert personal_fields(registry) == {"tel": ("phone",)}
+
+
+def test_the_trace_names_a_viewed_field_as_the_form_that_recorded_it(app, client, clean_db, clock, fixture_forms):
+    """`contact` is 报案人电话 in the first form and 到场人员及电话 in the second: a view of the
+    case reads it as the form whose value it showed, not as the version's first form."""
+    from engine.service import WorkflowService
+    from tests.conftest import deploy_fixture
+    from tests.helpers import work
+    deploy_fixture(clean_db, "pd_labels.bpmn", forms=fixture_forms)
+    svc = WorkflowService(clean_db, forms=fixture_forms)
+    app.extensions["gridflow"] = svc
+    view = svc.start_case("pd_labels", "linxi-xinguang-g1", {}, "lx_wgy1")
+    login(client, "lx_wgy1")
+    work(svc, "lx_wgy1", "caller", {"contact": "王某 13800000101"}, claim=True)
+    client.get(f"/cases/{view.business_key}")                 # shows the caller's phone
+    work(svc, "lx_wgy1", "on_site", {"contact": "韩冬 13800000012"}, claim=True)
+    client.get(f"/cases/{view.business_key}")                 # shows who went on site
+    assert len(_views(clean_db, view.case.id)) == 2
+    login(client, "lxx_dc")
+    trace = client.get(f"/audit/cases/{view.business_key}/trace.json").get_json()
+    viewed = [[row["value"] for row in s["submitted_label"] if row["key"] == "fields"]
+              for s in trace["steps"] if s["event_type"] == VIEW_EVENT]
+    assert viewed == [["报案人电话"], ["到场人员及电话"]]
+    page = client.get(f"/audit/cases/{view.business_key}/trace").get_data(as_text=True)
+    assert page.count("<dt>查看的字段</dt><dd class=\"pre-wrap\">到场人员及电话</dd>") == 1
+
+
+def test_the_whistle_report_in_phone_is_personal_data(client, service, db, clock):
+    """网格吹哨、部门报到: 到场人员及电话 holds the phone of who goes on site: masked for the
+    auditor on the case page, the trace and its exports and the API, as other phone fields are;
+    in full for the case's handlers, and their view audited."""
+    from tests.helpers import REPORT, work
+    case = service.start_case("grid_matter", "linxi-xinguang-g1",
+                              dict(REPORT, category="environment", colour="yellow"), "lx_wgy1")
+    work(service, "lxz_pd", "town_dispatch", {"department": "chengguan", "departments": ["chengguan", "paichusuo"]})
+    work(service, "lxz_cg", "report_in", {"on_site_person": "马俊 13800000011"})
+    ref, full, masked = case.business_key, "13800000011", "马俊 138****0011"
+    login(client, "lxx_dc")
+    for path in (f"/cases/{ref}", f"/audit/cases/{ref}/trace", f"/audit/cases/{ref}/trace.csv",
+                 f"/audit/cases/{ref}/trace.json", "/audit/cases/export.json"):
+        body = client.get(path).get_data(as_text=True)
+        assert full not in body, path
+        assert masked in body or path.endswith("export.json"), path
+    body = json.dumps(client.get(f"/api/v1/cases/{ref}", headers=_token(client, "lxx_dc")).get_json(),
+                      ensure_ascii=False)
+    assert full not in body and masked in body
+    assert _views(db) == []
+    login(client, "lxz_cg")                                   # the department that reported in
+    assert full in client.get(f"/cases/{ref}").get_data(as_text=True)
+    assert [v.data for v in _views(db, case.case.id)] == [{"via": "case_page", "fields": ["on_site_person"]}]
+    assert personal_fields(service.forms)["on_site_person"] == ("phone",)

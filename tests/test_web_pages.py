@@ -484,6 +484,32 @@ def test_case_page_diagram_assets_and_vendor_route(service, as_user, app):
     assert client.get("/vendor/bpmn-js/nope.js").status_code == 404
 
 
+def test_a_photo_named_as_another_type_is_refused_naming_what_it_is(service, as_user, app):
+    """x.pdf holding a PNG on the report form, a .jpg holding a PDF on the case's upload: refused
+    with what the file really is, the report kept, nothing stored; rightly named, both are taken."""
+    root = Path(app.config["UPLOAD_FOLDER"])
+    before = counts(service)
+    response = report(as_user(WORKER), photos=(io.BytesIO(PNG), "现场.pdf"))
+    assert response.status_code == 400
+    page = html(response)
+    assert field_error(page, "photos") == "文件「现场.pdf」的文件名为 .pdf，但内容是 PNG 图片；请改正文件名或重新选择文件。"
+    assert REPORT["description"] in page
+    assert counts(service) == before
+    case = start(service)
+    leader = as_user(LEADER)
+    before = counts(service)
+    response = leader.post(f"/cases/{case.business_key}/attachments", content_type="multipart/form-data",
+                           data={"csrf_token": token(leader), "file": (io.BytesIO(b"%PDF-1.4\n%%EOF\n"), "补拍.jpg")})
+    assert response.status_code == 400
+    assert "文件「补拍.jpg」的文件名为 .jpg，但内容是 PDF 文件；请改正文件名或重新选择文件。" in html(response)
+    assert counts(service) == before
+    assert not root.exists() or not [p for p in root.rglob("*") if p.is_file()]
+    assert report(as_user(WORKER), photos=(io.BytesIO(PNG), "现场.png")).status_code == 302
+    response = leader.post(f"/cases/{case.business_key}/attachments", content_type="multipart/form-data",
+                           data={"csrf_token": token(leader), "file": (io.BytesIO(b"%PDF-1.4\n%%EOF\n"), "补拍.pdf")})
+    assert response.status_code == 302
+
+
 def test_case_attachment_upload(service, as_user):
     case = start(service)
     key = case.business_key

@@ -330,4 +330,5 @@ class UploadFormSchema(Schema):
     file = fields.List(fields.Raw(metadata={"type": "string", "format": "binary"}), required=True,
                        validate=validate.Length(min=1, max=10),  # web/api.py MAX_FILES
                        metadata={"description": "one or more files: JPEG, PNG, GIF, WebP (≤ 10 MB) or PDF "
-                                                "(≤ 20 MB); the type is read from the content, not the name"})
+                                                "(≤ 20 MB); the type is read from the content, and a name ending in "
+                                                "another of these types (x.pdf holding a PNG) is refused"})

@@ -493,6 +493,10 @@ def step_notes(trace, details: dict, lang: str) -> dict[int, list[dict]]:
     logins = service().display_names(usernames)
     process_key = trace.case.process_key
     field_names = _field_labels(trace.detail.version, lang)
+    # a field two forms share may read differently in each (报案人电话 / 到场人员及电话): a
+    # value is named as the form that recorded it named it, the version's first form only
+    # when no form of the case's steps recorded it
+    recorded = _recorded_labels(trace, lang)
     step_names = {}
     for process in service().processes():
         if process.key == process_key:
@@ -526,7 +530,7 @@ def step_notes(trace, details: dict, lang: str) -> dict[int, list[dict]]:
         "lane": (_("原定岗位"), lambda v: role_label(v) if isinstance(v, str) else _plain(v)),
         "filename": (_("文件名"), _plain), "size": (_("文件大小"), file_size),
         "via": (_("查看途径"), _via_label),
-        "fields": (_("查看的字段"), lambda v: _("、").join(field_names.get(f, f) for f in v)
+        "fields": (_("查看的字段"), lambda v: _("、").join(names.get(f) or field_names.get(f, f) for f in v)
                    if isinstance(v, list) else _plain(v)),
         "kind": (_("类型"), lambda v: _("定时器") if v == "timer" else _plain(v)),
         "error": (_("错误"), _plain), "attempts": (_("尝试次数"), _plain), "incident": (_("异常编号"), _plain),
@@ -544,6 +548,7 @@ def step_notes(trace, details: dict, lang: str) -> dict[int, list[dict]]:
     out = {}
     for s in steps:
         data, rows = s.submitted, []
+        names = recorded.get(s.event_id, {})
         if s.event_type in SUBMISSIONS:
             # what an official entered with no form to label it: its fields by their labels;
             # a scheduled start's data (engine/scheduled_starts.start_data) by its own labels, its
@@ -551,8 +556,8 @@ def step_notes(trace, details: dict, lang: str) -> dict[int, list[dict]]:
             for k, v in data.items():
                 if k.endswith("_node_id") and isinstance(v, int):
                     continue
-                if k in field_names:
-                    rows.append({"key": k, "label": field_names[k], "value": _plain(v)})
+                if k in names or k in field_names:
+                    rows.append({"key": k, "label": names.get(k) or field_names[k], "value": _plain(v)})
                 elif k == "scheduled_for":
                     rows.append({"key": k, "label": _("计划发起时间"), "value": _moment(v)})
                 elif k == "evaluator":
@@ -607,6 +612,27 @@ def _version_fields(version) -> dict:
         form = service().forms.get(key)
         for f in (form.fields if form is not None else ()):
             out.setdefault(f.name, f)
+    return out
+
+
+def _recorded_labels(trace, lang: str) -> dict[int, dict[str, str]]:
+    """{event id: {field name: its label}}: at each step, every field of the case's data by
+    the label of the form that recorded its value last (a submission: by its own form)."""
+    version = trace.detail.version
+    keys, start_form = form_keys(version), version.properties.get("startForm")
+    forms = service().forms
+    last: dict[str, str] = {}
+    out = {}
+    for step in trace.steps:
+        if step.event_type in SUBMISSIONS:
+            key = start_form if step.event_type == "case_started" else keys.get(step.bpmn_id)
+            form = forms.get(key) if key else None
+            own = {f.name: label(f.label, lang) for f in (form.fields if form is not None else ())
+                   if not f.readonly}
+            last.update((name, own[name]) for name in step.submitted or {} if name in own)
+            out[step.event_id] = own
+        elif "fields" in (step.submitted or {}):          # a view of personal data: the fields it showed
+            out[step.event_id] = dict(last)
     return out
 
 

@@ -159,6 +159,10 @@ MESSAGES_EN: dict[str, str] = {
     "文件「{name}」不是可接受的类型：请上传 JPEG、PNG、GIF、WebP 图片（不超过 10 MB）或 PDF 文件（不超过 20 MB）。":
         "The file '{name}' is not an accepted type: upload a JPEG, PNG, GIF or WebP image (up to 10 MB) "
         "or a PDF (up to 20 MB).",
+    "文件「{name}」的文件名为 {suffix}，但内容是 {kind}；请改正文件名或重新选择文件。":
+        "The file '{name}' is named {suffix} but holds {kind}; correct the file name or choose the file again.",
+    "JPEG 图片": "a JPEG image", "PNG 图片": "a PNG image", "GIF 图片": "a GIF image", "WebP 图片": "a WebP image",
+    "PDF 文件": "a PDF document",
     "文件「{name}」太大：此类文件不能超过 {limit} MB。": "The file '{name}' is too large: the limit for this type is {limit} MB.",
     "已提交：{name}": "Submitted: {name}",
     "已认领：{name}": "Claimed: {name}",

@@ -136,7 +136,7 @@ def collect_files(form) -> dict[str, list[tuple[str, bytes]]]:
 
 def check_files(files: dict) -> dict[str, list[str]]:
     """The type and size of every upload, checked before anything is stored."""
-    from engine.attachments import KINDS, sniff
+    from engine.attachments import KINDS, NAMES, mismatch, sniff
     errors: dict[str, list[str]] = {}
     for name, uploads in files.items():
         for filename, data in uploads:
@@ -144,8 +144,12 @@ def check_files(files: dict) -> dict[str, list[str]]:
                 service().attachments.check(filename, data)
             except InvalidInput:
                 kind = sniff(data)
+                wrong = mismatch(filename, kind[0]) if kind else None
                 if not data:
                     message = _("文件「{name}」是空的。", name=filename)
+                elif wrong is not None:
+                    message = _("文件「{name}」的文件名为 {suffix}，但内容是 {kind}；请改正文件名或重新选择文件。",
+                                name=filename, suffix=wrong[0], kind=_(NAMES[kind[0]][2]))
                 elif kind is None:
                     message = _("文件「{name}」不是可接受的类型：请上传 JPEG、PNG、GIF、WebP 图片（不超过 10 MB）或 PDF 文件（不超过 20 MB）。",
                                 name=filename)
