@@ -261,6 +261,7 @@ MESSAGES_EN: dict[str, str] = {
     "本人承办": "Yours",
     "督办意见": "Note to the holder",
     "督办意见（可选）": "Note (optional)",
+    "您填写的督办意见（未保存，可复制）": "The note you typed (not saved; copy it)",
     "辖区内没有超期或24小时内到期的任务。": "Nothing in your jurisdiction is overdue or due within 24 hours.",
     "共 {n} 条，未读 {m} 条": "{n} in total, {m} unread",
     "全部标为已读": "Mark all read",
