@@ -488,6 +488,25 @@ def test_town_dispatch_form_has_defaults(api):
     assert task["form"]["defaults"] == {"department": "paichusuo"}
 
 
+def test_a_dispatch_form_says_where_each_department_sends_the_matter(api):
+    """The web form tells a town dispatcher that 林西镇 has no 住建 and a 住建 task goes to the
+    county's bureau; the API's form said nothing, so the app could not."""
+    case = api.start(category="public_order", colour="red")
+    (task_id,) = [t["id"] for t in case["open_tasks"] if t["spec_id"] == "town_dispatch"]
+    routing = api.get(f"{V1}/tasks/{task_id}", DISPATCHER).get_json()["form"]["department_routing"]
+    assert routing["fields"] == ["department", "departments"] and "承办单位按案件所在辖区确定" in routing["rule"]
+    assert routing["choices"]["zhujian"] == {"unit": "林西县住房和城乡建设局", "own_place": False,
+                                             "note": "本级无此部门，将派至林西县住房和城乡建设局"}
+    assert routing["choices"]["chengguan"]["own_place"] is True and routing["choices"]["chengguan"]["note"] is None
+    en = api.get(f"{V1}/tasks/{task_id}", DISPATCHER, headers={"Accept-Language": "en"}).get_json()
+    assert en["form"]["department_routing"]["choices"]["zhujian"]["note"] == "none here: goes to 林西县住房和城乡建设局"
+    # one who may not work the task learns the rule alone; a form without department choices: null
+    assert api.get(f"{V1}/tasks/{task_id}", WORKER).get_json()["form"]["department_routing"]["choices"] == {}
+    processes = api.get(f"{V1}/processes", WORKER).get_json()["items"]
+    report = next(p for p in processes if p["key"] == "grid_matter")
+    assert report["start_form"]["department_routing"] is None
+
+
 def test_a_department_chosen_twice_is_refused_in_the_callers_language_and_changes_nothing(api, clean_db):
     """The form's JSON Schema says `uniqueItems`; a department named twice would be summoned
     twice (two 部门报到 tasks for one unit). Field messages come in the caller's language."""

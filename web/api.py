@@ -43,6 +43,7 @@ from forms.render import json_schema
 from forms.safety import find_unstorable
 
 from . import api_schemas as s
+from .department_routing import department_routing
 from .errors import DATABASE_UNAVAILABLE_MESSAGES, RETRY_AFTER_SECONDS, log_database_unavailable
 from .extensions import service
 from .i18n import localise_message
@@ -514,7 +515,7 @@ def _case_ref(case) -> dict:
     }
 
 
-def _form(form, case_data: dict | None = None) -> dict | None:
+def _form(form, case_data: dict | None = None, department_places: dict | None = None) -> dict | None:
     if form is None:
         return None
     language, case_data = lang(), case_data or {}
@@ -523,7 +524,9 @@ def _form(form, case_data: dict | None = None) -> dict | None:
                 if f.default_from and case_data.get(f.default_from) is not None}
     text = (lambda t: (t.get(language) or t.get("zh")) if t else None)
     return {"key": form.key, "title": text(form.title), "description": text(form.description),
-            "json_schema": json_schema(form, language), "readonly": readonly, "defaults": defaults}
+            "json_schema": json_schema(form, language), "readonly": readonly, "defaults": defaults,
+            # where a dispatch's department choices go, as the task page tells it
+            "department_routing": department_routing(form, department_places, language)}
 
 
 def _attachment(att) -> dict:
@@ -575,7 +578,7 @@ def _task_detail(detail) -> dict:
     detail = PersonalData(service()).guard_task_detail(g.api_user.id, detail, "api_task")
     out = _task_brief(detail.item)
     out.update(may_work=bool(detail.may_work), case=_case_ref(detail.case),
-               form=_form(detail.form, detail.case_data))
+               form=_form(detail.form, detail.case_data, detail.department_places))
     return out
 
 
