@@ -525,6 +525,31 @@ def test_a_department_chosen_twice_is_refused_in_the_callers_language_and_change
     assert done.status_code == 200, done.get_data(as_text=True)
 
 
+def test_an_unknown_key_is_named_with_the_fields_the_form_takes_in_the_callers_language(api, clean_db):
+    """An app sending a key the form does not take was told "not part of the form": not which
+    key, nor what it may send instead."""
+    case = api.start()
+    task_id = case["open_tasks"][0]["id"]
+    before = counts(clean_db)
+    data = {"resolved": True, "mediation_note": "已调解好了", "foo": 1, "description": "改描述"}
+    zh = assert_error(api.post(f"{V1}/tasks/{task_id}/complete", LEADER, json={"data": data}), 400, "invalid")
+    fillable = "resolved mediation_note grid_leader_present if_unresolved dispute_type amount_in_dispute " \
+               "escalation_reason".split()
+    assert zh["fields"]["foo"] == [f"表单中没有字段 foo；可填写的字段：{'、'.join(fillable)}"]
+    assert zh["fields"]["description"][0].startswith("字段 description 为只读，不能提交；可填写的字段：resolved、")
+    en = assert_error(api.post(f"{V1}/tasks/{task_id}/complete", LEADER, json={"data": data},
+                               headers={"Accept-Language": "en"}), 400, "invalid")
+    assert en["fields"]["foo"] == [f"the form has no field foo; fields you may fill: {', '.join(fillable)}"]
+    assert counts(clean_db) == before
+    # a key the body itself does not take, likewise
+    body = {"process": "grid_matter", "grid": GRID, "data": REPORT, "gird": GRID}
+    zh = assert_error(api.post(f"{V1}/cases", WORKER, json=body), 400, "invalid")
+    assert zh["fields"] == {"gird": ["请求中没有字段 gird；可用的字段：process、grid、data"]}
+    en = assert_error(api.post(f"{V1}/cases", WORKER, json=body, headers={"Accept-Language": "en"}), 400)
+    assert en["fields"] == {"gird": ["the request has no field gird; fields it takes: process, grid, data"]}
+    assert counts(clean_db) == before
+
+
 def test_field_messages_of_the_api_are_in_the_callers_language(api):
     """marshmallow's and the engine's own field messages, as the web forms show them."""
     short = {"process": "grid_matter", "grid": GRID, "data": {**REPORT, "description": "短"}}

@@ -93,6 +93,7 @@ MESSAGES = {
     "choose_file": ("请选择要上传的文件（字段 file）。", "Choose at least one file (field `file`)."),
     "too_many_files": ("一次最多上传 {n} 个文件。", "At most {n} files per request."),
     "unknown_field": ("未知字段。", "Unknown field."),
+    "unknown_key": ("请求中没有字段 {name}；可用的字段：{names}", "the request has no field {name}; fields it takes: {names}"),
     "nul": ("不能包含控制字符（NUL）。", "Must not contain NUL characters."),
     "not_finite": ("数值超出范围。", "The number is out of range."),
     "too_deep": ("嵌套层级过深或数值过大。", "Nested too deeply or a number too large."),
@@ -378,7 +379,20 @@ def json_body(schema):
     try:
         return schema.load(payload)
     except ValidationError as exc:
-        raise ApiError(400, "invalid", msg("invalid"), fields=_flatten(exc.messages)) from None
+        fields = _name_unknown_keys(schema, _flatten(exc.messages))
+        raise ApiError(400, "invalid", msg("invalid"), fields=fields) from None
+
+
+def _name_unknown_keys(schema, fields: dict) -> dict:
+    """A key the body does not take is named, with the keys it does (as a form's unknown key
+    is, forms/__init__.py), not just "Unknown field."."""
+    names = [f.data_key or name for name, f in schema.fields.items() if not f.dump_only]
+    separator = "、" if lang() == "zh" else ", "
+    for key, messages in fields.items():
+        if messages == ["Unknown field."]:
+            shown = key if len(key) <= 64 else key[:64] + "…"
+            fields[key] = [msg("unknown_key", name=shown, names=separator.join(names))]
+    return fields
 
 
 def query_args(schema):
