@@ -1558,8 +1558,7 @@ class WorkflowService:
         without 住建 sends 住建 to the county's bureau, and the dispatcher is told so before
         submitting instead of finding it out from where the task went. A type nobody handles
         at or above the place maps to (None, False): the task would go to the dispatchers."""
-        fields = [f for f in getattr(form, "input_fields", ()) if f.name in ("department", "departments")
-                  and f.type in ("choice", "multi_choice")]
+        fields = department_fields(form)
         ref = parse_lane(item.lane) if fields and item.lane else None
         if ref is None or not ref.level:
             return {}
@@ -1629,6 +1628,13 @@ class TaskDetail:
     may_work: bool
     # a dispatch form's department choices: where each would go (`_department_places`)
     department_places: dict = field(default_factory=dict)
+
+
+def department_fields(form) -> list:
+    """The department choices of a dispatch form (`department`, `departments`), whose places
+    `_department_places` resolves and the pages and the API tell (web/department_routing.py)."""
+    return [f for f in getattr(form, "input_fields", ()) if f.name in ("department", "departments")
+            and f.type in ("choice", "multi_choice")]
 
 
 def _plain(value) -> str:

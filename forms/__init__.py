@@ -153,7 +153,7 @@ class FormDef:
         try:
             cleaned, problems = schema.load(data or {}), {}
         except ValidationError as exc:
-            cleaned, problems = exc.valid_data or {}, _flatten(exc.messages)
+            cleaned, problems = exc.valid_data or {}, self._name_unknown_keys(_flatten(exc.messages))
         if now is not None:
             for f in self.input_fields:
                 if f.not_future and f.name not in problems and _after(cleaned.get(f.name), now):
@@ -191,6 +191,24 @@ class FormDef:
                     f"{f.label['zh']}（{shown}）不能早于{other.label['zh']}（{other_shown}），请核对这两个日期")]
                 break
 
+    def _name_unknown_keys(self, problems: dict) -> dict:
+        """marshmallow's "Unknown field." for a key the form does not take names the key and lists
+        the fields it does: an app sending `foo` (or a read-only field) was told only "not part of
+        the form", not which of its keys nor what to send instead."""
+        fillable = [f.name for f in self.input_fields]
+        readonly = {f.name for f in self.fields if f.readonly}
+        for key, messages in problems.items():
+            if messages != ["Unknown field."]:
+                continue
+            shown = key if len(key) <= 64 else key[:64] + "…"   # never echo a huge key back whole
+            if key in readonly:
+                en, zh = f"field {shown} is read-only", f"字段 {shown} 为只读，不能提交"
+            else:
+                en, zh = f"the form has no field {shown}", f"表单中没有字段 {shown}"
+            problems[key] = [OrderProblem(f"{en}; fields you may fill: {', '.join(fillable) or '(none)'}",
+                                          f"{zh}；可填写的字段：{'、'.join(fillable) or '（无）'}")]
+        return problems
+
     @staticmethod
     def _zh(problems: dict) -> dict | None:
         """The messages with the Chinese of those that carry their own (the others stay English,
@@ -201,7 +219,8 @@ class FormDef:
 
 
 class OrderProblem(str):
-    """An English field message that carries its Chinese (it names another field by its label)."""
+    """An English field message that carries its Chinese (it names another field by its label,
+    or the keys a submission may have: `_name_unknown_keys`)."""
 
     def __new__(cls, en: str, zh: str):
         text = super().__new__(cls, en)

@@ -488,6 +488,25 @@ def test_town_dispatch_form_has_defaults(api):
     assert task["form"]["defaults"] == {"department": "paichusuo"}
 
 
+def test_a_dispatch_form_says_where_each_department_sends_the_matter(api):
+    """The web form tells a town dispatcher that 林西镇 has no 住建 and a 住建 task goes to the
+    county's bureau; the API's form said nothing, so the app could not."""
+    case = api.start(category="public_order", colour="red")
+    (task_id,) = [t["id"] for t in case["open_tasks"] if t["spec_id"] == "town_dispatch"]
+    routing = api.get(f"{V1}/tasks/{task_id}", DISPATCHER).get_json()["form"]["department_routing"]
+    assert routing["fields"] == ["department", "departments"] and "承办单位按案件所在辖区确定" in routing["rule"]
+    assert routing["choices"]["zhujian"] == {"unit": "林西县住房和城乡建设局", "own_place": False,
+                                             "note": "本级无此部门，将派至林西县住房和城乡建设局"}
+    assert routing["choices"]["chengguan"]["own_place"] is True and routing["choices"]["chengguan"]["note"] is None
+    en = api.get(f"{V1}/tasks/{task_id}", DISPATCHER, headers={"Accept-Language": "en"}).get_json()
+    assert en["form"]["department_routing"]["choices"]["zhujian"]["note"] == "none here: goes to 林西县住房和城乡建设局"
+    # one who may not work the task learns the rule alone; a form without department choices: null
+    assert api.get(f"{V1}/tasks/{task_id}", WORKER).get_json()["form"]["department_routing"]["choices"] == {}
+    processes = api.get(f"{V1}/processes", WORKER).get_json()["items"]
+    report = next(p for p in processes if p["key"] == "grid_matter")
+    assert report["start_form"]["department_routing"] is None
+
+
 def test_a_department_chosen_twice_is_refused_in_the_callers_language_and_changes_nothing(api, clean_db):
     """The form's JSON Schema says `uniqueItems`; a department named twice would be summoned
     twice (two 部门报到 tasks for one unit). Field messages come in the caller's language."""
@@ -504,6 +523,31 @@ def test_a_department_chosen_twice_is_refused_in_the_callers_language_and_change
     done = api.post(f"{V1}/tasks/{task_id}/complete", DISPATCHER,
                     json={"data": {"department": "chengguan", "departments": ["chengguan", "paichusuo"]}})
     assert done.status_code == 200, done.get_data(as_text=True)
+
+
+def test_an_unknown_key_is_named_with_the_fields_the_form_takes_in_the_callers_language(api, clean_db):
+    """An app sending a key the form does not take was told "not part of the form": not which
+    key, nor what it may send instead."""
+    case = api.start()
+    task_id = case["open_tasks"][0]["id"]
+    before = counts(clean_db)
+    data = {"resolved": True, "mediation_note": "已调解好了", "foo": 1, "description": "改描述"}
+    zh = assert_error(api.post(f"{V1}/tasks/{task_id}/complete", LEADER, json={"data": data}), 400, "invalid")
+    fillable = "resolved mediation_note grid_leader_present if_unresolved dispute_type amount_in_dispute " \
+               "escalation_reason".split()
+    assert zh["fields"]["foo"] == [f"表单中没有字段 foo；可填写的字段：{'、'.join(fillable)}"]
+    assert zh["fields"]["description"][0].startswith("字段 description 为只读，不能提交；可填写的字段：resolved、")
+    en = assert_error(api.post(f"{V1}/tasks/{task_id}/complete", LEADER, json={"data": data},
+                               headers={"Accept-Language": "en"}), 400, "invalid")
+    assert en["fields"]["foo"] == [f"the form has no field foo; fields you may fill: {', '.join(fillable)}"]
+    assert counts(clean_db) == before
+    # a key the body itself does not take, likewise
+    body = {"process": "grid_matter", "grid": GRID, "data": REPORT, "gird": GRID}
+    zh = assert_error(api.post(f"{V1}/cases", WORKER, json=body), 400, "invalid")
+    assert zh["fields"] == {"gird": ["请求中没有字段 gird；可用的字段：process、grid、data"]}
+    en = assert_error(api.post(f"{V1}/cases", WORKER, json=body, headers={"Accept-Language": "en"}), 400)
+    assert en["fields"] == {"gird": ["the request has no field gird; fields it takes: process, grid, data"]}
+    assert counts(clean_db) == before
 
 
 def test_field_messages_of_the_api_are_in_the_callers_language(api):

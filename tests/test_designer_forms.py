@@ -263,6 +263,15 @@ def test_form_pages_preview_and_save(client_for, clean_db):
     assert revisions(clean_db) == before + 1
 
 
+def test_a_dispatch_forms_preview_says_how_its_departments_unit_is_chosen(client_for):
+    """The task page and the API tell where each department choice goes; the preview (no task,
+    no place) tells the rule, so the designer sees the form as officials will."""
+    client = client_for(DESIGNER)
+    page = client.get("/designer/forms/town_dispatch").get_data(as_text=True)
+    assert '<p class="hint department-routing">承办单位按案件所在辖区确定' in page.split('id="form-preview"')[1]
+    assert "department-routing" not in client.get("/designer/forms/progress_report").get_data(as_text=True)
+
+
 @pytest.mark.parametrize("who", [WORKER, AUDITOR])
 def test_form_pages_refuse_others(client_for, clean_db, who):
     client = client_for(who)

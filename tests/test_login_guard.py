@@ -147,7 +147,7 @@ def _hidden_inputs(page: str, form_action: str | None = None) -> list[tuple[str,
     import html as markup
     import re
     if form_action is not None:
-        page = re.search(rf'(?s)<form method="post" action="{re.escape(form_action)}">(.*?)</form>', page).group(1)
+        page = re.search(rf'(?s)<form method="post" action="{re.escape(form_action)}"[^>]*>(.*?)</form>', page).group(1)
     return [(name, markup.unescape(value))
             for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page)]
 
@@ -192,6 +192,38 @@ def test_what_an_official_typed_survives_the_idle_logout_and_comes_back_in_the_f
     assert 'value="false" checked' in page and 'value="mediation" selected' in page
     assert "约定周五再谈 &#34;当面&#34; &lt;b&gt;&amp;amp;" in page
     assert task_id in [i.id for i in service.view_case(WORKER, case.business_key).open_items]   # nothing submitted
+
+
+def test_the_language_switch_on_the_login_and_resume_pages_keeps_what_was_typed(service, app):
+    """The zh/en switch on the login page an idle logout showed, and on the resume page after
+    the login, led to a plain page: what the official had typed was gone."""
+    from tests.helpers import REPORT
+    from tests.test_web_pages import task_of
+    service.start_case("grid_matter", "linxi-xinguang-g1", dict(REPORT), WORKER)
+    task_id = task_of(service, "lx_wgz1", "micro_mediation")
+    client = app.test_client()
+    login(client, "lx_wgz1")
+    token = csrf_token(client, f"/tasks/{task_id}")
+    _idle(app, client)
+    note = '约定周五再谈 "当面" <b>&amp;'
+    response = client.post(f"/tasks/{task_id}", data={"csrf_token": token, "resolved": "false",
+                                                      "mediation_note": note, "if_unresolved": "mediation"})
+    switch = dict(_hidden_inputs(response.get_data(as_text=True), "/lang/en"))
+    response = client.post("/lang/en", data=switch)              # on the login page
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and "Log in" in page and "kept" in page
+    carried = dict(_hidden_inputs(page, "/login"))
+    assert carried["resume_path"] == f"/tasks/{task_id}" and carried["r:mediation_note"] == note
+    response = client.post("/login", data={**carried, "username": "lx_wgz1", "password": "demo123"})
+    assert "Logged in again" in response.get_data(as_text=True)      # the language chosen holds
+    switch = dict(_hidden_inputs(response.get_data(as_text=True), "/lang/zh"))
+    response = client.post("/lang/zh", data=switch)              # on the resume page, back to 中文
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and "已重新登录" in page
+    back = _hidden_inputs(page, f"/tasks/{task_id}")
+    assert ("_resume", "1") in back and ("mediation_note", note) in back and ("if_unresolved", "mediation") in back
+    page = client.post(f"/tasks/{task_id}", data=dict(back)).get_data(as_text=True)
+    assert "这是您退出前填写的内容，尚未提交" in page and 'value="mediation" selected' in page
 
 
 def test_a_report_stopped_by_the_idle_logout_comes_back_with_its_start_token(service, app):

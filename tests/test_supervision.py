@@ -540,6 +540,44 @@ def test_the_holder_is_refused_through_the_web(sv, app, client):
     assert response.status_code == 403 and "不能督办自己" in html(response)
 
 
+def urged_events(service, case):
+    return [e for e in service.history(case.business_key) if e.event_type == "urged"]
+
+
+def test_a_refused_urge_shows_why_and_keeps_the_typed_note(sv, app, client):
+    """A refused 督办 re-renders the board with the reason beside the note as it was typed (a
+    redirect lost it), and records nothing."""
+    case, item = urgent(sv)
+    login(client, "lxx_pd")
+    token = csrf_token(client, "/supervision")
+    typed = "请今天内派单并回报进展" + "很" * 500                       # too long: refused
+    response = client.post(f"/supervision/tasks/{item.id}/urge", data={"note": typed, "csrf_token": token})
+    page = html(response)
+    assert response.status_code == 400
+    assert f'id="urge-error-{item.id}"' in page and "未督办：督办意见" in page
+    assert re.search(rf'<input id="note-{item.id}" name="note"[^>]*value="{typed}"', page)
+    assert {i.id: i for i in sv.get_case(case.business_key).open_items}[item.id].urge_count == 0
+    assert not urged_events(sv, case) and not notes(sv, "lxz_pd", "urge")
+
+    # the task finished meanwhile: no longer on the board, the note is shown to copy
+    sv.complete_task(item.id, {"department": "paichusuo"}, "lxz_pd")
+    response = client.post(f"/supervision/tasks/{item.id}/urge", data={"note": "请尽快", "csrf_token": token})
+    page = html(response)
+    assert response.status_code == 409 and "未督办：" in page
+    assert re.search(r'<textarea id="refused-note" readonly[^>]*>请尽快</textarea>', page)
+    assert not urged_events(sv, case)
+
+
+def test_the_holders_refused_urge_keeps_the_note_too(sv, app, client):
+    case, item = urgent(sv)
+    login(client, "lxz_pd")
+    token = csrf_token(client, "/supervision")
+    response = client.post(f"/supervision/tasks/{item.id}/urge", data={"note": "自己催自己", "csrf_token": token})
+    page = html(response)
+    assert response.status_code == 403 and "不能督办自己" in page and ">自己催自己</textarea>" in page
+    assert not urged_events(sv, case)
+
+
 def test_notifications_page_open_and_mark_read(sv, app, client):
     first = start(sv)
     second = start(sv)

@@ -43,6 +43,7 @@ from forms.render import json_schema
 from forms.safety import find_unstorable
 
 from . import api_schemas as s
+from .department_routing import department_routing
 from .errors import DATABASE_UNAVAILABLE_MESSAGES, RETRY_AFTER_SECONDS, log_database_unavailable
 from .extensions import service
 from .i18n import localise_message
@@ -92,6 +93,7 @@ MESSAGES = {
     "choose_file": ("请选择要上传的文件（字段 file）。", "Choose at least one file (field `file`)."),
     "too_many_files": ("一次最多上传 {n} 个文件。", "At most {n} files per request."),
     "unknown_field": ("未知字段。", "Unknown field."),
+    "unknown_key": ("请求中没有字段 {name}；可用的字段：{names}", "the request has no field {name}; fields it takes: {names}"),
     "nul": ("不能包含控制字符（NUL）。", "Must not contain NUL characters."),
     "not_finite": ("数值超出范围。", "The number is out of range."),
     "too_deep": ("嵌套层级过深或数值过大。", "Nested too deeply or a number too large."),
@@ -377,7 +379,20 @@ def json_body(schema):
     try:
         return schema.load(payload)
     except ValidationError as exc:
-        raise ApiError(400, "invalid", msg("invalid"), fields=_flatten(exc.messages)) from None
+        fields = _name_unknown_keys(schema, _flatten(exc.messages))
+        raise ApiError(400, "invalid", msg("invalid"), fields=fields) from None
+
+
+def _name_unknown_keys(schema, fields: dict) -> dict:
+    """A key the body does not take is named, with the keys it does (as a form's unknown key
+    is, forms/__init__.py), not just "Unknown field."."""
+    names = [f.data_key or name for name, f in schema.fields.items() if not f.dump_only]
+    separator = "、" if lang() == "zh" else ", "
+    for key, messages in fields.items():
+        if messages == ["Unknown field."]:
+            shown = key if len(key) <= 64 else key[:64] + "…"
+            fields[key] = [msg("unknown_key", name=shown, names=separator.join(names))]
+    return fields
 
 
 def query_args(schema):
@@ -514,7 +529,7 @@ def _case_ref(case) -> dict:
     }
 
 
-def _form(form, case_data: dict | None = None) -> dict | None:
+def _form(form, case_data: dict | None = None, department_places: dict | None = None) -> dict | None:
     if form is None:
         return None
     language, case_data = lang(), case_data or {}
@@ -523,7 +538,9 @@ def _form(form, case_data: dict | None = None) -> dict | None:
                 if f.default_from and case_data.get(f.default_from) is not None}
     text = (lambda t: (t.get(language) or t.get("zh")) if t else None)
     return {"key": form.key, "title": text(form.title), "description": text(form.description),
-            "json_schema": json_schema(form, language), "readonly": readonly, "defaults": defaults}
+            "json_schema": json_schema(form, language), "readonly": readonly, "defaults": defaults,
+            # where a dispatch's department choices go, as the task page tells it
+            "department_routing": department_routing(form, department_places, language)}
 
 
 def _attachment(att) -> dict:
@@ -575,7 +592,7 @@ def _task_detail(detail) -> dict:
     detail = PersonalData(service()).guard_task_detail(g.api_user.id, detail, "api_task")
     out = _task_brief(detail.item)
     out.update(may_work=bool(detail.may_work), case=_case_ref(detail.case),
-               form=_form(detail.form, detail.case_data))
+               form=_form(detail.form, detail.case_data, detail.department_places))
     return out
 
 

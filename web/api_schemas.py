@@ -130,6 +130,26 @@ class GridSchema(Schema):
     name = fields.String(allow_none=True, metadata={"example": "新光社区第一网格"})
 
 
+class DepartmentPlaceSchema(Schema):
+    unit = fields.String(allow_none=True, metadata={
+        "description": "the unit a task for this department goes to; null: nobody handles it, "
+                       "it goes to the dispatchers", "example": "林西县住房和城乡建设局"})
+    own_place = fields.Boolean(metadata={"description": "the unit is a department of the dispatcher's own "
+                                                        "place (the town's, for a town dispatch)"})
+    note = fields.String(allow_none=True, metadata={
+        "description": "what the web form adds to the choice's label, in the request language; null for "
+                       "a department of one's own place", "example": "本级无此部门，将派至林西县住房和城乡建设局"})
+
+
+class DepartmentRoutingSchema(Schema):
+    fields_ = fields.List(fields.String(), data_key="fields", attribute="fields", metadata={
+        "description": "the form's department choice fields", "example": ["department"]})
+    rule = fields.String(metadata={"description": "how the unit is chosen, in the request language"})
+    choices = fields.Dict(keys=fields.String(), values=fields.Nested(DepartmentPlaceSchema), metadata={
+        "description": "by choice value: where a task for that department goes from this task's place; "
+                       "empty when no place is known (a start form) or the task is not yours to work"})
+
+
 class FormSchema(Schema):
     key = fields.String(metadata={"example": "grid_matter_report"})
     title = fields.String(allow_none=True)
@@ -142,6 +162,9 @@ class FormSchema(Schema):
                                                     "from the case, by field name"})
     defaults = fields.Dict(metadata={"description": "suggested values for input fields (`x-default-from`), "
                                                     "by field name"})
+    department_routing = fields.Nested(DepartmentRoutingSchema, allow_none=True, metadata={
+        "description": "a dispatch form's department choices: where each sends the matter (a town without "
+                       "住建 sends it to the county's bureau), as the web form tells it; null: no such choices"})
 
 
 # ----------------------------------------------------------------- processes

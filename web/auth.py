@@ -64,7 +64,10 @@ def login():
             if user is None:
                 error, status = _("用户名或密码不正确，请重新输入。"), 401
             else:
+                lang = session.get("lang")
                 session.clear()
+                if lang in LANGS:   # the language chosen on the login page holds after it
+                    session["lang"] = lang
                 login_user(official := LoginUser(user))
                 session[_SEEN], session[_PASSWORD] = int(time.time()), official.password_stamp
                 if resume is not None:
@@ -155,6 +158,13 @@ def change_password():
 def set_language(code):
     if code in LANGS:
         session["lang"] = code
+    resume = _resume_from_login_form()
+    if resume is not None:
+        # the switch on the login or resume page carries the kept submission (base.html): the
+        # same page again in the new language, with it; a redirect lost what was typed
+        if current_user.is_authenticated:
+            return render_template("resume_form.html", resume=resume)
+        return render_template("login.html", error=None, resume=resume)
     return redirect(safe_next(request.form.get("next") or request.referrer and urlsplit(request.referrer).path))
 
 

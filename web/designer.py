@@ -13,6 +13,7 @@ from engine.designer import Designer
 from engine.errors import EngineError, InvalidInput
 from engine.models import LEVELS, WORKING_ROLES
 
+from .department_routing import department_routing
 from .extensions import send_npm_dist, service
 from .i18n import current_lang, gettext as _, label, read_stored
 
@@ -284,9 +285,11 @@ def _preview_html(form):
     from forms.render import form_context
     lang = current_lang()
     fields = form_context(form, {}, None, {}, lang)
+    # no task, no place: a dispatch form's department choices get the rule that picks their unit
+    routing = department_routing(form, None, lang)
     # our own template's output, every value in it autoescaped: safe to embed as HTML
     return Markup(render_template("designer/_form_preview.html", form=form, lang=lang, fields=fields,
-                                  input_fields=[f for f in fields if not f.get("readonly")]))
+                                  input_fields=[f for f in fields if not f.get("readonly")], routing=routing))
 
 
 def _errors_json(check):

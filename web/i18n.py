@@ -22,8 +22,13 @@ MESSAGES_EN: dict[str, str] = {
     # layout
     "网格化治理工作平台": "Grid Governance Workflow",
     "收件箱": "Inbox",
-    "{label}（本级无此部门，将派至{unit}）": "{label} (none here: goes to {unit})",
-    "{label}（无此部门，将转派单员）": "{label} (no such department: goes to the dispatchers)",
+    "{label}（{note}）": "{label} ({note})",
+    # web/department_routing.py
+    "本级无此部门，将派至{unit}": "none here: goes to {unit}",
+    "无此部门，将转派单员": "no such department: goes to the dispatchers",
+    "承办单位按案件所在辖区确定：本级没有的部门派至上级的该部门（如县住建局），无人承办的转派单员。":
+        "The unit is chosen by where the case is: a department the level lacks goes to the level above "
+        "(e.g. the county's housing bureau); one nobody handles goes to the dispatchers.",
     "上报/发起": "Report / start",
     "退出": "Log out",
     "登录": "Log in",
@@ -265,6 +270,7 @@ MESSAGES_EN: dict[str, str] = {
     "本人承办": "Yours",
     "督办意见": "Note to the holder",
     "督办意见（可选）": "Note (optional)",
+    "您填写的督办意见（未保存，可复制）": "The note you typed (not saved; copy it)",
     "辖区内没有超期或24小时内到期的任务。": "Nothing in your jurisdiction is overdue or due within 24 hours.",
     "共 {n} 条，未读 {m} 条": "{n} in total, {m} unread",
     "全部标为已读": "Mark all read",

@@ -13,9 +13,10 @@ import re
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from engine.errors import Conflict, InvalidInput
+from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 from .auth import safe_next
+from .errors import engine_status
 from .extensions import service
 from .i18n import current_lang, gettext as _, task_name
 
@@ -58,20 +59,37 @@ def _page() -> int:
 @bp.route("/supervision")
 @login_required
 def board():
-    return render_template("supervision.html", board=service().supervision.board(current_user.id))
+    return render_template("supervision.html", board=service().supervision.board(current_user.id),
+                           urge_refused={})
 
 
 @bp.route("/supervision/tasks/<task_id>/urge", methods=["POST"])
 @login_required
 def urge(task_id):
     back = safe_next(request.form.get("next") or url_for("supervision.board"))
+    note = request.form.get("note", "")
     try:
-        item = service().supervision.urge(task_id, current_user.id, request.form.get("note", ""))
-    except (InvalidInput, Conflict) as exc:   # back where the official was, told what to change
-        flash(_("未督办：{why}", why=exc.text(current_lang())), "error")
-        return redirect(back)
+        item = service().supervision.urge(task_id, current_user.id, note)
+    except (InvalidInput, Conflict, PermissionDenied, NotFound) as exc:
+        return _urge_refused(task_id, note, exc)
     flash(_("已督办：{name}（第 {n} 次）", name=task_name(item), n=item.urge_count))
     return redirect(back)
+
+
+def _urge_refused(task_id: str, note, exc):
+    """The board again, saying why, with the note as it was typed in its field (a redirect lost
+    it, and a 督办意见 is often a paragraph); the urge recorded nothing (the engine refused it in
+    its transaction). A task with no form on the board (finished meanwhile, or one's own) gets
+    the note shown at the top, to copy. Someone the board is refused to gets the error page."""
+    try:
+        board_ = service().supervision.board(current_user.id)
+    except PermissionDenied:
+        raise exc from None
+    # where its form is: a row of one's own task has none (it is one's to work, not to urge)
+    on_board = any(row.item.id == task_id and not row.mine for group in board_.groups for row in group.rows)
+    refused = {"task_id": task_id, "note": note if isinstance(note, str) else "", "on_board": on_board,
+               "error": _("未督办：{why}", why=exc.text(current_lang()))}
+    return render_template("supervision.html", board=board_, urge_refused=refused), engine_status(exc)
 
 
 @bp.route("/supervision/tasks/<task_id>/reassign", methods=["POST"])

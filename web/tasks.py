@@ -20,6 +20,7 @@ from forms import FormValidationError
 from forms.render import coerce_form_post, form_context
 
 from .auth import safe_next
+from .department_routing import department_routing
 from .extensions import service
 from .i18n import current_lang, gettext as _, localise_errors, task_name
 
@@ -201,7 +202,7 @@ def _render(task_id: str, detail=None, submitted=None, errors=None, status=200):
     lang = current_lang()
     errors = errors or {}
     fields = form_context(detail.form, detail.case_data, submitted, errors, lang) if detail.form else []
-    _name_department_places(fields, detail.department_places)
+    _name_department_places(fields, department_routing(detail.form, detail.department_places, lang))
     return render_template(
         "task.html", detail=detail, item=detail.item, case=detail.case, form=detail.form, view=view,
         details=event_details(view, lang), fields=fields, input_fields=[f for f in fields if not f.get("readonly")],
@@ -209,19 +210,19 @@ def _render(task_id: str, detail=None, submitted=None, errors=None, status=200):
         lang=lang, next_url=request.path), status
 
 
-def _name_department_places(fields, places: dict) -> None:
+def _name_department_places(fields, routing: dict | None) -> None:
     """A dispatch form's department choices say where a task for them would go when that is not
     a department of the dispatcher's own place (住建 at a town without one: the county's bureau),
     so the dispatcher knows before submitting rather than after."""
+    if not routing:
+        return
     for f in fields:
-        if f["name"] not in ("department", "departments") or f.get("readonly"):
+        if f["name"] not in routing["fields"] or f.get("readonly"):
             continue
         for choice in f["choices"]:
-            unit, own = places.get(choice["value"], ("", True))
-            if unit and not own:
-                choice["label"] = _("{label}（本级无此部门，将派至{unit}）", label=choice["label"], unit=unit)
-            elif unit is None:
-                choice["label"] = _("{label}（无此部门，将转派单员）", label=choice["label"])
+            note = routing["choices"].get(choice["value"], {}).get("note")
+            if note:
+                choice["label"] = _("{label}（{note}）", label=choice["label"], note=note)
 
 
 @bp.route("/tasks/<task_id>", methods=["GET"])
