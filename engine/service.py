@@ -47,8 +47,8 @@ from .org_cache import OrgCache, OrgView, current_generation, load_user, snapsho
 from .passwords import (StampedActor, check_password, check_password_of_nobody, hash_password,
                         password_problems, password_stamp)
 from .personal_data import mask_value, personal_fields
-from .state import (LiveWorkflowCache, StateSerializer, collect_finished_steps, find_task, private_specs,
-                    prune_history, restore_trigger_connections, run_engine, specs_mutate_at_runtime,
+from .state import (LiveWorkflowCache, StateSerializer, branches_a_join_holds, collect_finished_steps, find_task,
+                    private_specs, prune_history, restore_trigger_connections, run_engine, specs_mutate_at_runtime,
                     tasks_in_tree_order, waiting_event_ids)
 from .sandbox import SCRIPT_ENGINE, SandboxedEnvironment
 from .supervision import Supervision
@@ -1140,12 +1140,18 @@ class WorkflowService:
             # A task inside a called process holds only what the call passed in (mediation's
             # fields): the case's own data is its call activity's. Parallel branches each hold
             # a copy: together they are the case's data, the most recent value of a key winning
-            # (the tree's order decides between equally recent tasks).
-            own = sorted(((_in_case_scope(workflow, t), -i) for i, t in enumerate(ready)),
-                         key=lambda pair: (pair[0].last_state_change, pair[1]))
+            # (the tree's order decides between equally recent tasks). A branch already ended
+            # (a 督办 branch: the overdue flag, the note) is held by the join that waits for the
+            # others, until it fires: read from there, as the join will merge it, the handler
+            # of the main task sees the case was flagged and what the supervisor wrote.
+            held = []
+            for i, task in enumerate(ready):
+                scoped = _in_case_scope(workflow, task)
+                parts = branches_a_join_holds(task) if scoped is task else [(scoped.last_state_change, scoped)]
+                held += [(when, -i, j, source) for j, (when, source) in enumerate(parts)]
             merged = {}
-            for task, _order in own:
-                merged.update(task.data)
+            for _when, _order, _part, source in sorted(held, key=lambda four: four[:3]):
+                merged.update(source.data)
             return merged
         if workflow.last_task is not None:
             return dict(workflow.last_task.data)
