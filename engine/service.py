@@ -1015,18 +1015,24 @@ class WorkflowService:
         return CaseView(case, open_items)
 
     def _fire_as_due(self, workflow: BpmnWorkflow, case: Case) -> dict[str, datetime]:
-        """Fire the case's due timers one due moment at a time, oldest first, each as at the
-        moment it fell due. A worker that was down fires a backlog late: fired at once at
-        the real time, a leader case's progress reports (R52/P{n}D) of two missed cycles
-        were both due n days after the late firing, and each one's missed-report timer
-        counted from then, the reporting period stretched by the downtime. Returns {task id:
-        the moment it was due} for the user tasks a timer created, their due dates' start."""
+        """Fire the case's due timers; a cycle's turns that fell due before any other timer
+        did fire one at a time, oldest first, each as at the moment it fell due. A worker
+        that was down fires a backlog late: fired at the real time, a leader case's progress
+        reports (R52/P{n}D) of two missed cycles were both due n days after the late firing,
+        and each one's missed-report timer counted from then, the reporting period stretched
+        by the downtime. A cycle is a schedule; a deadline is not stepped: what it starts (an
+        escalation to the county) is the next holder's from when they got it, the real time.
+        Returns {task id: the moment it was due} for the user tasks a cycle's turn created,
+        their due dates' start."""
         now, due_from = clock.now(), {}
         seen = {t.id for t in tasks_in_state(workflow, TaskState.READY)}
         for _ in range(MAX_TIMER_STEPS):
-            moment = _next_timer(workflow)
-            if moment is None or moment >= now:
+            due = [(moment, kind) for moment, kind in _timers(workflow) if moment < now]
+            if not due:
                 break
+            moment = min(m for m, _kind in due)
+            if any(kind != CYCLE_TIMER for m, kind in due if m <= moment):
+                break   # another timer is as due: the rest fires at the real time, as it always did
             # SpiffWorkflow fires a timer once its time is strictly past
             with clock.timers_at(moment + timedelta(microseconds=1)):
                 self._run(workflow, case, timers_due=True)
@@ -1035,9 +1041,8 @@ class WorkflowService:
                     seen.add(task.id)
                     due_from[str(task.id)] = moment
             if _next_timer(workflow) == moment:
-                break   # nothing fired at that moment (cannot happen unless SpiffWorkflow changes): no loop
-        if not due_from:
-            self._run(workflow, case, timers_due=True)   # as before: whatever is due now, if anything
+                break   # nothing fired at that moment (only if SpiffWorkflow changed): never loop
+        self._run(workflow, case, timers_due=True)
         return due_from
 
     def _commit_guarded(self, fn, *args):
@@ -1751,18 +1756,20 @@ def _due_at(expression: str | None, data: dict, now: datetime) -> datetime | Non
     return None
 
 
+# a cycle's turns one firing steps through at most (_fire_as_due): a year's daily cycle and
+# more; the rest fire together at the real time
+MAX_TIMER_STEPS = 1000
+CYCLE_TIMER = "CycleTimerEventDefinition"
+
 # SpiffWorkflow's pending timer events: Duration-, Cycle- and TimeDateEventDefinition. The
 # last has no "Timer" in its name: matching on "Timer" left a case waiting only on a timeDate
 # (the petition's 60-day handling limit, the 复查/复核 windows) with no next_timer_at, so the
 # worker never fired it although its due date showed red.
-# due moments one firing steps through at most (_fire_as_due): a year's daily cycle and more;
-# what is left fires on the next pass of the worker
-MAX_TIMER_STEPS = 1000
-
 TIMER_EVENT_TYPES = ("DurationTimerEventDefinition", "CycleTimerEventDefinition", "TimeDateEventDefinition")
 
 
-def _next_timer(workflow: BpmnWorkflow) -> datetime | None:
+def _timers(workflow: BpmnWorkflow) -> list[tuple[datetime, str]]:
+    """(due moment, event type) of every timer the case waits on."""
     due = []
     for event in workflow.waiting_events():
         if event.event_type not in TIMER_EVENT_TYPES and "Timer" not in event.event_type:
@@ -1776,5 +1783,9 @@ def _next_timer(workflow: BpmnWorkflow) -> datetime | None:
         if not isinstance(value, datetime):
             continue
         # a date without an offset is read as SpiffWorkflow compares it: in UTC
-        due.append(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
-    return min(due) if due else None
+        due.append((value if value.tzinfo else value.replace(tzinfo=timezone.utc), event.event_type))
+    return due
+
+
+def _next_timer(workflow: BpmnWorkflow) -> datetime | None:
+    return min((moment for moment, _type in _timers(workflow)), default=None)
