@@ -12,6 +12,7 @@ moved clock moves BPMN timers too.
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as _spiff_timer
@@ -68,13 +69,31 @@ def now() -> datetime:
     return _current.now()
 
 
+# A moment SpiffWorkflow's timers take for now, in this thread only (`timers_at`)
+_timers = threading.local()
+
+
 class _ClockDatetime(datetime):
     """`datetime` as seen by SpiffWorkflow's timer module: `now()` is ours."""
 
     @classmethod
     def now(cls, tz=None):
-        moment = _current.now()
+        moment = getattr(_timers, "at", None) or _current.now()
         return moment.astimezone(tz) if tz is not None else moment.replace(tzinfo=None)
+
+
+@contextmanager
+def timers_at(moment: datetime):
+    """SpiffWorkflow's timers see `moment` as now, in this thread, inside the block: a
+    timer fired late (the worker was down) fires as at the moment it was due, so what it
+    starts (the next cycle, a duration timer on the task it creates) counts from then.
+    Everything else (scripts, the audit trail, the rows' times) keeps the real time."""
+    earlier = getattr(_timers, "at", None)
+    _timers.at = moment
+    try:
+        yield
+    finally:
+        _timers.at = earlier
 
 
 def install() -> None:

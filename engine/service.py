@@ -47,9 +47,9 @@ from .org_cache import OrgCache, OrgView, current_generation, load_user, snapsho
 from .passwords import (StampedActor, check_password, check_password_of_nobody, hash_password,
                         password_problems, password_stamp)
 from .personal_data import mask_value, personal_fields
-from .state import (LiveWorkflowCache, StateSerializer, collect_finished_steps, find_task, private_specs,
-                    prune_history, restore_trigger_connections, run_engine, specs_mutate_at_runtime,
-                    tasks_in_tree_order, waiting_event_ids)
+from .state import (LiveWorkflowCache, StateSerializer, branches_a_join_holds, collect_finished_steps, find_task,
+                    private_specs, prune_history, restore_trigger_connections, run_engine, specs_mutate_at_runtime,
+                    tasks_in_state, tasks_in_tree_order, waiting_event_ids)
 from .sandbox import SCRIPT_ENGINE, SandboxedEnvironment
 from .supervision import Supervision
 
@@ -1010,9 +1010,40 @@ class WorkflowService:
         """Within the caller's transaction, with the case row locked: fire its due timers."""
         parsed = self.specs.for_case(session, case)
         workflow = self._load(session, case, parsed, for_write=True)
-        self._run(workflow, case, timers_due=True)
-        open_items = self._after_transition(session, case, workflow, parsed, None, clock.now())
+        due_from = self._fire_as_due(workflow, case)
+        open_items = self._after_transition(session, case, workflow, parsed, None, clock.now(), due_from=due_from)
         return CaseView(case, open_items)
+
+    def _fire_as_due(self, workflow: BpmnWorkflow, case: Case) -> dict[str, datetime]:
+        """Fire the case's due timers; a cycle's turns that fell due before any other timer
+        did fire one at a time, oldest first, each as at the moment it fell due. A worker
+        that was down fires a backlog late: fired at the real time, a leader case's progress
+        reports (R52/P{n}D) of two missed cycles were both due n days after the late firing,
+        and each one's missed-report timer counted from then, the reporting period stretched
+        by the downtime. A cycle is a schedule; a deadline is not stepped: what it starts (an
+        escalation to the county) is the next holder's from when they got it, the real time.
+        Returns {task id: the moment it was due} for the user tasks a cycle's turn created,
+        their due dates' start."""
+        now, due_from = clock.now(), {}
+        seen = {t.id for t in tasks_in_state(workflow, TaskState.READY)}
+        for _ in range(MAX_TIMER_STEPS):
+            due = [(moment, kind) for moment, kind in _timers(workflow) if moment < now]
+            if not due:
+                break
+            moment = min(m for m, _kind in due)
+            if any(kind != CYCLE_TIMER for m, kind in due if m <= moment):
+                break   # another timer is as due: the rest fires at the real time, as it always did
+            # SpiffWorkflow fires a timer once its time is strictly past
+            with clock.timers_at(moment + timedelta(microseconds=1)):
+                self._run(workflow, case, timers_due=True)
+            for task in tasks_in_state(workflow, TaskState.READY):
+                if task.id not in seen:
+                    seen.add(task.id)
+                    due_from[str(task.id)] = moment
+            if _next_timer(workflow) == moment:
+                break   # nothing fired at that moment (only if SpiffWorkflow changed): never loop
+        self._run(workflow, case, timers_due=True)
+        return due_from
 
     def _commit_guarded(self, fn, *args):
         """One transaction; a lost race on the case's version is a Conflict, never a lost update.
@@ -1069,7 +1100,8 @@ class WorkflowService:
                                zh=f"{zh} 流程运行出错，未做任何更改；请联系流程设计员（{detail}）") from None
 
     def _after_transition(self, session, case: Case, workflow: BpmnWorkflow, parsed: ParsedProcess,
-                          user: User | None, now: datetime, completed: dict | None = None):
+                          user: User | None, now: datetime, completed: dict | None = None,
+                          due_from: dict[str, datetime] | None = None):
         completed = completed or {}
         events = []
         steps = collect_finished_steps(workflow)
@@ -1085,7 +1117,7 @@ class WorkflowService:
                     case_id=case.id, event_type="step", at=now, bpmn_id=step.bpmn_id,
                     bpmn_name=step.bpmn_name, flow_from=step.flow_from, data={"type": step.spec_type}))
         prune_history(workflow)
-        open_items = self._sync_work_items(session, case, workflow, parsed, now, events)
+        open_items = self._sync_work_items(session, case, workflow, parsed, now, events, due_from or {})
         self.notifier.after_transition(session, case, parsed, steps, events, open_items, now)
 
         data = self._case_data(workflow)
@@ -1140,18 +1172,25 @@ class WorkflowService:
             # A task inside a called process holds only what the call passed in (mediation's
             # fields): the case's own data is its call activity's. Parallel branches each hold
             # a copy: together they are the case's data, the most recent value of a key winning
-            # (the tree's order decides between equally recent tasks).
-            own = sorted(((_in_case_scope(workflow, t), -i) for i, t in enumerate(ready)),
-                         key=lambda pair: (pair[0].last_state_change, pair[1]))
+            # (the tree's order decides between equally recent tasks). A branch already ended
+            # (a 督办 branch: the overdue flag, the note) is held by the join that waits for the
+            # others, until it fires: read from there, as the join will merge it, the handler
+            # of the main task sees the case was flagged and what the supervisor wrote.
+            held = []
+            for i, task in enumerate(ready):
+                scoped = _in_case_scope(workflow, task)
+                parts = branches_a_join_holds(task) if scoped is task else [(scoped.last_state_change, scoped)]
+                held += [(when, -i, j, source) for j, (when, source) in enumerate(parts)]
             merged = {}
-            for task, _order in own:
-                merged.update(task.data)
+            for _when, _order, _part, source in sorted(held, key=lambda four: four[:3]):
+                merged.update(source.data)
             return merged
         if workflow.last_task is not None:
             return dict(workflow.last_task.data)
         return dict(workflow.task_tree.data)
 
-    def _sync_work_items(self, session, case: Case, workflow: BpmnWorkflow, parsed: ParsedProcess, now, events):
+    def _sync_work_items(self, session, case: Case, workflow: BpmnWorkflow, parsed: ParsedProcess, now, events,
+                         due_from: dict[str, datetime]):
         # new work items and their audit rows follow the tree's order
         ready = {str(t.id): t for t in tasks_in_tree_order(
             workflow, TaskState.READY, keep=lambda t: t.task_spec.manual and is_user_task(t.task_spec))}
@@ -1178,7 +1217,8 @@ class WorkflowService:
             info = user_task_info(task.task_spec, parsed.camunda_attrs)
             lane = info.effective_lane
             cands = resolver.resolve(lane, case.grid_path, task.data, info.assignee, info.candidate_users)
-            due = _due_at(info.due, task.data, now)
+            # a task a late timer created is due as if the timer had fired on time (_fire_as_due)
+            due = _due_at(info.due, task.data, due_from.get(tid, now))
             item = new_row_object(
                 WorkItem, id=tid, case_id=case.id, process_key=case.process_key, spec_id=info.bpmn_id, name=info.name,
                 lane=stored_lane(lane), role=cands.role, candidate_node_id=cands.node_id, grid_path=case.grid_path,
@@ -1722,6 +1762,11 @@ def _due_at(expression: str | None, data: dict, now: datetime) -> datetime | Non
     return None
 
 
+# a cycle's turns one firing steps through at most (_fire_as_due): a year's daily cycle and
+# more; the rest fire together at the real time
+MAX_TIMER_STEPS = 1000
+CYCLE_TIMER = "CycleTimerEventDefinition"
+
 # SpiffWorkflow's pending timer events: Duration-, Cycle- and TimeDateEventDefinition. The
 # last has no "Timer" in its name: matching on "Timer" left a case waiting only on a timeDate
 # (the petition's 60-day handling limit, the 复查/复核 windows) with no next_timer_at, so the
@@ -1729,7 +1774,8 @@ def _due_at(expression: str | None, data: dict, now: datetime) -> datetime | Non
 TIMER_EVENT_TYPES = ("DurationTimerEventDefinition", "CycleTimerEventDefinition", "TimeDateEventDefinition")
 
 
-def _next_timer(workflow: BpmnWorkflow) -> datetime | None:
+def _timers(workflow: BpmnWorkflow) -> list[tuple[datetime, str]]:
+    """(due moment, event type) of every timer the case waits on."""
     due = []
     for event in workflow.waiting_events():
         if event.event_type not in TIMER_EVENT_TYPES and "Timer" not in event.event_type:
@@ -1743,5 +1789,9 @@ def _next_timer(workflow: BpmnWorkflow) -> datetime | None:
         if not isinstance(value, datetime):
             continue
         # a date without an offset is read as SpiffWorkflow compares it: in UTC
-        due.append(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
-    return min(due) if due else None
+        due.append((value if value.tzinfo else value.replace(tzinfo=timezone.utc), event.event_type))
+    return due
+
+
+def _next_timer(workflow: BpmnWorkflow) -> datetime | None:
+    return min((moment for moment, _type in _timers(workflow)), default=None)

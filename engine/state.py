@@ -290,6 +290,26 @@ def _fold_repeated_join_instances(wf) -> None:
             _remove_leaf(wf, older)
 
 
+def branches_a_join_holds(task) -> list:
+    """For a waiting unstructured join (a parallel or inclusive gateway's join, the process's
+    end): the tasks whose data it will merge when it fires, as SpiffWorkflow merges it
+    (`UnstructuredJoin._run_hook`: every finished instance of the join, oldest first, then the
+    live one's own branch), as (when the branch arrived, the task holding its data). A branch
+    that ended while the others run (a 督办 branch off a non-interrupting timer) holds what it
+    recorded only there until then. Anything else: the task itself."""
+    spec = task.task_spec
+    if not (isinstance(spec, Join) and not getattr(spec, "split_task", None) and task.state == TaskState.WAITING):
+        return [(task.last_state_change, task)]
+    finished = sorted((t for t in task.workflow.tasks.values()
+                       if t.task_spec is spec and t is not task and t.has_state(TaskState.FINISHED_MASK)
+                       and t.parent is not None and not task.is_descendant_of(t)),
+                      key=lambda t: t.last_state_change)
+    held = [(t.last_state_change, t.parent) for t in finished]
+    if task.parent is not None:
+        held.append((task.last_state_change, task.parent))
+    return held
+
+
 def _remove_leaf(wf, task) -> None:
     parent = task.parent
     if parent is not None and task.id in parent._children:

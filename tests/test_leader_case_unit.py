@@ -49,3 +49,33 @@ def test_a_wrong_unit_from_names_the_problem(field, message):
             {"name": "unit", "type": "choice", "choices": [{"value": "zhujian"}]}, {"name": "note", "type": "text"},
             field]}, "k.yaml")
     assert err.value.zh
+
+
+def test_progress_reports_fired_late_are_due_when_their_cycles_say(service, clock):
+    """The timer worker was down for 25 days of a 10-day reporting cycle. The reports of
+    days 10 and 20 are due on days 20 and 30, as if fired on time, and the first one's
+    period is already over (missed, 督办) — not both due on day 35, a full cycle from the
+    late firing, with the missed-report timer counting from then too."""
+    from datetime import timedelta
+
+    from engine.timers import TimerWorker
+    from tests.helpers import work
+    key = assign(service, clock).case.business_key          # report_every_days: 10
+    work(service, "lxx_ld2", "leader_study", {"study_notes": "查阅档案", "coordination_instructions": "住建局牵头"})
+    start, worker = clock.now(), TimerWorker(service)
+
+    def reports():
+        return sorted((i.spec_id, i.due_at - start if i.due_at else None)
+                      for i in service.get_case(key).open_items if i.spec_id != "work")
+    clock.set(start + timedelta(days=25))
+    assert worker.run_once().fired == 1
+    assert reports() == [("progress_report", timedelta(days=20)), ("progress_report", timedelta(days=30)),
+                         ("supervise_report", None)]
+    assert all(i.created_at == start + timedelta(days=25) for i in service.get_case(key).open_items
+               if i.spec_id != "work")                        # the rows and the trail keep the real time
+    assert service.get_case(key).case.next_timer_at == start + timedelta(days=30)
+    clock.set(start + timedelta(days=31))                     # a day late again: day 30's report due on day 40
+    assert worker.run_once().fired == 1
+    assert reports() == [("progress_report", timedelta(days=20)), ("progress_report", timedelta(days=30)),
+                         ("progress_report", timedelta(days=40)), ("supervise_report", None),
+                         ("supervise_report", None)]
