@@ -157,9 +157,9 @@ def _idle(app, client):
         session["seen"] = int(time.time()) - app.config["IDLE_LOGOUT_MINUTES"] * 60 - 1
 
 
-def test_what_an_official_typed_survives_the_idle_logout_and_comes_back_in_the_form(service, app):
-    """The idle logout stopped a form's submission: what was typed was lost and the login led to
-    the inbox. Now the login page keeps it, and after the login the form comes back with it."""
+def _submit_after_idle_logout(service, app, fields: dict):
+    """The grid leader opens 网格微调处 of a new case, stays idle past the limit, then submits
+    `fields`: (the case, the task id, the client, the answer)."""
     from tests.helpers import REPORT
     from tests.test_web_pages import task_of
     case = service.start_case("grid_matter", "linxi-xinguang-g1", dict(REPORT), WORKER)
@@ -168,10 +168,15 @@ def test_what_an_official_typed_survives_the_idle_logout_and_comes_back_in_the_f
     login(client, "lx_wgz1")
     token = csrf_token(client, f"/tasks/{task_id}")
     _idle(app, client)
+    return case, task_id, client, client.post(f"/tasks/{task_id}", data={"csrf_token": token, **fields})
+
+
+def test_what_an_official_typed_survives_the_idle_logout_and_comes_back_in_the_form(service, app):
+    """The idle logout stopped a form's submission: what was typed was lost and the login led to
+    the inbox. Now the login page keeps it, and after the login the form comes back with it."""
     note = '两户已初步沟通\n约定周五再谈 "当面" <b>&amp;'
-    sent = {"csrf_token": token, "resolved": "false", "mediation_note": note, "grid_leader_present": "true",
-            "if_unresolved": "mediation"}
-    response = client.post(f"/tasks/{task_id}", data=sent)
+    case, task_id, client, response = _submit_after_idle_logout(service, app, {
+        "resolved": "false", "mediation_note": note, "grid_leader_present": "true", "if_unresolved": "mediation"})
     assert response.status_code == 401
     page = response.get_data(as_text=True)
     assert "超过 30 分钟未操作，已自动退出" in page and "您填写的内容未提交，已为您保留" in page
@@ -197,17 +202,9 @@ def test_what_an_official_typed_survives_the_idle_logout_and_comes_back_in_the_f
 def test_the_language_switch_on_the_login_and_resume_pages_keeps_what_was_typed(service, app):
     """The zh/en switch on the login page an idle logout showed, and on the resume page after
     the login, led to a plain page: what the official had typed was gone."""
-    from tests.helpers import REPORT
-    from tests.test_web_pages import task_of
-    service.start_case("grid_matter", "linxi-xinguang-g1", dict(REPORT), WORKER)
-    task_id = task_of(service, "lx_wgz1", "micro_mediation")
-    client = app.test_client()
-    login(client, "lx_wgz1")
-    token = csrf_token(client, f"/tasks/{task_id}")
-    _idle(app, client)
     note = '约定周五再谈 "当面" <b>&amp;'
-    response = client.post(f"/tasks/{task_id}", data={"csrf_token": token, "resolved": "false",
-                                                      "mediation_note": note, "if_unresolved": "mediation"})
+    _case, task_id, client, response = _submit_after_idle_logout(service, app, {
+        "resolved": "false", "mediation_note": note, "if_unresolved": "mediation"})
     switch = dict(_hidden_inputs(response.get_data(as_text=True), "/lang/en"))
     response = client.post("/lang/en", data=switch)              # on the login page
     page = response.get_data(as_text=True)
