@@ -123,3 +123,33 @@ def test_the_reply_limit_moves_with_an_approved_extension(service, clock):
     assert at(service, clock, key, HANDLING_PAST) == ["written_reply"]
     assert at(service, clock, key, datetime(2026, 5, 21, 16, 0, 1, tzinfo=timezone.utc)) == [
         "supervise_handling", "written_reply"]
+
+
+EXTENSION = {"handling_result": "需协调", "hard_case": False, "extension_days": 20, "extension_reason": "需协调"}
+
+
+def test_an_extension_asked_after_the_handling_was_supervised_is_not_supervised_again(service, clock):
+    """办理 supervised at the 60 days, then an extension asked: the 审批延期 timer, armed at a moment
+    already past, fires at once; the lateness was supervised already, so no second 督办."""
+    key = walk(service, clock, TO_REPLY[:2])       # 办理 still open at the limit
+    assert at(service, clock, key, HANDLING_PAST) == ["handle", "supervise_handling"]
+    service.complete_task(open_item(service.get_case(key), "handle").id, EXTENSION, "lxx_zj")
+    assert at(service, clock, key, HANDLING_PAST.replace(day=3)) == ["approve_extension", "supervise_handling"]
+    view = service.get_case(key)
+    path = path_ids(service, view)
+    assert path.count("flag_handling_overdue") == 1 and "end_approval_supervised_once" in path
+    assert service.case_data(key)["extension_requested_after_limit"] is True   # the approver sees it
+    service.complete_task(open_item(view, "approve_extension").id,
+                          {"extension_approved": False, "approval_opinion": "期限已过，不予延期"}, "lxx_ld1")
+    assert at(service, clock, key, HANDLING_PAST.replace(day=4)) == ["supervise_handling", "written_reply"]
+    assert path_ids(service, service.get_case(key)).count("flag_handling_overdue") == 1   # nor at the reply
+
+
+def test_an_extension_asked_in_time_but_undecided_at_the_limit_is_supervised(service, clock):
+    key = walk(service, clock, TO_REPLY[:2])
+    service.complete_task(open_item(service.get_case(key), "handle").id, EXTENSION, "lxx_zj")
+    assert service.case_data(key)["extension_requested_after_limit"] is False
+    assert at(service, clock, key, HANDLING_LAST_SECOND) == ["approve_extension"]
+    assert at(service, clock, key, HANDLING_PAST) == ["approve_extension", "supervise_handling"]
+    path = path_ids(service, service.get_case(key))
+    assert "approval_timer" in path and "end_approval_supervised_once" not in path
