@@ -79,7 +79,9 @@ class _ClockDatetime(datetime):
     @classmethod
     def now(cls, tz=None):
         moment = getattr(_timers, "at", None) or _current.now()
-        return moment.astimezone(tz) if tz is not None else moment.replace(tzinfo=None)
+        # naive: UTC's wall time, as SpiffWorkflow compares naive dates (a stepped moment
+        # may carry +08:00)
+        return moment.astimezone(tz) if tz is not None else moment.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 @contextmanager

@@ -5,6 +5,7 @@ Stored form: `scrypt$<n>$<r>$<p>$<salt hex>$<hash hex>`.
 import functools
 import hashlib
 import hmac
+import logging
 import os
 from dataclasses import dataclass
 
@@ -12,7 +13,24 @@ from dataclasses import dataclass
 # cost changes only hashes made from then on. GRIDFLOW_SCRYPT_N lowers it for the test suite
 # alone (tests/conftest.py: ~90 ms a login on a slow 2-core CI machine, thousands of logins);
 # a deployment never sets it. Never below 2**10.
-_N = max(2 ** 10, int(os.environ.get("GRIDFLOW_SCRYPT_N", 2 ** 14)))
+DEFAULT_N = 2 ** 14
+
+
+def _cost_from_environment() -> int:
+    text = os.environ.get("GRIDFLOW_SCRYPT_N", "").strip()
+    if not text:
+        return DEFAULT_N
+    n = int(text) if text.isdigit() else 0
+    if not (2 ** 10 <= n <= 2 ** 20 and n & (n - 1) == 0):   # scrypt takes powers of two only
+        raise ValueError(f"GRIDFLOW_SCRYPT_N={text!r}: give a power of two from 1024 to 1048576, or leave it unset")
+    if n < DEFAULT_N:
+        logging.getLogger(__name__).warning(
+            "GRIDFLOW_SCRYPT_N=%d: new password hashes are weaker than the default %d (meant for the test suite)",
+            n, DEFAULT_N)
+    return n
+
+
+_N = _cost_from_environment()
 _R, _P = 8, 1
 
 

@@ -1175,14 +1175,20 @@ class WorkflowService:
             # (the tree's order decides between equally recent tasks). A branch already ended
             # (a 督办 branch: the overdue flag, the note) is held by the join that waits for the
             # others, until it fires: read from there, as the join will merge it, the handler
-            # of the main task sees the case was flagged and what the supervisor wrote.
+            # of the main task sees the case was flagged and what the supervisor wrote. Like the
+            # join, ended branches go first, under the tasks still running: an ended branch
+            # holds a copy of the data of when it began, and its older values of the main
+            # path's keys must not win over what the main path recorded since.
             held = []
             for i, task in enumerate(ready):
                 scoped = _in_case_scope(workflow, task)
-                parts = branches_a_join_holds(task) if scoped is task else [(scoped.last_state_change, scoped)]
-                held += [(when, -i, j, source) for j, (when, source) in enumerate(parts)]
+                ended = branches_a_join_holds(task) if scoped is task else []
+                if ended:
+                    held += [(0, when, -i, j, source) for j, (when, source) in enumerate(ended)]
+                else:
+                    held.append((1, scoped.last_state_change, -i, 0, scoped))
             merged = {}
-            for _when, _order, _part, source in sorted(held, key=lambda four: four[:3]):
+            for *_order, source in sorted(held, key=lambda five: five[:4]):
                 merged.update(source.data)
             return merged
         if workflow.last_task is not None:

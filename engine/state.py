@@ -296,10 +296,10 @@ def branches_a_join_holds(task) -> list:
     (`UnstructuredJoin._run_hook`: every finished instance of the join, oldest first, then the
     live one's own branch), as (when the branch arrived, the task holding its data). A branch
     that ended while the others run (a 督办 branch off a non-interrupting timer) holds what it
-    recorded only there until then. Anything else: the task itself."""
+    recorded only there until then. Anything else: none (the task holds its own data)."""
     spec = task.task_spec
     if not (isinstance(spec, Join) and not getattr(spec, "split_task", None) and task.state == TaskState.WAITING):
-        return [(task.last_state_change, task)]
+        return []
     finished = sorted((t for t in task.workflow.tasks.values()
                        if t.task_spec is spec and t is not task and t.has_state(TaskState.FINISHED_MASK)
                        and t.parent is not None and not task.is_descendant_of(t)),

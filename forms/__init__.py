@@ -197,6 +197,7 @@ class FormDef:
         the form", not which of its keys nor what to send instead."""
         fillable = [f.name for f in self.input_fields]
         readonly = {f.name for f in self.fields if f.readonly}
+        named = 0
         for key, messages in problems.items():
             if messages != ["Unknown field."]:
                 continue
@@ -205,8 +206,11 @@ class FormDef:
                 en, zh = f"field {shown} is read-only", f"字段 {shown} 为只读，不能提交"
             else:
                 en, zh = f"the form has no field {shown}", f"表单中没有字段 {shown}"
-            problems[key] = [OrderProblem(f"{en}; fields you may fill: {', '.join(fillable) or '(none)'}",
-                                          f"{zh}；可填写的字段：{'、'.join(fillable) or '（无）'}")]
+            named += 1
+            if named <= LIST_FIELDS_FOR_UNKNOWN_KEYS:   # a body of thousands of junk keys: no list each
+                en += f"; fields you may fill: {', '.join(fillable) or '(none)'}"
+                zh += f"；可填写的字段：{'、'.join(fillable) or '（无）'}"
+            problems[key] = [OrderProblem(en, zh)]
         return problems
 
     @staticmethod
@@ -757,6 +761,11 @@ def _dump_value(value):
 def to_task_data(form: FormDef, cleaned: dict) -> dict:
     """JSON-safe task data from a cleaned submission (dates as ISO text)."""
     return {k: _dump_value(v) for k, v in cleaned.items()}
+
+
+# an unknown key's message lists the fields one may send, for this many unknown keys of a
+# submission (the form's and the API body's): the answer to thousands of junk keys stays small
+LIST_FIELDS_FOR_UNKNOWN_KEYS = 10
 
 
 class FormRegistry:

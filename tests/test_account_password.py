@@ -228,3 +228,18 @@ def test_a_new_password_ends_the_accounts_other_sessions_and_keeps_this_one(serv
             {"username": WORKER, "password": "demo123", "reset_password": True,
              "roles": [{"role": "grid_worker", "node": "linxi-xinguang-g1"}]}]}, actor="tests")
     assert phone.get("/inbox").status_code == 302
+
+
+def test_the_scrypt_cost_from_the_environment_is_checked(monkeypatch):
+    """GRIDFLOW_SCRYPT_N not a power of two made every login fail inside hashlib.scrypt."""
+    import pytest
+
+    from engine import passwords
+    for bad in ("5000", "512", "abc", str(2 ** 21)):
+        monkeypatch.setenv("GRIDFLOW_SCRYPT_N", bad)
+        with pytest.raises(ValueError, match="GRIDFLOW_SCRYPT_N"):
+            passwords._cost_from_environment()
+    monkeypatch.setenv("GRIDFLOW_SCRYPT_N", "2048")
+    assert passwords._cost_from_environment() == 2048
+    monkeypatch.delenv("GRIDFLOW_SCRYPT_N")
+    assert passwords._cost_from_environment() == passwords.DEFAULT_N == 2 ** 14

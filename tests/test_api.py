@@ -548,6 +548,17 @@ def test_an_unknown_key_is_named_with_the_fields_the_form_takes_in_the_callers_l
     en = assert_error(api.post(f"{V1}/cases", WORKER, json=body, headers={"Accept-Language": "en"}), 400)
     assert en["fields"] == {"gird": ["the request has no field gird; fields it takes: process, grid, data"]}
     assert counts(clean_db) == before
+    # thousands of junk keys: each named, the fields listed for the first ten only (the answer stays small)
+    junk = {f"k{n:04d}": 1 for n in range(2000)}
+    zh = assert_error(api.post(f"{V1}/tasks/{task_id}/complete", LEADER, json={"data": {**data, **junk}}), 400)
+    listed = [k for k, m in zh["fields"].items() if "可填写的字段" in m[0]]
+    assert len(listed) == 10 and len(zh["fields"]) > 100   # (the API names at most 200 fields)
+    assert all(m == [f"表单中没有字段 {k}"] for k, m in zh["fields"].items() if k not in listed and k != "description")
+    zh = assert_error(api.post(f"{V1}/cases", WORKER, json={**body, **junk}), 400)
+    listed = [k for k, m in zh["fields"].items() if "可用的字段" in m[0]]
+    assert len(listed) == 10 and len(zh["fields"]) > 100
+    assert all(m == [f"请求中没有字段 {k}"] for k, m in zh["fields"].items() if k not in listed)
+    assert counts(clean_db) == before
 
 
 def test_field_messages_of_the_api_are_in_the_callers_language(api):

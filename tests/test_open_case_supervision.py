@@ -68,3 +68,22 @@ def test_the_handler_sees_the_flag_and_the_note_on_the_case_page_and_in_the_api(
     login(page, "lxx_xfcb")
     html = page.get(f"/cases/{key}").get_data(as_text=True)
     assert NOTE in html
+
+
+def test_a_supervision_submitted_after_the_main_path_moved_on_does_not_bring_back_older_values(service, clock):
+    """The 督办 branch holds a copy of the case's data as it was when the 60 days passed; the
+    main path changed a value since (办理 found the case hard: hard_case). A 督办 submitted
+    after that must not put the old value back: as the join will merge them, an ended branch
+    goes under the tasks still running."""
+    start = {**START, "data": {**START["data"], "petitioner_phone": PHONE}}
+    steps = TO_OVERDUE[:3] + [
+        {"task": "handle", "as": "lxx_xfcb", "data": {"handling_result": "疑难复杂，需领导包案", "hard_case": True,
+                                                      "extension_days": 0}},
+        {"task": "supervise_handling", "as": "lxx_lxb",
+         "data": {"supervision_measure": "interview", "supervision_note": NOTE}}]
+    scenario = Scenario(name="late supervision", process="petition", title="t", start=start, steps=steps, expect={})
+    key = run_scenario(service, clock, scenario).business_key
+    data = service.case_data(key)
+    assert data["hard_case"] is True and data["handling_result"] == "疑难复杂，需领导包案"
+    assert {k: data.get(k) for k in RECORDED} == RECORDED
+    assert _summary(service, key)["hard_case"] is True

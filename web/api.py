@@ -39,6 +39,7 @@ from engine.models import JurisdictionNode
 from engine.passwords import StampedActor
 from engine.personal_data import PersonalData, mask_data, personal_fields
 from engine.service import InboxFilters
+from forms import LIST_FIELDS_FOR_UNKNOWN_KEYS
 from forms.render import json_schema
 from forms.safety import find_unstorable
 
@@ -94,6 +95,7 @@ MESSAGES = {
     "too_many_files": ("一次最多上传 {n} 个文件。", "At most {n} files per request."),
     "unknown_field": ("未知字段。", "Unknown field."),
     "unknown_key": ("请求中没有字段 {name}；可用的字段：{names}", "the request has no field {name}; fields it takes: {names}"),
+    "unknown_key_unlisted": ("请求中没有字段 {name}", "the request has no field {name}"),
     "nul": ("不能包含控制字符（NUL）。", "Must not contain NUL characters."),
     "not_finite": ("数值超出范围。", "The number is out of range."),
     "too_deep": ("嵌套层级过深或数值过大。", "Nested too deeply or a number too large."),
@@ -388,10 +390,11 @@ def _name_unknown_keys(schema, fields: dict) -> dict:
     is, forms/__init__.py), not just "Unknown field."."""
     names = [f.data_key or name for name, f in schema.fields.items() if not f.dump_only]
     separator = "、" if lang() == "zh" else ", "
-    for key, messages in fields.items():
-        if messages == ["Unknown field."]:
-            shown = key if len(key) <= 64 else key[:64] + "…"
-            fields[key] = [msg("unknown_key", name=shown, names=separator.join(names))]
+    unknown = [key for key, messages in fields.items() if messages == ["Unknown field."]]
+    for n, key in enumerate(unknown):
+        shown = key if len(key) <= 64 else key[:64] + "…"
+        fields[key] = [msg("unknown_key", name=shown, names=separator.join(names)) if n < LIST_FIELDS_FOR_UNKNOWN_KEYS
+                       else msg("unknown_key_unlisted", name=shown)]
     return fields
 
 
