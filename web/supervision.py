@@ -84,7 +84,7 @@ def _urge_refused(task_id: str, note, exc):
     try:
         board_ = service().supervision.board(current_user.id)
     except PermissionDenied:
-        raise exc from None
+        raise   # not the urge's reason: the board itself is not theirs (403)
     # where its form is: a row of one's own task has none (it is one's to work, not to urge)
     on_board = any(row.item.id == task_id and not row.mine for group in board_.groups for row in group.rows)
     refused = {"task_id": task_id, "note": note if isinstance(note, str) else "", "on_board": on_board,
