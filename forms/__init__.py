@@ -197,17 +197,12 @@ class FormDef:
         the form", not which of its keys nor what to send instead."""
         fillable = [f.name for f in self.input_fields]
         readonly = {f.name for f in self.fields if f.readonly}
-        named = 0
-        for key, messages in problems.items():
-            if messages != ["Unknown field."]:
-                continue
-            shown = key if len(key) <= 64 else key[:64] + "…"   # never echo a huge key back whole
+        for key, shown, listing in unknown_keys(problems):
             if key in readonly:
                 en, zh = f"field {shown} is read-only", f"字段 {shown} 为只读，不能提交"
             else:
                 en, zh = f"the form has no field {shown}", f"表单中没有字段 {shown}"
-            named += 1
-            if named <= LIST_FIELDS_FOR_UNKNOWN_KEYS:   # a body of thousands of junk keys: no list each
+            if listing:
                 en += f"; fields you may fill: {', '.join(fillable) or '(none)'}"
                 zh += f"；可填写的字段：{'、'.join(fillable) or '（无）'}"
             problems[key] = [OrderProblem(en, zh)]
@@ -766,6 +761,15 @@ def to_task_data(form: FormDef, cleaned: dict) -> dict:
 # an unknown key's message lists the fields one may send, for this many unknown keys of a
 # submission (the form's and the API body's): the answer to thousands of junk keys stays small
 LIST_FIELDS_FOR_UNKNOWN_KEYS = 10
+
+
+def unknown_keys(problems: dict) -> list[tuple[str, str, bool]]:
+    """The keys marshmallow answered "Unknown field." (a form's data, the API's body), each as
+    (key, key as shown: at most 64 characters, never a huge key echoed back whole, whether its
+    message lists the fields one may send: the first LIST_FIELDS_FOR_UNKNOWN_KEYS only)."""
+    unknown = [key for key, messages in problems.items() if messages == ["Unknown field."]]
+    return [(key, key if len(key) <= 64 else key[:64] + "…", n < LIST_FIELDS_FOR_UNKNOWN_KEYS)
+            for n, key in enumerate(unknown)]
 
 
 class FormRegistry:

@@ -39,7 +39,7 @@ from engine.models import JurisdictionNode
 from engine.passwords import StampedActor
 from engine.personal_data import PersonalData, mask_data, personal_fields
 from engine.service import InboxFilters
-from forms import LIST_FIELDS_FOR_UNKNOWN_KEYS
+from forms import unknown_keys
 from forms.render import json_schema
 from forms.safety import find_unstorable
 
@@ -390,10 +390,8 @@ def _name_unknown_keys(schema, fields: dict) -> dict:
     is, forms/__init__.py), not just "Unknown field."."""
     names = [f.data_key or name for name, f in schema.fields.items() if not f.dump_only]
     separator = "、" if lang() == "zh" else ", "
-    unknown = [key for key, messages in fields.items() if messages == ["Unknown field."]]
-    for n, key in enumerate(unknown):
-        shown = key if len(key) <= 64 else key[:64] + "…"
-        fields[key] = [msg("unknown_key", name=shown, names=separator.join(names)) if n < LIST_FIELDS_FOR_UNKNOWN_KEYS
+    for key, shown, listing in unknown_keys(fields):
+        fields[key] = [msg("unknown_key", name=shown, names=separator.join(names)) if listing
                        else msg("unknown_key_unlisted", name=shown)]
     return fields
 
