@@ -104,6 +104,7 @@ def evaluation_rows(case: Case) -> list[dict]:
     return rows
 
 
+@event.listens_for(Case, "after_insert")
 @event.listens_for(Case, "after_update")
 def _copy_scores(mapper, connection, case):
     if case.process_key != EVALUATION_PROCESS or case.status != "completed":

@@ -267,6 +267,7 @@ MANY_CASES = "gf_many_cases"  # Session.info: a batch of transitions, written to
 NEW_ITEMS = "gf_new_items"             # Session.info: work items to INSERT (`write_transitions`)
 NEW_CANDIDATES = "gf_new_candidates"   # Session.info: their candidates' rows
 NEW_STATES = "gf_new_states"           # Session.info: new cases' state rows to INSERT
+NEW_CASES = "gf_new_cases"             # Session.info: new cases' own rows to INSERT, first of the writes
 PENDING_KEY = "~new-"  # a starting case's business key until its number is taken; never committed
 
 
@@ -537,8 +538,11 @@ class WorkflowService:
             process_key=process_key, process_version_id=version.id, grid_id=grid_node.id,
             grid_path=grid_node.path, status="open", created_at=now, updated_at=now,
             created_by_id=user.id, summary={}, start_token=start_token)
-        insert_new(session, [case])  # by the driver (on PostgreSQL in the write pipeline: no round trip)
-        self._claim_attachments(session, user, case, version.properties.get("startForm"), clean, None)
+        # The row goes in once, with what the first run of the process gives it (number,
+        # title, summary, time limit), at the transition's writes: inserted here and updated
+        # there, every start left a dead row version and an entry in each of the case's ~20
+        # indexes behind it.
+        session.info.setdefault(NEW_CASES, []).append(case)
         workflow = BpmnWorkflow(*self._specs_for_one_case(parsed), script_engine=SCRIPT_ENGINE)
         workflow.task_tree.data.update(clean)
         self._audit(session, case, "case_started", user, now, data=clean)
@@ -552,6 +556,8 @@ class WorkflowService:
         workflow._gf_state_row = state_row
         session.info.setdefault(PREFETCHED_OPEN_ITEMS, {})[case.id] = {}  # a new case has none to look up
         open_items = self._after_transition(session, case, workflow, parsed, user, now)
+        # the uploads point at the case's row, which is in now
+        self._claim_attachments(session, user, case, version.properties.get("startForm"), clean, None)
         return CaseView(case, open_items)
 
     def _check_may_start(self, session, user: User, grid: JurisdictionNode, version: ProcessVersion):
@@ -1152,9 +1158,10 @@ class WorkflowService:
         """Write what the transitions of this transaction changed, by the driver
         (engine/core_writes.py): the changed case, work item and state rows (the cases
         first: a lost race on a version surfaces here), then the new work items and their
-        candidates. A batch of timer firings calls this once, at its end. A new case's own
-        row went in when it was made (its id is in every row); its state row goes in
-        here, with its first state."""
+        candidates. A batch of timer firings calls this once, at its end. A new case's row
+        goes in first (its id is in every other row), then its state row, with its first
+        state."""
+        insert_new(session, session.info.pop(NEW_CASES, []))
         update_changed_many(session, sorted((row for row in session.dirty if type(row) in _CORE_UPDATED),
                                             key=lambda row: _CORE_UPDATED[type(row)]))
         insert_new(session, session.info.pop(NEW_STATES, []))

@@ -221,19 +221,26 @@ def test_a_completion_is_two_round_trips_to_postgresql(pg_service, monkeypatch):
             WorkItem.case_id == view.case.id, WorkItem.status == "open"))] == [i.id for i in after.open_items]
 
 
-def test_a_write_before_a_read_is_answered_with_it(pg_service, monkeypatch):
-    """A start writes the new case's row, then takes its number (a statement whose answer is
-    needed at once): the row's answer comes back with the number's, not on a round trip of
-    its own."""
+def test_a_start_writes_its_case_row_once(pg_service, monkeypatch):
+    """A start takes the case's number (a statement whose answer is needed at once), then
+    writes the new case's row once, number, title and time limit in it, with the rest of
+    the transition's writes: inserted early and updated at the end, every start left a dead
+    row version and an entry in each of the case table's indexes. The reads take a round
+    trip each; the writes go with the COMMIT."""
     _start(pg_service)   # the organisation's rows cached
     view, sent, trips = _round_trips(pg_service, monkeypatch, lambda: _start(pg_service))
     statements = [sql.split(" (")[0].split(" set ")[0] for sql, _, _ in sent]
-    assert statements.index("insert into gf_case") < statements.index("update case_sequence")
+    assert statements.count("insert into gf_case") == 1
+    assert not [sql for sql, _, _ in sent if "update gf_case" in sql]
+    assert statements.index("update case_sequence") < statements.index("insert into gf_case")
+    assert statements.index("insert into gf_case") < statements.index("insert into case_state")
     assert all(by_driver for _sql, _, by_driver in sent)
     answered = [sql for sql, _, _ in sent if not sql.startswith(_DRIVER_WRITES)]
     assert trips == ["sync"] * len(answered) + ["end"]
     with pg_service.db.read_session() as session:
-        assert session.get(Case, view.case.id).business_key == view.case.business_key
+        case = session.get(Case, view.case.id)
+        assert case.business_key == view.case.business_key and not case.business_key.startswith("~")
+        assert case.title and case.due_at is not None and case.row_version == 1
 
 
 def test_a_statement_after_pipelined_writes_sees_them(pg_service):
