@@ -119,6 +119,17 @@ def test_a_name_saying_another_type_than_the_content_is_refused(service, tmp_pat
     assert not service.attachments.root.exists() or not any(service.attachments.root.rglob("*"))
 
 
+def test_a_file_too_large_and_named_as_another_type_is_told_both(service, tmp_path):
+    """A 12 MB PNG named .pdf: the size limit of a PNG and the wrong name, in one refusal."""
+    service.attachments.root = tmp_path / "uploads"
+    with pytest.raises(InvalidInput, match="over the 10 MB limit for a PNG image, and it is named .pdf but holds "
+                                           "a PNG image") as refused:
+        service.upload_attachment("lx_wgy1", "scan.pdf", PNG + b"\0" * (12 * 1024 * 1024))
+    assert "超过此类文件的上限 10 MB；文件名为 .pdf，与内容不符" in refused.value.text("zh")
+    assert refused.value.field_texts("zh") == {"file": ["不能超过 10 MB", "文件名为 .pdf，但内容是 PNG 图片；请改正文件名"]}
+    assert not service.attachments.root.exists() or not any(service.attachments.root.rglob("*"))
+
+
 @pytest.mark.parametrize("name,data,content_type", [
     ("scan.PDF", PDF, "application/pdf"), ("现场.jpeg", JPEG, "image/jpeg"), ("IMG_0001.JPG", JPEG, "image/jpeg"),
     ("mmexport1690000000000", PNG, "image/png"),          # a phone's name with no ending: the content decides

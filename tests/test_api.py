@@ -902,6 +902,38 @@ def test_a_file_named_as_another_type_is_refused_naming_what_it_is(api, app, cle
     assert [f["content_type"] for f in r.get_json()] == ["image/png", "application/pdf"]
 
 
+@pytest.mark.parametrize("path", ["case", "pending"])
+def test_a_file_too_large_and_named_as_another_type_is_refused_naming_both(api, app, clean_db, path):
+    """A 12 MB PNG named .pdf, a 25 MB PDF named .jpg: the error names the size limit of what the
+    content really is and the wrong name, both at once (renaming alone would meet the size refusal);
+    nothing stored."""
+    case = api.start()
+    url = f"{V1}/cases/{case['id']}/attachments" if path == "case" else f"{V1}/attachments"
+    root = Path(app.config["UPLOAD_FOLDER"])
+    before = counts(clean_db)
+    png = tiny_png()
+    big_png = png + b"\0" * (12 * 1024 * 1024 - len(png))
+    body = assert_error(api.post(url, WORKER, data={"file": [(io.BytesIO(png), "ok.png"),
+                                                              (io.BytesIO(big_png), "扫描件.pdf")]}),
+                        400, "invalid", ["file"])
+    assert body["message"] == ("“扫描件.pdf”有两处问题：内容是 PNG 图片，大小为 12.0 MB，超过此类文件的上限 10 MB；"
+                               "文件名为 .pdf，与内容不符。请选择不超过 10 MB 的文件，并改正文件名")
+    assert body["fields"]["file"] == ["不能超过 10 MB", "文件名为 .pdf，但内容是 PNG 图片；请改正文件名"]
+    big_pdf = b"%PDF-1.4\n" + b"\0" * (25 * 1024 * 1024)
+    body = assert_error(api.post(url, WORKER, data={"file": (io.BytesIO(big_pdf), "photo.jpg")},
+                                 headers={"Accept-Language": "en"}), 400, "invalid", ["file"])
+    assert body["message"] == ("'photo.jpg' has two problems: it is 25.0 MB, over the 20 MB limit for a PDF "
+                               "document, and it is named .jpg but holds a PDF document; choose a file of at most "
+                               "20 MB and correct the file name")
+    assert body["fields"]["file"] == ["at most 20 MB", "named .jpg but holds a PDF document"]
+    # too large alone, rightly named: the size only
+    body = assert_error(api.post(url, WORKER, data={"file": (io.BytesIO(big_pdf), "photo.pdf")}),
+                        400, "invalid", ["file"])
+    assert "超过上限 20 MB" in body["message"] and body["fields"]["file"] == ["不能超过 20 MB"]
+    assert counts(clean_db) == before
+    assert not root.exists() or not [p for p in root.rglob("*") if p.is_file()]
+
+
 def test_one_bad_file_refuses_the_whole_upload(api, app):
     case = api.start()
     r = api.post(f"{V1}/cases/{case['id']}/attachments", WORKER,

@@ -3,9 +3,9 @@ answered within 30 days of the request, and a written reply not made within the 
 limit (60 days, or 60 + the approved extension). Each had a due date and nobody was told
 when it passed. Answered in time, nothing is raised; a reply reached after the limit had
 already passed is not supervised a second time for the same lateness."""
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from engine.models import JurisdictionNode
+from engine.models import Case, JurisdictionNode
 from engine.scenarios import Scenario, run_scenario
 from tests.helpers import open_item, open_spec_ids, path_ids
 from tests.test_petition_dates import REPLY, REVIEW, REVIEW_REQUEST, START, TO_REPLY
@@ -70,11 +70,31 @@ def test_a_recheck_not_answered_in_30_days_goes_to_the_city_centre_for_supervisi
     assert service.case_data(key)["overdue_stage"] == "recheck"
 
 
+def waiting_timers(service, key) -> dict[str, datetime]:
+    """{timer event's name: its due moment (UTC)} of every timer the case waits on."""
+    with service.db.read_session() as session:
+        case = session.query(Case).filter_by(business_key=key).one()
+        workflow = service._load(session, case, service.specs.for_case(session, case))
+        return {event.name: datetime.fromisoformat(event.value).astimezone(timezone.utc)
+                for event in workflow.waiting_events() if event.event_type == "TimeDateEventDefinition"}
+
+
 def test_a_recheck_answered_in_time_is_not_supervised(service, clock):
-    key = walk(service, clock, TO_REPLY + [REPLY, REVIEW_REQUEST, REVIEW, RECHECK_REQUEST,
-                                           {"advance": "P29D"}, RECHECK])
+    """Answering closes the case, so the window is checked before: the 复核 timer waits for the
+    end of the 30th day after the request (3-12), the moment the 复核 is due and the case's next
+    timer; on day 29 it has not fired, and the 复核 answered then raises no 督办."""
+    key = walk(service, clock, TO_REPLY + [REPLY, REVIEW_REQUEST, REVIEW, RECHECK_REQUEST])
+    window_end = LAST_SECOND + timedelta(seconds=1)            # 4-12 00:00 China time
+    assert waiting_timers(service, key) == {"30日未复核": window_end}
+    view = service.get_case(key)
+    assert view.case.next_timer_at == window_end and open_item(view, "recheck").due_at == window_end
+    assert at(service, clock, key, datetime(2026, 4, 10, 8, 30, tzinfo=timezone.utc)) == ["recheck"]   # day 29
+    service.complete_task(open_item(service.get_case(key), "recheck").id,
+                          {**RECHECK["data"], "recheck_date": "2026-04-10"}, "cf_xf")
     view = service.get_case(key)
     assert view.status == "completed" and "supervise_recheck" not in path_ids(service, view)
+    data = service.case_data(key)
+    assert "recheck_overdue" not in data and "overdue_stage" not in data
 
 
 # accepted 3-02 16:30 China time: the handling limit is 5-01 24:00 China time, 16:00 UTC

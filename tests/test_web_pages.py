@@ -510,6 +510,45 @@ def test_a_photo_named_as_another_type_is_refused_naming_what_it_is(service, as_
     assert response.status_code == 302
 
 
+def test_a_file_too_large_and_named_as_another_type_is_told_both(service, as_user, app):
+    """A 12 MB PNG named .pdf on the report form, a 25 MB PDF named .jpg on the case's upload: told
+    the size limit of what the file really is and the rename at once (not the rename alone, after
+    which the file was refused again for its size); nothing stored."""
+    root = Path(app.config["UPLOAD_FOLDER"])
+    big_png = PNG + b"\0" * (12 * 1024 * 1024 - len(PNG))
+    before = counts(service)
+    worker = as_user(WORKER)
+    response = report(worker, photos=(io.BytesIO(big_png), "现场.pdf"))
+    assert response.status_code == 400
+    page = html(response)
+    assert field_error(page, "photos") == ("文件「现场.pdf」有两处问题：内容是 PNG 图片，大小为 12.0 MB，超过此类文件的上限 "
+                                           "10 MB；文件名为 .pdf，与内容不符。请选择不超过 10 MB 的文件，并改正文件名。")
+    assert REPORT["description"] in page
+    worker.post("/lang/en", data={"csrf_token": token(worker), "next": "/inbox"})
+    page = html(report(worker, photos=(io.BytesIO(big_png), "现场.pdf")))
+    assert field_error(page, "photos") == (
+        "The file &#39;现场.pdf&#39; has two problems: it is 12.0 MB, over the 10 MB limit for a PNG image, and it "
+        "is named .pdf but holds a PNG image. Choose a file of at most 10 MB and correct the file name.")
+    assert counts(service) == before
+    case = start(service)
+    leader = as_user(LEADER)
+    before = counts(service)
+    big_pdf = b"%PDF-1.4\n" + b"\0" * (25 * 1024 * 1024)
+    response = leader.post(f"/cases/{case.business_key}/attachments", content_type="multipart/form-data",
+                           data={"csrf_token": token(leader), "file": (io.BytesIO(big_pdf), "扫描件.jpg")})
+    assert response.status_code == 400
+    assert ("文件「扫描件.jpg」有两处问题：内容是 PDF 文件，大小为 25.0 MB，超过此类文件的上限 20 MB；"
+            "文件名为 .jpg，与内容不符。请选择不超过 20 MB 的文件，并改正文件名。") in html(response)
+    assert counts(service) == before
+    assert not root.exists() or not [p for p in root.rglob("*") if p.is_file()]
+    # too large alone, rightly named: still told the size only
+    response = leader.post(f"/cases/{case.business_key}/attachments", content_type="multipart/form-data",
+                           data={"csrf_token": token(leader), "file": (io.BytesIO(big_pdf), "扫描件.pdf")})
+    assert response.status_code == 400
+    assert "文件「扫描件.pdf」太大：此类文件不能超过 20 MB。" in html(response)
+    assert counts(service) == before
+
+
 def test_case_attachment_upload(service, as_user):
     case = start(service)
     key = case.business_key

@@ -146,17 +146,23 @@ def check_files(files: dict) -> dict[str, list[str]]:
             except InvalidInput:
                 kind = sniff(data)
                 wrong = mismatch(filename, kind[0]) if kind else None
+                limit = next(lim for ct, lim, _check in KINDS if ct == kind[0]) if kind else None
+                too_large = limit is not None and len(data) > limit
                 if not data:
                     message = _("文件「{name}」是空的。", name=filename)
-                elif wrong is not None:
-                    message = _("文件「{name}」的文件名为 {suffix}，但内容是 {kind}；请改正文件名或重新选择文件。",
-                                name=filename, suffix=wrong[0], kind=_(NAMES[kind[0]][2]))
                 elif kind is None:
                     message = _("文件「{name}」不是可接受的类型：请上传 JPEG、PNG、GIF、WebP 图片（不超过 10 MB）或 PDF 文件（不超过 20 MB）。",
                                 name=filename)
+                elif too_large and wrong is not None:   # both: renaming alone would be refused for the size
+                    message = _("文件「{name}」有两处问题：内容是 {kind}，大小为 {size}，超过此类文件的上限 {limit} MB；文件名为 {suffix}，与内容不符。请选择不超过 {limit} MB 的文件，并改正文件名。",
+                                name=filename, size=file_size(len(data)), kind=_(NAMES[kind[0]][2]),
+                                limit=limit // (1024 * 1024), suffix=wrong[0])
+                elif wrong is not None:
+                    message = _("文件「{name}」的文件名为 {suffix}，但内容是 {kind}；请改正文件名或重新选择文件。",
+                                name=filename, suffix=wrong[0], kind=_(NAMES[kind[0]][2]))
                 else:
-                    limit = next(lim for ct, lim, _check in KINDS if ct == kind[0]) // (1024 * 1024)
-                    message = _("文件「{name}」太大：此类文件不能超过 {limit} MB。", name=filename, limit=limit)
+                    message = _("文件「{name}」太大：此类文件不能超过 {limit} MB。", name=filename,
+                                limit=limit // (1024 * 1024))
                 errors.setdefault(name, []).append(message)
     return errors
 
