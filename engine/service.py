@@ -1024,15 +1024,17 @@ class WorkflowService:
         escalation to the county) is the next holder's from when they got it, the real time.
         Returns {task id: the moment it was due} for the user tasks a cycle's turn created,
         their due dates' start."""
-        now, due_from = clock.now(), {}
-        seen = {t.id for t in tasks_in_state(workflow, TaskState.READY)}
+        now, due_from, seen = clock.now(), {}, None
+        timers = _timers(workflow)   # read once per turn: the turn's due list and the guard below
         for _ in range(MAX_TIMER_STEPS):
-            due = [(moment, kind) for moment, kind in _timers(workflow) if moment < now]
+            due = [(moment, kind) for moment, kind in timers if moment < now]
             if not due:
                 break
             moment = min(m for m, _kind in due)
             if any(kind != CYCLE_TIMER for m, kind in due if m <= moment):
                 break   # another timer is as due: the rest fires at the real time, as it always did
+            if seen is None:
+                seen = {t.id for t in tasks_in_state(workflow, TaskState.READY)}
             # SpiffWorkflow fires a timer once its time is strictly past
             with clock.timers_at(moment + timedelta(microseconds=1)):
                 self._run(workflow, case, timers_due=True)
@@ -1040,7 +1042,8 @@ class WorkflowService:
                 if task.id not in seen:
                     seen.add(task.id)
                     due_from[str(task.id)] = moment
-            if _next_timer(workflow) == moment:
+            timers = _timers(workflow)
+            if min((m for m, _kind in timers), default=None) == moment:
                 break   # nothing fired at that moment (only if SpiffWorkflow changed): never loop
         self._run(workflow, case, timers_due=True)
         return due_from
