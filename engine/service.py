@@ -923,9 +923,11 @@ class WorkflowService:
 
         parsed = self.specs.for_case(session, case)
         if guess is not None:
-            workflow = guess.workflow   # the task has run on it already
+            workflow, due_from = guess.workflow, guess.due_from   # the task has run on it already
         else:
             workflow = self._load(session, case, parsed, for_write=True)
+            # cycle turns that fell due while no worker ran fire first, as the worker fires them
+            due_from = self._fire_as_due(workflow, case)
             task = find_task(workflow, item.id)
             if task is None or not task.has_state(TaskState.READY):
                 raise Conflict(f"task '{item.name}' is no longer waiting; refresh the case",
@@ -945,7 +947,8 @@ class WorkflowService:
         item.status, item.completed_at, item.completed_by_id = "completed", now, user.id
         if item.assignee_id is None:
             item.assignee_id = user.id
-        open_items = self._after_transition(session, case, workflow, parsed, user, now, completed={item.id: clean})
+        open_items = self._after_transition(session, case, workflow, parsed, user, now, completed={item.id: clean},
+                                            due_from=due_from)
         return CaseView(case, open_items)
 
     def _run_ahead(self, task_id, data) -> "_RunAhead | None":
@@ -959,6 +962,7 @@ class WorkflowService:
             return None
         case_id, version_id, text, workflow, form_key = taken
         try:
+            due_from = self._fire_as_due(workflow, None)   # as the usual path does (`_complete`)
             task = find_task(workflow, str(task_id))
             if task is None or not task.has_state(TaskState.READY):
                 return None
@@ -968,7 +972,7 @@ class WorkflowService:
             run_engine(workflow)
         except Exception:  # noqa: BLE001 -- the usual path does it again and reports it
             return None
-        return _RunAhead(case_id, version_id, text, form_key, clean, workflow)
+        return _RunAhead(case_id, version_id, text, form_key, clean, workflow, due_from)
 
     def _run_ahead_holds(self, session, case: Case, item: WorkItem, guess: "_RunAhead | None"):
         """`guess` if it worked on exactly the stored state of this case (its process version,
@@ -1017,28 +1021,34 @@ class WorkflowService:
         parsed = self.specs.for_case(session, case)
         workflow = self._load(session, case, parsed, for_write=True)
         due_from = self._fire_as_due(workflow, case)
+        self._run(workflow, case, timers_due=True)   # the rest at the real time
         open_items = self._after_transition(session, case, workflow, parsed, None, clock.now(), due_from=due_from)
         return CaseView(case, open_items)
 
-    def _fire_as_due(self, workflow: BpmnWorkflow, case: Case) -> dict[str, datetime]:
-        """Fire the case's due timers; a cycle's turns that fell due before any other timer
-        did fire one at a time, oldest first, each as at the moment it fell due. A worker
-        that was down fires a backlog late: fired at the real time, a leader case's progress
-        reports (R52/P{n}D) of two missed cycles were both due n days after the late firing,
-        and each one's missed-report timer counted from then, the reporting period stretched
-        by the downtime. A cycle is a schedule; a deadline is not stepped: what it starts (an
-        escalation to the county) is the next holder's from when they got it, the real time.
-        Returns {task id: the moment it was due} for the user tasks a cycle's turn created,
-        their due dates' start."""
-        now, due_from = clock.now(), {}
-        seen = {t.id for t in tasks_in_state(workflow, TaskState.READY)}
+    def _fire_as_due(self, workflow: BpmnWorkflow, case: Case | None) -> dict[str, datetime]:
+        """Fire the cycle turns that fell due before any other timer of the case did, one at a
+        time, oldest first, each as at the moment it fell due; what else is due is left to the
+        caller's engine run, at the real time. Every path that meets due timers steps them
+        here first: the timer worker (`fire_loaded_case`) and an official's completion, before
+        the official's task runs (`_complete`, `_run_ahead`), so a case ends the same whoever
+        meets its due timers first. A worker that was down fires a backlog late: fired at the
+        real time, a leader case's progress reports (R52/P{n}D) of two missed cycles were both
+        due n days after the late firing, and each one's missed-report timer counted from then,
+        the reporting period stretched by the downtime. A cycle is a schedule; a deadline is not
+        stepped: what it starts (an escalation to the county) is the next holder's from when
+        they got it, the real time. Returns {task id: the moment it was due} for the user tasks
+        a cycle's turn created, their due dates' start. `case` only names the case in an error."""
+        now, due_from, seen = clock.now(), {}, None
+        timers = _timers(workflow)   # read once per turn: the turn's due list and the guard below
         for _ in range(MAX_TIMER_STEPS):
-            due = [(moment, kind) for moment, kind in _timers(workflow) if moment < now]
+            due = [(moment, kind) for moment, kind in timers if moment < now]
             if not due:
-                break
+                break   # a completion's usual case: nothing more to do
             moment = min(m for m, _kind in due)
             if any(kind != CYCLE_TIMER for m, kind in due if m <= moment):
                 break   # another timer is as due: the rest fires at the real time, as it always did
+            if seen is None:
+                seen = {t.id for t in tasks_in_state(workflow, TaskState.READY)}
             # SpiffWorkflow fires a timer once its time is strictly past
             with clock.timers_at(moment + timedelta(microseconds=1)):
                 self._run(workflow, case, timers_due=True)
@@ -1046,9 +1056,9 @@ class WorkflowService:
                 if task.id not in seen:
                     seen.add(task.id)
                     due_from[str(task.id)] = moment
-            if _next_timer(workflow) == moment:
+            timers = _timers(workflow)
+            if min((m for m, _kind in timers), default=None) == moment:
                 break   # nothing fired at that moment (only if SpiffWorkflow changed): never loop
-        self._run(workflow, case, timers_due=True)
         return due_from
 
     def _commit_guarded(self, fn, *args):
@@ -1096,12 +1106,13 @@ class WorkflowService:
         return parsed.spec, parsed.subprocess_specs
 
     @staticmethod
-    def _run(workflow: BpmnWorkflow, case: Case, timers_due: bool = False, label: tuple[str, str] | None = None):
+    def _run(workflow: BpmnWorkflow, case: Case | None, timers_due: bool = False, label: tuple[str, str] | None = None):
         try:
             run_engine(workflow, timers_due=timers_due)
         except SpiffWorkflowException as exc:
             detail = describe_process_error(exc)
-            en, zh = label or (f"case {case.business_key}", f"案件 {case.business_key}")
+            en, zh = label or ((f"case {case.business_key}", f"案件 {case.business_key}") if case is not None
+                               else ("the case", "案件"))
             raise ProcessError(f"{en}: the process failed: {detail}",
                                zh=f"{zh} 流程运行出错，未做任何更改；请联系流程设计员（{detail}）") from None
 
@@ -1637,6 +1648,7 @@ class _RunAhead:
     form_key: str | None
     clean: dict
     workflow: BpmnWorkflow
+    due_from: dict[str, datetime]   # the tasks its stepped cycle turns created (`_fire_as_due`)
 
 
 @dataclass
@@ -1775,8 +1787,9 @@ def _due_at(expression: str | None, data: dict, now: datetime) -> datetime | Non
     return None
 
 
-# a cycle's turns one firing steps through at most (_fire_as_due): a year's daily cycle and
-# more; the rest fire together at the real time
+# a cycle's turns one firing (the worker's, or an official's step that meets them first) steps
+# through at most (_fire_as_due): a year's daily cycle and more; the rest fire together at the
+# real time
 MAX_TIMER_STEPS = 1000
 CYCLE_TIMER = "CycleTimerEventDefinition"
 

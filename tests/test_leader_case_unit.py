@@ -79,3 +79,99 @@ def test_progress_reports_fired_late_are_due_when_their_cycles_say(service, cloc
     assert reports() == [("progress_report", timedelta(days=20)), ("progress_report", timedelta(days=30)),
                          ("progress_report", timedelta(days=40)), ("supervise_report", None),
                          ("supervise_report", None)]
+
+
+def _waiting_timers(service, key, start):
+    """(due, kind) of every timer the case's stored state waits on, from `start`."""
+    from engine.models import Case
+    from engine.service import _timers
+    with service.db.read_session() as session:
+        case = service._case(session, key)
+        workflow = service._load(session, session.get(Case, case.id), service.specs.for_case(session, case))
+        return sorted((moment - start, kind) for moment, kind in _timers(workflow))
+
+
+def _step(service, key, spec_id, username, data):
+    """Complete the case's open task `spec_id` as `username`."""
+    item = next(i for i in service.get_case(key).open_items if i.spec_id == spec_id)
+    return service.complete_task(item.id, data, username)
+
+
+@pytest.mark.parametrize("kept_in_memory", [True, False], ids=["run-ahead", "restored"])
+def test_progress_reports_an_officials_step_meets_late_are_due_as_the_worker_gives(service, clock, kept_in_memory):
+    """The worker was down over two turns of the reporting cycle (days 30 and 40) and the first
+    to meet them is the 联席办's 督办 of an earlier missed report, on day 45: the turns fire as
+    the worker fires them (`test_progress_reports_fired_late_are_due_when_their_cycles_say`),
+    each as at its moment, before the official's step. Day 30's report is due on day 40 (and
+    missed there: 督办), day 40's on day 50, the cycle's next turn is day 50 — not both reports
+    due on day 55 with the cycle counting from day 45. A twin case the worker fires first and the
+    same official then steps on ends the same: tasks, due dates and the timers it waits on."""
+    from datetime import timedelta
+    if not kept_in_memory:
+        service.live.size = 0                     # every step restores the stored state
+    twins = [assign(service, clock).case.business_key for _ in range(2)]   # report_every_days: 10
+    start = clock.now()
+
+    def tasks(key):
+        return sorted((i.spec_id, i.due_at - start if i.due_at else None) for i in service.get_case(key).open_items)
+
+    for key in twins:
+        _step(service, key, "leader_study", "lxx_ld2", {"study_notes": "查阅档案", "coordination_instructions": "住建局牵头"})
+    for day in (10, 20):                          # the worker fired on time: day 10's report missed on day 20
+        clock.set(start + timedelta(days=day, hours=1))
+        for key in twins:
+            service.fire_timers(key)
+    clock.set(start + timedelta(days=21))
+    for key in twins:
+        for _ in range(2):
+            _step(service, key, "progress_report", "lxx_zj", {"progress_note": "已调取档案", "situation_stable": True})
+        assert tasks(key) == [("supervise_report", None), ("work", None)]
+        assert _waiting_timers(service, key, start) == [(timedelta(days=30), "CycleTimerEventDefinition")]
+
+    clock.set(start + timedelta(days=45))         # the worker was down over days 30 and 40
+    by_worker, by_official = twins
+    service.fire_timers(by_worker)
+    hits = service.live.hits
+    supervise = {"supervision_measure": "notice", "supervision_note": "逾期未报，下发督办单"}
+    for key in twins:
+        _step(service, key, "supervise_report", "lxx_lxb", supervise)
+    if kept_in_memory:
+        assert service.live.hits == hits + 2      # both completions ran ahead on the kept workflow
+    expected = [("progress_report", timedelta(days=40)), ("progress_report", timedelta(days=50)),
+                ("supervise_report", None), ("work", None)]
+    assert tasks(by_official) == tasks(by_worker) == expected
+    assert (service.get_case(by_official).case.next_timer_at == service.get_case(by_worker).case.next_timer_at
+            == start + timedelta(days=50))
+    assert (_waiting_timers(service, by_official, start) == _waiting_timers(service, by_worker, start)
+            == [(timedelta(days=50), "CycleTimerEventDefinition"),
+                (timedelta(days=50, microseconds=1), "DurationTimerEventDefinition")])
+
+
+def test_the_unit_submitting_its_work_late_meets_the_turns_that_fell_due_first(service, clock):
+    """The responsible person submits the four responsibilities on day 25, the worker down since
+    day 0: the cycle's turns of days 10 and 20 fire first, as the worker would have fired them,
+    and the submission then ends the reporting cycle (their reports with it). The case ends as
+    its twin the worker fired first does: the sign-off, and the same timers. (Before, the
+    submission ran first and the turns never fired.)"""
+    from datetime import timedelta
+    twins = [assign(service, clock).case.business_key for _ in range(2)]
+    start = clock.now()
+    work = {"plan": "依档案重新勘定边界", "mediation": "司法所主持调解", "stabilisation": "镇村干部分包稳控",
+            "ending_petition": "双方签订息诉罢访承诺书"}
+
+    for key in twins:
+        _step(service, key, "leader_study", "lxx_ld2", {"study_notes": "查阅档案", "coordination_instructions": "住建局牵头"})
+    clock.set(start + timedelta(days=25))
+    by_worker, by_official = twins
+    service.fire_timers(by_worker)
+    fired = []
+    as_due = service._fire_as_due
+    service._fire_as_due = lambda workflow, case: fired.append(as_due(workflow, case)) or fired[-1]
+    for key in twins:
+        _step(service, key, "work", "lxx_zj", work)
+    views = [service.get_case(key) for key in twins]
+    assert [i.spec_id for i in views[0].open_items] == [i.spec_id for i in views[1].open_items] == ["signoff"]
+    assert views[0].case.next_timer_at == views[1].case.next_timer_at
+    assert _waiting_timers(service, by_official, start) == _waiting_timers(service, by_worker, start) == []
+    # the official's step fired both turns (each created a report, due on days 20 and 30)
+    assert fired and sorted(m - start for m in fired[-1].values()) == [timedelta(days=10), timedelta(days=20)]
