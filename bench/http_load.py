@@ -182,6 +182,7 @@ class Stats:
         self.errors: Counter = Counter()
         self.error_samples: list[str] = []
         self.completions = 0
+        self.completed_at: list[float] = []   # perf_counter of each completion: the rate over the run
         self.cases_closed = 0
 
     def record(self, kind: str, seconds: float, status: int | str, ok: bool, body: str = ""):
@@ -280,9 +281,39 @@ def client_loop(index: int, base: str, tokens: dict, stop: threading.Event, stat
                 if case is not None:
                     with stats.lock:
                         stats.completions += 1
+                        stats.completed_at.append(time.perf_counter())
                         stats.cases_closed += case["status"] == "completed"
     finally:
         http.close()
+
+
+def by_window(moments: list[float], started: float, elapsed: float, seconds: float) -> list[int]:
+    """How many of `moments` fell in each whole `seconds` window of the run: a rate that
+    falls as the run goes on shows a cost that grows with the data (dead rows, bloat)."""
+    counts = [0] * max(1, int(elapsed // seconds))
+    for moment in moments:
+        window = int((moment - started) // seconds)
+        if window < len(counts):
+            counts[window] += 1
+    return counts
+
+
+def postgres_settings(url: str) -> str:
+    """The server settings that change what a long run measures. A server with autovacuum
+    off (this machine's CI server) keeps every dead row version a run leaves, and each
+    update's index entries with it: such a run slows as it goes, where a production server
+    cleans up behind it."""
+    if not url.startswith("postgresql"):
+        return ""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    names = ("autovacuum", "fsync", "synchronous_commit", "shared_buffers")
+    with psycopg.connect(plain, autocommit=True, connect_timeout=5) as conn:
+        values = dict(conn.execute("SELECT name, setting || coalesce(unit, '') FROM pg_settings "
+                                   "WHERE name = ANY(%s)", (list(names),)).fetchall())
+    return ", ".join(f"{name} {values.get(name, '?')}" for name in names)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -298,6 +329,7 @@ def run(args) -> int:
     create_postgres_database(url)
     prepare_database(url)
     statements = [] if args.no_statements else count_statements(url)
+    server_settings = postgres_settings(url)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = Path(args.log)
@@ -349,6 +381,8 @@ def run(args) -> int:
     print()
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
           f"; database {url.split('@')[-1]}")
+    if server_settings:
+        print(f"PostgreSQL server: {server_settings}")
     print(f"load average before / after: {' '.join(f'{x:.2f}' for x in load_before)} / "
           f"{' '.join(f'{x:.2f}' for x in load_after)}")
     print(f"gunicorn workers: {args.workers} ({args.worker_class}, threads {args.threads})   "
@@ -356,6 +390,8 @@ def run(args) -> int:
     print(f"task completions: {stats.completions}  ({rate:.1f}/s)   cases reported: {len(stats.latency['start'])}"
           f"   cases closed: {stats.cases_closed}")
     print(f"requests: {requests}  ({requests / elapsed:.1f}/s)   errors: {errors}")
+    print("completions/s by 10 s of the run: " + " ".join(f"{n / 10:.0f}" for n in by_window(
+        stats.completed_at, started, elapsed, 10)))
     print(f"{'latency ms':<12} {'n':>7} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}")
     for kind in sorted(stats.latency) + ["all"]:
         values = all_latency if kind == "all" else stats.latency[kind]
