@@ -311,8 +311,8 @@ def postgres_settings(url: str) -> str:
     plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     names = ("autovacuum", "fsync", "synchronous_commit", "shared_buffers")
     with psycopg.connect(plain, autocommit=True, connect_timeout=5) as conn:
-        values = dict(conn.execute("SELECT name, setting || coalesce(unit, '') FROM pg_settings "
-                                   "WHERE name = ANY(%s)", (list(names),)).fetchall())
+        values = dict(conn.execute("SELECT name, current_setting(name) FROM unnest(%s::text[]) AS name",
+                                   (list(names),)).fetchall())
     return ", ".join(f"{name} {values.get(name, '?')}" for name in names)
 
 
