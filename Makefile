@@ -1,5 +1,12 @@
 # The two commands: `make run` and `make test`. Everything else is a helper.
-PYTHON ?= python3
+# The interpreter the virtualenv is made from: the distribution's python3 where it is 3.11 or
+# newer and can make a virtualenv, else the first python3 on PATH. Debian's is built with
+# profile-guided and link-time optimization and links libpython statically; a plain source
+# build (pyenv's default: shared libpython, no PGO) runs the same requests with ~15-25 % more
+# CPU (docs/performance.md, session 22). PYTHON=... picks another.
+PYTHON ?= $(shell for p in /usr/bin/python3 python3; do \
+	$$p -c 'import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; \
+	done)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
