@@ -118,12 +118,36 @@ def run_engine(workflow: BpmnWorkflow, max_rounds: int = 10_000, timers_due: boo
         workflow.do_engine_steps()
         workflow.refresh_timers()
         if not any(not t.task_spec.manual for t in tasks_in_state(workflow, TaskState.READY)):
-            return  # settled: the common case, decided without walking the tree
+            break  # settled: the common case, decided without walking the tree
         # engine work is left: settled all the same if SpiffWorkflow cannot reach it (its tree
         # walk stops at depth 1,000, which only an unpruned case gets to)
         if not any(not t.task_spec.manual for t in workflow.get_tasks(state=TaskState.READY)):
-            return
-    raise RuntimeError("engine did not settle: a loop of engine tasks without a user task or timer?")
+            break
+    else:
+        raise RuntimeError("engine did not settle: a loop of engine tasks without a user task or timer?")
+    forget_dropped_waits(workflow)
+
+
+def forget_dropped_waits(workflow: BpmnWorkflow) -> None:
+    """Unregister from SpiffWorkflow's event manager the catch events that are no longer
+    waiting in the case's tree. `Task.cancel` drops a cancelled task's unfinished
+    descendants from the tree *before* its spec's `_on_cancel` unregisters the catch events
+    below it (it finds no children left), and `delete_subprocess` unregisters nothing: the
+    unit submitting a leader case's `work` cancels the reporting cycle's timer, and with it
+    the open progress reports, but each report's missed-report timer (`report_overdue`)
+    stayed registered. Everything that reads the waiting events after a run — the case's
+    `next_timer_at` (`service._next_timer`), the due list of the next stepped cycle turn
+    (`service._fire_as_due`), SpiffWorkflow's own `refresh_timers` — then saw a timer the
+    saved state no longer waits on, and the worker fired the case for nothing. What is
+    left is what a restore of the saved state registers (the waiting catch events of the
+    tree), in SpiffWorkflow's own order. Cheap: a scan of the registered events only."""
+    attached = {id(wf) for wf in all_workflows(workflow)}
+    registered = workflow.event_manager.tasks
+    dropped = [tid for tid, task in registered.items()
+               if id(task.workflow) not in attached or task.workflow.tasks.get(tid) is not task
+               or not task.has_state(TaskState.WAITING)]
+    for tid in dropped:
+        del registered[tid]
 
 
 def all_workflows(workflow: BpmnWorkflow):
@@ -498,9 +522,10 @@ class LiveWorkflowCache:
 def _as_if_restored(workflow: BpmnWorkflow) -> None:
     """Make the in-memory workflow what a restore of its saved text would give, where the
     two can differ: the event manager (SpiffWorkflow registers waiting catch events as
-    they arise and may keep ones that pruning or a cancelled branch dropped; a restore
-    registers exactly the waiting ones still in the tree), and `last_task` (restored as
-    None when its task is gone)."""
+    they arise, in that order; a restore registers exactly the waiting ones still in the
+    tree, in tree order; those a cancelled branch or pruning dropped are already gone:
+    `forget_dropped_waits`, `_prune_workflow`), and `last_task` (restored as None when its
+    task is gone)."""
     waiting = {}
     for wf in all_workflows(workflow):
         if wf.last_task is not None and wf.last_task.id not in wf.tasks:

@@ -60,3 +60,42 @@ def export_rows(fmt: str, body: bytes) -> list[list[str]]:
         return list(csv.reader(io.StringIO(text[1:])))
     sheet = load_workbook(io.BytesIO(body)).active
     return [[("" if c is None else str(c)) for c in row] for row in sheet.iter_rows(values_only=True)]
+
+
+def stored_timers(service, case_id) -> list:
+    """The due moments of the timers a case's saved state waits on, found without the engine's
+    own reading of them (`service._timers`, SpiffWorkflow's event manager): the state row read
+    back from the database and restored, and the WAITING timer catch events of its tree asked
+    when each falls due (a date without an offset read as UTC, as the engine reads it)."""
+    from datetime import datetime, timezone
+
+    from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+    from SpiffWorkflow.util.task import TaskState
+
+    from engine.models import Case, CaseState
+    with service.db.read_session() as session:
+        case, row = session.get(Case, case_id), session.get(CaseState, case_id)
+        spec, subprocess_specs = service._specs_for_one_case(service.specs.for_case(session, case))
+        workflow = service.serializer.loads(row.state, spec, subprocess_specs, row.serializer_version)
+    moments = []
+    for wf in [workflow, *workflow.subprocesses.values()]:
+        for task in wf.tasks.values():
+            timer = getattr(task.task_spec, "event_definition", None)
+            if task.state == TaskState.WAITING and isinstance(timer, TimerEventDefinition):
+                value = timer.details(task).value
+                value = datetime.fromisoformat(value) if isinstance(value, str) else value
+                moments.append(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
+    return sorted(moments)
+
+
+def assert_next_timers_true(service) -> None:
+    """Every case's `next_timer_at` is the earliest timer its saved state waits on, or None."""
+    from sqlalchemy import select
+
+    from engine.models import Case
+    with service.db.read_session() as session:
+        cases = session.execute(select(Case.id, Case.business_key, Case.next_timer_at)).all()
+    for case_id, key, next_timer_at in cases:
+        waits = stored_timers(service, case_id)
+        assert next_timer_at == (waits[0] if waits else None), (
+            f"case {key}: next_timer_at {next_timer_at}, but its saved state waits on {waits or 'no timer'}")

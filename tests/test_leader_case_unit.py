@@ -171,7 +171,48 @@ def test_the_unit_submitting_its_work_late_meets_the_turns_that_fell_due_first(s
         _step(service, key, "work", "lxx_zj", work)
     views = [service.get_case(key) for key in twins]
     assert [i.spec_id for i in views[0].open_items] == [i.spec_id for i in views[1].open_items] == ["signoff"]
-    assert views[0].case.next_timer_at == views[1].case.next_timer_at
+    assert views[0].case.next_timer_at is None and views[1].case.next_timer_at is None
     assert _waiting_timers(service, by_official, start) == _waiting_timers(service, by_worker, start) == []
     # the official's step fired both turns (each created a report, due on days 20 and 30)
     assert fired and sorted(m - start for m in fired[-1].values()) == [timedelta(days=10), timedelta(days=20)]
+
+
+@pytest.mark.parametrize("kept_in_memory", [True, False], ids=["run-ahead", "restored"])
+@pytest.mark.parametrize("turns", ["fired-on-time", "worker-first", "official-first"])
+def test_submitting_the_work_leaves_no_timer_of_the_reports_it_ended(service, clock, turns, kept_in_memory):
+    """The unit's submission ends the reporting cycle and the open progress reports with it,
+    their missed-report timers too. The case's next timer is then what its saved state waits
+    on (nothing: the sign-off has no timer), whoever met the cycle's turns first — the worker
+    on time, the worker late, or the submission itself. Before, it kept the cancelled report's
+    missed-report timer (day 30 + 1 µs), and the worker fired the case then, for nothing."""
+    from datetime import timedelta
+
+    from engine.timers import TimerWorker
+    from tests.helpers import assert_next_timers_true, stored_timers
+    from tests.test_timers import fired_events
+    if not kept_in_memory:
+        service.live.size = 0                     # every step restores the stored state
+    key = assign(service, clock).case.business_key   # report_every_days: 10
+    start = clock.now()
+    _step(service, key, "leader_study", "lxx_ld2", {"study_notes": "查阅档案", "coordination_instructions": "住建局牵头"})
+    if turns == "fired-on-time":
+        for day in (10, 20):                      # day 10's report missed on day 20; day 20's open
+            clock.set(start + timedelta(days=day, hours=1))
+            service.fire_timers(key)
+        clock.set(start + timedelta(days=22))
+    else:
+        clock.set(start + timedelta(days=25))     # the worker was down over days 10 and 20
+        if turns == "worker-first":
+            service.fire_timers(key)
+    assert stored_timers(service, service.get_case(key).id)   # a report's missed-report timer, the cycle
+    view = _step(service, key, "work", "lxx_zj", {
+        "plan": "依档案重新勘定边界", "mediation": "司法所主持调解", "stabilisation": "镇村干部分包稳控",
+        "ending_petition": "双方签订息诉罢访承诺书"})
+    assert [i.spec_id for i in view.open_items] == ["signoff"]
+    assert stored_timers(service, view.id) == []
+    assert view.case.next_timer_at is None
+    assert_next_timers_true(service)
+    fired = len(fired_events(service.db, view.id))
+    clock.set(start + timedelta(days=60))         # past every timer the cancelled reports had
+    assert TimerWorker(service).run_once().fired == 0
+    assert len(fired_events(service.db, view.id)) == fired

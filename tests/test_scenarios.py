@@ -23,9 +23,26 @@ def test_every_shipped_process_has_scenarios():
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_scenario(service, clock, path):
+def test_scenario(service, clock, path, monkeypatch):
+    _check_next_timers_after_each_transition(service, monkeypatch)
     run_scenario(service, clock, Scenario.load(path))
     _record_path(service, path)
+
+
+def _check_next_timers_after_each_transition(service, monkeypatch):
+    """After every committed transition of the scenario (start, completion, timer firing), each
+    case's `next_timer_at`, which the timer worker polls, is the earliest timer its saved state
+    waits on: a timer of a branch the step cancelled (a leader case's missed-report timers once
+    the unit submits its work, in a petition that called it too) made the worker fire the case
+    for nothing."""
+    from tests.helpers import assert_next_timers_true
+    transition = service._commit_guarded
+
+    def checked(fn, *args):
+        result = transition(fn, *args)
+        assert_next_timers_true(service)
+        return result
+    monkeypatch.setattr(service, "_commit_guarded", checked)
 
 
 def _record_path(service, path):
