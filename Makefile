@@ -2,8 +2,8 @@
 # The interpreter the virtualenv is made from: the distribution's python3 where it is 3.11 or
 # newer and can make a virtualenv, else the first python3 on PATH. Debian's is built with
 # profile-guided and link-time optimization and links libpython statically; a plain source
-# build (pyenv's default: shared libpython, no PGO) runs the same requests with ~15-25 % more
-# CPU (docs/performance.md, session 22). PYTHON=... picks another.
+# build (pyenv's default: shared libpython, no PGO) spent ~10 % more CPU on the same requests
+# and ~35 % more on a bare loop (docs/performance.md, session 22). PYTHON=... picks another.
 PYTHON ?= $(shell for p in /usr/bin/python3 python3; do \
 	$$p -c 'import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; \
 	done)
