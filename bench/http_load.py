@@ -37,6 +37,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.live_app import free_port, start_gunicorn, wait_until_answering  # noqa: E402
+from bench.machine import speed_line  # noqa: E402
 from bench.scratch import create_postgres_database, reset_to_demo  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/gridflow_http"
@@ -349,6 +350,7 @@ def run(args) -> int:
     prepare_database(url)
     statements = [] if args.no_statements else count_statements(url)
     server_settings = postgres_settings(url)
+    speed = speed_line()   # before the run: the machine idle, as the other runs' figures were taken
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = Path(args.log)
@@ -403,8 +405,8 @@ def run(args) -> int:
     rate = stats.completions / elapsed
     p95 = pct(all_latency, 95)
     print()
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-          f"; database {url.split('@')[-1]}")
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores; database {url.split('@')[-1]}")
+    print(f"interpreter: {speed}")
     if server_settings:
         print(f"PostgreSQL server: {server_settings}"
               + (f"; the bench ran VACUUM on the tables a run writes every {vacuum_every:g} s in its place"

@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.machine import speed_line  # noqa: E402
 from engine.spiff_logging import stock as stock_spiffworkflow  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "loop.bpmn"
@@ -512,7 +513,7 @@ def print_machine(pg_version: str | None):
     print("Machine")
     print(f"  cores:          {os.cpu_count()}  ({platform.processor() or platform.machine()})")
     print(f"  platform:       {platform.platform()}")
-    print(f"  python:         {platform.python_version()} ({platform.python_implementation()})")
+    print(f"  python:         {speed_line()}")
     for pkg in ("SpiffWorkflow", "SQLAlchemy", "psycopg", "alembic"):
         try:
             print(f"  {pkg + ':':15} {metadata.version(pkg)}")
