@@ -410,7 +410,7 @@ def run(args) -> int:
     if server_settings:
         print(f"PostgreSQL server: {server_settings}"
               + (f"; the bench ran VACUUM on the tables a run writes every {vacuum_every:g} s in its place"
-                 f" ({len(vacuums)} times, {sum(vacuums):.1f} s; its CPU is the server's, counted below)"
+                 f" ({len(vacuums)} VACUUMs, {sum(vacuums):.1f} s in all; its CPU is the server's, counted below)"
                  if vacuum_every > 0 else ""))
     print(f"load average before / after: {' '.join(f'{x:.2f}' for x in load_before)} / "
           f"{' '.join(f'{x:.2f}' for x in load_after)}")
