@@ -3,8 +3,10 @@
 # newer and can make a virtualenv, else the first python3 on PATH. Debian's is built with
 # profile-guided and link-time optimization and links libpython statically; a plain source
 # build (pyenv's default: shared libpython, no PGO) spent ~10 % more CPU on the same requests
-# and ~35 % more on a bare loop (docs/performance.md, session 22). PYTHON=... picks another.
-PYTHON ?= $(shell for p in /usr/bin/python3 python3; do \
+# and ~35 % more on a bare loop (docs/performance.md, session 22). PYTHON=... picks another;
+# PYTHON_CANDIDATES=... changes the order tried.
+PYTHON_CANDIDATES ?= /usr/bin/python3 python3
+PYTHON ?= $(shell for p in $(PYTHON_CANDIDATES); do \
 	$$p -c 'import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; \
 	done)
 VENV ?= .venv
@@ -14,6 +16,8 @@ STAMP := $(VENV)/.installed
 .PHONY: run test venv setup bench clean
 
 $(STAMP): setup.cfg pyproject.toml
+	@test -n "$(PYTHON)" || { echo "no Python 3.11+ that can make a virtualenv among $(PYTHON_CANDIDATES):" \
+		"install python3 (3.11 or newer) with its venv module (Debian: python3-venv), or set PYTHON=..."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[test]"
