@@ -12,6 +12,7 @@ import functools
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
 
 from sqlalchemy import and_, bindparam, delete, func, not_, or_, select, union, update
 from sqlalchemy.exc import IntegrityError
@@ -922,8 +923,10 @@ class WorkflowService:
         self._check_earlier_cases(session, item.form_key, clean, user)
 
         parsed = self.specs.for_case(session, case)
+        now = clock.now()
         if guess is not None:
             workflow, due_from = guess.workflow, guess.due_from   # the task has run on it already
+            met = guess.met
         else:
             workflow = self._load(session, case, parsed, for_write=True)
             # cycle turns that fell due while no worker ran fire first, as the worker fires them
@@ -933,7 +936,9 @@ class WorkflowService:
                 raise Conflict(f"task '{item.name}' is no longer waiting; refresh the case",
                                zh=f"任务“{item.name}”已不在待办状态；请刷新案件")
             self._check_order(item.form_key, clean, task.data)
-        now = clock.now()
+            met = None if due_from is None else (collect_finished_steps(workflow), _ready_user_tasks(workflow))
+        # what the turns did is recorded as the worker records it, before the official's step
+        turns = None if met is None else self._record_turns(session, case, parsed, item, *met, now, due_from)
         self._claim_attachments(session, user, case, item.form_key, clean, item)
         if guess is None:
             task.data.update(clean)
@@ -948,7 +953,7 @@ class WorkflowService:
         if item.assignee_id is None:
             item.assignee_id = user.id
         open_items = self._after_transition(session, case, workflow, parsed, user, now, completed={item.id: clean},
-                                            due_from=due_from)
+                                            due_from=due_from, turns=turns)
         return CaseView(case, open_items)
 
     def _run_ahead(self, task_id, data) -> "_RunAhead | None":
@@ -966,13 +971,17 @@ class WorkflowService:
             task = find_task(workflow, str(task_id))
             if task is None or not task.has_state(TaskState.READY):
                 return None
+            # what the turns did, as the usual path records it before the task runs: their steps
+            # and the user tasks ready after them (each task's data as it was then)
+            met = None if due_from is None else (collect_finished_steps(workflow), {
+                tid: _ReadyTask(t.task_spec, dict(t.data)) for tid, t in _ready_user_tasks(workflow).items()})
             clean = self._validate_form(form_key, data, context=task.data)
             task.data.update(clean)
             task.run()
             run_engine(workflow)
         except Exception:  # noqa: BLE001 -- the usual path does it again and reports it
             return None
-        return _RunAhead(case_id, version_id, text, form_key, clean, workflow, due_from)
+        return _RunAhead(case_id, version_id, text, form_key, clean, workflow, due_from, met)
 
     def _run_ahead_holds(self, session, case: Case, item: WorkItem, guess: "_RunAhead | None"):
         """`guess` if it worked on exactly the stored state of this case (its process version,
@@ -1036,8 +1045,9 @@ class WorkflowService:
         due n days after the late firing, and each one's missed-report timer counted from then,
         the reporting period stretched by the downtime. A cycle is a schedule; a deadline is not
         stepped: what it starts (an escalation to the county) is the next holder's from when
-        they got it, the real time. Returns {task id: the moment it was due} for the user tasks
-        a cycle's turn created, their due dates' start. `case` only names the case in an error."""
+        they got it, the real time. Returns None when no turn was due (nothing was done), else
+        {task id: the moment it was due} for the user tasks the turns created, their due dates'
+        start. `case` only names the case in an error."""
         now, due_from, seen = clock.now(), {}, None
         timers = _timers(workflow)   # read once per turn: the turn's due list and the guard below
         for _ in range(MAX_TIMER_STEPS):
@@ -1059,7 +1069,7 @@ class WorkflowService:
             timers = _timers(workflow)
             if min((m for m, _kind in timers), default=None) == moment:
                 break   # nothing fired at that moment (only if SpiffWorkflow changed): never loop
-        return due_from
+        return due_from if seen is not None else None
 
     def _commit_guarded(self, fn, *args):
         """One transaction; a lost race on the case's version is a Conflict, never a lost update.
@@ -1118,23 +1128,18 @@ class WorkflowService:
 
     def _after_transition(self, session, case: Case, workflow: BpmnWorkflow, parsed: ParsedProcess,
                           user: User | None, now: datetime, completed: dict | None = None,
-                          due_from: dict[str, datetime] | None = None):
-        completed = completed or {}
-        events = []
-        steps = collect_finished_steps(workflow)
-        for step in steps:
-            if step.is_user_task and step.state == "COMPLETED":
-                events.append(audit.Event(
-                    case_id=case.id, work_item_id=step.task_id, event_type="task_completed",
-                    actor_id=user.id if user and step.task_id in completed else None, at=now,
-                    bpmn_id=step.bpmn_id, bpmn_name=step.bpmn_name, flow_from=step.flow_from,
-                    data=completed.get(step.task_id, {})))
-            elif step.state == "COMPLETED":
-                events.append(audit.Event(
-                    case_id=case.id, event_type="step", at=now, bpmn_id=step.bpmn_id,
-                    bpmn_name=step.bpmn_name, flow_from=step.flow_from, data={"type": step.spec_type}))
+                          due_from: dict[str, datetime] | None = None, turns: "_Turns | None" = None):
+        """Record the transition's steps, mirror its ready user tasks as work items, save.
+        `turns`: what the cycle turns an official's step met did, recorded before the step
+        (`_record_turns`): their events go first, and they are told as this transition's own."""
+        new_steps = collect_finished_steps(workflow)
+        events = self._step_events(case, new_steps, user, now, completed or {})
         prune_history(workflow)
-        open_items = self._sync_work_items(session, case, workflow, parsed, now, events, due_from or {})
+        open_items = self._sync_work_items(session, case, _ready_user_tasks(workflow), parsed, now, events,
+                                           due_from or {})
+        steps = new_steps
+        if turns is not None:
+            steps, events = turns.steps + new_steps, turns.events + events
         self.notifier.after_transition(session, case, parsed, steps, events, open_items, now)
 
         data = self._case_data(workflow)
@@ -1213,11 +1218,50 @@ class WorkflowService:
             return dict(workflow.last_task.data)
         return dict(workflow.task_tree.data)
 
-    def _sync_work_items(self, session, case: Case, workflow: BpmnWorkflow, parsed: ParsedProcess, now, events,
+    @staticmethod
+    def _step_events(case: Case, steps, user: User | None, now: datetime, completed: dict) -> list[audit.Event]:
+        """The audit events of the steps a run took: a user task completed (by `user` if it is
+        one of `completed`, with what was submitted), any other element passed."""
+        events = []
+        for step in steps:
+            if step.is_user_task and step.state == "COMPLETED":
+                events.append(audit.Event(
+                    case_id=case.id, work_item_id=step.task_id, event_type="task_completed",
+                    actor_id=user.id if user and step.task_id in completed else None, at=now,
+                    bpmn_id=step.bpmn_id, bpmn_name=step.bpmn_name, flow_from=step.flow_from,
+                    data=completed.get(step.task_id, {})))
+            elif step.state == "COMPLETED":
+                events.append(audit.Event(
+                    case_id=case.id, event_type="step", at=now, bpmn_id=step.bpmn_id,
+                    bpmn_name=step.bpmn_name, flow_from=step.flow_from, data={"type": step.spec_type}))
+        return events
+
+    def _record_turns(self, session, case: Case, parsed: ParsedProcess, item: WorkItem, steps, ready: dict,
+                      now: datetime, due_from: dict[str, datetime]) -> _Turns:
+        """Record what the cycle turns an official's step met first did (`_fire_as_due`), before
+        the official's task runs, as the timer worker's firing records it (`fire_loaded_case`):
+        their steps by nobody, and the user tasks they made ready as work items created by the
+        timer at the real time, due from their turns, with their `task_created` events. What the
+        official's step then ends is cancelled by it (`task_cancelled`), as when the worker came
+        first: the same trail whoever met the turns first. `steps` and `ready`: the turns' steps
+        and the user tasks ready after them. The events go into the transition's audit rows first
+        (`_after_transition`); the work items stay open for its `_sync_work_items`. Only when a
+        turn was due: a completion that meets none does nothing here."""
+        events = self._step_events(case, steps, None, now, {})
+        # the case's open work items: the official's own (ready still) and the others, read with the lock
+        prefetched = session.info.setdefault(PREFETCHED_OPEN_ITEMS, {})
+        others = prefetched.get(case.id)
+        if others is not None:
+            prefetched[case.id] = {**others, item.id: item}
+        still_open = self._sync_work_items(session, case, ready, parsed, now, events, due_from)
+        # the official's step then syncs with the others, the new ones among them
+        prefetched[case.id] = {i.id: i for i in still_open if i.id != item.id}
+        return _Turns(steps, events)
+
+    def _sync_work_items(self, session, case: Case, ready: dict, parsed: ParsedProcess, now, events,
                          due_from: dict[str, datetime]):
-        # new work items and their audit rows follow the tree's order
-        ready = {str(t.id): t for t in tasks_in_tree_order(
-            workflow, TaskState.READY, keep=lambda t: t.task_spec.manual and is_user_task(t.task_spec))}
+        """Mirror `ready` (`_ready_user_tasks`) as the case's open work items: cancel the items of
+        tasks no longer ready, create those of new ones, each with its audit events."""
         prefetched = session.info.get(PREFETCHED_OPEN_ITEMS)
         if prefetched is not None and case.id in prefetched:
             open_items = prefetched.pop(case.id)
@@ -1648,7 +1692,21 @@ class _RunAhead:
     form_key: str | None
     clean: dict
     workflow: BpmnWorkflow
-    due_from: dict[str, datetime]   # the tasks its stepped cycle turns created (`_fire_as_due`)
+    due_from: dict[str, datetime] | None   # the tasks its stepped cycle turns created (`_fire_as_due`)
+    met: tuple[list, dict] | None   # those turns' steps and the user tasks ready after them (`_record_turns`)
+
+
+class _ReadyTask(NamedTuple):
+    """A ready user task as `_sync_work_items` reads it, kept from before a later run."""
+    task_spec: object
+    data: dict
+
+
+@dataclass
+class _Turns:
+    """What the cycle turns an official's step met did, recorded before the step (`_record_turns`)."""
+    steps: list
+    events: list
 
 
 @dataclass
@@ -1729,6 +1787,13 @@ def _summary(data: dict) -> dict:
         elif isinstance(value, str):
             out[key] = value[:SUMMARY_VALUE_MAX]
     return out
+
+
+def _ready_user_tasks(workflow: BpmnWorkflow) -> dict:
+    """{task id: task} of the ready user tasks, in the tree's order: what the work items mirror
+    (new work items and their audit rows follow that order)."""
+    return {str(t.id): t for t in tasks_in_tree_order(
+        workflow, TaskState.READY, keep=lambda t: t.task_spec.manual and is_user_task(t.task_spec))}
 
 
 def _in_case_scope(workflow: BpmnWorkflow, task):

@@ -97,6 +97,51 @@ def _step(service, key, spec_id, username, data):
     return service.complete_task(item.id, data, username)
 
 
+def _trail(service, key, start):
+    """The case's audit trail as an auditor reads it, in order: (event, element, actor, when,
+    the work item the event is about as its row reads: (its place among the trail's work
+    items, element, state, created, due, ended)). Times from `start`; a work item's id (a
+    SpiffWorkflow task id, unlike a twin's) by its place, so two cases' trails compare."""
+    from sqlalchemy import select
+
+    from engine.models import WorkItem
+    with service.db.read_session() as session:
+        case_id = service._case(session, key).id
+        items = {i.id: i for i in session.scalars(select(WorkItem).where(WorkItem.case_id == case_id))}
+
+    def since(moment):
+        return moment - start if moment is not None else None
+    places, trail = {}, []
+    for event in service.history(key):
+        item = None
+        if event.work_item_id is not None:
+            row = items[event.work_item_id]       # every work item an event names is a row
+            item = (places.setdefault(row.id, len(places)), row.spec_id, row.status, since(row.created_at),
+                    since(row.due_at), since(row.completed_at))
+        trail.append((event.event_type, event.bpmn_id, event.actor_id, since(event.at), item))
+    return trail
+
+
+def _missed_report_deadline(trail, late):
+    """The events of the missed-report timers that fell due before `late` (a deadline: fired
+    at the real time, not stepped) and the 督办 task they created then: the worker fires them
+    before the official's step, an official's step after its own task (or never, when its step
+    ended the report)."""
+    return [e for e in trail if e[1] in ("report_overdue", "flag_missed_report")
+            or e[4] is not None and e[4][1] == "supervise_report" and e[4][3] == late]
+
+
+def _renumbered(trail):
+    """`trail` with the work items numbered again by their first mention in it."""
+    places = {}
+    return [(*e[:4], None if e[4] is None else (places.setdefault(e[4][0], len(places)), *e[4][1:]))
+            for e in trail]
+
+
+def _apart_from(trail, left_out):
+    return _renumbered([e for e in trail if e not in left_out])
+
+
 @pytest.mark.parametrize("kept_in_memory", [True, False], ids=["run-ahead", "restored"])
 def test_progress_reports_an_officials_step_meets_late_are_due_as_the_worker_gives(service, clock, kept_in_memory):
     """The worker was down over two turns of the reporting cycle (days 30 and 40) and the first
@@ -105,7 +150,10 @@ def test_progress_reports_an_officials_step_meets_late_are_due_as_the_worker_giv
     each as at its moment, before the official's step. Day 30's report is due on day 40 (and
     missed there: 督办), day 40's on day 50, the cycle's next turn is day 50 — not both reports
     due on day 55 with the cycle counting from day 45. A twin case the worker fires first and the
-    same official then steps on ends the same: tasks, due dates and the timers it waits on."""
+    same official then steps on ends the same: tasks, due dates and the timers it waits on, and
+    its trail (the reports the turns created recorded before the official's step, as the worker's
+    firing records them), but for where day 30's missed report falls: a deadline, fired at the
+    real time, before the official's step by the worker, after it by the official's own."""
     from datetime import timedelta
     if not kept_in_memory:
         service.live.size = 0                     # every step restores the stored state
@@ -145,15 +193,41 @@ def test_progress_reports_an_officials_step_meets_late_are_due_as_the_worker_giv
     assert (_waiting_timers(service, by_official, start) == _waiting_timers(service, by_worker, start)
             == [(timedelta(days=50), "CycleTimerEventDefinition"),
                 (timedelta(days=50, microseconds=1), "DurationTimerEventDefinition")])
+    # and the same trail: the reports the turns created, as the worker records them (made by the
+    # timer, at the real time, due from their turns), then the official's step. Only day 30's
+    # missed report (a deadline, at the real time) comes after the official's step on its path.
+    late = timedelta(days=45)
+    trails = {key: _trail(service, key, start) for key in twins}
+    deadline = {key: _missed_report_deadline(trails[key], late) for key in twins}
+    assert (_apart_from(trails[by_official], deadline[by_official])
+            == _apart_from(trails[by_worker], deadline[by_worker]))
+    assert _renumbered(deadline[by_official]) == _renumbered(deadline[by_worker]) != []
+    met = [(*e[:4], e[4] and e[4][1:]) for e in trails[by_official] if e[3] == late]
+    assert met[:2] == [
+        ("task_created", "progress_report", None, late, ("progress_report", "open", late, timedelta(days=40), None)),
+        ("task_created", "progress_report", None, late, ("progress_report", "open", late, timedelta(days=50), None))]
+    assert met[2][:2] == ("task_completed", "supervise_report")
 
 
-def test_the_unit_submitting_its_work_late_meets_the_turns_that_fell_due_first(service, clock):
-    """The responsible person submits the four responsibilities on day 25, the worker down since
-    day 0: the cycle's turns of days 10 and 20 fire first, as the worker would have fired them,
-    and the submission then ends the reporting cycle (their reports with it). The case ends as
-    its twin the worker fired first does: the sign-off, and the same timers. (Before, the
-    submission ran first and the turns never fired.)"""
+@pytest.mark.parametrize("kept_in_memory", [True, False], ids=["run-ahead", "restored"])
+@pytest.mark.parametrize("days", [15, 25])
+def test_the_unit_submitting_its_work_late_meets_the_turns_that_fell_due_first(service, clock, days, kept_in_memory):
+    """The responsible person submits the four responsibilities on day 15 or 25, the worker down
+    since day 0: the cycle's turns (day 10; days 10 and 20) fire first, as the worker would have
+    fired them, and the submission then ends the reporting cycle (their reports with it). The
+    case ends as its twin the worker fired first does: the sign-off, and the same timers. (Before,
+    the submission ran first and the turns never fired.) And its trail is the twin's: each report
+    a turn created is a work item made by the timer at the real time, due from its turn, then
+    cancelled by the submission, as the worker's firing and the submission record them. (Before,
+    the reports were created and cancelled within the submission and the trail showed neither.)
+    Only day 10's missed-report timer, a deadline that fell due on day 20, is not the twin's: the
+    worker fires it (its 督办 task made, then cancelled by the submission); the submission, which
+    runs before a deadline, ends the report and its timer with it."""
     from datetime import timedelta
+
+    from engine import audit
+    if not kept_in_memory:
+        service.live.size = 0                     # every step restores the stored state
     twins = [assign(service, clock).case.business_key for _ in range(2)]
     start = clock.now()
     work = {"plan": "依档案重新勘定边界", "mediation": "司法所主持调解", "stabilisation": "镇村干部分包稳控",
@@ -161,20 +235,44 @@ def test_the_unit_submitting_its_work_late_meets_the_turns_that_fell_due_first(s
 
     for key in twins:
         _step(service, key, "leader_study", "lxx_ld2", {"study_notes": "查阅档案", "coordination_instructions": "住建局牵头"})
-    clock.set(start + timedelta(days=25))
+    late = timedelta(days=days)
+    clock.set(start + late)
     by_worker, by_official = twins
     service.fire_timers(by_worker)
-    fired = []
+    fired, hits = [], service.live.hits
     as_due = service._fire_as_due
     service._fire_as_due = lambda workflow, case: fired.append(as_due(workflow, case)) or fired[-1]
     for key in twins:
         _step(service, key, "work", "lxx_zj", work)
+    if kept_in_memory:
+        assert service.live.hits == hits + 2      # both completions ran ahead on the kept workflow
     views = [service.get_case(key) for key in twins]
     assert [i.spec_id for i in views[0].open_items] == [i.spec_id for i in views[1].open_items] == ["signoff"]
     assert views[0].case.next_timer_at is None and views[1].case.next_timer_at is None
     assert _waiting_timers(service, by_official, start) == _waiting_timers(service, by_worker, start) == []
-    # the official's step fired both turns (each created a report, due on days 20 and 30)
-    assert fired and sorted(m - start for m in fired[-1].values()) == [timedelta(days=10), timedelta(days=20)]
+    # the official's step fired the turns (each created a report, due a cycle after its turn)
+    turns = [timedelta(days=d) for d in range(10, days, 10)]
+    assert fired and sorted(m - start for m in fired[-1].values()) == turns
+
+    trails = {key: _trail(service, key, start) for key in twins}
+    deadline = {key: _missed_report_deadline(trails[key], late) for key in twins}
+    assert (_apart_from(trails[by_official], deadline[by_official])
+            == _apart_from(trails[by_worker], deadline[by_worker]))
+    assert deadline[by_official] == []
+    assert [e[:2] for e in deadline[by_worker]] == ([] if days < 20 else [
+        ("step", "report_overdue"), ("step", "flag_missed_report"), ("task_created", "supervise_report"),
+        ("task_cancelled", "supervise_report")])
+    reports = [turn + timedelta(days=10) for turn in turns]   # each due a cycle after its turn
+    submitter = next(e[2] for e in trails[by_official] if e[:2] == ("task_completed", "work"))
+    assert [(*e[:4], e[4] and e[4][1:]) for e in _apart_from(trails[by_official], []) if e[3] == late] == [
+        *(("task_created", "progress_report", None, late, ("progress_report", "cancelled", late, due, late))
+          for due in reports),
+        ("task_completed", "work", submitter, late, ("work", "completed", timedelta(0), None, late)),
+        *(("task_cancelled", "progress_report", None, late, ("progress_report", "cancelled", late, due, late))
+          for due in reports),
+        ("task_created", "signoff", None, late, ("signoff", "open", late, None, None))]
+    with service.db.read_session() as session:
+        assert audit.verify(session)[1] == []      # the hash chains hold
 
 
 @pytest.mark.parametrize("kept_in_memory", [True, False], ids=["run-ahead", "restored"])
