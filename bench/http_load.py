@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
 
 from bench.live_app import free_port, start_gunicorn, wait_until_answering  # noqa: E402
 from bench.machine import speed_line  # noqa: E402
-from bench.scratch import create_postgres_database, reset_to_demo  # noqa: E402
+from bench.scratch import create_postgres_database, libpq_url, reset_to_demo  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/gridflow_http"
 PASSWORD = "demo123"
@@ -299,22 +299,21 @@ def by_window(moments: list[float], started: float, elapsed: float, seconds: flo
     return counts
 
 
-def postgres_settings(url: str) -> str:
-    """The server settings that change what a long run measures. A server with autovacuum
-    off (this machine's CI server) keeps every dead row version a run leaves, and each
-    update's index entries with it: such a run slows as it goes, where a production server
-    cleans up behind it."""
-    if not url.startswith("postgresql"):
-        return ""
-    import psycopg
-    from sqlalchemy.engine import make_url
+SERVER_SETTINGS = ("autovacuum", "fsync", "synchronous_commit", "shared_buffers")
 
-    plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    names = ("autovacuum", "fsync", "synchronous_commit", "shared_buffers")
-    with psycopg.connect(plain, autocommit=True, connect_timeout=5) as conn:
-        values = dict(conn.execute("SELECT name, current_setting(name) FROM unnest(%s::text[]) AS name",
-                                   (list(names),)).fetchall())
-    return ", ".join(f"{name} {values.get(name, '?')}" for name in names)
+
+def postgres_settings(url: str) -> dict[str, str]:
+    """The server settings that change what a long run measures ({} for another database). A
+    server with autovacuum off (this machine's CI server) keeps every dead row version a run
+    leaves, and each update's index entries with it: such a run slows as it goes, where a
+    production server cleans up behind it."""
+    if not url.startswith("postgresql"):
+        return {}
+    import psycopg
+
+    with psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=5) as conn:
+        return dict(conn.execute("SELECT name, current_setting(name) FROM unnest(%s::text[]) AS name",
+                                 (list(SERVER_SETTINGS),)).fetchall())
 
 
 # what autovacuum does on a production server, done by the bench where the server has it off
@@ -326,10 +325,8 @@ def vacuum_loop(url: str, every: float, stop: threading.Event, took: list[float]
     """VACUUM the tables the run writes every `every` seconds until `stop`, as autovacuum
     would: their dead row versions (three updated rows a completion) cleared as they come."""
     import psycopg
-    from sqlalchemy.engine import make_url
 
-    plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(plain, autocommit=True, connect_timeout=5) as conn:
+    with psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=5) as conn:
         while not stop.wait(every):
             started = time.perf_counter()
             conn.execute(f"VACUUM {', '.join(WRITTEN_TABLES)}")
@@ -375,7 +372,7 @@ def run(args) -> int:
         load_before = os.getloadavg()
         started = time.perf_counter()
         vacuum_every = args.vacuum_every if args.vacuum_every is not None else (
-            AUTOVACUUM_STANDIN_SECONDS if "autovacuum off" in server_settings else 0)
+            AUTOVACUUM_STANDIN_SECONDS if server_settings.get("autovacuum") == "off" else 0)
         vacuums = []
         if vacuum_every > 0:
             threads.append(threading.Thread(target=vacuum_loop, args=(url, vacuum_every, stop, vacuums), daemon=True))
@@ -408,7 +405,7 @@ def run(args) -> int:
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores; database {url.split('@')[-1]}")
     print(f"interpreter: {speed}")
     if server_settings:
-        print(f"PostgreSQL server: {server_settings}"
+        print("PostgreSQL server: " + ", ".join(f"{name} {value}" for name, value in server_settings.items())
               + (f"; the bench ran VACUUM on the tables a run writes every {vacuum_every:g} s in its place"
                  f" ({len(vacuums)} VACUUMs, {sum(vacuums):.1f} s in all; its CPU is the server's, counted below)"
                  if vacuum_every > 0 else ""))

@@ -15,6 +15,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def libpq_url(url: str, **changes) -> str:
+    """The SQLAlchemy URL `url` as psycopg connects with it (postgresql://…), with `changes`
+    (another `database` …)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql", **changes).render_as_string(hide_password=False)
+
+
 def create_postgres_database(url: str) -> None:
     """Create the PostgreSQL database `url` names unless it exists (nothing for other databases)."""
     if not url.startswith("postgresql"):
@@ -22,11 +30,10 @@ def create_postgres_database(url: str) -> None:
     import psycopg
     from sqlalchemy.engine import make_url
 
-    parsed = make_url(url)
-    admin = parsed.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (parsed.database,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{parsed.database}"')
+    database = make_url(url).database
+    with psycopg.connect(libpq_url(url, database="postgres"), autocommit=True, connect_timeout=5) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{database}"')
 
 
 def reset_to_demo(db, form_keys: set[str] | None = None, actor: str | None = None) -> None:
