@@ -84,30 +84,28 @@ class AttachmentStore:
                                zh=f"“{clean_filename(filename)}”不是可接受的文件类型；请上传 {ALLOWED_ZH}",
                                fields={"file": [f"accepted: {ALLOWED}"]})
         content_type, limit = kind
+        name, wrong, most = clean_filename(filename), mismatch(filename, content_type), limit // MB
         if len(data) > limit:
-            name, size = clean_filename(filename), f"{len(data) / MB:.1f}"
-            wrong = mismatch(filename, content_type)
+            size = f"{len(data) / MB:.1f}"
             if wrong is not None:   # both at once: renaming alone would only meet the size refusal
                 suffix, en, zh = wrong
-                raise InvalidInput(f"'{name}' has two problems: it is {size} MB, over the {limit // MB} MB limit "
+                raise InvalidInput(f"'{name}' has two problems: it is {size} MB, over the {most} MB limit "
                                    f"for {en}, and it is named {suffix} but holds {en}; choose a file of at most "
-                                   f"{limit // MB} MB and correct the file name",
+                                   f"{most} MB and correct the file name",
                                    zh=f"“{name}”有两处问题：内容是 {zh}，大小为 {size} MB，超过此类文件的上限 "
-                                      f"{limit // MB} MB；文件名为 {suffix}，与内容不符。请选择不超过 {limit // MB} MB "
+                                      f"{most} MB；文件名为 {suffix}，与内容不符。请选择不超过 {most} MB "
                                       "的文件，并改正文件名",
-                                   fields={"file": [f"at most {limit // MB} MB", f"named {suffix} but holds {en}"]},
-                                   fields_zh={"file": [f"不能超过 {limit // MB} MB",
+                                   fields={"file": [f"at most {most} MB", f"named {suffix} but holds {en}"]},
+                                   fields_zh={"file": [f"不能超过 {most} MB",
                                                        f"文件名为 {suffix}，但内容是 {zh}；请改正文件名"]})
-            raise InvalidInput(f"'{name}' is {size} MB; the limit for {content_type} is {limit // MB} MB",
-                               zh=f"“{name}”大小为 {size} MB，超过上限 {limit // MB} MB",
-                               fields={"file": [f"at most {limit // MB} MB"]},
-                               fields_zh={"file": [f"不能超过 {limit // MB} MB"]})
+            raise InvalidInput(f"'{name}' is {size} MB; the limit for {content_type} is {most} MB",
+                               zh=f"“{name}”大小为 {size} MB，超过上限 {most} MB",
+                               fields={"file": [f"at most {most} MB"]},
+                               fields_zh={"file": [f"不能超过 {most} MB"]})
         if not data:
             raise InvalidInput("the file is empty", fields={"file": ["empty file"]}, zh="文件是空的，请重新选择")
-        wrong = mismatch(filename, content_type)
         if wrong is not None:
             suffix, en, zh = wrong
-            name = clean_filename(filename)
             raise InvalidInput(f"'{name}' is named {suffix} but holds {en}; correct the file name or choose "
                                "the file again",
                                zh=f"“{name}”的文件名为 {suffix}，但内容是 {zh}；请改正文件名或重新选择文件",

@@ -166,8 +166,6 @@ MESSAGES_EN: dict[str, str] = {
         "or a PDF (up to 20 MB).",
     "文件「{name}」的文件名为 {suffix}，但内容是 {kind}；请改正文件名或重新选择文件。":
         "The file '{name}' is named {suffix} but holds {kind}; correct the file name or choose the file again.",
-    "JPEG 图片": "a JPEG image", "PNG 图片": "a PNG image", "GIF 图片": "a GIF image", "WebP 图片": "a WebP image",
-    "PDF 文件": "a PDF document",
     "文件「{name}」太大：此类文件不能超过 {limit} MB。": "The file '{name}' is too large: the limit for this type is {limit} MB.",
     "文件「{name}」有两处问题：内容是 {kind}，大小为 {size}，超过此类文件的上限 {limit} MB；文件名为 {suffix}，与内容不符。请选择不超过 {limit} MB 的文件，并改正文件名。":
         "The file '{name}' has two problems: it is {size}, over the {limit} MB limit for {kind}, and it is named "

@@ -137,7 +137,7 @@ def collect_files(form) -> dict[str, list[tuple[str, bytes]]]:
 
 def check_files(files: dict) -> dict[str, list[str]]:
     """The type and size of every upload, checked before anything is stored."""
-    from engine.attachments import KINDS, NAMES, mismatch, sniff
+    from engine.attachments import KINDS, mismatch, sniff
     errors: dict[str, list[str]] = {}
     for name, uploads in files.items():
         for filename, data in uploads:
@@ -155,16 +155,23 @@ def check_files(files: dict) -> dict[str, list[str]]:
                                 name=filename)
                 elif too_large and wrong is not None:   # both: renaming alone would be refused for the size
                     message = _("文件「{name}」有两处问题：内容是 {kind}，大小为 {size}，超过此类文件的上限 {limit} MB；文件名为 {suffix}，与内容不符。请选择不超过 {limit} MB 的文件，并改正文件名。",
-                                name=filename, size=file_size(len(data)), kind=_(NAMES[kind[0]][2]),
+                                name=filename, size=file_size(len(data)), kind=_kind_name(kind[0]),
                                 limit=limit // (1024 * 1024), suffix=wrong[0])
                 elif wrong is not None:
                     message = _("文件「{name}」的文件名为 {suffix}，但内容是 {kind}；请改正文件名或重新选择文件。",
-                                name=filename, suffix=wrong[0], kind=_(NAMES[kind[0]][2]))
+                                name=filename, suffix=wrong[0], kind=_kind_name(kind[0]))
                 else:
                     message = _("文件「{name}」太大：此类文件不能超过 {limit} MB。", name=filename,
                                 limit=limit // (1024 * 1024))
                 errors.setdefault(name, []).append(message)
     return errors
+
+
+def _kind_name(content_type: str) -> str:
+    """What an accepted file type is called, in the page's language (engine/attachments.py NAMES)."""
+    from engine.attachments import NAMES
+    _endings, en, zh = NAMES[content_type]
+    return en if current_lang() == "en" else zh
 
 
 def upload_files(files: dict, case_ref=None) -> dict[str, list[str]]:
