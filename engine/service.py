@@ -1034,7 +1034,7 @@ class WorkflowService:
         open_items = self._after_transition(session, case, workflow, parsed, None, clock.now(), due_from=due_from)
         return CaseView(case, open_items)
 
-    def _fire_as_due(self, workflow: BpmnWorkflow, case: Case | None) -> dict[str, datetime]:
+    def _fire_as_due(self, workflow: BpmnWorkflow, case: Case | None) -> dict[str, datetime] | None:
         """Fire the cycle turns that fell due before any other timer of the case did, one at a
         time, oldest first, each as at the moment it fell due; what else is due is left to the
         caller's engine run, at the real time. Every path that meets due timers steps them
